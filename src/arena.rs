@@ -1,0 +1,351 @@
+//! Job storage: a stable index table whose links never move, and job bodies that can be freed.
+//!
+//! A *job* is named by a `u32` index. Each index owns an [`Entry`] in a table of buckets that
+//! double in size (bucket `b` holds `FIRST << b` entries), so an index maps to its entry with a
+//! few shifts and entries never move once created. Buckets live until the arena is dropped.
+//!
+//! An entry holds exactly what a lock-free list needs to read without owning the job — the
+//! `link` to the next index — plus a pointer to the job's *body* (the object pointer and its
+//! destructor), which only the job's current owner touches. This split is what lets trim give
+//! memory back without a grace period:
+//!
+//! - a concurrent (possibly stale) pop in `freelist.rs` only ever loads `link` of an index it saw
+//!   at a list head; `link` lives in a bucket, and buckets are never freed while the arena lives;
+//! - trim first *owns* a job (it popped it after claiming its credit in the ledger), so nobody
+//!   else can reach the body; it frees the body and recycles the index.
+//!
+//! What trim cannot return is the entry itself: 16 bytes per index at the high-water mark of
+//! live jobs. Recycled indices are reused before the table grows, so the table is bounded by the
+//! peak pool size, while body memory (the job proper, 16 bytes plus allocator overhead) follows
+//! the pool down.
+//!
+//! | operation            | who may call it                | concurrent with                   | restricted context |
+//! |----------------------|--------------------------------|-----------------------------------|--------------------|
+//! | `link`               | anyone holding a seen index    | everything                        | yes                |
+//! | `set_payload` / `take_payload` | the job's owner only | everything but another owner      | yes                |
+//! | `alloc_job`          | ordinary context, grow lock    | `link`, payload access of others  | no (allocates)     |
+//! | `free_job`           | the job's owner, grow lock     | `link`, payload access of others  | no (frees)         |
+
+use crate::error::Error;
+use crate::sync::{AtomicPtr, AtomicU32, Ordering, UnsafeCell};
+use std::alloc::{Layout, alloc, dealloc};
+use std::ptr::{self, NonNull};
+
+/// The index that means "no job": the end of every list.
+pub const NIL: u32 = u32::MAX;
+
+/// The largest number of jobs an arena can name (every index but [`NIL`]).
+pub const MAX_JOBS: usize = NIL as usize;
+
+/// Entries in the first bucket (a power of two). Tiny under loom so models reach new buckets.
+#[cfg(not(loom))]
+const FIRST_SHIFT: u32 = 6;
+#[cfg(loom)]
+const FIRST_SHIFT: u32 = 1;
+
+/// Buckets needed to cover every index below [`NIL`] (the last one only partly).
+const BUCKETS: usize = (u32::BITS - FIRST_SHIFT + 1) as usize;
+
+/// A destructor, type-erased: called once with the object pointer it was handed with.
+pub type Dtor = unsafe fn(*mut ());
+
+/// What a queued job carries: the object and the function that destroys it.
+#[derive(Clone, Copy, Debug)]
+pub struct Payload {
+    /// The object, as handed over by its owner.
+    pub obj: *mut (),
+    /// Its destructor.
+    pub dtor: Dtor,
+}
+
+/// A job body: allocated by growth, freed by trim.
+struct Body {
+    payload: UnsafeCell<Option<Payload>>,
+}
+
+/// The stable part of a job.
+struct Entry {
+    /// Next index in whichever list holds this job (freelist or job list).
+    link: AtomicU32,
+    /// The body; `None` while the index is recycled (no job behind it).
+    body: UnsafeCell<Option<NonNull<Body>>>,
+}
+
+/// Growth bookkeeping; lives behind the runtime's grow lock.
+#[derive(Debug, Default)]
+pub struct GrowState {
+    /// Indices below this have had an entry created.
+    next_index: u32,
+    /// Indices whose body trim freed, ready for reuse.
+    free_indices: Vec<u32>,
+}
+
+/// The job table.
+pub struct Arena {
+    buckets: [AtomicPtr<Entry>; BUCKETS],
+}
+
+// SAFETY: entries are reached through atomics (`link`) or through the owner-only protocol
+// documented on each method; bodies hold raw object pointers that are `Send` by the runtime's
+// contract (every object handed over is `Send`).
+unsafe impl Send for Arena {}
+// SAFETY: as above; shared access never races on a body because only an owner touches one.
+unsafe impl Sync for Arena {}
+
+/// Splits an index into (bucket, offset within bucket).
+#[inline]
+fn locate(idx: u32) -> (usize, usize) {
+    let biased = idx as u64 + (1u64 << FIRST_SHIFT);
+    let top = 63 - biased.leading_zeros();
+    let bucket = top - FIRST_SHIFT;
+    let offset = biased - (1u64 << top);
+    (bucket as usize, offset as usize)
+}
+
+fn bucket_len(bucket: usize) -> usize {
+    1usize << (FIRST_SHIFT as usize + bucket)
+}
+
+impl Arena {
+    /// An empty arena; no memory is allocated until the first job.
+    pub fn new() -> Self {
+        Arena {
+            buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+        }
+    }
+
+    /// The entry of an index that has been allocated at some point.
+    ///
+    /// # Safety
+    /// `idx` must have been returned by [`alloc_job`](Self::alloc_job) of this arena (the bucket
+    /// then exists and is never freed while `self` lives).
+    #[inline]
+    unsafe fn entry(&self, idx: u32) -> &Entry {
+        let (bucket, offset) = locate(idx);
+        // Acquire: pairs with the Release store that published the bucket in `alloc_job`. (Any
+        // caller also learned `idx` through a list that happens-after that store; this keeps the
+        // reasoning local.)
+        let base = self.buckets[bucket].load(Ordering::Acquire);
+        debug_assert!(!base.is_null(), "index {idx} was never allocated");
+        // SAFETY: by the caller's contract the bucket exists, `offset < bucket_len(bucket)`, and
+        // buckets are only freed in `Drop`, which has `&mut self`.
+        unsafe { &*base.add(offset) }
+    }
+
+    /// The list link of a job. Any party may load or store it atomically; what a value *means*
+    /// is decided by the list that holds the job (see `freelist.rs` and `llist.rs`).
+    ///
+    /// # Safety
+    /// `idx` must have been returned by [`alloc_job`](Self::alloc_job) of this arena.
+    #[inline]
+    pub unsafe fn link(&self, idx: u32) -> &AtomicU32 {
+        // SAFETY: forwarded contract.
+        unsafe { &self.entry(idx).link }
+    }
+
+    /// Stores the payload of a job.
+    ///
+    /// # Safety
+    /// The caller owns job `idx` (popped it from a freelist and has not pushed it anywhere), and
+    /// `idx` has a body (it came from a freelist, where only jobs with bodies are kept).
+    #[inline]
+    pub unsafe fn set_payload(&self, idx: u32, payload: Payload) {
+        // SAFETY: ownership of `idx` makes this the only access to the entry's body pointer and
+        // to the body; the body is live because only trim frees bodies, and only of jobs it owns.
+        unsafe {
+            let body = self.entry(idx).body.with(|b| *b).expect("job without body");
+            body.as_ref().payload.with_mut(|p| *p = Some(payload));
+        }
+    }
+
+    /// Removes and returns the payload of a job.
+    ///
+    /// # Safety
+    /// The caller owns job `idx` (took it from a job list) and it has a body.
+    #[inline]
+    pub unsafe fn take_payload(&self, idx: u32) -> Option<Payload> {
+        // SAFETY: as in `set_payload`: the caller owns the job, so no other access exists.
+        unsafe {
+            let body = self.entry(idx).body.with(|b| *b).expect("job without body");
+            body.as_ref().payload.with_mut(|p| (*p).take())
+        }
+    }
+
+    /// Allocates one job (a body, and an index for it). The job is owned by the caller and is in
+    /// no list. Fails, without side effects, if memory or the index space is exhausted.
+    ///
+    /// Ordinary context only; the caller serialises calls with `state`'s lock.
+    pub fn alloc_job(&self, state: &mut GrowState) -> Result<u32, Error> {
+        let layout = Layout::new::<Body>();
+        // SAFETY: `Body` is not zero-sized.
+        let raw = unsafe { alloc(layout) }.cast::<Body>();
+        let Some(body) = NonNull::new(raw) else {
+            return Err(Error::OutOfMemory);
+        };
+        // SAFETY: `raw` is a fresh allocation of `Body`'s layout.
+        unsafe {
+            raw.write(Body {
+                payload: UnsafeCell::new(None),
+            })
+        };
+        let idx = match self.alloc_index(state) {
+            Ok(idx) => idx,
+            Err(e) => {
+                // SAFETY: `raw` was initialised above and never shared.
+                unsafe {
+                    raw.drop_in_place();
+                    dealloc(raw.cast(), layout);
+                }
+                return Err(e);
+            }
+        };
+        // SAFETY: `idx` is either fresh or recycled by trim; in both cases no list holds it and
+        // nobody owns it but us, so we are the only one touching its body pointer.
+        unsafe { self.entry(idx).body.with_mut(|b| *b = Some(body)) };
+        Ok(idx)
+    }
+
+    fn alloc_index(&self, state: &mut GrowState) -> Result<u32, Error> {
+        if let Some(idx) = state.free_indices.pop() {
+            return Ok(idx);
+        }
+        let idx = state.next_index;
+        if idx == NIL {
+            return Err(Error::CapacityExceeded { max_jobs: MAX_JOBS });
+        }
+        let (bucket, offset) = locate(idx);
+        if offset == 0 {
+            let len = bucket_len(bucket);
+            let mut entries = Vec::new();
+            entries
+                .try_reserve_exact(len)
+                .map_err(|_| Error::OutOfMemory)?;
+            entries.extend((0..len).map(|_| Entry {
+                link: AtomicU32::new(NIL),
+                body: UnsafeCell::new(None),
+            }));
+            let base = Box::into_raw(entries.into_boxed_slice()).cast::<Entry>();
+            // Release: publishes the initialised entries to every later `entry()` (Acquire).
+            self.buckets[bucket].store(base, Ordering::Release);
+        }
+        state.next_index = idx + 1;
+        Ok(idx)
+    }
+
+    /// Frees a job's body and recycles its index. Fails (keeping the job) only if the recycle
+    /// list cannot grow; the caller then keeps the job as it was.
+    ///
+    /// # Safety
+    /// The caller owns job `idx`, it has a body, and it holds no payload.
+    pub unsafe fn free_job(&self, state: &mut GrowState, idx: u32) -> Result<(), Error> {
+        state
+            .free_indices
+            .try_reserve(1)
+            .map_err(|_| Error::OutOfMemory)?;
+        // SAFETY: ownership of `idx` (caller's contract) makes this the only access to its body
+        // pointer and body; a stale pop elsewhere may still load `link`, which stays valid.
+        unsafe {
+            let body = self
+                .entry(idx)
+                .body
+                .with_mut(|b| (*b).take())
+                .expect("job without body");
+            debug_assert!(body.as_ref().payload.with(|p| (*p).is_none()));
+            body.as_ptr().drop_in_place();
+            dealloc(body.as_ptr().cast(), Layout::new::<Body>());
+        }
+        state.free_indices.push(idx);
+        Ok(())
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for (bucket, slot) in self.buckets.iter_mut().enumerate() {
+            let base = slot.with_mut_ptr();
+            if base.is_null() {
+                continue;
+            }
+            let len = bucket_len(bucket);
+            // SAFETY: `base` came from `Box::into_raw` of a boxed slice of exactly `len` entries,
+            // and `&mut self` means no other access to it exists.
+            let entries = unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(base, len)) };
+            for entry in entries.iter() {
+                if let Some(body) = entry.body.with_mut(|b| unsafe {
+                    // SAFETY: exclusive access through `&mut self`.
+                    (*b).take()
+                }) {
+                    // SAFETY: bodies are allocated in `alloc_job` with `Body`'s layout; the
+                    // runtime runs every payload's destructor before dropping the arena.
+                    unsafe {
+                        body.as_ptr().drop_in_place();
+                        dealloc(body.as_ptr().cast(), Layout::new::<Body>());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `AtomicPtr::get_mut` for both std and loom (loom's atomics have no `get_mut`).
+trait WithMutPtr<T> {
+    fn with_mut_ptr(&mut self) -> *mut T;
+}
+
+impl<T> WithMutPtr<T> for AtomicPtr<T> {
+    fn with_mut_ptr(&mut self) -> *mut T {
+        #[cfg(loom)]
+        return self.with_mut(|p| *p);
+        #[cfg(not(loom))]
+        *self.get_mut()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_covers_index_space_contiguously() {
+        assert_eq!(locate(0), (0, 0));
+        let first = 1u32 << FIRST_SHIFT;
+        assert_eq!(locate(first - 1), (0, first as usize - 1));
+        assert_eq!(locate(first), (1, 0));
+        assert_eq!(locate(3 * first - 1), (1, 2 * first as usize - 1));
+        assert_eq!(locate(3 * first), (2, 0));
+        let (b, o) = locate(NIL - 1);
+        assert!(b < BUCKETS);
+        assert!(o < bucket_len(b));
+    }
+
+    #[test]
+    fn indices_are_recycled_after_free() {
+        let arena = Arena::new();
+        let mut st = GrowState::default();
+        let a = arena.alloc_job(&mut st).unwrap();
+        let b = arena.alloc_job(&mut st).unwrap();
+        assert_ne!(a, b);
+        // SAFETY: we own `a`; it holds no payload.
+        unsafe { arena.free_job(&mut st, a).unwrap() };
+        assert_eq!(arena.alloc_job(&mut st).unwrap(), a);
+        let c = arena.alloc_job(&mut st).unwrap();
+        assert_ne!(c, a);
+        assert_ne!(c, b);
+    }
+
+    #[test]
+    fn payload_round_trips() {
+        unsafe fn noop(_: *mut ()) {}
+        let arena = Arena::new();
+        let mut st = GrowState::default();
+        let idx = arena.alloc_job(&mut st).unwrap();
+        let obj = 0x1000 as *mut ();
+        // SAFETY: we own `idx`.
+        unsafe {
+            arena.set_payload(idx, Payload { obj, dtor: noop });
+            let p = arena.take_payload(idx).unwrap();
+            assert_eq!(p.obj, obj);
+            assert!(arena.take_payload(idx).is_none());
+        }
+    }
+}

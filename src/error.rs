@@ -1,0 +1,70 @@
+//! Errors: every way an operation can refuse, with enough detail to act on.
+
+use std::fmt;
+
+/// Why a runtime could not be built, or an operation could not be carried out.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A builder value that cannot be honoured.
+    InvalidConfig {
+        /// The builder setting at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The allocator refused memory while growing the job pool.
+    OutOfMemory,
+    /// Growing would exceed the runtime's job limit (`Builder::max_jobs`).
+    CapacityExceeded {
+        /// The limit that would have been exceeded.
+        max_jobs: usize,
+    },
+    /// The operation needs ordinary context (it may allocate or block) but was called with a
+    /// restricted-context guard active.
+    Restricted,
+    /// An install in restricted context found no spare or reserved job; growing the pool is not
+    /// possible there. Call [`Runtime::reserve`](crate::Runtime::reserve) beforehand.
+    NoSpareJob,
+    /// `Runtime::global()` was reached for the first time from restricted context, where it
+    /// cannot be created. Touch it once in ordinary context first.
+    GlobalUninitialized,
+    /// A `Raw` value's destructor differs from the destructor its slot was created with.
+    DestructorMismatch,
+    /// The drainer thread could not be started.
+    DrainerSpawn(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidConfig { field, reason } => {
+                write!(f, "invalid runtime configuration: {field}: {reason}")
+            }
+            Error::OutOfMemory => f.write_str("out of memory while growing the job pool"),
+            Error::CapacityExceeded { max_jobs } => {
+                write!(f, "job pool limit of {max_jobs} jobs reached")
+            }
+            Error::Restricted => f.write_str("operation not allowed in restricted context"),
+            Error::NoSpareJob => f.write_str(
+                "no spare job for an install in restricted context (reserve jobs beforehand)",
+            ),
+            Error::GlobalUninitialized => f.write_str(
+                "the global runtime cannot be created from restricted context; touch it once in ordinary context first",
+            ),
+            Error::DestructorMismatch => {
+                f.write_str("the value's destructor is not the destructor of this slot")
+            }
+            Error::DrainerSpawn(e) => write!(f, "could not start the drainer thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::DrainerSpawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}

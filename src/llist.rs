@@ -1,0 +1,223 @@
+//! Per-CPU multi-producer job lists, emptied whole by the drainer (take-all).
+//!
+//! Each shard's list is a stack of job indices linked through the arena's stable entries; its
+//! head is one 64-bit word holding the top index (low 32 bits) and the number of jobs in the list
+//! (high 32 bits), so the queue length is known without another counter.
+//!
+//! Producers push; a consumer swaps the whole head out for "empty" and walks the chain it got.
+//! This is the kernel `llist` discipline, and it is free of ABA without a tag: a push never reads
+//! another job's link (it only writes its own job's link, then CASes the head), and take-all is a
+//! single swap that reads no link at all. The chain comes out newest first; [`Chain`] reverses it
+//! so that destructors run oldest first.
+//!
+//! ## Orderings
+//!
+//! - push: the job's payload and link are written before the head CAS, which is Release; the
+//!   CAS is also Acquire so that a push that finds the list empty happens-after the take that
+//!   emptied it (the drainer cleared its pending flag before that take: see `doorbell.rs`).
+//! - take: the swap is AcqRel: Acquire to see every pushed job's payload and link (each push's
+//!   Release heads a release sequence continued by later pushes' CASes), Release so that a later
+//!   push that finds the list empty synchronises with it.
+//!
+//! ## Concurrency table
+//!
+//! | operation  | concurrent with push | with take | restricted context |
+//! |------------|----------------------|-----------|--------------------|
+//! | `push`     | yes                  | yes       | yes                |
+//! | `take`     | yes                  | yes (each job goes to exactly one taker) | no need (drainer side), but safe |
+//! | `queued`   | yes (snapshot)       | yes       | yes                |
+
+use crate::arena::{Arena, NIL};
+use crate::sync::{AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
+
+const EMPTY: u64 = NIL as u64;
+
+#[inline]
+const fn pack(idx: u32, len: u32) -> u64 {
+    (len as u64) << 32 | idx as u64
+}
+
+#[inline]
+const fn unpack(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
+}
+
+/// One multi-producer, take-all job list per shard.
+pub struct JobLists {
+    heads: Box<[CachePadded<AtomicU64>]>,
+}
+
+impl JobLists {
+    /// `shards` empty lists.
+    pub fn new(shards: usize) -> Self {
+        JobLists {
+            heads: (0..shards)
+                .map(|_| CachePadded::new(AtomicU64::new(EMPTY)))
+                .collect(),
+        }
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Pushes job `idx` onto `shard`'s list and returns whether the list was empty before. The
+    /// job's payload must already be set. Lock-free; safe in restricted context.
+    ///
+    /// # Safety
+    /// The caller owns job `idx` and gives that ownership up to the list.
+    pub unsafe fn push(&self, arena: &Arena, shard: usize, idx: u32) -> bool {
+        let head = &self.heads[shard];
+        // SAFETY: the caller owns `idx`, so `arena` allocated it.
+        let link = unsafe { arena.link(idx) };
+        // Relaxed: only the value is needed; the CAS validates it.
+        let mut cur = head.load(Ordering::Relaxed);
+        loop {
+            let (top, len) = unpack(cur);
+            // Relaxed: published by the Release CAS below.
+            link.store(top, Ordering::Relaxed);
+            // AcqRel on success: Release publishes payload and link to the taker; Acquire makes a
+            // push onto an empty list happen-after the take that emptied it.
+            match head.compare_exchange_weak(
+                cur,
+                pack(idx, len.wrapping_add(1)),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return top == NIL,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Takes `shard`'s whole list. The caller owns every job of the returned chain.
+    pub fn take(&self, shard: usize) -> Chain {
+        // AcqRel: see the module docs.
+        let (top, len) = unpack(self.heads[shard].swap(EMPTY, Ordering::AcqRel));
+        Chain { top, len }
+    }
+
+    /// Jobs currently queued on all lists (a snapshot).
+    pub fn queued(&self) -> usize {
+        self.heads
+            .iter()
+            .map(|h| unpack(h.load(Ordering::Relaxed)).1 as usize)
+            .sum()
+    }
+}
+
+/// A chain of jobs taken from a list, newest first; owned by whoever took it.
+#[derive(Debug)]
+#[must_use = "the jobs of a taken chain must be run and returned"]
+pub struct Chain {
+    top: u32,
+    len: u32,
+}
+
+impl Chain {
+    /// Number of jobs in the chain.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the chain is empty.
+    pub fn is_empty(&self) -> bool {
+        self.top == NIL
+    }
+
+    /// The chain's jobs, oldest first. Reverses the links in place (the caller owns them).
+    #[cfg(any(test, loom))]
+    pub fn into_oldest_first(self, arena: &Arena) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.len());
+        self.for_each_oldest_first(arena, |idx| out.push(idx));
+        out
+    }
+
+    /// Calls `f` on each job, oldest first, without allocating. `f` receives ownership of each
+    /// job in turn and may push it anywhere; the walk reads a job's link before calling `f`.
+    pub fn for_each_oldest_first(self, arena: &Arena, mut f: impl FnMut(u32)) {
+        // Reverse the chain in place: we own every job in it, so the links are ours to rewrite.
+        let mut prev = NIL;
+        let mut cur = self.top;
+        while cur != NIL {
+            // SAFETY: `cur` came from a job list of this arena.
+            let link = unsafe { arena.link(cur) };
+            // Relaxed: these jobs are ours; the take's Acquire made their links visible.
+            let next = link.load(Ordering::Relaxed);
+            link.store(prev, Ordering::Relaxed);
+            prev = cur;
+            cur = next;
+        }
+        let mut cur = prev;
+        while cur != NIL {
+            // SAFETY: as above.
+            let next = unsafe { arena.link(cur) }.load(Ordering::Relaxed);
+            f(cur);
+            cur = next;
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::arena::GrowState;
+
+    #[test]
+    fn take_returns_oldest_first_and_reports_empty_transitions() {
+        let arena = Arena::new();
+        let mut st = GrowState::default();
+        let lists = JobLists::new(2);
+        let jobs: Vec<u32> = (0..5).map(|_| arena.alloc_job(&mut st).unwrap()).collect();
+        for (i, &j) in jobs.iter().enumerate() {
+            // SAFETY: fresh jobs, owned by us.
+            let was_empty = unsafe { lists.push(&arena, 1, j) };
+            assert_eq!(was_empty, i == 0);
+        }
+        assert_eq!(lists.queued(), 5);
+        assert!(lists.take(0).is_empty());
+        let chain = lists.take(1);
+        assert_eq!(chain.len(), 5);
+        assert_eq!(chain.into_oldest_first(&arena), jobs);
+        assert_eq!(lists.queued(), 0);
+        // SAFETY: we own `jobs[0]` again.
+        assert!(unsafe { lists.push(&arena, 1, jobs[0]) });
+    }
+
+    #[test]
+    fn concurrent_pushes_and_takes_lose_nothing() {
+        let arena = Arena::new();
+        let mut st = GrowState::default();
+        let lists = JobLists::new(1);
+        let per = 2000;
+        let jobs: Vec<Vec<u32>> = (0..3)
+            .map(|_| {
+                (0..per)
+                    .map(|_| arena.alloc_job(&mut st).unwrap())
+                    .collect()
+            })
+            .collect();
+        let mut taken = Vec::new();
+        std::thread::scope(|s| {
+            for mine in &jobs {
+                let (arena, lists) = (&arena, &lists);
+                s.spawn(move || {
+                    for &j in mine {
+                        // SAFETY: each thread owns its own jobs.
+                        unsafe { lists.push(arena, 0, j) };
+                    }
+                });
+            }
+            while taken.len() < 3 * per {
+                taken.extend(lists.take(0).into_oldest_first(&arena));
+            }
+        });
+        // Per producer, jobs come out in the order they were pushed.
+        for mine in &jobs {
+            let order: Vec<u32> = taken.iter().copied().filter(|j| mine.contains(j)).collect();
+            assert_eq!(&order, mine);
+        }
+    }
+}

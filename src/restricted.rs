@@ -1,0 +1,96 @@
+//! Restricted context: the user-space stand-in for the kernel's NMI context.
+//!
+//! Code is in restricted context while a [`RestrictedGuard`] is alive on its thread. A signal
+//! handler that hands objects to sigdrop enters the guard first thing; everything sigdrop does
+//! while the guard is active is async-signal-safe: no allocation, no lock, no blocking call, and
+//! no destructor of a handed-over object ever runs.
+//!
+//! The depth is a per-thread counter in a `const`-initialised thread-local without a destructor,
+//! so reading or updating it never allocates, never registers a destructor and never runs a lazy
+//! initialiser — it is safe to touch from a handler that interrupted any code on the thread.
+//! Guards nest: a handler that interrupts another handler (or ordinary code that entered the
+//! guard itself) just counts one level deeper, and handlers return in LIFO order, so the count an
+//! interrupted update sees is always consistent.
+//!
+//! ```
+//! use sigdrop::restricted;
+//!
+//! assert!(!restricted::is_active());
+//! {
+//!     let _outer = restricted::enter();
+//!     let _inner = restricted::enter();
+//!     assert!(restricted::is_active());
+//! }
+//! assert!(!restricted::is_active());
+//! ```
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+// Under loom every model thread gets its own depth; a signal landing on a thread is modelled as
+// another loom thread, which enters its own guard explicitly.
+#[cfg(loom)]
+loom::thread_local! {
+    static DEPTH: Cell<u32> = Cell::new(0);
+}
+
+/// Proof that the current thread is in restricted context; leaving it drops one level.
+///
+/// Not `Send`: the depth it counts belongs to the thread that entered.
+#[must_use = "restricted context ends when the guard is dropped"]
+#[derive(Debug)]
+pub struct RestrictedGuard {
+    _not_send: PhantomData<*mut ()>,
+}
+
+/// Enters restricted context on this thread (nestable). Call it first thing in a signal handler
+/// that uses sigdrop.
+///
+/// May be called from a signal handler: it only updates a thread-local counter.
+pub fn enter() -> RestrictedGuard {
+    DEPTH.with(|d| d.set(d.get().wrapping_add(1)));
+    RestrictedGuard {
+        _not_send: PhantomData,
+    }
+}
+
+/// Whether this thread is in restricted context (some [`RestrictedGuard`] is alive on it).
+///
+/// May be called from a signal handler; it is how sigdrop decides, under
+/// [`Policy::Auto`](crate::Policy::Auto), whether a destructor may run inline.
+#[inline]
+pub fn is_active() -> bool {
+    DEPTH.with(|d| d.get() != 0)
+}
+
+/// The current nesting depth (0 in ordinary context). May be called from a signal handler.
+pub fn depth() -> u32 {
+    DEPTH.with(|d| d.get())
+}
+
+impl Drop for RestrictedGuard {
+    fn drop(&mut self) {
+        DEPTH.with(|d| {
+            debug_assert!(d.get() > 0, "restricted guard dropped twice");
+            d.set(d.get().wrapping_sub(1))
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_is_per_thread() {
+        let _g = enter();
+        assert_eq!(depth(), 1);
+        std::thread::spawn(|| assert!(!is_active())).join().unwrap();
+        assert!(is_active());
+    }
+}

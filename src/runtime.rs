@@ -1,0 +1,819 @@
+//! The runtime: the job pool, its accounting, offload, drain, growth and trim, and the public
+//! `Runtime` handle with its builder.
+//!
+//! ## Paths and the contexts they may run in
+//!
+//! | path                     | restricted context | what it does                                          |
+//! |--------------------------|--------------------|-------------------------------------------------------|
+//! | install (claim)          | yes, if a job is reserved or spare | one CAS on the ledger               |
+//! | install (grow)           | no                 | allocates a batch under the grow lock                 |
+//! | replace present->present | yes                | nothing here: the claim moves with the slot           |
+//! | ordinary removal         | no need            | credits the claim back; maybe trims                   |
+//! | offload                  | yes                | pops the owed job, fills it, pushes it, maybe rings   |
+//! | drain                    | no                 | takes lists, runs destructors, returns jobs, trims    |
+//! | trim                     | no                 | claims surplus credit, pops, frees, under the lock    |
+//!
+//! ## Growth and trim (hysteresis)
+//!
+//! With headroom `h` and hysteresis `y`: an ordinary install that leaves fewer than `h / 2` spare
+//! jobs refills the pool up to `h` spare (the low watermark; bpf_mem_alloc's 32 with the default
+//! 64); an install that finds none grows a batch whose first job becomes its own claim directly,
+//! with no credit round trip (so a concurrent trim cannot starve it). Trim runs when more than
+//! `h + y` jobs are spare (the high watermark; 96 by default) and frees down to `h`. Growth never
+//! aims above `h`, trim never cuts below `h`, and the gap `y` between `h` and the trim trigger
+//! means the two cannot chase each other.
+//!
+//! ## Why trim may free memory while restricted-context pops run
+//!
+//! Trim claims a spare credit first, then pops; the popped job is trim's alone (every pop is an
+//! ownership transfer, see `freelist.rs`). A concurrent pop elsewhere may still hold the freed
+//! job's *index* from a stale head, and may load its link — but links live in the arena's stable
+//! entries, which are never freed while the runtime lives; only the body (payload storage) is
+//! freed, and only its owner ever touches a body. So no pop can read freed memory, and no grace
+//! period is needed for trim.
+
+use crate::arena::{Arena, GrowState, MAX_JOBS, Payload};
+use crate::cpu::current_shard;
+use crate::doorbell::Doorbell;
+use crate::drainer::{self, Drainer, DrainerThread};
+use crate::emergency::{Emergency, Parked};
+use crate::error::Error;
+use crate::freelist::Freelist;
+use crate::ledger::Ledger;
+use crate::llist::JobLists;
+use crate::restricted;
+use crate::stats::Stats;
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use std::mem::ManuallyDrop;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// When a value that leaves a slot is destroyed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// Defer to the drainer only in restricted context; in ordinary context the destructor runs
+    /// inline (the kernel's `in_nmi()` check).
+    #[default]
+    Auto,
+    /// Always defer to the drainer, whatever the context.
+    AlwaysDefer,
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub shards: usize,
+    pub headroom: usize,
+    pub hysteresis: usize,
+    pub emergency_capacity: usize,
+    pub policy: Policy,
+    pub max_jobs: usize,
+}
+
+/// Builds a [`Runtime`]; every setting is checked by [`build`](Builder::build).
+///
+/// ```
+/// use sigdrop::{Drainer, Policy, Runtime};
+///
+/// let rt = Runtime::builder()
+///     .shards(2)
+///     .headroom(16)
+///     .drainer(Drainer::Manual)
+///     .policy(Policy::Auto)
+///     .build()?;
+/// assert_eq!(rt.stats().total, 0);
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    shards: Option<usize>,
+    headroom: usize,
+    hysteresis: Option<usize>,
+    emergency_capacity: usize,
+    drainer: Drainer,
+    policy: Policy,
+    max_jobs: usize,
+}
+
+/// The largest shard count accepted.
+pub const MAX_SHARDS: usize = 1 << 12;
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            shards: None,
+            headroom: 64,
+            hysteresis: None,
+            emergency_capacity: 64,
+            drainer: Drainer::Thread,
+            policy: Policy::Auto,
+            max_jobs: MAX_JOBS,
+        }
+    }
+}
+
+impl Builder {
+    /// Number of per-CPU shards (freelists and job lists). Default: the number of CPUs this
+    /// process may use. Must be between 1 and [`MAX_SHARDS`].
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Spare jobs kept for future installs (default 64). Growth refills to this many spare jobs
+    /// once fewer than half remain; trim frees back down to it.
+    pub fn headroom(mut self, headroom: usize) -> Self {
+        self.headroom = headroom;
+        self
+    }
+
+    /// How far above the headroom the spare count may rise before trim runs (default: half the
+    /// headroom). The gap keeps growth and trim from thrashing.
+    pub fn hysteresis(mut self, hysteresis: usize) -> Self {
+        self.hysteresis = Some(hysteresis);
+        self
+    }
+
+    /// Cells in the emergency area (default 64, must be at least 1). See [`Stats::emergency`].
+    pub fn emergency_capacity(mut self, capacity: usize) -> Self {
+        self.emergency_capacity = capacity;
+        self
+    }
+
+    /// Who runs deferred destructors (default: [`Drainer::Thread`]).
+    pub fn drainer(mut self, drainer: Drainer) -> Self {
+        self.drainer = drainer;
+        self
+    }
+
+    /// When values leaving a slot are deferred (default: [`Policy::Auto`]).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The most jobs the pool may hold (default and maximum: `u32::MAX - 1`). Installs that
+    /// would need more are refused with [`Error::CapacityExceeded`] and hand the value back.
+    pub fn max_jobs(mut self, max_jobs: usize) -> Self {
+        self.max_jobs = max_jobs;
+        self
+    }
+
+    fn validate(&self) -> Result<Config, Error> {
+        let invalid = |field, reason| Err(Error::InvalidConfig { field, reason });
+        let shards = self.shards.unwrap_or_else(crate::cpu::available);
+        if shards == 0 {
+            return invalid("shards", "must be at least 1");
+        }
+        if shards > MAX_SHARDS {
+            return invalid("shards", "must be at most MAX_SHARDS (4096)");
+        }
+        if self.emergency_capacity == 0 {
+            return invalid("emergency_capacity", "must be at least 1");
+        }
+        if self.max_jobs == 0 {
+            return invalid("max_jobs", "must be at least 1");
+        }
+        if self.max_jobs > MAX_JOBS {
+            return invalid("max_jobs", "must be at most u32::MAX - 1");
+        }
+        let hysteresis = self.hysteresis.unwrap_or(self.headroom / 2);
+        match self.headroom.checked_add(hysteresis) {
+            None => return invalid("headroom", "headroom + hysteresis overflows"),
+            Some(high) if high > self.max_jobs => {
+                return invalid("headroom", "headroom + hysteresis exceeds max_jobs");
+            }
+            Some(_) => {}
+        }
+        Ok(Config {
+            shards,
+            headroom: self.headroom,
+            hysteresis,
+            emergency_capacity: self.emergency_capacity,
+            policy: self.policy,
+            max_jobs: self.max_jobs,
+        })
+    }
+
+    /// Checks every setting and starts the runtime (and its drainer thread, if any).
+    ///
+    /// Ordinary context only: allocates, and may spawn a thread. Returns
+    /// [`Error::InvalidConfig`] for a setting that cannot be honoured, [`Error::DrainerSpawn`] if
+    /// the thread cannot start, [`Error::Restricted`] in restricted context.
+    pub fn build(self) -> Result<Runtime, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        let config = self.validate()?;
+        let inner = Arc::new(Inner::new(config, self.drainer == Drainer::Thread));
+        let thread = match self.drainer {
+            Drainer::Thread => Some(drainer::spawn(inner.clone()).map_err(Error::DrainerSpawn)?),
+            Drainer::Manual => None,
+        };
+        Ok(Runtime {
+            handle: ManuallyDrop::new(Arc::new(Handle { inner, thread })),
+        })
+    }
+}
+
+/// Cumulative counters.
+#[derive(Default)]
+struct Counters {
+    taken: AtomicU64,
+    drained: AtomicU64,
+    wakes: AtomicU64,
+    trimmed: AtomicU64,
+    emergency: AtomicU64,
+    leaked: AtomicU64,
+    reserve_failures: AtomicU64,
+    dtor_panics: AtomicU64,
+    peak_total: AtomicUsize,
+    peak_active: AtomicUsize,
+}
+
+/// Test-only fault hooks.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Faults {
+    /// Offloads that act as if the freelists were empty.
+    pub fail_pops: AtomicUsize,
+}
+
+/// The shared state behind every handle, the drainer thread and every slot.
+pub(crate) struct Inner {
+    pub(crate) cfg: Config,
+    arena: Arena,
+    free: Freelist,
+    lists: JobLists,
+    ledger: Ledger,
+    pub(crate) doorbell: Doorbell,
+    emergency: Emergency,
+    grow: Mutex<GrowState>,
+    total: AtomicUsize,
+    running: AtomicUsize,
+    counters: Counters,
+    stop: AtomicBool,
+    #[cfg(test)]
+    pub(crate) faults: Faults,
+}
+
+impl Inner {
+    fn new(cfg: Config, has_sleeper: bool) -> Self {
+        Inner {
+            arena: Arena::new(),
+            free: Freelist::new(cfg.shards),
+            lists: JobLists::new(cfg.shards),
+            ledger: Ledger::new(),
+            doorbell: Doorbell::new(has_sleeper),
+            emergency: Emergency::new(cfg.emergency_capacity),
+            grow: Mutex::new(GrowState::default()),
+            total: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+            #[cfg(test)]
+            faults: Faults::default(),
+            cfg,
+        }
+    }
+
+    fn lock_grow(&self) -> MutexGuard<'_, GrowState> {
+        // A panic while holding the lock can only come from a failed internal assertion; the
+        // state it protects is updated with single assignments, so it is still consistent.
+        self.grow
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn try_lock_grow(&self) -> Option<MutexGuard<'_, GrowState>> {
+        #[cfg(not(loom))]
+        return match self.grow.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        #[cfg(loom)]
+        return self.grow.try_lock().ok();
+    }
+
+    /// Whether a value leaving a slot now must go to the drainer.
+    #[inline]
+    pub(crate) fn must_defer(&self) -> bool {
+        self.cfg.policy == Policy::AlwaysDefer || restricted::is_active()
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        // Acquire: pairs with the Release store in `Handle::drop`.
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Claims the job an install needs. In restricted context only reserved or spare jobs can be
+    /// used; in ordinary context the pool grows if none is spare.
+    pub(crate) fn claim_for_install(&self) -> Result<(), Error> {
+        if restricted::is_active() {
+            if self.ledger.claim_reserved() || self.ledger.claim_spare().is_some() {
+                return Ok(());
+            }
+            self.counters
+                .reserve_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Error::NoSpareJob);
+        }
+        match self.ledger.claim_spare() {
+            Some(left) => {
+                if left < self.cfg.headroom / 2 {
+                    self.refill();
+                }
+                Ok(())
+            }
+            None => self.grow_for_install(),
+        }
+    }
+
+    /// Gives back an install's claim (its object left the slot in ordinary context, or the
+    /// install was not needed). Safe in restricted context (then never trims).
+    pub(crate) fn release_claim(&self) {
+        self.ledger.credit_spare(1);
+        if !restricted::is_active() {
+            self.maybe_trim();
+        }
+    }
+
+    /// Slow path: no spare job. Grows a batch whose first job is this install's own claim.
+    fn grow_for_install(&self) -> Result<(), Error> {
+        let mut state = self.lock_grow();
+        // Somebody may have grown or released while we waited.
+        if self.ledger.claim_spare().is_some() {
+            return Ok(());
+        }
+        let want = self.cfg.headroom.max(1);
+        let (grown, err) = self.grow_locked(&mut state, want);
+        if grown == 0 {
+            self.counters
+                .reserve_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(err.unwrap_or(Error::OutOfMemory));
+        }
+        // The first job is ours (claimed without ever being credited); the rest become spare.
+        self.ledger.credit_spare(grown - 1);
+        Ok(())
+    }
+
+    /// Opportunistic refill up to the headroom; skipped if another thread holds the grow lock.
+    fn refill(&self) {
+        let Some(mut state) = self.try_lock_grow() else {
+            return;
+        };
+        let spare = self.ledger.spare();
+        if spare < self.cfg.headroom {
+            let (grown, _) = self.grow_locked(&mut state, self.cfg.headroom - spare);
+            self.ledger.credit_spare(grown);
+        }
+    }
+
+    /// Allocates up to `n` jobs and pushes them on this CPU's freelist. Returns how many were
+    /// made, and the error that stopped it early, if any. The caller credits them.
+    fn grow_locked(&self, state: &mut GrowState, n: usize) -> (usize, Option<Error>) {
+        let total = self.total.load(Ordering::Relaxed);
+        let room = self.cfg.max_jobs.saturating_sub(total);
+        let n_ok = n.min(room);
+        let shard = current_shard(self.cfg.shards);
+        let mut grown = 0;
+        let mut err = (n_ok < n).then_some(Error::CapacityExceeded {
+            max_jobs: self.cfg.max_jobs,
+        });
+        while grown < n_ok {
+            match self.arena.alloc_job(state) {
+                Ok(idx) => {
+                    // Relaxed: a gauge; the lock orders updates, readers take snapshots.
+                    let now = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.counters.peak_total.fetch_max(now, Ordering::Relaxed);
+                    // SAFETY: a fresh job is owned by us until this push.
+                    unsafe { self.free.push(&self.arena, shard, idx) };
+                    grown += 1;
+                }
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        (grown, err)
+    }
+
+    /// Grows the pool by `n` jobs and sets them aside for restricted-context installs.
+    pub(crate) fn reserve(&self, n: usize) -> Result<(), Error> {
+        let mut state = self.lock_grow();
+        let total = self.total.load(Ordering::Relaxed);
+        if n > self.cfg.max_jobs.saturating_sub(total) {
+            return Err(Error::CapacityExceeded {
+                max_jobs: self.cfg.max_jobs,
+            });
+        }
+        let (grown, err) = self.grow_locked(&mut state, n);
+        match err {
+            None => {
+                self.ledger.credit_reserved(grown);
+                Ok(())
+            }
+            Some(e) => {
+                // Keep nothing half-done: the jobs made so far become ordinary spare jobs, which
+                // trim will return if they are not needed.
+                self.ledger.credit_spare(grown);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn unreserve(&self, n: usize) -> usize {
+        let moved = self.ledger.unreserve(n);
+        self.maybe_trim();
+        moved
+    }
+
+    fn maybe_trim(&self) {
+        if self.ledger.spare() > self.cfg.headroom + self.cfg.hysteresis {
+            self.trim();
+        }
+    }
+
+    /// Frees spare jobs down to the headroom. Ordinary context only. Returns how many it freed
+    /// (0 if another thread holds the grow lock; that thread or a later call will trim).
+    pub(crate) fn trim(&self) -> usize {
+        let Some(mut state) = self.try_lock_grow() else {
+            return 0;
+        };
+        let shard = current_shard(self.cfg.shards);
+        let mut freed = 0;
+        // Claim first, then pop: the job we pop is then one nobody else was promised (D3).
+        while self.ledger.claim_spare_above(self.cfg.headroom) {
+            let idx = self.free.pop_owed(&self.arena, shard);
+            // SAFETY: we popped `idx`, so we own it; idle jobs hold no payload.
+            if unsafe { self.arena.free_job(&mut state, idx) }.is_err() {
+                // Could not record the index for reuse: keep the job instead.
+                // SAFETY: we still own `idx`.
+                unsafe { self.free.push(&self.arena, shard, idx) };
+                self.ledger.credit_spare(1);
+                break;
+            }
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            freed += 1;
+        }
+        self.counters
+            .trimmed
+            .fetch_add(freed as u64, Ordering::Relaxed);
+        freed
+    }
+
+    /// Hands an object to the drainer. `claimed` says whether the caller holds the object's
+    /// claim, which then travels with it; without one, a claim is taken now (from reserved or
+    /// spare jobs in restricted context; growing the pool if needed in ordinary context).
+    ///
+    /// Returns the payload if it must be destroyed inline instead: only in ordinary context, when
+    /// no job could be had. In restricted context it always takes the object (at worst parking
+    /// or leaking it, counted). Async-signal-safe in restricted context.
+    pub(crate) fn defer(&self, payload: Payload, claimed: bool) -> Option<Payload> {
+        if !claimed {
+            let got = if restricted::is_active() {
+                self.ledger.claim_reserved() || self.ledger.claim_spare().is_some()
+            } else {
+                self.claim_for_install().is_ok()
+            };
+            if !got {
+                if !restricted::is_active() {
+                    return Some(payload);
+                }
+                self.offload_emergency(Parked {
+                    payload,
+                    claimed: false,
+                });
+                return None;
+            }
+        }
+        self.offload(payload);
+        None
+    }
+
+    /// Queues an object whose claim the caller holds: pops the owed job, fills it, pushes it on
+    /// this CPU's list and rings the doorbell if the list was empty. Async-signal-safe: two CASes
+    /// and, for the first job of a burst, one swap and one wake syscall.
+    fn offload(&self, payload: Payload) {
+        let shard = current_shard(self.cfg.shards);
+        #[cfg(test)]
+        let faulted = self
+            .faults
+            .fail_pops
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        #[cfg(not(test))]
+        let faulted = false;
+        if faulted {
+            self.offload_emergency(Parked {
+                payload,
+                claimed: true,
+            });
+            return;
+        }
+        let idx = self.free.pop_owed(&self.arena, shard);
+        // SAFETY: the pop made the job ours; it has a body (only trim removes bodies, and only
+        // from jobs it owns).
+        unsafe { self.arena.set_payload(idx, payload) };
+        // SAFETY: ours, given up to the list.
+        if unsafe { self.lists.push(&self.arena, shard, idx) } && self.doorbell.ring() {
+            self.counters.wakes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The D7 fallback: park the object; if even that fails, leak it. Never runs a destructor.
+    fn offload_emergency(&self, parked: Parked) {
+        match self.emergency.park(parked) {
+            Ok(()) => {
+                self.counters.emergency.fetch_add(1, Ordering::Relaxed);
+                if self.doorbell.ring() {
+                    self.counters.wakes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(parked) => {
+                self.counters.leaked.fetch_add(1, Ordering::Relaxed);
+                if parked.claimed {
+                    // The claim's job is still idle in a freelist: give the claim back.
+                    self.ledger.credit_spare(1);
+                }
+            }
+        }
+    }
+
+    /// Runs one destructor, catching a panic.
+    fn run(&self, payload: Payload) {
+        // SAFETY: every payload was built from an owned pointer and its own destructor, and each
+        // job is taken by exactly one drainer, so this is the one call of `dtor(obj)`.
+        let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
+        if let Err(panic) = result {
+            self.counters.dtor_panics.fetch_add(1, Ordering::Relaxed);
+            // Dropping the payload may panic too; contain that as well.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(panic)));
+        }
+        self.counters.drained.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One drain cycle: clear the doorbell, take every list, run each job oldest first, return
+    /// the jobs, empty the emergency area, trim. Ordinary context only. Returns destructors run.
+    pub(crate) fn drain(&self) -> usize {
+        debug_assert!(!restricted::is_active());
+        // Clear before taking: see `doorbell.rs` for why this order means no lost wake-up.
+        self.doorbell.clear();
+        let mut ran = 0;
+        for shard in 0..self.lists.shards() {
+            let chain = self.lists.take(shard);
+            if chain.is_empty() {
+                continue;
+            }
+            let len = chain.len();
+            let active = self.running.fetch_add(len, Ordering::Relaxed) + len;
+            self.counters
+                .peak_active
+                .fetch_max(active, Ordering::Relaxed);
+            self.counters.taken.fetch_add(len as u64, Ordering::Relaxed);
+            chain.for_each_oldest_first(&self.arena, |idx| {
+                // SAFETY: we took the chain, so we own `idx`; offload set its payload.
+                let payload = unsafe { self.arena.take_payload(idx) };
+                if let Some(payload) = payload {
+                    self.run(payload);
+                }
+                // SAFETY: ours; back to the freelist of the shard it was offloaded on.
+                unsafe { self.free.push(&self.arena, shard, idx) };
+            });
+            // The jobs are visible in the freelist: now their claims may become credit.
+            self.ledger.credit_spare(len);
+            self.running.fetch_sub(len, Ordering::Relaxed);
+            ran += len;
+        }
+        ran += self.emergency.drain(|parked| {
+            self.run(parked.payload);
+            if parked.claimed {
+                // The parked object kept its claim; its job is idle in a freelist.
+                self.ledger.credit_spare(1);
+            }
+        });
+        self.maybe_trim();
+        ran
+    }
+
+    fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let relaxed = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let queued = self.lists.queued();
+        let running = self.running.load(Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        let spare = self.ledger.spare();
+        let reserved = self.ledger.reserved();
+        let active = queued + running;
+        let idle = total.saturating_sub(active);
+        Stats {
+            total,
+            refs: idle.saturating_sub(spare + reserved),
+            active,
+            idle,
+            spare,
+            reserved,
+            offloaded: relaxed(&c.taken) + queued as u64 + self.emergency.parked() as u64,
+            drained: relaxed(&c.drained),
+            wakes: relaxed(&c.wakes),
+            trimmed: relaxed(&c.trimmed),
+            emergency: relaxed(&c.emergency),
+            leaked: relaxed(&c.leaked),
+            reserve_failures: relaxed(&c.reserve_failures),
+            dtor_panics: relaxed(&c.dtor_panics),
+            peak_total: c.peak_total.load(Ordering::Relaxed),
+            peak_active: c.peak_active.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Last reference: nobody can offload any more. Run everything still pending, including
+        // parked objects; a destructor may offload more (it may own slots of other runtimes, not
+        // of this one), so loop until a cycle finds nothing.
+        while self.drain() > 0 {}
+        // The arena's Drop frees every job body and bucket.
+    }
+}
+
+/// A handle to a sigdrop runtime: cheap to clone, `Send + Sync`.
+///
+/// Dropping the last handle (slots hold one each) stops the drainer and runs every pending
+/// destructor. Do not drop the last handle in restricted context: if that happens, the runtime
+/// is deliberately leaked rather than freed inside a signal handler.
+///
+/// ```
+/// use sigdrop::{Drainer, RefSlot, Runtime, restricted};
+///
+/// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+/// let slot = RefSlot::new(&rt);
+/// slot.xchg(Some(Box::new(5u32))).map_err(|r| r.into_error())?;
+/// {
+///     let _nmi = restricted::enter();      // as a signal handler would
+///     drop(slot.take());                   // deferred: no destructor runs here
+/// }
+/// assert_eq!(rt.drain()?, 1);              // ran on this thread, in ordinary context
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+pub struct Runtime {
+    handle: ManuallyDrop<Arc<Handle>>,
+}
+
+struct Handle {
+    inner: Arc<Inner>,
+    thread: Option<DrainerThread>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Release: the drainer's Acquire load of `stop` sees everything before this drop.
+        self.inner.stop.store(true, Ordering::Release);
+        self.inner.doorbell.wake();
+        if let Some(thread) = self.thread.take() {
+            thread.join_unless_current();
+        }
+    }
+}
+
+impl Clone for Runtime {
+    fn clone(&self) -> Self {
+        Runtime {
+            handle: ManuallyDrop::new(Arc::clone(&self.handle)),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if restricted::is_active() && Arc::strong_count(&self.handle) == 1 {
+            // The last handle, in a signal handler: shutting down would free memory and join a
+            // thread there. Leak instead (the only safe choice); the handle's memory stays.
+            return;
+        }
+        // SAFETY: `handle` is not used again after this.
+        unsafe { ManuallyDrop::drop(&mut self.handle) };
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.inner().cfg)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+
+impl Runtime {
+    /// A builder with the defaults: one shard per CPU, headroom 64, hysteresis 32, emergency
+    /// capacity 64, a drainer thread, [`Policy::Auto`].
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A runtime with the default settings. Ordinary context only.
+    pub fn new() -> Result<Runtime, Error> {
+        Builder::default().build()
+    }
+
+    /// The process-wide default runtime, created with the default settings on first use.
+    ///
+    /// May be called from a signal handler once it exists (then it is one atomic load). Reaching
+    /// it for the first time from restricted context returns [`Error::GlobalUninitialized`] and
+    /// allocates nothing: touch it once in ordinary context, before installing the handler.
+    #[cfg(not(loom))]
+    pub fn global() -> Result<&'static Runtime, Error> {
+        if let Some(rt) = GLOBAL.get() {
+            return Ok(rt);
+        }
+        if restricted::is_active() {
+            return Err(Error::GlobalUninitialized);
+        }
+        let rt = Runtime::new()?;
+        // If another thread won the race, ours is dropped (and shut down) here.
+        let _ = GLOBAL.set(rt);
+        Ok(GLOBAL
+            .get()
+            .expect("set above or by the winner of the race"))
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.handle.inner
+    }
+
+    /// A snapshot of the gauges and counters. May be called from a signal handler (relaxed
+    /// loads only).
+    pub fn stats(&self) -> Stats {
+        self.inner().stats()
+    }
+
+    /// The policy this runtime was built with. May be called from a signal handler.
+    pub fn policy(&self) -> Policy {
+        self.inner().cfg.policy
+    }
+
+    /// Runs every destructor deferred so far on the calling thread, returns jobs to the pool and
+    /// trims it; returns how many destructors ran. With [`Drainer::Manual`] this is how deferred
+    /// destructors run; with a drainer thread it is also allowed (each object is destroyed
+    /// exactly once, by whichever drainer takes it).
+    ///
+    /// Not for signal handlers: returns [`Error::Restricted`] in restricted context.
+    pub fn drain(&self) -> Result<usize, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        Ok(self.inner().drain())
+    }
+
+    /// Grows the pool by `n` jobs set aside for installs in restricted context, so that up to `n`
+    /// such installs succeed without allocating. Installs in restricted context use reserved
+    /// jobs first, then spare ones.
+    ///
+    /// Not for signal handlers ([`Error::Restricted`]). Fails with
+    /// [`Error::CapacityExceeded`] (before allocating anything) if `n` jobs would exceed
+    /// `max_jobs`, or [`Error::OutOfMemory`] if the allocator refuses; on failure nothing is
+    /// reserved and jobs already made become ordinary spare jobs.
+    pub fn reserve(&self, n: usize) -> Result<(), Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        self.inner().reserve(n)
+    }
+
+    /// Moves up to `n` reserved jobs back to the spare pool (where trim may free them); returns
+    /// how many moved. Not for signal handlers ([`Error::Restricted`]).
+    pub fn unreserve(&self, n: usize) -> Result<usize, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        Ok(self.inner().unreserve(n))
+    }
+
+    /// Frees spare jobs beyond the headroom now, rather than at the next drain or removal;
+    /// returns how many were freed. Not for signal handlers ([`Error::Restricted`]).
+    pub fn trim(&self) -> Result<usize, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        Ok(self.inner().trim())
+    }
+
+    /// Counts idle jobs by walking every freelist (bounded by `total`). Exact only at a
+    /// quiescent point; tests use it to check the gauges against the lists themselves.
+    #[doc(hidden)]
+    pub fn audit_idle(&self) -> usize {
+        let inner = self.inner();
+        let bound = inner.total.load(Ordering::Relaxed) + 1;
+        inner.free.count_idle(&inner.arena, bound)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+#[path = "runtime_tests.rs"]
+mod tests;

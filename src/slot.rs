@@ -1,0 +1,403 @@
+//! Slots: `RefSlot<P>` for owned pointers with destructors (reserve-accounted), `RawSlot<T>` for
+//! pointers without (one atomic swap).
+//!
+//! Whether a slot is accounted is a property of its *type*: the kernel v2 design decided it per
+//! call site, and a stale flag made one site skip accounting for pointers that needed it (D5).
+//! Here a `RefSlot` always accounts and a `RawSlot` never owns anything, so mixing is a compile
+//! error.
+//!
+//! ## RefSlot protocol
+//!
+//! The slot is one `AtomicPtr`. An object inside it owns one *claim* (see `ledger.rs`).
+//!
+//! - install into an empty slot: claim first, then CAS `null -> new` (so no object is ever
+//!   visible without its claim);
+//! - replace present -> present: CAS `old -> new`; the claim moves from the old object to the new
+//!   one, so the common replace (ordinary context) is a single atomic operation. The old object
+//!   comes back without a claim; it needs none to be destroyed inline, and claims one if it is
+//!   deferred after all;
+//! - replace in restricted context: the old object will have to be deferred from there, where
+//!   no job can be grown, so a claim for it is taken (from reserved or spare jobs) *before* the
+//!   CAS; if none is available the new value is refused and the slot is unchanged;
+//! - take: swap with `null`; the claim leaves with the object, inside a [`Detached`] guard.
+//!
+//! If an install raced with a take and finds the slot empty, it claims and retries; if it claimed
+//! and then finds the slot full again, its replace moves the old claim and it gives its own back.
+//! Every loop iteration that fails does so because another operation on the slot succeeded.
+//!
+//! Orderings: every exchange that installs is Release (publishes the object and, through the
+//! claim's Acquire, the freelist push that backs it); every exchange that removes is Acquire
+//! (the new owner sees the object's contents and the push). Replace is both.
+//!
+//! | operation        | concurrent with any other | restricted context                         |
+//! |------------------|---------------------------|--------------------------------------------|
+//! | `xchg(Some)`     | yes                       | yes; needs a reserved or spare job if the slot is empty |
+//! | `xchg(None)`, `take` | yes                   | yes; the value comes back in a [`Detached`] |
+//! | `clear`, `Drop`  | yes                       | yes; the object is deferred to the drainer  |
+//! | `is_empty`       | yes                       | yes                                         |
+
+use crate::arena::{Dtor, Payload};
+use crate::error::Error;
+use crate::pointer::{SlotPointer, TypedDestructor, erase_raw_dtor};
+use crate::runtime::{Inner, Runtime};
+use crate::sync::{AtomicPtr, Ordering};
+use crate::{Raw, restricted};
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::ptr::{self, NonNull};
+
+/// A slot for an owned pointer with a destructor (`Box<T>`, `Arc<T>`, [`Raw<T>`]) that may be
+/// emptied from a signal handler.
+///
+/// Every object in the slot owns a reserved job in its runtime, so tearing it down in restricted
+/// context never allocates and never runs its destructor there: the object goes to the drainer.
+///
+/// ```
+/// use sigdrop::{Drainer, RefSlot, Runtime};
+///
+/// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+/// let slot = RefSlot::new(&rt);
+/// assert!(slot.xchg(Some(Box::new(1u64))).unwrap().is_none()); // installed
+/// let old = slot.xchg(Some(Box::new(2u64))).unwrap().unwrap(); // replaced
+/// assert_eq!(**old, 1);
+/// assert_eq!(*old.into_inner().unwrap(), 1); // ordinary context: the Box itself
+/// slot.clear(); // destroys the 2 inline (ordinary context, Policy::Auto)
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+pub struct RefSlot<P: SlotPointer> {
+    ptr: AtomicPtr<()>,
+    runtime: Runtime,
+    dtor: Dtor,
+    _owns: PhantomData<P>,
+}
+
+// SAFETY: the slot owns at most one `P` and hands it to whichever thread takes it; `P: Send`
+// (a `SlotPointer` bound) makes that sound. Shared access only uses atomics.
+unsafe impl<P: SlotPointer> Send for RefSlot<P> {}
+// SAFETY: as above: `&RefSlot` lets any thread take the `P` out, which needs only `P: Send`.
+unsafe impl<P: SlotPointer> Sync for RefSlot<P> {}
+
+impl<P: SlotPointer> RefSlot<P> {
+    /// An empty slot whose objects are accounted in `runtime`. May be called from a signal
+    /// handler (it clones the handle: one atomic increment).
+    pub fn new(runtime: &Runtime) -> Self
+    where
+        P: TypedDestructor,
+    {
+        RefSlot::with_dtor(runtime, P::DESTRUCTOR)
+    }
+
+    fn with_dtor(runtime: &Runtime, dtor: Dtor) -> Self {
+        RefSlot {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+            runtime: runtime.clone(),
+            dtor,
+            _owns: PhantomData,
+        }
+    }
+
+    /// The runtime this slot accounts in.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Whether the slot is empty now. May be called from a signal handler.
+    pub fn is_empty(&self) -> bool {
+        self.ptr.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Exchanges the slot's content. `Some(new)` installs `new`, `None` empties the slot.
+    ///
+    /// Returns the previous object, if any, in a [`Detached`] guard that carries its claim.
+    /// Returns `Err` with the new value, untouched, if the slot was empty and no job could be
+    /// reserved for it (P4: nothing is lost): in restricted context when no job is reserved or
+    /// spare ([`Error::NoSpareJob`]), in ordinary context when growing failed
+    /// ([`Error::OutOfMemory`], [`Error::CapacityExceeded`]), or for a [`Raw`] built with
+    /// another destructor than the slot's ([`Error::DestructorMismatch`]).
+    ///
+    /// May be called from a signal handler. There it never allocates: it uses a job reserved
+    /// with [`Runtime::reserve`] (or a spare one) when the slot is empty, and replacing a
+    /// present object needs no job at all.
+    pub fn xchg(&self, new: Option<P>) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
+        let Some(new) = new else {
+            return Ok(self.take());
+        };
+        if !new.fits(self.dtor) {
+            return Err(Rejected {
+                value: new,
+                error: Error::DestructorMismatch,
+            });
+        }
+        let inner = self.runtime.inner();
+        // In restricted context the object we may displace needs a job of its own to be
+        // deferred with, so a claim is taken even for a replace. In ordinary context a replace
+        // moves the old object's claim to the new one and takes none: one CAS.
+        let claim_always = restricted::is_active();
+        let raw = new.into_raw().as_ptr();
+        let mut claimed = false;
+        // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
+        let mut cur = self.ptr.load(Ordering::Relaxed);
+        loop {
+            if (cur.is_null() || claim_always) && !claimed {
+                if let Err(error) = inner.claim_for_install() {
+                    // SAFETY: `raw` came from `into_raw` of `new` just above and was never shared.
+                    let value = unsafe { P::from_raw(NonNull::new_unchecked(raw), self.dtor) };
+                    return Err(Rejected { value, error });
+                }
+                claimed = true;
+            }
+            // AcqRel on success: Release publishes the new object (and its claim's history);
+            // Acquire makes us the owner of the previous object's contents.
+            // Relaxed on failure: the value read is only compared.
+            match self
+                .ptr
+                .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(prev) => {
+                    return Ok(NonNull::new(prev).map(|prev| {
+                        // The previous object's claim now belongs to the new one; if we claimed
+                        // (restricted context, or a race with a take), ours goes with the old.
+                        self.detached(prev, claimed)
+                    }));
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Empties the slot, returning its object (with its claim) in a [`Detached`] guard. One
+    /// atomic swap. May be called from a signal handler.
+    pub fn take(&self) -> Option<Detached<'_, P>> {
+        // Acquire: we become the owner of the object and must see its contents.
+        let prev = self.ptr.swap(ptr::null_mut(), Ordering::Acquire);
+        NonNull::new(prev).map(|p| self.detached(p, true))
+    }
+
+    /// Empties the slot and destroys its object: inline in ordinary context under
+    /// [`Policy::Auto`](crate::Policy::Auto), on the drainer otherwise. May be called from a
+    /// signal handler (then it defers).
+    pub fn clear(&self) {
+        drop(self.take());
+    }
+
+    fn detached(&self, ptr: NonNull<()>, claimed: bool) -> Detached<'_, P> {
+        // SAFETY: `ptr` was removed from the slot by the caller's successful exchange, so the
+        // caller owns it; it came from `into_raw` of a `P` with this slot's destructor.
+        let value = unsafe { P::from_raw(ptr, self.dtor) };
+        Detached {
+            value: ManuallyDrop::new(value),
+            inner: self.runtime.inner(),
+            dtor: self.dtor,
+            claimed,
+        }
+    }
+}
+
+impl<T: Send + 'static> RefSlot<Raw<T>> {
+    /// An empty slot for raw pointers destroyed by `dtor`. It accepts only [`Raw`] values built
+    /// with this same function (compared by address; see [`Error::DestructorMismatch`]).
+    /// May be called from a signal handler.
+    pub fn with_destructor(runtime: &Runtime, dtor: unsafe fn(NonNull<T>)) -> Self {
+        RefSlot::with_dtor(runtime, erase_raw_dtor(dtor))
+    }
+}
+
+impl<P: SlotPointer> Drop for RefSlot<P> {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+impl<P: SlotPointer> fmt::Debug for RefSlot<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefSlot")
+            .field("empty", &self.is_empty())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A value whose install was refused; it holds the value, untouched, and the reason.
+pub struct Rejected<P> {
+    value: P,
+    error: Error,
+}
+
+impl<P> Rejected<P> {
+    /// The value handed back.
+    pub fn into_inner(self) -> P {
+        self.value
+    }
+
+    /// Why it was refused.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The reason, dropping the value (in ordinary context that runs its destructor).
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+
+    /// Both parts.
+    pub fn into_parts(self) -> (P, Error) {
+        (self.value, self.error)
+    }
+}
+
+impl<P> fmt::Debug for Rejected<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> fmt::Display for Rejected<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "install refused: {}", self.error)
+    }
+}
+
+/// An object that left a [`RefSlot`], still holding its reserved job.
+///
+/// It derefs to the pointer in any context. What dropping it does depends on where: in
+/// restricted context (or under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer)) the object
+/// goes to the drainer with its job — no allocation, no destructor; in ordinary context under
+/// [`Policy::Auto`](crate::Policy::Auto) the job is released and the destructor runs inline.
+/// [`into_inner`](Detached::into_inner) unwraps it in ordinary context.
+#[must_use = "dropping a Detached destroys (or defers) the object"]
+pub struct Detached<'a, P: SlotPointer> {
+    value: ManuallyDrop<P>,
+    inner: &'a Inner,
+    dtor: Dtor,
+    /// Whether the object holds a claim on an idle job. A take, or any exchange in restricted
+    /// context, hands one out; an ordinary-context replace does not (the claim stayed in the slot
+    /// with the new object), and dropping such a value under deferral claims one then.
+    claimed: bool,
+}
+
+impl<P: SlotPointer> Detached<'_, P> {
+    /// The object itself, releasing its reserved job. In restricted context this is refused and
+    /// the guard comes back (a bare `P` dropped in a handler would run its destructor there).
+    pub fn into_inner(self) -> Result<P, Self> {
+        if restricted::is_active() {
+            return Err(self);
+        }
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so `value` is taken exactly once.
+        let value = unsafe { ManuallyDrop::take(&mut this.value) };
+        if this.claimed {
+            this.inner.release_claim();
+        }
+        Ok(value)
+    }
+}
+
+impl<P: SlotPointer> Deref for Detached<'_, P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.value
+    }
+}
+
+impl<P: SlotPointer> Drop for Detached<'_, P> {
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once; `value` is not used after this.
+        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        if self.inner.must_defer() {
+            let payload = Payload {
+                obj: value.into_raw().as_ptr(),
+                dtor: self.dtor,
+            };
+            // The claim, if any, travels with the object into the job.
+            if let Some(payload) = self.inner.defer(payload, self.claimed) {
+                // Ordinary context and no job to be had: destroying inline is safe here.
+                // SAFETY: `payload` is the object we own and its own destructor.
+                unsafe { (payload.dtor)(payload.obj) };
+            }
+        } else {
+            if self.claimed {
+                // Give the job back first: the destructor is user code and may panic.
+                self.inner.release_claim();
+            }
+            drop(value);
+        }
+    }
+}
+
+impl<P: SlotPointer + fmt::Debug> fmt::Debug for Detached<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Detached").field(&*self.value).finish()
+    }
+}
+
+/// A slot for a pointer without a destructor: one atomic swap, no accounting, never frees.
+///
+/// Use it for pointers whose target outlives every use (static data, objects owned elsewhere).
+/// It is a different type from [`RefSlot`] so that no call site can confuse the two (D5).
+///
+/// ```
+/// use std::ptr::NonNull;
+/// use sigdrop::RawSlot;
+///
+/// static CONFIG: u32 = 7;
+/// let slot = RawSlot::new();
+/// assert_eq!(slot.xchg(Some(NonNull::from(&CONFIG))), None);
+/// assert_eq!(slot.take(), Some(NonNull::from(&CONFIG)));
+/// ```
+pub struct RawSlot<T> {
+    ptr: AtomicPtr<T>,
+}
+
+impl<T> RawSlot<T> {
+    /// An empty slot. May be called from a signal handler.
+    pub fn new() -> Self {
+        RawSlot {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Stores `new` (or empties the slot) and returns the previous pointer: one atomic swap.
+    /// May be called from a signal handler.
+    #[inline]
+    pub fn xchg(&self, new: Option<NonNull<T>>) -> Option<NonNull<T>> {
+        let new = new.map_or(ptr::null_mut(), NonNull::as_ptr);
+        // AcqRel: Release publishes whatever the caller wrote before storing `new`; Acquire lets
+        // the caller see what was written before the previous pointer was stored.
+        NonNull::new(self.ptr.swap(new, Ordering::AcqRel))
+    }
+
+    /// Empties the slot and returns the previous pointer. May be called from a signal handler.
+    #[inline]
+    pub fn take(&self) -> Option<NonNull<T>> {
+        self.xchg(None)
+    }
+
+    /// Whether the slot is empty now. May be called from a signal handler.
+    pub fn is_empty(&self) -> bool {
+        self.ptr.load(Ordering::Relaxed).is_null()
+    }
+}
+
+impl<T> Default for RawSlot<T> {
+    fn default() -> Self {
+        RawSlot::new()
+    }
+}
+
+impl<T> fmt::Debug for RawSlot<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSlot")
+            .field("ptr", &self.ptr.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+// SAFETY: the slot only stores a pointer; it never dereferences it, so sharing it across
+// threads is as safe as sharing a `NonNull<T>` value between threads that synchronise on it,
+// which needs `T: Sync` for shared use and `T: Send` to move it.
+unsafe impl<T: Send + Sync> Send for RawSlot<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for RawSlot<T> {}
