@@ -94,6 +94,11 @@ pub use runtime::{Builder, MAX_SHARDS, Policy, Runtime};
 pub use slot::{Detached, RawSlot, RefSlot, Rejected};
 pub use stats::Stats;
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Internals exposed to the loom models (built only with `--cfg loom`).
 #[cfg(loom)]
 #[doc(hidden)]
