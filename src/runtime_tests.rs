@@ -174,3 +174,34 @@ fn reserve_beyond_the_limit_fails_before_allocating() {
     assert_eq!(rt.unreserve(8).unwrap(), 8);
     quiescent_invariants(&rt, 0);
 }
+
+#[test]
+fn dropping_the_last_handle_runs_queued_and_parked_objects() {
+    use std::sync::Arc as StdArc;
+    let drops = StdArc::new(StdAtomicUsize::new(0));
+    struct Flag(StdArc<StdAtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            assert!(!restricted::is_active());
+            self.0.fetch_add(1, StdOrdering::SeqCst);
+        }
+    }
+    let rt = manual();
+    let slots: Vec<RefSlot<Box<Flag>>> = (0..3).map(|_| RefSlot::new(&rt)).collect();
+    for s in &slots {
+        s.xchg(Some(Box::new(Flag(drops.clone())))).unwrap();
+    }
+    rt.inner().faults.fail_pops.store(1, Ordering::SeqCst);
+    {
+        let _nmi = restricted::enter();
+        for s in &slots {
+            s.clear(); // one parked, two queued
+        }
+    }
+    let s = rt.stats();
+    assert_eq!((s.emergency, s.offloaded), (1, 3));
+    assert_eq!(drops.load(StdOrdering::SeqCst), 0);
+    drop(slots);
+    drop(rt);
+    assert_eq!(drops.load(StdOrdering::SeqCst), 3);
+}
