@@ -111,7 +111,8 @@ impl<T: Send + Sync + 'static> TypedDestructor for Arc<T> {
 /// An owned raw pointer with its own destructor function: for objects that are not a `Box` or an
 /// `Arc` (memory from another allocator, a handle to release, a pooled buffer).
 ///
-/// Dropping a `Raw` calls its destructor. A slot for `Raw<T>` is created with one destructor
+/// Dropping a `Raw` calls its destructor inline (so do not drop one in a signal handler; a
+/// [`Detached`](crate::Detached) guard defers instead). A slot for `Raw<T>` is created with one destructor
 /// ([`RefSlot::with_destructor`](crate::RefSlot::with_destructor)) and accepts only values built
 /// with that same function, so the slot can hold a single word and still destroy its object.
 ///
@@ -148,17 +149,18 @@ impl<T> Raw<T> {
         Raw { ptr, dtor }
     }
 
-    /// The pointer (ownership stays with `self`).
+    /// The pointer (ownership stays with `self`). May be called from a signal handler.
     pub fn as_ptr(&self) -> NonNull<T> {
         self.ptr
     }
 
-    /// The destructor this value will be destroyed with.
+    /// The destructor this value will be destroyed with. May be called from a signal handler.
     pub fn destructor(&self) -> unsafe fn(NonNull<T>) {
         self.dtor
     }
 
-    /// Gives up ownership without running the destructor; the caller becomes responsible.
+    /// Gives up ownership without running the destructor; the caller becomes responsible. May
+    /// be called from a signal handler.
     pub fn into_parts(self) -> (NonNull<T>, unsafe fn(NonNull<T>)) {
         let parts = (self.ptr, self.dtor);
         std::mem::forget(self);

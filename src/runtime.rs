@@ -71,6 +71,9 @@ pub(crate) struct Config {
 
 /// Builds a [`Runtime`]; every setting is checked by [`build`](Builder::build).
 ///
+/// The setters only store values and may be called anywhere; [`build`](Builder::build) is for
+/// ordinary context.
+///
 /// ```
 /// use sigdrop::{Drainer, Policy, Runtime};
 ///
@@ -712,12 +715,14 @@ static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
 
 impl Runtime {
     /// A builder with the defaults: one shard per CPU, headroom 64, hysteresis 32, emergency
-    /// capacity 64, a drainer thread, [`Policy::Auto`].
+    /// capacity 64, a drainer thread, [`Policy::Auto`]. May be called anywhere (it allocates
+    /// nothing); building is for ordinary context.
     pub fn builder() -> Builder {
         Builder::default()
     }
 
-    /// A runtime with the default settings. Ordinary context only.
+    /// A runtime with the default settings. Ordinary context only ([`Error::Restricted`] in a
+    /// signal handler).
     pub fn new() -> Result<Runtime, Error> {
         Builder::default().build()
     }
@@ -805,7 +810,8 @@ impl Runtime {
     }
 
     /// Counts idle jobs by walking every freelist (bounded by `total`). Exact only at a
-    /// quiescent point; tests use it to check the gauges against the lists themselves.
+    /// quiescent point; tests use it to check the gauges against the lists themselves. May be
+    /// called from a signal handler (atomic loads only).
     #[doc(hidden)]
     pub fn audit_idle(&self) -> usize {
         let inner = self.inner();

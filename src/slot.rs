@@ -98,7 +98,7 @@ impl<P: SlotPointer> RefSlot<P> {
         }
     }
 
-    /// The runtime this slot accounts in.
+    /// The runtime this slot accounts in. May be called from a signal handler.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
     }
@@ -225,22 +225,24 @@ pub struct Rejected<P> {
 }
 
 impl<P> Rejected<P> {
-    /// The value handed back.
+    /// The value handed back. May be called from a signal handler — but dropping the value
+    /// there would run its destructor inline; keep it, or put it somewhere for later.
     pub fn into_inner(self) -> P {
         self.value
     }
 
-    /// Why it was refused.
+    /// Why it was refused. May be called from a signal handler.
     pub fn error(&self) -> &Error {
         &self.error
     }
 
-    /// The reason, dropping the value (in ordinary context that runs its destructor).
+    /// The reason, dropping the value, which runs its destructor inline: ordinary context only
+    /// (in a signal handler use [`into_parts`](Self::into_parts) and keep the value).
     pub fn into_error(self) -> Error {
         self.error
     }
 
-    /// Both parts.
+    /// Both parts. May be called from a signal handler.
     pub fn into_parts(self) -> (P, Error) {
         (self.value, self.error)
     }
@@ -279,8 +281,9 @@ pub struct Detached<'a, P: SlotPointer> {
 }
 
 impl<P: SlotPointer> Detached<'_, P> {
-    /// The object itself, releasing its reserved job. In restricted context this is refused and
-    /// the guard comes back (a bare `P` dropped in a handler would run its destructor there).
+    /// The object itself, releasing its reserved job. Ordinary context: in restricted context
+    /// this is refused and the guard comes back (a bare `P` dropped in a handler would run its
+    /// destructor there), so it is harmless to call from a signal handler.
     pub fn into_inner(self) -> Result<P, Self> {
         if restricted::is_active() {
             return Err(self);
