@@ -20,7 +20,8 @@ fn freelist_pop_push_keeps_single_ownership() {
             // SAFETY: a fresh job is ours to give to the freelist.
             unsafe { free.push(&arena, 0, idx) };
         }
-        let owned: Arc<[AtomicBool; 2]> = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+        let owned: Arc<[AtomicBool; 2]> =
+            Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
         let worker = |arena: Arc<Arena>, free: Arc<Freelist<32>>, owned: Arc<[AtomicBool; 2]>| {
             move || {
                 if let Some(idx) = free.pop(&arena, 0) {
@@ -53,7 +54,10 @@ fn restricted_teardown_races_drain() {
     struct Tracked(Arc<loom::sync::atomic::AtomicUsize>);
     impl Drop for Tracked {
         fn drop(&mut self) {
-            assert!(!restricted::is_active(), "destructor ran in restricted context");
+            assert!(
+                !restricted::is_active(),
+                "destructor ran in restricted context"
+            );
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -69,7 +73,11 @@ fn restricted_teardown_races_drain() {
             .unwrap();
         let drops = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
         let slot = Arc::new(RefSlot::new(&rt));
-        assert!(slot.xchg(Some(Box::new(Tracked(drops.clone())))).unwrap().is_none());
+        assert!(
+            slot.xchg(Some(Box::new(Tracked(drops.clone()))))
+                .unwrap()
+                .is_none()
+        );
         let handler = {
             let slot = slot.clone();
             loom::thread::spawn(move || {

@@ -1,0 +1,252 @@
+//! Models of the whole runtime (ledger, slots, offload, drain, growth, trim) on the code that
+//! ships, with tiny capacities so that growth, trim and refill are reachable in a few steps.
+//!
+//! A signal landing on a thread is one more loom thread that enters the restricted guard itself.
+//! A restricted teardown that could not find its job would spin in `pop_owed` forever: loom
+//! reports that as an exceeded branch limit, so "every restricted teardown finds an idle job"
+//! (P3) is checked on every path, and `emergency == 0` checks that no fallback was taken.
+//!
+//! Bound: 3 threads at most, 1-2 objects, headroom 0-1, 1 shard; the suite's preemption bound (2).
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use sigdrop::{Drainer, RefSlot, Runtime, restricted};
+
+/// Counts its destructions and checks where they happen.
+struct Tracked(Arc<AtomicUsize>);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        assert!(
+            !restricted::is_active(),
+            "destructor ran in restricted context"
+        );
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn tiny(headroom: usize) -> Runtime {
+    Runtime::builder()
+        .shards(1)
+        .headroom(headroom)
+        .hysteresis(0)
+        .emergency_capacity(1)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap()
+}
+
+/// At a quiescent point: nothing active, every job back in a freelist, the books balance.
+fn assert_quiescent(rt: &Runtime, refs: usize) {
+    let s = rt.stats();
+    assert_eq!(s.active, 0, "{s:?}");
+    assert_eq!(s.emergency + s.leaked, 0, "a fallback was taken: {s:?}");
+    assert_eq!(s.refs, refs, "{s:?}");
+    assert_eq!(
+        rt.audit_idle(),
+        s.total,
+        "a job is missing from the freelists: {s:?}"
+    );
+    assert!(s.total >= s.refs + s.active);
+}
+
+/// d. Ledger: an ordinary install + teardown (growth, claim release, trim), a restricted
+/// teardown, and a drain all at once. Every restricted teardown finds its job; the books balance.
+#[test]
+fn install_teardowns_drain_and_trim_keep_the_reserve() {
+    loom::model(|| {
+        let rt = tiny(1);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let a = Arc::new(RefSlot::new(&rt));
+        let b = Arc::new(RefSlot::new(&rt));
+        b.xchg(Some(Box::new(Tracked(drops.clone())))).unwrap();
+
+        let ordinary = {
+            let (a, drops) = (a.clone(), drops.clone());
+            loom::thread::spawn(move || {
+                a.xchg(Some(Box::new(Tracked(drops)))).unwrap();
+                a.clear(); // ordinary teardown: inline destructor, claim credited, maybe trim
+            })
+        };
+        let handler = {
+            let b = b.clone();
+            loom::thread::spawn(move || {
+                let _nmi = restricted::enter();
+                b.clear(); // restricted teardown: pops the owed job
+            })
+        };
+        rt.drain().unwrap();
+        ordinary.join().unwrap();
+        handler.join().unwrap();
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert_quiescent(&rt, 0);
+    });
+}
+
+/// e. Exactly once: an ordinary replace, a restricted take and the drainer race on one slot.
+/// Each object's destructor runs exactly once and never inside the guard.
+#[test]
+fn replace_take_and_drain_on_one_slot_destroy_each_object_once() {
+    loom::model(|| {
+        let rt = tiny(1);
+        let first = Arc::new(AtomicUsize::new(0));
+        let second = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(RefSlot::new(&rt));
+        slot.xchg(Some(Box::new(Tracked(first.clone())))).unwrap();
+
+        let replacer = {
+            let (slot, second) = (slot.clone(), second.clone());
+            loom::thread::spawn(move || {
+                // Whatever comes back (the first object, or nothing) is dropped here, in
+                // ordinary context.
+                drop(slot.xchg(Some(Box::new(Tracked(second)))).unwrap());
+            })
+        };
+        let handler = {
+            let slot = slot.clone();
+            loom::thread::spawn(move || {
+                let _nmi = restricted::enter();
+                drop(slot.take());
+            })
+        };
+        rt.drain().unwrap();
+        replacer.join().unwrap();
+        handler.join().unwrap();
+        slot.clear();
+        rt.drain().unwrap();
+        assert_eq!(first.load(Ordering::SeqCst), 1);
+        assert_eq!(second.load(Ordering::SeqCst), 1);
+        assert_quiescent(&rt, 0);
+    });
+}
+
+/// g. Trim vs pop: an ordinary teardown whose claim release trims the pool (headroom 0, so the
+/// freed job's body is returned at once) races a restricted teardown popping its own job. If trim
+/// could free a body another party owns, loom would see the two accesses to that job's cells
+/// race; if it could take the handler's job, the handler would spin without end.
+#[test]
+fn trim_never_frees_a_job_a_restricted_pop_relies_on() {
+    loom::model(|| {
+        let rt = tiny(0);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let a = Arc::new(RefSlot::new(&rt));
+        let b = Arc::new(RefSlot::new(&rt));
+        a.xchg(Some(Box::new(Tracked(drops.clone())))).unwrap();
+        b.xchg(Some(Box::new(Tracked(drops.clone())))).unwrap();
+        assert_eq!(rt.stats().total, 2);
+
+        let ordinary = {
+            let a = a.clone();
+            loom::thread::spawn(move || a.clear())
+        };
+        let handler = {
+            let b = b.clone();
+            loom::thread::spawn(move || {
+                let _nmi = restricted::enter();
+                b.clear();
+            })
+        };
+        ordinary.join().unwrap();
+        handler.join().unwrap();
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert_quiescent(&rt, 0);
+        assert_eq!(rt.stats().total, 0, "headroom 0: every job is trimmed");
+    });
+}
+
+/// h. Growth from ordinary context racing a restricted-context install that uses a reserved job:
+/// both installs succeed, the restricted one without growing, and every object is destroyed
+/// once, outside the guard.
+#[test]
+fn growth_races_a_reserved_restricted_install() {
+    loom::model(|| {
+        let rt = tiny(0);
+        rt.reserve(1).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let a = Arc::new(RefSlot::new(&rt));
+        let b = Arc::new(RefSlot::new(&rt));
+        let boxed = Box::new(Tracked(drops.clone())); // made in ordinary context
+
+        let grower = {
+            let (a, drops) = (a.clone(), drops.clone());
+            loom::thread::spawn(move || {
+                a.xchg(Some(Box::new(Tracked(drops)))).unwrap();
+            })
+        };
+        let handler = {
+            let b = b.clone();
+            loom::thread::spawn(move || {
+                let _nmi = restricted::enter();
+                if b.xchg(Some(boxed)).is_err() {
+                    panic!("reserved install refused");
+                }
+                b.clear();
+            })
+        };
+        grower.join().unwrap();
+        handler.join().unwrap();
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_quiescent(&rt, 1);
+        a.clear();
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    });
+}
+
+/// P6 on one thread: a signal handler that interrupts the drainer in the middle of a drain cycle
+/// (modelled by running the "handler" inside a destructor the drainer is executing, so the
+/// drainer cannot make progress while it runs) never waits for it. Its restricted install may be
+/// refused — the drainer has not yet returned the job it is running — but it must not be granted
+/// a credit whose job is not yet back in a freelist, because the teardown that follows would then
+/// spin for a job that only the interrupted thread can push.
+#[test]
+fn handler_interrupting_the_drainer_never_waits_for_it() {
+    use std::sync::Mutex as StdMutex;
+
+    struct Interrupts {
+        slot: Arc<RefSlot<Box<Tracked>>>,
+        spare: StdMutex<Option<Box<Tracked>>>,
+        drops: Arc<AtomicUsize>,
+    }
+    struct Interrupting(Arc<Interrupts>);
+    impl Drop for Interrupting {
+        fn drop(&mut self) {
+            // The drainer is running this destructor; a signal lands now.
+            let _nmi = restricted::enter();
+            let boxed = self.0.spare.lock().unwrap().take().unwrap();
+            match self.0.slot.xchg(Some(boxed)) {
+                Ok(_) => self.0.slot.clear(), // granted: the teardown must find its job
+                Err(rejected) => {
+                    // Refused for want of a job: keep the value for ordinary context.
+                    *self.0.spare.lock().unwrap() = Some(rejected.into_inner());
+                }
+            }
+            self.0.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    loom::model(|| {
+        let rt = tiny(0);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let interrupts = Arc::new(Interrupts {
+            slot: Arc::new(RefSlot::new(&rt)),
+            spare: StdMutex::new(Some(Box::new(Tracked(drops.clone())))),
+            drops: drops.clone(),
+        });
+        let a = RefSlot::new(&rt);
+        a.xchg(Some(Box::new(Interrupting(interrupts.clone()))))
+            .unwrap();
+        {
+            let _nmi = restricted::enter();
+            a.clear();
+        }
+        rt.drain().unwrap();
+        rt.drain().unwrap();
+        drop(interrupts.spare.lock().unwrap().take());
+        interrupts.slot.clear();
+        assert_quiescent(&rt, 0);
+    });
+}
