@@ -2,3 +2,9 @@
 //!
 //! The models are integration tests in `tests/`; they only build with `RUSTFLAGS="--cfg loom"`
 //! (see this crate's README). Built without it, this crate is empty.
+//!
+//! [`v2`] is a small, test-only model of the kernel v2 design that sigdrop replaces: the suite
+//! must catch its races (D1-D3), which is the evidence that the models of sigdrop have teeth.
+
+#[cfg(loom)]
+pub mod v2;

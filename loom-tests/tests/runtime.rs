@@ -250,3 +250,42 @@ fn handler_interrupting_the_drainer_never_waits_for_it() {
         assert_quiescent(&rt, 0);
     });
 }
+
+/// A restricted teardown whose own shard is empty scans the others, while the drainer moves
+/// jobs between shards (it returns each job to the shard it was offloaded on). Every pop finds
+/// its job; nothing is lost.
+#[test]
+fn restricted_pop_scans_other_shards_while_jobs_move() {
+    use sigdrop::model::set_model_shard;
+    loom::model(|| {
+        let rt = Runtime::builder()
+            .shards(2)
+            .headroom(0)
+            .hysteresis(0)
+            .emergency_capacity(1)
+            .drainer(Drainer::Manual)
+            .build()
+            .unwrap();
+        set_model_shard(0);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let a = Arc::new(RefSlot::new(&rt));
+        let b = Arc::new(RefSlot::new(&rt));
+        a.xchg(Some(Box::new(Tracked(drops.clone())))).unwrap();
+        b.xchg(Some(Box::new(Tracked(drops.clone())))).unwrap();
+
+        let handler = {
+            let (a, b) = (a.clone(), b.clone());
+            loom::thread::spawn(move || {
+                set_model_shard(1); // this CPU's freelist is empty: the jobs are on shard 0
+                let _nmi = restricted::enter();
+                a.clear();
+                b.clear();
+            })
+        };
+        rt.drain().unwrap();
+        handler.join().unwrap();
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert_quiescent(&rt, 0);
+    });
+}
