@@ -154,7 +154,7 @@ impl Builder {
         self
     }
 
-    /// The most jobs the pool may hold (default and maximum: `u32::MAX - 1`). Installs that
+    /// The most jobs the pool may hold (default and maximum: `u32::MAX`, every index but the list terminator). Installs that
     /// would need more are refused with [`Error::CapacityExceeded`] and hand the value back.
     pub fn max_jobs(mut self, max_jobs: usize) -> Self {
         self.max_jobs = max_jobs;
@@ -177,7 +177,7 @@ impl Builder {
             return invalid("max_jobs", "must be at least 1");
         }
         if self.max_jobs > MAX_JOBS {
-            return invalid("max_jobs", "must be at most u32::MAX - 1");
+            return invalid("max_jobs", "must be at most u32::MAX");
         }
         let hysteresis = self.hysteresis.unwrap_or(self.headroom / 2);
         match self.headroom.checked_add(hysteresis) {

@@ -1,0 +1,230 @@
+//! Every way to misuse the public API is refused with the documented error, without a panic and
+//! without side effects:
+//!
+//! - each invalid builder setting gives `Error::InvalidConfig` naming the right field (and the
+//!   boundary values just inside the limits are accepted);
+//! - `reserve(usize::MAX)` gives `Error::CapacityExceeded` and allocates nothing;
+//! - `Runtime::global()` reached first from restricted context gives
+//!   `Error::GlobalUninitialized`, then works once touched in ordinary context, and from then on
+//!   also inside the guard (the same runtime);
+//! - a `Raw` slot refuses a `Raw` built with another destructor (`Error::DestructorMismatch`) and
+//!   hands it back untouched;
+//! - every error has a non-empty `Display`.
+
+use sigdrop::{Builder, Drainer, Error, MAX_SHARDS, Raw, RefSlot, Runtime, restricted};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Builds with a manual drainer so that accepted configurations start no thread.
+fn build(b: Builder) -> Result<Runtime, Error> {
+    b.drainer(Drainer::Manual).build()
+}
+
+/// Asserts that `b` is refused as `InvalidConfig` for `field`.
+#[track_caller]
+fn assert_invalid(b: Builder, field: &str) {
+    match build(b) {
+        Err(Error::InvalidConfig { field: f, reason }) => {
+            assert_eq!(f, field, "wrong field (reason: {reason})");
+            assert!(!reason.is_empty());
+        }
+        Err(other) => panic!("expected InvalidConfig for {field}, got {other:?}"),
+        Ok(rt) => panic!("expected InvalidConfig for {field}, built {rt:?}"),
+    }
+}
+
+/// The default (and largest) job limit, as reported by `CapacityExceeded`.
+fn default_max_jobs() -> usize {
+    let rt = build(Runtime::builder()).unwrap();
+    match rt.reserve(usize::MAX) {
+        Err(Error::CapacityExceeded { max_jobs }) => max_jobs,
+        other => panic!("expected CapacityExceeded, got {other:?}"),
+    }
+}
+
+/// The limit the builder accepts is the default limit, and it is the arena's index space: about
+/// `u32::MAX`. (The `Builder::max_jobs` documentation says `u32::MAX - 1` while the code allows
+/// `u32::MAX`; this test holds either way and pins down that the two limits agree.)
+#[test]
+fn max_jobs_limit_is_consistent() {
+    let limit = default_max_jobs();
+    assert!(
+        limit == u32::MAX as usize || limit == u32::MAX as usize - 1,
+        "{limit}"
+    );
+    build(Runtime::builder().max_jobs(limit)).expect("the default limit is accepted");
+    assert_invalid(Runtime::builder().max_jobs(limit + 1), "max_jobs");
+}
+
+#[test]
+fn invalid_builder_settings_name_their_field() {
+    let b = Runtime::builder;
+    assert_invalid(b().shards(0), "shards");
+    assert_invalid(b().shards(MAX_SHARDS + 1), "shards");
+    assert_invalid(b().shards(usize::MAX), "shards");
+    assert_invalid(b().emergency_capacity(0), "emergency_capacity");
+    assert_invalid(b().max_jobs(0), "max_jobs");
+    assert_invalid(b().max_jobs(usize::MAX), "max_jobs");
+    // The largest accepted value is the default limit (see `max_jobs_limit_is_consistent`).
+    assert_invalid(b().max_jobs(default_max_jobs() + 1), "max_jobs");
+    // headroom + the default hysteresis (headroom / 2) overflows.
+    assert_invalid(b().headroom(usize::MAX), "headroom");
+    // An explicit hysteresis that overflows with the headroom.
+    assert_invalid(b().hysteresis(usize::MAX), "headroom");
+    // headroom + hysteresis above max_jobs: 8 + 4 > 10, and 0 + 11 > 10.
+    assert_invalid(b().max_jobs(10).headroom(8), "headroom");
+    assert_invalid(b().max_jobs(10).headroom(0).hysteresis(11), "headroom");
+    // The default headroom (64 + 32) does not fit a 1-job pool either.
+    assert_invalid(b().max_jobs(1), "headroom");
+}
+
+#[test]
+fn boundary_settings_are_accepted() {
+    let b = Runtime::builder;
+    for builder in [
+        b().shards(1),
+        b().shards(MAX_SHARDS),
+        b().emergency_capacity(1),
+        b().max_jobs(1).headroom(0).hysteresis(0),
+        b().max_jobs(10).headroom(8).hysteresis(2),
+        b().max_jobs(default_max_jobs()),
+        b().headroom(0),
+    ] {
+        let rt = build(builder.clone()).unwrap_or_else(|e| panic!("{builder:?}: {e}"));
+        assert_eq!(rt.stats().total, 0);
+    }
+}
+
+#[test]
+fn reserve_beyond_any_limit_is_refused_without_allocating() {
+    let rt = build(Runtime::builder()).unwrap();
+    let slot = RefSlot::new(&rt);
+    slot.xchg(Some(Box::new(1u32))).unwrap();
+    let before = rt.stats();
+    assert!(before.total > 0);
+    match rt.reserve(usize::MAX) {
+        Err(Error::CapacityExceeded { max_jobs }) => assert_eq!(max_jobs, default_max_jobs()),
+        other => panic!("expected CapacityExceeded, got {other:?}"),
+    }
+    let after = rt.stats();
+    assert_eq!(after.total, before.total);
+    assert_eq!(after.reserved, 0);
+    assert_eq!(after.peak_total, before.peak_total);
+    // The runtime still works.
+    rt.reserve(2).unwrap();
+    assert_eq!(rt.stats().reserved, 2);
+}
+
+// The only test in this file that touches the global runtime, so it sees it uninitialised.
+#[test]
+fn global_runtime_must_be_touched_first_in_ordinary_context() {
+    {
+        let _nmi = restricted::enter();
+        match Runtime::global() {
+            Err(Error::GlobalUninitialized) => {}
+            other => panic!("expected GlobalUninitialized, got {other:?}"),
+        }
+    }
+    let rt = Runtime::global().expect("global runtime in ordinary context");
+    let again = {
+        let _nmi = restricted::enter();
+        Runtime::global().expect("global runtime inside the guard once it exists")
+    };
+    assert!(std::ptr::eq(rt, again), "one global runtime");
+    assert!(std::ptr::eq(rt, Runtime::global().unwrap()));
+}
+
+static FREED_BY_A: AtomicUsize = AtomicUsize::new(0);
+static FREED_BY_B: AtomicUsize = AtomicUsize::new(0);
+
+/// # Safety
+/// `p` came from `Box::<u64>::into_raw` and is owned by the caller.
+unsafe fn free_a(p: NonNull<u64>) {
+    FREED_BY_A.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    drop(unsafe { Box::from_raw(p.as_ptr()) });
+}
+
+/// Differs from `free_a` in its body, so the two can never be merged into one address.
+///
+/// # Safety
+/// As for `free_a`.
+unsafe fn free_b(p: NonNull<u64>) {
+    FREED_BY_B.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the caller's contract.
+    drop(unsafe { Box::from_raw(p.as_ptr()) });
+}
+
+fn raw_with(value: u64, dtor: unsafe fn(NonNull<u64>)) -> Raw<u64> {
+    let ptr = NonNull::from(Box::leak(Box::new(value)));
+    // SAFETY: `ptr` is a fresh, owned `Box<u64>` allocation; both destructors free exactly that.
+    unsafe { Raw::new(ptr, dtor) }
+}
+
+#[test]
+fn raw_slot_refuses_a_foreign_destructor_and_hands_the_value_back() {
+    let rt = build(Runtime::builder()).unwrap();
+    let slot = RefSlot::<Raw<u64>>::with_destructor(&rt, free_a);
+
+    let foreign = raw_with(7, free_b);
+    let ptr = foreign.as_ptr();
+    let rejected = slot.xchg(Some(foreign)).unwrap_err();
+    assert!(matches!(rejected.error(), Error::DestructorMismatch));
+    assert!(!rejected.to_string().is_empty());
+    let back = rejected.into_inner();
+    assert_eq!(back.as_ptr(), ptr, "the same value came back");
+    assert_eq!(
+        back.destructor() as usize,
+        free_b as unsafe fn(NonNull<u64>) as usize
+    );
+    // SAFETY: `back` owns a live `u64`.
+    assert_eq!(unsafe { *back.as_ptr().as_ref() }, 7);
+    assert!(slot.is_empty());
+    let s = rt.stats();
+    assert_eq!(
+        (s.total, s.refs),
+        (0, 0),
+        "a refused Raw takes no job: {s:?}"
+    );
+    assert_eq!(s.reserve_failures, 0, "a mismatch is not a reserve failure");
+    drop(back);
+    assert_eq!(FREED_BY_B.load(Ordering::Relaxed), 1);
+
+    // The slot's own destructor is accepted, and used.
+    let own = raw_with(8, free_a);
+    assert!(slot.xchg(Some(own)).unwrap().is_none());
+    assert_eq!(rt.stats().refs, 1);
+    slot.clear();
+    assert_eq!(FREED_BY_A.load(Ordering::Relaxed), 1);
+    assert_eq!(FREED_BY_B.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn every_error_displays_a_message() {
+    let errors = [
+        Error::InvalidConfig {
+            field: "shards",
+            reason: "must be at least 1",
+        },
+        Error::OutOfMemory,
+        Error::CapacityExceeded { max_jobs: 2 },
+        Error::Restricted,
+        Error::NoSpareJob,
+        Error::GlobalUninitialized,
+        Error::DestructorMismatch,
+        Error::DrainerSpawn(std::io::Error::other("no threads")),
+    ];
+    for e in &errors {
+        let text = e.to_string();
+        assert!(!text.trim().is_empty(), "{e:?}");
+        assert!(!format!("{e:?}").is_empty());
+    }
+    // The InvalidConfig message names the field; the spawn error keeps its source.
+    assert!(errors[0].to_string().contains("shards"));
+    assert!(errors[2].to_string().contains('2'));
+    assert!(std::error::Error::source(&errors[7]).is_some());
+
+    // And the errors the runtime actually returns display too.
+    let real = build(Runtime::builder().shards(0)).unwrap_err();
+    assert!(real.to_string().contains("shards"));
+}

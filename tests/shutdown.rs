@@ -1,0 +1,280 @@
+//! P7 clean shutdown: dropping the last `Runtime` handle runs every pending destructor exactly
+//! once (never in restricted context), whoever holds that handle, and the drainer thread ends.
+//!
+//! - `manual_drainer_runs_everything_at_drop`: objects offloaded in restricted context (a guard
+//!   on this thread; no signal needed) and never drained, others still in slots; the last handle
+//!   is held by a slot. Dropping it runs them all.
+//! - `last_handle_dropped_by_a_destructor_on_the_drainer`: the last handle is owned by an object
+//!   whose destructor runs on the drainer thread itself. No deadlock (bounded waits), everything
+//!   queued before and after it runs, and the drainer thread exits.
+//! - `many_pending_objects_run_when_the_last_handle_drops`: 10_000 objects queued in restricted
+//!   context, then the last handle dropped at once: when the drop returns, every destructor has
+//!   run, with no waiting.
+//!
+//! The two tests with a drainer thread count the live `sigdrop-drainer` threads in
+//! `/proc/self/task`, so they are serialised with a static mutex.
+
+mod common;
+
+use common::wait_until;
+use sigdrop::{Drainer, Policy, RefSlot, Runtime, restricted};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Per-test record of destructor runs (tests in this file run in parallel).
+struct Tracker {
+    ran: Vec<AtomicU8>,
+    in_restricted: AtomicU64,
+}
+
+impl Tracker {
+    fn new(n: usize) -> Arc<Tracker> {
+        Arc::new(Tracker {
+            ran: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            in_restricted: AtomicU64::new(0),
+        })
+    }
+
+    fn obj(self: &Arc<Self>, id: usize) -> Box<Obj> {
+        Box::new(Obj {
+            id,
+            tracker: Arc::clone(self),
+        })
+    }
+
+    fn ran_total(&self) -> u64 {
+        self.ran
+            .iter()
+            .map(|n| u64::from(n.load(Ordering::Relaxed)))
+            .sum()
+    }
+
+    #[track_caller]
+    fn assert_each_ran_once(&self) {
+        let wrong: Vec<(usize, u8)> = self
+            .ran
+            .iter()
+            .enumerate()
+            .map(|(id, n)| (id, n.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n != 1)
+            .take(10)
+            .collect();
+        assert!(wrong.is_empty(), "(id, runs) not exactly once: {wrong:?}");
+        assert_eq!(self.in_restricted.load(Ordering::Relaxed), 0);
+    }
+}
+
+struct Obj {
+    id: usize,
+    tracker: Arc<Tracker>,
+}
+
+impl Drop for Obj {
+    fn drop(&mut self) {
+        if restricted::is_active() {
+            self.tracker.in_restricted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tracker.ran[self.id].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Serialises the tests that start drainer threads.
+fn drainer_tests() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Live threads named `sigdrop-drainer` in this process.
+fn drainer_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == "sigdrop-drainer")
+        .count()
+}
+
+#[test]
+fn manual_drainer_runs_everything_at_drop() {
+    const N: usize = 1_000;
+    let tracker = Tracker::new(N);
+    let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    let slots: Vec<RefSlot<Box<Obj>>> = (0..N / 2).map(|_| RefSlot::new(&rt)).collect();
+    // Ids 0..N/2 installed; all but every 4th offloaded in restricted context by a take or a
+    // replace with ids N/2.. (whose objects stay in the slots).
+    for (i, slot) in slots.iter().enumerate() {
+        assert!(slot.xchg(Some(tracker.obj(i))).unwrap().is_none());
+    }
+    let mut held_back = Vec::new();
+    {
+        let _nmi = restricted::enter();
+        for (i, slot) in slots.iter().enumerate() {
+            match i % 4 {
+                0 => {}
+                1 | 2 => drop(slot.take()),
+                _ => match slot.xchg(Some(tracker.obj(N / 2 + i))) {
+                    Ok(old) => drop(old),
+                    // No spare job: keep the value, destroy it outside the guard.
+                    Err(rejected) => held_back.push(rejected.into_inner()),
+                },
+            }
+        }
+    }
+    drop(held_back);
+    let s = rt.stats();
+    assert!(s.offloaded > 0, "{s:?}");
+    assert_eq!(s.drained, 0, "nobody drains a manual runtime: {s:?}");
+    assert_eq!(tracker.in_restricted.load(Ordering::Relaxed), 0);
+
+    // Never drained. Drop our handle first: the last one is then held by the last slot.
+    drop(rt);
+    drop(slots);
+    // Ids N/2.. that were never created (slots with i % 4 != 3) are the only ones not run.
+    for id in N / 2..N {
+        let created = (id - N / 2) % 4 == 3;
+        let n = tracker.ran[id].load(Ordering::Relaxed);
+        assert_eq!(n, u8::from(created), "id {id}");
+        if !created {
+            tracker.ran[id].store(1, Ordering::Relaxed); // for the check below
+        }
+    }
+    tracker.assert_each_ran_once();
+}
+
+static OTHERS_DROPPED: AtomicBool = AtomicBool::new(false);
+static HOLDER_ON_DRAINER: AtomicBool = AtomicBool::new(false);
+static HOLDER_WAIT_TIMED_OUT: AtomicBool = AtomicBool::new(false);
+static HOLDER_DONE: AtomicBool = AtomicBool::new(false);
+
+/// Owns a runtime handle; its destructor drops it, as the last one, on the drainer.
+struct Holder {
+    rt: Option<Runtime>,
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // Wait (bounded) until the test has dropped every other handle, so that ours is last.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !OTHERS_DROPPED.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                HOLDER_WAIT_TIMED_OUT.store(true, Ordering::Relaxed);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let on_drainer = std::thread::current().name() == Some("sigdrop-drainer");
+        HOLDER_ON_DRAINER.store(on_drainer, Ordering::Relaxed);
+        drop(self.rt.take());
+        HOLDER_DONE.store(true, Ordering::Release);
+    }
+}
+
+#[test]
+fn last_handle_dropped_by_a_destructor_on_the_drainer() {
+    let _serial = drainer_tests();
+    let baseline = drainer_threads();
+    const N: usize = 200;
+    let tracker = Tracker::new(N);
+    let rt = Runtime::builder()
+        .policy(Policy::AlwaysDefer)
+        .build()
+        .unwrap();
+    // The thread names itself once it runs.
+    wait_until(
+        Duration::from_secs(10),
+        "the drainer thread to start",
+        || {
+            format!(
+                "{} drainer threads (baseline {baseline})",
+                drainer_threads()
+            )
+        },
+        || drainer_threads() == baseline + 1,
+    );
+
+    let before: Vec<RefSlot<Box<Obj>>> = (0..N / 2).map(|_| RefSlot::new(&rt)).collect();
+    let after: Vec<RefSlot<Box<Obj>>> = (N / 2..N).map(|_| RefSlot::new(&rt)).collect();
+    for (i, slot) in before.iter().chain(&after).enumerate() {
+        assert!(slot.xchg(Some(tracker.obj(i))).unwrap().is_none());
+    }
+    let holder_slot = RefSlot::new(&rt);
+    let holder = Box::new(Holder {
+        rt: Some(rt.clone()),
+    });
+    assert!(holder_slot.xchg(Some(holder)).unwrap().is_none());
+
+    // Queue (AlwaysDefer: every teardown goes to the drainer) objects, the holder, objects,
+    // dropping each slot's handle as we go; then our own handle.
+    drop(before);
+    drop(holder_slot);
+    drop(after);
+    drop(rt);
+    OTHERS_DROPPED.store(true, Ordering::Release);
+
+    wait_until(
+        Duration::from_secs(10),
+        "the holder to drop the last handle",
+        || "holder still running".to_string(),
+        || HOLDER_DONE.load(Ordering::Acquire),
+    );
+    assert!(!HOLDER_WAIT_TIMED_OUT.load(Ordering::Relaxed));
+    assert!(
+        HOLDER_ON_DRAINER.load(Ordering::Relaxed),
+        "the holder's destructor ran on the drainer thread"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "every object to run and the drainer thread to exit",
+        || {
+            format!(
+                "{} of {N} ran, {} drainer threads (baseline {baseline})",
+                tracker.ran_total(),
+                drainer_threads()
+            )
+        },
+        || tracker.ran_total() == N as u64 && drainer_threads() == baseline,
+    );
+    tracker.assert_each_ran_once();
+}
+
+#[test]
+fn many_pending_objects_run_when_the_last_handle_drops() {
+    let _serial = drainer_tests();
+    let baseline = drainer_threads();
+    const N: usize = 10_000;
+    let tracker = Tracker::new(N);
+    let rt = Runtime::new().unwrap();
+    let slots: Vec<RefSlot<Box<Obj>>> = (0..N).map(|_| RefSlot::new(&rt)).collect();
+    for (i, slot) in slots.iter().enumerate() {
+        assert!(slot.xchg(Some(tracker.obj(i))).unwrap().is_none());
+    }
+    {
+        let _nmi = restricted::enter();
+        for slot in &slots {
+            slot.clear(); // deferred; the drainer may be running some already
+        }
+    }
+    let s = rt.stats();
+    assert_eq!(s.offloaded, N as u64, "{s:?}");
+    assert_eq!(tracker.in_restricted.load(Ordering::Relaxed), 0);
+
+    drop(slots);
+    drop(rt); // the last handle, in ordinary context: joins the drainer, runs the rest
+    assert_eq!(
+        tracker.ran_total(),
+        N as u64,
+        "all destructors ran before the drop returned"
+    );
+    tracker.assert_each_ran_once();
+    wait_until(
+        Duration::from_secs(10),
+        "the joined drainer thread to disappear",
+        || {
+            format!(
+                "{} drainer threads (baseline {baseline})",
+                drainer_threads()
+            )
+        },
+        || drainer_threads() == baseline,
+    );
+}
