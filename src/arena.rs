@@ -174,8 +174,12 @@ impl Arena {
     /// Allocates one job (a body, and an index for it). The job is owned by the caller and is in
     /// no list. Fails, without side effects, if memory or the index space is exhausted.
     ///
-    /// Ordinary context only; the caller serialises calls with `state`'s lock.
-    pub fn alloc_job(&self, state: &mut GrowState) -> Result<u32, Error> {
+    /// Ordinary context only.
+    ///
+    /// # Safety
+    /// `state` is the one grow state used with this arena (a second one would hand out indices
+    /// that are already owned).
+    pub unsafe fn alloc_job(&self, state: &mut GrowState) -> Result<u32, Error> {
         let layout = Layout::new::<Body>();
         // SAFETY: `Body` is not zero-sized.
         let raw = unsafe { alloc(layout) }.cast::<Body>();
@@ -199,8 +203,9 @@ impl Arena {
                 return Err(e);
             }
         };
-        // SAFETY: `idx` is either fresh or recycled by trim; in both cases no list holds it and
-        // nobody owns it but us, so we are the only one touching its body pointer.
+        // SAFETY: `idx` is either fresh or recycled by trim (and `state` is this arena's only
+        // grow state); in both cases no list holds it and nobody owns it but us, so we are the
+        // only one touching its body pointer.
         unsafe { self.entry(idx).body.with_mut(|b| *b = Some(body)) };
         Ok(idx)
     }
@@ -275,8 +280,8 @@ impl Drop for Arena {
                     // SAFETY: exclusive access through `&mut self`.
                     (*b).take()
                 }) {
-                    // SAFETY: bodies are allocated in `alloc_job` with `Body`'s layout; the
-                    // runtime runs every payload's destructor before dropping the arena.
+                    // SAFETY: `body` was allocated in `alloc_job` with `Body`'s layout and
+                    // initialised there; `&mut self` means nobody else can reach it.
                     unsafe {
                         body.as_ptr().drop_in_place();
                         dealloc(body.as_ptr().cast(), Layout::new::<Body>());
@@ -322,13 +327,18 @@ mod tests {
     fn indices_are_recycled_after_free() {
         let arena = Arena::new();
         let mut st = GrowState::default();
-        let a = arena.alloc_job(&mut st).unwrap();
-        let b = arena.alloc_job(&mut st).unwrap();
+        // `st` is this arena's only grow state in every `alloc_job` call below.
+        let alloc = |st: &mut GrowState| {
+            // SAFETY: `st` is this arena's only grow state.
+            unsafe { arena.alloc_job(st) }.unwrap()
+        };
+        let a = alloc(&mut st);
+        let b = alloc(&mut st);
         assert_ne!(a, b);
         // SAFETY: we own `a`; it holds no payload.
         unsafe { arena.free_job(&mut st, a).unwrap() };
-        assert_eq!(arena.alloc_job(&mut st).unwrap(), a);
-        let c = arena.alloc_job(&mut st).unwrap();
+        assert_eq!(alloc(&mut st), a);
+        let c = alloc(&mut st);
         assert_ne!(c, a);
         assert_ne!(c, b);
     }
@@ -338,7 +348,8 @@ mod tests {
         unsafe fn noop(_: *mut ()) {}
         let arena = Arena::new();
         let mut st = GrowState::default();
-        let idx = arena.alloc_job(&mut st).unwrap();
+        // SAFETY: `st` is this arena's only grow state.
+        let idx = unsafe { arena.alloc_job(&mut st) }.unwrap();
         let obj = 0x1000 as *mut ();
         // SAFETY: we own `idx`.
         unsafe {

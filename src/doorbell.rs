@@ -6,8 +6,10 @@
 //! Producers (restricted teardowns, anywhere):
 //!
 //! 1. push the job on this CPU's list (`llist.rs`); the push reports whether the list was empty;
-//! 2. only if it was empty: set `pending` with a swap and, if this swap is the one that set it,
-//!    bump `seq` and issue one futex wake on `seq`.
+//! 2. if it was empty: set `pending` with a swap and, if this swap is the one that set it, bump
+//!    `seq` and issue one futex wake on `seq`;
+//! 3. if it was not empty: the same, but only if a relaxed load sees `pending` clear (a
+//!    backstop, see below).
 //!
 //! The drainer:
 //!
@@ -23,13 +25,14 @@
 //! the flag already set, its swap precedes the drainer's next clear, which reads it (Acquire) and
 //! so the take after that clear sees this push. (This is why the flag is tested with a swap and not
 //! a load: a load that sees `true` is not ordered before the next clear, and the push could be
-//! stranded — a store-buffering race.) A push onto a non-empty list rings nothing: the push
-//! that made the list non-empty is responsible. (If that producer is stalled between its push and
-//! its ring — say, interrupted by the handler that pushes after it — the wake comes when it
-//! resumes; the kernel's `irq_work` has the same property.)
+//! stranded — a store-buffering race.) For a push onto a non-empty list, the push that made the
+//! list non-empty is responsible. In the kernel that producer cannot be preempted between its
+//! push and its ring; in user space it can (or a handler can interrupt it there, or it can be
+//! cancelled), so a later push that sees `pending` clear rings as a backstop. The backstop is not
+//! needed for correctness of the empty-list case, only to bound the delay.
 //!
-//! So a burst of offloads costs at most one wake per drain cycle, and only a push that finds its
-//! list empty touches the shared flag at all.
+//! So a burst of offloads costs at most one wake per drain cycle (only the swap that sets the flag
+//! wakes), and while the drainer is pending other pushes only load the flag.
 //!
 //! ## Concurrency table
 //!
@@ -63,8 +66,25 @@ impl Doorbell {
         }
     }
 
-    /// Called by a producer whose push found its list empty. Returns whether it issued a wake
-    /// syscall. Async-signal-safe.
+    /// Called by a producer after its push; `was_empty` is what the push reported. Returns
+    /// whether it issued a wake syscall. Async-signal-safe.
+    ///
+    /// A push onto an empty list must ring (see the module docs). A push onto a non-empty list
+    /// rings only if it sees the flag clear: a backstop for the case where the producer that
+    /// made the list non-empty stalls (preempted, or interrupted by us) before its own ring.
+    /// It costs one relaxed load while the drainer is pending, and at most one extra swap per
+    /// drain cycle otherwise.
+    #[inline]
+    pub fn after_push(&self, was_empty: bool) -> bool {
+        // Relaxed: only a filter for the backstop; correctness rests on the empty-list ring.
+        if !was_empty && self.pending.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.ring()
+    }
+
+    /// Sets the pending flag and, if this call set it, wakes the drainer. Returns whether it
+    /// issued a wake syscall. Async-signal-safe.
     #[inline]
     pub fn ring(&self) -> bool {
         // An RMW, never a plain load: if we find the flag already set, our swap must come before

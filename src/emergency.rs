@@ -1,11 +1,14 @@
 //! The emergency area: a bounded, preallocated place to park an object whose restricted teardown
 //! found no idle job (defect D7 of the kernel v2 design, which ran the destructor inline in NMI).
 //!
-//! With correct accounting this area is unreachable (a teardown's claim guarantees its job; see
-//! `ledger.rs`), and the loom models check that. It exists so that a bug, or an accounting fault
-//! injected by a test, degrades into a counted, bounded, deferred destruction rather than a
-//! destructor run in a signal handler. If the area is full too, the object is leaked and counted:
-//! leaking is the only thing left that is safe in restricted context.
+//! For an object that holds a claim this area is unreachable (the claim guarantees its job; see
+//! `ledger.rs`), and the loom models check that. The one documented way in is an object without
+//! a claim — the value an ordinary-context replace displaced (`Detached::is_reserved` is false) —
+//! dropped in restricted context when no spare or reserved job is left. Otherwise the area exists
+//! so that a bug, or an accounting fault injected by a test, degrades into a counted, bounded,
+//! deferred destruction rather than a destructor run in a signal handler. If the area is full
+//! too, the object is leaked and counted: leaking is the only thing left that is safe in
+//! restricted context.
 //!
 //! Each cell is a small state machine on one atomic, so parking and emptying are lock-free:
 //!
@@ -79,10 +82,12 @@ impl Emergency {
             {
                 // SAFETY: the WRITING state is ours alone.
                 cell.payload.with_mut(|p| unsafe { *p = Some(parked) });
+                // Counted before the cell is FULL, so the count never dips below the number of
+                // FULL cells (a drainer may take the cell the moment it is FULL). A drainer that
+                // sees the count but not yet FULL skips the cell; the parker rings afterwards.
+                self.parked.fetch_add(1, Ordering::Relaxed);
                 // Release: publishes the payload to the drainer's Acquire CAS.
                 cell.state.store(FULL, Ordering::Release);
-                // Release: a drainer that sees the count (Acquire) sees the FULL cell.
-                self.parked.fetch_add(1, Ordering::Release);
                 return Ok(());
             }
         }
@@ -96,8 +101,8 @@ impl Emergency {
 
     /// Takes every parked payload and hands each to `f`. Ordinary context.
     pub fn drain(&self, mut f: impl FnMut(Parked)) -> usize {
-        // Acquire: pairs with `park`'s Release increment.
-        if self.parked.load(Ordering::Acquire) == 0 {
+        // Relaxed: a filter; the CAS on each cell's state is what synchronises.
+        if self.parked.load(Ordering::Relaxed) == 0 {
             return 0;
         }
         let mut taken = 0;

@@ -100,7 +100,11 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
 
     /// Pops a job from `shard` alone; `None` if that shard was empty when looked at. Lock-free;
     /// safe in restricted context. The popped job is owned by the caller.
-    pub fn pop(&self, arena: &Arena, shard: usize) -> Option<u32> {
+    ///
+    /// # Safety
+    /// Every job ever pushed onto this freelist was allocated by `arena` (the same arena is
+    /// passed to every call).
+    pub unsafe fn pop(&self, arena: &Arena, shard: usize) -> Option<u32> {
         let head = &self.heads[shard];
         // Acquire: pairs with the Release CAS of the push that made `top` the head, so that the
         // link load below sees that push's link store.
@@ -110,8 +114,8 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
             if top == NIL {
                 return None;
             }
-            // SAFETY: `top` was at a head of this freelist, so `arena` allocated it; its entry
-            // outlives the arena's users. The value may be stale if `top` has moved on since we
+            // SAFETY: `top` was at a head of this freelist, so `arena` allocated it (caller's
+            // contract); entries live as long as the arena. The value may be stale if `top` has moved on since we
             // loaded `cur`; then the tag has changed and the CAS below fails.
             let next = unsafe { arena.link(top) }.load(Ordering::Relaxed);
             // Acquire on success: we now own `top` and must see what its pusher wrote.
@@ -130,9 +134,13 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
 
     /// Pops from `start`'s shard, then from the others in turn, once around; `None` if every
     /// shard was empty when looked at.
-    pub fn pop_any(&self, arena: &Arena, start: usize) -> Option<u32> {
+    ///
+    /// # Safety
+    /// As for [`pop`](Self::pop).
+    pub unsafe fn pop_any(&self, arena: &Arena, start: usize) -> Option<u32> {
         let n = self.heads.len();
-        (0..n).find_map(|i| self.pop(arena, (start + i) % n))
+        // SAFETY: forwarded contract.
+        (0..n).find_map(|i| unsafe { self.pop(arena, (start + i) % n) })
     }
 
     /// Pops a job that the accounting says is owed to the caller: the caller holds a claim (a
@@ -146,9 +154,13 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     /// parties, each a completed operation. A failed sweep thus implies system-wide progress
     /// (lock-freedom); it never waits for a particular thread, in particular not for the thread
     /// a signal handler interrupted (that thread is stopped, so it cannot be what moves jobs).
-    pub fn pop_owed(&self, arena: &Arena, start: usize) -> u32 {
+    ///
+    /// # Safety
+    /// As for [`pop`](Self::pop); and the caller holds a claim (otherwise this may spin).
+    pub unsafe fn pop_owed(&self, arena: &Arena, start: usize) -> u32 {
         loop {
-            if let Some(idx) = self.pop_any(arena, start) {
+            // SAFETY: forwarded contract.
+            if let Some(idx) = unsafe { self.pop_any(arena, start) } {
                 return idx;
             }
             spin_hint();
@@ -157,13 +169,16 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
 
     /// Counts the jobs reachable from every head, stopping after `limit` jobs. Exact only while
     /// no push or pop runs; used by audits and tests.
-    pub fn count_idle(&self, arena: &Arena, limit: usize) -> usize {
+    ///
+    /// # Safety
+    /// As for [`pop`](Self::pop).
+    pub unsafe fn count_idle(&self, arena: &Arena, limit: usize) -> usize {
         let mut count = 0;
         for head in self.heads.iter() {
             let (mut idx, _) = unpack(head.load(Ordering::Acquire));
             while idx != NIL && count < limit {
                 count += 1;
-                // SAFETY: `idx` was reached from a head, so `arena` allocated it.
+                // SAFETY: `idx` was reached from a head, so `arena` allocated it (contract).
                 idx = unsafe { arena.link(idx) }.load(Ordering::Acquire);
             }
         }
@@ -181,7 +196,8 @@ mod tests {
         let fl = Freelist::new(shards);
         let mut st = GrowState::default();
         for i in 0..jobs {
-            let idx = arena.alloc_job(&mut st).unwrap();
+            // SAFETY: `st` is this arena's only grow state.
+            let idx = unsafe { arena.alloc_job(&mut st) }.unwrap();
             // SAFETY: fresh job, owned by us.
             unsafe { fl.push(arena, i % shards, idx) };
         }
@@ -192,13 +208,16 @@ mod tests {
     fn pop_is_lifo_per_shard_and_drains_all_shards() {
         let arena = Arena::new();
         let fl = filled(&arena, 6, 3);
-        assert_eq!(fl.count_idle(&arena, usize::MAX), 6);
+        // SAFETY: every job on `fl` came from `arena`.
+        let idle = || unsafe { fl.count_idle(&arena, usize::MAX) };
+        assert_eq!(idle(), 6);
         let mut seen = HashSet::new();
-        while let Some(idx) = fl.pop_any(&arena, 1) {
+        // SAFETY: every job on `fl` came from `arena`.
+        while let Some(idx) = unsafe { fl.pop_any(&arena, 1) } {
             assert!(seen.insert(idx), "job {idx} popped twice");
         }
         assert_eq!(seen.len(), 6);
-        assert_eq!(fl.count_idle(&arena, usize::MAX), 0);
+        assert_eq!(idle(), 0);
     }
 
     #[test]
@@ -212,7 +231,8 @@ mod tests {
                 let (arena, fl, owned) = (&arena, &fl, &owned);
                 s.spawn(move || {
                     for _ in 0..20_000 {
-                        if let Some(idx) = fl.pop_any(arena, t % 2) {
+                        // SAFETY: every job on `fl` came from `arena`.
+                        if let Some(idx) = unsafe { fl.pop_any(arena, t % 2) } {
                             let was = owned[idx as usize].swap(true, Ordering::SeqCst);
                             assert!(!was, "job {idx} owned twice");
                             owned[idx as usize].store(false, Ordering::SeqCst);
@@ -223,6 +243,7 @@ mod tests {
                 });
             }
         });
-        assert_eq!(fl.count_idle(&arena, usize::MAX), 8);
+        // SAFETY: every job on `fl` came from `arena`.
+        assert_eq!(unsafe { fl.count_idle(&arena, usize::MAX) }, 8);
     }
 }

@@ -18,7 +18,8 @@
 //! | growth pushes k jobs, then credits     | +k    |          |         | +k        |
 //! | growth for an install (its own job)    | +k-1  |          | +1      | +k        |
 //! | install claims                         | -1    | (or -1)  | +1      |           |
-//! | replace present -> present             |       |          |         |           |
+//! | replace present -> present (ordinary)  |       |          |         |           |
+//! | replace in restricted context          | -1    | (or -1)  | +1      |           |
 //! | ordinary removal releases the claim    | +1    |          | -1      |           |
 //! | restricted teardown pops the owed job  |       |          | -1      | -1        |
 //! | drainer returns the job, then credits  | +1    |          |         | +1        |

@@ -14,8 +14,10 @@
 //! - A [`Runtime`] owns a pool of *jobs*: preallocated records of `(object, destructor)`. Idle
 //!   jobs sit in per-CPU, ABA-safe freelists (`freelist.rs`).
 //! - A [`RefSlot`] holds one object. Installing an object into an empty slot first *claims* one
-//!   spare job in the runtime's ledger (`ledger.rs`); replacing an object with another keeps the
-//!   claim, so a replace is one atomic operation. In ordinary context a claim that finds no spare
+//!   spare job in the runtime's ledger (`ledger.rs`); in ordinary context, replacing an object
+//!   with another moves the claim to the new one, so a replace is one atomic operation (in
+//!   restricted context a replace claims a job for the displaced object, which will be
+//!   deferred from there). In ordinary context a claim that finds no spare
 //!   job grows the pool; in restricted context it uses jobs set aside by [`Runtime::reserve`], or
 //!   hands the object back ([`Rejected`]) — nothing is ever lost.
 //! - Code is in *restricted context* while a [`restricted::enter`] guard is alive on its thread
@@ -72,12 +74,14 @@
 #![warn(rust_2018_idioms)]
 
 mod arena;
+mod builder;
 mod cpu;
 mod doorbell;
 mod drainer;
 mod emergency;
 mod error;
 mod freelist;
+mod handle;
 mod ledger;
 mod llist;
 mod pointer;
@@ -87,10 +91,11 @@ mod slot;
 mod stats;
 mod sync;
 
+pub use builder::{Builder, MAX_SHARDS, Policy};
 pub use drainer::Drainer;
 pub use error::Error;
+pub use handle::Runtime;
 pub use pointer::{Raw, SlotPointer, TypedDestructor};
-pub use runtime::{Builder, MAX_SHARDS, Policy, Runtime};
 pub use slot::{Detached, RawSlot, RefSlot, Rejected};
 pub use stats::Stats;
 

@@ -128,21 +128,28 @@ impl Chain {
     }
 
     /// The chain's jobs, oldest first. Reverses the links in place (the caller owns them).
+    ///
+    /// # Safety
+    /// As for [`for_each_oldest_first`](Self::for_each_oldest_first).
     #[cfg(any(test, loom))]
-    pub fn into_oldest_first(self, arena: &Arena) -> Vec<u32> {
+    pub unsafe fn into_oldest_first(self, arena: &Arena) -> Vec<u32> {
         let mut out = Vec::with_capacity(self.len());
-        self.for_each_oldest_first(arena, |idx| out.push(idx));
+        // SAFETY: forwarded contract.
+        unsafe { self.for_each_oldest_first(arena, |idx| out.push(idx)) };
         out
     }
 
     /// Calls `f` on each job, oldest first, without allocating. `f` receives ownership of each
     /// job in turn and may push it anywhere; the walk reads a job's link before calling `f`.
-    pub fn for_each_oldest_first(self, arena: &Arena, mut f: impl FnMut(u32)) {
+    ///
+    /// # Safety
+    /// The chain was taken from lists whose jobs were all allocated by `arena`.
+    pub unsafe fn for_each_oldest_first(self, arena: &Arena, mut f: impl FnMut(u32)) {
         // Reverse the chain in place: we own every job in it, so the links are ours to rewrite.
         let mut prev = NIL;
         let mut cur = self.top;
         while cur != NIL {
-            // SAFETY: `cur` came from a job list of this arena.
+            // SAFETY: `cur` came from a job list of `arena`'s jobs (contract).
             let link = unsafe { arena.link(cur) };
             // Relaxed: these jobs are ours; the take's Acquire made their links visible.
             let next = link.load(Ordering::Relaxed);
@@ -170,7 +177,10 @@ mod tests {
         let arena = Arena::new();
         let mut st = GrowState::default();
         let lists = JobLists::new(2);
-        let jobs: Vec<u32> = (0..5).map(|_| arena.alloc_job(&mut st).unwrap()).collect();
+        // SAFETY: `st` is this arena's only grow state.
+        let jobs: Vec<u32> = (0..5)
+            .map(|_| unsafe { arena.alloc_job(&mut st) }.unwrap())
+            .collect();
         for (i, &j) in jobs.iter().enumerate() {
             // SAFETY: fresh jobs, owned by us.
             let was_empty = unsafe { lists.push(&arena, 1, j) };
@@ -180,7 +190,8 @@ mod tests {
         assert!(lists.take(0).is_empty());
         let chain = lists.take(1);
         assert_eq!(chain.len(), 5);
-        assert_eq!(chain.into_oldest_first(&arena), jobs);
+        // SAFETY: the chain's jobs came from `arena`.
+        assert_eq!(unsafe { chain.into_oldest_first(&arena) }, jobs);
         assert_eq!(lists.queued(), 0);
         // SAFETY: we own `jobs[0]` again.
         assert!(unsafe { lists.push(&arena, 1, jobs[0]) });
@@ -195,7 +206,8 @@ mod tests {
         let jobs: Vec<Vec<u32>> = (0..3)
             .map(|_| {
                 (0..per)
-                    .map(|_| arena.alloc_job(&mut st).unwrap())
+                    // SAFETY: `st` is this arena's only grow state.
+                    .map(|_| unsafe { arena.alloc_job(&mut st) }.unwrap())
                     .collect()
             })
             .collect();
@@ -211,7 +223,8 @@ mod tests {
                 });
             }
             while taken.len() < 3 * per {
-                taken.extend(lists.take(0).into_oldest_first(&arena));
+                // SAFETY: the chain's jobs came from `arena`.
+                taken.extend(unsafe { lists.take(0).into_oldest_first(&arena) });
             }
         });
         // Per producer, jobs come out in the order they were pushed.

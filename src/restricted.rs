@@ -8,6 +8,10 @@
 //! The depth is a per-thread counter in a `const`-initialised thread-local without a destructor,
 //! so reading or updating it never allocates, never registers a destructor and never runs a lazy
 //! initialiser — it is safe to touch from a handler that interrupted any code on the thread.
+//! (One caveat from the platform: if sigdrop is linked into a library loaded with `dlopen`, the
+//! first access to a thread-local on a thread may go through glibc's `__tls_get_addr`, which can
+//! allocate. Touch `is_active()` once on each thread in ordinary context — or link sigdrop into
+//! the executable — before a handler can run there.)
 //! Guards nest: a handler that interrupts another handler (or ordinary code that entered the
 //! guard itself) just counts one level deeper, and handlers return in LIFO order, so the count an
 //! interrupted update sees is always consistent.

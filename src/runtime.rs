@@ -1,5 +1,5 @@
-//! The runtime: the job pool, its accounting, offload, drain, growth and trim, and the public
-//! `Runtime` handle with its builder.
+//! The runtime engine behind every `Runtime` handle: the job pool, its accounting, offload,
+//! drain, growth and trim.
 //!
 //! ## Paths and the contexts they may run in
 //!
@@ -7,7 +7,7 @@
 //! |--------------------------|--------------------|-------------------------------------------------------|
 //! | install (claim)          | yes, if a job is reserved or spare | one CAS on the ledger               |
 //! | install (grow)           | no                 | allocates a batch under the grow lock                 |
-//! | replace present->present | yes                | nothing here: the claim moves with the slot           |
+//! | replace present->present | yes                | ordinary: nothing (the claim moves to the new object); restricted: a claim for the displaced object |
 //! | ordinary removal         | no need            | credits the claim back; maybe trims                   |
 //! | offload                  | yes                | pops the owed job, fills it, pushes it, maybe rings   |
 //! | drain                    | no                 | takes lists, runs destructors, returns jobs, trims    |
@@ -32,10 +32,10 @@
 //! freed, and only its owner ever touches a body. So no pop can read freed memory, and no grace
 //! period is needed for trim.
 
-use crate::arena::{Arena, GrowState, MAX_JOBS, Payload};
+use crate::arena::{Arena, GrowState, Payload};
+use crate::builder::{Config, Policy};
 use crate::cpu::current_shard;
 use crate::doorbell::Doorbell;
-use crate::drainer::{self, Drainer, DrainerThread};
 use crate::emergency::{Emergency, Parked};
 use crate::error::Error;
 use crate::freelist::Freelist;
@@ -43,185 +43,16 @@ use crate::ledger::Ledger;
 use crate::llist::JobLists;
 use crate::restricted;
 use crate::stats::Stats;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
-use std::mem::ManuallyDrop;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-
-/// When a value that leaves a slot is destroyed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Policy {
-    /// Defer to the drainer only in restricted context; in ordinary context the destructor runs
-    /// inline (the kernel's `in_nmi()` check).
-    #[default]
-    Auto,
-    /// Always defer to the drainer, whatever the context.
-    AlwaysDefer,
-}
-
-/// Validated settings.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub shards: usize,
-    pub headroom: usize,
-    pub hysteresis: usize,
-    pub emergency_capacity: usize,
-    pub policy: Policy,
-    pub max_jobs: usize,
-}
-
-/// Builds a [`Runtime`]; every setting is checked by [`build`](Builder::build).
-///
-/// The setters only store values and may be called anywhere; [`build`](Builder::build) is for
-/// ordinary context.
-///
-/// ```
-/// use sigdrop::{Drainer, Policy, Runtime};
-///
-/// let rt = Runtime::builder()
-///     .shards(2)
-///     .headroom(16)
-///     .drainer(Drainer::Manual)
-///     .policy(Policy::Auto)
-///     .build()?;
-/// assert_eq!(rt.stats().total, 0);
-/// # Ok::<(), sigdrop::Error>(())
-/// ```
-#[derive(Clone, Debug)]
-pub struct Builder {
-    shards: Option<usize>,
-    headroom: usize,
-    hysteresis: Option<usize>,
-    emergency_capacity: usize,
-    drainer: Drainer,
-    policy: Policy,
-    max_jobs: usize,
-}
-
-/// The largest shard count accepted.
-pub const MAX_SHARDS: usize = 1 << 12;
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder {
-            shards: None,
-            headroom: 64,
-            hysteresis: None,
-            emergency_capacity: 64,
-            drainer: Drainer::Thread,
-            policy: Policy::Auto,
-            max_jobs: MAX_JOBS,
-        }
-    }
-}
-
-impl Builder {
-    /// Number of per-CPU shards (freelists and job lists). Default: the number of CPUs this
-    /// process may use. Must be between 1 and [`MAX_SHARDS`].
-    pub fn shards(mut self, shards: usize) -> Self {
-        self.shards = Some(shards);
-        self
-    }
-
-    /// Spare jobs kept for future installs (default 64). Growth refills to this many spare jobs
-    /// once fewer than half remain; trim frees back down to it.
-    pub fn headroom(mut self, headroom: usize) -> Self {
-        self.headroom = headroom;
-        self
-    }
-
-    /// How far above the headroom the spare count may rise before trim runs (default: half the
-    /// headroom). The gap keeps growth and trim from thrashing.
-    pub fn hysteresis(mut self, hysteresis: usize) -> Self {
-        self.hysteresis = Some(hysteresis);
-        self
-    }
-
-    /// Cells in the emergency area (default 64, must be at least 1). See [`Stats::emergency`].
-    pub fn emergency_capacity(mut self, capacity: usize) -> Self {
-        self.emergency_capacity = capacity;
-        self
-    }
-
-    /// Who runs deferred destructors (default: [`Drainer::Thread`]).
-    pub fn drainer(mut self, drainer: Drainer) -> Self {
-        self.drainer = drainer;
-        self
-    }
-
-    /// When values leaving a slot are deferred (default: [`Policy::Auto`]).
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// The most jobs the pool may hold (default and maximum: `u32::MAX`, every index but the list terminator). Installs that
-    /// would need more are refused with [`Error::CapacityExceeded`] and hand the value back.
-    pub fn max_jobs(mut self, max_jobs: usize) -> Self {
-        self.max_jobs = max_jobs;
-        self
-    }
-
-    fn validate(&self) -> Result<Config, Error> {
-        let invalid = |field, reason| Err(Error::InvalidConfig { field, reason });
-        let shards = self.shards.unwrap_or_else(crate::cpu::available);
-        if shards == 0 {
-            return invalid("shards", "must be at least 1");
-        }
-        if shards > MAX_SHARDS {
-            return invalid("shards", "must be at most MAX_SHARDS (4096)");
-        }
-        if self.emergency_capacity == 0 {
-            return invalid("emergency_capacity", "must be at least 1");
-        }
-        if self.max_jobs == 0 {
-            return invalid("max_jobs", "must be at least 1");
-        }
-        if self.max_jobs > MAX_JOBS {
-            return invalid("max_jobs", "must be at most u32::MAX");
-        }
-        let hysteresis = self.hysteresis.unwrap_or(self.headroom / 2);
-        match self.headroom.checked_add(hysteresis) {
-            None => return invalid("headroom", "headroom + hysteresis overflows"),
-            Some(high) if high > self.max_jobs => {
-                return invalid("headroom", "headroom + hysteresis exceeds max_jobs");
-            }
-            Some(_) => {}
-        }
-        Ok(Config {
-            shards,
-            headroom: self.headroom,
-            hysteresis,
-            emergency_capacity: self.emergency_capacity,
-            policy: self.policy,
-            max_jobs: self.max_jobs,
-        })
-    }
-
-    /// Checks every setting and starts the runtime (and its drainer thread, if any).
-    ///
-    /// Ordinary context only: allocates, and may spawn a thread. Returns
-    /// [`Error::InvalidConfig`] for a setting that cannot be honoured, [`Error::DrainerSpawn`] if
-    /// the thread cannot start, [`Error::Restricted`] in restricted context.
-    pub fn build(self) -> Result<Runtime, Error> {
-        if restricted::is_active() {
-            return Err(Error::Restricted);
-        }
-        let config = self.validate()?;
-        let inner = Arc::new(Inner::new(config, self.drainer == Drainer::Thread));
-        let thread = match self.drainer {
-            Drainer::Thread => Some(drainer::spawn(inner.clone()).map_err(Error::DrainerSpawn)?),
-            Drainer::Manual => None,
-        };
-        Ok(Runtime {
-            handle: ManuallyDrop::new(Arc::new(Handle { inner, thread })),
-        })
-    }
-}
 
 /// Cumulative counters.
 #[derive(Default)]
 struct Counters {
+    /// Jobs taken off the job lists by drainers.
     taken: AtomicU64,
+    /// Parked objects taken out of the emergency area by drainers.
+    unparked: AtomicU64,
     drained: AtomicU64,
     wakes: AtomicU64,
     trimmed: AtomicU64,
@@ -254,13 +85,13 @@ pub(crate) struct Inner {
     total: AtomicUsize,
     running: AtomicUsize,
     counters: Counters,
-    stop: AtomicBool,
+    pub(crate) stop: AtomicBool,
     #[cfg(test)]
     pub(crate) faults: Faults,
 }
 
 impl Inner {
-    fn new(cfg: Config, has_sleeper: bool) -> Self {
+    pub(crate) fn new(cfg: Config, has_sleeper: bool) -> Self {
         Inner {
             arena: Arena::new(),
             free: Freelist::new(cfg.shards),
@@ -385,7 +216,8 @@ impl Inner {
             max_jobs: self.cfg.max_jobs,
         });
         while grown < n_ok {
-            match self.arena.alloc_job(state) {
+            // SAFETY: the runtime's grow state, behind the grow lock, is this arena's only one.
+            match unsafe { self.arena.alloc_job(state) } {
                 Ok(idx) => {
                     // Relaxed: a gauge; the lock orders updates, readers take snapshots.
                     let now = self.total.fetch_add(1, Ordering::Relaxed) + 1;
@@ -435,21 +267,29 @@ impl Inner {
 
     fn maybe_trim(&self) {
         if self.ledger.spare() > self.cfg.headroom + self.cfg.hysteresis {
-            self.trim();
+            self.trim(false);
         }
     }
 
-    /// Frees spare jobs down to the headroom. Ordinary context only. Returns how many it freed
-    /// (0 if another thread holds the grow lock; that thread or a later call will trim).
-    pub(crate) fn trim(&self) -> usize {
-        let Some(mut state) = self.try_lock_grow() else {
-            return 0;
+    /// Frees spare jobs down to the headroom. Ordinary context only. Returns how many it freed.
+    /// With `wait == false` (the automatic trims after drains and removals) it gives up if
+    /// another thread holds the grow lock: that thread is growing or trimming, and the next
+    /// drain or removal checks again.
+    pub(crate) fn trim(&self, wait: bool) -> usize {
+        let mut state = if wait {
+            self.lock_grow()
+        } else {
+            match self.try_lock_grow() {
+                Some(state) => state,
+                None => return 0,
+            }
         };
         let shard = current_shard(self.cfg.shards);
         let mut freed = 0;
         // Claim first, then pop: the job we pop is then one nobody else was promised (D3).
         while self.ledger.claim_spare_above(self.cfg.headroom) {
-            let idx = self.free.pop_owed(&self.arena, shard);
+            // SAFETY: all the runtime's jobs come from its arena; we hold the claim just won.
+            let idx = unsafe { self.free.pop_owed(&self.arena, shard) };
             // SAFETY: we popped `idx`, so we own it; idle jobs hold no payload.
             if unsafe { self.arena.free_job(&mut state, idx) }.is_err() {
                 // Could not record the index for reuse: keep the job instead.
@@ -516,12 +356,14 @@ impl Inner {
             });
             return;
         }
-        let idx = self.free.pop_owed(&self.arena, shard);
+        // SAFETY: all the runtime's jobs come from its arena; the caller's claim is spent here.
+        let idx = unsafe { self.free.pop_owed(&self.arena, shard) };
         // SAFETY: the pop made the job ours; it has a body (only trim removes bodies, and only
         // from jobs it owns).
         unsafe { self.arena.set_payload(idx, payload) };
         // SAFETY: ours, given up to the list.
-        if unsafe { self.lists.push(&self.arena, shard, idx) } && self.doorbell.ring() {
+        let was_empty = unsafe { self.lists.push(&self.arena, shard, idx) };
+        if self.doorbell.after_push(was_empty) {
             self.counters.wakes.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -576,7 +418,7 @@ impl Inner {
                 .peak_active
                 .fetch_max(active, Ordering::Relaxed);
             self.counters.taken.fetch_add(len as u64, Ordering::Relaxed);
-            chain.for_each_oldest_first(&self.arena, |idx| {
+            let run_and_return = |idx: u32| {
                 // SAFETY: we took the chain, so we own `idx`; offload set its payload.
                 let payload = unsafe { self.arena.take_payload(idx) };
                 if let Some(payload) = payload {
@@ -584,24 +426,37 @@ impl Inner {
                 }
                 // SAFETY: ours; back to the freelist of the shard it was offloaded on.
                 unsafe { self.free.push(&self.arena, shard, idx) };
-            });
+            };
+            // SAFETY: all the runtime's jobs come from its arena.
+            unsafe { chain.for_each_oldest_first(&self.arena, run_and_return) };
             // The jobs are visible in the freelist: now their claims may become credit.
             self.ledger.credit_spare(len);
             self.running.fetch_sub(len, Ordering::Relaxed);
             ran += len;
         }
-        ran += self.emergency.drain(|parked| {
+        let unparked = self.emergency.drain(|parked| {
             self.run(parked.payload);
             if parked.claimed {
                 // The parked object kept its claim; its job is idle in a freelist.
                 self.ledger.credit_spare(1);
             }
         });
+        self.counters
+            .unparked
+            .fetch_add(unparked as u64, Ordering::Relaxed);
+        ran += unparked;
         self.maybe_trim();
         ran
     }
 
-    fn stats(&self) -> Stats {
+    /// Counts idle jobs by walking the freelists (bounded by `total`); exact when quiescent.
+    pub(crate) fn audit_idle(&self) -> usize {
+        let bound = self.total.load(Ordering::Relaxed) + 1;
+        // SAFETY: all the runtime's jobs come from its arena.
+        unsafe { self.free.count_idle(&self.arena, bound) }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
         let c = &self.counters;
         let relaxed = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let queued = self.lists.queued();
@@ -618,7 +473,10 @@ impl Inner {
             idle,
             spare,
             reserved,
-            offloaded: relaxed(&c.taken) + queued as u64 + self.emergency.parked() as u64,
+            offloaded: relaxed(&c.taken)
+                + relaxed(&c.unparked)
+                + queued as u64
+                + self.emergency.parked() as u64,
             drained: relaxed(&c.drained),
             wakes: relaxed(&c.wakes),
             trimmed: relaxed(&c.trimmed),
@@ -639,184 +497,6 @@ impl Drop for Inner {
         // of this one), so loop until a cycle finds nothing.
         while self.drain() > 0 {}
         // The arena's Drop frees every job body and bucket.
-    }
-}
-
-/// A handle to a sigdrop runtime: cheap to clone, `Send + Sync`.
-///
-/// Dropping the last handle (slots hold one each) stops the drainer and runs every pending
-/// destructor. Do not drop the last handle in restricted context: if that happens, the runtime
-/// is deliberately leaked rather than freed inside a signal handler.
-///
-/// ```
-/// use sigdrop::{Drainer, RefSlot, Runtime, restricted};
-///
-/// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
-/// let slot = RefSlot::new(&rt);
-/// slot.xchg(Some(Box::new(5u32))).map_err(|r| r.into_error())?;
-/// {
-///     let _nmi = restricted::enter();      // as a signal handler would
-///     drop(slot.take());                   // deferred: no destructor runs here
-/// }
-/// assert_eq!(rt.drain()?, 1);              // ran on this thread, in ordinary context
-/// # Ok::<(), sigdrop::Error>(())
-/// ```
-pub struct Runtime {
-    handle: ManuallyDrop<Arc<Handle>>,
-}
-
-struct Handle {
-    inner: Arc<Inner>,
-    thread: Option<DrainerThread>,
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // Release: the drainer's Acquire load of `stop` sees everything before this drop.
-        self.inner.stop.store(true, Ordering::Release);
-        self.inner.doorbell.wake();
-        if let Some(thread) = self.thread.take() {
-            thread.join_unless_current();
-        }
-    }
-}
-
-impl Clone for Runtime {
-    fn clone(&self) -> Self {
-        Runtime {
-            handle: ManuallyDrop::new(Arc::clone(&self.handle)),
-        }
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        if restricted::is_active() && Arc::strong_count(&self.handle) == 1 {
-            // The last handle, in a signal handler: shutting down would free memory and join a
-            // thread there. Leak instead (the only safe choice); the handle's memory stays.
-            return;
-        }
-        // SAFETY: `handle` is not used again after this.
-        unsafe { ManuallyDrop::drop(&mut self.handle) };
-    }
-}
-
-impl std::fmt::Debug for Runtime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("config", &self.inner().cfg)
-            .field("stats", &self.stats())
-            .finish()
-    }
-}
-
-#[cfg(not(loom))]
-static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
-
-impl Runtime {
-    /// A builder with the defaults: one shard per CPU, headroom 64, hysteresis 32, emergency
-    /// capacity 64, a drainer thread, [`Policy::Auto`]. May be called anywhere (it allocates
-    /// nothing); building is for ordinary context.
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-
-    /// A runtime with the default settings. Ordinary context only ([`Error::Restricted`] in a
-    /// signal handler).
-    pub fn new() -> Result<Runtime, Error> {
-        Builder::default().build()
-    }
-
-    /// The process-wide default runtime, created with the default settings on first use.
-    ///
-    /// May be called from a signal handler once it exists (then it is one atomic load). Reaching
-    /// it for the first time from restricted context returns [`Error::GlobalUninitialized`] and
-    /// allocates nothing: touch it once in ordinary context, before installing the handler.
-    #[cfg(not(loom))]
-    pub fn global() -> Result<&'static Runtime, Error> {
-        if let Some(rt) = GLOBAL.get() {
-            return Ok(rt);
-        }
-        if restricted::is_active() {
-            return Err(Error::GlobalUninitialized);
-        }
-        let rt = Runtime::new()?;
-        // If another thread won the race, ours is dropped (and shut down) here.
-        let _ = GLOBAL.set(rt);
-        Ok(GLOBAL
-            .get()
-            .expect("set above or by the winner of the race"))
-    }
-
-    pub(crate) fn inner(&self) -> &Inner {
-        &self.handle.inner
-    }
-
-    /// A snapshot of the gauges and counters. May be called from a signal handler (relaxed
-    /// loads only).
-    pub fn stats(&self) -> Stats {
-        self.inner().stats()
-    }
-
-    /// The policy this runtime was built with. May be called from a signal handler.
-    pub fn policy(&self) -> Policy {
-        self.inner().cfg.policy
-    }
-
-    /// Runs every destructor deferred so far on the calling thread, returns jobs to the pool and
-    /// trims it; returns how many destructors ran. With [`Drainer::Manual`] this is how deferred
-    /// destructors run; with a drainer thread it is also allowed (each object is destroyed
-    /// exactly once, by whichever drainer takes it).
-    ///
-    /// Not for signal handlers: returns [`Error::Restricted`] in restricted context.
-    pub fn drain(&self) -> Result<usize, Error> {
-        if restricted::is_active() {
-            return Err(Error::Restricted);
-        }
-        Ok(self.inner().drain())
-    }
-
-    /// Grows the pool by `n` jobs set aside for installs in restricted context, so that up to `n`
-    /// such installs succeed without allocating. Installs in restricted context use reserved
-    /// jobs first, then spare ones.
-    ///
-    /// Not for signal handlers ([`Error::Restricted`]). Fails with
-    /// [`Error::CapacityExceeded`] (before allocating anything) if `n` jobs would exceed
-    /// `max_jobs`, or [`Error::OutOfMemory`] if the allocator refuses; on failure nothing is
-    /// reserved and jobs already made become ordinary spare jobs.
-    pub fn reserve(&self, n: usize) -> Result<(), Error> {
-        if restricted::is_active() {
-            return Err(Error::Restricted);
-        }
-        self.inner().reserve(n)
-    }
-
-    /// Moves up to `n` reserved jobs back to the spare pool (where trim may free them); returns
-    /// how many moved. Not for signal handlers ([`Error::Restricted`]).
-    pub fn unreserve(&self, n: usize) -> Result<usize, Error> {
-        if restricted::is_active() {
-            return Err(Error::Restricted);
-        }
-        Ok(self.inner().unreserve(n))
-    }
-
-    /// Frees spare jobs beyond the headroom now, rather than at the next drain or removal;
-    /// returns how many were freed. Not for signal handlers ([`Error::Restricted`]).
-    pub fn trim(&self) -> Result<usize, Error> {
-        if restricted::is_active() {
-            return Err(Error::Restricted);
-        }
-        Ok(self.inner().trim())
-    }
-
-    /// Counts idle jobs by walking every freelist (bounded by `total`). Exact only at a
-    /// quiescent point; tests use it to check the gauges against the lists themselves. May be
-    /// called from a signal handler (atomic loads only).
-    #[doc(hidden)]
-    pub fn audit_idle(&self) -> usize {
-        let inner = self.inner();
-        let bound = inner.total.load(Ordering::Relaxed) + 1;
-        inner.free.count_idle(&inner.arena, bound)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Unit tests of the runtime, including the paths only a fault hook can reach.
 
 use super::*;
-use crate::{RefSlot, restricted};
+use crate::{Drainer, Error, RefSlot, Runtime, restricted};
 use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering as StdOrdering};
 
 static DROPS: StdAtomicUsize = StdAtomicUsize::new(0);

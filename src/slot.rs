@@ -38,8 +38,9 @@
 
 use crate::arena::{Dtor, Payload};
 use crate::error::Error;
+use crate::handle::Runtime;
 use crate::pointer::{SlotPointer, TypedDestructor, erase_raw_dtor};
-use crate::runtime::{Inner, Runtime};
+use crate::runtime::Inner;
 use crate::sync::{AtomicPtr, Ordering};
 use crate::{Raw, restricted};
 use std::fmt;
@@ -110,16 +111,26 @@ impl<P: SlotPointer> RefSlot<P> {
 
     /// Exchanges the slot's content. `Some(new)` installs `new`, `None` empties the slot.
     ///
-    /// Returns the previous object, if any, in a [`Detached`] guard that carries its claim.
-    /// Returns `Err` with the new value, untouched, if the slot was empty and no job could be
-    /// reserved for it (P4: nothing is lost): in restricted context when no job is reserved or
-    /// spare ([`Error::NoSpareJob`]), in ordinary context when growing failed
+    /// Returns the previous object, if any, in a [`Detached`] guard. Returns `Err` with the new
+    /// value, untouched, and the slot unchanged, if a job was needed and could not be had (P4:
+    /// nothing is lost): in restricted context when no job is reserved or spare
+    /// ([`Error::NoSpareJob`]), in ordinary context when growing failed
     /// ([`Error::OutOfMemory`], [`Error::CapacityExceeded`]), or for a [`Raw`] built with
     /// another destructor than the slot's ([`Error::DestructorMismatch`]).
     ///
+    /// When a job is needed:
+    /// - installing into an empty slot needs one, in any context;
+    /// - replacing a present object in ordinary context needs none: the old object's job moves
+    ///   to the new one, so the replace is a single CAS. The old object comes back
+    ///   *unreserved* ([`Detached::is_reserved`] is false): dropping it in ordinary context needs
+    ///   no job; if you mean to let it reach a signal handler, call [`Detached::reserve`] first.
+    ///   (Dropped in restricted context without one, it is deferred with a spare or reserved job
+    ///   if there is one, else parked in the emergency area, else leaked — and counted.)
+    /// - replacing in restricted context needs one, for the old object that will be deferred
+    ///   from there.
+    ///
     /// May be called from a signal handler. There it never allocates: it uses a job reserved
-    /// with [`Runtime::reserve`] (or a spare one) when the slot is empty, and replacing a
-    /// present object needs no job at all.
+    /// with [`Runtime::reserve`] (or a spare one).
     pub fn xchg(&self, new: Option<P>) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
         let Some(new) = new else {
             return Ok(self.take());
@@ -281,6 +292,26 @@ pub struct Detached<'a, P: SlotPointer> {
 }
 
 impl<P: SlotPointer> Detached<'_, P> {
+    /// Whether this value holds a reserved job, so that dropping it in restricted context is
+    /// guaranteed to defer it without a fallback. True for values taken out of a slot, and for
+    /// every value that left a slot in restricted context; false for the value an
+    /// ordinary-context replace displaced (see [`RefSlot::xchg`]). May be called anywhere.
+    pub fn is_reserved(&self) -> bool {
+        self.claimed
+    }
+
+    /// Reserves a job for this value if it has none, so that it can later be dropped in
+    /// restricted context (moved into a signal handler's reach) with the same guarantee as a
+    /// taken value. In ordinary context this may grow the pool; in restricted context it uses a
+    /// reserved or spare job. On failure the value is unchanged and the error says why.
+    pub fn reserve(&mut self) -> Result<(), Error> {
+        if !self.claimed {
+            self.inner.claim_for_install()?;
+            self.claimed = true;
+        }
+        Ok(())
+    }
+
     /// The object itself, releasing its reserved job. Ordinary context: in restricted context
     /// this is refused and the guard comes back (a bare `P` dropped in a handler would run its
     /// destructor there), so it is harmless to call from a signal handler.
@@ -397,10 +428,3 @@ impl<T> fmt::Debug for RawSlot<T> {
             .finish()
     }
 }
-
-// SAFETY: the slot only stores a pointer; it never dereferences it, so sharing it across
-// threads is as safe as sharing a `NonNull<T>` value between threads that synchronise on it,
-// which needs `T: Sync` for shared use and `T: Send` to move it.
-unsafe impl<T: Send + Sync> Send for RawSlot<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send + Sync> Sync for RawSlot<T> {}

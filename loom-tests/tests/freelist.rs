@@ -43,7 +43,8 @@ fn scenario<const TAG_BITS: u32>() {
     let owners = Arc::new(Owners::new());
     let mut state = GrowState::default();
     for _ in 0..JOBS {
-        let idx = arena.alloc_job(&mut state).unwrap();
+        // SAFETY: `state` is this arena's only grow state.
+        let idx = unsafe { arena.alloc_job(&mut state) }.unwrap();
         // SAFETY: a fresh job is ours to give to the freelist.
         unsafe { free.push(&arena, 0, idx) };
     }
@@ -51,7 +52,8 @@ fn scenario<const TAG_BITS: u32>() {
     let handler = {
         let (arena, free, owners) = (arena.clone(), free.clone(), owners.clone());
         loom::thread::spawn(move || {
-            if let Some(idx) = free.pop(&arena, 0) {
+            // SAFETY: every job on `free` came from `arena`.
+            if let Some(idx) = unsafe { free.pop(&arena, 0) } {
                 owners.take(idx);
                 owners.give(idx);
                 // SAFETY: we popped it.
@@ -62,7 +64,8 @@ fn scenario<const TAG_BITS: u32>() {
 
     let mut mine = Vec::new();
     for _ in 0..3 {
-        if let Some(idx) = free.pop(&arena, 0) {
+        // SAFETY: every job on `free` came from `arena`.
+        if let Some(idx) = unsafe { free.pop(&arena, 0) } {
             owners.take(idx);
             mine.push(idx);
         }
@@ -73,7 +76,8 @@ fn scenario<const TAG_BITS: u32>() {
         unsafe { free.push(&arena, 0, first) };
         mine.remove(0);
     }
-    if let Some(idx) = free.pop(&arena, 0) {
+    // SAFETY: every job on `free` came from `arena`.
+    if let Some(idx) = unsafe { free.pop(&arena, 0) } {
         owners.take(idx);
         mine.push(idx);
     }
@@ -83,7 +87,12 @@ fn scenario<const TAG_BITS: u32>() {
         // SAFETY: we own every job in `mine`.
         unsafe { free.push(&arena, 0, idx) };
     }
-    assert_eq!(free.count_idle(&arena, 10), JOBS, "a job was lost");
+    // SAFETY: every job on `free` came from `arena`.
+    assert_eq!(
+        unsafe { free.count_idle(&arena, 10) },
+        JOBS,
+        "a job was lost"
+    );
 }
 
 #[test]

@@ -17,7 +17,8 @@ fn pushes_racing_take_all_lose_and_duplicate_nothing() {
         let jobs: Vec<Vec<u32>> = (0..2)
             .map(|_| {
                 (0..2)
-                    .map(|_| arena.alloc_job(&mut state).unwrap())
+                    // SAFETY: `state` is this arena's only grow state.
+                    .map(|_| unsafe { arena.alloc_job(&mut state) }.unwrap())
                     .collect()
             })
             .collect();
@@ -36,11 +37,12 @@ fn pushes_racing_take_all_lose_and_duplicate_nothing() {
             })
             .collect();
 
-        let mut taken = lists.take(0).into_oldest_first(&arena);
+        // SAFETY (both takes): every job on `lists` came from `arena`.
+        let mut taken = unsafe { lists.take(0).into_oldest_first(&arena) };
         for p in producers {
             p.join().unwrap();
         }
-        taken.extend(lists.take(0).into_oldest_first(&arena));
+        taken.extend(unsafe { lists.take(0).into_oldest_first(&arena) });
 
         assert_eq!(taken.len(), 4, "lost or duplicated: {taken:?}");
         for mine in &jobs {

@@ -16,7 +16,8 @@ fn freelist_pop_push_keeps_single_ownership() {
         let free = Arc::new(Freelist::<32>::new(1));
         let mut state = GrowState::default();
         for _ in 0..2 {
-            let idx = arena.alloc_job(&mut state).unwrap();
+            // SAFETY: `state` is this arena's only grow state.
+            let idx = unsafe { arena.alloc_job(&mut state) }.unwrap();
             // SAFETY: a fresh job is ours to give to the freelist.
             unsafe { free.push(&arena, 0, idx) };
         }
@@ -24,7 +25,8 @@ fn freelist_pop_push_keeps_single_ownership() {
             Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
         let worker = |arena: Arc<Arena>, free: Arc<Freelist<32>>, owned: Arc<[AtomicBool; 2]>| {
             move || {
-                if let Some(idx) = free.pop(&arena, 0) {
+                // SAFETY: every job on `free` came from `arena`.
+                if let Some(idx) = unsafe { free.pop(&arena, 0) } {
                     assert!(
                         !owned[idx as usize].swap(true, Ordering::SeqCst),
                         "job owned twice"
@@ -38,7 +40,8 @@ fn freelist_pop_push_keeps_single_ownership() {
         let t = loom::thread::spawn(worker(arena.clone(), free.clone(), owned.clone()));
         worker(arena.clone(), free.clone(), owned.clone())();
         t.join().unwrap();
-        assert_eq!(free.count_idle(&arena, 10), 2);
+        // SAFETY: every job on `free` came from `arena`.
+        assert_eq!(unsafe { free.count_idle(&arena, 10) }, 2);
     });
 }
 

@@ -1,0 +1,257 @@
+//! The public handle: `Runtime`, its lifetime, and the process-wide default.
+
+use crate::builder::{Builder, Policy};
+use crate::drainer::DrainerThread;
+use crate::error::Error;
+use crate::restricted;
+use crate::runtime::Inner;
+use crate::stats::Stats;
+use crate::sync::{Arc, Ordering};
+use std::mem::ManuallyDrop;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc as StdArc, Mutex};
+
+/// A handle to a sigdrop runtime: cheap to clone, `Send + Sync`.
+///
+/// Dropping the last handle (slots hold one each) stops the drainer and runs every pending
+/// destructor. A handle dropped in restricted context (a slot dropped inside a signal handler,
+/// say) frees nothing there: its reference is handed to whoever drops the last handle, and if it
+/// *was* the last handle the runtime is deliberately leaked rather than shut down in a handler.
+///
+/// ```
+/// use sigdrop::{Drainer, RefSlot, Runtime, restricted};
+///
+/// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+/// let slot = RefSlot::new(&rt);
+/// slot.xchg(Some(Box::new(5u32))).map_err(|r| r.into_error())?;
+/// {
+///     let _nmi = restricted::enter();      // as a signal handler would
+///     drop(slot.take());                   // deferred: no destructor runs here
+/// }
+/// assert_eq!(rt.drain()?, 1);              // ran on this thread, in ordinary context
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+pub struct Runtime {
+    handle: ManuallyDrop<StdArc<Handle>>,
+}
+
+/// What every `Runtime` handle points to. `handles` counts the handles (the `Arc` count also
+/// includes clones that a signal handler had to forget, see `Drop for Runtime`).
+struct Handle {
+    inner: Arc<Inner>,
+    thread: Mutex<Option<DrainerThread>>,
+    /// Live `Runtime` handles.
+    handles: AtomicUsize,
+    /// `Arc` references given up in restricted context without being decremented.
+    forgotten: AtomicUsize,
+}
+
+impl Runtime {
+    pub(crate) fn from_parts(inner: Arc<Inner>, thread: Option<DrainerThread>) -> Runtime {
+        Runtime {
+            handle: ManuallyDrop::new(StdArc::new(Handle {
+                inner,
+                thread: Mutex::new(thread),
+                handles: AtomicUsize::new(1),
+                forgotten: AtomicUsize::new(0),
+            })),
+        }
+    }
+}
+
+impl Clone for Runtime {
+    /// Another handle. May be called from a signal handler (two atomic increments).
+    fn clone(&self) -> Self {
+        // Relaxed: like `Arc::clone`, a new handle is made from an existing one, which keeps the
+        // count above zero; nothing is published.
+        self.handle.handles.fetch_add(1, Ordering::Relaxed);
+        Runtime {
+            handle: ManuallyDrop::new(StdArc::clone(&self.handle)),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    /// Dropping the last handle shuts the runtime down: stops the drainer, runs every pending
+    /// destructor, frees the pool. That only ever happens in ordinary context.
+    ///
+    /// In restricted context a handle is given up without touching memory: its `Arc` reference
+    /// is forgotten (and counted, so the last ordinary drop can release it), and if it was the
+    /// last handle the runtime is leaked rather than shut down inside a signal handler.
+    fn drop(&mut self) {
+        let handle = &*self.handle;
+        if restricted::is_active() {
+            // Count the forgotten reference *before* giving up the handle, so that whoever drops
+            // the last handle (Acquire, below) sees it.
+            handle.forgotten.fetch_add(1, Ordering::Relaxed);
+            // Relaxed: a first guess for the CAS.
+            let mut n = handle.handles.load(Ordering::Relaxed);
+            loop {
+                if n == 1 {
+                    // The last handle, in a signal handler: leak the runtime.
+                    return;
+                }
+                // Release: orders the `forgotten` increment before the decrement that the last
+                // dropper's AcqRel `fetch_sub` reads.
+                match handle.handles.compare_exchange_weak(
+                    n,
+                    n - 1,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return, // the `Arc` reference is forgotten, never decremented here
+                    Err(actual) => n = actual,
+                }
+            }
+        }
+        // AcqRel: Release for our own uses of the runtime; Acquire (for the last dropper) to see
+        // every other handle's uses and `forgotten` increments.
+        if handle.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            handle.shut_down();
+            let forgotten = handle.forgotten.load(Ordering::Relaxed);
+            for _ in 0..forgotten {
+                // SAFETY: each counted forgotten handle still owns one strong reference to this
+                // `Arc` (it was never decremented), and no handle remains to use them: we drop
+                // them on their owners' behalf. Our own reference keeps the count above zero.
+                unsafe { StdArc::decrement_strong_count(StdArc::as_ptr(&self.handle)) };
+            }
+        }
+        // SAFETY: `handle` is not used again after this.
+        unsafe { ManuallyDrop::drop(&mut self.handle) };
+    }
+}
+
+impl Handle {
+    /// Stops the drainer thread (joining it unless we are it). The runtime state itself goes
+    /// when the last reference to it does: this thread's, or the drainer's when it exits.
+    fn shut_down(&self) {
+        // Release: the drainer's Acquire load of `stop` sees everything before this.
+        self.inner.stop.store(true, Ordering::Release);
+        self.inner.doorbell.wake();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            thread.join_unless_current();
+        }
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.inner().cfg)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+
+impl Runtime {
+    /// A builder with the defaults: one shard per CPU, headroom 64, hysteresis 32, emergency
+    /// capacity 64, a drainer thread, [`Policy::Auto`]. May be called anywhere (it allocates
+    /// nothing); building is for ordinary context.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A runtime with the default settings. Ordinary context only ([`Error::Restricted`] in a
+    /// signal handler).
+    pub fn new() -> Result<Runtime, Error> {
+        Builder::default().build()
+    }
+
+    /// The process-wide default runtime, created with the default settings on first use.
+    ///
+    /// May be called from a signal handler once it exists (then it is one atomic load). Reaching
+    /// it for the first time from restricted context returns [`Error::GlobalUninitialized`] and
+    /// allocates nothing: touch it once in ordinary context, before installing the handler.
+    #[cfg(not(loom))]
+    pub fn global() -> Result<&'static Runtime, Error> {
+        if let Some(rt) = GLOBAL.get() {
+            return Ok(rt);
+        }
+        if restricted::is_active() {
+            return Err(Error::GlobalUninitialized);
+        }
+        let rt = Runtime::new()?;
+        // If another thread won the race, ours is dropped (and shut down) here.
+        let _ = GLOBAL.set(rt);
+        Ok(GLOBAL
+            .get()
+            .expect("set above or by the winner of the race"))
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.handle.inner
+    }
+
+    /// A snapshot of the gauges and counters. May be called from a signal handler (relaxed
+    /// loads only).
+    pub fn stats(&self) -> Stats {
+        self.inner().stats()
+    }
+
+    /// The policy this runtime was built with. May be called from a signal handler.
+    pub fn policy(&self) -> Policy {
+        self.inner().cfg.policy
+    }
+
+    /// Runs every destructor deferred so far on the calling thread, returns jobs to the pool and
+    /// trims it; returns how many destructors ran. With [`Drainer::Manual`](crate::Drainer::Manual) this is how deferred
+    /// destructors run; with a drainer thread it is also allowed (each object is destroyed
+    /// exactly once, by whichever drainer takes it).
+    ///
+    /// Not for signal handlers: returns [`Error::Restricted`] in restricted context.
+    pub fn drain(&self) -> Result<usize, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        Ok(self.inner().drain())
+    }
+
+    /// Grows the pool by `n` jobs set aside for installs in restricted context, so that up to `n`
+    /// such installs succeed without allocating. Installs in restricted context use reserved
+    /// jobs first, then spare ones.
+    ///
+    /// Not for signal handlers ([`Error::Restricted`]). Fails with
+    /// [`Error::CapacityExceeded`] (before allocating anything) if `n` jobs would exceed
+    /// `max_jobs`, or [`Error::OutOfMemory`] if the allocator refuses; on failure nothing is
+    /// reserved and jobs already made become ordinary spare jobs.
+    pub fn reserve(&self, n: usize) -> Result<(), Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        self.inner().reserve(n)
+    }
+
+    /// Moves up to `n` reserved jobs back to the spare pool (where trim may free them); returns
+    /// how many moved. Not for signal handlers ([`Error::Restricted`]).
+    pub fn unreserve(&self, n: usize) -> Result<usize, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        Ok(self.inner().unreserve(n))
+    }
+
+    /// Frees spare jobs beyond the headroom now, rather than at the next drain or removal;
+    /// returns how many were freed. Not for signal handlers ([`Error::Restricted`]).
+    pub fn trim(&self) -> Result<usize, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        Ok(self.inner().trim(true))
+    }
+
+    /// Counts idle jobs by walking every freelist (bounded by `total`). Exact only at a
+    /// quiescent point; tests use it to check the gauges against the lists themselves. May be
+    /// called from a signal handler (atomic loads only).
+    #[doc(hidden)]
+    pub fn audit_idle(&self) -> usize {
+        self.inner().audit_idle()
+    }
+}
