@@ -6,10 +6,12 @@ use crate::error::Error;
 use crate::restricted;
 use crate::runtime::Inner;
 use crate::stats::Stats;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 use std::mem::ManuallyDrop;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc as StdArc, Mutex};
+// The handle itself is a std `Arc` even under loom: the last-drop path needs
+// `Arc::decrement_strong_count`, which loom's `Arc` lacks. The counts that decide who shuts the
+// runtime down (`handles`, `forgotten`) are the shim's atomics, so loom checks that protocol.
+use std::sync::Arc as StdArc;
 
 /// A handle to a sigdrop runtime: cheap to clone, `Send + Sync`.
 ///
