@@ -34,6 +34,16 @@ use std::ptr::{self, NonNull};
 /// The index that means "no job": the end of every list.
 pub const NIL: u32 = u32::MAX;
 
+/// A table of list links that stays put while any list over it is in use: what the lock-free
+/// lists (`freelist.rs`, `llist.rs`) need to walk indices they do not own.
+pub trait Links {
+    /// The link of index `idx`.
+    ///
+    /// # Safety
+    /// `idx` was handed out by this table (for the arena: returned by `alloc_job`).
+    unsafe fn link(&self, idx: u32) -> &AtomicU32;
+}
+
 /// The largest number of jobs an arena can name (every index but [`NIL`]).
 pub const MAX_JOBS: usize = NIL as usize;
 
@@ -130,17 +140,6 @@ impl Arena {
         // SAFETY: by the caller's contract the bucket exists, `offset < bucket_len(bucket)`, and
         // buckets are only freed in `Drop`, which has `&mut self`.
         unsafe { &*base.add(offset) }
-    }
-
-    /// The list link of a job. Any party may load or store it atomically; what a value *means*
-    /// is decided by the list that holds the job (see `freelist.rs` and `llist.rs`).
-    ///
-    /// # Safety
-    /// `idx` must have been returned by [`alloc_job`](Self::alloc_job) of this arena.
-    #[inline]
-    pub unsafe fn link(&self, idx: u32) -> &AtomicU32 {
-        // SAFETY: forwarded contract.
-        unsafe { &self.entry(idx).link }
     }
 
     /// Stores the payload of a job.
@@ -261,6 +260,16 @@ impl Arena {
         }
         state.free_indices.push(idx);
         Ok(())
+    }
+}
+
+impl Links for Arena {
+    /// The list link of a job. Any party may load or store it atomically; what a value *means*
+    /// is decided by the list that holds the job (see `freelist.rs` and `llist.rs`).
+    #[inline]
+    unsafe fn link(&self, idx: u32) -> &AtomicU32 {
+        // SAFETY: forwarded contract.
+        unsafe { &self.entry(idx).link }
     }
 }
 

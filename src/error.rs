@@ -33,6 +33,29 @@ pub enum Error {
     DestructorMismatch,
     /// The drainer thread could not be started.
     DrainerSpawn(std::io::Error),
+    /// A map bucket was locked and the caller is in restricted context, where sigdrop never
+    /// waits (the kernel's rqspinlock answers `-EDEADLK` here). The map is unchanged; retry
+    /// later, e.g. on the next signal.
+    WouldBlock,
+    /// A fixed-capacity map has no free element for a new key.
+    MapFull {
+        /// The map's capacity.
+        capacity: usize,
+    },
+    /// An index beyond a fixed-size container's length.
+    OutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The container's length.
+        len: usize,
+    },
+    /// A system call failed.
+    Os {
+        /// Which call.
+        call: &'static str,
+        /// The error it returned.
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -56,6 +79,14 @@ impl fmt::Display for Error {
                 f.write_str("the value's destructor is not the destructor of this slot")
             }
             Error::DrainerSpawn(e) => write!(f, "could not start the drainer thread: {e}"),
+            Error::WouldBlock => {
+                f.write_str("map bucket busy and waiting is not allowed in restricted context")
+            }
+            Error::MapFull { capacity } => write!(f, "map full ({capacity} entries)"),
+            Error::OutOfRange { index, len } => {
+                write!(f, "index {index} out of range for length {len}")
+            }
+            Error::Os { call, source } => write!(f, "{call} failed: {source}"),
         }
     }
 }
@@ -64,6 +95,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::DrainerSpawn(e) => Some(e),
+            Error::Os { source, .. } => Some(source),
             _ => None,
         }
     }

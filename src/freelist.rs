@@ -1,9 +1,10 @@
 //! Per-CPU sharded freelists of idle jobs, with an ABA-safe pop for any number of consumers.
 //!
 //! Each shard is a Treiber stack whose head is one 64-bit word: the index of the top job in the
-//! low 32 bits and a generation tag in the high bits. The links between jobs live in the arena's
-//! stable entries, so reading the link of a job that someone else popped a moment ago reads valid
-//! memory (a stale value at worst).
+//! low 32 bits and a generation tag in the high bits. The links between jobs live in stable
+//! storage (the arena's entries, or any other [`Links`] table that is never freed while the
+//! freelist is used), so reading the link of a job that someone else popped a moment ago reads
+//! valid memory (a stale value at worst). The same stack serves the hash map's free elements.
 //!
 //! ## The ABA problem and why the tag closes it
 //!
@@ -34,7 +35,7 @@
 //! | `pop_owed`   | yes                  | yes      | yes (lock-free, see below) |
 //! | `count_idle` | yes (result is then only a snapshot) | yes | yes   |
 
-use crate::arena::{Arena, NIL};
+use crate::arena::{Links, NIL};
 use crate::sync::{AtomicU64, Ordering, spin_hint};
 use crossbeam_utils::CachePadded;
 
@@ -75,10 +76,10 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     ///
     /// # Safety
     /// The caller owns job `idx` (it is in no list) and gives that ownership up to the freelist.
-    pub unsafe fn push(&self, arena: &Arena, shard: usize, idx: u32) {
+    pub unsafe fn push<L: Links + ?Sized>(&self, links: &L, shard: usize, idx: u32) {
         let head = &self.heads[shard];
-        // SAFETY: the caller owns `idx`, so it was allocated by `arena`.
-        let link = unsafe { arena.link(idx) };
+        // SAFETY: the caller owns `idx`, so it was handed out by `links`.
+        let link = unsafe { links.link(idx) };
         // Relaxed: only the value is needed; the CAS below validates it.
         let mut cur = head.load(Ordering::Relaxed);
         loop {
@@ -102,9 +103,9 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     /// safe in restricted context. The popped job is owned by the caller.
     ///
     /// # Safety
-    /// Every job ever pushed onto this freelist was allocated by `arena` (the same arena is
+    /// Every job ever pushed onto this freelist was handed out by `links` (the same table is
     /// passed to every call).
-    pub unsafe fn pop(&self, arena: &Arena, shard: usize) -> Option<u32> {
+    pub unsafe fn pop<L: Links + ?Sized>(&self, links: &L, shard: usize) -> Option<u32> {
         let head = &self.heads[shard];
         // Acquire: pairs with the Release CAS of the push that made `top` the head, so that the
         // link load below sees that push's link store.
@@ -114,10 +115,10 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
             if top == NIL {
                 return None;
             }
-            // SAFETY: `top` was at a head of this freelist, so `arena` allocated it (caller's
-            // contract); entries live as long as the arena. The value may be stale if `top` has moved on since we
+            // SAFETY: `top` was at a head of this freelist, so `links` handed it out (caller's
+            // contract); links live as long as the table. The value may be stale if `top` has moved on since we
             // loaded `cur`; then the tag has changed and the CAS below fails.
-            let next = unsafe { arena.link(top) }.load(Ordering::Relaxed);
+            let next = unsafe { links.link(top) }.load(Ordering::Relaxed);
             // Acquire on success: we now own `top` and must see what its pusher wrote.
             // Acquire on failure: we retry with the new head and read its link.
             match head.compare_exchange_weak(
@@ -137,10 +138,10 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     ///
     /// # Safety
     /// As for [`pop`](Self::pop).
-    pub unsafe fn pop_any(&self, arena: &Arena, start: usize) -> Option<u32> {
+    pub unsafe fn pop_any<L: Links + ?Sized>(&self, links: &L, start: usize) -> Option<u32> {
         let n = self.heads.len();
         // SAFETY: forwarded contract.
-        (0..n).find_map(|i| unsafe { self.pop(arena, (start + i) % n) })
+        (0..n).find_map(|i| unsafe { self.pop(links, (start + i) % n) })
     }
 
     /// Pops a job that the accounting says is owed to the caller: the caller holds a claim (a
@@ -157,10 +158,10 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     ///
     /// # Safety
     /// As for [`pop`](Self::pop); and the caller holds a claim (otherwise this may spin).
-    pub unsafe fn pop_owed(&self, arena: &Arena, start: usize) -> u32 {
+    pub unsafe fn pop_owed<L: Links + ?Sized>(&self, links: &L, start: usize) -> u32 {
         loop {
             // SAFETY: forwarded contract.
-            if let Some(idx) = unsafe { self.pop_any(arena, start) } {
+            if let Some(idx) = unsafe { self.pop_any(links, start) } {
                 return idx;
             }
             spin_hint();
@@ -172,14 +173,14 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     ///
     /// # Safety
     /// As for [`pop`](Self::pop).
-    pub unsafe fn count_idle(&self, arena: &Arena, limit: usize) -> usize {
+    pub unsafe fn count_idle<L: Links + ?Sized>(&self, links: &L, limit: usize) -> usize {
         let mut count = 0;
         for head in self.heads.iter() {
             let (mut idx, _) = unpack(head.load(Ordering::Acquire));
             while idx != NIL && count < limit {
                 count += 1;
-                // SAFETY: `idx` was reached from a head, so `arena` allocated it (contract).
-                idx = unsafe { arena.link(idx) }.load(Ordering::Acquire);
+                // SAFETY: `idx` was reached from a head, so `links` handed it out (contract).
+                idx = unsafe { links.link(idx) }.load(Ordering::Acquire);
             }
         }
         count
@@ -189,7 +190,7 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::arena::GrowState;
+    use crate::arena::{Arena, GrowState};
     use std::collections::HashSet;
 
     fn filled(arena: &Arena, jobs: usize, shards: usize) -> Freelist {

@@ -27,7 +27,7 @@
 //! | `take`     | yes                  | yes (each job goes to exactly one taker) | no need (drainer side), but safe |
 //! | `queued`   | yes (snapshot)       | yes       | yes                |
 
-use crate::arena::{Arena, NIL};
+use crate::arena::{Arena, Links, NIL};
 use crate::sync::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 

@@ -236,6 +236,10 @@ pub struct Rejected<P> {
 }
 
 impl<P> Rejected<P> {
+    pub(crate) fn new(value: P, error: Error) -> Self {
+        Rejected { value, error }
+    }
+
     /// The value handed back. May be called from a signal handler — but dropping the value
     /// there would run its destructor inline; keep it, or put it somewhere for later.
     pub fn into_inner(self) -> P {

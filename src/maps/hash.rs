@@ -1,0 +1,390 @@
+//! `KptrHash`: a fixed-capacity hash map from small `Copy` keys to owned pointers, every element
+//! preallocated — the kernel's preallocated hash map with a kptr field.
+//!
+//! ## Layout
+//!
+//! - `capacity` elements, allocated up front. Each has a key cell, a [`RefSlot`] for the value and
+//!   a `next` link. An element is, at any moment, in exactly one place: the free stack, one
+//!   bucket's chain, or held by the one operation that is moving it between the two.
+//! - Buckets (a power of two, at least `capacity`) hold the head of a chain and a try-lock. A
+//!   chain and the keys of its elements are only read or written with the bucket locked.
+//! - Free elements sit on a [`Freelist`] (the same ABA-safe tagged stack as idle jobs) linked
+//!   through the elements' `next` fields, so inserting from a signal handler allocates nothing.
+//!
+//! ## Locking, and why a handler never waits
+//!
+//! In ordinary context, taking a bucket spins (with backoff, yielding the CPU) until the holder
+//! lets go; holders never block inside. In restricted context it tries once: a busy bucket
+//! answers [`Error::WouldBlock`] and the map is unchanged, as the kernel's rqspinlock answers
+//! `-EDEADLK`. That is what makes a handler that interrupts a thread holding the same bucket
+//! safe: it cannot wait for the thread it interrupted.
+//!
+//! Objects leave the map with the lock held but are destroyed (or deferred) only after it is
+//! released, so a destructor may use the map again.
+//!
+//! | operation                      | concurrent with any other | restricted context            |
+//! |--------------------------------|---------------------------|-------------------------------|
+//! | `insert`, `take`, `delete`, `contains_key` | yes (per-bucket lock) | yes; `WouldBlock` if the bucket is busy |
+//! | `len`                          | yes (snapshot)            | yes                           |
+
+use crate::arena::{Links, NIL};
+use crate::error::Error;
+use crate::freelist::Freelist;
+use crate::handle::Runtime;
+use crate::pointer::{SlotPointer, TypedDestructor};
+use crate::restricted;
+use crate::slot::{Detached, RefSlot, Rejected};
+use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering, UnsafeCell};
+use crossbeam_utils::Backoff;
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::mem::MaybeUninit;
+
+struct Element<K, P: SlotPointer> {
+    next: AtomicU32,
+    key: UnsafeCell<MaybeUninit<K>>,
+    slot: RefSlot<P>,
+}
+
+struct Bucket {
+    locked: AtomicBool,
+    head: AtomicU32,
+}
+
+/// The element table, as the link storage of the free stack.
+struct Elements<K, P: SlotPointer>(Box<[Element<K, P>]>);
+
+impl<K, P: SlotPointer> Links for Elements<K, P> {
+    unsafe fn link(&self, idx: u32) -> &AtomicU32 {
+        &self.0[idx as usize].next
+    }
+}
+
+/// A fixed-capacity map from `K` to objects held in reserve-accounted slots.
+///
+/// Keys are `Copy` so that removing one never runs a destructor; hashing uses std's SipHash with
+/// keys drawn when the map is made, which allocates nothing. A key type's `Hash` and `Eq` must be
+/// async-signal-safe if the map is used from a handler (true of integers, tuples and arrays of
+/// them).
+///
+/// ```
+/// use sigdrop::{Drainer, Error, KptrHash, Runtime, restricted};
+///
+/// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+/// let map: KptrHash<u32, Box<String>> = KptrHash::new(&rt, 16)?;
+/// map.insert(7, Box::new("seven".into())).map_err(|r| r.into_error())?;
+/// assert!(map.contains_key(&7)?);
+/// {
+///     let _nmi = restricted::enter();
+///     assert!(map.delete(&7)?); // deferred to the drainer
+/// }
+/// assert_eq!(rt.drain()?, 1);
+/// assert_eq!(map.len(), 0);
+/// # Ok::<(), Error>(())
+/// ```
+pub struct KptrHash<K, P: SlotPointer> {
+    elements: Elements<K, P>,
+    buckets: Box<[Bucket]>,
+    free: Freelist,
+    hasher: RandomState,
+    len: AtomicUsize,
+}
+
+// SAFETY: keys are read and written only by the holder of their bucket's lock (or by the one
+// operation that owns an element off any chain), which may be any thread: `K: Send + Sync`.
+// Values live in `RefSlot`s, which are `Send + Sync` for `P: SlotPointer`.
+unsafe impl<K: Send + Sync, P: SlotPointer> Send for KptrHash<K, P> {}
+// SAFETY: as above.
+unsafe impl<K: Send + Sync, P: SlotPointer> Sync for KptrHash<K, P> {}
+
+/// Releases a bucket lock when dropped.
+struct Locked<'a>(&'a Bucket);
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Release: publishes every chain and key change made under the lock.
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+impl<K: Hash + Eq + Copy, P: TypedDestructor> KptrHash<K, P> {
+    /// A map for up to `capacity` keys, every element allocated now. Ordinary context only.
+    /// Fails with [`Error::InvalidConfig`] for a capacity of 0 or one that does not fit the
+    /// 32-bit element index, and [`Error::Restricted`] in restricted context.
+    pub fn new(runtime: &Runtime, capacity: usize) -> Result<Self, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        if capacity == 0 || capacity >= NIL as usize {
+            return Err(Error::InvalidConfig {
+                field: "capacity",
+                reason: "must be between 1 and u32::MAX - 1",
+            });
+        }
+        let elements = Elements(
+            (0..capacity)
+                .map(|_| Element {
+                    next: AtomicU32::new(NIL),
+                    key: UnsafeCell::new(MaybeUninit::uninit()),
+                    slot: RefSlot::new(runtime),
+                })
+                .collect(),
+        );
+        let buckets = (0..capacity.next_power_of_two())
+            .map(|_| Bucket {
+                locked: AtomicBool::new(false),
+                head: AtomicU32::new(NIL),
+            })
+            .collect();
+        // One shard: elements are shared by all CPUs, not per CPU.
+        let free = Freelist::new(1);
+        for idx in (0..capacity as u32).rev() {
+            // SAFETY: a fresh element, ours, handed out by `elements`.
+            unsafe { free.push(&elements, 0, idx) };
+        }
+        Ok(KptrHash {
+            elements,
+            buckets,
+            free,
+            hasher: RandomState::new(),
+            len: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
+    /// The number of keys the map can hold. May be called from a signal handler.
+    pub fn capacity(&self) -> usize {
+        self.elements.0.len()
+    }
+
+    /// The number of keys now (a snapshot). May be called from a signal handler.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the map holds no key now (a snapshot). May be called from a signal handler.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn bucket(&self, key: &K) -> &Bucket {
+        let hash = self.hasher.hash_one(key);
+        &self.buckets[hash as usize & (self.buckets.len() - 1)]
+    }
+
+    fn lock<'a>(&self, bucket: &'a Bucket) -> Result<Locked<'a>, Error> {
+        let try_lock = || {
+            // Acquire: pairs with the Release in `Locked::drop` of the previous holder.
+            bucket
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        };
+        if restricted::is_active() {
+            // One honest try (a weak CAS may fail spuriously; retry only that case).
+            loop {
+                if try_lock() {
+                    return Ok(Locked(bucket));
+                }
+                if bucket.locked.load(Ordering::Relaxed) {
+                    return Err(Error::WouldBlock);
+                }
+            }
+        }
+        let backoff = Backoff::new();
+        while !try_lock() {
+            backoff.snooze();
+        }
+        Ok(Locked(bucket))
+    }
+
+    /// The element holding `key` in `bucket`'s chain and its predecessor, if any.
+    fn find(&self, _held: &Locked<'_>, bucket: &Bucket, key: &K) -> Option<(Option<u32>, u32)> {
+        let mut prev = None;
+        // Relaxed (here and in the loop): chains are only touched under the bucket lock, whose
+        // Acquire/Release orders every access.
+        let mut idx = bucket.head.load(Ordering::Relaxed);
+        while idx != NIL {
+            let element = &self.elements.0[idx as usize];
+            // SAFETY: `idx` is on a chain we hold the lock of, so its key was written (before
+            // it was linked, under this lock) and nobody writes it while we hold the lock.
+            let found = element.key.with(|k| unsafe { (*k).assume_init_ref() == key });
+            if found {
+                return Some((prev, idx));
+            }
+            prev = Some(idx);
+            idx = element.next.load(Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// Inserts or replaces the object for `key`; returns the previous object, if any (see
+    /// [`RefSlot::xchg`] for what a replace returns). Hands the value back, the map unchanged,
+    /// on [`Error::WouldBlock`] (restricted context, bucket busy), [`Error::MapFull`], or when
+    /// no job can be reserved for it.
+    ///
+    /// May be called from a signal handler; there an insert of a new key needs a job reserved
+    /// with [`Runtime::reserve`](crate::Runtime::reserve) (or a spare one).
+    pub fn insert(&self, key: K, value: P) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
+        let bucket = self.bucket(&key);
+        let held = match self.lock(bucket) {
+            Ok(held) => held,
+            Err(error) => return Err(Rejected::new(value, error)),
+        };
+        if let Some((_, idx)) = self.find(&held, bucket, &key) {
+            return self.elements.0[idx as usize].slot.xchg(Some(value));
+        }
+        // SAFETY: the free stack only ever holds indices of `self.elements`.
+        let Some(idx) = (unsafe { self.free.pop(&self.elements, 0) }) else {
+            let capacity = self.capacity();
+            return Err(Rejected::new(value, Error::MapFull { capacity }));
+        };
+        let element = &self.elements.0[idx as usize];
+        if let Err(rejected) = element.slot.xchg(Some(value)) {
+            // SAFETY: we popped `idx` and never linked it: it is ours to give back.
+            unsafe { self.free.push(&self.elements, 0, idx) };
+            return Err(rejected);
+        }
+        // SAFETY: the element is ours (popped, not yet on a chain): no other access.
+        element.key.with_mut(|k| unsafe { (*k).write(key) });
+        element
+            .next
+            .store(bucket.head.load(Ordering::Relaxed), Ordering::Relaxed);
+        bucket.head.store(idx, Ordering::Relaxed);
+        self.len.fetch_add(1, Ordering::Relaxed);
+        drop(held);
+        Ok(None)
+    }
+
+    /// Removes `key` and returns its object (to drop, or unwrap in ordinary context). `Ok(None)`
+    /// if the key is absent; [`Error::WouldBlock`] in restricted context if the bucket is busy.
+    /// May be called from a signal handler.
+    pub fn take(&self, key: &K) -> Result<Option<Detached<'_, P>>, Error> {
+        let bucket = self.bucket(key);
+        let held = self.lock(bucket)?;
+        let Some((prev, idx)) = self.find(&held, bucket, key) else {
+            return Ok(None);
+        };
+        let element = &self.elements.0[idx as usize];
+        let next = element.next.load(Ordering::Relaxed);
+        match prev {
+            None => bucket.head.store(next, Ordering::Relaxed),
+            Some(prev) => self.elements.0[prev as usize]
+                .next
+                .store(next, Ordering::Relaxed),
+        }
+        let taken = element.slot.take();
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: unlinked under the lock, so the element is ours to give back (its slot is
+        // empty and `K: Copy` needs no drop).
+        unsafe { self.free.push(&self.elements, 0, idx) };
+        drop(held);
+        Ok(taken)
+    }
+
+    /// Deletes `key`; its object is destroyed inline in ordinary context (under
+    /// [`Policy::Auto`](crate::Policy::Auto)) or deferred to the drainer, after the bucket lock
+    /// is released. Returns whether the key was present. May be called from a signal handler.
+    pub fn delete(&self, key: &K) -> Result<bool, Error> {
+        Ok(self.take(key)?.is_some())
+    }
+
+    /// Whether `key` is present. May be called from a signal handler
+    /// ([`Error::WouldBlock`] if its bucket is busy there).
+    pub fn contains_key(&self, key: &K) -> Result<bool, Error> {
+        let bucket = self.bucket(key);
+        let held = self.lock(bucket)?;
+        Ok(self.find(&held, bucket, key).is_some())
+    }
+}
+
+impl<K, P: SlotPointer> std::fmt::Debug for KptrHash<K, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KptrHash")
+            .field("capacity", &self.elements.0.len())
+            .field("len", &self.len.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::Drainer;
+
+    fn rt() -> Runtime {
+        Runtime::builder().drainer(Drainer::Manual).build().unwrap()
+    }
+
+    #[test]
+    fn insert_replace_take_and_reuse_elements() {
+        let rt = rt();
+        let map: KptrHash<u64, Box<u64>> = KptrHash::new(&rt, 4).unwrap();
+        for k in 0..4 {
+            assert!(map.insert(k, Box::new(k * 10)).unwrap().is_none());
+        }
+        let full = map.insert(9, Box::new(90)).unwrap_err();
+        assert!(matches!(full.error(), Error::MapFull { capacity: 4 }));
+        assert_eq!(*full.into_inner(), 90);
+        let old = map.insert(2, Box::new(21)).unwrap().unwrap();
+        assert_eq!(**old, 20);
+        drop(old);
+        assert_eq!(**map.take(&2).unwrap().unwrap(), 21);
+        assert!(map.take(&2).unwrap().is_none());
+        assert!(map.insert(9, Box::new(90)).unwrap().is_none()); // the freed element, reused
+        assert_eq!(map.len(), 4);
+        for k in [0, 1, 3, 9] {
+            assert!(map.contains_key(&k).unwrap());
+            assert!(map.delete(&k).unwrap());
+        }
+        assert!(map.is_empty());
+        assert_eq!(rt.stats().refs, 0);
+    }
+
+    #[test]
+    fn a_busy_bucket_answers_would_block_in_restricted_context_only() {
+        let rt = rt();
+        let map: KptrHash<u32, Box<u32>> = KptrHash::new(&rt, 8).unwrap();
+        map.insert(1, Box::new(1)).unwrap();
+        let bucket = map.bucket(&1);
+        let held = map.lock(bucket).unwrap(); // as if the interrupted thread held it
+        {
+            let _nmi = restricted::enter();
+            assert!(matches!(map.delete(&1), Err(Error::WouldBlock)));
+            let rejected = map.insert(1, Box::new(2)).unwrap_err();
+            assert!(matches!(rejected.error(), Error::WouldBlock));
+            std::mem::forget(rejected.into_inner()); // no free in restricted context
+        }
+        drop(held);
+        assert!(map.contains_key(&1).unwrap());
+        {
+            let _nmi = restricted::enter();
+            assert!(map.delete(&1).unwrap());
+        }
+        assert_eq!(rt.drain().unwrap(), 1);
+    }
+
+    #[test]
+    fn concurrent_inserts_and_deletes_keep_every_key_once() {
+        let rt = rt();
+        let map: KptrHash<u32, Box<u32>> = KptrHash::new(&rt, 64).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let map = &map;
+                s.spawn(move || {
+                    for round in 0..500u32 {
+                        let key = t * 16 + round % 16;
+                        if round % 2 == 0 {
+                            drop(map.insert(key, Box::new(round)).unwrap());
+                        } else {
+                            map.delete(&key).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let present = (0..64).filter(|k| map.contains_key(k).unwrap()).count();
+        assert_eq!(present, map.len());
+        assert_eq!(rt.stats().refs, map.len());
+    }
+}
