@@ -208,7 +208,9 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
             let element = &self.elements.0[idx as usize];
             // SAFETY: `idx` is on a chain we hold the lock of, so its key was written (before
             // it was linked, under this lock) and nobody writes it while we hold the lock.
-            let found = element.key.with(|k| unsafe { (*k).assume_init_ref() == key });
+            let found = element
+                .key
+                .with(|k| unsafe { (*k).assume_init_ref() == key });
             if found {
                 return Some((prev, idx));
             }
