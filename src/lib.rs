@@ -88,6 +88,8 @@ mod maps;
 mod pointer;
 pub mod restricted;
 mod runtime;
+#[cfg(not(loom))]
+pub mod signal;
 mod slot;
 mod stats;
 mod sync;
