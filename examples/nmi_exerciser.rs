@@ -1,29 +1,44 @@
-//! The NMI exerciser: objects installed in ordinary context are torn down from a signal handler
-//! (our stand-in for NMI), and every destructor must run exactly once, later, outside the handler.
+//! The NMI exerciser: the kernel's "kptr destructor NMI" selftest, ported to signals.
 //!
-//! Each round populates `--slots` slots on the main thread; a storm thread then sends the
-//! exerciser's signal to the main thread, whose handler (inside `sigdrop::restricted::enter()`)
-//! clears every slot. The round waits, with a bound, until every cleared object's destructor has
-//! run on the drainer thread, then goes on. A counting allocator checks that the handler never
-//! allocates or frees.
+//! Each worker thread owns `--slots` entries in a map (`KptrArray` in `array` mode, a shared
+//! `KptrHash` keyed by `(thread, slot)` in `hash` mode). Every round, the worker populates its
+//! entries in ordinary context; a per-thread POSIX timer (`SIGEV_THREAD_ID`) delivers the NMI
+//! signal to that worker, whose handler — restricted context, entered by `sigdrop::signal` —
+//! deletes every entry it finds. The worker waits, with a bound, until every object of the round
+//! has been destroyed by the drainer, then starts the next round. A cleanup phase empties the
+//! maps at the end.
+//!
+//! Every check is made on atomics shared with the handler (the kernel selftest's lost-update bug,
+//! D6, cannot happen here): each object is destroyed exactly once, never in restricted context;
+//! nothing leaks; the handler never touches the allocator (a counting global allocator watches);
+//! no object needs the emergency area.
 //!
 //! ```text
-//! cargo run --release --example nmi_exerciser -- [--rounds N] [--slots S]
+//! cargo run --release --example nmi_exerciser -- [--mode array|hash|both] [--rounds N]
+//!     [--slots S] [--threads T] [--interval-us U] [--seconds F] [--json]
 //! ```
 //!
 //! The last line is machine-readable; the exit status is 0 only if every check held.
 
-use sigdrop::{RefSlot, Runtime, restricted};
+use sigdrop::signal::{self, ThreadTimer, TimerClock};
+use sigdrop::{KptrArray, KptrHash, Runtime, Stats, restricted};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+/// The signal that plays NMI.
+const NMI: Signal = Signal::SIGPROF;
 
 /// Counts allocator calls made while the restricted guard is active on the calling thread.
 struct CountingAlloc;
 static RESTRICTED_ALLOCS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: forwards every call to `System` unchanged; the counting is a relaxed atomic add and a
+// SAFETY: forwards every call to `System` unchanged; counting is a relaxed atomic add after a
 // read of sigdrop's const-initialised thread-local (neither allocates).
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -45,20 +60,76 @@ unsafe impl GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-/// What the handler needs, set up before the handler is installed.
-struct Shared {
-    slots: Vec<RefSlot<Box<Obj>>>,
+/// Which container the round uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `KptrArray`, one per worker.
+    Array,
+    /// One shared `KptrHash`.
+    Hash,
 }
-static SHARED: OnceLock<Shared> = OnceLock::new();
 
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Array => "array",
+            Mode::Hash => "hash",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Modes, in order.
+    pub modes: Vec<Mode>,
+    /// Rounds per worker (ignored with `seconds`).
+    pub rounds: u64,
+    /// Entries per worker.
+    pub slots: usize,
+    /// Worker threads.
+    pub threads: usize,
+    /// Timer interval.
+    pub interval: Duration,
+    /// A time-boxed soak per mode instead of a round count.
+    pub seconds: Option<f64>,
+    /// Print JSON instead of the table.
+    pub json: bool,
+    /// Show progress.
+    pub progress: bool,
+}
+
+/// State shared with the handler: set up before the handler is installed, never moved.
+struct World {
+    slots: usize,
+    arrays: Vec<KptrArray<Box<Obj>>>,
+    hash: KptrHash<(u32, u32), Box<Obj>>,
+    /// The generation of the live object in each (thread, slot), 0 if none.
+    live: Vec<AtomicU64>,
+}
+
+static WORLD: OnceLock<World> = OnceLock::new();
+/// The mode the handler acts on; changed only between modes, with no signal pending.
+static CURRENT: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+// Counters shared with the handler and the drainer: atomics only (D6).
 static SIGNALS: AtomicU64 = AtomicU64::new(0);
-static DTORS: AtomicU64 = AtomicU64::new(0);
+static DELETED: AtomicU64 = AtomicU64::new(0);
+static WOULD_BLOCK: AtomicU64 = AtomicU64::new(0);
+static CREATED: AtomicU64 = AtomicU64::new(0);
+static DESTROYED: AtomicU64 = AtomicU64::new(0);
 static DTOR_IN_RESTRICTED: AtomicU64 = AtomicU64::new(0);
 static DOUBLE_DTOR: AtomicU64 = AtomicU64::new(0);
-static DESTROYED: OnceLock<Vec<AtomicU8>> = OnceLock::new();
+
+std::thread_local! {
+    /// This thread's worker index, or `usize::MAX`. Const-initialised, no destructor: safe to
+    /// read in a handler.
+    static WORKER: Cell<usize> = const { Cell::new(usize::MAX) };
+}
 
 struct Obj {
-    id: usize,
+    cell: usize,
+    generation: u64,
     _payload: [u64; 4],
 }
 
@@ -67,161 +138,520 @@ impl Drop for Obj {
         if restricted::is_active() {
             DTOR_IN_RESTRICTED.fetch_add(1, Ordering::Relaxed);
         }
-        let seen = DESTROYED.get().expect("set up before any object")[self.id]
-            .fetch_add(1, Ordering::Relaxed);
-        if seen != 0 {
+        let world = WORLD.get().expect("objects exist only once the world does");
+        // The object must be the live one of its cell: a second destruction finds 0.
+        if world.live[self.cell]
+            .compare_exchange(self.generation, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
             DOUBLE_DTOR.fetch_add(1, Ordering::Relaxed);
         }
-        DTORS.fetch_add(1, Ordering::Relaxed);
+        DESTROYED.fetch_add(1, Ordering::Release);
     }
 }
 
-extern "C" fn on_nmi(_: libc::c_int) {
-    let _nmi = restricted::enter();
+/// The NMI handler: runs inside the restricted guard (sigdrop::signal enters it).
+fn on_nmi(_: Signal) {
     SIGNALS.fetch_add(1, Ordering::Relaxed);
-    if let Some(shared) = SHARED.get() {
-        for slot in &shared.slots {
-            slot.clear();
-        }
-    }
-}
-
-fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} wants a number, got {v:?}"))
-        })
-        .unwrap_or(default)
-}
-
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: nmi_exerciser [--rounds N (256)] [--slots S (8)]");
+    let (Some(world), Ok(worker)) = (WORLD.get(), WORKER.try_with(Cell::get)) else {
+        return;
+    };
+    let mode = match CURRENT.load(Ordering::Acquire) {
+        m if m == Mode::Array as usize => Mode::Array,
+        m if m == Mode::Hash as usize => Mode::Hash,
+        _ => return, // between modes
+    };
+    if worker == usize::MAX {
         return;
     }
-    let rounds = arg(&args, "--rounds", 256);
-    let slots = arg(&args, "--slots", 8).max(1);
-    let objects = rounds * slots;
-
-    let rt = Runtime::new().expect("runtime");
-    DESTROYED.get_or_init(|| (0..objects).map(|_| AtomicU8::new(0)).collect());
-    SHARED.get_or_init(|| Shared {
-        slots: (0..slots).map(|_| RefSlot::new(&rt)).collect(),
-    });
-    let shared = SHARED.get().expect("just set");
-
-    // The NMI signal: no SA_NODEFER (an NMI does not nest in itself), nothing else blocked.
-    // SAFETY: `on_nmi` only touches atomics, a OnceLock that is already set, and sigdrop's
-    // restricted-context paths, all async-signal-safe.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_nmi as *const () as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        assert_eq!(
-            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
-            0
-        );
-    }
-    // SAFETY: `pthread_self` has no preconditions.
-    let main_thread = unsafe { libc::pthread_self() };
-    let round_open = AtomicBool::new(false);
-    let done = AtomicBool::new(false);
-    let started = Instant::now();
-    let mut failed_waits = 0usize;
-
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Acquire) {
-                if round_open.load(Ordering::Acquire) {
-                    // SAFETY: the main thread outlives this scope, so its id is valid.
-                    unsafe { libc::pthread_kill(main_thread, libc::SIGUSR1) };
-                }
-                std::thread::sleep(Duration::from_micros(50));
+    for slot in 0..world.slots {
+        let deleted = match mode {
+            Mode::Array => world.arrays[worker].delete(slot),
+            Mode::Hash => world.hash.delete(&(worker as u32, slot as u32)),
+        };
+        match deleted {
+            Ok(true) => {
+                DELETED.fetch_add(1, Ordering::Relaxed);
             }
-        });
-        for round in 0..rounds {
-            for (i, slot) in shared.slots.iter().enumerate() {
-                let obj = Box::new(Obj {
-                    id: round * slots + i,
-                    _payload: [round as u64; 4],
-                });
-                if let Err(rejected) = slot.xchg(Some(obj)) {
-                    panic!("install refused: {}", rejected.error());
-                }
-            }
-            round_open.store(true, Ordering::Release);
-            let want = ((round + 1) * slots) as u64;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while DTORS.load(Ordering::Relaxed) < want {
-                if Instant::now() > deadline {
-                    eprintln!("round {round}: destructors did not all run within 10 s");
-                    failed_waits += 1;
-                    break;
-                }
-                std::thread::sleep(Duration::from_micros(100));
-            }
-            round_open.store(false, Ordering::Release);
-            if failed_waits > 0 {
-                break;
+            Ok(false) => {}
+            Err(_) => {
+                // The bucket is held by the code we interrupted: try again on the next signal.
+                WOULD_BLOCK.fetch_add(1, Ordering::Relaxed);
             }
         }
-        done.store(true, Ordering::Release);
+    }
+}
+
+/// The result of one mode.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// The mode.
+    pub mode: &'static str,
+    /// Rounds completed (all workers).
+    pub rounds: u64,
+    /// Signals handled.
+    pub signals: u64,
+    /// Objects created.
+    pub objects: u64,
+    /// Objects deleted from the handler.
+    pub deleted_in_handler: u64,
+    /// Deletes that found their bucket busy.
+    pub would_block: u64,
+    /// Objects handed to the drainer.
+    pub offloaded: u64,
+    /// Destructors run.
+    pub dtors: u64,
+    /// Destructors run in restricted context (must be 0).
+    pub dtor_in_restricted: u64,
+    /// Objects destroyed twice (must be 0).
+    pub double_dtor: u64,
+    /// Objects never destroyed, plus the runtime's leak count (must be 0).
+    pub leaked: u64,
+    /// Allocator calls in restricted context (must be 0).
+    pub restricted_allocs: u64,
+    /// Objects parked in the emergency area (must be 0).
+    pub emergency: u64,
+    /// Rounds whose wait ran out (must be 0).
+    pub failed_waits: u64,
+    /// Pool high-water mark.
+    pub pool_peak: usize,
+    /// Pool size at the end.
+    pub pool_final: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// Whether every check held.
+    pub fn pass(&self) -> bool {
+        self.dtor_in_restricted == 0
+            && self.double_dtor == 0
+            && self.leaked == 0
+            && self.restricted_allocs == 0
+            && self.emergency == 0
+            && self.failed_waits == 0
+            && self.dtors == self.objects
+            && self.deleted_in_handler > 0
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "exerciser: result={} mode={} rounds={} signals={} objects={} offloaded={} dtors={} dtor_in_restricted={} double_dtor={} leaked={} restricted_allocs={} emergency={} pool_peak={} pool_final={}",
+            if self.pass() { "PASS" } else { "FAIL" },
+            self.mode,
+            self.rounds,
+            self.signals,
+            self.objects,
+            self.offloaded,
+            self.dtors,
+            self.dtor_in_restricted,
+            self.double_dtor,
+            self.leaked,
+            self.restricted_allocs,
+            self.emergency,
+            self.pool_peak,
+            self.pool_final
+        )
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"mode\":\"{}\",\"result\":\"{}\",\"rounds\":{},\"signals\":{},\"objects\":{},\"deleted_in_handler\":{},\"would_block\":{},\"offloaded\":{},\"dtors\":{},\"dtor_in_restricted\":{},\"double_dtor\":{},\"leaked\":{},\"restricted_allocs\":{},\"emergency\":{},\"failed_waits\":{},\"pool_peak\":{},\"pool_final\":{},\"seconds\":{:.3}}}",
+            self.mode,
+            if self.pass() { "PASS" } else { "FAIL" },
+            self.rounds,
+            self.signals,
+            self.objects,
+            self.deleted_in_handler,
+            self.would_block,
+            self.offloaded,
+            self.dtors,
+            self.dtor_in_restricted,
+            self.double_dtor,
+            self.leaked,
+            self.restricted_allocs,
+            self.emergency,
+            self.failed_waits,
+            self.pool_peak,
+            self.pool_final,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Runs one mode. The world (runtime, maps) is created here; the handler must be installed.
+fn run_mode(cfg: &Config, mode: Mode, rt: &Runtime, world: &'static World) -> Outcome {
+    let before = Counters::read();
+    let stats_before = rt.stats();
+    let started = Instant::now();
+    let deadline = cfg.seconds.map(|s| started + Duration::from_secs_f64(s));
+    let rounds_done = AtomicU64::new(0);
+    let failed_waits = AtomicU64::new(0);
+    let finished = AtomicUsize::new(0);
+    CURRENT.store(mode as usize, Ordering::Release);
+
+    std::thread::scope(|s| {
+        for worker in 0..cfg.threads {
+            let (rounds_done, failed_waits, finished) = (&rounds_done, &failed_waits, &finished);
+            s.spawn(move || {
+                WORKER.with(|w| w.set(worker));
+                let timer = ThreadTimer::start(
+                    NMI,
+                    signal::current_tid(),
+                    cfg.interval,
+                    TimerClock::Monotonic,
+                )
+                .expect("per-thread timer");
+                let mut generation = 0u64;
+                let mut round = 0u64;
+                loop {
+                    let more = match deadline {
+                        Some(d) => Instant::now() < d,
+                        None => round < cfg.rounds,
+                    };
+                    if !more || failed_waits.load(Ordering::Relaxed) > 0 {
+                        break;
+                    }
+                    for slot in 0..cfg.slots {
+                        generation += 1;
+                        let cell = worker * cfg.slots + slot;
+                        world.live[cell].store(generation, Ordering::Relaxed);
+                        CREATED.fetch_add(1, Ordering::Relaxed);
+                        let obj = Box::new(Obj {
+                            cell,
+                            generation,
+                            _payload: [round; 4],
+                        });
+                        let replaced = match mode {
+                            Mode::Array => world.arrays[worker].insert(slot, obj),
+                            Mode::Hash => world.hash.insert((worker as u32, slot as u32), obj),
+                        };
+                        match replaced {
+                            Ok(None) => {}
+                            Ok(Some(_)) => panic!("entry {cell} was still occupied"),
+                            Err(rejected) => panic!("install refused: {}", rejected.error()),
+                        }
+                    }
+                    // Wait, bounded, until the handler has deleted every entry and the drainer
+                    // has destroyed every object of this round.
+                    let limit = Instant::now() + Duration::from_secs(10);
+                    let cells = worker * cfg.slots..(worker + 1) * cfg.slots;
+                    while cells
+                        .clone()
+                        .any(|c| world.live[c].load(Ordering::Acquire) != 0)
+                    {
+                        if Instant::now() > limit {
+                            eprintln!(
+                                "worker {worker}, round {round}: objects not destroyed within 10 s"
+                            );
+                            for c in cells.clone() {
+                                let slot = c - worker * cfg.slots;
+                                eprintln!(
+                                    "  cell {c}: live {} array slot empty {} signals {} deleted {}",
+                                    world.live[c].load(Ordering::Relaxed),
+                                    world.arrays[worker].slot(slot).unwrap().is_empty(),
+                                    SIGNALS.load(Ordering::Relaxed),
+                                    DELETED.load(Ordering::Relaxed)
+                                );
+                            }
+                            failed_waits.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        std::thread::yield_now();
+                    }
+                    round += 1;
+                    rounds_done.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(timer);
+                WORKER.with(|w| w.set(usize::MAX));
+                finished.fetch_add(1, Ordering::Release);
+            });
+        }
+        progress(cfg, mode, rt, &rounds_done, &finished, started);
     });
+    CURRENT.store(usize::MAX, Ordering::Release);
 
+    // Cleanup phase: whatever is left (a failed round) is deleted in ordinary context.
+    for array in &world.arrays {
+        array.clear();
+    }
+    for worker in 0..cfg.threads {
+        for slot in 0..cfg.slots {
+            let _ = world.hash.delete(&(worker as u32, slot as u32));
+        }
+    }
+    let want = CREATED.load(Ordering::Relaxed);
+    let limit = Instant::now() + Duration::from_secs(10);
+    while DESTROYED.load(Ordering::Acquire) < want && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let after = Counters::read();
     let stats = rt.stats();
-    let destroyed = DESTROYED.get().expect("set");
-    let leaked = destroyed
-        .iter()
-        .filter(|d| d.load(Ordering::Relaxed) == 0)
-        .count() as u64;
-    let signals = SIGNALS.load(Ordering::Relaxed);
-    let checks = [
-        (
-            "dtor_in_restricted",
-            DTOR_IN_RESTRICTED.load(Ordering::Relaxed),
-        ),
-        ("double_dtor", DOUBLE_DTOR.load(Ordering::Relaxed)),
-        ("leaked", leaked + stats.leaked),
-        (
-            "restricted_allocs",
-            RESTRICTED_ALLOCS.load(Ordering::Relaxed),
-        ),
-        ("emergency", stats.emergency),
-        ("failed_waits", failed_waits as u64),
-    ];
-    let pass = checks.iter().all(|(_, v)| *v == 0) && stats.offloaded == objects as u64;
+    let created = after.created - before.created;
+    let dtors = after.destroyed - before.destroyed;
+    Outcome {
+        mode: mode.name(),
+        rounds: rounds_done.into_inner(),
+        signals: after.signals - before.signals,
+        objects: created,
+        deleted_in_handler: after.deleted - before.deleted,
+        would_block: after.would_block - before.would_block,
+        offloaded: stats.offloaded - stats_before.offloaded,
+        dtors,
+        dtor_in_restricted: after.dtor_in_restricted - before.dtor_in_restricted,
+        double_dtor: after.double_dtor - before.double_dtor,
+        leaked: created.saturating_sub(dtors) + (stats.leaked - stats_before.leaked),
+        restricted_allocs: after.restricted_allocs - before.restricted_allocs,
+        emergency: stats.emergency - stats_before.emergency,
+        failed_waits: failed_waits.into_inner(),
+        pool_peak: stats.peak_total,
+        pool_final: stats.total,
+        elapsed: started.elapsed(),
+    }
+}
 
-    println!(
-        "{} rounds x {} slots in {:.2?}: {} signals, {} objects offloaded from the handler, {} destructors, {} wakes, pool peak {} jobs",
-        rounds,
-        slots,
-        started.elapsed(),
-        signals,
-        stats.offloaded,
-        DTORS.load(Ordering::Relaxed),
-        stats.wakes,
-        stats.peak_total
-    );
-    let mut line = format!(
-        "exerciser: result={} mode=array rounds={rounds} signals={signals} objects={objects} offloaded={} dtors={}",
-        if pass { "PASS" } else { "FAIL" },
-        stats.offloaded,
-        DTORS.load(Ordering::Relaxed),
-    );
-    for (name, value) in checks.iter().filter(|(n, _)| *n != "failed_waits") {
-        line.push_str(&format!(" {name}={value}"));
+/// Live progress on a terminal; a plain line a second otherwise.
+fn progress(
+    cfg: &Config,
+    mode: Mode,
+    rt: &Runtime,
+    rounds: &AtomicU64,
+    finished: &AtomicUsize,
+    started: Instant,
+) {
+    let tty = std::io::stdout().is_terminal();
+    let tick = if tty {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(1)
+    };
+    let mut last = Instant::now();
+    let mut last_signals = SIGNALS.load(Ordering::Relaxed);
+    while finished.load(Ordering::Acquire) < cfg.threads {
+        std::thread::sleep(Duration::from_millis(10));
+        if !cfg.progress || last.elapsed() < tick {
+            continue;
+        }
+        let signals = SIGNALS.load(Ordering::Relaxed);
+        let rate = (signals - last_signals) as f64 / last.elapsed().as_secs_f64();
+        (last, last_signals) = (Instant::now(), signals);
+        let s: Stats = rt.stats();
+        let line = format!(
+            "[{:>6.1}s] {:<5} rounds {:>7}  signals/s {:>8.0}  offloaded {:>8}  active {:>4}  would-block {:>6}  pool {:>5}",
+            started.elapsed().as_secs_f64(),
+            mode.name(),
+            rounds.load(Ordering::Relaxed),
+            rate,
+            s.offloaded,
+            s.active,
+            WOULD_BLOCK.load(Ordering::Relaxed),
+            s.total
+        );
+        if tty {
+            print!("\r{line}");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("{line}");
+        }
     }
-    line.push_str(&format!(
-        " pool_peak={} pool_final={}",
-        stats.peak_total, stats.total
-    ));
-    println!("{line}");
-    if !pass {
-        std::process::exit(1);
+    if cfg.progress && tty {
+        println!();
     }
+}
+
+struct Counters {
+    signals: u64,
+    deleted: u64,
+    would_block: u64,
+    created: u64,
+    destroyed: u64,
+    dtor_in_restricted: u64,
+    double_dtor: u64,
+    restricted_allocs: u64,
+}
+
+impl Counters {
+    fn read() -> Counters {
+        let r = |a: &AtomicU64| a.load(Ordering::Acquire);
+        Counters {
+            signals: r(&SIGNALS),
+            deleted: r(&DELETED),
+            would_block: r(&WOULD_BLOCK),
+            created: r(&CREATED),
+            destroyed: r(&DESTROYED),
+            dtor_in_restricted: r(&DTOR_IN_RESTRICTED),
+            double_dtor: r(&DOUBLE_DTOR),
+            restricted_allocs: r(&RESTRICTED_ALLOCS),
+        }
+    }
+}
+
+/// Runs every configured mode and returns their outcomes. Installs the NMI handler.
+pub fn run(cfg: &Config) -> Vec<Outcome> {
+    static READY: AtomicBool = AtomicBool::new(false);
+    let rt = Runtime::new().expect("runtime");
+    let mut outcomes = Vec::new();
+    for &mode in &cfg.modes {
+        // One world per process (the handler reads a static), holding both containers; the
+        // handler acts on the mode in `CURRENT`.
+        let world = WORLD.get_or_init(|| World {
+            slots: cfg.slots,
+            arrays: (0..cfg.threads)
+                .map(|_| KptrArray::new(&rt, cfg.slots))
+                .collect(),
+            hash: KptrHash::new(&rt, cfg.threads * cfg.slots).expect("hash map"),
+            live: (0..cfg.threads * cfg.slots)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        });
+        if !READY.swap(true, Ordering::AcqRel) {
+            // SAFETY: `on_nmi` touches only atomics, an initialised OnceLock, a const
+            // thread-local, and sigdrop's restricted-context operations.
+            let installed = unsafe { signal::install(NMI, on_nmi) }.expect("install the handler");
+            drop(installed); // stays installed for the life of the process
+        }
+        outcomes.push(run_mode(cfg, mode, &rt, world));
+    }
+    outcomes
+}
+
+fn parse(args: &[String]) -> Result<Config, String> {
+    let mut cfg = Config {
+        modes: vec![Mode::Array, Mode::Hash],
+        rounds: 256,
+        slots: 8,
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        interval: Duration::from_micros(100),
+        seconds: None,
+        json: false,
+        progress: true,
+    };
+    let mut it = args.iter().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag} wants a number, got {v:?}"))
+        };
+        match flag.as_str() {
+            "--mode" => {
+                cfg.modes = match value()?.as_str() {
+                    "array" => vec![Mode::Array],
+                    "hash" => vec![Mode::Hash],
+                    "both" => vec![Mode::Array, Mode::Hash],
+                    other => return Err(format!("--mode array|hash|both, got {other:?}")),
+                }
+            }
+            "--rounds" => cfg.rounds = number(value()?)?,
+            "--slots" => cfg.slots = number(value()?)?.max(1) as usize,
+            "--threads" => cfg.threads = number(value()?)?.max(1) as usize,
+            "--interval-us" => cfg.interval = Duration::from_micros(number(value()?)?.max(1)),
+            "--seconds" => {
+                let v = value()?;
+                let secs: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--seconds wants a number, got {v:?}"))?;
+                if !(secs > 0.0 && secs.is_finite()) {
+                    return Err(format!("--seconds must be positive, got {v:?}"));
+                }
+                cfg.seconds = Some(secs);
+            }
+            "--json" => cfg.json = true,
+            "--quiet" => cfg.progress = false,
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(cfg)
+}
+
+const USAGE: &str = "usage: nmi_exerciser [--mode array|hash|both] [--rounds N (256)] [--slots S (8)] \
+[--threads T (CPUs)] [--interval-us U (100)] [--seconds F] [--json] [--quiet]";
+
+#[allow(dead_code)] // unused when this file is included by the integration test
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cfg = match parse(&args) {
+        Ok(cfg) => cfg,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("nmi_exerciser: {msg}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if msg.is_empty() { 0 } else { 2 });
+        }
+    };
+    let outcomes = run(&cfg);
+    if cfg.json {
+        let items: Vec<String> = outcomes.iter().map(Outcome::json).collect();
+        println!("[{}]", items.join(","));
+    } else {
+        println!();
+        println!(
+            "| mode  | result | rounds | signals | objects | deleted in handler | would block | dtors | dtor in restricted | double | leaked | allocs in handler | emergency | pool peak | pool final | time |"
+        );
+        println!(
+            "|-------|--------|--------|---------|---------|--------------------|-------------|-------|--------------------|--------|--------|-------------------|-----------|-----------|------------|------|"
+        );
+        for o in &outcomes {
+            println!(
+                "| {:<5} | {:<6} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2?} |",
+                o.mode,
+                if o.pass() { "PASS" } else { "FAIL" },
+                o.rounds,
+                o.signals,
+                o.objects,
+                o.deleted_in_handler,
+                o.would_block,
+                o.dtors,
+                o.dtor_in_restricted,
+                o.double_dtor,
+                o.leaked,
+                o.restricted_allocs,
+                o.emergency,
+                o.pool_peak,
+                o.pool_final,
+                o.elapsed
+            );
+        }
+        println!();
+    }
+    let total = merge(&outcomes, &cfg);
+    println!("{}", total.line());
+    std::process::exit(if total.pass() { 0 } else { 1 });
+}
+
+/// One outcome over every mode, for the machine-readable last line.
+fn merge(outcomes: &[Outcome], cfg: &Config) -> Outcome {
+    let mut total = Outcome {
+        mode: match cfg.modes.as_slice() {
+            [Mode::Array] => "array",
+            [Mode::Hash] => "hash",
+            _ => "both",
+        },
+        ..Outcome::default()
+    };
+    for o in outcomes {
+        total.rounds += o.rounds;
+        total.signals += o.signals;
+        total.objects += o.objects;
+        total.deleted_in_handler += o.deleted_in_handler;
+        total.would_block += o.would_block;
+        total.offloaded += o.offloaded;
+        total.dtors += o.dtors;
+        total.dtor_in_restricted += o.dtor_in_restricted;
+        total.double_dtor += o.double_dtor;
+        total.leaked += o.leaked;
+        total.restricted_allocs += o.restricted_allocs;
+        total.emergency += o.emergency;
+        total.failed_waits += o.failed_waits;
+        total.pool_peak = total.pool_peak.max(o.pool_peak);
+        total.pool_final = o.pool_final;
+        total.elapsed += o.elapsed;
+    }
+    total
 }
