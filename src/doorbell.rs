@@ -156,6 +156,15 @@ impl Doorbell {
         let errno = unsafe { libc::__errno_location() };
         // SAFETY: as above; reading our own errno.
         let saved = unsafe { *errno };
+        // The one syscall sigdrop makes in restricted context. Under RealtimeSanitizer
+        // (`--cfg sigdrop_rtsan`, see scripts/rtsan.sh) it is the only exemption: a futex wake
+        // is async-signal-safe and never blocks, but RTSan flags every syscall.
+        #[cfg(sigdrop_rtsan)]
+        // SAFETY: RTSan's runtime entry points take no arguments; they toggle its checks for the
+        // calling thread and are paired below.
+        unsafe {
+            rtsan::__rtsan_disable()
+        };
         // SAFETY: FUTEX_WAKE on a live aligned u32 wakes at most one waiter and touches no memory.
         unsafe {
             libc::syscall(
@@ -164,13 +173,28 @@ impl Doorbell {
                 libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
                 1,
             );
-            *errno = saved;
         }
+        #[cfg(sigdrop_rtsan)]
+        // SAFETY: pairs with the `__rtsan_disable` above.
+        unsafe {
+            rtsan::__rtsan_enable()
+        };
+        // SAFETY: restoring the errno saved above, on the same thread.
+        unsafe { *errno = saved };
     }
 
     #[cfg(loom)]
     fn futex_wake(&self) {
         self.model.wake();
+    }
+}
+
+/// RealtimeSanitizer's runtime interface (linked in by `-Zsanitizer=realtime`).
+#[cfg(sigdrop_rtsan)]
+mod rtsan {
+    unsafe extern "C" {
+        pub fn __rtsan_disable();
+        pub fn __rtsan_enable();
     }
 }
 
