@@ -34,6 +34,8 @@
 //!   Should that ever fail, the object is parked in a bounded emergency area and counted — its
 //!   destructor never runs in the handler.
 //! - A [`RawSlot`] is for pointers without destructors: one atomic swap, no accounting.
+//! - [`KptrArray`] and [`KptrHash`] are the kernel's array and preallocated hash maps with a kptr
+//!   field; [`signal`] installs NMI-like handlers and drives them with timers and storms.
 //!
 //! ## Example
 //!
