@@ -1,0 +1,133 @@
+//! A harness for `scripts/callgrind.sh`: runs N operations of one kind inside a function of its
+//! own, so that callgrind can count instructions there alone (`--toggle-collect`).
+//!
+//! ```sh
+//! cargo run --release --example teardown_probe -- teardown 10000
+//! ```
+//!
+//! Modes (each in its own `#[inline(never)]` function named `probe_<mode>`):
+//! - `teardown`: restricted teardown without a wake (`RefSlot::clear` under the guard) of N
+//!   installed boxes. A manual drainer and one job left queued (the sentinel) keep this CPU's job
+//!   list non-empty and the pending flag set: the public-API way to reach the no-wake path.
+//! - `baseline`: the same loop over the same slots doing nothing but touching each slot; the
+//!   script subtracts it from every other mode.
+//! - `replace`: ordinary-context replace present -> present (`xchg(Some)` + `into_inner`).
+//! - `install`: ordinary-context install into an empty slot (spare jobs available).
+//! - `take`: ordinary-context take out (`take` + `into_inner`, the box kept).
+//!
+//! Setup (installs, growth) happens before the probed function and the drain after it.
+
+use sigdrop::{Drainer, RefSlot, Runtime, restricted};
+use std::hint::black_box;
+
+#[inline(never)]
+fn probe_teardown(slots: &[RefSlot<Box<u64>>]) {
+    let _nmi = restricted::enter();
+    for s in slots {
+        s.clear();
+    }
+}
+
+#[inline(never)]
+fn probe_baseline(slots: &[RefSlot<Box<u64>>]) {
+    let _nmi = restricted::enter();
+    for s in slots {
+        black_box(s);
+    }
+}
+
+#[inline(never)]
+fn probe_replace(slots: &[RefSlot<Box<u64>>], spares: &mut [Option<Box<u64>>]) {
+    for (s, b) in slots.iter().zip(spares.iter_mut()) {
+        let old = s.xchg(b.take()).unwrap().unwrap();
+        *b = Some(old.into_inner().unwrap());
+    }
+}
+
+#[inline(never)]
+fn probe_install(slots: &[RefSlot<Box<u64>>], spares: &mut [Option<Box<u64>>]) {
+    for (s, b) in slots.iter().zip(spares.iter_mut()) {
+        let _ = s.xchg(b.take()).unwrap();
+    }
+}
+
+#[inline(never)]
+fn probe_take(slots: &[RefSlot<Box<u64>>], spares: &mut [Option<Box<u64>>]) {
+    for (s, b) in slots.iter().zip(spares.iter_mut()) {
+        *b = s.take().map(|d| d.into_inner().unwrap());
+    }
+}
+
+fn main() -> Result<(), sigdrop::Error> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "teardown".into());
+    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+
+    // Headroom above 2n: the installs below never hit the refill watermark inside a probe.
+    let rt = Runtime::builder()
+        .drainer(Drainer::Manual)
+        .headroom(2 * n + 2)
+        .build()?;
+    let slots: Vec<RefSlot<Box<u64>>> = (0..n).map(|_| RefSlot::new(&rt)).collect();
+    let mut spares: Vec<Option<Box<u64>>> = (0..n as u64).map(|i| Some(Box::new(i))).collect();
+    // Warm the pool: one install and take of everything grows it to its steady size.
+    let fill = |spares: &mut [Option<Box<u64>>]| {
+        for (s, b) in slots.iter().zip(spares.iter_mut()) {
+            if let Some(v) = b.take() {
+                let _ = s.xchg(Some(v)).map_err(|r| r.into_error())?;
+            }
+        }
+        Ok::<(), sigdrop::Error>(())
+    };
+    let empty = |spares: &mut [Option<Box<u64>>]| {
+        for (s, b) in slots.iter().zip(spares.iter_mut()) {
+            if let Some(d) = s.take() {
+                *b = Some(d.into_inner().expect("ordinary context"));
+            }
+        }
+    };
+    fill(&mut spares)?;
+    empty(&mut spares);
+
+    let sentinel = RefSlot::new(&rt);
+    match mode.as_str() {
+        "teardown" | "baseline" => {
+            fill(&mut spares)?;
+            let _ = sentinel
+                .xchg(Some(Box::new(0u64)))
+                .map_err(|r| r.into_error())?;
+            {
+                let _nmi = restricted::enter();
+                sentinel.clear(); // queued: the list is non-empty and the pending flag set
+            }
+            if mode == "teardown" {
+                probe_teardown(&slots);
+            } else {
+                probe_baseline(&slots);
+            }
+        }
+        "replace" => {
+            fill(&mut spares)?;
+            // `fill` moved every spare into a slot: make the replacements.
+            let mut fresh: Vec<Option<Box<u64>>> =
+                (0..n as u64).map(|i| Some(Box::new(i))).collect();
+            probe_replace(&slots, &mut fresh);
+        }
+        "install" => probe_install(&slots, &mut spares),
+        "take" => {
+            fill(&mut spares)?;
+            probe_take(&slots, &mut spares);
+        }
+        other => {
+            eprintln!("unknown mode {other}: teardown, baseline, replace, install, take");
+            std::process::exit(2);
+        }
+    }
+    let drained = rt.drain()?;
+    let stats = rt.stats();
+    println!(
+        "mode={mode} n={n} drained={drained} wakes={} emergency={} leaked={}",
+        stats.wakes, stats.emergency, stats.leaked
+    );
+    Ok(())
+}
