@@ -29,8 +29,6 @@ pub enum Error {
     /// `Runtime::global()` was reached for the first time from restricted context, where it
     /// cannot be created. Touch it once in ordinary context first.
     GlobalUninitialized,
-    /// A `Raw` value's destructor differs from the destructor its slot was created with.
-    DestructorMismatch,
     /// The drainer thread could not be started.
     DrainerSpawn(std::io::Error),
     /// A map bucket was locked and the caller is in restricted context, where sigdrop never
@@ -75,9 +73,6 @@ impl fmt::Display for Error {
             Error::GlobalUninitialized => f.write_str(
                 "the global runtime cannot be created from restricted context; touch it once in ordinary context first",
             ),
-            Error::DestructorMismatch => {
-                f.write_str("the value's destructor is not the destructor of this slot")
-            }
             Error::DrainerSpawn(e) => write!(f, "could not start the drainer thread: {e}"),
             Error::WouldBlock => {
                 f.write_str("map bucket busy and waiting is not allowed in restricted context")

@@ -1,11 +1,12 @@
-//! Owned pointers a [`RefSlot`](crate::RefSlot) can hold: `Box<T>`, `Arc<T>` and [`Raw<T>`] (a raw
-//! pointer with its own destructor function).
+//! Owned pointers a [`RefSlot`](crate::RefSlot) can hold: `Box<T>`, `Arc<T>` and [`Raw<T, D>`] (a
+//! raw pointer destroyed by the function of a [`Destroy`] type).
 //!
 //! A slot stores one machine word, the object pointer, and knows the destructor from the slot's
-//! type (or, for `Raw`, from the destructor it was created with), so an exchange stays a single
-//! atomic operation and a job needs only `(pointer, destructor)` to destroy the object later.
+//! type, so an exchange stays a single atomic operation, a slot can never hold an object with
+//! another destructor, and a job needs only `(pointer, destructor)` to destroy the object later.
 
 use crate::arena::Dtor;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ mod sealed {
 /// An owning pointer that can live in a [`RefSlot`](crate::RefSlot) and be destroyed later, on
 /// another thread, through a type-erased destructor.
 ///
-/// Implemented for `Box<T>` (`T: Send`), `Arc<T>` (`T: Send + Sync`) and [`Raw<T>`]; sealed.
+/// Implemented for `Box<T>` (`T: Send`), `Arc<T>` (`T: Send + Sync`) and [`Raw<T, D>`]; sealed.
 /// Objects must be `'static` because their destructor may run after the code that handed them
 /// over has returned.
 ///
@@ -37,15 +38,10 @@ pub unsafe trait SlotPointer: sealed::Sealed + Send + Sized + 'static {
     /// is held by the caller.
     #[doc(hidden)]
     unsafe fn from_raw(ptr: NonNull<()>, dtor: Dtor) -> Self;
-    /// Whether a slot whose destructor is `slot_dtor` may hold this value (always, for types
-    /// whose destructor is fixed by the type).
-    #[doc(hidden)]
-    fn fits(&self, slot_dtor: Dtor) -> bool;
 }
 
-/// Pointer types whose destructor is fixed by the type (`Box<T>`, `Arc<T>`), so that
-/// [`RefSlot::new`](crate::RefSlot::new) needs no destructor argument. Slots for [`Raw<T>`] use
-/// [`RefSlot::with_destructor`](crate::RefSlot::with_destructor).
+/// Pointer types whose destructor is fixed by the type (all of them: `Box<T>`, `Arc<T>`,
+/// [`Raw<T, D>`]), so that a slot's destructor is part of the slot's type.
 pub trait TypedDestructor: SlotPointer {
     /// The destructor of every value of this type.
     #[doc(hidden)]
@@ -78,9 +74,6 @@ unsafe impl<T: Send + 'static> SlotPointer for Box<T> {
         // SAFETY: the caller's contract: `ptr` came from `into_raw` above.
         unsafe { Box::from_raw(ptr.as_ptr().cast()) }
     }
-    fn fits(&self, _: Dtor) -> bool {
-        true
-    }
 }
 
 impl<T: Send + 'static> TypedDestructor for Box<T> {
@@ -99,54 +92,90 @@ unsafe impl<T: Send + Sync + 'static> SlotPointer for Arc<T> {
         // SAFETY: the caller's contract: `ptr` came from `into_raw` above.
         unsafe { Arc::from_raw(ptr.as_ptr().cast_const().cast()) }
     }
-    fn fits(&self, _: Dtor) -> bool {
-        true
-    }
 }
 
 impl<T: Send + Sync + 'static> TypedDestructor for Arc<T> {
     const DESTRUCTOR: Dtor = drop_arc::<T>;
 }
 
-/// An owned raw pointer with its own destructor function: for objects that are not a `Box` or an
-/// `Arc` (memory from another allocator, a handle to release, a pooled buffer).
+/// The destructor of raw objects of type `T`, named by a type so that a slot's destructor is part
+/// of the slot's type: a [`RefSlot<Raw<T, D>>`](crate::RefSlot) holds one machine word and can
+/// only ever hold objects destroyed by `D`.
 ///
-/// Dropping a `Raw` calls its destructor inline (so do not drop one in a signal handler; a
-/// [`Detached`](crate::Detached) guard defers instead). A slot for `Raw<T>` is created with one destructor
-/// ([`RefSlot::with_destructor`](crate::RefSlot::with_destructor)) and accepts only values built
-/// with that same function, so the slot can hold a single word and still destroy its object.
+/// Usually a unit struct:
 ///
 /// ```
 /// use std::ptr::NonNull;
-/// use sigdrop::Raw;
+/// use sigdrop::Destroy;
 ///
-/// unsafe fn free_u64(p: NonNull<u64>) {
-///     // SAFETY: every pointer given to this destructor came from `Box::into_raw`.
-///     drop(unsafe { Box::from_raw(p.as_ptr()) });
+/// struct FreeBoxedU64;
+/// impl Destroy<u64> for FreeBoxedU64 {
+///     unsafe fn destroy(ptr: NonNull<u64>) {
+///         // SAFETY: `Raw::new`'s contract: `ptr` came from `Box::into_raw` and is owned.
+///         drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+///     }
 /// }
-///
-/// let ptr = NonNull::from(Box::leak(Box::new(7u64)));
-/// // SAFETY: `ptr` is owned and `free_u64` may destroy it, once, on any thread.
-/// let raw = unsafe { Raw::new(ptr, free_u64) };
-/// assert_eq!(unsafe { *raw.as_ptr().as_ref() }, 7);
-/// drop(raw); // runs `free_u64`
 /// ```
-pub struct Raw<T> {
-    ptr: NonNull<T>,
-    dtor: unsafe fn(NonNull<T>),
-}
-
-impl<T> Raw<T> {
-    /// Takes ownership of `ptr`, to be destroyed by `dtor`.
-    ///
-    /// May be called from a signal handler (it only stores two words).
+pub trait Destroy<T>: 'static {
+    /// Destroys the object at `ptr`.
     ///
     /// # Safety
-    /// The caller owns the object at `ptr` and gives that ownership up; calling `dtor(ptr)`
-    /// exactly once, on any thread, at any later time, is sound and destroys the object. (The
-    /// object must therefore be safe to send to another thread.)
-    pub unsafe fn new(ptr: NonNull<T>, dtor: unsafe fn(NonNull<T>)) -> Self {
-        Raw { ptr, dtor }
+    /// As promised to [`Raw::new`]: `ptr` is owned by the caller, and this is its one
+    /// destruction.
+    unsafe fn destroy(ptr: NonNull<T>);
+}
+
+/// An owned raw pointer destroyed by `D`: for objects that are not a `Box` or an `Arc` (memory
+/// from another allocator, a handle to release, a pooled buffer).
+///
+/// Dropping a `Raw` calls `D::destroy` inline (so do not drop one in a signal handler; a
+/// [`Detached`](crate::Detached) guard defers instead).
+///
+/// ```
+/// use std::ptr::NonNull;
+/// use sigdrop::{Destroy, Drainer, Raw, RefSlot, Runtime, restricted};
+///
+/// struct FreeBoxedU64;
+/// impl Destroy<u64> for FreeBoxedU64 {
+///     unsafe fn destroy(ptr: NonNull<u64>) {
+///         // SAFETY: every pointer handed to `Raw::new` below came from `Box::into_raw`.
+///         drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+///     }
+/// }
+///
+/// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+/// let slot: RefSlot<Raw<u64, FreeBoxedU64>> = RefSlot::new(&rt);
+/// let ptr = NonNull::from(Box::leak(Box::new(7u64)));
+/// // SAFETY: `ptr` is owned and `FreeBoxedU64` may destroy it, once, on any thread.
+/// let raw = unsafe { Raw::new(ptr) };
+/// assert_eq!(unsafe { *raw.as_ptr().as_ref() }, 7);
+/// slot.xchg(Some(raw)).map_err(|r| r.into_error())?;
+/// {
+///     let _nmi = restricted::enter();
+///     slot.clear(); // deferred
+/// }
+/// assert_eq!(rt.drain()?, 1); // FreeBoxedU64::destroy ran here
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+pub struct Raw<T, D: Destroy<T>> {
+    ptr: NonNull<T>,
+    _destroy: PhantomData<fn() -> D>,
+}
+
+impl<T, D: Destroy<T>> Raw<T, D> {
+    /// Takes ownership of `ptr`, to be destroyed by `D::destroy`.
+    ///
+    /// May be called from a signal handler (it only stores a word).
+    ///
+    /// # Safety
+    /// The caller owns the object at `ptr` and gives that ownership up; calling
+    /// `D::destroy(ptr)` exactly once, on any thread, at any later time, is sound and destroys
+    /// the object.
+    pub unsafe fn new(ptr: NonNull<T>) -> Self {
+        Raw {
+            ptr,
+            _destroy: PhantomData,
+        }
     }
 
     /// The pointer (ownership stays with `self`). May be called from a signal handler.
@@ -154,36 +183,23 @@ impl<T> Raw<T> {
         self.ptr
     }
 
-    /// The destructor this value will be destroyed with. May be called from a signal handler.
-    pub fn destructor(&self) -> unsafe fn(NonNull<T>) {
-        self.dtor
-    }
-
-    /// Gives up ownership without running the destructor; the caller becomes responsible. May
+    /// Gives up ownership without destroying the object; the caller becomes responsible. May
     /// be called from a signal handler.
-    pub fn into_parts(self) -> (NonNull<T>, unsafe fn(NonNull<T>)) {
-        let parts = (self.ptr, self.dtor);
+    pub fn into_ptr(self) -> NonNull<T> {
+        let ptr = self.ptr;
         std::mem::forget(self);
-        parts
-    }
-
-    /// The destructor, type-erased.
-    fn erased(dtor: unsafe fn(NonNull<T>)) -> Dtor {
-        // SAFETY: fn-pointer ABI compatibility (std `fn` docs, "ABI compatibility"): `NonNull<T>`
-        // and `*mut ()` are both thin pointers (T: Sized), so calling through `unsafe fn(*mut ())`
-        // with a non-null pointer is calling `dtor` with that pointer.
-        unsafe { std::mem::transmute::<unsafe fn(NonNull<T>), Dtor>(dtor) }
+        ptr
     }
 }
 
-impl<T> Drop for Raw<T> {
+impl<T, D: Destroy<T>> Drop for Raw<T, D> {
     fn drop(&mut self) {
-        // SAFETY: `Raw::new`'s contract: `dtor(ptr)` is sound once; we own the object.
-        unsafe { (self.dtor)(self.ptr) }
+        // SAFETY: `Raw::new`'s contract: `D::destroy(ptr)` is sound once; we own the object.
+        unsafe { D::destroy(self.ptr) }
     }
 }
 
-impl<T> std::fmt::Debug for Raw<T> {
+impl<T, D: Destroy<T>> std::fmt::Debug for Raw<T, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Raw").field("ptr", &self.ptr).finish()
     }
@@ -191,32 +207,27 @@ impl<T> std::fmt::Debug for Raw<T> {
 
 // SAFETY: `Raw::new`'s contract lets the object be destroyed on any thread; `T: Send` lets it be
 // used there.
-unsafe impl<T: Send> Send for Raw<T> {}
+unsafe impl<T: Send, D: Destroy<T>> Send for Raw<T, D> {}
 
-impl<T: Send + 'static> sealed::Sealed for Raw<T> {}
-// SAFETY: `into_parts`/`new` round-trip; the erased destructor is `dtor` itself (see `erased`).
-unsafe impl<T: Send + 'static> SlotPointer for Raw<T> {
+/// # Safety
+/// `ptr` came from `Raw::<T, D>::into_ptr` (or `into_raw`) and is owned by the caller.
+unsafe fn drop_raw<T, D: Destroy<T>>(ptr: *mut ()) {
+    // SAFETY: the caller's contract; `ptr` is non-null because it came from a `NonNull`.
+    unsafe { D::destroy(NonNull::new_unchecked(ptr.cast::<T>())) }
+}
+
+impl<T: Send + 'static, D: Destroy<T>> sealed::Sealed for Raw<T, D> {}
+// SAFETY: `into_ptr`/`new` round-trip; `drop_raw::<T, D>` is `D::destroy`, as dropping does.
+unsafe impl<T: Send + 'static, D: Destroy<T>> SlotPointer for Raw<T, D> {
     fn into_raw(self) -> NonNull<()> {
-        self.into_parts().0.cast()
+        self.into_ptr().cast()
     }
-    unsafe fn from_raw(ptr: NonNull<()>, dtor: Dtor) -> Self {
-        // SAFETY: `dtor` is the erased form of the value's own destructor (caller's contract), so
-        // transmuting back restores it (same ABI argument as in `erased`).
-        let dtor = unsafe { std::mem::transmute::<Dtor, unsafe fn(NonNull<T>)>(dtor) };
-        Raw {
-            ptr: ptr.cast(),
-            dtor,
-        }
-    }
-    fn fits(&self, slot_dtor: Dtor) -> bool {
-        // Address comparison: equal addresses mean the same machine code, so destroying with
-        // the slot's function is destroying with the value's own. (Distinct addresses for the
-        // same function only cause a refusal, never unsoundness.)
-        Self::erased(self.dtor) as usize == slot_dtor as usize
+    unsafe fn from_raw(ptr: NonNull<()>, _: Dtor) -> Self {
+        // SAFETY: the caller's contract: `ptr` came from `into_raw` of a `Raw<T, D>`.
+        unsafe { Raw::new(ptr.cast()) }
     }
 }
 
-/// Erases a `Raw<T>` destructor (for `RefSlot::with_destructor`).
-pub(crate) fn erase_raw_dtor<T>(dtor: unsafe fn(NonNull<T>)) -> Dtor {
-    Raw::<T>::erased(dtor)
+impl<T: Send + 'static, D: Destroy<T>> TypedDestructor for Raw<T, D> {
+    const DESTRUCTOR: Dtor = drop_raw::<T, D>;
 }

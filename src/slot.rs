@@ -39,17 +39,17 @@
 use crate::arena::{Dtor, Payload};
 use crate::error::Error;
 use crate::handle::Runtime;
-use crate::pointer::{SlotPointer, TypedDestructor, erase_raw_dtor};
+use crate::pointer::{SlotPointer, TypedDestructor};
 use crate::runtime::Inner;
 use crate::sync::{AtomicPtr, Ordering};
-use crate::{Raw, restricted};
+use crate::restricted;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
-/// A slot for an owned pointer with a destructor (`Box<T>`, `Arc<T>`, [`Raw<T>`]) that may be
+/// A slot for an owned pointer with a destructor (`Box<T>`, `Arc<T>`, [`Raw<T, D>`](crate::Raw)) that may be
 /// emptied from a signal handler.
 ///
 /// Every object in the slot owns a reserved job in its runtime, so tearing it down in restricted
@@ -115,8 +115,7 @@ impl<P: SlotPointer> RefSlot<P> {
     /// value, untouched, and the slot unchanged, if a job was needed and could not be had (P4:
     /// nothing is lost): in restricted context when no job is reserved or spare
     /// ([`Error::NoSpareJob`]), in ordinary context when growing failed
-    /// ([`Error::OutOfMemory`], [`Error::CapacityExceeded`]), or for a [`Raw`] built with
-    /// another destructor than the slot's ([`Error::DestructorMismatch`]).
+    /// ([`Error::OutOfMemory`], [`Error::CapacityExceeded`]).
     ///
     /// When a job is needed:
     /// - installing into an empty slot needs one, in any context;
@@ -135,12 +134,6 @@ impl<P: SlotPointer> RefSlot<P> {
         let Some(new) = new else {
             return Ok(self.take());
         };
-        if !new.fits(self.dtor) {
-            return Err(Rejected {
-                value: new,
-                error: Error::DestructorMismatch,
-            });
-        }
         let inner = self.runtime.inner();
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
@@ -206,14 +199,6 @@ impl<P: SlotPointer> RefSlot<P> {
     }
 }
 
-impl<T: Send + 'static> RefSlot<Raw<T>> {
-    /// An empty slot for raw pointers destroyed by `dtor`. It accepts only [`Raw`] values built
-    /// with this same function (compared by address; see [`Error::DestructorMismatch`]).
-    /// May be called from a signal handler.
-    pub fn with_destructor(runtime: &Runtime, dtor: unsafe fn(NonNull<T>)) -> Self {
-        RefSlot::with_dtor(runtime, erase_raw_dtor(dtor))
-    }
-}
 
 impl<P: SlotPointer> Drop for RefSlot<P> {
     fn drop(&mut self) {

@@ -7,11 +7,10 @@
 //! - `Runtime::global()` reached first from restricted context gives
 //!   `Error::GlobalUninitialized`, then works once touched in ordinary context, and from then on
 //!   also inside the guard (the same runtime);
-//! - a `Raw` slot refuses a `Raw` built with another destructor (`Error::DestructorMismatch`) and
-//!   hands it back untouched;
+//! - a `Raw` slot's destructor is part of its type (nothing to mismatch at run time);
 //! - every error has a non-empty `Display`.
 
-use sigdrop::{Builder, Drainer, Error, MAX_SHARDS, Raw, RefSlot, Runtime, restricted};
+use sigdrop::{Builder, Destroy, Drainer, Error, MAX_SHARDS, Raw, RefSlot, Runtime, restricted};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -134,69 +133,49 @@ fn global_runtime_must_be_touched_first_in_ordinary_context() {
     assert!(std::ptr::eq(rt, Runtime::global().unwrap()));
 }
 
-static FREED_BY_A: AtomicUsize = AtomicUsize::new(0);
-static FREED_BY_B: AtomicUsize = AtomicUsize::new(0);
+static FREED: AtomicUsize = AtomicUsize::new(0);
 
-/// # Safety
-/// `p` came from `Box::<u64>::into_raw` and is owned by the caller.
-unsafe fn free_a(p: NonNull<u64>) {
-    FREED_BY_A.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: the caller's contract.
-    drop(unsafe { Box::from_raw(p.as_ptr()) });
+/// Frees boxed `u64`s handed over as `Raw`, counting them.
+struct FreeBoxed;
+
+impl Destroy<u64> for FreeBoxed {
+    unsafe fn destroy(p: NonNull<u64>) {
+        FREED.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `Raw::new`'s contract: every pointer came from `Box::into_raw` and is owned.
+        drop(unsafe { Box::from_raw(p.as_ptr()) });
+    }
 }
 
-/// Differs from `free_a` in its body, so the two can never be merged into one address.
-///
-/// # Safety
-/// As for `free_a`.
-unsafe fn free_b(p: NonNull<u64>) {
-    FREED_BY_B.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: the caller's contract.
-    drop(unsafe { Box::from_raw(p.as_ptr()) });
-}
-
-fn raw_with(value: u64, dtor: unsafe fn(NonNull<u64>)) -> Raw<u64> {
+fn boxed_raw(value: u64) -> Raw<u64, FreeBoxed> {
     let ptr = NonNull::from(Box::leak(Box::new(value)));
-    // SAFETY: `ptr` is a fresh, owned `Box<u64>` allocation; both destructors free exactly that.
-    unsafe { Raw::new(ptr, dtor) }
+    // SAFETY: `ptr` is a fresh, owned `Box<u64>` allocation, which `FreeBoxed` frees.
+    unsafe { Raw::new(ptr) }
 }
 
 #[test]
-fn raw_slot_refuses_a_foreign_destructor_and_hands_the_value_back() {
+fn a_raw_slot_destroys_with_the_destructor_of_its_type() {
     let rt = build(Runtime::builder()).unwrap();
-    let slot = RefSlot::<Raw<u64>>::with_destructor(&rt, free_a);
-
-    let foreign = raw_with(7, free_b);
-    let ptr = foreign.as_ptr();
-    let rejected = slot.xchg(Some(foreign)).unwrap_err();
-    assert!(matches!(rejected.error(), Error::DestructorMismatch));
-    assert!(!rejected.to_string().is_empty());
-    let back = rejected.into_inner();
-    assert_eq!(back.as_ptr(), ptr, "the same value came back");
-    assert_eq!(
-        back.destructor() as usize,
-        free_b as unsafe fn(NonNull<u64>) as usize
-    );
-    // SAFETY: `back` owns a live `u64`.
-    assert_eq!(unsafe { *back.as_ptr().as_ref() }, 7);
-    assert!(slot.is_empty());
-    let s = rt.stats();
-    assert_eq!(
-        (s.total, s.refs),
-        (0, 0),
-        "a refused Raw takes no job: {s:?}"
-    );
-    assert_eq!(s.reserve_failures, 0, "a mismatch is not a reserve failure");
-    drop(back);
-    assert_eq!(FREED_BY_B.load(Ordering::Relaxed), 1);
-
-    // The slot's own destructor is accepted, and used.
-    let own = raw_with(8, free_a);
-    assert!(slot.xchg(Some(own)).unwrap().is_none());
-    assert_eq!(rt.stats().refs, 1);
-    slot.clear();
-    assert_eq!(FREED_BY_A.load(Ordering::Relaxed), 1);
-    assert_eq!(FREED_BY_B.load(Ordering::Relaxed), 1);
+    let slot: RefSlot<Raw<u64, FreeBoxed>> = RefSlot::new(&rt);
+    let raw = boxed_raw(7);
+    let ptr = raw.as_ptr();
+    assert!(slot.xchg(Some(raw)).unwrap().is_none());
+    // Taken back out in ordinary context: the same pointer, still owned, not yet freed.
+    let back = slot.take().unwrap().into_inner().unwrap();
+    assert_eq!(back.as_ptr(), ptr);
+    assert_eq!(FREED.load(Ordering::Relaxed), 0);
+    slot.xchg(Some(back)).unwrap();
+    {
+        let _nmi = restricted::enter();
+        slot.clear(); // deferred, not destroyed here
+    }
+    assert_eq!(FREED.load(Ordering::Relaxed), 0);
+    assert_eq!(rt.drain().unwrap(), 1);
+    assert_eq!(FREED.load(Ordering::Relaxed), 1);
+    // `into_ptr` hands ownership back without destroying.
+    let kept = boxed_raw(8).into_ptr();
+    // SAFETY: `kept` is the owned box `into_ptr` gave back.
+    assert_eq!(*unsafe { Box::from_raw(kept.as_ptr()) }, 8);
+    assert_eq!(FREED.load(Ordering::Relaxed), 1);
 }
 
 #[test]
@@ -211,7 +190,6 @@ fn every_error_displays_a_message() {
         Error::Restricted,
         Error::NoSpareJob,
         Error::GlobalUninitialized,
-        Error::DestructorMismatch,
         Error::DrainerSpawn(std::io::Error::other("no threads")),
     ];
     for e in &errors {
@@ -222,7 +200,7 @@ fn every_error_displays_a_message() {
     // The InvalidConfig message names the field; the spawn error keeps its source.
     assert!(errors[0].to_string().contains("shards"));
     assert!(errors[2].to_string().contains('2'));
-    assert!(std::error::Error::source(&errors[7]).is_some());
+    assert!(std::error::Error::source(&errors[6]).is_some());
 
     // And the errors the runtime actually returns display too.
     let real = build(Runtime::builder().shards(0)).unwrap_err();

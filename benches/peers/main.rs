@@ -31,7 +31,7 @@ use basedrop::{Collector, Owned as BdOwned};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use crossbeam_epoch as epoch;
 use crossbeam_utils::CachePadded;
-use sigdrop::{Drainer, Raw, RawSlot, RefSlot, Runtime, restricted};
+use sigdrop::{Destroy, Drainer, Raw, RawSlot, RefSlot, Runtime, restricted};
 use std::hint::black_box;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -634,6 +634,15 @@ fn two_threads(c: &mut Criterion) {
 /// None needed: it does nothing (the objects are elements of a leaked array).
 unsafe fn noop_dtor(_: NonNull<u64>) {}
 
+/// `noop_dtor` as a slot destructor type.
+struct NoopDtor;
+impl Destroy<u64> for NoopDtor {
+    unsafe fn destroy(p: NonNull<u64>) {
+        // SAFETY: forwarded contract.
+        unsafe { noop_dtor(p) }
+    }
+}
+
 fn drain(c: &mut Criterion) {
     let mut g = c.benchmark_group("drain");
 
@@ -644,10 +653,8 @@ fn drain(c: &mut Criterion) {
         // One function-pointer value for the slot and every `Raw`: the slot compares addresses,
         // and two coercions of the same function may differ (codegen units may each have a
         // copy), which would be refused as a mismatch.
-        let dtor: unsafe fn(NonNull<u64>) = noop_dtor;
-        let slots: Vec<RefSlot<Raw<u64>>> = (0..CHUNK)
-            .map(|_| RefSlot::with_destructor(&rt, dtor))
-            .collect();
+        let slots: Vec<RefSlot<Raw<u64, NoopDtor>>> =
+            (0..CHUNK).map(|_| RefSlot::new(&rt)).collect();
         let objects: &'static mut [u64] = Box::leak(vec![0u64; CHUNK].into_boxed_slice());
         let ptrs: Vec<NonNull<u64>> = objects.iter_mut().map(NonNull::from).collect();
         g.bench_function("no-op destructor", |bench| {
@@ -661,7 +668,7 @@ fn drain(c: &mut Criterion) {
                         for (s, &p) in slots[..n].iter().zip(&ptrs) {
                             // SAFETY: each element of the leaked array is used by one `Raw` at
                             // a time, and its destructor does nothing.
-                            let raw = unsafe { Raw::new(p, dtor) };
+                            let raw = unsafe { Raw::new(p) };
                             let _ = s.xchg(Some(raw)).unwrap();
                         }
                         let _nmi = restricted::enter();
@@ -739,6 +746,15 @@ unsafe fn stamp_dtor(_: NonNull<u64>) {
     LAT_DONE.fetch_add(1, Ordering::Release);
 }
 
+/// `stamp_dtor` as a slot destructor type.
+struct StampDtor;
+impl Destroy<u64> for StampDtor {
+    unsafe fn destroy(p: NonNull<u64>) {
+        // SAFETY: forwarded contract.
+        unsafe { stamp_dtor(p) }
+    }
+}
+
 /// How long the measuring thread spins between samples so that the drainer is asleep in
 /// `futex_wait` when the offload happens (it goes to sleep within a few µs of its last cycle).
 const LAT_GAP: Duration = Duration::from_micros(60);
@@ -751,8 +767,7 @@ fn latency(c: &mut Criterion) {
     g.measurement_time(Duration::from_millis(1500));
     let rt = Runtime::new().expect("runtime with a drainer thread");
     // One function-pointer value for the slot and the `Raw`s (see the drain group).
-    let dtor: unsafe fn(NonNull<u64>) = stamp_dtor;
-    let slot: RefSlot<Raw<u64>> = RefSlot::with_destructor(&rt, dtor);
+    let slot: RefSlot<Raw<u64, StampDtor>> = RefSlot::new(&rt);
     let object = NonNull::from(Box::leak(Box::new(0u64)));
     let mut samples: Vec<u64> = Vec::new();
     let before = rt.stats();
@@ -763,7 +778,7 @@ fn latency(c: &mut Criterion) {
             for _ in 0..iters {
                 // SAFETY: the leaked u64 is used by one `Raw` at a time; its destructor only
                 // stamps the time.
-                let raw = unsafe { Raw::new(object, dtor) };
+                let raw = unsafe { Raw::new(object) };
                 let _ = slot.xchg(Some(raw)).unwrap();
                 let seen = LAT_DONE.load(Ordering::Acquire);
                 let gap = Instant::now();
@@ -832,6 +847,15 @@ unsafe fn storm_dtor(p: NonNull<u64>) {
     }
 }
 
+/// `storm_dtor` as a slot destructor type.
+struct StormDtor;
+impl Destroy<u64> for StormDtor {
+    unsafe fn destroy(p: NonNull<u64>) {
+        // SAFETY: forwarded contract.
+        unsafe { storm_dtor(p) }
+    }
+}
+
 /// A teardown storm against the drainer thread: a producer pinned to one CPU installs 8 objects
 /// (ordinary context) and tears them down in restricted context, as a handler clearing 8 slots
 /// would, as fast as it can. Reports offloads, wake syscalls, drain cycles (lower bound), and the
@@ -852,10 +876,7 @@ fn storm() {
         drainer = util::threads_named("sigdrop-drainer");
     }
     let sleeps_before: u64 = drainer.iter().map(|&t| util::voluntary_switches(t)).sum();
-    let dtor: unsafe fn(NonNull<u64>) = storm_dtor;
-    let slots: Vec<RefSlot<Raw<u64>>> = (0..PER)
-        .map(|_| RefSlot::with_destructor(&rt, dtor))
-        .collect();
+    let slots: Vec<RefSlot<Raw<u64, StormDtor>>> = (0..PER).map(|_| RefSlot::new(&rt)).collect();
     let start = Instant::now();
     {
         let _pin = Pinned::to(CPU);
@@ -863,7 +884,7 @@ fn storm() {
             for s in &slots {
                 let p = NonNull::from(Box::leak(Box::new(round as u64)));
                 // SAFETY: `p` is a fresh box; `storm_dtor` frees it once.
-                let raw = unsafe { Raw::new(p, dtor) };
+                let raw = unsafe { Raw::new(p) };
                 let _ = s.xchg(Some(raw)).unwrap();
             }
             let _nmi = restricted::enter();
