@@ -11,7 +11,12 @@
 pub fn current_shard(shards: usize) -> usize {
     // SAFETY: `sched_getcpu` has no preconditions.
     let cpu = unsafe { libc::sched_getcpu() };
-    if cpu < 0 { 0 } else { cpu as usize % shards }
+    match usize::try_from(cpu) {
+        // The default is one shard per CPU, so the division is rarely needed.
+        Ok(cpu) if cpu < shards => cpu,
+        Ok(cpu) => cpu % shards,
+        Err(_) => 0,
+    }
 }
 
 #[cfg(loom)]

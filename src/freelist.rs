@@ -140,8 +140,11 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     /// As for [`pop`](Self::pop).
     pub unsafe fn pop_any<L: Links + ?Sized>(&self, links: &L, start: usize) -> Option<u32> {
         let n = self.heads.len();
+        // Own shard first, then the others in turn (no division on the fast path).
         // SAFETY: forwarded contract.
-        (0..n).find_map(|i| unsafe { self.pop(links, (start + i) % n) })
+        (start..n)
+            .chain(0..start)
+            .find_map(|shard| unsafe { self.pop(links, shard) })
     }
 
     /// Pops a job that the accounting says is owed to the caller: the caller holds a claim (a

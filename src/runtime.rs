@@ -314,6 +314,7 @@ impl Inner {
     /// Returns the payload if it must be destroyed inline instead: only in ordinary context, when
     /// no job could be had. In restricted context it always takes the object (at worst parking
     /// or leaking it, counted). Async-signal-safe in restricted context.
+    #[inline]
     pub(crate) fn defer(&self, payload: Payload, claimed: bool) -> Option<Payload> {
         if !claimed {
             let got = if restricted::is_active() {
@@ -339,6 +340,7 @@ impl Inner {
     /// Queues an object whose claim the caller holds: pops the owed job, fills it, pushes it on
     /// this CPU's list and rings the doorbell if the list was empty. Async-signal-safe: two CASes
     /// and, for the first job of a burst, one swap and one wake syscall.
+    #[inline]
     fn offload(&self, payload: Payload) {
         let shard = current_shard(self.cfg.shards);
         #[cfg(test)]
@@ -387,7 +389,7 @@ impl Inner {
         }
     }
 
-    /// Runs one destructor, catching a panic.
+    /// Runs one destructor, catching a panic. The caller counts it in `drained`.
     fn run(&self, payload: Payload) {
         // SAFETY: every payload was built from an owned pointer and its own destructor, and each
         // job is taken by exactly one drainer, so this is the one call of `dtor(obj)`.
@@ -397,7 +399,6 @@ impl Inner {
             // Dropping the payload may panic too; contain that as well.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(panic)));
         }
-        self.counters.drained.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One drain cycle: clear the doorbell, take every list, run each job oldest first, return
@@ -432,6 +433,9 @@ impl Inner {
             // The jobs are visible in the freelist: now their claims may become credit.
             self.ledger.credit_spare(len);
             self.running.fetch_sub(len, Ordering::Relaxed);
+            self.counters
+                .drained
+                .fetch_add(len as u64, Ordering::Relaxed);
             ran += len;
         }
         let unparked = self.emergency.drain(|parked| {
@@ -443,6 +447,9 @@ impl Inner {
         });
         self.counters
             .unparked
+            .fetch_add(unparked as u64, Ordering::Relaxed);
+        self.counters
+            .drained
             .fetch_add(unparked as u64, Ordering::Relaxed);
         ran += unparked;
         self.maybe_trim();

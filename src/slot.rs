@@ -40,9 +40,9 @@ use crate::arena::{Dtor, Payload};
 use crate::error::Error;
 use crate::handle::Runtime;
 use crate::pointer::{SlotPointer, TypedDestructor};
+use crate::restricted;
 use crate::runtime::Inner;
 use crate::sync::{AtomicPtr, Ordering};
-use crate::restricted;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -130,6 +130,7 @@ impl<P: SlotPointer> RefSlot<P> {
     ///
     /// May be called from a signal handler. There it never allocates: it uses a job reserved
     /// with [`Runtime::reserve`] (or a spare one).
+    #[inline]
     pub fn xchg(&self, new: Option<P>) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
         let Some(new) = new else {
             return Ok(self.take());
@@ -173,6 +174,7 @@ impl<P: SlotPointer> RefSlot<P> {
 
     /// Empties the slot, returning its object (with its claim) in a [`Detached`] guard. One
     /// atomic swap. May be called from a signal handler.
+    #[inline]
     pub fn take(&self) -> Option<Detached<'_, P>> {
         // Acquire: we become the owner of the object and must see its contents.
         let prev = self.ptr.swap(ptr::null_mut(), Ordering::Acquire);
@@ -182,6 +184,7 @@ impl<P: SlotPointer> RefSlot<P> {
     /// Empties the slot and destroys its object: inline in ordinary context under
     /// [`Policy::Auto`](crate::Policy::Auto), on the drainer otherwise. May be called from a
     /// signal handler (then it defers).
+    #[inline]
     pub fn clear(&self) {
         drop(self.take());
     }
@@ -198,7 +201,6 @@ impl<P: SlotPointer> RefSlot<P> {
         }
     }
 }
-
 
 impl<P: SlotPointer> Drop for RefSlot<P> {
     fn drop(&mut self) {
@@ -304,6 +306,7 @@ impl<P: SlotPointer> Detached<'_, P> {
     /// The object itself, releasing its reserved job. Ordinary context: in restricted context
     /// this is refused and the guard comes back (a bare `P` dropped in a handler would run its
     /// destructor there), so it is harmless to call from a signal handler.
+    #[inline]
     pub fn into_inner(self) -> Result<P, Self> {
         if restricted::is_active() {
             return Err(self);
@@ -326,6 +329,7 @@ impl<P: SlotPointer> Deref for Detached<'_, P> {
 }
 
 impl<P: SlotPointer> Drop for Detached<'_, P> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: `drop` runs once; `value` is not used after this.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
