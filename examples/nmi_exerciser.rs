@@ -123,7 +123,8 @@ static DOUBLE_DTOR: AtomicU64 = AtomicU64::new(0);
 
 std::thread_local! {
     /// This thread's worker index, or `usize::MAX`. Const-initialised, no destructor: safe to
-    /// read in a handler.
+    /// read in a handler. Not an atomic, and need not be: only its own thread reads or writes it
+    /// (the handler runs on that thread), and it is set before the thread's timer starts.
     static WORKER: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
@@ -294,6 +295,15 @@ fn run_mode(cfg: &Config, mode: Mode, rt: &Runtime, world: &'static World) -> Ou
         for worker in 0..cfg.threads {
             let (rounds_done, failed_waits, finished) = (&rounds_done, &failed_waits, &finished);
             s.spawn(move || {
+                // Counted as finished however the worker ends (a panic included), so the
+                // progress loop below always terminates.
+                struct Finished<'a>(&'a AtomicUsize);
+                impl Drop for Finished<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_add(1, Ordering::Release);
+                    }
+                }
+                let _finished = Finished(finished);
                 WORKER.with(|w| w.set(worker));
                 let timer = ThreadTimer::start(
                     NMI,
@@ -345,11 +355,9 @@ fn run_mode(cfg: &Config, mode: Mode, rt: &Runtime, world: &'static World) -> Ou
                                 "worker {worker}, round {round}: objects not destroyed within 10 s"
                             );
                             for c in cells.clone() {
-                                let slot = c - worker * cfg.slots;
                                 eprintln!(
-                                    "  cell {c}: live {} array slot empty {} signals {} deleted {}",
+                                    "  cell {c}: live generation {}, signals {}, deleted {}",
                                     world.live[c].load(Ordering::Relaxed),
-                                    world.arrays[worker].slot(slot).unwrap().is_empty(),
                                     SIGNALS.load(Ordering::Relaxed),
                                     DELETED.load(Ordering::Relaxed)
                                 );
@@ -364,7 +372,6 @@ fn run_mode(cfg: &Config, mode: Mode, rt: &Runtime, world: &'static World) -> Ou
                 }
                 drop(timer);
                 WORKER.with(|w| w.set(usize::MAX));
-                finished.fetch_add(1, Ordering::Release);
             });
         }
         progress(cfg, mode, rt, &rounds_done, &finished, started);
@@ -486,9 +493,15 @@ impl Counters {
     }
 }
 
-/// Runs every configured mode and returns their outcomes. Installs the NMI handler.
+/// Runs every configured mode and returns their outcomes. Installs the NMI handler. Once per
+/// process: the handler's world is a static sized for the first configuration.
 pub fn run(cfg: &Config) -> Vec<Outcome> {
     static READY: AtomicBool = AtomicBool::new(false);
+    static RAN: AtomicBool = AtomicBool::new(false);
+    assert!(
+        !RAN.swap(true, Ordering::AcqRel),
+        "the exerciser runs once per process"
+    );
     let rt = Runtime::new().expect("runtime");
     let mut outcomes = Vec::new();
     for &mode in &cfg.modes {
@@ -497,7 +510,7 @@ pub fn run(cfg: &Config) -> Vec<Outcome> {
         let world = WORLD.get_or_init(|| World {
             slots: cfg.slots,
             arrays: (0..cfg.threads)
-                .map(|_| KptrArray::new(&rt, cfg.slots))
+                .map(|_| KptrArray::new(&rt, cfg.slots).expect("array map"))
                 .collect(),
             hash: KptrHash::new(&rt, cfg.threads * cfg.slots).expect("hash map"),
             live: (0..cfg.threads * cfg.slots)

@@ -56,7 +56,9 @@ pub(crate) fn spawn(inner: Arc<Inner>) -> std::io::Result<DrainerThread> {
 impl DrainerThread {
     /// Waits for the thread to finish, unless the caller *is* the drainer (the last handle was
     /// dropped by a destructor the drainer ran): then the thread finishes on its own after the
-    /// current cycle, and the last reference to the runtime state goes with it.
+    /// current cycle, and the last reference to the runtime state goes with it — the final
+    /// drain then runs on the drainer thread, detached, and like any detached thread's work it
+    /// is cut short if the process exits first.
     pub(crate) fn join_unless_current(self) {
         #[cfg(not(loom))]
         {

@@ -48,6 +48,9 @@ pub struct Parked {
 pub struct Emergency {
     cells: Box<[Cell]>,
     parked: AtomicUsize,
+    /// Objects ever taken out by drainers (counted before `parked` goes down, so that
+    /// `parked + unparked` never dips).
+    unparked: AtomicUsize,
 }
 
 // SAFETY: a cell's payload is only touched by the party that moved its state to WRITING or
@@ -67,6 +70,7 @@ impl Emergency {
                 })
                 .collect(),
             parked: AtomicUsize::new(0),
+            unparked: AtomicUsize::new(0),
         }
     }
 
@@ -99,6 +103,11 @@ impl Emergency {
         self.parked.load(Ordering::Relaxed)
     }
 
+    /// Objects ever taken out by drainers (a snapshot; read it before `parked`).
+    pub fn unparked(&self) -> usize {
+        self.unparked.load(Ordering::Relaxed)
+    }
+
     /// Takes every parked payload and hands each to `f`. Ordinary context.
     pub fn drain(&self, mut f: impl FnMut(Parked)) -> usize {
         // Relaxed: a filter; the CAS on each cell's state is what synchronises.
@@ -117,6 +126,7 @@ impl Emergency {
                 let payload = cell.payload.with_mut(|p| unsafe { (*p).take() });
                 // Release: pairs with the next parker's Acquire CAS.
                 cell.state.store(FREE, Ordering::Release);
+                self.unparked.fetch_add(1, Ordering::Relaxed);
                 self.parked.fetch_sub(1, Ordering::Relaxed);
                 if let Some(payload) = payload {
                     taken += 1;

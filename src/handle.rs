@@ -10,7 +10,8 @@ use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 use std::mem::ManuallyDrop;
 // The handle itself is a std `Arc` even under loom: the last-drop path needs
 // `Arc::decrement_strong_count`, which loom's `Arc` lacks. The counts that decide who shuts the
-// runtime down (`handles`, `forgotten`) are the shim's atomics, so loom checks that protocol.
+// runtime down (`handles`, `forgotten`) are the shim's atomics; `tests/handle_lifetime.rs`
+// races restricted and ordinary drops with real threads.
 use std::sync::Arc as StdArc;
 
 /// A handle to a sigdrop runtime: cheap to clone, `Send + Sync`.

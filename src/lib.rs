@@ -30,9 +30,11 @@
 //!   returns the jobs and credits their claims back, then trims the pool towards
 //!   `refs + active + headroom`, with hysteresis so growth and trim never chase each other.
 //! - Because a claim is taken before an object becomes visible and a credit is published only
-//!   after its job is back in a freelist, a teardown in a signal handler always finds its job.
-//!   Should that ever fail, the object is parked in a bounded emergency area and counted — its
-//!   destructor never runs in the handler.
+//!   after its job is back in a freelist, a teardown in a signal handler always finds its job
+//!   (lock-free: it never waits for the thread it interrupted). A value that leaves a slot with
+//!   no claim (see [`Detached::is_reserved`]) and meets no spare job in a handler is parked in a
+//!   bounded emergency area, or leaked if that is full — counted either way; its destructor
+//!   never runs in the handler.
 //! - A [`RawSlot`] is for pointers without destructors: one atomic swap, no accounting.
 //! - [`KptrArray`] and [`KptrHash`] are the kernel's array and preallocated hash maps with a kptr
 //!   field; [`signal`] installs NMI-like handlers and drives them with timers and storms.

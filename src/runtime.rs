@@ -51,8 +51,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 struct Counters {
     /// Jobs taken off the job lists by drainers.
     taken: AtomicU64,
-    /// Parked objects taken out of the emergency area by drainers.
-    unparked: AtomicU64,
     drained: AtomicU64,
     wakes: AtomicU64,
     trimmed: AtomicU64,
@@ -396,8 +394,11 @@ impl Inner {
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
         if let Err(panic) = result {
             self.counters.dtor_panics.fetch_add(1, Ordering::Relaxed);
-            // Dropping the payload may panic too; contain that as well.
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(panic)));
+            // Dropping the payload may panic too; contain that as well, and if even that panic's
+            // payload panics when dropped, forget it rather than let it unwind out of the drain.
+            if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(panic))) {
+                std::mem::forget(inner);
+            }
         }
     }
 
@@ -446,9 +447,6 @@ impl Inner {
             }
         });
         self.counters
-            .unparked
-            .fetch_add(unparked as u64, Ordering::Relaxed);
-        self.counters
             .drained
             .fetch_add(unparked as u64, Ordering::Relaxed);
         ran += unparked;
@@ -466,7 +464,13 @@ impl Inner {
     pub(crate) fn stats(&self) -> Stats {
         let c = &self.counters;
         let relaxed = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Cumulative counts first, then the gauges they are taken from: an object moving from
+        // a list (or the emergency area) to a drainer is then counted twice at worst, never
+        // missed, so `offloaded` never dips.
+        let taken = relaxed(&c.taken);
+        let unparked = self.emergency.unparked() as u64;
         let queued = self.lists.queued();
+        let parked = self.emergency.parked() as u64;
         let running = self.running.load(Ordering::Relaxed);
         let total = self.total.load(Ordering::Relaxed);
         let spare = self.ledger.spare();
@@ -480,10 +484,7 @@ impl Inner {
             idle,
             spare,
             reserved,
-            offloaded: relaxed(&c.taken)
-                + relaxed(&c.unparked)
-                + queued as u64
-                + self.emergency.parked() as u64,
+            offloaded: taken + unparked + queued as u64 + parked,
             drained: relaxed(&c.drained),
             wakes: relaxed(&c.wakes),
             trimmed: relaxed(&c.trimmed),

@@ -17,10 +17,8 @@
 
 use crate::error::Error;
 use crate::restricted;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use nix::sys::signal::{SaFlags, SigAction, SigEvent, SigHandler, SigSet, SigevNotify, Signal};
-use nix::sys::timer::{Expiration, Timer, TimerSetTimeFlags};
-use nix::time::ClockId;
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,8 +30,9 @@ pub type Handler = fn(Signal);
 /// A kernel thread id (what `gettid` returns and `tgkill` and `SIGEV_THREAD_ID` take).
 pub type Tid = libc::pid_t;
 
-/// One registered handler per signal number (0 = none); read by the trampoline.
-static HANDLERS: [AtomicUsize; 65] = [const { AtomicUsize::new(0) }; 65];
+/// One registered handler per signal number (null = none), stored as a pointer (not an integer)
+/// so that the function pointer keeps its provenance; read by the trampoline.
+static HANDLERS: [AtomicPtr<()>; 65] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 65];
 
 extern "C" fn trampoline(signo: libc::c_int) {
     // SAFETY: `__errno_location` returns this thread's errno; reading and restoring it keeps the
@@ -45,10 +44,13 @@ extern "C" fn trampoline(signo: libc::c_int) {
         let _nmi = restricted::enter();
         let index = signo as usize;
         // Acquire: pairs with the Release store in `install`.
-        let raw = HANDLERS.get(index).map_or(0, |h| h.load(Ordering::Acquire));
-        if raw != 0 {
-            // SAFETY: non-zero entries are only ever stored from a `Handler` in `install`.
-            let handler = unsafe { std::mem::transmute::<usize, Handler>(raw) };
+        let raw = HANDLERS
+            .get(index)
+            .map_or(std::ptr::null_mut(), |h| h.load(Ordering::Acquire));
+        if !raw.is_null() {
+            // SAFETY: non-null entries are only ever stored from a `Handler` (`install`), and
+            // function and data pointers have the same size and representation on Linux.
+            let handler = unsafe { std::mem::transmute::<*mut (), Handler>(raw) };
             if let Ok(signal) = Signal::try_from(signo) {
                 handler(signal);
             }
@@ -65,10 +67,17 @@ extern "C" fn trampoline(signo: libc::c_int) {
 pub struct Installed {
     signal: Signal,
     previous: SigAction,
+    /// The handler this install replaced in the trampoline's table (null if none).
+    previous_handler: *mut (),
 }
 
+// SAFETY: `previous_handler` is a function pointer kept only to be stored back; it is never
+// dereferenced as data, so moving it to another thread is harmless.
+unsafe impl Send for Installed {}
+
 /// Installs `handler` for `signal`, to run in restricted context with NMI-like semantics (see
-/// the module docs). Replaces any handler installed through this function for that signal.
+/// the module docs). Replaces any handler installed through this function for that signal;
+/// uninstalling the newer one puts the older one back.
 ///
 /// Ordinary context only ([`Error::Restricted`] otherwise).
 ///
@@ -79,20 +88,30 @@ pub unsafe fn install(signal: Signal, handler: Handler) -> Result<Installed, Err
     if restricted::is_active() {
         return Err(Error::Restricted);
     }
-    // Release: a trampoline that loads this (Acquire) sees a complete function pointer.
-    HANDLERS[signal as usize].store(handler as usize, Ordering::Release);
+    // AcqRel: Release so that a trampoline that loads this (Acquire) sees a complete function
+    // pointer; Acquire to take over the previous one.
+    let previous_handler =
+        HANDLERS[signal as usize].swap(handler as *const () as *mut (), Ordering::AcqRel);
     let action = SigAction::new(
         SigHandler::Handler(trampoline),
         SaFlags::SA_RESTART,
         SigSet::empty(),
     );
     // SAFETY: the trampoline is async-signal-safe given the caller's promise about `handler`.
-    let previous =
-        unsafe { nix::sys::signal::sigaction(signal, &action) }.map_err(|e| Error::Os {
-            call: "sigaction",
-            source: e.into(),
-        })?;
-    Ok(Installed { signal, previous })
+    match unsafe { nix::sys::signal::sigaction(signal, &action) } {
+        Ok(previous) => Ok(Installed {
+            signal,
+            previous,
+            previous_handler,
+        }),
+        Err(e) => {
+            HANDLERS[signal as usize].store(previous_handler, Ordering::Release);
+            Err(Error::Os {
+                call: "sigaction",
+                source: e.into(),
+            })
+        }
+    }
 }
 
 impl Installed {
@@ -101,7 +120,8 @@ impl Installed {
         self.signal
     }
 
-    /// Restores the disposition the signal had before [`install`]. Ordinary context only.
+    /// Restores the disposition the signal had before [`install`] (and, if that was an earlier
+    /// `install`, its handler). Ordinary context only.
     pub fn uninstall(self) -> Result<(), Error> {
         // SAFETY: restoring a disposition that was in place before.
         unsafe { nix::sys::signal::sigaction(self.signal, &self.previous) }.map_err(|e| {
@@ -110,7 +130,8 @@ impl Installed {
                 source: e.into(),
             }
         })?;
-        HANDLERS[self.signal as usize].store(0, Ordering::Release);
+        // Release: as in `install`.
+        HANDLERS[self.signal as usize].store(self.previous_handler, Ordering::Release);
         Ok(())
     }
 }
@@ -132,11 +153,15 @@ pub enum TimerClock {
 }
 
 /// A POSIX timer that delivers a signal to one thread (`SIGEV_THREAD_ID`) at a fixed interval;
-/// deleted when dropped.
+/// deleted when dropped — always, including while unwinding (a timer left behind would keep
+/// signalling a thread that may no longer expect it).
 #[derive(Debug)]
 pub struct ThreadTimer {
-    timer: Timer,
+    id: libc::timer_t,
 }
+
+// SAFETY: a timer id is a process-wide handle; any thread may use or delete it.
+unsafe impl Send for ThreadTimer {}
 
 impl ThreadTimer {
     /// Starts delivering `signal` to thread `tid` every `interval`. With
@@ -160,34 +185,51 @@ impl ThreadTimer {
             });
         }
         let clock_id = match clock {
-            TimerClock::Monotonic => ClockId::CLOCK_MONOTONIC,
-            TimerClock::ThreadCpu => ClockId::CLOCK_THREAD_CPUTIME_ID,
+            TimerClock::Monotonic => libc::CLOCK_MONOTONIC,
+            TimerClock::ThreadCpu => libc::CLOCK_THREAD_CPUTIME_ID,
         };
-        let event = SigEvent::new(SigevNotify::SigevThreadId {
-            signal,
-            thread_id: tid,
-            si_value: 0,
-        });
-        let os = |call| {
-            move |e: nix::Error| Error::Os {
-                call,
-                source: e.into(),
-            }
+        let os = |call| Error::Os {
+            call,
+            source: std::io::Error::last_os_error(),
         };
-        let mut timer = Timer::new(clock_id, event).map_err(os("timer_create"))?;
-        timer
-            .set(
-                Expiration::Interval(interval.into()),
-                TimerSetTimeFlags::empty(),
-            )
-            .map_err(os("timer_settime"))?;
-        Ok(ThreadTimer { timer })
+        // SAFETY: `sigevent` is plain data; all-zero is a valid value to fill in.
+        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = signal as libc::c_int;
+        event.sigev_notify_thread_id = tid;
+        let mut id: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: valid pointers to a filled-in event and to the id to write.
+        if unsafe { libc::timer_create(clock_id, &mut event, &mut id) } != 0 {
+            return Err(os("timer_create"));
+        }
+        let timer = ThreadTimer { id };
+        let every = libc::timespec {
+            tv_sec: interval.as_secs() as libc::time_t,
+            tv_nsec: interval.subsec_nanos() as libc::c_long,
+        };
+        let spec = libc::itimerspec {
+            it_interval: every,
+            it_value: every,
+        };
+        // SAFETY: `id` is the timer just created; `spec` is valid; no old value is asked for.
+        if unsafe { libc::timer_settime(timer.id, 0, &spec, std::ptr::null_mut()) } != 0 {
+            return Err(os("timer_settime")); // `timer` is deleted by its Drop
+        }
+        Ok(timer)
     }
 
     /// Signals that were due but not delivered at the last expiration (the kernel's overrun
     /// count). Ordinary context.
     pub fn overruns(&self) -> i32 {
-        self.timer.overruns()
+        // SAFETY: `id` is a live timer owned by `self`.
+        unsafe { libc::timer_getoverrun(self.id) }
+    }
+}
+
+impl Drop for ThreadTimer {
+    fn drop(&mut self) {
+        // SAFETY: `id` is a live timer owned by `self`, deleted exactly once, here.
+        unsafe { libc::timer_delete(self.id) };
     }
 }
 
@@ -271,8 +313,10 @@ fn storm(
         if rc == 0 {
             sent.fetch_add(1, Ordering::Relaxed);
             next += 1;
-        } else {
+        } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
             targets.remove(next); // the thread has exited
+        } else {
+            next += 1; // e.g. EAGAIN (a full real-time signal queue): try again next round
         }
         if pause.is_zero() {
             if next == targets.len() {
@@ -335,6 +379,39 @@ mod tests {
             HITS_RESTRICTED.load(Ordering::Relaxed)
         );
         assert!(!restricted::is_active());
+    }
+
+    static FIRST: AtomicU64 = AtomicU64::new(0);
+    static SECOND: AtomicU64 = AtomicU64::new(0);
+    fn first(_: Signal) {
+        FIRST.fetch_add(1, Ordering::Relaxed);
+    }
+    fn second(_: Signal) {
+        SECOND.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn uninstalling_a_second_install_puts_the_first_back() {
+        let raise = || {
+            // SAFETY: raising a signal whose handler is installed.
+            unsafe { libc::raise(libc::SIGWINCH) };
+        };
+        let counts = || {
+            (
+                FIRST.load(Ordering::Relaxed),
+                SECOND.load(Ordering::Relaxed),
+            )
+        };
+        // SAFETY: both handlers only touch atomics.
+        let one = unsafe { install(Signal::SIGWINCH, first) }.unwrap();
+        // SAFETY: as above.
+        let two = unsafe { install(Signal::SIGWINCH, second) }.unwrap();
+        raise();
+        assert_eq!(counts(), (0, 1));
+        two.uninstall().unwrap();
+        raise();
+        assert_eq!(counts(), (1, 1));
+        one.uninstall().unwrap();
     }
 
     #[test]

@@ -132,16 +132,28 @@ impl<P: SlotPointer> RefSlot<P> {
     /// with [`Runtime::reserve`] (or a spare one).
     #[inline]
     pub fn xchg(&self, new: Option<P>) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
-        let Some(new) = new else {
-            return Ok(self.take());
-        };
+        match new {
+            None => Ok(self.take()),
+            Some(new) => self.exchange(new, false),
+        }
+    }
+
+    /// [`xchg`](Self::xchg) with a value; `claimed` says the caller already holds one claim,
+    /// which the exchange uses (empty slot) or hands to the displaced object (full slot), so it
+    /// never claims again.
+    #[inline]
+    pub(crate) fn exchange(
+        &self,
+        new: P,
+        claimed: bool,
+    ) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
         let inner = self.runtime.inner();
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
         // moves the old object's claim to the new one and takes none: one CAS.
         let claim_always = restricted::is_active();
         let raw = new.into_raw().as_ptr();
-        let mut claimed = false;
+        let mut claimed = claimed;
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
         let mut cur = self.ptr.load(Ordering::Relaxed);
         loop {

@@ -1,8 +1,8 @@
 //! A plain snapshot of a runtime's gauges and counters.
 
 /// Gauges and counters of a [`Runtime`](crate::Runtime), read with relaxed loads one after the
-/// other: each figure is exact, but figures read while other threads work may be from slightly
-/// different instants. At a quiescent point (no install, teardown or drain in flight) they are
+/// other: figures read while other threads work may be from slightly different instants (and the
+/// derived ones, `refs`, `idle` and `offloaded`, can be off by what is in flight then). At a quiescent point (no install, teardown or drain in flight) they are
 /// consistent, and then `total == idle + active` and `idle == spare + reserved + refs`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -21,7 +21,10 @@ pub struct Stats {
     /// Idle jobs set aside by `Runtime::reserve` for restricted-context installs.
     pub reserved: usize,
     /// Objects handed to the drainer (restricted teardowns, and all teardowns under
-    /// `Policy::AlwaysDefer`).
+    /// `Policy::AlwaysDefer`). Derived, to keep the teardown path free of a counter: what the
+    /// drainers have taken, plus what is queued or parked now. While a drainer is between taking
+    /// a list and counting it, a snapshot can read low by that list's length; at a quiescent point
+    /// it is exact.
     pub offloaded: u64,
     /// Destructors the drainer has run (including parked objects and panicking destructors).
     pub drained: u64,

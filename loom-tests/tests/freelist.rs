@@ -46,18 +46,18 @@ fn scenario<const TAG_BITS: u32>() {
         // SAFETY: `state` is this arena's only grow state.
         let idx = unsafe { arena.alloc_job(&mut state) }.unwrap();
         // SAFETY: a fresh job is ours to give to the freelist.
-        unsafe { free.push(&arena, 0, idx) };
+        unsafe { free.push(&*arena, 0, idx) };
     }
 
     let handler = {
         let (arena, free, owners) = (arena.clone(), free.clone(), owners.clone());
         loom::thread::spawn(move || {
             // SAFETY: every job on `free` came from `arena`.
-            if let Some(idx) = unsafe { free.pop(&arena, 0) } {
+            if let Some(idx) = unsafe { free.pop(&*arena, 0) } {
                 owners.take(idx);
                 owners.give(idx);
                 // SAFETY: we popped it.
-                unsafe { free.push(&arena, 0, idx) };
+                unsafe { free.push(&*arena, 0, idx) };
             }
         })
     };
@@ -65,7 +65,7 @@ fn scenario<const TAG_BITS: u32>() {
     let mut mine = Vec::new();
     for _ in 0..3 {
         // SAFETY: every job on `free` came from `arena`.
-        if let Some(idx) = unsafe { free.pop(&arena, 0) } {
+        if let Some(idx) = unsafe { free.pop(&*arena, 0) } {
             owners.take(idx);
             mine.push(idx);
         }
@@ -73,11 +73,11 @@ fn scenario<const TAG_BITS: u32>() {
     if let Some(&first) = mine.first() {
         owners.give(first);
         // SAFETY: we popped it.
-        unsafe { free.push(&arena, 0, first) };
+        unsafe { free.push(&*arena, 0, first) };
         mine.remove(0);
     }
     // SAFETY: every job on `free` came from `arena`.
-    if let Some(idx) = unsafe { free.pop(&arena, 0) } {
+    if let Some(idx) = unsafe { free.pop(&*arena, 0) } {
         owners.take(idx);
         mine.push(idx);
     }
@@ -85,11 +85,11 @@ fn scenario<const TAG_BITS: u32>() {
     for idx in mine {
         owners.give(idx);
         // SAFETY: we own every job in `mine`.
-        unsafe { free.push(&arena, 0, idx) };
+        unsafe { free.push(&*arena, 0, idx) };
     }
     // SAFETY: every job on `free` came from `arena`.
     assert_eq!(
-        unsafe { free.count_idle(&arena, 10) },
+        unsafe { free.count_idle(&*arena, 10) },
         JOBS,
         "a job was lost"
     );

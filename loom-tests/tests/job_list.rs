@@ -31,7 +31,7 @@ fn pushes_racing_take_all_lose_and_duplicate_nothing() {
                 loom::thread::spawn(move || {
                     for idx in mine {
                         // SAFETY: each producer owns its own jobs.
-                        unsafe { lists.push(&arena, 0, idx) };
+                        unsafe { lists.push(&*arena, 0, idx) };
                     }
                 })
             })

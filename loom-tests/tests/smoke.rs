@@ -19,21 +19,21 @@ fn freelist_pop_push_keeps_single_ownership() {
             // SAFETY: `state` is this arena's only grow state.
             let idx = unsafe { arena.alloc_job(&mut state) }.unwrap();
             // SAFETY: a fresh job is ours to give to the freelist.
-            unsafe { free.push(&arena, 0, idx) };
+            unsafe { free.push(&*arena, 0, idx) };
         }
         let owned: Arc<[AtomicBool; 2]> =
             Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
         let worker = |arena: Arc<Arena>, free: Arc<Freelist<32>>, owned: Arc<[AtomicBool; 2]>| {
             move || {
                 // SAFETY: every job on `free` came from `arena`.
-                if let Some(idx) = unsafe { free.pop(&arena, 0) } {
+                if let Some(idx) = unsafe { free.pop(&*arena, 0) } {
                     assert!(
                         !owned[idx as usize].swap(true, Ordering::SeqCst),
                         "job owned twice"
                     );
                     owned[idx as usize].store(false, Ordering::SeqCst);
                     // SAFETY: we popped it.
-                    unsafe { free.push(&arena, 0, idx) };
+                    unsafe { free.push(&*arena, 0, idx) };
                 }
             }
         };
@@ -41,7 +41,7 @@ fn freelist_pop_push_keeps_single_ownership() {
         worker(arena.clone(), free.clone(), owned.clone())();
         t.join().unwrap();
         // SAFETY: every job on `free` came from `arena`.
-        assert_eq!(unsafe { free.count_idle(&arena, 10) }, 2);
+        assert_eq!(unsafe { free.count_idle(&*arena, 10) }, 2);
     });
 }
 

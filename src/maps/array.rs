@@ -13,7 +13,7 @@ use crate::slot::{Detached, RefSlot, Rejected};
 /// use sigdrop::{Drainer, KptrArray, Runtime, restricted};
 ///
 /// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
-/// let map: KptrArray<Box<u64>> = KptrArray::new(&rt, 4);
+/// let map: KptrArray<Box<u64>> = KptrArray::new(&rt, 4)?;
 /// map.insert(2, Box::new(7)).map_err(|r| r.into_error())?;
 /// {
 ///     let _nmi = restricted::enter();
@@ -27,11 +27,15 @@ pub struct KptrArray<P: SlotPointer> {
 }
 
 impl<P: TypedDestructor> KptrArray<P> {
-    /// `len` empty slots accounted in `runtime`. Ordinary context (allocates).
-    pub fn new(runtime: &Runtime, len: usize) -> Self {
-        KptrArray {
-            slots: (0..len).map(|_| RefSlot::new(runtime)).collect(),
+    /// `len` empty slots accounted in `runtime`. Ordinary context only (it allocates):
+    /// [`Error::Restricted`] otherwise.
+    pub fn new(runtime: &Runtime, len: usize) -> Result<Self, Error> {
+        if crate::restricted::is_active() {
+            return Err(Error::Restricted);
         }
+        Ok(KptrArray {
+            slots: (0..len).map(|_| RefSlot::new(runtime)).collect(),
+        })
     }
 }
 
@@ -114,7 +118,7 @@ mod tests {
     #[test]
     fn out_of_range_hands_the_value_back() {
         let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
-        let map: KptrArray<Box<u8>> = KptrArray::new(&rt, 2);
+        let map: KptrArray<Box<u8>> = KptrArray::new(&rt, 2).unwrap();
         let rejected = map.insert(2, Box::new(9)).unwrap_err();
         assert!(matches!(
             rejected.error(),
@@ -127,7 +131,7 @@ mod tests {
     #[test]
     fn restricted_delete_defers_and_ordinary_delete_destroys() {
         let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
-        let map: KptrArray<Box<u8>> = KptrArray::new(&rt, 3);
+        let map: KptrArray<Box<u8>> = KptrArray::new(&rt, 3).unwrap();
         for i in 0..3 {
             assert!(map.insert(i, Box::new(i as u8)).unwrap().is_none());
         }

@@ -82,6 +82,7 @@ impl<K, P: SlotPointer> Links for Elements<K, P> {
 /// # Ok::<(), Error>(())
 /// ```
 pub struct KptrHash<K, P: SlotPointer> {
+    runtime: Runtime,
     elements: Elements<K, P>,
     buckets: Box<[Bucket]>,
     free: Freelist,
@@ -142,6 +143,7 @@ impl<K: Hash + Eq + Copy, P: TypedDestructor> KptrHash<K, P> {
             unsafe { free.push(&elements, 0, idx) };
         }
         Ok(KptrHash {
+            runtime: runtime.clone(),
             elements,
             buckets,
             free,
@@ -173,26 +175,25 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     }
 
     fn lock<'a>(&self, bucket: &'a Bucket) -> Result<Locked<'a>, Error> {
-        let try_lock = || {
-            // Acquire: pairs with the Release in `Locked::drop` of the previous holder.
-            bucket
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        };
+        // Acquire (both CASes): pairs with the Release in `Locked::drop` of the previous holder.
         if restricted::is_active() {
-            // One honest try (a weak CAS may fail spuriously; retry only that case).
-            loop {
-                if try_lock() {
-                    return Ok(Locked(bucket));
-                }
-                if bucket.locked.load(Ordering::Relaxed) {
-                    return Err(Error::WouldBlock);
-                }
-            }
+            // One strong try: bounded, and never waits for anybody.
+            return match bucket.locked.compare_exchange(
+                false,
+                true,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => Ok(Locked(bucket)),
+                Err(_) => Err(Error::WouldBlock),
+            };
         }
         let backoff = Backoff::new();
-        while !try_lock() {
+        while bucket
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             backoff.snooze();
         }
         Ok(Locked(bucket))
@@ -228,25 +229,37 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     /// May be called from a signal handler; there an insert of a new key needs a job reserved
     /// with [`Runtime::reserve`](crate::Runtime::reserve) (or a spare one).
     pub fn insert(&self, key: K, value: P) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
+        let inner = self.runtime.inner();
+        // Claim the job first: growing the pool (ordinary context) then never happens under a
+        // bucket lock, and a failed claim never holds a free element (which would make another
+        // insert see the map full).
+        if let Err(error) = inner.claim_for_install() {
+            return Err(Rejected::new(value, error));
+        }
         let bucket = self.bucket(&key);
         let held = match self.lock(bucket) {
             Ok(held) => held,
-            Err(error) => return Err(Rejected::new(value, error)),
+            Err(error) => {
+                inner.release_claim();
+                return Err(Rejected::new(value, error));
+            }
         };
         if let Some((_, idx)) = self.find(&held, bucket, &key) {
-            return self.elements.0[idx as usize].slot.xchg(Some(value));
+            // Replace: our claim goes to the displaced object, which comes back reserved.
+            return self.elements.0[idx as usize].slot.exchange(value, true);
         }
         // SAFETY: the free stack only ever holds indices of `self.elements`.
         let Some(idx) = (unsafe { self.free.pop(&self.elements, 0) }) else {
+            drop(held);
+            inner.release_claim();
             let capacity = self.capacity();
             return Err(Rejected::new(value, Error::MapFull { capacity }));
         };
         let element = &self.elements.0[idx as usize];
-        if let Err(rejected) = element.slot.xchg(Some(value)) {
-            // SAFETY: we popped `idx` and never linked it: it is ours to give back.
-            unsafe { self.free.push(&self.elements, 0, idx) };
-            return Err(rejected);
-        }
+        // The element's slot is empty (elements on the free stack always are) and only we can
+        // reach it, so this installs with our claim and cannot fail.
+        let previous = element.slot.exchange(value, true);
+        debug_assert!(matches!(previous, Ok(None)));
         // SAFETY: the element is ours (popped, not yet on a chain): no other access.
         element.key.with_mut(|k| unsafe { (*k).write(key) });
         element
