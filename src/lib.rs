@@ -72,6 +72,7 @@
 //! Every atomic and `UnsafeCell` goes through a shim (`sync.rs`) that becomes loom's types under
 //! `--cfg loom`; the models live in the `loom-tests` crate of the repository.
 
+#![cfg_attr(sigdrop_rtsan, feature(sanitize))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]

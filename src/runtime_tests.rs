@@ -116,17 +116,21 @@ fn restricted_install_uses_reserved_jobs_then_refuses() {
         .unwrap();
     rt.reserve(2).unwrap();
     let slots: Vec<RefSlot<Box<u8>>> = (0..3).map(|_| RefSlot::new(&rt)).collect();
-    let _nmi = restricted::enter();
-    assert!(slots[0].xchg(Some(Box::new(0))).is_ok());
-    assert!(slots[1].xchg(Some(Box::new(1))).is_ok());
-    let rejected = slots[2].xchg(Some(Box::new(2))).unwrap_err();
-    assert!(matches!(rejected.error(), Error::NoSpareJob));
-    // Dropping the rejected Box here would free in restricted context; take it out instead.
-    let value = rejected.into_inner();
+    let boxes: Vec<Box<u8>> = (0..3).map(Box::new).collect(); // made in ordinary context
+    let mut boxes = boxes.into_iter();
+    let value = {
+        let _nmi = restricted::enter();
+        assert!(slots[0].xchg(boxes.next()).is_ok());
+        assert!(slots[1].xchg(boxes.next()).is_ok());
+        let rejected = slots[2].xchg(boxes.next()).unwrap_err();
+        assert!(matches!(rejected.error(), Error::NoSpareJob));
+        // Dropping the rejected Box here would free in restricted context; keep it instead.
+        rejected.into_inner()
+    };
+    drop(boxes); // the (empty) iterator's buffer is freed in ordinary context
     assert_eq!(*value, 2);
     assert!(slots[2].is_empty());
     assert_eq!(rt.stats().reserve_failures, 1);
-    std::mem::forget(value);
 }
 
 #[test]

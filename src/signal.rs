@@ -34,6 +34,9 @@ pub type Tid = libc::pid_t;
 /// so that the function pointer keeps its provenance; read by the trampoline.
 static HANDLERS: [AtomicPtr<()>; 65] = [const { AtomicPtr::new(std::ptr::null_mut()) }; 65];
 
+// Under RealtimeSanitizer (scripts/rtsan.sh) the whole trampoline, and so every handler
+// installed through it, is checked as real-time code.
+#[cfg_attr(sigdrop_rtsan, sanitize(realtime = "nonblocking"))]
 extern "C" fn trampoline(signo: libc::c_int) {
     // SAFETY: `__errno_location` returns this thread's errno; reading and restoring it keeps the
     // handler invisible to the code it interrupted.

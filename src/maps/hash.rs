@@ -363,13 +363,15 @@ mod tests {
         map.insert(1, Box::new(1)).unwrap();
         let bucket = map.bucket(&1);
         let held = map.lock(bucket).unwrap(); // as if the interrupted thread held it
-        {
+        let refused = {
             let _nmi = restricted::enter();
             assert!(matches!(map.delete(&1), Err(Error::WouldBlock)));
             let rejected = map.insert(1, Box::new(2)).unwrap_err();
             assert!(matches!(rejected.error(), Error::WouldBlock));
-            std::mem::forget(rejected.into_inner()); // no free in restricted context
-        }
+            rejected.into_inner() // kept: freeing it here would free in restricted context
+        };
+        assert_eq!(*refused, 2);
+        drop(refused); // ordinary context again
         drop(held);
         assert!(map.contains_key(&1).unwrap());
         {

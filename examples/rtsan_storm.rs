@@ -1,0 +1,420 @@
+//! A signal storm for RealtimeSanitizer (run by `scripts/rtsan.sh`).
+//!
+//! Worker threads fill 64 shared `RefSlot`s in ordinary context, keep a lock-free pool of
+//! pre-made boxes full and top up the reservation; a `sigdrop::signal::Storm` thread sends
+//! SIGUSR1 to the workers with `tgkill`. The handler does sigdrop's restricted-context work:
+//! teardowns that offload to the drainer (and ring its doorbell: the futex wake), installs into
+//! empty slots on reserved jobs, replaces, and refused installs handed back.
+//!
+//! Built with `-Zsanitizer=realtime --cfg sigdrop_rtsan`, the handler function carries
+//! `#[sanitize(realtime = "nonblocking")]`: RTSan then treats everything it does, down to the
+//! libc calls, as real-time code and reports any allocation, lock or system call (the doorbell's
+//! futex wake is the one exemption, made inside sigdrop under that cfg). In a normal build the
+//! attribute is not applied and this is an ordinary storm with the same checks.
+//!
+//! ```text
+//! rtsan_storm [--via sigaction|install] [--seconds F] [--threads T] [--alloc-in-handler]
+//! ```
+//!
+//! - `--via sigaction` (default): the handler is this file's own `extern "C"` function, installed
+//!   with `sigaction`; it enters restricted context itself. The attribute covers the whole
+//!   handler.
+//! - `--via install`: the handler is a `fn(Signal)` installed with `sigdrop::signal::install`;
+//!   the attribute is on that function, so sigdrop's trampoline around it (errno, the guard, the
+//!   handler lookup) runs before RTSan's real-time scope begins and after it ends.
+//! - `--alloc-in-handler`: the handler also allocates and frees a `Box` on every signal, which
+//!   RTSan must report (the script checks that it does: the run has teeth).
+//!
+//! The last line is machine-readable; the exit status is 0 only if every check held.
+
+#![cfg_attr(sigdrop_rtsan, feature(sanitize))]
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use sigdrop::signal::{self, Storm};
+use sigdrop::{RefSlot, Runtime, restricted};
+use std::ptr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The storm's signal.
+const SIG: Signal = Signal::SIGUSR1;
+const SLOTS: usize = 64;
+/// Pre-made boxes the handler may install (filled by the workers in ordinary context).
+const POOL_LEN: usize = 128;
+/// Slot operations per handler invocation.
+const OPS_PER_SIGNAL: usize = 8;
+/// Jobs set aside for restricted installs; topped up when below a quarter of this.
+const RESERVE: usize = 64;
+
+struct Obj {
+    _id: u64,
+}
+
+static CREATED: AtomicU64 = AtomicU64::new(0);
+static DESTROYED: AtomicU64 = AtomicU64::new(0);
+static DTOR_IN_RESTRICTED: AtomicU64 = AtomicU64::new(0);
+
+impl Obj {
+    /// A new object (ordinary context only: it allocates).
+    fn boxed() -> Box<Obj> {
+        let id = CREATED.fetch_add(1, Ordering::Relaxed);
+        Box::new(Obj { _id: id })
+    }
+}
+
+impl Drop for Obj {
+    fn drop(&mut self) {
+        if restricted::is_active() {
+            DTOR_IN_RESTRICTED.fetch_add(1, Ordering::Relaxed);
+        }
+        // Release: a waiter that sees the count sees the destruction.
+        DESTROYED.fetch_add(1, Ordering::Release);
+    }
+}
+
+struct State {
+    rt: Runtime,
+    slots: Vec<RefSlot<Box<Obj>>>,
+}
+
+/// Everything the handler reaches, published before the handler is installed.
+static STATE: OnceLock<State> = OnceLock::new();
+/// A cell is null (empty: a worker may fill it), a box, or `BORROWED` (a handler took its box
+/// and owns the cell until it stores null or the box back).
+static POOL: [AtomicPtr<Obj>; POOL_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; POOL_LEN];
+/// Never a real box address (no `Obj` box lives at address `align_of::<Obj>()`).
+const BORROWED: *mut Obj = ptr::dangling_mut();
+static POOL_CURSOR: AtomicUsize = AtomicUsize::new(0);
+static SLOT_CURSOR: AtomicUsize = AtomicUsize::new(0);
+/// Set by `--alloc-in-handler` before the handler is installed.
+static ALLOC_IN_HANDLER: AtomicBool = AtomicBool::new(false);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+static DELIVERED: AtomicU64 = AtomicU64::new(0);
+static TEARDOWNS: AtomicU64 = AtomicU64::new(0);
+static INSTALLS: AtomicU64 = AtomicU64::new(0);
+static REPLACES: AtomicU64 = AtomicU64::new(0);
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+static ALLOCS_IN_HANDLER: AtomicU64 = AtomicU64::new(0);
+
+/// Takes a pre-made box from the pool, leaving its cell `BORROWED`. Atomics only.
+fn take_premade() -> Option<(&'static AtomicPtr<Obj>, Box<Obj>)> {
+    for _ in 0..POOL_LEN {
+        let cell = &POOL[POOL_CURSOR.fetch_add(1, Ordering::Relaxed) % POOL_LEN];
+        let p = cell.load(Ordering::Relaxed);
+        if p.is_null() || p == BORROWED {
+            continue;
+        }
+        // Acquire: pairs with the Release CAS that published the box.
+        if cell
+            .compare_exchange(p, BORROWED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // SAFETY: every box pointer in the pool came from `Box::into_raw`, and the CAS moved
+            // this one out of the pool: it is ours alone. Rebuilding the `Box` allocates nothing.
+            return Some((cell, unsafe { Box::from_raw(p) }));
+        }
+    }
+    None
+}
+
+/// The handler's work, in restricted context: teardowns (offloaded, ringing the doorbell),
+/// installs on reserved jobs, replaces, refusals handed back. Never allocates or frees, unless
+/// `--alloc-in-handler` asked it to.
+fn work() {
+    DELIVERED.fetch_add(1, Ordering::Relaxed);
+    if ALLOC_IN_HANDLER.load(Ordering::Relaxed) {
+        // The deliberate violation RTSan must report: malloc and free in the handler.
+        let b = std::hint::black_box(Box::new(DELIVERED.load(Ordering::Relaxed)));
+        drop(std::hint::black_box(b));
+        ALLOCS_IN_HANDLER.fetch_add(1, Ordering::Relaxed);
+    }
+    let Some(st) = STATE.get() else { return };
+    for _ in 0..OPS_PER_SIGNAL {
+        let n = SLOT_CURSOR.fetch_add(1, Ordering::Relaxed);
+        // Stride 5 (coprime with SLOTS) walks every slot; `n % 3 == 0` installs or replaces.
+        let slot = &st.slots[n.wrapping_mul(5) % SLOTS];
+        if !slot.is_empty() && !n.is_multiple_of(3) {
+            if let Some(d) = slot.take() {
+                drop(d); // deferred to the drainer; the first push of a burst wakes it
+                TEARDOWNS.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        let Some((cell, obj)) = take_premade() else {
+            continue;
+        };
+        match slot.xchg(Some(obj)) {
+            Ok(prev) => {
+                // Release: the empty cell may be refilled by a worker.
+                cell.store(ptr::null_mut(), Ordering::Release);
+                match prev {
+                    None => INSTALLS.fetch_add(1, Ordering::Relaxed),
+                    Some(old) => {
+                        drop(old); // deferred with the job claimed for it before the exchange
+                        REPLACES.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+            Err(rejected) => {
+                // No reserved or spare job: keep the box (dropping it would free here).
+                REFUSED.fetch_add(1, Ordering::Relaxed);
+                // Release: publishes the box to whoever takes it next.
+                cell.store(Box::into_raw(rejected.into_inner()), Ordering::Release);
+            }
+        }
+    }
+}
+
+/// `--via sigaction`: the function the kernel calls. Under RTSan the whole handler, including
+/// entering restricted context, is real-time code.
+#[cfg_attr(sigdrop_rtsan, sanitize(realtime = "nonblocking"))]
+extern "C" fn on_signal_raw(_: libc::c_int) {
+    let _nmi = restricted::enter();
+    work();
+}
+
+/// `--via install`: called by sigdrop's trampoline, inside its restricted guard. Under RTSan
+/// only this function's body (and what it calls) is real-time code.
+#[cfg_attr(sigdrop_rtsan, sanitize(realtime = "nonblocking"))]
+fn on_signal(_: Signal) {
+    work();
+}
+
+/// Fills every empty pool cell with a new box (ordinary context).
+fn refill_pool() {
+    for cell in &POOL {
+        if cell.load(Ordering::Relaxed).is_null() {
+            let p = Box::into_raw(Obj::boxed());
+            // Release: publishes the box to the handler's Acquire CAS; only null cells are
+            // filled (a BORROWED one belongs to a handler), and another worker may win.
+            if cell
+                .compare_exchange(ptr::null_mut(), p, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                // SAFETY: `p` came from `Box::into_raw` just above and was never shared.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+fn worker(seed: u64, st: &State) {
+    let mut rng = seed | 1;
+    while !STOP.load(Ordering::Acquire) {
+        refill_pool();
+        if st.rt.stats().reserved < RESERVE / 4 {
+            st.rt.reserve(RESERVE).expect("reserve in ordinary context");
+        }
+        for _ in 0..16 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let slot = &st.slots[(rng % SLOTS as u64) as usize];
+            if (rng >> 32).is_multiple_of(4) {
+                slot.clear(); // ordinary teardown: destroyed inline
+            } else {
+                // Ordinary install or replace; the replaced object is destroyed inline.
+                drop(slot.xchg(Some(Obj::boxed())));
+            }
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Sigaction,
+    Install,
+}
+
+struct Args {
+    via: Via,
+    seconds: f64,
+    threads: usize,
+    alloc: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        via: Via::Sigaction,
+        seconds: 1.0,
+        threads: 2,
+        alloc: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--via" => {
+                args.via = match value()?.as_str() {
+                    "sigaction" => Via::Sigaction,
+                    "install" => Via::Install,
+                    other => return Err(format!("--via sigaction|install, got {other:?}")),
+                }
+            }
+            "--seconds" => {
+                let v = value()?;
+                args.seconds = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                    .ok_or_else(|| format!("--seconds wants a positive number, got {v:?}"))?;
+            }
+            "--threads" => {
+                let v = value()?;
+                args.threads = v
+                    .parse()
+                    .ok()
+                    .filter(|&t: &usize| t > 0)
+                    .ok_or_else(|| format!("--threads wants a positive number, got {v:?}"))?;
+            }
+            "--alloc-in-handler" => args.alloc = true,
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("rtsan_storm: {msg}");
+            eprintln!(
+                "usage: rtsan_storm [--via sigaction|install] [--seconds F] [--threads T] [--alloc-in-handler]"
+            );
+            std::process::exit(2);
+        }
+    };
+    ALLOC_IN_HANDLER.store(args.alloc, Ordering::Relaxed);
+    let rt = Runtime::builder()
+        .headroom(0)
+        .hysteresis(0)
+        .build()
+        .expect("runtime with a drainer thread");
+    rt.reserve(RESERVE).expect("reserve");
+    let state = State {
+        slots: (0..SLOTS).map(|_| RefSlot::new(&rt)).collect(),
+        rt,
+    };
+    assert!(STATE.set(state).is_ok(), "STATE set once");
+    let st = STATE.get().expect("just set");
+    refill_pool();
+    match args.via {
+        Via::Sigaction => {
+            // NMI-like, as sigdrop::signal::install does: no SA_NODEFER, nothing else blocked.
+            let action = SigAction::new(
+                SigHandler::Handler(on_signal_raw),
+                SaFlags::SA_RESTART,
+                SigSet::empty(),
+            );
+            // SAFETY: `on_signal_raw` enters restricted context and then uses only atomics, an
+            // initialised OnceLock and sigdrop's restricted-context operations (plus, with
+            // --alloc-in-handler, a deliberate allocation that RTSan is meant to catch).
+            unsafe { sigaction(SIG, &action) }.expect("sigaction");
+        }
+        Via::Install => {
+            // SAFETY: as above; the trampoline enters restricted context for `on_signal`.
+            let installed = unsafe { signal::install(SIG, on_signal) }.expect("install");
+            drop(installed); // stays installed for the life of the process
+        }
+    }
+
+    let started = Instant::now();
+    let sent = std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel();
+        for w in 0..args.threads {
+            let tx = tx.clone();
+            s.spawn(move || {
+                tx.send(signal::current_tid()).expect("send tid");
+                worker(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1), st);
+            });
+        }
+        drop(tx);
+        let targets: Vec<_> = rx.iter().take(args.threads).collect();
+        let storm = Storm::start(SIG, targets, Duration::ZERO).expect("storm");
+        std::thread::sleep(Duration::from_secs_f64(args.seconds));
+        let sent = storm.stop();
+        // Only now may the targets exit.
+        STOP.store(true, Ordering::Release);
+        sent
+    });
+    let elapsed = started.elapsed();
+
+    // Quiescent: empty the slots and the pool in ordinary context, then wait for the drainer.
+    for slot in &st.slots {
+        slot.clear();
+    }
+    for cell in &POOL {
+        let p = cell.swap(ptr::null_mut(), Ordering::Acquire);
+        if !p.is_null() && p != BORROWED {
+            // SAFETY: a box pointer in the pool came from `Box::into_raw`; the swap took it out.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+    let created = CREATED.load(Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let s = st.rt.stats();
+        if DESTROYED.load(Ordering::Acquire) == created && s.drained == s.offloaded {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    let s = st.rt.stats();
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (delivered, teardowns, installs, replaces, refused) = (
+        load(&DELIVERED),
+        load(&TEARDOWNS),
+        load(&INSTALLS),
+        load(&REPLACES),
+        load(&REFUSED),
+    );
+    let destroyed = DESTROYED.load(Ordering::Acquire);
+    let dtor_in_restricted = load(&DTOR_IN_RESTRICTED);
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: &str| {
+        if !ok {
+            failures.push(what.to_string());
+        }
+    };
+    check(delivered >= 100, "at least 100 signals delivered");
+    check(teardowns > 0, "teardowns in the handler");
+    check(installs > 0, "installs in the handler");
+    check(s.wakes > 0, "doorbell wakes (from the handler)");
+    check(
+        s.offloaded == teardowns + replaces,
+        "offloaded == handler teardowns + replaces",
+    );
+    check(s.drained == s.offloaded, "everything offloaded was drained");
+    check(destroyed == created, "every object destroyed");
+    check(
+        dtor_in_restricted == 0,
+        "no destructor in restricted context",
+    );
+    check(s.emergency == 0 && s.leaked == 0, "no emergency, no leak");
+    let pass = failures.is_empty();
+    for f in &failures {
+        eprintln!("rtsan_storm: check failed: {f}");
+    }
+    println!(
+        "rtsan_storm: result={} via={} seconds={:.2} sent={sent} delivered={delivered} teardowns={teardowns} installs={installs} replaces={replaces} refused={refused} offloaded={} drained={} wakes={} created={created} destroyed={destroyed} dtor_in_restricted={dtor_in_restricted} emergency={} leaked={} allocs_in_handler={}",
+        if pass { "PASS" } else { "FAIL" },
+        match args.via {
+            Via::Sigaction => "sigaction",
+            Via::Install => "install",
+        },
+        elapsed.as_secs_f64(),
+        s.offloaded,
+        s.drained,
+        s.wakes,
+        s.emergency,
+        s.leaked,
+        load(&ALLOCS_IN_HANDLER),
+    );
+    std::process::exit(if pass { 0 } else { 1 });
+}

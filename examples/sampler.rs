@@ -1,0 +1,614 @@
+//! A SIGPROF-driven sampling profiler whose handler never allocates or frees.
+//!
+//! Profilers that free a full sample buffer inside their SIGPROF handler deadlock when the signal
+//! lands while the interrupted thread holds the allocator's lock (pprof-rs issue 36). Here the
+//! handler hands the full buffer to sigdrop instead, and the buffer's destructor — on the drainer
+//! thread, in ordinary context — folds its samples into the profile.
+//!
+//! - Each worker thread does CPU work in phases (hash, sort, alloc, math; the `alloc` phase
+//!   mallocs and frees all the time, so signals do land inside the allocator) and has its own
+//!   `ThreadTimer` on its own CPU clock (`TimerClock::ThreadCpu`) delivering SIGPROF.
+//! - The handler (installed with `sigdrop::signal::install`, so it runs in restricted context)
+//!   finds its worker's state through a `static OnceLock`, indexed by a `const`-initialised
+//!   thread-local worker index, and records the worker's current phase into the current buffer.
+//! - The buffer is owned by a `RefSlot<Box<Buffer>>`; the handler writes through a non-owning
+//!   pointer kept in a `RawSlot` (the buffer's storage is atomics). That pointer stays valid
+//!   because only this worker's handler ever replaces the buffer, and SIGPROF does not nest.
+//! - When the buffer is full, the handler takes a fresh preallocated buffer from the worker's
+//!   lock-free pool (`AtomicPtr` cells the main thread refills in ordinary context), swaps it in
+//!   with `RefSlot::xchg` — in restricted context this needs a job set aside with
+//!   `Runtime::reserve`, which the main thread tops up — and retires the full buffer by dropping
+//!   the returned `Detached`: deferred, never freed in the handler. With no fresh buffer or no
+//!   reserved job, the sample is counted as lost; nothing is allocated.
+//!
+//! A counting global allocator counts allocator calls made in restricted context (the handler):
+//! the run fails unless that count is 0, and unless every sample recorded is accounted for by the
+//! retired buffers' destructors plus the buffers still in the slots at the end.
+//!
+//! ```text
+//! cargo run --release --example sampler -- [--seconds F] [--workers N] [--interval-us U] [--starve]
+//! ```
+
+use nix::sys::signal::Signal;
+use sigdrop::signal::{self, ThreadTimer, TimerClock};
+use sigdrop::{RawSlot, RefSlot, Runtime, restricted};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::ptr::{self, NonNull};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Counts allocator calls made while the restricted guard is active on the calling thread.
+struct CountingAlloc;
+static RESTRICTED_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+fn note_alloc() {
+    if restricted::is_active() {
+        RESTRICTED_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call to `System` unchanged; counting is a relaxed atomic add after a
+// read of sigdrop's const-initialised thread-local (neither allocates).
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_alloc();
+        // SAFETY: forwarded contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note_alloc();
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Samples per buffer.
+const BUFFER_SAMPLES: usize = 16;
+/// Fresh buffers kept ready per worker.
+const POOL_LEN: usize = 4;
+/// Jobs set aside for the handler's swaps; topped up when fewer than half are left.
+const RESERVE: usize = 16;
+/// What the workers do; a sample records the phase its worker was in.
+const PHASES: [&str; 4] = ["hash", "sort", "alloc", "math"];
+
+/// A preallocated sample buffer. Its storage is atomics, so the handler can write through a
+/// shared pointer while the `RefSlot` owns it.
+struct Buffer {
+    len: AtomicUsize,
+    samples: [AtomicU64; BUFFER_SAMPLES],
+}
+
+impl Buffer {
+    fn new() -> Box<Buffer> {
+        BUFFERS_MADE.fetch_add(1, Ordering::Relaxed);
+        Box::new(Buffer {
+            len: AtomicUsize::new(0),
+            samples: [const { AtomicU64::new(0) }; BUFFER_SAMPLES],
+        })
+    }
+}
+
+impl Drop for Buffer {
+    /// Folds the samples into the profile. For a retired buffer this runs on the drainer, in
+    /// ordinary context, and the `Box` is freed there.
+    fn drop(&mut self) {
+        if restricted::is_active() {
+            DTOR_IN_RESTRICTED.fetch_add(1, Ordering::Relaxed);
+        }
+        // Acquire: pairs with the handler's Release store of `len`.
+        let len = self.len.load(Ordering::Acquire);
+        for sample in &self.samples[..len] {
+            let phase = sample.load(Ordering::Relaxed) as usize;
+            PROFILE[phase.min(PHASES.len() - 1)].fetch_add(1, Ordering::Relaxed);
+        }
+        FOLDED.fetch_add(len as u64, Ordering::Relaxed);
+        // Release: whoever sees the count sees the folded samples.
+        DESTRUCTORS.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Marks a pool cell whose buffer a handler has taken; never a real buffer address.
+const BORROWED: *mut Buffer = ptr::dangling_mut();
+
+/// One worker's profiler state, reached from its SIGPROF handler.
+struct Worker {
+    /// Owns the current buffer.
+    slot: RefSlot<Box<Buffer>>,
+    /// A non-owning pointer to the same buffer, for the handler to write through.
+    current: RawSlot<Buffer>,
+    /// Fresh buffers: null (the main thread may fill it), a buffer, or `BORROWED`.
+    pool: [AtomicPtr<Buffer>; POOL_LEN],
+    /// The phase the worker is in now (the sampled "program counter").
+    phase: AtomicUsize,
+    signals: AtomicU64,
+    recorded: AtomicU64,
+    retired: AtomicU64,
+    lost_no_buffer: AtomicU64,
+    lost_no_job: AtomicU64,
+}
+
+struct Profiler {
+    rt: Runtime,
+    workers: Vec<Worker>,
+}
+
+static PROFILER: OnceLock<Profiler> = OnceLock::new();
+
+std::thread_local! {
+    /// This thread's worker index, or `usize::MAX`. Const-initialised, no destructor: safe to
+    /// read in a handler.
+    static WORKER: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+static PROFILE: [AtomicU64; PHASES.len()] = [const { AtomicU64::new(0) }; PHASES.len()];
+static FOLDED: AtomicU64 = AtomicU64::new(0);
+static DESTRUCTORS: AtomicU64 = AtomicU64::new(0);
+static DTOR_IN_RESTRICTED: AtomicU64 = AtomicU64::new(0);
+static BUFFERS_MADE: AtomicU64 = AtomicU64::new(0);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Takes a fresh buffer from the worker's pool, leaving its cell `BORROWED`. Atomics only.
+fn take_fresh(w: &Worker) -> Option<(&AtomicPtr<Buffer>, Box<Buffer>)> {
+    for cell in &w.pool {
+        let p = cell.load(Ordering::Relaxed);
+        if p.is_null() || p == BORROWED {
+            continue;
+        }
+        // Acquire: pairs with the main thread's Release CAS that published the buffer. A CAS,
+        // so the cell is never overwritten behind the main thread's back.
+        if cell
+            .compare_exchange(p, BORROWED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            // SAFETY: every buffer pointer in a pool came from `Box::into_raw`, and the CAS
+            // moved this one out of the pool: it is ours alone. Rebuilding the `Box` allocates
+            // nothing.
+            return Some((cell, unsafe { Box::from_raw(p) }));
+        }
+    }
+    None
+}
+
+/// Appends `sample` if the buffer has room. The buffer is only ever appended to by the handler
+/// of the thread that owns it, so a load and a store suffice.
+fn append(buf: &Buffer, sample: u64) -> bool {
+    let n = buf.len.load(Ordering::Relaxed);
+    if n == BUFFER_SAMPLES {
+        return false;
+    }
+    buf.samples[n].store(sample, Ordering::Relaxed);
+    // Release: the destructor (Acquire) sees the sample.
+    buf.len.store(n + 1, Ordering::Release);
+    true
+}
+
+/// The SIGPROF handler: runs inside sigdrop's restricted guard. Never allocates or frees.
+fn on_sigprof(_: Signal) {
+    let (Some(profiler), Ok(index)) = (PROFILER.get(), WORKER.try_with(Cell::get)) else {
+        return;
+    };
+    let Some(w) = profiler.workers.get(index) else {
+        return; // not a worker thread
+    };
+    w.signals.fetch_add(1, Ordering::Relaxed);
+    let sample = w.phase.load(Ordering::Relaxed) as u64;
+    // Only this thread's handler moves `current` and SIGPROF does not nest: taking it and
+    // putting it (or its successor) back is race-free.
+    let Some(cur) = w.current.take() else {
+        w.lost_no_buffer.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    // SAFETY: `cur` points into the buffer `w.slot` owns. Only this handler replaces that
+    // buffer (below), and the main thread reads it only after this worker has exited, so it is
+    // alive while we use it; all access to it is shared, through atomics.
+    let buf = unsafe { cur.as_ref() };
+    if append(buf, sample) {
+        w.current.xchg(Some(cur));
+        w.recorded.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // Full: swap in a fresh buffer and retire this one.
+    let Some((cell, fresh)) = take_fresh(w) else {
+        w.current.xchg(Some(cur));
+        w.lost_no_buffer.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let fresh_ptr = NonNull::from(&*fresh);
+    match w.slot.xchg(Some(fresh)) {
+        Ok(full) => {
+            // Release: the emptied cell may be refilled by the main thread.
+            cell.store(ptr::null_mut(), Ordering::Release);
+            w.current.xchg(Some(fresh_ptr));
+            // SAFETY: `fresh_ptr` points into the buffer the slot now owns; as above.
+            append(unsafe { fresh_ptr.as_ref() }, sample);
+            w.recorded.fetch_add(1, Ordering::Relaxed);
+            if let Some(full) = full {
+                // Deferred with the job the restricted exchange claimed for it: the drainer
+                // runs the destructor (which folds the samples) and frees the Box.
+                drop(full);
+                w.retired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Err(rejected) => {
+            // No reserved or spare job: keep everything as it was (dropping the fresh buffer
+            // here would free it). Release: publishes the buffer to whoever takes it next.
+            cell.store(Box::into_raw(rejected.into_inner()), Ordering::Release);
+            w.current.xchg(Some(cur));
+            w.lost_no_job.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// CPU work in phases, until told to stop; sets `phase` before each chunk.
+fn work(w: &Worker) {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ (w as *const Worker as u64);
+    let mut sink = 0u64;
+    let mut round = 0usize;
+    while !STOP.load(Ordering::Acquire) {
+        let phase = round % PHASES.len();
+        w.phase.store(phase, Ordering::Relaxed);
+        match phase {
+            0 => {
+                // FNV-1a over a few KiB.
+                let data = [seed as u8; 4096];
+                let mut h = 0xcbf2_9ce4_8422_2325u64;
+                for _ in 0..4 {
+                    for &b in std::hint::black_box(&data[..]) {
+                        h = (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3);
+                    }
+                }
+                sink ^= h;
+            }
+            1 => {
+                let mut v = [0u32; 1024];
+                for x in &mut v {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    *x = seed as u32;
+                }
+                std::hint::black_box(&mut v).sort_unstable();
+                sink ^= u64::from(v[512]);
+            }
+            2 => {
+                // malloc and free all the time: SIGPROF lands inside the allocator.
+                for i in 0..256 {
+                    let v: Vec<u64> = std::hint::black_box((0..64 + i).collect());
+                    sink ^= v.iter().sum::<u64>();
+                }
+            }
+            _ => {
+                let mut x = (seed % 1000) as f64 / 1000.0;
+                for _ in 0..5_000 {
+                    x = std::hint::black_box(x * 3.9 * (1.0 - x));
+                }
+                sink ^= x.to_bits();
+            }
+        }
+        round += 1;
+    }
+    std::hint::black_box(sink);
+}
+
+/// Fills every empty pool cell with a fresh buffer (ordinary context).
+fn refill(w: &Worker) {
+    for cell in &w.pool {
+        if cell.load(Ordering::Relaxed).is_null() {
+            let p = Box::into_raw(Buffer::new());
+            // Release: publishes the buffer to the handler's Acquire CAS. Only null cells are
+            // filled; a BORROWED one belongs to a handler.
+            if cell
+                .compare_exchange(ptr::null_mut(), p, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                // SAFETY: `p` came from `Box::into_raw` just above and was never shared.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+struct Args {
+    seconds: f64,
+    workers: usize,
+    interval: Duration,
+    /// Never refill the pools or top up the reservation: the handler runs out and must count
+    /// lost samples instead of allocating.
+    starve: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        seconds: 1.0,
+        workers: 3,
+        interval: Duration::from_millis(1),
+        starve: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--starve" {
+            args.starve = true;
+            continue;
+        }
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = || format!("{flag} wants a positive number, got {v:?}");
+        match flag.as_str() {
+            "--seconds" => {
+                args.seconds = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                    .ok_or_else(bad)?
+            }
+            "--workers" => {
+                args.workers = v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(bad)?
+            }
+            "--interval-us" => {
+                let us: u64 = v.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+                args.interval = Duration::from_micros(us);
+            }
+            _ => return Err(format!("unknown flag {flag:?}")),
+        }
+    }
+    Ok(args)
+}
+
+/// Shows that the counting allocator sees an allocation made under the guard, so the zero it
+/// reports for the handler means something.
+fn calibrate() {
+    {
+        let _guard = restricted::enter();
+        drop(std::hint::black_box(Box::new(7u64)));
+    }
+    let seen = RESTRICTED_ALLOCS.swap(0, Ordering::Relaxed);
+    assert_eq!(
+        seen, 2,
+        "the counting allocator must see an alloc and a free"
+    );
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(msg) => {
+            eprintln!("sampler: {msg}");
+            eprintln!(
+                "usage: sampler [--seconds F (1)] [--workers N (3)] [--interval-us U (1000)]"
+            );
+            std::process::exit(2);
+        }
+    };
+    calibrate();
+    // Headroom 0: no spare jobs linger, so the handler's swaps live on the reservation.
+    let rt = Runtime::builder()
+        .headroom(0)
+        .hysteresis(0)
+        .build()
+        .expect("runtime");
+    // Starved, the handler gets fewer jobs than there are fresh buffers: it soon runs out and
+    // must count lost samples.
+    rt.reserve(if args.starve { POOL_LEN / 2 } else { RESERVE })
+        .expect("reserve");
+    let profiler = Profiler {
+        workers: (0..args.workers)
+            .map(|_| Worker {
+                slot: RefSlot::new(&rt),
+                current: RawSlot::new(),
+                pool: [const { AtomicPtr::new(ptr::null_mut()) }; POOL_LEN],
+                phase: AtomicUsize::new(0),
+                signals: AtomicU64::new(0),
+                recorded: AtomicU64::new(0),
+                retired: AtomicU64::new(0),
+                lost_no_buffer: AtomicU64::new(0),
+                lost_no_job: AtomicU64::new(0),
+            })
+            .collect(),
+        rt,
+    };
+    assert!(PROFILER.set(profiler).is_ok(), "PROFILER set once");
+    let p = PROFILER.get().expect("just set");
+    for w in &p.workers {
+        refill(w);
+    }
+    // SAFETY: `on_sigprof` touches only atomics, an initialised OnceLock, a const thread-local
+    // and sigdrop's restricted-context operations; it never allocates, frees or locks.
+    let installed = unsafe { signal::install(Signal::SIGPROF, on_sigprof) }.expect("install");
+    // Left installed: a SIGPROF still pending when a worker's timer is deleted must not find the
+    // default action (which terminates the process).
+    drop(installed);
+
+    let started = Instant::now();
+    let mut topups = 0u64;
+    std::thread::scope(|s| {
+        for (index, w) in p.workers.iter().enumerate() {
+            s.spawn(move || {
+                // The first buffer, installed in ordinary context before any SIGPROF can come.
+                let first = Buffer::new();
+                let first_ptr = NonNull::from(&*first);
+                let replaced = w.slot.xchg(Some(first)).expect("install the first buffer");
+                assert!(replaced.is_none());
+                w.current.xchg(Some(first_ptr));
+                WORKER.with(|c| c.set(index));
+                let timer = ThreadTimer::start(
+                    Signal::SIGPROF,
+                    signal::current_tid(),
+                    args.interval,
+                    TimerClock::ThreadCpu,
+                )
+                .expect("per-thread CPU-time timer");
+                work(w);
+                drop(timer); // a signal already pending is handled before this returns
+            });
+        }
+        // The main thread: keep the pools full and the reservation topped up, in ordinary
+        // context, until the time is up.
+        let deadline = started + Duration::from_secs_f64(args.seconds);
+        while Instant::now() < deadline {
+            if args.starve {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            for w in &p.workers {
+                refill(w);
+            }
+            if p.rt.stats().reserved < RESERVE / 2 {
+                p.rt.reserve(RESERVE).expect("top up the reservation");
+                topups += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        STOP.store(true, Ordering::Release);
+    });
+    let elapsed = started.elapsed();
+
+    // Every worker has exited: no handler runs any more. What is still in the current buffers?
+    let mut in_last = 0u64;
+    for w in &p.workers {
+        if let Some(cur) = w.current.take() {
+            // SAFETY: the slot still owns this buffer and nothing else touches it now.
+            in_last += unsafe { cur.as_ref() }.len.load(Ordering::Acquire) as u64;
+        }
+    }
+    let retired: u64 = p
+        .workers
+        .iter()
+        .map(|w| w.retired.load(Ordering::Relaxed))
+        .sum();
+    // Wait (bounded) for the drainer to run every retired buffer's destructor.
+    let limit = Instant::now() + Duration::from_secs(10);
+    while DESTRUCTORS.load(Ordering::Acquire) < retired && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let dtors_retired = DESTRUCTORS.load(Ordering::Acquire);
+    let folded_retired = FOLDED.load(Ordering::Relaxed);
+
+    // Tear down in ordinary context: the last buffers (destroyed inline, folding their samples)
+    // and the unused fresh ones.
+    for w in &p.workers {
+        w.slot.clear();
+        for cell in &w.pool {
+            let b = cell.swap(ptr::null_mut(), Ordering::Acquire);
+            if !b.is_null() && b != BORROWED {
+                // SAFETY: a buffer pointer in a pool came from `Box::into_raw`; the swap took it.
+                drop(unsafe { Box::from_raw(b) });
+            }
+        }
+    }
+
+    let sum = |f: fn(&Worker) -> &AtomicU64| -> u64 {
+        p.workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+    };
+    let signals = sum(|w| &w.signals);
+    let recorded = sum(|w| &w.recorded);
+    let lost_no_buffer = sum(|w| &w.lost_no_buffer);
+    let lost_no_job = sum(|w| &w.lost_no_job);
+    let lost = lost_no_buffer + lost_no_job;
+    let folded = FOLDED.load(Ordering::Relaxed);
+    let dtors = DESTRUCTORS.load(Ordering::Acquire);
+    let made = BUFFERS_MADE.load(Ordering::Relaxed);
+    let allocs = RESTRICTED_ALLOCS.load(Ordering::Relaxed);
+    let dtor_in_restricted = DTOR_IN_RESTRICTED.load(Ordering::Relaxed);
+    let stats = p.rt.stats();
+
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
+    check(allocs == 0, format!("allocations in the handler: {allocs}"));
+    check(
+        recorded == folded_retired + in_last,
+        format!(
+            "samples recorded {recorded} != folded by retired buffers {folded_retired} + in the last buffers {in_last}"
+        ),
+    );
+    check(
+        signals == recorded + lost,
+        format!("signals {signals} != recorded {recorded} + lost {lost}"),
+    );
+    check(
+        dtors_retired == retired,
+        format!("destructors of retired buffers {dtors_retired} != buffers retired {retired}"),
+    );
+    check(
+        dtors == made && folded == recorded,
+        format!(
+            "every buffer destroyed once ({dtors} of {made}), every sample folded ({folded} of {recorded})"
+        ),
+    );
+    check(
+        dtor_in_restricted == 0,
+        format!("destructors in restricted context: {dtor_in_restricted}"),
+    );
+    check(
+        stats.emergency == 0 && stats.leaked == 0,
+        format!("emergency {} leaked {}", stats.emergency, stats.leaked),
+    );
+    check(
+        retired > 0,
+        "no buffer was retired (too short a run?)".to_string(),
+    );
+
+    println!(
+        "sampler: {} workers, {:.2} s, SIGPROF every {:?} of thread CPU time, {} samples per buffer",
+        args.workers,
+        elapsed.as_secs_f64(),
+        args.interval,
+        BUFFER_SAMPLES
+    );
+    println!("  samples                 {recorded} recorded of {signals} signals");
+    println!(
+        "  samples lost            {lost} (no fresh buffer {lost_no_buffer}, no reserved job {lost_no_job})"
+    );
+    println!("  buffers retired         {retired} (from the handler, deferred to the drainer)");
+    println!(
+        "  destructors run         {dtors} ({dtors_retired} retired on the drainer, then the last and unused buffers)"
+    );
+    println!(
+        "  samples folded          {folded_retired} by retired buffers + {in_last} in the last buffers = {}",
+        folded_retired + in_last
+    );
+    println!("  reservation top-ups     {topups}");
+    println!("  allocations in handler  {allocs}");
+    let total = PROFILE
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum::<u64>()
+        .max(1);
+    let profile: Vec<String> = PHASES
+        .iter()
+        .zip(&PROFILE)
+        .map(|(name, c)| {
+            format!(
+                "{name} {:.0}%",
+                100.0 * c.load(Ordering::Relaxed) as f64 / total as f64
+            )
+        })
+        .collect();
+    println!("  profile                 {}", profile.join(", "));
+    for f in &failures {
+        eprintln!("sampler: check failed: {f}");
+    }
+    let pass = failures.is_empty();
+    println!(
+        "sampler: result={} samples={recorded} lost={lost} retired={retired} dtors={dtors} folded={folded} allocs_in_handler={allocs}",
+        if pass { "PASS" } else { "FAIL" }
+    );
+    std::process::exit(if pass { 0 } else { 1 });
+}
