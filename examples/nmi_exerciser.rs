@@ -20,9 +20,9 @@
 //!
 //! The last line is machine-readable; the exit status is 0 only if every check held.
 
+use sigdrop::alloc_check::RestrictedAllocs;
 use sigdrop::signal::{self, ThreadTimer, TimerClock};
 use sigdrop::{KptrArray, KptrHash, Runtime, Stats, restricted};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
@@ -34,31 +34,9 @@ use nix::sys::signal::Signal;
 /// The signal that plays NMI.
 const NMI: Signal = Signal::SIGPROF;
 
-/// Counts allocator calls made while the restricted guard is active on the calling thread.
-struct CountingAlloc;
-static RESTRICTED_ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to `System` unchanged; counting is a relaxed atomic add after a
-// read of sigdrop's const-initialised thread-local (neither allocates).
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if restricted::is_active() {
-            RESTRICTED_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if restricted::is_active() {
-            RESTRICTED_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: forwarded contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+/// Counts allocator calls made while the restricted guard is active (the handler).
 #[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+static ALLOC: RestrictedAllocs = RestrictedAllocs::system();
 
 /// Which container the round uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -488,7 +466,7 @@ impl Counters {
             destroyed: r(&DESTROYED),
             dtor_in_restricted: r(&DTOR_IN_RESTRICTED),
             double_dtor: r(&DOUBLE_DTOR),
-            restricted_allocs: r(&RESTRICTED_ALLOCS),
+            restricted_allocs: ALLOC.counts().restricted(),
         }
     }
 }

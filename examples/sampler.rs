@@ -30,52 +30,18 @@
 //! ```
 
 use nix::sys::signal::Signal;
+use sigdrop::alloc_check::RestrictedAllocs;
 use sigdrop::signal::{self, ThreadTimer, TimerClock};
 use sigdrop::{RawSlot, RefSlot, Runtime, restricted};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::ptr::{self, NonNull};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Counts allocator calls made while the restricted guard is active on the calling thread.
-struct CountingAlloc;
-static RESTRICTED_ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-fn note_alloc() {
-    if restricted::is_active() {
-        RESTRICTED_ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call to `System` unchanged; counting is a relaxed atomic add after a
-// read of sigdrop's const-initialised thread-local (neither allocates).
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        // SAFETY: forwarded contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note_alloc();
-        // SAFETY: forwarded contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+/// Counts allocator calls made while the restricted guard is active (the handler).
 #[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+static ALLOC: RestrictedAllocs = RestrictedAllocs::system();
 
 /// Samples per buffer.
 const BUFFER_SAMPLES: usize = 16;
@@ -375,7 +341,7 @@ fn calibrate() {
         let _guard = restricted::enter();
         drop(std::hint::black_box(Box::new(7u64)));
     }
-    let seen = RESTRICTED_ALLOCS.swap(0, Ordering::Relaxed);
+    let seen = ALLOC.take().restricted();
     assert_eq!(
         seen, 2,
         "the counting allocator must see an alloc and a free"
@@ -521,7 +487,7 @@ fn main() {
     let folded = FOLDED.load(Ordering::Relaxed);
     let dtors = DESTRUCTORS.load(Ordering::Acquire);
     let made = BUFFERS_MADE.load(Ordering::Relaxed);
-    let allocs = RESTRICTED_ALLOCS.load(Ordering::Relaxed);
+    let allocs = ALLOC.counts().restricted();
     let dtor_in_restricted = DTOR_IN_RESTRICTED.load(Ordering::Relaxed);
     let stats = p.rt.stats();
 

@@ -78,6 +78,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(rust_2018_idioms)]
 
+#[cfg(not(loom))]
+pub mod alloc_check;
 mod arena;
 mod builder;
 mod cpu;

@@ -23,8 +23,8 @@ mod common;
 
 use common::{NMI, StopFlag, install_handler, storm, this_thread, wait_until, xorshift};
 use nix::sys::pthread::pthread_kill;
+use sigdrop::alloc_check::RestrictedAllocs;
 use sigdrop::{RefSlot, Runtime, restricted};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::ptr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -32,51 +32,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Counts allocator calls made in restricted context, and all allocations (to show it is live).
-struct CountingAlloc;
-
-static ALLOCS_RESTRICTED: AtomicU64 = AtomicU64::new(0);
-static REALLOCS_RESTRICTED: AtomicU64 = AtomicU64::new(0);
-static FREES_RESTRICTED: AtomicU64 = AtomicU64::new(0);
-static ALLOCS_TOTAL: AtomicU64 = AtomicU64::new(0);
-
-fn note(counter: &AtomicU64) {
-    if restricted::is_active() {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the counting
-// only touches atomics and a `const` thread-local, and never allocates.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS_TOTAL.fetch_add(1, Ordering::Relaxed);
-        note(&ALLOCS_RESTRICTED);
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS_TOTAL.fetch_add(1, Ordering::Relaxed);
-        note(&ALLOCS_RESTRICTED);
-        // SAFETY: forwarded contract.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(&REALLOCS_RESTRICTED);
-        // SAFETY: forwarded contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(&FREES_RESTRICTED);
-        // SAFETY: forwarded contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: RestrictedAllocs = RestrictedAllocs::system();
 
 const WORKERS: usize = 2;
 const SLOTS: usize = 64;
@@ -278,9 +235,8 @@ fn calibrate() {
         let b = std::hint::black_box(Box::new(7u64));
         drop(std::hint::black_box(b));
     }
-    assert_eq!(ALLOCS_RESTRICTED.swap(0, Ordering::Relaxed), 1);
-    assert_eq!(FREES_RESTRICTED.swap(0, Ordering::Relaxed), 1);
-    assert_eq!(REALLOCS_RESTRICTED.swap(0, Ordering::Relaxed), 0);
+    let seen = GLOBAL.take();
+    assert_eq!((seen.allocs, seen.frees, seen.reallocs), (1, 1, 0));
 }
 
 /// Pool cells holding a box (neither empty nor borrowed).
@@ -363,11 +319,8 @@ fn deterministic_refusals_then_reserved_installs(st: &State) {
         OPS_PER_SIGNAL
     );
 
-    let (allocs, reallocs, frees) = (
-        ALLOCS_RESTRICTED.load(Ordering::Relaxed),
-        REALLOCS_RESTRICTED.load(Ordering::Relaxed),
-        FREES_RESTRICTED.load(Ordering::Relaxed),
-    );
+    let counts = GLOBAL.counts();
+    let (allocs, reallocs, frees) = (counts.allocs, counts.reallocs, counts.frees);
     assert_eq!(
         (allocs, reallocs, frees),
         (0, 0, 0),
@@ -417,9 +370,8 @@ fn signal_handler_paths_never_touch_the_allocator() {
     });
 
     // Everything the handler could do is over: read the verdict before any cleanup.
-    let allocs = ALLOCS_RESTRICTED.load(Ordering::Relaxed);
-    let reallocs = REALLOCS_RESTRICTED.load(Ordering::Relaxed);
-    let frees = FREES_RESTRICTED.load(Ordering::Relaxed);
+    let counts = GLOBAL.counts();
+    let (allocs, reallocs, frees) = (counts.allocs, counts.reallocs, counts.frees);
     let teardowns = TEARDOWNS.load(Ordering::Relaxed);
     let installs = INSTALLS.load(Ordering::Relaxed);
     eprintln!(
@@ -430,7 +382,7 @@ fn signal_handler_paths_never_touch_the_allocator() {
         REPLACES.load(Ordering::Relaxed),
         REFUSED.load(Ordering::Relaxed),
         POOL_EMPTY.load(Ordering::Relaxed),
-        ALLOCS_TOTAL.load(Ordering::Relaxed),
+        counts.all_allocs,
         st.rt.stats(),
     );
     assert!(teardowns > MIN_TEARDOWNS, "handler teardowns: {teardowns}");
