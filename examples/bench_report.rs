@@ -756,9 +756,10 @@ fn main() {
     r.line("");
     r.line(
         "\"Steady-state replace, install, take and restricted teardown allocate nothing\" is a \
-         test with a counting allocator, not a bench figure: `tests/no_alloc_in_handler.rs` \
-         covers the restricted-context paths (teardown, install from a reserved or spare job, \
-         replace, refusal).",
+         test with a counting allocator, not a bench figure: `tests/steady_state_alloc.rs` \
+         counts every allocation those operations make once the pool is warm (none), and \
+         `tests/no_alloc_in_handler.rs` covers the restricted-context paths under a signal \
+         storm (teardown, install from a reserved or spare job, replace, refusal).",
     );
     r.line("");
 
