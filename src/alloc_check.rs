@@ -47,7 +47,7 @@ impl AllocCounts {
 }
 
 /// Wraps an allocator (the system's by default) and counts the calls made while a
-/// [`restricted`](crate::restricted) guard is active on the calling thread. Use it as the
+/// [`restricted`] guard is active on the calling thread. Use it as the
 /// `#[global_allocator]` of a test or an example.
 #[derive(Debug)]
 pub struct RestrictedAllocs<A = System> {
