@@ -202,13 +202,15 @@ impl Inner {
         }
     }
 
-    /// Allocates up to `n` jobs and pushes them on this CPU's freelist. Returns how many were
-    /// made, and the error that stopped it early, if any. The caller credits them.
+    /// Allocates up to `n` jobs and deals them out over the shards, starting with this CPU's
+    /// (a batch grown by one thread serves teardowns on every CPU). Returns how many were made,
+    /// and the error that stopped it early, if any. The caller credits them.
     fn grow_locked(&self, state: &mut GrowState, n: usize) -> (usize, Option<Error>) {
         let total = self.total.load(Ordering::Relaxed);
         let room = self.cfg.max_jobs.saturating_sub(total);
         let n_ok = n.min(room);
-        let shard = current_shard(self.cfg.shards);
+        let shards = self.cfg.shards;
+        let first = current_shard(shards);
         let mut grown = 0;
         let mut err = (n_ok < n).then_some(Error::CapacityExceeded {
             max_jobs: self.cfg.max_jobs,
@@ -221,7 +223,7 @@ impl Inner {
                     let now = self.total.fetch_add(1, Ordering::Relaxed) + 1;
                     self.counters.peak_total.fetch_max(now, Ordering::Relaxed);
                     // SAFETY: a fresh job is owned by us until this push.
-                    unsafe { self.free.push(&self.arena, shard, idx) };
+                    unsafe { self.free.push(&self.arena, (first + grown) % shards, idx) };
                     grown += 1;
                 }
                 Err(e) => {
@@ -282,10 +284,14 @@ impl Inner {
                 None => return 0,
             }
         };
-        let shard = current_shard(self.cfg.shards);
+        let shards = self.cfg.shards;
+        let first = current_shard(shards);
         let mut freed = 0;
         // Claim first, then pop: the job we pop is then one nobody else was promised (D3).
         while self.ledger.claim_spare_above(self.cfg.headroom) {
+            // Start each pop at the next shard, so trim takes evenly from every CPU's freelist
+            // rather than emptying the trimming thread's own.
+            let shard = (first + freed) % shards;
             // SAFETY: all the runtime's jobs come from its arena; we hold the claim just won.
             let idx = unsafe { self.free.pop_owed(&self.arena, shard) };
             // SAFETY: we popped `idx`, so we own it; idle jobs hold no payload.

@@ -276,7 +276,7 @@ fn restricted_pop_scans_other_shards_while_jobs_move() {
         let handler = {
             let (a, b) = (a.clone(), b.clone());
             loom::thread::spawn(move || {
-                set_model_shard(1); // this CPU's freelist is empty: the jobs are on shard 0
+                set_model_shard(1); // growth dealt the jobs over both shards; pops scan both
                 let _nmi = restricted::enter();
                 a.clear();
                 b.clear();
