@@ -79,6 +79,9 @@ impl<A> RestrictedAllocs<A> {
 
     /// The counts so far. May be called from a signal handler (relaxed loads).
     pub fn counts(&self) -> AllocCounts {
+        // Relaxed (here, in `take` and in the allocator methods): statistics; nothing
+        // synchronises through them. Read them after joining or otherwise synchronising with
+        // the threads they count.
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         AllocCounts {
             allocs: load(&self.allocs),
@@ -112,6 +115,7 @@ impl<A> RestrictedAllocs<A> {
 // only reads a `const` thread-local and updates atomics, and never allocates.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for RestrictedAllocs<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Relaxed: a statistic (see `counts`).
         self.all_allocs.fetch_add(1, Ordering::Relaxed);
         self.note(&self.allocs);
         // SAFETY: forwarded contract.
@@ -119,6 +123,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for RestrictedAllocs<A> {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // Relaxed: a statistic (see `counts`).
         self.all_allocs.fetch_add(1, Ordering::Relaxed);
         self.note(&self.allocs);
         // SAFETY: forwarded contract.

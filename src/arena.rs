@@ -285,10 +285,9 @@ impl Drop for Arena {
             // and `&mut self` means no other access to it exists.
             let entries = unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(base, len)) };
             for entry in entries.iter() {
-                if let Some(body) = entry.body.with_mut(|b| unsafe {
-                    // SAFETY: exclusive access through `&mut self`.
-                    (*b).take()
-                }) {
+                // SAFETY: exclusive access through `&mut self`.
+                let body = entry.body.with_mut(|b| unsafe { (*b).take() });
+                if let Some(body) = body {
                     // SAFETY: `body` was allocated in `alloc_job` with `Body`'s layout and
                     // initialised there; `&mut self` means nobody else can reach it.
                     unsafe {

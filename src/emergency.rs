@@ -89,6 +89,8 @@ impl Emergency {
                 // Counted before the cell is FULL, so the count never dips below the number of
                 // FULL cells (a drainer may take the cell the moment it is FULL). A drainer that
                 // sees the count but not yet FULL skips the cell; the parker rings afterwards.
+                // Relaxed: a filter count; the cell's state (Release below, Acquire in `drain`)
+                // is what synchronises the payload.
                 self.parked.fetch_add(1, Ordering::Relaxed);
                 // Release: publishes the payload to the drainer's Acquire CAS.
                 cell.state.store(FULL, Ordering::Release);

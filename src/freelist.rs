@@ -115,9 +115,11 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
             if top == NIL {
                 return None;
             }
+            // Relaxed: the Acquire load of the head ordered us after the push that stored this
+            // link. The value may be stale if `top` has moved on since we loaded `cur`; then the
+            // tag has changed and the CAS below fails.
             // SAFETY: `top` was at a head of this freelist, so `links` handed it out (caller's
-            // contract); links live as long as the table. The value may be stale if `top` has moved on since we
-            // loaded `cur`; then the tag has changed and the CAS below fails.
+            // contract); links live as long as the table.
             let next = unsafe { links.link(top) }.load(Ordering::Relaxed);
             // Acquire on success: we now own `top` and must see what its pusher wrote.
             // Acquire on failure: we retry with the new head and read its link.
@@ -178,6 +180,8 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     /// As for [`pop`](Self::pop).
     pub unsafe fn count_idle<L: Links + ?Sized>(&self, links: &L, limit: usize) -> usize {
         let mut count = 0;
+        // Acquire (head and links): pairs with the pushes' Release CASes, for a walk at a
+        // quiescent point.
         for head in self.heads.iter() {
             let (mut idx, _) = unpack(head.load(Ordering::Acquire));
             while idx != NIL && count < limit {

@@ -88,6 +88,7 @@ impl Ledger {
     /// Claims a spare job only if more than `keep` would be left; used by trim so that it never
     /// takes the pool below its target.
     pub fn claim_spare_above(&self, keep: usize) -> bool {
+        // Relaxed: only a first guess for the CAS, which validates it.
         let mut cur = self.spare.load(Ordering::Relaxed);
         loop {
             if cur <= keep {

@@ -159,6 +159,7 @@ impl Chain {
         }
         let mut cur = prev;
         while cur != NIL {
+            // Relaxed: our own jobs, whose links we rewrote just above on this thread.
             // SAFETY: as above.
             let next = unsafe { arena.link(cur) }.load(Ordering::Relaxed);
             f(cur);

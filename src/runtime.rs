@@ -46,7 +46,10 @@ use crate::stats::Stats;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// Cumulative counters.
+/// Cumulative counters and high-water marks. Every access to them is Relaxed: they are
+/// statistics, read as snapshots by `stats()`, and nothing synchronises through them. The same
+/// holds for the `total` and `running` gauges (`total` is only written under the grow lock) and
+/// the test-only fault hook.
 #[derive(Default)]
 struct Counters {
     /// Jobs taken off the job lists by drainers.

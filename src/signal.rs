@@ -108,6 +108,7 @@ pub unsafe fn install(signal: Signal, handler: Handler) -> Result<Installed, Err
             previous_handler,
         }),
         Err(e) => {
+            // Release: as above (the table goes back to what it was).
             HANDLERS[signal as usize].store(previous_handler, Ordering::Release);
             Err(Error::Os {
                 call: "sigaction",
@@ -276,6 +277,7 @@ impl Storm {
 
     /// Signals sent so far.
     pub fn sent(&self) -> u64 {
+        // Relaxed: a statistic (exact after `stop`, which joins the thread).
         self.sent.load(Ordering::Relaxed)
     }
 
@@ -286,6 +288,8 @@ impl Storm {
     }
 
     fn halt(&mut self) {
+        // Release: pairs with the storm loop's Acquire load; the join below then makes its final
+        // `sent` visible.
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -314,6 +318,7 @@ fn storm(
         // SAFETY: `tgkill` with our own pid and a thread id; the worst outcome is ESRCH.
         let rc = unsafe { libc::syscall(libc::SYS_tgkill, pid, targets[next], signal as i32) };
         if rc == 0 {
+            // Relaxed: a statistic (see `Storm::sent`).
             sent.fetch_add(1, Ordering::Relaxed);
             next += 1;
         } else if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {

@@ -106,6 +106,7 @@ impl<P: SlotPointer> RefSlot<P> {
 
     /// Whether the slot is empty now. May be called from a signal handler.
     pub fn is_empty(&self) -> bool {
+        // Relaxed: a snapshot; the pointer is not dereferenced.
         self.ptr.load(Ordering::Relaxed).is_null()
     }
 
@@ -416,6 +417,7 @@ impl<T> RawSlot<T> {
 
     /// Whether the slot is empty now. May be called from a signal handler.
     pub fn is_empty(&self) -> bool {
+        // Relaxed: a snapshot; the pointer is not dereferenced.
         self.ptr.load(Ordering::Relaxed).is_null()
     }
 }

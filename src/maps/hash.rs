@@ -161,6 +161,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
 
     /// The number of keys now (a snapshot). May be called from a signal handler.
     pub fn len(&self) -> usize {
+        // Relaxed: a snapshot statistic; nothing synchronises through it.
         self.len.load(Ordering::Relaxed)
     }
 
@@ -175,7 +176,8 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     }
 
     fn lock<'a>(&self, bucket: &'a Bucket) -> Result<Locked<'a>, Error> {
-        // Acquire (both CASes): pairs with the Release in `Locked::drop` of the previous holder.
+        // Acquire on success (both CASes): pairs with the Release in `Locked::drop` of the
+        // previous holder. Relaxed on failure: nothing was acquired.
         if restricted::is_active() {
             // One strong try: bounded, and never waits for anybody.
             return match bucket.locked.compare_exchange(
@@ -207,11 +209,12 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
         let mut idx = bucket.head.load(Ordering::Relaxed);
         while idx != NIL {
             let element = &self.elements.0[idx as usize];
-            // SAFETY: `idx` is on a chain we hold the lock of, so its key was written (before
-            // it was linked, under this lock) and nobody writes it while we hold the lock.
-            let found = element
-                .key
-                .with(|k| unsafe { (*k).assume_init_ref() == key });
+            let key_matches = |k: *const MaybeUninit<K>| {
+                // SAFETY: `idx` is on a chain we hold the lock of, so its key was written
+                // (before it was linked, under this lock) and nobody writes it while we hold it.
+                unsafe { (*k).assume_init_ref() == key }
+            };
+            let found = element.key.with(key_matches);
             if found {
                 return Some((prev, idx));
             }
@@ -262,6 +265,8 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
         debug_assert!(matches!(previous, Ok(None)));
         // SAFETY: the element is ours (popped, not yet on a chain): no other access.
         element.key.with_mut(|k| unsafe { (*k).write(key) });
+        // Relaxed (links, head): under the bucket lock, whose Release in `Locked::drop` publishes
+        // them to the next holder's Acquire. `len` is a snapshot statistic.
         element
             .next
             .store(bucket.head.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -281,6 +286,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
             return Ok(None);
         };
         let element = &self.elements.0[idx as usize];
+        // Relaxed (links, head, `len`): as in `insert`, ordered by the bucket lock.
         let next = element.next.load(Ordering::Relaxed);
         match prev {
             None => bucket.head.store(next, Ordering::Relaxed),
