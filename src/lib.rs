@@ -106,7 +106,7 @@ pub use drainer::Drainer;
 pub use error::Error;
 pub use handle::Runtime;
 pub use maps::{KptrArray, KptrHash};
-pub use pointer::{Destroy, Raw, SlotPointer, TypedDestructor};
+pub use pointer::{Destroy, Raw, SlotPointer};
 pub use slot::{Detached, RawSlot, RefSlot, Rejected};
 pub use stats::Stats;
 

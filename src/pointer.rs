@@ -24,9 +24,9 @@ mod sealed {
 /// # Safety
 ///
 /// Implemented only in this crate (the trait is sealed). Each implementation guarantees:
-/// `into_raw` gives up ownership as a non-null pointer; `from_raw(p, d)` with `d ==
-/// destructor()` of the value that produced `p` rebuilds exactly that value; calling `d(p)`
-/// destroys it exactly as dropping the rebuilt value would, on any thread.
+/// `into_raw` gives up ownership as a non-null pointer; `from_raw(p)` rebuilds exactly the value
+/// that produced `p`; calling `DESTRUCTOR(p)` destroys it exactly as dropping the rebuilt value
+/// would, on any thread.
 pub unsafe trait SlotPointer: sealed::Sealed + Send + Sized + 'static {
     /// Gives up ownership as a raw pointer.
     #[doc(hidden)]
@@ -34,16 +34,12 @@ pub unsafe trait SlotPointer: sealed::Sealed + Send + Sized + 'static {
     /// Rebuilds the value from [`into_raw`](Self::into_raw).
     ///
     /// # Safety
-    /// `ptr` came from `into_raw` of a value whose destructor is `dtor`, and ownership of it
-    /// is held by the caller.
+    /// `ptr` came from `into_raw` of a value of this type, and ownership of it is held by the
+    /// caller.
     #[doc(hidden)]
-    unsafe fn from_raw(ptr: NonNull<()>, dtor: Dtor) -> Self;
-}
-
-/// Pointer types whose destructor is fixed by the type (all of them: `Box<T>`, `Arc<T>`,
-/// [`Raw<T, D>`]), so that a slot's destructor is part of the slot's type.
-pub trait TypedDestructor: SlotPointer {
-    /// The destructor of every value of this type.
+    unsafe fn from_raw(ptr: NonNull<()>) -> Self;
+    /// The type-erased destructor of every value of this type: a slot's destructor is part of
+    /// the slot's type.
     #[doc(hidden)]
     const DESTRUCTOR: Dtor;
 }
@@ -70,13 +66,10 @@ unsafe impl<T: Send + 'static> SlotPointer for Box<T> {
         // SAFETY: `Box::into_raw` never returns null.
         unsafe { NonNull::new_unchecked(Box::into_raw(self).cast()) }
     }
-    unsafe fn from_raw(ptr: NonNull<()>, _: Dtor) -> Self {
+    unsafe fn from_raw(ptr: NonNull<()>) -> Self {
         // SAFETY: the caller's contract: `ptr` came from `into_raw` above.
         unsafe { Box::from_raw(ptr.as_ptr().cast()) }
     }
-}
-
-impl<T: Send + 'static> TypedDestructor for Box<T> {
     const DESTRUCTOR: Dtor = drop_box::<T>;
 }
 
@@ -88,13 +81,10 @@ unsafe impl<T: Send + Sync + 'static> SlotPointer for Arc<T> {
         // SAFETY: `Arc::into_raw` never returns null.
         unsafe { NonNull::new_unchecked(Arc::into_raw(self).cast_mut().cast()) }
     }
-    unsafe fn from_raw(ptr: NonNull<()>, _: Dtor) -> Self {
+    unsafe fn from_raw(ptr: NonNull<()>) -> Self {
         // SAFETY: the caller's contract: `ptr` came from `into_raw` above.
         unsafe { Arc::from_raw(ptr.as_ptr().cast_const().cast()) }
     }
-}
-
-impl<T: Send + Sync + 'static> TypedDestructor for Arc<T> {
     const DESTRUCTOR: Dtor = drop_arc::<T>;
 }
 
@@ -222,12 +212,9 @@ unsafe impl<T: Send + 'static, D: Destroy<T>> SlotPointer for Raw<T, D> {
     fn into_raw(self) -> NonNull<()> {
         self.into_ptr().cast()
     }
-    unsafe fn from_raw(ptr: NonNull<()>, _: Dtor) -> Self {
+    unsafe fn from_raw(ptr: NonNull<()>) -> Self {
         // SAFETY: the caller's contract: `ptr` came from `into_raw` of a `Raw<T, D>`.
         unsafe { Raw::new(ptr.cast()) }
     }
-}
-
-impl<T: Send + 'static, D: Destroy<T>> TypedDestructor for Raw<T, D> {
     const DESTRUCTOR: Dtor = drop_raw::<T, D>;
 }

@@ -36,10 +36,10 @@
 //! | `clear`, `Drop`  | yes                       | yes; the object is deferred to the drainer  |
 //! | `is_empty`       | yes                       | yes                                         |
 
-use crate::arena::{Dtor, Payload};
+use crate::arena::Payload;
 use crate::error::Error;
 use crate::handle::Runtime;
-use crate::pointer::{SlotPointer, TypedDestructor};
+use crate::pointer::SlotPointer;
 use crate::restricted;
 use crate::runtime::Inner;
 use crate::sync::{AtomicPtr, Ordering};
@@ -70,7 +70,6 @@ use std::ptr::{self, NonNull};
 pub struct RefSlot<P: SlotPointer> {
     ptr: AtomicPtr<()>,
     runtime: Runtime,
-    dtor: Dtor,
     _owns: PhantomData<P>,
 }
 
@@ -83,18 +82,10 @@ unsafe impl<P: SlotPointer> Sync for RefSlot<P> {}
 impl<P: SlotPointer> RefSlot<P> {
     /// An empty slot whose objects are accounted in `runtime`. May be called from a signal
     /// handler (it clones the handle: one atomic increment).
-    pub fn new(runtime: &Runtime) -> Self
-    where
-        P: TypedDestructor,
-    {
-        RefSlot::with_dtor(runtime, P::DESTRUCTOR)
-    }
-
-    fn with_dtor(runtime: &Runtime, dtor: Dtor) -> Self {
+    pub fn new(runtime: &Runtime) -> Self {
         RefSlot {
             ptr: AtomicPtr::new(ptr::null_mut()),
             runtime: runtime.clone(),
-            dtor,
             _owns: PhantomData,
         }
     }
@@ -161,7 +152,7 @@ impl<P: SlotPointer> RefSlot<P> {
             if (cur.is_null() || claim_always) && !claimed {
                 if let Err(error) = inner.claim_for_install() {
                     // SAFETY: `raw` came from `into_raw` of `new` just above and was never shared.
-                    let value = unsafe { P::from_raw(NonNull::new_unchecked(raw), self.dtor) };
+                    let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
                     return Err(Rejected { value, error });
                 }
                 claimed = true;
@@ -205,11 +196,10 @@ impl<P: SlotPointer> RefSlot<P> {
     fn detached(&self, ptr: NonNull<()>, claimed: bool) -> Detached<'_, P> {
         // SAFETY: `ptr` was removed from the slot by the caller's successful exchange, so the
         // caller owns it; it came from `into_raw` of a `P` with this slot's destructor.
-        let value = unsafe { P::from_raw(ptr, self.dtor) };
+        let value = unsafe { P::from_raw(ptr) };
         Detached {
             value: ManuallyDrop::new(value),
             inner: self.runtime.inner(),
-            dtor: self.dtor,
             claimed,
         }
     }
@@ -288,7 +278,6 @@ impl<P> fmt::Display for Rejected<P> {
 pub struct Detached<'a, P: SlotPointer> {
     value: ManuallyDrop<P>,
     inner: &'a Inner,
-    dtor: Dtor,
     /// Whether the object holds a claim on an idle job. A take, or any exchange in restricted
     /// context, hands one out; an ordinary-context replace does not (the claim stayed in the slot
     /// with the new object), and dropping such a value under deferral claims one then.
@@ -349,7 +338,7 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
         if self.inner.must_defer() {
             let payload = Payload {
                 obj: value.into_raw().as_ptr(),
-                dtor: self.dtor,
+                dtor: P::DESTRUCTOR,
             };
             // The claim, if any, travels with the object into the job.
             if let Some(payload) = self.inner.defer(payload, self.claimed) {

@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use crate::handle::Runtime;
-use crate::pointer::{SlotPointer, TypedDestructor};
+use crate::pointer::SlotPointer;
 use crate::slot::{Detached, RefSlot, Rejected};
 
 /// A fixed-length array of reserve-accounted slots.
@@ -26,7 +26,7 @@ pub struct KptrArray<P: SlotPointer> {
     slots: Box<[RefSlot<P>]>,
 }
 
-impl<P: TypedDestructor> KptrArray<P> {
+impl<P: SlotPointer> KptrArray<P> {
     /// `len` empty slots accounted in `runtime`. Ordinary context only (it allocates):
     /// [`Error::Restricted`] otherwise.
     pub fn new(runtime: &Runtime, len: usize) -> Result<Self, Error> {

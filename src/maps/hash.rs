@@ -31,7 +31,7 @@ use crate::arena::{Links, NIL};
 use crate::error::Error;
 use crate::freelist::Freelist;
 use crate::handle::Runtime;
-use crate::pointer::{SlotPointer, TypedDestructor};
+use crate::pointer::SlotPointer;
 use crate::restricted;
 use crate::slot::{Detached, RefSlot, Rejected};
 use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering, UnsafeCell};
@@ -107,7 +107,7 @@ impl Drop for Locked<'_> {
     }
 }
 
-impl<K: Hash + Eq + Copy, P: TypedDestructor> KptrHash<K, P> {
+impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     /// A map for up to `capacity` keys, every element allocated now. Ordinary context only.
     /// Fails with [`Error::InvalidConfig`] for a capacity of 0 or one that does not fit the
     /// 32-bit element index, and [`Error::Restricted`] in restricted context.
