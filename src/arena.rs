@@ -66,6 +66,9 @@ pub struct Payload {
     pub obj: *mut (),
     /// Its destructor.
     pub dtor: Dtor,
+    /// Whether readers may still borrow the object (it left a readable slot): the destructor
+    /// then runs only after a grace period (`read.rs`).
+    pub grace: bool,
 }
 
 /// A job body: allocated by growth, freed by trim.
@@ -361,7 +364,14 @@ mod tests {
         let obj = 0x1000 as *mut ();
         // SAFETY: we own `idx`.
         unsafe {
-            arena.set_payload(idx, Payload { obj, dtor: noop });
+            arena.set_payload(
+                idx,
+                Payload {
+                    obj,
+                    dtor: noop,
+                    grace: false,
+                },
+            );
             let p = arena.take_payload(idx).unwrap();
             assert_eq!(p.obj, obj);
             assert!(arena.take_payload(idx).is_none());

@@ -153,6 +153,7 @@ mod tests {
             payload: Payload {
                 obj: n as *mut (),
                 dtor: noop,
+                grace: false,
             },
             claimed: true,
         };

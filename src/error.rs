@@ -26,6 +26,9 @@ pub enum Error {
     /// An install in restricted context found no spare or reserved job; growing the pool is not
     /// possible there. Call [`Runtime::reserve`](crate::Runtime::reserve) beforehand.
     NoSpareJob,
+    /// The operation would wait for a grace period while the calling thread holds a
+    /// [`ReadGuard`](crate::read::ReadGuard): it would wait for itself. Drop the guard first.
+    ReadGuardHeld,
     /// `Runtime::global()` was reached for the first time from restricted context, where it
     /// cannot be created. Touch it once in ordinary context first.
     GlobalUninitialized,
@@ -67,6 +70,9 @@ impl fmt::Display for Error {
                 write!(f, "job pool limit of {max_jobs} jobs reached")
             }
             Error::Restricted => f.write_str("operation not allowed in restricted context"),
+            Error::ReadGuardHeld => f.write_str(
+                "operation would wait for a grace period while this thread holds a read guard",
+            ),
             Error::NoSpareJob => f.write_str(
                 "no spare job for an install in restricted context (reserve jobs beforehand)",
             ),

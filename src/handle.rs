@@ -209,10 +209,17 @@ impl Runtime {
     /// destructors run; with a drainer thread it is also allowed (each object is destroyed
     /// exactly once, by whichever drainer takes it).
     ///
+    /// Objects that left a [`ReadSlot`](crate::ReadSlot) are destroyed after a grace period,
+    /// so a drain may wait for readers: it is refused with [`Error::ReadGuardHeld`] while this
+    /// thread holds a read guard.
+    ///
     /// Not for signal handlers: returns [`Error::Restricted`] in restricted context.
     pub fn drain(&self) -> Result<usize, Error> {
         if restricted::is_active() {
             return Err(Error::Restricted);
+        }
+        if crate::read::is_active() {
+            return Err(Error::ReadGuardHeld);
         }
         Ok(self.inner().drain())
     }

@@ -93,6 +93,8 @@ mod ledger;
 mod llist;
 mod maps;
 mod pointer;
+pub mod read;
+mod read_slot;
 pub mod restricted;
 mod runtime;
 #[cfg(not(loom))]
@@ -107,7 +109,8 @@ pub use error::Error;
 pub use handle::Runtime;
 pub use maps::{KptrArray, KptrHash};
 pub use pointer::{Destroy, Raw, SlotPointer};
-pub use slot::{Detached, RawSlot, RefSlot, Rejected};
+pub use read_slot::{Access, Readable, WriteOnly};
+pub use slot::{Detached, RawSlot, ReadSlot, RefSlot, Rejected, Slot};
 pub use stats::Stats;
 
 /// The README's examples, compiled and run as doc tests.

@@ -26,8 +26,11 @@ mod sealed {
 /// Implemented only in this crate (the trait is sealed). Each implementation guarantees:
 /// `into_raw` gives up ownership as a non-null pointer; `from_raw(p)` rebuilds exactly the value
 /// that produced `p`; calling `DESTRUCTOR(p)` destroys it exactly as dropping the rebuilt value
-/// would, on any thread.
+/// would, on any thread; until then, `p` points to a valid `Target` that shared references may
+/// read.
 pub unsafe trait SlotPointer: sealed::Sealed + Send + Sized + 'static {
+    /// What the pointer points to: what a reader of a [`ReadSlot`](crate::ReadSlot) borrows.
+    type Target;
     /// Gives up ownership as a raw pointer.
     #[doc(hidden)]
     fn into_raw(self) -> NonNull<()>;
@@ -62,6 +65,7 @@ impl<T: Send + 'static> sealed::Sealed for Box<T> {}
 // SAFETY: `Box::into_raw`/`from_raw` round-trip; `drop_box::<T>` drops the box; `T: Send` lets
 // the drainer thread drop it.
 unsafe impl<T: Send + 'static> SlotPointer for Box<T> {
+    type Target = T;
     fn into_raw(self) -> NonNull<()> {
         // SAFETY: `Box::into_raw` never returns null.
         unsafe { NonNull::new_unchecked(Box::into_raw(self).cast()) }
@@ -77,6 +81,7 @@ impl<T: Send + Sync + 'static> sealed::Sealed for Arc<T> {}
 // SAFETY: `Arc::into_raw`/`from_raw` round-trip one strong reference; `drop_arc::<T>` releases it;
 // `Arc<T>: Send` (T: Send + Sync) lets the drainer thread release it.
 unsafe impl<T: Send + Sync + 'static> SlotPointer for Arc<T> {
+    type Target = T;
     fn into_raw(self) -> NonNull<()> {
         // SAFETY: `Arc::into_raw` never returns null.
         unsafe { NonNull::new_unchecked(Arc::into_raw(self).cast_mut().cast()) }
@@ -209,6 +214,7 @@ unsafe fn drop_raw<T, D: Destroy<T>>(ptr: *mut ()) {
 impl<T: Send + 'static, D: Destroy<T>> sealed::Sealed for Raw<T, D> {}
 // SAFETY: `into_ptr`/`new` round-trip; `drop_raw::<T, D>` is `D::destroy`, as dropping does.
 unsafe impl<T: Send + 'static, D: Destroy<T>> SlotPointer for Raw<T, D> {
+    type Target = T;
     fn into_raw(self) -> NonNull<()> {
         self.into_ptr().cast()
     }

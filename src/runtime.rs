@@ -31,6 +31,16 @@
 //! entries, which are never freed while the runtime lives; only the body (payload storage) is
 //! freed, and only its owner ever touches a body. So no pop can read freed memory, and no grace
 //! period is needed for trim.
+//!
+//! ## Grace periods
+//!
+//! The crate has one grace-period mechanism, the read domain of `read.rs`; the only memory that
+//! waits for it is the objects of readable slots (their payloads say `grace`). A drain takes up
+//! to [`TAKE_BATCH`] lists first, then waits for one grace period — before the first such
+//! destructor, if there is one — which covers every object in them, since each was removed from
+//! its slot before it was queued. Objects from the emergency area wait for a grace period each
+//! (they only get there when a job could not be had, which a readable slot's exchange rules out
+//! except in fallbacks).
 
 use crate::arena::{Arena, GrowState, Payload};
 use crate::builder::{Config, Policy};
@@ -40,7 +50,8 @@ use crate::emergency::{Emergency, Parked};
 use crate::error::Error;
 use crate::freelist::Freelist;
 use crate::ledger::Ledger;
-use crate::llist::JobLists;
+use crate::llist::{Chain, JobLists};
+use crate::read;
 use crate::restricted;
 use crate::stats::Stats;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
@@ -61,9 +72,13 @@ struct Counters {
     leaked: AtomicU64,
     reserve_failures: AtomicU64,
     dtor_panics: AtomicU64,
+    grace_periods: AtomicU64,
     peak_total: AtomicUsize,
     peak_active: AtomicUsize,
 }
+
+/// Lists a drain takes before it runs their destructors: one grace period covers them all.
+const TAKE_BATCH: usize = 64;
 
 /// Test-only fault hooks.
 #[cfg(test)]
@@ -396,6 +411,38 @@ impl Inner {
         }
     }
 
+    /// Destroys an object that a removal in ordinary context could not defer (no job to be had):
+    /// inline, after a grace period if readers may borrow it. If this thread holds a read guard,
+    /// that wait is impossible, so the object is parked for the drainer (or leaked, counted).
+    pub(crate) fn destroy_in_ordinary_context(&self, payload: Payload) {
+        if payload.grace && read::synchronize().is_err() {
+            self.offload_emergency(Parked {
+                payload,
+                claimed: false,
+            });
+            return;
+        }
+        // SAFETY: `payload` is an object the caller owns and its own destructor; no reader can
+        // borrow it any more (it needed no grace period, or one just passed).
+        unsafe { (payload.dtor)(payload.obj) };
+    }
+
+    /// Waits for a grace period before a drain runs its first destructor that needs one;
+    /// `waited` remembers that it did. Returns false if this thread holds a read guard, so the
+    /// wait would never end (only a runtime's final drain can get here so: `Runtime::drain`
+    /// refuses, and the drainer thread holds none).
+    fn grace_before(&self, payload: &Payload, waited: &mut bool) -> bool {
+        if !payload.grace || *waited {
+            return true;
+        }
+        if read::synchronize().is_err() {
+            return false;
+        }
+        self.counters.grace_periods.fetch_add(1, Ordering::Relaxed);
+        *waited = true;
+        true
+    }
+
     /// Runs one destructor, catching a panic. The caller counts it in `drained`.
     fn run(&self, payload: Payload) {
         // SAFETY: every payload was built from an owned pointer and its own destructor, and each
@@ -418,38 +465,34 @@ impl Inner {
         // Clear before taking: see `doorbell.rs` for why this order means no lost wake-up.
         self.doorbell.clear();
         let mut ran = 0;
-        for shard in 0..self.lists.shards() {
-            let chain = self.lists.take(shard);
-            if chain.is_empty() {
-                continue;
-            }
-            let len = chain.len();
-            let active = self.running.fetch_add(len, Ordering::Relaxed) + len;
-            self.counters
-                .peak_active
-                .fetch_max(active, Ordering::Relaxed);
-            self.counters.taken.fetch_add(len as u64, Ordering::Relaxed);
-            let run_and_return = |idx: u32| {
-                // SAFETY: we took the chain, so we own `idx`; offload set its payload.
-                let payload = unsafe { self.arena.take_payload(idx) };
-                if let Some(payload) = payload {
-                    self.run(payload);
+        let shards = self.lists.shards();
+        let mut first = 0;
+        while first < shards {
+            // Take a batch of lists before running anything: one grace period then covers
+            // every object in them.
+            let mut batch: [Option<(usize, Chain)>; TAKE_BATCH] = [const { None }; TAKE_BATCH];
+            let end = shards.min(first + TAKE_BATCH);
+            for (shard, taken) in (first..end).zip(batch.iter_mut()) {
+                let chain = self.lists.take(shard);
+                if !chain.is_empty() {
+                    *taken = Some((shard, chain));
                 }
-                // SAFETY: ours; back to the freelist of the shard it was offloaded on.
-                unsafe { self.free.push(&self.arena, shard, idx) };
-            };
-            // SAFETY: all the runtime's jobs come from its arena.
-            unsafe { chain.for_each_oldest_first(&self.arena, run_and_return) };
-            // The jobs are visible in the freelist: now their claims may become credit.
-            self.ledger.credit_spare(len);
-            self.running.fetch_sub(len, Ordering::Relaxed);
-            self.counters
-                .drained
-                .fetch_add(len as u64, Ordering::Relaxed);
-            ran += len;
+            }
+            first = end;
+            let mut waited = false;
+            for (shard, chain) in batch.into_iter().flatten() {
+                ran += self.run_chain(shard, chain, &mut waited);
+            }
         }
-        let unparked = self.emergency.drain(|parked| {
-            self.run(parked.payload);
+        let mut unparked = 0;
+        self.emergency.drain(|parked| {
+            // Parked objects were taken one by one: each waits for its own grace period.
+            if self.grace_before(&parked.payload, &mut false) {
+                self.run(parked.payload);
+                unparked += 1;
+            } else {
+                self.counters.leaked.fetch_add(1, Ordering::Relaxed);
+            }
             if parked.claimed {
                 // The parked object kept its claim; its job is idle in a freelist.
                 self.ledger.credit_spare(1);
@@ -461,6 +504,45 @@ impl Inner {
         ran += unparked;
         self.maybe_trim();
         ran
+    }
+
+    /// Runs a chain taken from `shard`'s list, oldest first, and returns its jobs to that
+    /// shard's freelist. Returns how many destructors ran.
+    fn run_chain(&self, shard: usize, chain: Chain, waited: &mut bool) -> usize {
+        {
+            let len = chain.len();
+            let active = self.running.fetch_add(len, Ordering::Relaxed) + len;
+            self.counters
+                .peak_active
+                .fetch_max(active, Ordering::Relaxed);
+            self.counters.taken.fetch_add(len as u64, Ordering::Relaxed);
+            let mut leaked = 0;
+            let run_and_return = |idx: u32| {
+                // SAFETY: we took the chain, so we own `idx`; offload set its payload.
+                let payload = unsafe { self.arena.take_payload(idx) };
+                if let Some(payload) = payload {
+                    if self.grace_before(&payload, waited) {
+                        self.run(payload);
+                    } else {
+                        // Readers may still borrow it and we cannot wait: never destroy it.
+                        self.counters.leaked.fetch_add(1, Ordering::Relaxed);
+                        leaked += 1;
+                    }
+                }
+                // SAFETY: ours; back to the freelist of the shard it was offloaded on.
+                unsafe { self.free.push(&self.arena, shard, idx) };
+            };
+            // SAFETY: all the runtime's jobs come from its arena.
+            unsafe { chain.for_each_oldest_first(&self.arena, run_and_return) };
+            // The jobs are visible in the freelist: now their claims may become credit.
+            self.ledger.credit_spare(len);
+            self.running.fetch_sub(len, Ordering::Relaxed);
+            let ran = len - leaked;
+            self.counters
+                .drained
+                .fetch_add(ran as u64, Ordering::Relaxed);
+            ran
+        }
     }
 
     /// Counts idle jobs by walking the freelists (bounded by `total`); exact when quiescent.
@@ -501,6 +583,7 @@ impl Inner {
             leaked: relaxed(&c.leaked),
             reserve_failures: relaxed(&c.reserve_failures),
             dtor_panics: relaxed(&c.dtor_panics),
+            grace_periods: relaxed(&c.grace_periods),
             peak_total: c.peak_total.load(Ordering::Relaxed),
             peak_active: c.peak_active.load(Ordering::Relaxed),
         }

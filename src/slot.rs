@@ -1,12 +1,13 @@
-//! Slots: `RefSlot<P>` for owned pointers with destructors (reserve-accounted), `RawSlot<T>` for
-//! pointers without (one atomic swap).
+//! Slots: [`Slot<P, A>`] for owned pointers with destructors (reserve-accounted) — a
+//! [`RefSlot<P>`] that only writers use, or a [`ReadSlot<P>`] that readers may also borrow from
+//! (`read_slot.rs`) — and `RawSlot<T>` for pointers without destructors (one atomic swap).
 //!
-//! Whether a slot is accounted is a property of its *type*: the kernel v2 design decided it per
-//! call site, and a stale flag made one site skip accounting for pointers that needed it (D5).
-//! Here a `RefSlot` always accounts and a `RawSlot` never owns anything, so mixing is a compile
-//! error.
+//! Whether a slot is accounted, and whether it may be read, are properties of its *type*: the
+//! kernel v2 design decided accounting per call site, and a stale flag made one site skip it for
+//! pointers that needed it (D5). Here a `Slot` always accounts and a `RawSlot` never owns
+//! anything, and only a `ReadSlot` pays for readers, so mixing any of them up is a compile error.
 //!
-//! ## RefSlot protocol
+//! ## Protocol
 //!
 //! The slot is one `AtomicPtr`. An object inside it owns one *claim* (see `ledger.rs`).
 //!
@@ -25,6 +26,10 @@
 //! and then finds the slot full again, its replace moves the old claim and it gives its own back.
 //! Every loop iteration that fails does so because another operation on the slot succeeded.
 //!
+//! A `ReadSlot` differs in two places (see `read_slot.rs`): every exchange claims a job, because
+//! every object that leaves it is destroyed by the drainer after a grace period; and the
+//! [`Detached`] it returns says so, so that its drop defers and its `into_inner` waits.
+//!
 //! Orderings: every exchange that installs is Release (publishes the object and, through the
 //! claim's Acquire, the freelist push that backs it); every exchange that removes is Acquire
 //! (the new owner sees the object's contents and the push). Replace is both.
@@ -40,6 +45,7 @@ use crate::arena::Payload;
 use crate::error::Error;
 use crate::handle::Runtime;
 use crate::pointer::SlotPointer;
+use crate::read_slot::{Access, Readable, WriteOnly};
 use crate::restricted;
 use crate::runtime::Inner;
 use crate::sync::{AtomicPtr, Ordering};
@@ -50,7 +56,8 @@ use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
 /// A slot for an owned pointer with a destructor (`Box<T>`, `Arc<T>`, [`Raw<T, D>`](crate::Raw)) that may be
-/// emptied from a signal handler.
+/// emptied from a signal handler. Used through its two aliases: [`RefSlot<P>`] (writers only)
+/// and [`ReadSlot<P>`] (readers may borrow its object under a [`ReadGuard`](crate::read::ReadGuard)).
 ///
 /// Every object in the slot owns a reserved job in its runtime, so tearing it down in restricted
 /// context never allocates and never runs its destructor there: the object goes to the drainer.
@@ -67,23 +74,38 @@ use std::ptr::{self, NonNull};
 /// slot.clear(); // destroys the 2 inline (ordinary context, Policy::Auto)
 /// # Ok::<(), sigdrop::Error>(())
 /// ```
-pub struct RefSlot<P: SlotPointer> {
-    ptr: AtomicPtr<()>,
+pub struct Slot<P: SlotPointer, A: Access> {
+    pub(crate) ptr: AtomicPtr<()>,
     runtime: Runtime,
-    _owns: PhantomData<P>,
+    _owns: PhantomData<(P, A)>,
 }
 
-// SAFETY: the slot owns at most one `P` and hands it to whichever thread takes it; `P: Send`
-// (a `SlotPointer` bound) makes that sound. Shared access only uses atomics.
-unsafe impl<P: SlotPointer> Send for RefSlot<P> {}
-// SAFETY: as above: `&RefSlot` lets any thread take the `P` out, which needs only `P: Send`.
-unsafe impl<P: SlotPointer> Sync for RefSlot<P> {}
+/// A slot that only writers use: install, replace, take, clear (see [`Slot`]). Its exchanges
+/// are the cheapest (an ordinary-context replace is one CAS).
+pub type RefSlot<P> = Slot<P, WriteOnly>;
 
-impl<P: SlotPointer> RefSlot<P> {
+/// A slot whose object readers may also borrow, under a [`ReadGuard`](crate::read::ReadGuard),
+/// from any context (see [`Slot`] and [`Slot::load`]).
+pub type ReadSlot<P> = Slot<P, Readable>;
+
+// SAFETY: the slot owns at most one `P` and hands it to whichever thread takes it; `P: Send`
+// (a `SlotPointer` bound) makes that sound. Shared access only uses atomics; borrowing the
+// object from another thread (`ReadSlot::load`) requires `P::Target: Sync` where it is offered.
+unsafe impl<P: SlotPointer, A: Access> Send for Slot<P, A> {}
+// SAFETY: as above: `&Slot` lets any thread take the `P` out, which needs only `P: Send`.
+unsafe impl<P: SlotPointer, A: Access> Sync for Slot<P, A> {}
+
+impl<P: SlotPointer> Slot<P, WriteOnly> {
     /// An empty slot whose objects are accounted in `runtime`. May be called from a signal
     /// handler (it clones the handle: one atomic increment).
     pub fn new(runtime: &Runtime) -> Self {
-        RefSlot {
+        Slot::empty(runtime)
+    }
+}
+
+impl<P: SlotPointer, A: Access> Slot<P, A> {
+    pub(crate) fn empty(runtime: &Runtime) -> Self {
+        Slot {
             ptr: AtomicPtr::new(ptr::null_mut()),
             runtime: runtime.clone(),
             _owns: PhantomData,
@@ -111,6 +133,8 @@ impl<P: SlotPointer> RefSlot<P> {
     ///
     /// When a job is needed:
     /// - installing into an empty slot needs one, in any context;
+    /// - every exchange of a [`ReadSlot`] needs one (its displaced objects always go to the
+    ///   drainer, which waits for readers);
     /// - replacing a present object in ordinary context needs none: the old object's job moves
     ///   to the new one, so the replace is a single CAS. The old object comes back
     ///   *unreserved* ([`Detached::is_reserved`] is false): dropping it in ordinary context needs
@@ -143,7 +167,8 @@ impl<P: SlotPointer> RefSlot<P> {
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
         // moves the old object's claim to the new one and takes none: one CAS.
-        let claim_always = restricted::is_active();
+        // A readable slot's displaced object always goes to the drainer: it needs a job too.
+        let claim_always = A::READABLE || restricted::is_active();
         let raw = new.into_raw().as_ptr();
         let mut claimed = claimed;
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
@@ -201,19 +226,20 @@ impl<P: SlotPointer> RefSlot<P> {
             value: ManuallyDrop::new(value),
             inner: self.runtime.inner(),
             claimed,
+            readers: A::READABLE,
         }
     }
 }
 
-impl<P: SlotPointer> Drop for RefSlot<P> {
+impl<P: SlotPointer, A: Access> Drop for Slot<P, A> {
     fn drop(&mut self) {
         self.clear();
     }
 }
 
-impl<P: SlotPointer> fmt::Debug for RefSlot<P> {
+impl<P: SlotPointer, A: Access> fmt::Debug for Slot<P, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefSlot")
+        f.debug_struct(if A::READABLE { "ReadSlot" } else { "RefSlot" })
             .field("empty", &self.is_empty())
             .finish_non_exhaustive()
     }
@@ -267,12 +293,16 @@ impl<P> fmt::Display for Rejected<P> {
     }
 }
 
-/// An object that left a [`RefSlot`], still holding its reserved job.
+/// An object that left a [`Slot`] (taken, or displaced by an exchange), usually still holding
+/// its reserved job; or a new reference cloned from a [`ReadSlot`]
+/// ([`clone_current`](Slot::clone_current)).
 ///
 /// It derefs to the pointer in any context. What dropping it does depends on where: in
 /// restricted context (or under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer)) the object
 /// goes to the drainer with its job — no allocation, no destructor; in ordinary context under
-/// [`Policy::Auto`](crate::Policy::Auto) the job is released and the destructor runs inline.
+/// [`Policy::Auto`](crate::Policy::Auto) the job is released and the destructor runs inline —
+/// except for an object that left a [`ReadSlot`]: readers may still borrow it, so it always goes
+/// to the drainer, which waits for a grace period first.
 /// [`into_inner`](Detached::into_inner) unwraps it in ordinary context.
 #[must_use = "dropping a Detached destroys (or defers) the object"]
 pub struct Detached<'a, P: SlotPointer> {
@@ -282,9 +312,22 @@ pub struct Detached<'a, P: SlotPointer> {
     /// context, hands one out; an ordinary-context replace does not (the claim stayed in the slot
     /// with the new object), and dropping such a value under deferral claims one then.
     claimed: bool,
+    /// Whether readers may still borrow the object (it left a readable slot): it is then
+    /// destroyed only after a grace period.
+    readers: bool,
 }
 
-impl<P: SlotPointer> Detached<'_, P> {
+impl<'a, P: SlotPointer> Detached<'a, P> {
+    /// A new owned reference that no reader borrows through (`clone_current`), holding no claim.
+    pub(crate) fn unclaimed(value: P, inner: &'a Inner) -> Self {
+        Detached {
+            value: ManuallyDrop::new(value),
+            inner,
+            claimed: false,
+            readers: false,
+        }
+    }
+
     /// Whether this value holds a reserved job, so that dropping it in restricted context is
     /// guaranteed to defer it without a fallback. True for values taken out of a slot, and for
     /// every value that left a slot in restricted context; false for the value an
@@ -308,9 +351,17 @@ impl<P: SlotPointer> Detached<'_, P> {
     /// The object itself, releasing its reserved job. Ordinary context: in restricted context
     /// this is refused and the guard comes back (a bare `P` dropped in a handler would run its
     /// destructor there), so it is harmless to call from a signal handler.
+    ///
+    /// For an object that left a [`ReadSlot`] it first waits for a grace period
+    /// ([`read::synchronize`](crate::read::synchronize)), after which no reader borrows it; it
+    /// is refused, and the guard comes back, if this thread holds a read guard (it would wait
+    /// for itself).
     #[inline]
     pub fn into_inner(self) -> Result<P, Self> {
         if restricted::is_active() {
+            return Err(self);
+        }
+        if self.readers && crate::read::synchronize().is_err() {
             return Err(self);
         }
         let mut this = ManuallyDrop::new(self);
@@ -335,16 +386,16 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once; `value` is not used after this.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        if self.inner.must_defer() {
+        if self.readers || self.inner.must_defer() {
             let payload = Payload {
                 obj: value.into_raw().as_ptr(),
                 dtor: P::DESTRUCTOR,
+                grace: self.readers,
             };
             // The claim, if any, travels with the object into the job.
             if let Some(payload) = self.inner.defer(payload, self.claimed) {
-                // Ordinary context and no job to be had: destroying inline is safe here.
-                // SAFETY: `payload` is the object we own and its own destructor.
-                unsafe { (payload.dtor)(payload.obj) };
+                // Ordinary context and no job to be had (only a claimless value gets here).
+                self.inner.destroy_in_ordinary_context(payload);
             }
         } else {
             if self.claimed {

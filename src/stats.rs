@@ -34,12 +34,17 @@ pub struct Stats {
     pub trimmed: u64,
     /// Objects ever parked in the emergency area (should stay 0; see `emergency`).
     pub emergency: u64,
-    /// Objects leaked because the emergency area was full too (should stay 0).
+    /// Objects leaked, never destroyed (should stay 0): because the emergency area was full too,
+    /// or because a runtime's last handle was dropped on a thread holding a read guard while
+    /// objects of readable slots still waited for their grace period.
     pub leaked: u64,
     /// Installs rejected for want of a job (the value went back to the caller).
     pub reserve_failures: u64,
     /// Destructors that panicked on the drainer (caught and counted).
     pub dtor_panics: u64,
+    /// Grace periods this runtime's drains waited for before destroying objects that left
+    /// readable slots (one per drain batch that had any).
+    pub grace_periods: u64,
     /// Highest `total` seen.
     pub peak_total: usize,
     /// Highest number of jobs one drain cycle found queued.

@@ -18,6 +18,11 @@ pub(crate) use std::sync::{Arc, Mutex, MutexGuard};
 
 pub(crate) use std::sync::atomic::Ordering;
 
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::fence;
+
 /// Tells the scheduler (or loom) that this thread is waiting for another one to make progress.
 ///
 /// Used in the few lock-free retry loops; under loom it yields so that the checker explores the
@@ -28,6 +33,33 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
     #[cfg(not(loom))]
     core::hint::spin_loop();
+}
+
+/// Lets other threads run while this one waits for them for longer than a spin (a grace period
+/// waiting for readers). Never sleeps: a sleeping thread that signals target can livelock in
+/// `nanosleep` (see `examples/nmi_exerciser.rs`).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+}
+
+/// A `SeqCst` fence in loom models only; nothing in the build that ships.
+///
+/// loom does not model `SeqCst` on loads, stores and read-modify-writes (it treats them as
+/// acquire/release; tokio-rs/loom#180), but it does model `SeqCst` fences. A read guard relies on
+/// "a `SeqCst` read-modify-write, then a `SeqCst` load" in one thread against "a `SeqCst` fence,
+/// then a load" in the grace-period waiter (`read.rs` gives the proof). For the store-buffering
+/// pattern this is the same guarantee as putting a `SeqCst` fence between the reader's two
+/// operations, which loom can check; on x86 that fence would cost an `mfence` (about three
+/// uncontended `fetch_add`s) that the `SeqCst` operations make redundant, so only the models pay
+/// it.
+#[inline(always)]
+pub(crate) fn model_seq_cst_fence() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
 /// An `UnsafeCell` whose accesses loom can track.

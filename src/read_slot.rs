@@ -1,0 +1,174 @@
+//! Readable slots: borrowing a [`ReadSlot`]'s object under a read guard, and taking a new
+//! reference to an `Arc` in one (the kernel's `KF_KPTR_GET`).
+//!
+//! Readability is a type-level choice (the `A` of [`Slot<P, A>`]): a [`RefSlot`] keeps the
+//! cheapest exchanges (an ordinary-context replace is one CAS and the old object may be destroyed
+//! inline), a [`ReadSlot`] pays for its readers. In a `ReadSlot`:
+//!
+//! - [`load`](Slot::load) reads the pointer with one `SeqCst` load under a
+//!   [`ReadGuard`](crate::read::ReadGuard); the reference it returns borrows both the slot and the
+//!   guard, so it cannot outlive either (the compiler enforces the verifier's parent/child rule);
+//! - every object that leaves the slot — replaced or taken, in any context, or left in it when
+//!   the slot is dropped — is destroyed by the drainer after a grace period (`read.rs`), never
+//!   inline, because a reader on another thread or in an interrupted frame may still hold it.
+//!   So every exchange claims a job for the object it may displace, the way a restricted-context
+//!   exchange of a `RefSlot` does;
+//! - [`clone_current`](Slot::clone_current) (for `Arc`s) increments the strong count of the
+//!   object under a guard, so it can never resurrect an object whose last reference is gone: the
+//!   slot's own reference is only released by the drainer after the grace period.
+//!
+//! | operation           | concurrent with any other | restricted context                      |
+//! |---------------------|---------------------------|-----------------------------------------|
+//! | `load`              | yes (one load)            | yes                                     |
+//! | `clone_current`     | yes (guard + one increment) | yes; drop the clone there and it is deferred |
+//! | `xchg`, `take`, `clear`, `Drop` | yes           | yes; needs a reserved or spare job for `xchg(Some)` |
+
+use crate::handle::Runtime;
+use crate::pointer::SlotPointer;
+use crate::read::{self, ReadGuard};
+use crate::slot::{Detached, ReadSlot, Slot};
+use crate::sync::Ordering;
+use std::sync::Arc;
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
+/// Whether a [`Slot`] may be read: [`WriteOnly`] or [`Readable`] (sealed).
+pub trait Access: sealed::Sealed + 'static {
+    /// Whether objects leaving the slot may still be borrowed by readers.
+    #[doc(hidden)]
+    const READABLE: bool;
+}
+
+/// The [`Access`] of a [`RefSlot`](crate::RefSlot): only writers use it.
+#[derive(Debug)]
+pub enum WriteOnly {}
+
+/// The [`Access`] of a [`ReadSlot`]: readers may borrow its object under a read guard.
+#[derive(Debug)]
+pub enum Readable {}
+
+impl sealed::Sealed for WriteOnly {}
+impl Access for WriteOnly {
+    const READABLE: bool = false;
+}
+
+impl sealed::Sealed for Readable {}
+impl Access for Readable {
+    const READABLE: bool = true;
+}
+
+impl<P: SlotPointer> Slot<P, Readable> {
+    /// An empty readable slot whose objects are accounted in `runtime`. May be called from a
+    /// signal handler (it clones the handle: one atomic increment).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sigdrop::{ReadSlot, Runtime, read, restricted};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let config: ReadSlot<Arc<String>> = ReadSlot::new(&rt);
+    /// config.xchg(Some(Arc::new("fast".into()))).map_err(|r| r.into_error())?;
+    ///
+    /// // In a signal handler: borrow it, no reference count touched.
+    /// {
+    ///     let _nmi = restricted::enter();
+    ///     let guard = read::enter();
+    ///     assert_eq!(config.load(&guard).map(|s| s.as_str()), Some("fast"));
+    /// }
+    ///
+    /// // Anywhere: a reference of your own (KF_KPTR_GET).
+    /// let mine = config.clone_current().unwrap().into_inner().ok().unwrap();
+    /// drop(config.xchg(Some(Arc::new("slow".into()))).unwrap()); // "fast" goes to the drainer
+    /// assert_eq!(*mine, "fast");
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn new(runtime: &Runtime) -> Self {
+        Slot::empty(runtime)
+    }
+
+    /// The object in the slot now, borrowed for as long as both `guard` and the slot are:
+    /// replacing or tearing it down meanwhile, from any thread or from a signal handler on this
+    /// one, does not destroy it before `guard` is dropped.
+    ///
+    /// May be called from a signal handler: one atomic load.
+    ///
+    /// The borrow cannot outlive the slot either:
+    ///
+    /// ```compile_fail,E0505
+    /// use sigdrop::{ReadSlot, Runtime, read};
+    /// let rt = Runtime::new().unwrap();
+    /// let slot: ReadSlot<Box<u32>> = ReadSlot::new(&rt);
+    /// let guard = read::enter();
+    /// let value = slot.load(&guard);
+    /// drop(slot); // error: `slot` is still borrowed by `value`
+    /// println!("{value:?}");
+    /// ```
+    ///
+    /// Only a [`ReadSlot`] can be read; a [`RefSlot`](crate::RefSlot) keeps its cheaper
+    /// exchanges and has no `load`:
+    ///
+    /// ```compile_fail,E0599
+    /// use sigdrop::{RefSlot, Runtime, read};
+    /// let rt = Runtime::new().unwrap();
+    /// let slot: RefSlot<Box<u32>> = RefSlot::new(&rt);
+    /// let guard = read::enter();
+    /// let _ = slot.load(&guard); // error: no method `load` on a write-only slot
+    /// ```
+    ///
+    /// Readers on other threads share the object, so it must be `Sync`:
+    ///
+    /// ```compile_fail,E0277
+    /// use std::cell::Cell;
+    /// use sigdrop::{ReadSlot, Runtime, read};
+    /// let rt = Runtime::new().unwrap();
+    /// let slot: ReadSlot<Box<Cell<u32>>> = ReadSlot::new(&rt);
+    /// let guard = read::enter();
+    /// let _ = slot.load(&guard); // error: `Cell<u32>` cannot be shared between threads
+    /// ```
+    #[inline]
+    pub fn load<'g>(&'g self, guard: &'g ReadGuard) -> Option<&'g P::Target>
+    where
+        P::Target: Sync,
+    {
+        let _ = guard;
+        // SeqCst: L in `read.rs`: after the guard's SeqCst increment, so that a grace period
+        // either sees this reader or the object was never visible to this load. Also Acquire:
+        // pairs with the Release exchange that installed the object, so its contents are seen.
+        let ptr = self.ptr.load(Ordering::SeqCst);
+        // SAFETY: a non-null pointer in the slot came from `P::into_raw`, so it points to a
+        // valid `P::Target` (`SlotPointer`'s contract); it was in the slot after `guard` was
+        // entered, so its destructor waits for a grace period that waits for `guard`, which
+        // outlives `'g`. `P::Target: Sync` lets this thread share it.
+        unsafe { ptr.cast::<P::Target>().as_ref() }
+    }
+}
+
+impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
+    /// A new strong reference to the `Arc` in the slot now, or `None` if it is empty: the
+    /// kernel's `KF_KPTR_GET`, safe against a concurrent replace or teardown.
+    ///
+    /// It comes in an unreserved [`Detached`]: in ordinary context take the `Arc` out with
+    /// [`into_inner`](Detached::into_inner) (no grace period needed: nobody borrows through a
+    /// fresh reference) or just use it through `Deref`. Dropped in a signal handler it goes to the
+    /// drainer — it might be the last reference by then — using a reserved or spare job (see
+    /// [`Detached::is_reserved`]).
+    ///
+    /// May be called from a signal handler: a read guard and one atomic increment.
+    #[inline]
+    pub fn clone_current(&self) -> Option<Detached<'_, Arc<T>>> {
+        let guard = read::enter();
+        let current = self.load(&guard)?;
+        let ptr: *const T = current;
+        // SAFETY: `ptr` came from `Arc::into_raw` (the slot's `Arc<T>`), and the slot's strong
+        // reference is released only by the drainer after a grace period that waits for `guard`,
+        // so the count is at least one here and the allocation is live.
+        let arc = unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        };
+        drop(guard);
+        Some(Detached::unclaimed(arc, self.runtime().inner()))
+    }
+}
