@@ -125,8 +125,14 @@ impl Drop for Runtime {
 }
 
 impl Handle {
-    /// Stops the drainer thread (joining it unless we are it). The runtime state itself goes
-    /// when the last reference to it does: this thread's, or the drainer's when it exits.
+    /// Stops the drainer thread (joining it unless we are it, or we hold a read guard). The
+    /// runtime state itself goes when the last reference to it does: this thread's, or the
+    /// drainer's when it exits.
+    ///
+    /// A drainer may be waiting for a grace period, and so for this thread's read guard if it
+    /// holds one: joining would wait for ourselves. Then the drainer is left to finish on its
+    /// own once the guard is dropped (its own reference keeps the runtime state alive until
+    /// then), like a drainer that drops the last handle itself.
     fn shut_down(&self) {
         // Release: the drainer's Acquire load of `stop` sees everything before this.
         self.inner.stop.store(true, Ordering::Release);
@@ -136,7 +142,9 @@ impl Handle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        if let Some(thread) = thread {
+        if let Some(thread) = thread
+            && !crate::read::is_active()
+        {
             thread.join_unless_current();
         }
     }

@@ -48,14 +48,20 @@
 //! destructor. Both parities are waited for after `F`, so this holds whichever parity the reader
 //! counted under: the parity only steers *new* readers away from the counter being drained.
 //!
-//! ## Why a grace period never waits for a reader that began after it started
+//! The removal is the exchange that took the object out; if `L` read the same pointer installed
+//! again later (an `Arc` cloned with `clone_current` and put back), the object is alive through
+//! that later install's reference, and the drainer releases only the removed one.
+//!
+//! ## Why a grace period never waits for a reader that began after its flip
 //!
 //! A reader that loads the flipped epoch counts under `p ^ 1`, and after the flip the waiter only
-//! waits for parity `p`. Before the flip it waits for parity `p ^ 1`, where only latecomers can
-//! be: readers that loaded the epoch before the *previous* flip and incremented after it. Each
-//! such reader entered before this grace period began, and no new one can join, so the wait is
-//! bounded by readers that already exist. A reader that holds its guard forever blocks grace
-//! periods forever; that is the contract of every RCU.
+//! waits for parity `p`. So once the flip is visible, no new reader delays the grace period:
+//! readers cannot starve it. Before the flip the waiter waits for parity `p ^ 1`, where only
+//! latecomers can be: readers that loaded the epoch before the *previous* flip and incremented
+//! after it; readers that enter between the call and the flip count under `p` and are waited
+//! for in the second phase. Both sets are bounded by readers that had read the epoch before the
+//! flip. A reader that holds its guard forever blocks grace periods forever; that is the
+//! contract of every RCU.
 //!
 //! ## Concurrency
 //!
@@ -259,15 +265,20 @@ pub struct ReadGuard {
 /// thread-local update), no allocation, no lock. Dropping the guard is one atomic decrement.
 #[inline]
 pub fn enter() -> ReadGuard {
+    // The depth first (and last on the way out): code on this thread that can see the counter
+    // raised, such as a handler landing between the two, also sees `is_active()` and so never
+    // waits for a grace period that would wait for this guard.
+    DEPTH.with(|d| d.set(d.get().wrapping_add(1)));
     let domain = domain();
     // Relaxed: the parity only steers which counter we use; any parity is safe (module docs).
     let parity = domain.epoch.load(Ordering::Relaxed) & 1;
     let counter = &domain.readers[current_shard(SHARDS)][parity];
     // SeqCst: I in the module docs; with the SeqCst slot loads after it and the waiter's fence,
     // a grace period that could miss this reader cannot exist.
+    // loom cannot check this ordering or the slot load's (see `sync::model_seq_cst_fence`):
+    // do not weaken either.
     counter.fetch_add(1, Ordering::SeqCst);
     sync::model_seq_cst_fence();
-    DEPTH.with(|d| d.set(d.get().wrapping_add(1)));
     ReadGuard {
         counter,
         _not_send: PhantomData,
@@ -280,12 +291,15 @@ pub fn is_active() -> bool {
 }
 
 /// Waits for a grace period: returns once every [`ReadGuard`] that existed when it was called
-/// has been dropped (guards entered meanwhile are not waited for). An object removed from a
-/// [`ReadSlot`](crate::ReadSlot) before the call is then borrowed by nobody.
+/// has been dropped. An object removed from a [`ReadSlot`](crate::ReadSlot) before the call is
+/// then borrowed by nobody. Guards entered after the call started may be waited for too, until
+/// the grace period flips the epoch; guards entered after that never are.
 ///
 /// You rarely need it: the drainer waits for grace periods by itself, and
 /// [`Detached::into_inner`](crate::Detached::into_inner) of an object that left a readable slot
-/// calls it. It blocks, yielding the CPU, while readers finish.
+/// calls it. It blocks, spinning briefly and then yielding the CPU (never sleeping), while
+/// readers finish: keep read-side sections short. After `fork`, guards held by the parent's
+/// other threads are never dropped in the child, so a grace period there never ends.
 ///
 /// Not for signal handlers ([`Error::Restricted`]); refused with [`Error::ReadGuardHeld`] while
 /// this thread holds a guard, which it would wait for forever.
@@ -316,10 +330,10 @@ pub fn model_epoch() -> usize {
 impl Drop for ReadGuard {
     #[inline]
     fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get().wrapping_sub(1)));
         // Release: pairs with the Acquire loads of `wait_for_readers`; everything done under
         // this guard happens before a grace period that sees the decrement returns.
         self.counter.fetch_sub(1, Ordering::Release);
+        DEPTH.with(|d| d.set(d.get().wrapping_sub(1)));
     }
 }
 

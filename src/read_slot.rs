@@ -132,16 +132,24 @@ impl<P: SlotPointer> Slot<P, Readable> {
     where
         P::Target: Sync,
     {
-        let _ = guard;
-        // SeqCst: L in `read.rs`: after the guard's SeqCst increment, so that a grace period
-        // either sees this reader or the object was never visible to this load. Also Acquire:
-        // pairs with the Release exchange that installed the object, so its contents are seen.
-        let ptr = self.ptr.load(Ordering::SeqCst);
+        let ptr = self.load_raw(guard);
         // SAFETY: a non-null pointer in the slot came from `P::into_raw`, so it points to a
         // valid `P::Target` (`SlotPointer`'s contract); it was in the slot after `guard` was
         // entered, so its destructor waits for a grace period that waits for `guard`, which
         // outlives `'g`. `P::Target: Sync` lets this thread share it.
         unsafe { ptr.cast::<P::Target>().as_ref() }
+    }
+
+    /// The slot's pointer now, with the provenance `P::into_raw` gave it (not narrowed to a
+    /// shared reference), valid while `guard` is.
+    #[inline]
+    fn load_raw(&self, guard: &ReadGuard) -> *mut () {
+        let _ = guard;
+        // SeqCst: L in `read.rs`: after the guard's SeqCst increment, so that a grace period
+        // either sees this reader or the object was never visible to this load (loom cannot
+        // check this ordering, see `sync::model_seq_cst_fence`: do not weaken it). Also Acquire:
+        // pairs with the Release exchange that installed the object, so its contents are seen.
+        self.ptr.load(Ordering::SeqCst)
     }
 }
 
@@ -159,11 +167,14 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
     #[inline]
     pub fn clone_current(&self) -> Option<Detached<'_, Arc<T>>> {
         let guard = read::enter();
-        let current = self.load(&guard)?;
-        let ptr: *const T = current;
-        // SAFETY: `ptr` came from `Arc::into_raw` (the slot's `Arc<T>`), and the slot's strong
-        // reference is released only by the drainer after a grace period that waits for `guard`,
-        // so the count is at least one here and the allocation is live.
+        let ptr = self.load_raw(&guard).cast_const().cast::<T>();
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `ptr` is the slot's `Arc::into_raw` pointer, with its provenance (it was not
+        // derived from a `&T`); the slot's strong reference is released only by the drainer after
+        // a grace period that waits for `guard`, so the count is at least one here and the
+        // allocation is live.
         let arc = unsafe {
             Arc::increment_strong_count(ptr);
             Arc::from_raw(ptr)

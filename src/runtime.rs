@@ -428,11 +428,19 @@ impl Inner {
     }
 
     /// Waits for a grace period before a drain runs its first destructor that needs one;
-    /// `waited` remembers that it did. Returns false if this thread holds a read guard, so the
-    /// wait would never end (only a runtime's final drain can get here so: `Runtime::drain`
-    /// refuses, and the drainer thread holds none).
+    /// `waited` remembers that it did.
+    ///
+    /// Once the runtime is stopping, none is needed: the last handle is gone, so every slot is
+    /// (each holds a handle), and a reader's borrow cannot outlive its slot; the handle counts'
+    /// release/acquire and the Release store of `stop` order every reader's last use of an object
+    /// before our Acquire load of `stop`. That is what lets a runtime shut down on a thread that
+    /// holds a read guard.
+    ///
+    /// Returns false if the wait is needed but this thread holds a read guard, so it would never
+    /// end: `Runtime::drain` refuses that case, so only a guard leaked (`mem::forget`) by a
+    /// destructor on the drainer thread gets here; the object is then never destroyed.
     fn grace_before(&self, payload: &Payload, waited: &mut bool) -> bool {
-        if !payload.grace || *waited {
+        if !payload.grace || *waited || self.stopping() {
             return true;
         }
         if read::synchronize().is_err() {
@@ -592,6 +600,10 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Normally set by the last handle already; without a handle there is no slot, so no
+        // reader either, and the drains below need no grace period (see `grace_before`).
+        // Relaxed: we hold the only reference.
+        self.stop.store(true, Ordering::Relaxed);
         // Last reference: nobody can offload any more. Run everything still pending, including
         // parked objects; a destructor may offload more (it may own slots of other runtimes, not
         // of this one), so loop until a cycle finds nothing.

@@ -35,8 +35,8 @@ pub struct Stats {
     /// Objects ever parked in the emergency area (should stay 0; see `emergency`).
     pub emergency: u64,
     /// Objects leaked, never destroyed (should stay 0): because the emergency area was full too,
-    /// or because a runtime's last handle was dropped on a thread holding a read guard while
-    /// objects of readable slots still waited for their grace period.
+    /// or because a destructor on the drainer thread leaked a read guard (`mem::forget`), so the
+    /// grace periods the drainer needs could never end.
     pub leaked: u64,
     /// Installs rejected for want of a job (the value went back to the caller).
     pub reserve_failures: u64,

@@ -56,6 +56,11 @@ pub(crate) fn yield_now() {
 /// operations, which loom can check; on x86 that fence would cost an `mfence` (about three
 /// uncontended `fetch_add`s) that the `SeqCst` operations make redundant, so only the models pay
 /// it.
+///
+/// The price: loom cannot tell whether the reader's two operations really are `SeqCst`.
+/// Weakening either would still pass every model and would be a use-after-free; the comments at
+/// both sites say so. (loom's fence is also somewhat stronger than C++20's: it joins a global
+/// view. The models' safety conclusions rest on the store-buffering case, where the two agree.)
 #[inline(always)]
 pub(crate) fn model_seq_cst_fence() {
     #[cfg(loom)]
