@@ -11,7 +11,9 @@
 #
 # Runs, in release mode (the storms are time-bounded; an unoptimised build would exercise less):
 #   the lib unit tests, tests/signal_stress.rs, tests/no_alloc_in_handler.rs,
-#   tests/exerciser.rs (the NMI exerciser, array and hash modes), tests/handle_lifetime.rs
+#   tests/exerciser.rs (the NMI exerciser, array and hash modes), tests/handle_lifetime.rs,
+#   tests/protected_reads.rs (handlers and threads borrowing objects from ReadSlots while others
+#   replace and tear them down: a destructor run before a grace period ends is a use-after-free)
 # built with RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer"
 # --target x86_64-unknown-linux-gnu (stable toolchain; own target dir, target-asan).
 # Clean means: every test binary exits 0 and no AddressSanitizer/LeakSanitizer report appears.
@@ -47,8 +49,9 @@ export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86
 export LSAN_OPTIONS="suppressions=$log/lsan.supp:print_suppressions=1"
 unset CARGO_ENCODED_RUSTFLAGS
 
-suites=(--lib --test signal_stress --test no_alloc_in_handler --test exerciser --test handle_lifetime)
-binaries=5 # test binaries those flags select
+suites=(--lib --test signal_stress --test no_alloc_in_handler --test exerciser --test handle_lifetime
+    --test protected_reads)
+binaries=6 # test binaries those flags select
 echo "asan.sh: cargo test --release --target $triple ${suites[*]} under -Zsanitizer=address"
 set +e
 RUSTC_BOOTSTRAP=1 \
