@@ -20,10 +20,24 @@
 //!   `Runtime::reserve`, which the main thread tops up — and retires the full buffer by dropping
 //!   the returned `Detached`: deferred, never freed in the handler. With no fresh buffer or no
 //!   reserved job, the sample is counted as lost; nothing is allocated.
+//! - The profiler's settings are a `Config` behind an `Arc` in a `ReadSlot<Arc<Config>>`, which
+//!   the main thread replaces with a new generation about every 2 ms while the workers run (it
+//!   receives no SIGPROF, so it may sleep between rounds). On every signal the handler enters a
+//!   read guard (`sigdrop::read::enter`: wait-free, no allocation), borrows the config with
+//!   `ReadSlot::load` — no reference count touched — checks its integrity (a checksum over its
+//!   generation and its heap data, a `String` tag and a `Vec` of salt) and records its
+//!   generation in the sample, then leaves the guard. A replaced config goes to the drainer,
+//!   which destroys it (and frees its heap data) only after a grace period, once no handler can
+//!   still be reading it: never inline, never in a handler. The config's destructor inverts its
+//!   checksum before the memory is freed, so a handler that read a destroyed config would count
+//!   an integrity failure even before valgrind or ASan saw the use after free.
 //!
 //! A counting global allocator counts allocator calls made in restricted context (the handler):
 //! the run fails unless that count is 0, and unless every sample recorded is accounted for by the
-//! retired buffers' destructors plus the buffers still in the slots at the end.
+//! retired buffers' destructors plus the buffers still in the slots at the end. It also fails
+//! unless every config read in the handler passed its integrity check, the generations in every
+//! buffer never go backwards, and, once the config slot is cleared and the drainer has caught up,
+//! every config made was destroyed exactly once, on the drainer, outside any read guard.
 //!
 //! ```text
 //! cargo run --release --example sampler -- [--seconds F] [--workers N] [--interval-us U] [--starve]
@@ -32,11 +46,11 @@
 use nix::sys::signal::Signal;
 use sigdrop::alloc_check::RestrictedAllocs;
 use sigdrop::signal::{self, ThreadTimer, TimerClock};
-use sigdrop::{RawSlot, RefSlot, Runtime, restricted};
+use sigdrop::{RawSlot, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::cell::Cell;
 use std::ptr::{self, NonNull};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Counts allocator calls made while the restricted guard is active (the handler).
@@ -51,6 +65,89 @@ const POOL_LEN: usize = 4;
 const RESERVE: usize = 16;
 /// What the workers do; a sample records the phase its worker was in.
 const PHASES: [&str; 4] = ["hash", "sort", "alloc", "math"];
+/// A sample is `phase | generation << PHASE_BITS`: the phase, and the generation of the config
+/// the handler read (0 if it found none, or a corrupt one).
+const PHASE_BITS: u32 = 8;
+/// How often the main thread installs a new config.
+const CONFIG_PERIOD: Duration = Duration::from_millis(2);
+/// Words of salt per config (heap data the handler reads on every signal).
+const SALT_WORDS: usize = 16;
+
+/// The profiler's settings, replaced as a whole by the main thread and read by the handler.
+/// Its heap data (`tag`, `salt`) is what makes a use after free visible to valgrind and ASan.
+struct Config {
+    /// 1 for the first config, one more for each replacement.
+    generation: u64,
+    /// A label for the samples taken under this config.
+    tag: String,
+    /// Derived from the generation; folded into the checksum.
+    salt: Vec<u64>,
+    /// Over everything above. `Drop` inverts it, so a reader that borrowed a destroyed config
+    /// fails the check even before the memory is reused.
+    checksum: u64,
+}
+
+impl Config {
+    /// Builds the config of `generation` (ordinary context: it allocates).
+    fn new(generation: u64) -> Arc<Config> {
+        let mut x = generation.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let salt: Vec<u64> = (0..SALT_WORDS)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect();
+        let tag = format!("epoch-{generation}");
+        let checksum = config_checksum(generation, tag.as_bytes(), &salt);
+        // Relaxed: a statistic, compared with the destructor count only after the drainer is
+        // done (which the Acquire load of `CONFIGS_DROPPED` orders).
+        CONFIGS_MADE.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Config {
+            generation,
+            tag,
+            salt,
+            checksum,
+        })
+    }
+
+    /// Whether the fields still agree with the checksum. Reads every field, including the heap
+    /// data; no allocation, so the handler may call it.
+    fn intact(&self) -> bool {
+        self.salt.len() == SALT_WORDS
+            && config_checksum(self.generation, self.tag.as_bytes(), &self.salt) == self.checksum
+    }
+}
+
+impl Drop for Config {
+    /// Runs on the drainer, after a grace period: no handler borrows this config any more.
+    fn drop(&mut self) {
+        if restricted::is_active() || read::is_active() || APP_THREAD.with(Cell::get) {
+            // Relaxed: a statistic, read after the run.
+            CONFIG_DROPS_MISPLACED.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: `&mut self.checksum` is valid, aligned and exclusively ours. Volatile, so that
+        // this store to memory about to be freed is not optimised away.
+        unsafe { ptr::write_volatile(&mut self.checksum, !self.checksum) };
+        // Release: pairs with the main thread's Acquire loads; whoever sees the count sees the
+        // misplaced-drop count above.
+        CONFIGS_DROPPED.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// A word-wise FNV-style hash over a config's fields. No allocation.
+fn config_checksum(generation: u64, tag: &[u8], salt: &[u64]) -> u64 {
+    let mix = |h: u64, w: u64| (h ^ w).wrapping_mul(0x1000_0000_01b3).rotate_left(29);
+    let mut h = mix(0xcbf2_9ce4_8422_2325, generation);
+    for &b in tag {
+        h = mix(h, u64::from(b));
+    }
+    for &w in salt {
+        h = mix(h, w);
+    }
+    mix(h, (tag.len() as u64) << 32 | salt.len() as u64)
+}
 
 /// A preallocated sample buffer. Its storage is atomics, so the handler can write through a
 /// shared pointer while the `RefSlot` owns it.
@@ -78,9 +175,27 @@ impl Drop for Buffer {
         }
         // Acquire: pairs with the handler's Release store of `len`.
         let len = self.len.load(Ordering::Acquire);
+        let mut previous = 0;
         for sample in &self.samples[..len] {
-            let phase = sample.load(Ordering::Relaxed) as usize;
+            // Relaxed: ordered by the Acquire load of `len` above.
+            let sample = sample.load(Ordering::Relaxed);
+            let phase = (sample & ((1 << PHASE_BITS) - 1)) as usize;
+            // Relaxed here and below: statistics, read after the run.
             PROFILE[phase.min(PHASES.len() - 1)].fetch_add(1, Ordering::Relaxed);
+            let generation = sample >> PHASE_BITS;
+            if generation == 0 {
+                continue; // no config: counted by the handler
+            }
+            // One thread's handler appended these samples in order, and its slot loads cannot
+            // go back in the slot's modification order: the generations never decrease.
+            if generation < previous {
+                GENERATIONS_BACKWARDS.fetch_add(1, Ordering::Relaxed);
+            } else if previous != 0 && generation > previous {
+                CONFIG_SWITCHES_SEEN.fetch_add(1, Ordering::Relaxed);
+            }
+            previous = generation;
+            GENERATION_MIN.fetch_min(generation, Ordering::Relaxed);
+            GENERATION_MAX.fetch_max(generation, Ordering::Relaxed);
         }
         FOLDED.fetch_add(len as u64, Ordering::Relaxed);
         // Release: whoever sees the count sees the folded samples.
@@ -106,11 +221,19 @@ struct Worker {
     retired: AtomicU64,
     lost_no_buffer: AtomicU64,
     lost_no_job: AtomicU64,
+    /// Configs read by the handler (one per signal).
+    config_reads: AtomicU64,
+    /// Configs that failed their integrity check.
+    config_corrupt: AtomicU64,
+    /// Reads that found the config slot empty (it never is while the workers run).
+    config_missing: AtomicU64,
 }
 
 struct Profiler {
     rt: Runtime,
     workers: Vec<Worker>,
+    /// The current settings: replaced by the main thread, read by the handler.
+    config: ReadSlot<Arc<Config>>,
 }
 
 static PROFILER: OnceLock<Profiler> = OnceLock::new();
@@ -119,6 +242,9 @@ std::thread_local! {
     /// This thread's worker index, or `usize::MAX`. Const-initialised, no destructor: safe to
     /// read in a handler.
     static WORKER: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Set on the main thread and the workers: a config destroyed here was not destroyed by the
+    /// drainer.
+    static APP_THREAD: Cell<bool> = const { Cell::new(false) };
 }
 
 static PROFILE: [AtomicU64; PHASES.len()] = [const { AtomicU64::new(0) }; PHASES.len()];
@@ -127,6 +253,13 @@ static DESTRUCTORS: AtomicU64 = AtomicU64::new(0);
 static DTOR_IN_RESTRICTED: AtomicU64 = AtomicU64::new(0);
 static BUFFERS_MADE: AtomicU64 = AtomicU64::new(0);
 static STOP: AtomicBool = AtomicBool::new(false);
+static CONFIGS_MADE: AtomicU64 = AtomicU64::new(0);
+static CONFIGS_DROPPED: AtomicU64 = AtomicU64::new(0);
+static CONFIG_DROPS_MISPLACED: AtomicU64 = AtomicU64::new(0);
+static GENERATIONS_BACKWARDS: AtomicU64 = AtomicU64::new(0);
+static CONFIG_SWITCHES_SEEN: AtomicU64 = AtomicU64::new(0);
+static GENERATION_MIN: AtomicU64 = AtomicU64::new(u64::MAX);
+static GENERATION_MAX: AtomicU64 = AtomicU64::new(0);
 
 /// Takes a fresh buffer from the worker's pool, leaving its cell `BORROWED`. Atomics only.
 fn take_fresh(w: &Worker) -> Option<(&AtomicPtr<Buffer>, Box<Buffer>)> {
@@ -163,6 +296,25 @@ fn append(buf: &Buffer, sample: u64) -> bool {
     true
 }
 
+/// Borrows the current config under a read guard, checks it and returns its generation, or 0
+/// if the slot was empty or the config corrupt (both counted). Wait-free, no allocation: the
+/// guard is two atomic counter updates, the borrow one atomic load. The guard is held only for
+/// the check, so the grace periods the drainer waits for stay short.
+fn read_config(profiler: &Profiler, w: &Worker) -> u64 {
+    let guard = read::enter();
+    // Relaxed here and below: statistics, read after the workers have exited.
+    w.config_reads.fetch_add(1, Ordering::Relaxed);
+    let Some(config) = profiler.config.load(&guard) else {
+        w.config_missing.fetch_add(1, Ordering::Relaxed);
+        return 0;
+    };
+    if !config.intact() {
+        w.config_corrupt.fetch_add(1, Ordering::Relaxed);
+        return 0;
+    }
+    config.generation
+}
+
 /// The SIGPROF handler: runs inside sigdrop's restricted guard. Never allocates or frees.
 fn on_sigprof(_: Signal) {
     let (Some(profiler), Ok(index)) = (PROFILER.get(), WORKER.try_with(Cell::get)) else {
@@ -172,7 +324,8 @@ fn on_sigprof(_: Signal) {
         return; // not a worker thread
     };
     w.signals.fetch_add(1, Ordering::Relaxed);
-    let sample = w.phase.load(Ordering::Relaxed) as u64;
+    let generation = read_config(profiler, w);
+    let sample = w.phase.load(Ordering::Relaxed) as u64 | generation << PHASE_BITS;
     // Only this thread's handler moves `current` and SIGPROF does not nest: taking it and
     // putting it (or its successor) back is race-free.
     let Some(cur) = w.current.take() else {
@@ -382,8 +535,12 @@ fn main() {
                 retired: AtomicU64::new(0),
                 lost_no_buffer: AtomicU64::new(0),
                 lost_no_job: AtomicU64::new(0),
+                config_reads: AtomicU64::new(0),
+                config_corrupt: AtomicU64::new(0),
+                config_missing: AtomicU64::new(0),
             })
             .collect(),
+        config: ReadSlot::new(&rt),
         rt,
     };
     assert!(PROFILER.set(profiler).is_ok(), "PROFILER set once");
@@ -391,6 +548,14 @@ fn main() {
     for w in &p.workers {
         refill(w);
     }
+    APP_THREAD.with(|c| c.set(true));
+    // The first config, before any worker (and so any handler that reads it) starts.
+    let mut generation = 1;
+    let replaced = p
+        .config
+        .xchg(Some(Config::new(generation)))
+        .expect("install the first config");
+    assert!(replaced.is_none());
     // SAFETY: `on_sigprof` touches only atomics, an initialised OnceLock, a const thread-local
     // and sigdrop's restricted-context operations; it never allocates, frees or locks.
     let installed = unsafe { signal::install(Signal::SIGPROF, on_sigprof) }.expect("install");
@@ -409,6 +574,7 @@ fn main() {
                 let replaced = w.slot.xchg(Some(first)).expect("install the first buffer");
                 assert!(replaced.is_none());
                 w.current.xchg(Some(first_ptr));
+                APP_THREAD.with(|c| c.set(true));
                 WORKER.with(|c| c.set(index));
                 let timer = ThreadTimer::start(
                     Signal::SIGPROF,
@@ -421,22 +587,44 @@ fn main() {
                 drop(timer); // a signal already pending is handled before this returns
             });
         }
-        // The main thread: keep the pools full and the reservation topped up, in ordinary
-        // context, until the time is up.
+        // The main thread: replace the config every CONFIG_PERIOD (starved or not: a reader
+        // needs no job), and keep the pools full and the reservation topped up, in ordinary
+        // context, until the time is up. It sleeps between rounds: every SIGPROF targets a
+        // worker's thread id, so none interrupts (and livelocks) this thread's sleep.
         let deadline = started + Duration::from_secs_f64(args.seconds);
-        while Instant::now() < deadline {
-            if args.starve {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
+        let mut next_config = started + CONFIG_PERIOD;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
             }
-            for w in &p.workers {
-                refill(w);
+            if now >= next_config {
+                generation += 1;
+                // The replaced config comes back in a `Detached`: dropping it hands it to the
+                // drainer, which destroys it after a grace period (never here, inline).
+                drop(
+                    p.config
+                        .xchg(Some(Config::new(generation)))
+                        .expect("replace the config"),
+                );
+                // Keep the cadence through small delays; after a long one, start afresh.
+                next_config += CONFIG_PERIOD;
+                if next_config < now {
+                    next_config = now + CONFIG_PERIOD;
+                }
             }
-            if p.rt.stats().reserved < RESERVE / 2 {
-                p.rt.reserve(RESERVE).expect("top up the reservation");
-                topups += 1;
+            if !args.starve {
+                for w in &p.workers {
+                    refill(w);
+                }
+                if p.rt.stats().reserved < RESERVE / 2 {
+                    p.rt.reserve(RESERVE).expect("top up the reservation");
+                    topups += 1;
+                }
             }
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(
+                Duration::from_millis(1).min(next_config.saturating_duration_since(now)),
+            );
         }
         STOP.store(true, Ordering::Release);
     });
@@ -476,6 +664,32 @@ fn main() {
         }
     }
 
+    // The config: what is in the slot now (a reference of our own, KF_KPTR_GET style), then
+    // empty the slot — what its `Drop` does — and wait (bounded) for the drainer to destroy it
+    // and every config replaced before it, each after a grace period.
+    let last_config = p
+        .config
+        .clone_current()
+        .map(|c| (c.generation, c.tag.clone()));
+    // Acquire: pairs with the Release increment in `Config::drop`.
+    let configs_dropped_in_run = CONFIGS_DROPPED.load(Ordering::Acquire);
+    p.config.clear();
+    // Relaxed: every config was made on this thread.
+    let configs_made = CONFIGS_MADE.load(Ordering::Relaxed);
+    let limit = Instant::now() + Duration::from_secs(10);
+    while CONFIGS_DROPPED.load(Ordering::Acquire) < configs_made && Instant::now() < limit {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Acquire: as above; the misplaced count below is then complete.
+    let configs_dropped = CONFIGS_DROPPED.load(Ordering::Acquire);
+    // Relaxed: statistics, ordered by the Acquire load above (configs) or by the workers'
+    // joins and the buffer destructor counts' Acquire loads (generations).
+    let config_drops_misplaced = CONFIG_DROPS_MISPLACED.load(Ordering::Relaxed);
+    let generations_backwards = GENERATIONS_BACKWARDS.load(Ordering::Relaxed);
+    let config_switches = CONFIG_SWITCHES_SEEN.load(Ordering::Relaxed);
+    let generation_min = GENERATION_MIN.load(Ordering::Relaxed);
+    let generation_max = GENERATION_MAX.load(Ordering::Relaxed);
+
     let sum = |f: fn(&Worker) -> &AtomicU64| -> u64 {
         p.workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
     };
@@ -484,6 +698,9 @@ fn main() {
     let lost_no_buffer = sum(|w| &w.lost_no_buffer);
     let lost_no_job = sum(|w| &w.lost_no_job);
     let lost = lost_no_buffer + lost_no_job;
+    let config_reads = sum(|w| &w.config_reads);
+    let config_corrupt = sum(|w| &w.config_corrupt);
+    let config_missing = sum(|w| &w.config_missing);
     let folded = FOLDED.load(Ordering::Relaxed);
     let dtors = DESTRUCTORS.load(Ordering::Acquire);
     let made = BUFFERS_MADE.load(Ordering::Relaxed);
@@ -530,6 +747,48 @@ fn main() {
         retired > 0,
         "no buffer was retired (too short a run?)".to_string(),
     );
+    check(
+        config_corrupt == 0,
+        format!("configs that failed their integrity check in the handler: {config_corrupt}"),
+    );
+    check(
+        config_missing == 0,
+        format!("handler reads that found no config: {config_missing}"),
+    );
+    check(
+        config_reads == signals,
+        format!("config reads {config_reads} != signals {signals}"),
+    );
+    check(
+        configs_made == generation,
+        format!("configs made {configs_made} != configs installed {generation}"),
+    );
+    check(
+        configs_dropped == configs_made,
+        format!("configs destroyed {configs_dropped} != configs installed {configs_made}"),
+    );
+    check(
+        config_drops_misplaced == 0,
+        format!(
+            "configs destroyed off the drainer, in restricted context or under a read guard: {config_drops_misplaced}"
+        ),
+    );
+    check(
+        generations_backwards == 0,
+        format!(
+            "samples whose config generation went backwards in a buffer: {generations_backwards}"
+        ),
+    );
+    check(
+        generation_max <= generation,
+        format!(
+            "a sample carries generation {generation_max}, above the last installed {generation}"
+        ),
+    );
+    check(
+        stats.grace_periods > 0,
+        "no grace period: no replaced config reached the drainer".to_string(),
+    );
 
     println!(
         "sampler: {} workers, {:.2} s, SIGPROF every {:?} of thread CPU time, {} samples per buffer",
@@ -551,6 +810,27 @@ fn main() {
         folded_retired + in_last
     );
     println!("  reservation top-ups     {topups}");
+    println!(
+        "  configs installed       {generation} (one every {CONFIG_PERIOD:?} or so; last: {})",
+        last_config.map_or_else(
+            || "none".to_string(),
+            |(g, tag)| format!("generation {g}, tag {tag:?}")
+        )
+    );
+    println!(
+        "  configs destroyed       {configs_dropped} by the drainer ({configs_dropped_in_run} during the run, the rest once the slot was cleared)"
+    );
+    println!(
+        "  config reads            {config_reads} in the handler, under a read guard (integrity failures {config_corrupt}, slot empty {config_missing})"
+    );
+    if generation_min <= generation_max {
+        println!(
+            "  generations sampled     {generation_min}..={generation_max}, {config_switches} switches seen within buffers, {generations_backwards} backwards"
+        );
+    } else {
+        println!("  generations sampled     none");
+    }
+    println!("  grace periods           {}", stats.grace_periods);
     println!("  allocations in handler  {allocs}");
     let total = PROFILE
         .iter()
@@ -573,8 +853,9 @@ fn main() {
     }
     let pass = failures.is_empty();
     println!(
-        "sampler: result={} samples={recorded} lost={lost} retired={retired} dtors={dtors} folded={folded} allocs_in_handler={allocs}",
-        if pass { "PASS" } else { "FAIL" }
+        "sampler: result={} samples={recorded} lost={lost} retired={retired} dtors={dtors} folded={folded} configs={generation} config_dtors={configs_dropped} config_reads={config_reads} integrity_failures={config_corrupt} grace_periods={} allocs_in_handler={allocs}",
+        if pass { "PASS" } else { "FAIL" },
+        stats.grace_periods
     );
     std::process::exit(if pass { 0 } else { 1 });
 }
