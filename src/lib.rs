@@ -35,6 +35,11 @@
 //!   no claim (see [`Detached::is_reserved`]) and meets no spare job in a handler is parked in a
 //!   bounded emergency area, or leaked if that is full — counted either way; its destructor
 //!   never runs in the handler.
+//! - A [`ReadSlot`] can also be read, from any context: [`ReadSlot::load`] borrows its object
+//!   under a [`read::enter`] guard (wait-free: one atomic increment, one decrement), and every
+//!   object that leaves it is destroyed by the drainer only after a grace period, once no guard
+//!   that could have seen it is alive ([`read`] has the protocol and its proof). Readability is
+//!   part of the type, so a [`RefSlot`] keeps its one-CAS replace.
 //! - A [`RawSlot`] is for pointers without destructors: one atomic swap, no accounting.
 //! - [`KptrArray`] and [`KptrHash`] are the kernel's array and preallocated hash maps with a kptr
 //!   field; [`signal`] installs NMI-like handlers and drives them with timers and storms.
@@ -63,9 +68,10 @@
 //! ## What may run in a signal handler
 //!
 //! Each public item's documentation says whether it may be called from a signal handler. In
-//! short: [`restricted::enter`], slot exchanges and takes, dropping a [`Detached`], and
-//! [`Runtime::stats`] may; building a runtime, [`Runtime::reserve`], [`Runtime::drain`] and
-//! [`Runtime::trim`] may not (they refuse with [`Error::Restricted`]).
+//! short: [`restricted::enter`], slot exchanges and takes, dropping a [`Detached`],
+//! [`read::enter`], [`ReadSlot::load`], [`ReadSlot::clone_current`] and [`Runtime::stats`] may;
+//! building a runtime, [`Runtime::reserve`], [`Runtime::drain`], [`Runtime::trim`] and
+//! [`read::synchronize`] may not (they refuse with [`Error::Restricted`]).
 //!
 //! ## Model checking
 //!
