@@ -4,7 +4,8 @@
 //! pre-made boxes full and top up the reservation; a `sigdrop::signal::Storm` thread sends
 //! SIGUSR1 to the workers with `tgkill`. The handler does sigdrop's restricted-context work:
 //! teardowns that offload to the drainer (and ring its doorbell: the futex wake), installs into
-//! empty slots on reserved jobs, replaces, and refused installs handed back.
+//! empty slots on reserved jobs, replaces, and refused installs handed back; and the read path:
+//! a read guard and a borrow from a `ReadSlot` that the workers keep replacing.
 //!
 //! Built with `-Zsanitizer=realtime --cfg sigdrop_rtsan`, the handler function carries
 //! `#[sanitize(realtime = "nonblocking")]`: RTSan then treats everything it does, down to the
@@ -31,7 +32,7 @@
 
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use sigdrop::signal::{self, Storm};
-use sigdrop::{RefSlot, Runtime, restricted};
+use sigdrop::{ReadSlot, RefSlot, Runtime, read, restricted};
 use std::ptr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -77,6 +78,8 @@ impl Drop for Obj {
 struct State {
     rt: Runtime,
     slots: Vec<RefSlot<Box<Obj>>>,
+    /// Replaced by the workers, read (and cloned) by the handler under a read guard.
+    config: ReadSlot<std::sync::Arc<Obj>>,
 }
 
 /// Everything the handler reaches, published before the handler is installed.
@@ -98,6 +101,9 @@ static INSTALLS: AtomicU64 = AtomicU64::new(0);
 static REPLACES: AtomicU64 = AtomicU64::new(0);
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 static ALLOCS_IN_HANDLER: AtomicU64 = AtomicU64::new(0);
+static CONFIG_READS: AtomicU64 = AtomicU64::new(0);
+/// Configs that left the readable slot (each goes to the drainer, even in ordinary context).
+static CONFIGS_RETIRED: AtomicU64 = AtomicU64::new(0);
 
 /// Takes a pre-made box from the pool, leaving its cell `BORROWED`. Atomics only.
 fn take_premade() -> Option<(&'static AtomicPtr<Obj>, Box<Obj>)> {
@@ -132,6 +138,14 @@ fn work() {
         ALLOCS_IN_HANDLER.fetch_add(1, Ordering::Relaxed);
     }
     let Some(st) = STATE.get() else { return };
+    {
+        // The read path: a guard and a borrow of the object the workers keep replacing.
+        let guard = read::enter();
+        if let Some(config) = st.config.load(&guard) {
+            std::hint::black_box(config._id);
+            CONFIG_READS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     for _ in 0..OPS_PER_SIGNAL {
         let n = SLOT_CURSOR.fetch_add(1, Ordering::Relaxed);
         // Stride 5 (coprime with SLOTS) walks every slot; `n % 3 == 0` installs or replaces.
@@ -207,6 +221,12 @@ fn worker(seed: u64, st: &State) {
         refill_pool();
         if st.rt.stats().reserved < RESERVE / 4 {
             st.rt.reserve(RESERVE).expect("reserve in ordinary context");
+        }
+        // The old config goes to the drainer, which waits for the handlers reading it.
+        let new = std::sync::Arc::from(Obj::boxed());
+        if let Ok(Some(old)) = st.config.xchg(Some(new)) {
+            drop(old);
+            CONFIGS_RETIRED.fetch_add(1, Ordering::Relaxed);
         }
         for _ in 0..16 {
             rng ^= rng << 13;
@@ -298,6 +318,7 @@ fn main() {
     rt.reserve(RESERVE).expect("reserve");
     let state = State {
         slots: (0..SLOTS).map(|_| RefSlot::new(&rt)).collect(),
+        config: ReadSlot::new(&rt),
         rt,
     };
     assert!(STATE.set(state).is_ok(), "STATE set once");
@@ -348,6 +369,10 @@ fn main() {
     for slot in &st.slots {
         slot.clear();
     }
+    if let Some(last) = st.config.take() {
+        drop(last);
+        CONFIGS_RETIRED.fetch_add(1, Ordering::Relaxed);
+    }
     for cell in &POOL {
         let p = cell.swap(ptr::null_mut(), Ordering::Acquire);
         if !p.is_null() && p != BORROWED {
@@ -385,10 +410,14 @@ fn main() {
     check(delivered >= 100, "at least 100 signals delivered");
     check(teardowns > 0, "teardowns in the handler");
     check(installs > 0, "installs in the handler");
+    check(
+        load(&CONFIG_READS) > 0,
+        "reads of the readable slot in the handler",
+    );
     check(s.wakes > 0, "doorbell wakes (from the handler)");
     check(
-        s.offloaded == teardowns + replaces,
-        "offloaded == handler teardowns + replaces",
+        s.offloaded == teardowns + replaces + load(&CONFIGS_RETIRED),
+        "offloaded == handler teardowns + replaces + configs retired",
     );
     check(s.drained == s.offloaded, "everything offloaded was drained");
     check(destroyed == created, "every object destroyed");
@@ -402,7 +431,7 @@ fn main() {
         eprintln!("rtsan_storm: check failed: {f}");
     }
     println!(
-        "rtsan_storm: result={} via={} seconds={:.2} sent={sent} delivered={delivered} teardowns={teardowns} installs={installs} replaces={replaces} refused={refused} offloaded={} drained={} wakes={} created={created} destroyed={destroyed} dtor_in_restricted={dtor_in_restricted} emergency={} leaked={} allocs_in_handler={}",
+        "rtsan_storm: result={} via={} seconds={:.2} sent={sent} delivered={delivered} teardowns={teardowns} installs={installs} replaces={replaces} refused={refused} offloaded={} drained={} wakes={} created={created} destroyed={destroyed} dtor_in_restricted={dtor_in_restricted} emergency={} leaked={} allocs_in_handler={} config_reads={}",
         if pass { "PASS" } else { "FAIL" },
         match args.via {
             Via::Sigaction => "sigaction",
@@ -415,6 +444,7 @@ fn main() {
         s.emergency,
         s.leaked,
         load(&ALLOCS_IN_HANDLER),
+        load(&CONFIG_READS),
     );
     std::process::exit(if pass { 0 } else { 1 });
 }
