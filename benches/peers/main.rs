@@ -19,6 +19,13 @@
 //!   drain-cycle counts go to `target/sigdrop-bench/storm.json`.
 //! - `signal`: cost per real signal (tgkill to the own thread) with an empty handler and with 8
 //!   offloads in it (drainer thread; and pending already set, to isolate the wake).
+//! - `read`: protected reads. A read guard's enter + exit (in restricted context, as a handler
+//!   would, and in ordinary context) vs one uncontended `fetch_add`; a load under a guard plus a
+//!   field read, sigdrop (`read::enter` + `ReadSlot::load`) vs crossbeam-epoch (`pin` +
+//!   `Atomic::load`) vs arc-swap (`ArcSwap::load`), alone and with a thread on the other CPU
+//!   replacing the object as fast as it can (the writers' rates go to
+//!   `target/sigdrop-bench/read_writers.json`); and a new reference, `ReadSlot::clone_current` +
+//!   `into_inner` + drop vs arc-swap `load_full` + drop.
 //!
 //! Single-threaded groups pin the measuring thread to CPU 0 (restored afterwards), so that every
 //! teardown uses the same shard and the figures do not depend on where the scheduler put us.
@@ -27,15 +34,16 @@
 mod util;
 mod v2;
 
+use arc_swap::ArcSwap;
 use basedrop::{Collector, Owned as BdOwned};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use crossbeam_epoch as epoch;
 use crossbeam_utils::CachePadded;
-use sigdrop::{Destroy, Drainer, Raw, RawSlot, RefSlot, Runtime, restricted};
+use sigdrop::{Destroy, Drainer, Raw, RawSlot, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::hint::black_box;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use util::{Pinned, SpinBarrier, chunked, percentile, write_extra};
 use v2::V2;
@@ -1053,6 +1061,190 @@ fn signals(c: &mut Criterion) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// protected reads
+
+/// The object readers borrow: they read one field through the reference.
+struct Config {
+    version: u64,
+}
+
+fn config_arc(version: u64) -> Arc<Config> {
+    Arc::new(Config { version })
+}
+
+/// Replacements between two drains of the sigdrop writer (manual drainer).
+const WRITER_DRAIN_EVERY: usize = 64;
+
+/// Runs `replace` in a loop on a thread pinned to CPU 1 while `measure` runs on this thread;
+/// returns the writer's replacements and how long it ran, as `(count, ns)`.
+fn with_writer(replace: impl FnMut() + Send, measure: impl FnOnce()) -> (u64, u128) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let stop = &stop;
+        let mut replace = replace;
+        let writer = s.spawn(move || {
+            let _pin = Pinned::to(1);
+            let start = Instant::now();
+            let mut count = 0u64;
+            // Relaxed: a stop flag; nothing is published with it (the join synchronises).
+            while !stop.load(Ordering::Relaxed) {
+                replace();
+                count += 1;
+            }
+            (count, start.elapsed().as_nanos())
+        });
+        measure();
+        // Relaxed: see the load above.
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("the writer thread panicked")
+    })
+}
+
+fn reads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("read");
+
+    // The read guard's floor: one uncontended RMW on a counter of its own cache line (entering a
+    // guard is one such increment, leaving it one decrement).
+    let counter = CachePadded::new(AtomicUsize::new(0));
+    g.bench_function("one uncontended fetch_add", |bench| {
+        let _pin = Pinned::to(CPU);
+        bench.iter(|| counter.fetch_add(1, Ordering::SeqCst))
+    });
+    // As a signal handler would: restricted context entered once, outside the timed loop.
+    g.bench_function("guard enter+exit (restricted)", |bench| {
+        let _pin = Pinned::to(CPU);
+        let _nmi = restricted::enter();
+        bench.iter(|| drop(read::enter()))
+    });
+    g.bench_function("guard enter+exit", |bench| {
+        let _pin = Pinned::to(CPU);
+        bench.iter(|| drop(read::enter()))
+    });
+
+    // Ordinary-context loads: enter the peer's guard, load the pointer, read a field, leave.
+    let rt = manual_runtime(WRITER_DRAIN_EVERY + 1);
+    let slot: ReadSlot<Arc<Config>> = ReadSlot::new(&rt);
+    drop(slot.xchg(Some(config_arc(0))).expect("install"));
+    let atomic = epoch::Atomic::new(Config { version: 0 });
+    let swap = ArcSwap::new(config_arc(0));
+
+    let sigdrop_load = |bench: &mut criterion::Bencher<'_>| {
+        let _pin = Pinned::to(CPU);
+        bench.iter(|| {
+            let guard = read::enter();
+            slot.load(&guard).expect("the slot is never empty").version
+        })
+    };
+    let epoch_load = |bench: &mut criterion::Bencher<'_>| {
+        let _pin = Pinned::to(CPU);
+        bench.iter(|| {
+            let guard = epoch::pin();
+            // Acquire: pairs with the Release half of the store or swap that published the
+            // object, so its contents are seen.
+            let shared = atomic.load(Ordering::Acquire, &guard);
+            // SAFETY: the `Atomic` always holds an object (every swap puts a new one in), and it
+            // is destroyed only after every guard pinned before its removal is gone; `guard` is
+            // alive for as long as the borrow.
+            unsafe { shared.deref() }.version
+        })
+    };
+    let arcswap_load = |bench: &mut criterion::Bencher<'_>| {
+        let _pin = Pinned::to(CPU);
+        bench.iter(|| swap.load().version)
+    };
+    g.bench_function("sigdrop load", sigdrop_load);
+    g.bench_function("crossbeam-epoch load", epoch_load);
+    g.bench_function("arc-swap load", arcswap_load);
+
+    // The same loads while a thread on the other CPU replaces the object as fast as it can (a
+    // fresh allocation each time; the old one goes to each peer's reclamation).
+    let mut next = 1u64;
+    let (n, ns) = with_writer(
+        || {
+            drop(slot.xchg(Some(config_arc(next))).expect("replace"));
+            next += 1;
+            if next.is_multiple_of(WRITER_DRAIN_EVERY as u64) {
+                rt.drain()
+                    .expect("drain in ordinary context, no guard held");
+            }
+        },
+        || {
+            g.bench_function("sigdrop load, writer", sigdrop_load);
+        },
+    );
+    rt.drain().expect("drain");
+    let sigdrop_writer = (n, ns);
+    let mut next = 1u64;
+    let epoch_writer = with_writer(
+        || {
+            let guard = epoch::pin();
+            let old = atomic.swap(
+                epoch::Owned::new(Config { version: next }),
+                // AcqRel: Release publishes the new object to the readers' Acquire loads;
+                // Acquire makes the old object's contents ours to destroy.
+                Ordering::AcqRel,
+                &guard,
+            );
+            // SAFETY: `old` was unlinked from the only place that published it; readers pinned
+            // before the swap are protected by the epoch.
+            unsafe { guard.defer_destroy(old) };
+            next += 1;
+        },
+        || {
+            g.bench_function("crossbeam-epoch load, writer", epoch_load);
+        },
+    );
+    let mut next = 1u64;
+    let arcswap_writer = with_writer(
+        || {
+            swap.store(config_arc(next));
+            next += 1;
+        },
+        || {
+            g.bench_function("arc-swap load, writer", arcswap_load);
+        },
+    );
+    write_extra(
+        "read_writers.json",
+        &format!(
+            "{{\"sigdrop_replacements\":{},\"sigdrop_ns\":{},\"epoch_replacements\":{},\"epoch_ns\":{},\"arcswap_replacements\":{},\"arcswap_ns\":{}}}\n",
+            sigdrop_writer.0,
+            sigdrop_writer.1,
+            epoch_writer.0,
+            epoch_writer.1,
+            arcswap_writer.0,
+            arcswap_writer.1,
+        ),
+    );
+
+    // A reference of one's own: sigdrop's `clone_current` (guard + strong-count increment) taken
+    // out with `into_inner` (no grace period for a clone) and dropped, vs arc-swap's `load_full`.
+    g.bench_function("sigdrop clone_current", |bench| {
+        let _pin = Pinned::to(CPU);
+        bench.iter(|| {
+            let mine = slot.clone_current().expect("the slot is never empty");
+            let arc = mine
+                .into_inner()
+                .ok()
+                .expect("ordinary context, no guard held");
+            drop(arc)
+        })
+    });
+    g.bench_function("arc-swap load_full", |bench| {
+        let _pin = Pinned::to(CPU);
+        bench.iter(|| drop(swap.load_full()))
+    });
+    g.finish();
+
+    drop(slot);
+    rt.drain().expect("drain");
+    // SAFETY: the writer has been joined and no guard is alive: nothing else can reach the
+    // object in the `Atomic` any more.
+    drop(unsafe { atomic.into_owned() });
+    epoch::pin().flush();
+}
+
 /// About five minutes for the whole run on a 2-vCPU VM (chunked benches spend most of their wall
 /// time in untimed setup, so their wall time is a few times `measurement_time`).
 fn config() -> Criterion {
@@ -1066,6 +1258,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = slot_ops, teardown, lifecycle, two_threads, drain, latency, signals
+    targets = slot_ops, teardown, lifecycle, two_threads, drain, latency, signals, reads
 }
 criterion_main!(benches);
