@@ -76,7 +76,9 @@ impl Clone for Runtime {
 
 impl Drop for Runtime {
     /// Dropping the last handle shuts the runtime down: stops the drainer, runs every pending
-    /// destructor, frees the pool. That only ever happens in ordinary context.
+    /// destructor, frees the pool. That only ever happens in ordinary context. On a thread that
+    /// holds a read guard the drainer thread is not waited for (it may be waiting for that guard):
+    /// it finishes the shutdown on its own.
     ///
     /// In restricted context a handle is given up without touching memory: its `Arc` reference
     /// is forgotten (and counted, so the last ordinary drop can release it), and if it was the

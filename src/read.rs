@@ -328,7 +328,9 @@ pub fn grace_periods() -> u64 {
 /// The epoch new readers see (loom models only: lets a model start a reader after a flip).
 #[cfg(loom)]
 pub fn model_epoch() -> usize {
-    domain().epoch.load(Ordering::Acquire)
+    // Relaxed: an observation; a reader that sees the flip here sees it (at least) in its own
+    // `enter` after, by read-read coherence.
+    domain().epoch.load(Ordering::Relaxed)
 }
 
 impl Drop for ReadGuard {

@@ -329,9 +329,11 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     }
 
     /// Whether this value holds a reserved job, so that dropping it in restricted context is
-    /// guaranteed to defer it without a fallback. True for values taken out of a slot, and for
-    /// every value that left a slot in restricted context; false for the value an
-    /// ordinary-context replace displaced (see [`RefSlot::xchg`]). May be called anywhere.
+    /// guaranteed to defer it without a fallback. True for values taken out of a slot, for
+    /// every value that left a slot in restricted context and for every value that left a
+    /// [`ReadSlot`]; false for the value an ordinary-context replace of a [`RefSlot`] displaced
+    /// (see [`Slot::xchg`]) and for a clone from [`clone_current`](Slot::clone_current). May be
+    /// called anywhere.
     pub fn is_reserved(&self) -> bool {
         self.claimed
     }
