@@ -133,10 +133,10 @@ impl<P: SlotPointer> Slot<P, Readable> {
         P::Target: Sync,
     {
         let ptr = self.load_raw(guard);
-        // SAFETY: a non-null pointer in the slot came from `P::into_raw`, so it points to a
-        // valid `P::Target` (`SlotPointer`'s contract); it was in the slot after `guard` was
-        // entered, so its destructor waits for a grace period that waits for `guard`, which
-        // outlives `'g`. `P::Target: Sync` lets this thread share it.
+        // A non-null pointer in the slot came from `P::into_raw`, so it points to a valid
+        // `P::Target` (`SlotPointer`'s contract); it was in the slot after `guard` was entered, so
+        // its destructor waits for a grace period that waits for `guard`, which outlives `'g`.
+        // SAFETY: valid `P::Target` until `guard` drops (above); `P::Target: Sync` to share it.
         unsafe { ptr.cast::<P::Target>().as_ref() }
     }
 
@@ -171,10 +171,10 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
         if ptr.is_null() {
             return None;
         }
-        // SAFETY: `ptr` is the slot's `Arc::into_raw` pointer, with its provenance (it was not
-        // derived from a `&T`); the slot's strong reference is released only by the drainer after
-        // a grace period that waits for `guard`, so the count is at least one here and the
-        // allocation is live.
+        // `ptr` is the slot's `Arc::into_raw` pointer, with its provenance (it was not derived
+        // from a `&T`); the slot's strong reference is released only by the drainer after a
+        // grace period that waits for `guard`, so the count is at least one here.
+        // SAFETY: a live `Arc::into_raw` pointer whose count `guard` keeps above zero (above).
         let arc = unsafe {
             Arc::increment_strong_count(ptr);
             Arc::from_raw(ptr)
