@@ -21,14 +21,13 @@
 
 mod common;
 
-use common::{NMI, StopFlag, install_handler, storm, this_thread, wait_until, xorshift};
+use common::{NMI, StopFlag, install_handler, storm_workers, this_thread, wait_until, xorshift};
 use nix::sys::pthread::pthread_kill;
 use sigdrop::alloc_check::RestrictedAllocs;
 use sigdrop::{RefSlot, Runtime, restricted};
 use std::ptr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// Counts allocator calls made in restricted context, and all allocations (to show it is live).
@@ -348,26 +347,19 @@ fn signal_handler_paths_never_touch_the_allocator() {
     refill_pool();
     install_handler(NMI, on_nmi);
 
-    let report = std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel();
-        for w in 0..WORKERS {
-            let tx = tx.clone();
-            s.spawn(move || {
-                tx.send(this_thread()).unwrap();
-                worker(0xA076_1D64_78BD_642F ^ (w as u64 + 1), st);
-            });
-        }
-        drop(tx);
-        let targets: Vec<_> = rx.iter().take(WORKERS).collect();
-        assert_eq!(targets.len(), WORKERS);
-        let report = storm(&targets, NMI, 2_000_000, Duration::from_secs(5), || {
+    // The workers run until the storm is over (only then may the targets exit).
+    let report = storm_workers(
+        WORKERS,
+        NMI,
+        2_000_000,
+        Duration::from_secs(5),
+        &STOP,
+        || {
             TEARDOWNS.load(Ordering::Relaxed) >= TARGET_TEARDOWNS
                 && INSTALLS.load(Ordering::Relaxed) >= TARGET_INSTALLS
-        });
-        // Only now may the targets exit.
-        STOP.set();
-        report
-    });
+        },
+        |w| worker(0xA076_1D64_78BD_642F ^ (w as u64 + 1), st),
+    );
 
     // Everything the handler could do is over: read the verdict before any cleanup.
     let counts = GLOBAL.counts();

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{NMI, StopFlag, install_handler, storm, this_thread, wait_until, xorshift};
+use common::{NMI, StopFlag, install_handler, storm_workers, wait_until, xorshift};
 use sigdrop::alloc_check::RestrictedAllocs;
 use sigdrop::{Drainer, Error, ReadSlot, Runtime, read, restricted};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -186,28 +186,23 @@ fn handlers_and_threads_read_while_objects_are_replaced_and_torn_down() {
     install_handler(NMI, on_nmi);
     let before = ALLOC.take();
 
-    let report = std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel();
-        for w in 0..WORKERS {
-            let tx = tx.clone();
-            s.spawn(move || {
-                tx.send(this_thread()).unwrap();
-                worker(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1), st);
-            });
-        }
-        drop(tx);
-        let targets: Vec<_> = rx.iter().take(WORKERS).collect();
-        let report = storm(&targets, NMI, 2_000_000, Duration::from_secs(3), || {
+    // The workers run until the storm is over (only then may the targets exit).
+    let report = storm_workers(
+        WORKERS,
+        NMI,
+        2_000_000,
+        Duration::from_secs(3),
+        &STOP,
+        || {
             if st.rt.stats().reserved < RESERVE / 2 {
                 // Keep jobs set aside for the clones the handler drops: unlike a taken object,
                 // a clone carries no job of its own (`Detached::is_reserved`).
                 st.rt.reserve(RESERVE).expect("reserve");
             }
             DELIVERED.load(Ordering::Relaxed) >= TARGET_DELIVERIES
-        });
-        STOP.set();
-        report
-    });
+        },
+        |w| worker(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1), st),
+    );
     let allocs = ALLOC.take();
 
     for slot in &st.slots {

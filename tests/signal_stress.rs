@@ -15,11 +15,10 @@
 
 mod common;
 
-use common::{NMI, StopFlag, install_handler, storm, this_thread, wait_until, xorshift};
+use common::{NMI, StopFlag, install_handler, storm_workers, wait_until, xorshift};
 use sigdrop::{RefSlot, Runtime, restricted};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 const WORKERS: usize = 3;
@@ -145,25 +144,16 @@ fn signal_storm_destroys_every_object_exactly_once_outside_the_handler() {
     // and no signal is sent after the storm).
     install_handler(NMI, on_nmi);
 
-    let report = std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel();
-        for w in 0..WORKERS {
-            let tx = tx.clone();
-            s.spawn(move || {
-                tx.send(this_thread()).unwrap();
-                worker(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1), st);
-            });
-        }
-        drop(tx);
-        let targets: Vec<_> = rx.iter().take(WORKERS).collect();
-        assert_eq!(targets.len(), WORKERS);
-        let report = storm(&targets, NMI, 5_000_000, Duration::from_secs(4), || {
-            DELIVERED.load(Ordering::Relaxed) >= TARGET_DELIVERIES
-        });
-        // Only now may the targets exit.
-        STOP.set();
-        report
-    });
+    // The workers run until the storm is over (only then may the targets exit).
+    let report = storm_workers(
+        WORKERS,
+        NMI,
+        5_000_000,
+        Duration::from_secs(4),
+        &STOP,
+        || DELIVERED.load(Ordering::Relaxed) >= TARGET_DELIVERIES,
+        |w| worker(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1), st),
+    );
 
     // Quiescent producers: empty every slot in ordinary context (destroyed inline).
     for slot in &st.slots {

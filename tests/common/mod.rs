@@ -106,6 +106,36 @@ pub fn storm(
     }
 }
 
+/// Runs `workers` threads, each calling `work(index)`, and a [`storm`] of `signal` against them
+/// from the calling thread. When the storm ends it sets `stop` (which `work` must poll, returning
+/// once it is set): only then may the targets exit. Returns the storm's report.
+pub fn storm_workers(
+    workers: usize,
+    signal: Signal,
+    max_signals: u64,
+    max_time: Duration,
+    stop: &StopFlag,
+    done: impl FnMut() -> bool,
+    work: impl Fn(usize) + Sync,
+) -> StormReport {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for w in 0..workers {
+            let (tx, work) = (tx.clone(), &work);
+            s.spawn(move || {
+                tx.send(this_thread()).unwrap();
+                work(w);
+            });
+        }
+        drop(tx);
+        let targets: Vec<_> = rx.iter().take(workers).collect();
+        assert_eq!(targets.len(), workers);
+        let report = storm(&targets, signal, max_signals, max_time, done);
+        stop.set();
+        report
+    })
+}
+
 /// Polls `cond` (sleeping 1 ms between polls) until it holds; panics with `what` and the output
 /// of `describe` if it does not within `timeout`.
 pub fn wait_until(
