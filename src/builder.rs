@@ -1,12 +1,10 @@
 //! Runtime settings: the builder, its validation, and the deferral policy.
 
 use crate::arena::MAX_JOBS;
-use crate::drainer::{self, Drainer};
 use crate::error::Error;
-use crate::handle::Runtime;
-use crate::restricted;
-use crate::runtime::Inner;
-use crate::sync::Arc;
+use crate::reclaim::doorbell::Wake;
+use crate::reclaim::drainer::Drainer;
+use std::time::Duration;
 
 /// When a value that leaves a slot is destroyed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,6 +26,9 @@ pub(crate) struct Config {
     pub emergency_capacity: usize,
     pub policy: Policy,
     pub max_jobs: usize,
+    pub max_pending: usize,
+    pub drainer: Drainer,
+    pub wake: Wake,
 }
 
 /// Builds a [`Runtime`]; every setting is checked by [`build`](Builder::build).
@@ -56,6 +57,8 @@ pub struct Builder {
     drainer: Drainer,
     policy: Policy,
     max_jobs: usize,
+    max_pending: usize,
+    wake: Wake,
 }
 
 /// The largest shard count accepted.
@@ -71,13 +74,28 @@ impl Default for Builder {
             drainer: Drainer::Thread,
             policy: Policy::Auto,
             max_jobs: MAX_JOBS,
+            max_pending: DEFAULT_MAX_PENDING,
+            wake: Wake::Immediate,
         }
     }
 }
 
+/// The default bound on objects waiting for destruction.
+pub const DEFAULT_MAX_PENDING: usize = 4096;
+
+/// The smallest `max_pending` accepted: one batch.
+const MIN_MAX_PENDING: usize = crate::reclaim::batches::BATCH;
+
+/// The shortest lazy period accepted (shorter is a busy drainer, not a lazy one).
+const MIN_PERIOD: Duration = Duration::from_micros(100);
+
+/// The longest lazy period accepted.
+const MAX_PERIOD: Duration = Duration::from_secs(60);
+
 impl Builder {
     /// Number of per-CPU shards (freelists and job lists). Default: the number of CPUs this
     /// process may use. Must be between 1 and [`MAX_SHARDS`].
+    #[must_use]
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self
@@ -85,6 +103,7 @@ impl Builder {
 
     /// Spare jobs kept for future installs (default 64). Growth refills to this many spare jobs
     /// once fewer than half remain; trim frees back down to it.
+    #[must_use]
     pub fn headroom(mut self, headroom: usize) -> Self {
         self.headroom = headroom;
         self
@@ -92,24 +111,28 @@ impl Builder {
 
     /// How far above the headroom the spare count may rise before trim runs (default: half the
     /// headroom). The gap keeps growth and trim from thrashing.
+    #[must_use]
     pub fn hysteresis(mut self, hysteresis: usize) -> Self {
         self.hysteresis = Some(hysteresis);
         self
     }
 
     /// Cells in the emergency area (default 64, must be at least 1). See [`Stats::emergency`](crate::Stats::emergency).
+    #[must_use]
     pub fn emergency_capacity(mut self, capacity: usize) -> Self {
         self.emergency_capacity = capacity;
         self
     }
 
     /// Who runs deferred destructors (default: [`Drainer::Thread`]).
+    #[must_use]
     pub fn drainer(mut self, drainer: Drainer) -> Self {
         self.drainer = drainer;
         self
     }
 
     /// When values leaving a slot are deferred (default: [`Policy::Auto`]).
+    #[must_use]
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
@@ -117,12 +140,38 @@ impl Builder {
 
     /// The most jobs the pool may hold (default and maximum: `u32::MAX`, every index but the list terminator). Installs that
     /// would need more are refused with [`Error::CapacityExceeded`] and hand the value back.
+    #[must_use]
     pub fn max_jobs(mut self, max_jobs: usize) -> Self {
         self.max_jobs = max_jobs;
         self
     }
 
-    fn validate(&self) -> Result<Config, Error> {
+    /// The most objects that may wait for destruction — in job lists and in closed batches —
+    /// before the threads that hand objects over in ordinary context help (default 4096, at
+    /// least 64).
+    ///
+    /// A thread over the bound runs drain cycles itself (under
+    /// [`Policy::AlwaysDefer`] with a drainer thread, it wakes the drainer and waits for it)
+    /// until the backlog is back under the bound; if readers hold a grace period up, it waits for
+    /// them, as [`read::synchronize`](crate::read::synchronize) would — unless it holds a read
+    /// guard itself, when it goes on over the bound rather than wait for itself. Signal handlers
+    /// never help and never wait: their objects are counted, and bounded by the jobs they hold.
+    /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it.
+    #[must_use]
+    pub fn max_pending(mut self, max_pending: usize) -> Self {
+        self.max_pending = max_pending;
+        self
+    }
+
+    /// When the drainer thread wakes (default [`Wake::Immediate`]). [`Wake::Lazy`] trades
+    /// latency for handlers that make no syscall. Ignored with [`Drainer::Manual`].
+    #[must_use]
+    pub fn wake(mut self, wake: Wake) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<Config, Error> {
         let invalid = |field, reason| Err(Error::InvalidConfig { field, reason });
         let shards = self.shards.unwrap_or_else(crate::cpu::available);
         if shards == 0 {
@@ -140,6 +189,21 @@ impl Builder {
         if self.max_jobs > MAX_JOBS {
             return invalid("max_jobs", "must be at most u32::MAX");
         }
+        if self.max_pending < MIN_MAX_PENDING {
+            return invalid("max_pending", "must be at least 64 (one batch)");
+        }
+        if let Wake::Lazy {
+            period,
+            high_watermark,
+        } = self.wake
+        {
+            if !(MIN_PERIOD..=MAX_PERIOD).contains(&period) {
+                return invalid("wake", "the lazy period must be between 100 µs and 60 s");
+            }
+            if high_watermark == 0 {
+                return invalid("wake", "the lazy high watermark must be at least 1");
+            }
+        }
         let hysteresis = self.hysteresis.unwrap_or(self.headroom / 2);
         match self.headroom.checked_add(hysteresis) {
             None => return invalid("headroom", "headroom + hysteresis overflows"),
@@ -155,24 +219,9 @@ impl Builder {
             emergency_capacity: self.emergency_capacity,
             policy: self.policy,
             max_jobs: self.max_jobs,
+            max_pending: self.max_pending,
+            drainer: self.drainer,
+            wake: self.wake,
         })
-    }
-
-    /// Checks every setting and starts the runtime (and its drainer thread, if any).
-    ///
-    /// Ordinary context only: allocates, and may spawn a thread. Returns
-    /// [`Error::InvalidConfig`] for a setting that cannot be honoured, [`Error::DrainerSpawn`] if
-    /// the thread cannot start, [`Error::Restricted`] in restricted context.
-    pub fn build(self) -> Result<Runtime, Error> {
-        if restricted::is_active() {
-            return Err(Error::Restricted);
-        }
-        let config = self.validate()?;
-        let inner = Arc::new(Inner::new(config, self.drainer == Drainer::Thread));
-        let thread = match self.drainer {
-            Drainer::Thread => Some(drainer::spawn(inner.clone()).map_err(Error::DrainerSpawn)?),
-            Drainer::Manual => None,
-        };
-        Ok(Runtime::from_parts(inner, thread))
     }
 }

@@ -1,8 +1,8 @@
 //! The public handle: `Runtime`, its lifetime, and the process-wide default.
 
 use crate::builder::{Builder, Policy};
-use crate::drainer::DrainerThread;
 use crate::error::Error;
+use crate::reclaim::drainer::{self, Drainer, DrainerThread};
 use crate::restricted;
 use crate::runtime::Inner;
 use crate::stats::Stats;
@@ -76,9 +76,10 @@ impl Clone for Runtime {
 
 impl Drop for Runtime {
     /// Dropping the last handle shuts the runtime down: stops the drainer, runs every pending
-    /// destructor, frees the pool. That only ever happens in ordinary context. On a thread that
-    /// holds a read guard the drainer thread is not waited for (it may be waiting for that guard):
-    /// it finishes the shutdown on its own.
+    /// destructor, frees the pool. That only ever happens in ordinary context, and it never waits
+    /// for readers: once the last handle is gone so is every slot, so no reader can still borrow
+    /// any of the runtime's objects, and objects that were waiting for a grace period are
+    /// destroyed at once. It takes as long as the destructors still pending.
     ///
     /// In restricted context a handle is given up without touching memory: its `Arc` reference
     /// is forgotten (and counted, so the last ordinary drop can release it), and if it was the
@@ -127,14 +128,10 @@ impl Drop for Runtime {
 }
 
 impl Handle {
-    /// Stops the drainer thread (joining it unless we are it, or we hold a read guard). The
-    /// runtime state itself goes when the last reference to it does: this thread's, or the
-    /// drainer's when it exits.
-    ///
-    /// A drainer may be waiting for a grace period, and so for this thread's read guard if it
-    /// holds one: joining would wait for ourselves. Then the drainer is left to finish on its
-    /// own once the guard is dropped (its own reference keeps the runtime state alive until
-    /// then), like a drainer that drops the last handle itself.
+    /// Stops the drainer thread (joining it unless we are it). The drainer never waits for
+    /// readers, so the join waits at most for the destructors it is running. The runtime state
+    /// itself goes when the last reference to it does: this thread's, or the drainer's when it
+    /// exits.
     fn shut_down(&self) {
         // Release: the drainer's Acquire load of `stop` sees everything before this.
         self.inner.stop.store(true, Ordering::Release);
@@ -144,9 +141,7 @@ impl Handle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        if let Some(thread) = thread
-            && !crate::read::is_active()
-        {
+        if let Some(thread) = thread {
             thread.join_unless_current();
         }
     }
@@ -166,8 +161,9 @@ static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
 
 impl Runtime {
     /// A builder with the defaults: one shard per CPU, headroom 64, hysteresis 32, emergency
-    /// capacity 64, a drainer thread, [`Policy::Auto`]. May be called anywhere (it allocates
-    /// nothing); building is for ordinary context.
+    /// capacity 64, at most 4096 objects pending, a drainer thread woken at once
+    /// ([`Wake::Immediate`](crate::Wake::Immediate)), [`Policy::Auto`]. May be called anywhere
+    /// (it allocates nothing); building is for ordinary context.
     pub fn builder() -> Builder {
         Builder::default()
     }
@@ -214,24 +210,52 @@ impl Runtime {
         self.inner().cfg.policy
     }
 
-    /// Runs every destructor deferred so far on the calling thread, returns jobs to the pool and
-    /// trims it; returns how many destructors ran. With [`Drainer::Manual`](crate::Drainer::Manual) this is how deferred
-    /// destructors run; with a drainer thread it is also allowed (each object is destroyed
-    /// exactly once, by whichever drainer takes it).
+    /// One drain cycle on the calling thread: runs every destructor deferred so far that can
+    /// run now, returns jobs to the pool and trims it; returns how many destructors ran. With
+    /// [`Drainer::Manual`](crate::Drainer::Manual) this is how deferred destructors run; with a
+    /// drainer thread it is also allowed (each object is destroyed exactly once, by whichever
+    /// drainer takes it).
     ///
-    /// Objects that left a [`ReadSlot`](crate::ReadSlot) are destroyed after a grace period,
-    /// so a drain may wait for readers: it is refused with [`Error::ReadGuardHeld`] while this
-    /// thread holds a read guard.
+    /// It never waits for readers: objects that left a [`ReadSlot`](crate::ReadSlot) are
+    /// destroyed only once no read guard that could have seen them is alive, and those still
+    /// borrowable stay for a later call (see [`drain_and_wait`](Self::drain_and_wait)). So it may
+    /// be called while this thread holds a read guard.
     ///
     /// Not for signal handlers: returns [`Error::Restricted`] in restricted context.
     pub fn drain(&self) -> Result<usize, Error> {
         if restricted::is_active() {
             return Err(Error::Restricted);
         }
+        Ok(self.inner().drain())
+    }
+
+    /// Runs every destructor deferred before the call, waiting for readers if some of those
+    /// objects left a [`ReadSlot`](crate::ReadSlot) and may still be borrowed (like
+    /// [`read::synchronize`](crate::read::synchronize), it spins, then yields, never sleeps).
+    /// Returns how many destructors ran. An object that another thread is handing over at the
+    /// very moment of the call may be left for the next drain.
+    ///
+    /// Not for signal handlers ([`Error::Restricted`]); refused with [`Error::ReadGuardHeld`]
+    /// while this thread holds a read guard, which it would wait for forever.
+    ///
+    /// ```
+    /// use sigdrop::{Drainer, ReadSlot, Runtime};
+    ///
+    /// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+    /// let slot = ReadSlot::new(&rt);
+    /// slot.xchg(Some(Box::new(1u32))).map_err(|r| r.into_error())?;
+    /// slot.clear(); // readers may still borrow it: it waits for a grace period
+    /// assert_eq!(rt.drain_and_wait()?, 1);
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn drain_and_wait(&self) -> Result<usize, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
         if crate::read::is_active() {
             return Err(Error::ReadGuardHeld);
         }
-        Ok(self.inner().drain())
+        Ok(self.inner().drain_and_wait())
     }
 
     /// Grows the pool by `n` jobs set aside for installs in restricted context, so that up to `n`
@@ -273,5 +297,28 @@ impl Runtime {
     #[doc(hidden)]
     pub fn audit_idle(&self) -> usize {
         self.inner().audit_idle()
+    }
+}
+
+impl Builder {
+    /// Checks every setting and starts the runtime (and its drainer thread, if any).
+    ///
+    /// Ordinary context only: allocates, and may spawn a thread. Returns
+    /// [`Error::InvalidConfig`] for a setting that cannot be honoured, [`Error::DrainerSpawn`] if
+    /// the thread cannot start, [`Error::Restricted`] in restricted context.
+    pub fn build(self) -> Result<Runtime, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        let config = self.validate()?;
+        let (kind, wake) = (config.drainer, config.wake);
+        let inner = Arc::new(Inner::new(config, kind == Drainer::Thread));
+        let thread = match kind {
+            Drainer::Thread => {
+                Some(drainer::spawn(inner.clone(), wake).map_err(Error::DrainerSpawn)?)
+            }
+            Drainer::Manual => None,
+        };
+        Ok(Runtime::from_parts(inner, thread))
     }
 }

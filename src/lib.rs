@@ -89,8 +89,6 @@ pub mod alloc_check;
 mod arena;
 mod builder;
 mod cpu;
-mod doorbell;
-mod drainer;
 mod emergency;
 mod error;
 mod freelist;
@@ -101,6 +99,7 @@ mod maps;
 mod pointer;
 pub mod read;
 mod read_slot;
+mod reclaim;
 pub mod restricted;
 mod runtime;
 #[cfg(not(loom))]
@@ -110,12 +109,13 @@ mod stats;
 mod sync;
 
 pub use builder::{Builder, MAX_SHARDS, Policy};
-pub use drainer::Drainer;
 pub use error::Error;
 pub use handle::Runtime;
 pub use maps::{KptrArray, KptrHash};
 pub use pointer::{Destroy, Raw, SlotPointer};
 pub use read_slot::{Access, Readable, WriteOnly};
+pub use reclaim::doorbell::Wake;
+pub use reclaim::drainer::Drainer;
 pub use slot::{Detached, RawSlot, ReadSlot, RefSlot, Rejected, Slot};
 pub use stats::Stats;
 
@@ -130,8 +130,8 @@ struct ReadmeDoctests;
 pub mod model {
     pub use crate::arena::{Arena, GrowState, NIL, Payload};
     pub use crate::cpu::set_model_shard;
-    pub use crate::doorbell::Doorbell;
     pub use crate::freelist::Freelist;
     pub use crate::ledger::Ledger;
     pub use crate::llist::{Chain, JobLists};
+    pub use crate::reclaim::doorbell::{Doorbell, Wake};
 }

@@ -63,12 +63,12 @@ impl JobLists {
         self.heads.len()
     }
 
-    /// Pushes job `idx` onto `shard`'s list and returns whether the list was empty before. The
+    /// Pushes job `idx` onto `shard`'s list and returns how many jobs it held before. The
     /// job's payload must already be set. Lock-free; safe in restricted context.
     ///
     /// # Safety
     /// The caller owns job `idx` and gives that ownership up to the list.
-    pub unsafe fn push(&self, arena: &Arena, shard: usize, idx: u32) -> bool {
+    pub unsafe fn push(&self, arena: &Arena, shard: usize, idx: u32) -> usize {
         let head = &self.heads[shard];
         // SAFETY: the caller owns `idx`, so `arena` allocated it.
         let link = unsafe { arena.link(idx) };
@@ -86,7 +86,7 @@ impl JobLists {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return top == NIL,
+                Ok(_) => return len as usize,
                 Err(actual) => cur = actual,
             }
         }
@@ -184,7 +184,7 @@ mod tests {
             .collect();
         for (i, &j) in jobs.iter().enumerate() {
             // SAFETY: fresh jobs, owned by us.
-            let was_empty = unsafe { lists.push(&arena, 1, j) };
+            let was_empty = unsafe { lists.push(&arena, 1, j) } == 0;
             assert_eq!(was_empty, i == 0);
         }
         assert_eq!(lists.queued(), 5);
@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(unsafe { chain.into_oldest_first(&arena) }, jobs);
         assert_eq!(lists.queued(), 0);
         // SAFETY: we own `jobs[0]` again.
-        assert!(unsafe { lists.push(&arena, 1, jobs[0]) });
+        assert_eq!(unsafe { lists.push(&arena, 1, jobs[0]) }, 0);
     }
 
     #[test]

@@ -11,41 +11,60 @@
 //! This is the crate's only grace-period mechanism. (Trim, the other place where memory is
 //! returned while lock-free code may run, needs none: see `runtime.rs`.)
 //!
-//! ## Protocol (sleepable-RCU style, two reader counters per shard)
+//! ## Protocol (sleepable-RCU style, two reader counters per shard, polled grace periods)
 //!
 //! ```text
 //! state: epoch (its low bit is the parity new readers count under)
 //!        readers[shard][parity]: how many guards entered under that parity on that shard
+//!        started, completed: grace periods begun / ended; phase (under a try-lock)
 //!
 //! enter:   p = epoch & 1                       (any value is safe; see below)
 //!          c = &readers[this CPU's shard][p]; c += 1      (SeqCst RMW)
 //!          ... slot reads are SeqCst loads ...
 //! exit:    c -= 1                              (Release; the same counter, whatever CPU now)
 //!
-//! synchronize (ordinary context, one at a time):
-//!          fence(SeqCst)                       (F)
-//!          e = epoch; p = e & 1
-//!          wait until every readers[*][p ^ 1] == 0     (latecomers of the previous parity)
-//!          epoch = e + 1                       (new readers now count under p ^ 1)
-//!          wait until every readers[*][p] == 0
+//! start_grace_period (any context, after the removals it must cover):
+//!          fence(SeqCst)                       (R)
+//!          return cookie = started + 1         (the first grace period that has not begun)
+//!
+//! advance(cookie) (any context; whoever wins the try-lock; never waits):
+//!   idle:  if completed >= cookie: done.  started += 1; fence(SeqCst) (F); p = epoch & 1
+//!   old:   every readers[*][p ^ 1] == 0 ?  else come back later  (latecomers of the old parity)
+//!          epoch += 1                      (new readers now count under p ^ 1)
+//!   cur:   every readers[*][p] == 0 ?      else come back later
+//!          completed = started; idle
+//!
+//! grace_period_passed(cookie) = advance(cookie); completed >= cookie
+//! synchronize = cookie = start_grace_period(); until grace_period_passed(cookie): spin, yield
 //! ```
+//!
+//! Nothing ever *waits* for a reader except [`synchronize`], which asks to: the drainer, and a
+//! writer helping it, stamp what they retire with a cookie and poll (the polled grace periods of
+//! Linux's sleepable RCU). A reader that never leaves keeps `completed` below the cookies of
+//! objects retired after it entered, and delays nothing else.
 //!
 //! ## Why a grace period waits for every reader that could see a removed object
 //!
 //! An object is removed from its slot (an exchange) before its destructor is queued, and the
-//! queue hands it to the drainer with release/acquire, so the removal happens before `F`. Take a
+//! queue hands it to the drainer with release/acquire, so the removal happens before the fence `R`
+//! of the `start_grace_period` that stamped it, and `R` precedes in `S` (the single total order
+//! of `SeqCst` operations and fences) the fence `F` of every grace period numbered at or after
+//! the cookie: `R` is sequenced before the load of `started` that read a value older than the
+//! store `started += 1` that is sequenced before `F`, and C++20 orders two such fences ([atomics.order]
+//! p4.4). So it is enough to show that a reader whose load preceded `F` is waited for. Take a
 //! reader whose slot load `L` returned the object, so `L` reads a value older than the removal.
 //! In the C++20 model (which Rust uses): `L` is `SeqCst` and coherence-ordered before the
-//! removal, which happens before the `SeqCst` fence `F`, so `L` precedes `F` in the single total
-//! order `S`; the reader's increment `I` is `SeqCst` and sequenced before `L`, so `I` precedes
+//! removal, which happens before the `SeqCst` fence `R`, so `L` precedes `R` and so `F` in `S`; the reader's increment `I` is `SeqCst` and sequenced before `L`, so `I` precedes
 //! `F` in `S` too. Every counter load of the waiter comes after `F`; if one of them read a value
-//! older than `I`, it would be coherence-ordered before `I` while `F` happens before it, which
-//! would put `F` before `I` in `S`. So each load sees `I`. A counter only ever reads zero when
+//! older than `I`, it would be coherence-ordered before `I` while `F` happens before it (the
+//! load may run in a later `advance`, on another thread: the try-lock's release/acquire orders it
+//! after `F`), which would put `F` before `I` in `S`. So each load sees `I`. A counter only ever reads zero when
 //! every increment it includes has its decrement included too (a guard decrements the counter it
 //! incremented, after incrementing it), so a zero means the reader has left, and its Release
 //! decrement, or a later read-modify-write in that counter's release sequence, synchronises with
 //! the waiter's Acquire load: everything the reader did with the object happens before the
-//! destructor. Both parities are waited for after `F`, so this holds whichever parity the reader
+//! destructor (through the Release store of `completed` and the poller's Acquire load of it).
+//! Both parities are waited for after `F`, so this holds whichever parity the reader
 //! counted under: the parity only steers *new* readers away from the counter being drained.
 //!
 //! The removal is the exchange that took the object out; if `L` read the same pointer installed
@@ -69,7 +88,8 @@
 //! |----------------------|---------------------------|----------------------------------------|
 //! | [`enter`], guard drop | yes (wait-free)          | yes; nests inside any code on the thread |
 //! | [`is_active`]        | yes                       | yes                                    |
-//! | [`synchronize`]      | yes; grace periods take turns on a lock | no ([`Error::Restricted`]); not while this thread holds a guard ([`Error::ReadGuardHeld`]) |
+//! | [`start_grace_period`], [`grace_period_passed`] | yes (lock-free: one try-lock, never waits) | yes |
+//! | [`synchronize`]      | yes                       | no ([`Error::Restricted`]); not while this thread holds a guard ([`Error::ReadGuardHeld`]) |
 //!
 //! ## Why not crossbeam-epoch's `Guard` in ordinary context
 //!
@@ -92,16 +112,16 @@
 //! let v1: &String = slot.load(&guard).unwrap();
 //! drop(slot.xchg(Some(Box::new(String::from("v2")))).unwrap()); // "v1" goes to the drainer
 //! assert_eq!(v1, "v1"); // still valid: the drainer waits for this guard
-//! assert!(matches!(rt.drain(), Err(sigdrop::Error::ReadGuardHeld))); // would wait for itself
+//! assert_eq!(rt.drain()?, 0); // it never waits: "v1" stays for a later drain
 //! drop(guard);
-//! assert_eq!(rt.drain()?, 1); // a grace period, then "v1"'s destructor
+//! assert_eq!(rt.drain()?, 1); // the grace period has passed: "v1"'s destructor
 //! # Ok::<(), sigdrop::Error>(())
 //! ```
 
 use crate::cpu::current_shard;
 use crate::error::Error;
 use crate::restricted;
-use crate::sync::{self, AtomicU64, AtomicUsize, Mutex, Ordering, fence};
+use crate::sync::{self, AtomicBool, AtomicU64, AtomicUsize, Ordering, UnsafeCell, fence};
 use crossbeam_utils::CachePadded;
 use std::cell::Cell;
 use std::fmt;
@@ -114,18 +134,38 @@ const SHARDS: usize = if cfg!(loom) { 2 } else { 32 };
 /// Spins before a waiting grace period starts yielding its CPU to the readers it waits for.
 const SPINS: u32 = 64;
 
+/// Where a grace period stands; touched only by the holder of `Domain::advancing`.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// No grace period in progress.
+    Idle,
+    /// Waiting for readers of the parity opposite to the one given to leave (latecomers).
+    Old(usize),
+    /// The epoch is flipped; waiting for readers of the given parity to leave.
+    Current(usize),
+}
+
 /// The process-wide read domain: every guard and every grace period.
 pub(crate) struct Domain {
-    /// Grace periods started; its low bit is the parity new readers count under. Written only
-    /// under `waiters`.
+    /// Grace periods started; its low bit is the parity new readers count under. Written only by
+    /// the holder of `advancing`.
     epoch: AtomicUsize,
     /// `readers[shard][parity]`: guards alive that counted under that parity on that shard.
     readers: [CachePadded<[AtomicUsize; 2]>; SHARDS],
-    /// Grace periods take turns: each one drains a parity, then flips it.
-    waiters: Mutex<()>,
-    /// Grace periods completed (a statistic).
+    /// Grace periods begun (their fence `F` issued, or about to be). Written only by the holder of
+    /// `advancing`.
+    started: AtomicU64,
+    /// Grace periods ended: every guard that existed at the `F` of grace period `n` was gone by
+    /// the time `completed` became `n`.
     completed: AtomicU64,
+    /// The try-lock whose holder moves `phase` on; nobody ever waits for it.
+    advancing: AtomicBool,
+    phase: UnsafeCell<Phase>,
 }
+
+// SAFETY: `phase` is only accessed by the holder of `advancing` (acquired with Acquire, released
+// with Release); everything else is atomic.
+unsafe impl Sync for Domain {}
 
 impl Domain {
     #[cfg(not(loom))]
@@ -134,8 +174,10 @@ impl Domain {
             epoch: AtomicUsize::new(0),
             readers: [const { CachePadded::new([AtomicUsize::new(0), AtomicUsize::new(0)]) };
                 SHARDS],
-            waiters: Mutex::new(()),
+            started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
+            advancing: AtomicBool::new(false),
+            phase: UnsafeCell::new(Phase::Idle),
         }
     }
 
@@ -146,46 +188,107 @@ impl Domain {
             readers: std::array::from_fn(|_| {
                 CachePadded::new([AtomicUsize::new(0), AtomicUsize::new(0)])
             }),
-            waiters: Mutex::new(()),
+            started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
+            advancing: AtomicBool::new(false),
+            phase: UnsafeCell::new(Phase::Idle),
         }
+    }
+
+    /// `R` in the module docs: the first grace period that begins after everything this thread
+    /// did before the call (its removals included).
+    fn start(&self) -> Cookie {
+        fence(Ordering::SeqCst);
+        // Relaxed: the fence above carries the argument (module docs); a stale value only makes
+        // the cookie later, never earlier, because `started` only grows.
+        Cookie(self.started.load(Ordering::Relaxed) + 1)
+    }
+
+    /// Whether grace period `cookie` has ended. Acquire: pairs with the Release store of
+    /// `completed` in `advance`, which follows the Acquire loads that saw every reader leave; so
+    /// everything those readers did happens before what the caller does next.
+    fn passed(&self, cookie: Cookie) -> bool {
+        self.completed.load(Ordering::Acquire) >= cookie.0
+    }
+
+    /// Moves grace periods on, without waiting, until `cookie` has passed or readers hold it up.
+    /// Returns whether it has passed. Lock-free: if another thread (or the code this signal
+    /// handler interrupted) is advancing, returns at once.
+    fn advance(&self, cookie: Cookie) -> bool {
+        if self.passed(cookie) {
+            return true;
+        }
+        // Acquire: pairs with the Release store that ended the last holder's turn, so its
+        // `phase` and its fence `F` happen before our counter loads.
+        if self.advancing.swap(true, Ordering::Acquire) {
+            return self.passed(cookie);
+        }
+        // SAFETY: we hold `advancing`, the only licence to touch `phase`.
+        let mut phase = self.phase.with(|p| unsafe { *p });
+        loop {
+            phase = match phase {
+                Phase::Idle => {
+                    // Relaxed: written only by `advancing` holders, ordered by its Acquire.
+                    if self.completed.load(Ordering::Relaxed) >= cookie.0 {
+                        break;
+                    }
+                    // Relaxed: ordered before `F` by program order; `R` of `start` reads it
+                    // (module docs: the fences carry the argument).
+                    let started = self.started.load(Ordering::Relaxed);
+                    self.started.store(started + 1, Ordering::Relaxed);
+                    // F in the module docs.
+                    fence(Ordering::SeqCst);
+                    // Relaxed: the parity only steers new readers (progress, not safety: both
+                    // counters are checked after F).
+                    Phase::Old(self.epoch.load(Ordering::Relaxed) & 1)
+                }
+                Phase::Old(parity) => {
+                    if !self.readers_gone(parity ^ 1) {
+                        break;
+                    }
+                    // Relaxed: as above, the parity is only a hint to new readers.
+                    let epoch = self.epoch.load(Ordering::Relaxed);
+                    self.epoch.store(epoch.wrapping_add(1), Ordering::Relaxed);
+                    Phase::Current(parity)
+                }
+                Phase::Current(parity) => {
+                    if !self.readers_gone(parity) {
+                        break;
+                    }
+                    // Relaxed load: ours. Release store: see `passed`.
+                    let started = self.started.load(Ordering::Relaxed);
+                    self.completed.store(started, Ordering::Release);
+                    Phase::Idle
+                }
+            };
+        }
+        // SAFETY: we still hold `advancing`.
+        self.phase.with_mut(|p| unsafe { *p = phase });
+        // Release: hands `phase` and our fence to the next holder (its Acquire swap).
+        self.advancing.store(false, Ordering::Release);
+        self.passed(cookie)
+    }
+
+    /// Whether every shard's counter of `parity` reads zero now.
+    fn readers_gone(&self, parity: usize) -> bool {
+        // Acquire: pairs with the Release decrement of each leaving reader (and the release
+        // sequence it heads), so the readers' borrows happen before what we do next.
+        self.readers
+            .iter()
+            .all(|shard| shard[parity].load(Ordering::Acquire) == 0)
     }
 
     /// One grace period: returns once every guard that existed when it was called is gone.
     /// Ordinary context; the caller has checked that this thread holds no guard.
     fn synchronize(&self) {
-        let _turn = self
-            .waiters
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // F in the module docs: every removal that happened before this call is ordered, in the
-        // SeqCst total order, before every counter load below.
-        fence(Ordering::SeqCst);
-        // Relaxed: only grace periods write the epoch, and they take turns under `waiters`.
-        let epoch = self.epoch.load(Ordering::Relaxed);
-        let parity = epoch & 1;
-        self.wait_for_readers(parity ^ 1);
-        // Relaxed: the parity only steers new readers to the other counter (progress, not
-        // safety: both counters are waited for after F).
-        self.epoch.store(epoch.wrapping_add(1), Ordering::Relaxed);
-        self.wait_for_readers(parity);
-        // Relaxed: a statistic.
-        self.completed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Waits until every shard's counter of `parity` has read zero once.
-    fn wait_for_readers(&self, parity: usize) {
-        for shard in &self.readers {
-            let mut spins = 0;
-            // Acquire: pairs with the Release decrement of each leaving reader (and the release
-            // sequence it heads), so the readers' borrows happen before what we do next.
-            while shard[parity].load(Ordering::Acquire) != 0 {
-                if spins < SPINS {
-                    spins += 1;
-                    sync::spin_hint();
-                } else {
-                    sync::yield_now();
-                }
+        let cookie = self.start();
+        let mut spins = 0;
+        while !self.advance(cookie) {
+            if spins < SPINS {
+                spins += 1;
+                sync::spin_hint();
+            } else {
+                sync::yield_now();
             }
         }
     }
@@ -316,6 +419,41 @@ pub fn synchronize() -> Result<(), Error> {
     }
     domain().synchronize();
     Ok(())
+}
+
+/// A grace period to wait for, from [`start_grace_period`]: once it has passed, every
+/// [`ReadGuard`] that existed when the cookie was taken is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cookie(u64);
+
+/// The grace period that covers everything the calling thread has done so far — in particular
+/// objects it removed from [`ReadSlot`](crate::ReadSlot)s: once
+/// [`grace_period_passed`] says so for the returned cookie, no reader borrows them any more.
+///
+/// It starts nothing and never waits (one fence and one load). May be called from a signal
+/// handler.
+pub fn start_grace_period() -> Cookie {
+    domain().start()
+}
+
+/// Whether the grace period of `cookie` has passed, moving grace periods on if it can: a
+/// non-blocking poll (the polled grace periods of Linux's sleepable RCU). Readers still inside
+/// keep it `false`; poll again later.
+///
+/// Never waits, never allocates: one try-lock and a scan of the reader counters. May be called
+/// from a signal handler and while this thread holds a guard (it then stays `false` until the
+/// guard is dropped, if the guard is one the grace period waits for).
+///
+/// ```
+/// use sigdrop::read;
+///
+/// let cookie = read::start_grace_period();
+/// while !read::grace_period_passed(cookie) {
+///     std::thread::yield_now(); // or do other work and come back
+/// }
+/// ```
+pub fn grace_period_passed(cookie: Cookie) -> bool {
+    domain().advance(cookie)
 }
 
 /// Grace periods completed in this process so far (a snapshot). May be called from a signal

@@ -32,26 +32,44 @@
 //! freed, and only its owner ever touches a body. So no pop can read freed memory, and no grace
 //! period is needed for trim.
 //!
-//! ## Grace periods
+//! ## Reclamation (the `reclaim` module has the pieces)
 //!
-//! The crate has one grace-period mechanism, the read domain of `read.rs`; the only memory that
-//! waits for it is the objects of readable slots (their payloads say `grace`). A drain takes up
-//! to [`TAKE_BATCH`] lists first, then waits for one grace period — before the first such
-//! destructor, if there is one — which covers every object in them, since each was removed from
-//! its slot before it was queued. Objects from the emergency area wait for a grace period each
-//! (they only get there when a job could not be had, which a readable slot's exchange rules out
-//! except in fallbacks).
-
+//! Objects leave slots in two ways, and are destroyed in two ways:
+//!
+//! - in restricted context, each object goes with its own job (claimed before, so it never
+//!   allocates) onto this CPU's job list, and the doorbell tells the drainer;
+//! - in ordinary context, an object that must not be destroyed inline (it left a readable slot,
+//!   or the policy says always defer) is *retired* into this CPU's open batch: no job, no
+//!   ledger, an uncontended try-lock. A full batch is closed, stamped with the grace period it
+//!   needs (`read::start_grace_period`), and queued.
+//!
+//! A drain cycle (the drainer thread's, [`Inner::cycle`]) takes the job lists, runs at once every
+//! object that needs no grace period, moves the others into a batch of its own (so the jobs go
+//! back to the pool at once), closes that batch and, on the drainer, every open batch, then runs
+//! every closed batch whose grace period a non-blocking poll says has passed. Nothing in it waits
+//! for readers: a reader that never leaves delays only objects readers could have seen.
+//!
+//! ## Help and back-pressure
+//!
+//! The thread that closes a batch helps (under [`Policy::Auto`]): it runs up to [`HELP_BATCHES`]
+//! ready batches itself — which keeps a fast writer's frees on its own thread, where the
+//! allocator is fastest — and, if more than `max_pending` objects wait in closed batches and
+//! job lists, it runs drain cycles (waiting for grace periods itself if it holds no read guard)
+//! until they are back under the bound. Under [`Policy::AlwaysDefer`] with a drainer thread it
+//! rings and waits for the drainer instead. Restricted context never helps and never waits.
+//!
 use crate::arena::{Arena, GrowState, Payload};
 use crate::builder::{Config, Policy};
 use crate::cpu::current_shard;
-use crate::doorbell::Doorbell;
 use crate::emergency::{Emergency, Parked};
 use crate::error::Error;
 use crate::freelist::Freelist;
 use crate::ledger::Ledger;
 use crate::llist::{Chain, JobLists};
 use crate::read;
+use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
+use crate::reclaim::doorbell::Doorbell;
+use crate::reclaim::drainer::{Cycle, Drain};
 use crate::restricted;
 use crate::stats::Stats;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
@@ -73,12 +91,20 @@ struct Counters {
     reserve_failures: AtomicU64,
     dtor_panics: AtomicU64,
     grace_periods: AtomicU64,
+    /// Objects destroyed out of batches.
+    batched: AtomicU64,
+    /// Drain cycles run by producers over the backlog bound, or helping at a batch close.
+    helped: AtomicU64,
+    peak_pending: AtomicUsize,
     peak_total: AtomicUsize,
     peak_active: AtomicUsize,
 }
 
-/// Lists a drain takes before it runs their destructors: one grace period covers them all.
-const TAKE_BATCH: usize = 64;
+/// Ready batches the thread that closes a batch runs itself (under `Policy::Auto`).
+const HELP_BATCHES: usize = 2;
+
+/// Ready batches one drain cycle runs at most before it looks at the job lists again.
+const CYCLE_BATCHES: usize = 64;
 
 /// Test-only fault hooks.
 #[cfg(test)]
@@ -94,6 +120,7 @@ pub(crate) struct Inner {
     arena: Arena,
     free: Freelist,
     lists: JobLists,
+    batches: Batches,
     ledger: Ledger,
     pub(crate) doorbell: Doorbell,
     emergency: Emergency,
@@ -102,6 +129,8 @@ pub(crate) struct Inner {
     running: AtomicUsize,
     counters: Counters,
     pub(crate) stop: AtomicBool,
+    /// Whether a drainer thread runs this runtime's cycles.
+    has_thread: bool,
     #[cfg(test)]
     pub(crate) faults: Faults,
 }
@@ -112,14 +141,16 @@ impl Inner {
             arena: Arena::new(),
             free: Freelist::new(cfg.shards),
             lists: JobLists::new(cfg.shards),
+            batches: Batches::new(cfg.shards),
             ledger: Ledger::new(),
-            doorbell: Doorbell::new(has_sleeper),
+            doorbell: Doorbell::new(has_sleeper, cfg.wake),
             emergency: Emergency::new(cfg.emergency_capacity),
             grow: Mutex::new(GrowState::default()),
             total: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
+            has_thread: has_sleeper,
             #[cfg(test)]
             faults: Faults::default(),
             cfg,
@@ -145,12 +176,18 @@ impl Inner {
         return self.grow.try_lock().ok();
     }
 
-    /// Whether a value leaving a slot now must go to the drainer.
+    /// Whether an object leaving a slot in ordinary context must be deferred (not destroyed
+    /// inline): it left a readable slot, or the policy says so.
     #[inline]
-    pub(crate) fn must_defer(&self) -> bool {
-        self.cfg.policy == Policy::AlwaysDefer || restricted::is_active()
+    pub(crate) fn defers_in_ordinary_context(&self, readers: bool) -> bool {
+        readers || self.cfg.policy == Policy::AlwaysDefer
     }
 
+    /// Whether the last handle is gone. Then every slot is (each holds a handle), and a reader's
+    /// borrow cannot outlive its slot, so no reader can reach any object of this runtime: its
+    /// cycles destroy everything without waiting for grace periods. The handle counts'
+    /// release/acquire and the Release store of `stop` order every reader's last use of an object
+    /// before our Acquire load of `stop`.
     pub(crate) fn stopping(&self) -> bool {
         // Acquire: pairs with the Release store in `Handle::drop`.
         self.stop.load(Ordering::Acquire)
@@ -386,8 +423,8 @@ impl Inner {
         // from jobs it owns).
         unsafe { self.arena.set_payload(idx, payload) };
         // SAFETY: ours, given up to the list.
-        let was_empty = unsafe { self.lists.push(&self.arena, shard, idx) };
-        if self.doorbell.after_push(was_empty) {
+        let before = unsafe { self.lists.push(&self.arena, shard, idx) };
+        if self.doorbell.after_push(before) {
             self.counters.wakes.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -411,50 +448,127 @@ impl Inner {
         }
     }
 
-    /// Destroys an object that a removal in ordinary context could not defer (no job to be had):
-    /// inline, after a grace period if readers may borrow it. If this thread holds a read guard,
-    /// that wait is impossible, so the object is parked for the drainer (or leaked, counted).
-    pub(crate) fn destroy_in_ordinary_context(&self, payload: Payload) {
-        if payload.grace && read::synchronize().is_err() {
-            self.offload_emergency(Parked {
-                payload,
-                claimed: false,
-            });
-            return;
+    /// Defers an object in ordinary context: into this CPU's open batch (no job, no ledger). The
+    /// thread that fills a batch closes it and helps (module docs). If every open batch is busy
+    /// (only a handler that forgot to enter restricted context, interrupting an `add`, can make
+    /// that happen), the object goes with a job instead, or, with no job to be had, is destroyed
+    /// here after a grace period.
+    pub(crate) fn retire(&self, payload: Payload) {
+        debug_assert!(!restricted::is_active());
+        match self.batches.add(current_shard(self.cfg.shards), payload) {
+            Ok(Added::Open { before: 0 }) => {
+                // The first object of a batch: a drainer asleep with nothing to poll must learn
+                // that something waits (it then polls until the batch is gone).
+                if self.doorbell.nudge() {
+                    self.counters.wakes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(Added::Open { .. }) => {}
+            Ok(Added::Full(items, grace)) => {
+                self.batches.close(items, grace);
+                self.after_close();
+            }
+            Err(payload) => {
+                if let Some(payload) = self.defer(payload, false) {
+                    if payload.grace && read::synchronize().is_err() {
+                        // This thread holds a guard: waiting would never end. Park it.
+                        self.offload_emergency(Parked {
+                            payload,
+                            claimed: false,
+                        });
+                        return;
+                    }
+                    self.run(payload);
+                    self.counters.drained.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
-        // SAFETY: `payload` is an object the caller owns and its own destructor; no reader can
-        // borrow it any more (it needed no grace period, or one just passed).
-        unsafe { (payload.dtor)(payload.obj) };
     }
 
-    /// Waits for a grace period before a drain runs its first destructor that needs one;
-    /// `waited` remembers that it did.
-    ///
-    /// Once the runtime is stopping, none is needed: the last handle is gone, so every slot is
-    /// (each holds a handle), and a reader's borrow cannot outlive its slot; the handle counts'
-    /// release/acquire and the Release store of `stop` order every reader's last use of an object
-    /// before our Acquire load of `stop`. That is what lets a runtime shut down on a thread that
-    /// holds a read guard.
-    ///
-    /// Returns false if the wait is needed but this thread holds a read guard, so it would never
-    /// end: `Runtime::drain` refuses that case, so only a guard leaked (`mem::forget`) by a
-    /// destructor on the drainer thread gets here; the object is then never destroyed.
-    fn grace_before(&self, payload: &Payload, waited: &mut bool) -> bool {
-        if !payload.grace || *waited || self.stopping() {
-            return true;
+    /// What the thread that closed a batch does next: help, then keep the backlog bounded.
+    fn after_close(&self) {
+        let runs_here = self.cfg.policy == Policy::Auto || !self.has_thread;
+        if runs_here && self.cfg.policy == Policy::Auto {
+            let ran = self.run_ready(HELP_BATCHES, false);
+            if ran > 0 {
+                self.counters.helped.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        if read::synchronize().is_err() {
-            return false;
+        let mut spins = 0u32;
+        while self.backlog() > self.cfg.max_pending {
+            if runs_here {
+                let cycle = self.cycle_inner(false);
+                self.counters.helped.fetch_add(1, Ordering::Relaxed);
+                if cycle.ran > 0 {
+                    continue;
+                }
+                if read::is_active() {
+                    // The grace period may be waiting for this thread's own guard: give up on
+                    // the bound rather than wait for ourselves.
+                    return;
+                }
+            } else if self.doorbell.ring() {
+                self.counters.wakes.fetch_add(1, Ordering::Relaxed);
+            }
+            // Readers hold the grace period up (or the drainer is busy): wait as `synchronize`
+            // does, spinning briefly, then yielding.
+            if spins < 64 {
+                spins += 1;
+                crate::sync::spin_hint();
+            } else {
+                crate::sync::yield_now();
+            }
         }
-        self.counters.grace_periods.fetch_add(1, Ordering::Relaxed);
-        *waited = true;
-        true
+    }
+
+    /// Objects waiting in closed batches and job lists: what `max_pending` bounds. Also records
+    /// the peak of everything pending.
+    fn backlog(&self) -> usize {
+        let backlog = self.batches.closed_len() + self.lists.queued();
+        self.counters
+            .peak_pending
+            .fetch_max(self.pending(), Ordering::Relaxed);
+        backlog
+    }
+
+    /// Everything waiting for destruction now (a snapshot).
+    fn pending(&self) -> usize {
+        self.batches.len()
+            + self.lists.queued()
+            + self.running.load(Ordering::Relaxed)
+            + self.emergency.parked()
+    }
+
+    /// Runs up to `max` ready batches (all batches, if `all`: nobody can read them any more).
+    /// Returns the destructors run.
+    fn run_ready(&self, max: usize, all: bool) -> usize {
+        let mut ready: Vec<Closed> = Vec::new();
+        self.batches.take_ready(max, all, &mut ready);
+        let mut ran = 0;
+        for batch in ready {
+            if batch.cookie.is_some() {
+                self.counters.grace_periods.fetch_add(1, Ordering::Relaxed);
+            }
+            let n = batch.items.len();
+            for payload in batch.items.iter() {
+                self.run(*payload);
+            }
+            self.batches.finished(batch.items, n);
+            ran += n;
+        }
+        self.counters
+            .batched
+            .fetch_add(ran as u64, Ordering::Relaxed);
+        self.counters
+            .drained
+            .fetch_add(ran as u64, Ordering::Relaxed);
+        ran
     }
 
     /// Runs one destructor, catching a panic. The caller counts it in `drained`.
     fn run(&self, payload: Payload) {
         // SAFETY: every payload was built from an owned pointer and its own destructor, and each
-        // job is taken by exactly one drainer, so this is the one call of `dtor(obj)`.
+        // job or batch is taken by exactly one drainer, so this is the one call of `dtor(obj)`.
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
         if let Err(panic) = result {
             self.counters.dtor_panics.fetch_add(1, Ordering::Relaxed);
@@ -466,40 +580,35 @@ impl Inner {
         }
     }
 
-    /// One drain cycle: clear the doorbell, take every list, run each job oldest first, return
-    /// the jobs, empty the emergency area, trim. Ordinary context only. Returns destructors run.
+    /// One drain cycle, as `Runtime::drain` and the drainer thread run it. Ordinary context.
     pub(crate) fn drain(&self) -> usize {
+        self.cycle_inner(true).ran
+    }
+
+    /// A drain cycle (module docs): clear the doorbell, take every list, run what needs no grace
+    /// period, batch the rest, close open batches (`close_open`), run ready batches, trim. Never
+    /// waits for readers. Ordinary context only.
+    fn cycle_inner(&self, close_open: bool) -> Cycle {
         debug_assert!(!restricted::is_active());
         // Clear before taking: see `doorbell.rs` for why this order means no lost wake-up.
         self.doorbell.clear();
+        // Once stopping, no reader can reach this runtime's objects (see `stopping_frees_all`).
+        let all = self.stopping();
         let mut ran = 0;
-        let shards = self.lists.shards();
-        let mut first = 0;
-        while first < shards {
-            // Take a batch of lists before running anything: one grace period then covers
-            // every object in them.
-            let mut batch: [Option<(usize, Chain)>; TAKE_BATCH] = [const { None }; TAKE_BATCH];
-            let end = shards.min(first + TAKE_BATCH);
-            for (shard, taken) in (first..end).zip(batch.iter_mut()) {
-                let chain = self.lists.take(shard);
-                if !chain.is_empty() {
-                    *taken = Some((shard, chain));
-                }
-            }
-            first = end;
-            let mut waited = false;
-            for (shard, chain) in batch.into_iter().flatten() {
-                ran += self.run_chain(shard, chain, &mut waited);
+        let mut grace: Vec<Payload> = Vec::new();
+        for shard in 0..self.lists.shards() {
+            let chain = self.lists.take(shard);
+            if !chain.is_empty() {
+                ran += self.run_chain(shard, chain, &mut grace, all);
             }
         }
         let mut unparked = 0;
         self.emergency.drain(|parked| {
-            // Parked objects were taken one by one: each waits for its own grace period.
-            if self.grace_before(&parked.payload, &mut false) {
+            if parked.payload.grace && !all {
+                self.batch_for_grace(&mut grace, parked.payload);
+            } else {
                 self.run(parked.payload);
                 unparked += 1;
-            } else {
-                self.counters.leaked.fetch_add(1, Ordering::Relaxed);
             }
             if parked.claimed {
                 // The parked object kept its claim; its job is idle in a freelist.
@@ -510,47 +619,82 @@ impl Inner {
             .drained
             .fetch_add(unparked as u64, Ordering::Relaxed);
         ran += unparked;
+        // Every object in `grace` was removed from its slot before it was queued, and we took it
+        // (Acquire) before this close stamps it: the cookie covers it (`batches.rs`).
+        self.batches.close_new(grace, true);
+        if close_open || all {
+            self.batches.close_open();
+        }
+        ran += self.run_ready(CYCLE_BATCHES, all);
+        self.backlog();
         self.maybe_trim();
+        Cycle {
+            ran,
+            waiting: self.batches.any(),
+        }
+    }
+
+    /// Adds an object that needs a grace period to the cycle's own batch, closing it when full.
+    fn batch_for_grace(&self, grace: &mut Vec<Payload>, payload: Payload) {
+        grace.push(payload);
+        if grace.len() >= BATCH {
+            self.batches.close_new(std::mem::take(grace), true);
+        }
+    }
+
+    /// Runs what can run of a chain taken from `shard`'s list, oldest first, batches what needs
+    /// a grace period, and returns the jobs to that shard's freelist. Returns destructors run.
+    fn run_chain(&self, shard: usize, chain: Chain, grace: &mut Vec<Payload>, all: bool) -> usize {
+        let len = chain.len();
+        let active = self.running.fetch_add(len, Ordering::Relaxed) + len;
+        self.counters
+            .peak_active
+            .fetch_max(active, Ordering::Relaxed);
+        self.counters.taken.fetch_add(len as u64, Ordering::Relaxed);
+        let mut ran = 0;
+        let run_and_return = |idx: u32| {
+            // SAFETY: we took the chain, so we own `idx`; offload set its payload.
+            let payload = unsafe { self.arena.take_payload(idx) };
+            if let Some(payload) = payload {
+                if payload.grace && !all {
+                    self.batch_for_grace(grace, payload);
+                } else {
+                    self.run(payload);
+                    ran += 1;
+                }
+            }
+            // SAFETY: ours; back to the freelist of the shard it was offloaded on.
+            unsafe { self.free.push(&self.arena, shard, idx) };
+        };
+        // SAFETY: all the runtime's jobs come from its arena.
+        unsafe { chain.for_each_oldest_first(&self.arena, run_and_return) };
+        // The jobs are visible in the freelist: now their claims may become credit.
+        self.ledger.credit_spare(len);
+        self.running.fetch_sub(len, Ordering::Relaxed);
+        self.counters
+            .drained
+            .fetch_add(ran as u64, Ordering::Relaxed);
         ran
     }
 
-    /// Runs a chain taken from `shard`'s list, oldest first, and returns its jobs to that
-    /// shard's freelist. Returns how many destructors ran.
-    fn run_chain(&self, shard: usize, chain: Chain, waited: &mut bool) -> usize {
-        {
-            let len = chain.len();
-            let active = self.running.fetch_add(len, Ordering::Relaxed) + len;
-            self.counters
-                .peak_active
-                .fetch_max(active, Ordering::Relaxed);
-            self.counters.taken.fetch_add(len as u64, Ordering::Relaxed);
-            let mut leaked = 0;
-            let run_and_return = |idx: u32| {
-                // SAFETY: we took the chain, so we own `idx`; offload set its payload.
-                let payload = unsafe { self.arena.take_payload(idx) };
-                if let Some(payload) = payload {
-                    if self.grace_before(&payload, waited) {
-                        self.run(payload);
-                    } else {
-                        // Readers may still borrow it and we cannot wait: never destroy it.
-                        self.counters.leaked.fetch_add(1, Ordering::Relaxed);
-                        leaked += 1;
-                    }
-                }
-                // SAFETY: ours; back to the freelist of the shard it was offloaded on.
-                unsafe { self.free.push(&self.arena, shard, idx) };
-            };
-            // SAFETY: all the runtime's jobs come from its arena.
-            unsafe { chain.for_each_oldest_first(&self.arena, run_and_return) };
-            // The jobs are visible in the freelist: now their claims may become credit.
-            self.ledger.credit_spare(len);
-            self.running.fetch_sub(len, Ordering::Relaxed);
-            let ran = len - leaked;
-            self.counters
-                .drained
-                .fetch_add(ran as u64, Ordering::Relaxed);
-            ran
+    /// Runs every destructor deferred before the call, waiting for readers (grace periods) if
+    /// some of them need it. Ordinary context; the caller checked that this thread holds no
+    /// read guard. Returns destructors run.
+    pub(crate) fn drain_and_wait(&self) -> usize {
+        let mut ran = self.cycle_inner(true).ran;
+        // Every batch closed so far has a cookie no later than this one.
+        let cookie = read::start_grace_period();
+        let mut spins = 0u32;
+        while !read::grace_period_passed(cookie) {
+            if spins < 64 {
+                spins += 1;
+                crate::sync::spin_hint();
+            } else {
+                crate::sync::yield_now();
+            }
         }
+        ran += self.cycle_inner(true).ran;
+        ran
     }
 
     /// Counts idle jobs by walking the freelists (bounded by `total`); exact when quiescent.
@@ -592,22 +736,43 @@ impl Inner {
             reserve_failures: relaxed(&c.reserve_failures),
             dtor_panics: relaxed(&c.dtor_panics),
             grace_periods: relaxed(&c.grace_periods),
+            pending: self.pending(),
+            peak_pending: c.peak_pending.load(Ordering::Relaxed),
+            batched: relaxed(&c.batched),
+            helped: relaxed(&c.helped),
             peak_total: c.peak_total.load(Ordering::Relaxed),
             peak_active: c.peak_active.load(Ordering::Relaxed),
         }
     }
 }
 
+impl Drain for Inner {
+    fn cycle(&self) -> Cycle {
+        self.cycle_inner(true)
+    }
+
+    fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
+    }
+
+    fn stopping(&self) -> bool {
+        Inner::stopping(self)
+    }
+
+    fn work_waiting(&self) -> bool {
+        self.batches.any()
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Normally set by the last handle already; without a handle there is no slot, so no
-        // reader either, and the drains below need no grace period (see `grace_before`).
-        // Relaxed: we hold the only reference.
+        // Normally set by the last handle already. Relaxed: we hold the only reference.
         self.stop.store(true, Ordering::Relaxed);
-        // Last reference: nobody can offload any more. Run everything still pending, including
-        // parked objects; a destructor may offload more (it may own slots of other runtimes, not
-        // of this one), so loop until a cycle finds nothing.
-        while self.drain() > 0 {}
+        // Last reference: nobody can offload any more, and no reader can reach our objects (see
+        // `stopping`), so every cycle runs everything, grace periods or not. A destructor may
+        // defer more (it may own slots of other runtimes, not of this one), so loop until a
+        // cycle finds nothing. Bounded: nothing here waits for readers.
+        while self.cycle_inner(true).ran > 0 {}
         // The arena's Drop frees every job body and bucket.
     }
 }

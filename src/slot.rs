@@ -26,9 +26,9 @@
 //! and then finds the slot full again, its replace moves the old claim and it gives its own back.
 //! Every loop iteration that fails does so because another operation on the slot succeeded.
 //!
-//! A `ReadSlot` differs in two places (see `read_slot.rs`): every exchange claims a job, because
-//! every object that leaves it is destroyed by the drainer after a grace period; and the
-//! [`Detached`] it returns says so, so that its drop defers and its `into_inner` waits.
+//! A `ReadSlot` differs in one place (see `read_slot.rs`): the [`Detached`] it returns says that
+//! readers may still borrow the object, so that its drop defers it past a grace period (in
+//! ordinary context into a batch, which needs no job) and its `into_inner` waits for one.
 //!
 //! Orderings: every exchange that installs is Release (publishes the object and, through the
 //! claim's Acquire, the freelist push that backs it); every exchange that removes is Acquire
@@ -133,8 +133,6 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     ///
     /// When a job is needed:
     /// - installing into an empty slot needs one, in any context;
-    /// - every exchange of a [`ReadSlot`] needs one (its displaced objects always go to the
-    ///   drainer, which waits for readers);
     /// - replacing a present object in ordinary context needs none: the old object's job moves
     ///   to the new one, so the replace is a single CAS. The old object comes back
     ///   *unreserved* ([`Detached::is_reserved`] is false): dropping it in ordinary context needs
@@ -166,9 +164,9 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         let inner = self.runtime.inner();
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
-        // moves the old object's claim to the new one and takes none: one CAS.
-        // A readable slot's displaced object always goes to the drainer: it needs a job too.
-        let claim_always = A::READABLE || restricted::is_active();
+        // moves the old object's claim to the new one and takes none: one CAS. (A readable
+        // slot's displaced object is retired into a batch there, which needs no job.)
+        let claim_always = restricted::is_active();
         let raw = new.into_raw().as_ptr();
         let mut claimed = claimed;
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
@@ -298,11 +296,13 @@ impl<P> fmt::Display for Rejected<P> {
 /// ([`clone_current`](Slot::clone_current)).
 ///
 /// It derefs to the pointer in any context. What dropping it does depends on where: in
-/// restricted context (or under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer)) the object
-/// goes to the drainer with its job — no allocation, no destructor; in ordinary context under
-/// [`Policy::Auto`](crate::Policy::Auto) the job is released and the destructor runs inline —
-/// except for an object that left a [`ReadSlot`]: readers may still borrow it, so it always goes
-/// to the drainer, which waits for a grace period first.
+/// restricted context the object goes to the drainer with its job — no allocation, no
+/// destructor; in ordinary context the job is released and, under
+/// [`Policy::Auto`](crate::Policy::Auto), the destructor runs inline — except for an object that
+/// left a [`ReadSlot`]: readers may still borrow it, so it is retired into a batch and destroyed
+/// once no read guard that could have seen it is alive (by the drainer, or by this thread when it
+/// next fills a batch). Under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer) every object is
+/// retired that way in ordinary context.
 /// [`into_inner`](Detached::into_inner) unwraps it in ordinary context.
 #[must_use = "dropping a Detached destroys (or defers) the object"]
 pub struct Detached<'a, P: SlotPointer> {
@@ -329,11 +329,10 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     }
 
     /// Whether this value holds a reserved job, so that dropping it in restricted context is
-    /// guaranteed to defer it without a fallback. True for values taken out of a slot, for
-    /// every value that left a slot in restricted context and for every value that left a
-    /// [`ReadSlot`]; false for the value an ordinary-context replace of a [`RefSlot`] displaced
-    /// (see [`Slot::xchg`]) and for a clone from [`clone_current`](Slot::clone_current). May be
-    /// called anywhere.
+    /// guaranteed to defer it without a fallback. True for values taken out of a slot and for
+    /// every value that left a slot in restricted context; false for the value an
+    /// ordinary-context replace displaced (see [`Slot::xchg`]) and for a clone from
+    /// [`clone_current`](Slot::clone_current). May be called anywhere.
     pub fn is_reserved(&self) -> bool {
         self.claimed
     }
@@ -388,22 +387,29 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
     fn drop(&mut self) {
         // SAFETY: `drop` runs once; `value` is not used after this.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
-        if self.readers || self.inner.must_defer() {
+        if restricted::is_active() {
             let payload = Payload {
                 obj: value.into_raw().as_ptr(),
                 dtor: P::DESTRUCTOR,
                 grace: self.readers,
             };
-            // The claim, if any, travels with the object into the job.
-            if let Some(payload) = self.inner.defer(payload, self.claimed) {
-                // Ordinary context and no job to be had (only a claimless value gets here).
-                self.inner.destroy_in_ordinary_context(payload);
-            }
+            // The claim, if any, travels with the object into the job. In restricted context the
+            // object is always taken (at worst parked or leaked, counted).
+            let kept = self.inner.defer(payload, self.claimed);
+            debug_assert!(kept.is_none());
+            return;
+        }
+        if self.claimed {
+            // Give the job back first: the destructor is user code and may panic.
+            self.inner.release_claim();
+        }
+        if self.inner.defers_in_ordinary_context(self.readers) {
+            self.inner.retire(Payload {
+                obj: value.into_raw().as_ptr(),
+                dtor: P::DESTRUCTOR,
+                grace: self.readers,
+            });
         } else {
-            if self.claimed {
-                // Give the job back first: the destructor is user code and may panic.
-                self.inner.release_claim();
-            }
             drop(value);
         }
     }

@@ -20,13 +20,13 @@ pub struct Stats {
     pub spare: usize,
     /// Idle jobs set aside by `Runtime::reserve` for restricted-context installs.
     pub reserved: usize,
-    /// Objects handed to the drainer (restricted teardowns, and all teardowns under
-    /// `Policy::AlwaysDefer`). Derived, to keep the teardown path free of a counter: what the
+    /// Objects handed to the drainer with a job (teardowns in signal handlers). Derived, to keep the teardown path free of a counter: what the
     /// drainers have taken, plus what is queued or parked now. While a drainer is between taking
     /// a list and counting it, a snapshot can read low by that list's length; at a quiescent point
     /// it is exact.
     pub offloaded: u64,
-    /// Destructors the drainer has run (including parked objects and panicking destructors).
+    /// Deferred destructors run (by the drainer, by `Runtime::drain`, or by a thread helping;
+    /// including parked objects and panicking destructors).
     pub drained: u64,
     /// Wake-up syscalls made by producers.
     pub wakes: u64,
@@ -42,9 +42,22 @@ pub struct Stats {
     pub reserve_failures: u64,
     /// Destructors that panicked on the drainer (caught and counted).
     pub dtor_panics: u64,
-    /// Grace periods this runtime's drains waited for before destroying objects that left
-    /// readable slots (one per drain batch that had any).
+    /// Batches of objects that left readable slots destroyed after their grace period passed
+    /// (each batch holds up to 64 objects).
     pub grace_periods: u64,
+    /// Objects waiting for destruction now: queued with jobs, being destroyed, parked, or
+    /// retired into batches (waiting for a grace period, or for their batch to fill).
+    pub pending: usize,
+    /// Highest `pending` seen when a batch closed or a drain cycle ended: what
+    /// [`Builder::max_pending`](crate::Builder::max_pending) bounds (plus each CPU's open batch).
+    pub peak_pending: usize,
+    /// Objects destroyed out of batches: those retired in ordinary context (objects that left
+    /// readable slots, or every deferred object under `Policy::AlwaysDefer`) and those that came
+    /// with a job but had to wait for a grace period.
+    pub batched: u64,
+    /// Drain cycles run by threads that handed objects over, helping: destroying ready batches
+    /// when they closed one, or keeping the backlog under `max_pending`.
+    pub helped: u64,
     /// Highest `total` seen.
     pub peak_total: usize,
     /// Highest number of jobs one drain cycle found queued.

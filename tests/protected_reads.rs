@@ -184,7 +184,7 @@ fn handlers_and_threads_read_while_objects_are_replaced_and_torn_down() {
     assert!(STATE.set(state).is_ok(), "STATE set once");
     let st = STATE.get().unwrap();
     install_handler(NMI, on_nmi);
-    let before = ALLOC.take();
+    ALLOC.take();
 
     // The workers run until the storm is over (only then may the targets exit).
     let report = storm_workers(
@@ -271,10 +271,7 @@ fn handlers_and_threads_read_while_objects_are_replaced_and_torn_down() {
         0,
         "handler allocator calls: {allocs:?}"
     );
-    assert!(
-        allocs.all_allocs > before.all_allocs,
-        "the allocator counter is live"
-    );
+    assert!(allocs.all_allocs > 0, "the allocator counter is live");
 }
 
 fn manual() -> Runtime {
@@ -301,17 +298,21 @@ fn an_ordinary_replace_defers_the_old_object_until_readers_leave() {
     // Ordinary context, Policy::Auto: a RefSlot would destroy inline; a ReadSlot defers.
     drop(slot.xchg(Some(Box::new(Counted(drops.clone())))).unwrap());
     assert_eq!(drops.load(Ordering::SeqCst), 0);
-    assert!(matches!(rt.drain(), Err(Error::ReadGuardHeld)));
+    // A drain never waits for readers: under our own guard it leaves the object for later.
+    assert_eq!(rt.drain().unwrap(), 0);
+    assert!(matches!(rt.drain_and_wait(), Err(Error::ReadGuardHeld)));
     assert!(matches!(read::synchronize(), Err(Error::ReadGuardHeld)));
     assert_eq!(held.0.load(Ordering::SeqCst), 0); // still valid
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
     drop(guard);
-    assert_eq!(rt.drain().unwrap(), 1);
+    // Other tests in this process may hold guards too: wait for the grace period.
+    assert_eq!(rt.drain_and_wait().unwrap(), 1);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     assert_eq!(rt.stats().grace_periods, 1);
     // Dropping the slot defers its last object as well.
     drop(slot);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
-    assert_eq!(rt.drain().unwrap(), 1);
+    assert_eq!(rt.drain_and_wait().unwrap(), 1);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
 
@@ -369,7 +370,7 @@ fn clone_current_outlives_the_slot_reference() {
     let mine = mine.into_inner().ok().unwrap();
     assert_eq!(Arc::strong_count(&mine), 2);
     slot.clear();
-    assert_eq!(rt.drain().unwrap(), 1); // the slot's reference
+    assert_eq!(rt.drain_and_wait().unwrap(), 1); // the slot's reference
     assert_eq!(Arc::strong_count(&mine), 1);
     assert_eq!(drops.load(Ordering::SeqCst), 0);
     drop(mine);
@@ -385,7 +386,7 @@ fn clone_current_outlives_the_slot_reference() {
         drop(clone);
     }
     assert_eq!(drops.load(Ordering::SeqCst), 1);
-    assert_eq!(rt.drain().unwrap(), 2);
+    assert_eq!(rt.drain_and_wait().unwrap(), 2);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
     let s = rt.stats();
     assert_eq!((s.emergency, s.leaked), (0, 0), "{s:?}");

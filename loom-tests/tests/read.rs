@@ -5,6 +5,8 @@
 //! ordered by happens-before, and loom reports that as a data race. A grace period that waited
 //! for a reader that cannot finish would spin forever: loom reports that as an exceeded branch
 //! limit, so "never waits for a later reader" and "no deadlock" are checked on every path.
+//! (`Runtime::drain` never waits for readers; these models use `drain_and_wait`, which does, to
+//! check the grace period itself. The polled, non-blocking side is in `reclaim.rs`.)
 //!
 //! loom does not model `SeqCst` loads and read-modify-writes, only `SeqCst` fences, so under
 //! loom a read guard adds a `SeqCst` fence after its increment (`sync::model_seq_cst_fence`; the
@@ -74,7 +76,7 @@ fn assert_all_destroyed_after_clear<P: sigdrop::SlotPointer>(
     expected: usize,
 ) {
     slot.clear();
-    rt.drain().unwrap();
+    rt.drain_and_wait().unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), expected);
 }
 
@@ -99,7 +101,7 @@ fn restricted_reader_racing_replace_and_drain_never_sees_freed_memory() {
             })
         };
         drop(slot.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap());
-        rt.drain().unwrap(); // a grace period, then the first object's destructor
+        rt.drain_and_wait().unwrap(); // a grace period, then the first object's destructor
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         reader.join().unwrap();
         assert_all_destroyed_after_clear(&rt, &*slot, &drops, 2);
@@ -133,9 +135,9 @@ fn clone_current_racing_replace_and_drain_keeps_the_object_alive() {
             slot.xchg(Some(std::sync::Arc::new(Canary::new(2, &drops))))
                 .unwrap(),
         );
-        rt.drain().unwrap();
+        rt.drain_and_wait().unwrap();
         handler.join().unwrap();
-        rt.drain().unwrap(); // the handler's clone, if it was queued after the first drain
+        rt.drain_and_wait().unwrap(); // the handler's clone, if it was queued after the first drain
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert_all_destroyed_after_clear(&rt, &*slot, &drops, 2);
     });
@@ -162,7 +164,7 @@ fn grace_period_waits_for_a_reader_that_counted_under_an_old_parity() {
         };
         read::synchronize().unwrap(); // flips the parity under a reader that may have read it
         drop(slot.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap());
-        rt.drain().unwrap();
+        rt.drain_and_wait().unwrap();
         reader.join().unwrap();
         assert_all_destroyed_after_clear(&rt, &*slot, &drops, 2);
     });

@@ -1,0 +1,291 @@
+//! Batches of retired objects: how ordinary-context code hands objects to the drainer (or to
+//! itself, later) without a job per object.
+//!
+//! ## Protocol
+//!
+//! ```text
+//! open batches: one per shard (CPU) and kind (needs a grace period or not), each behind a
+//!               try-lock that only ordinary-context code takes, and never waits for
+//! closed queue: batches stamped with the grace period they need (`read::Cookie`), or none
+//!
+//! add(obj):     lock this CPU's open batch (try the others if it is busy; none free: refuse);
+//!               push; full? take it out; unlock; close it
+//! close(b):     cookie = read::start_grace_period()  (after every removal in `b`); queue it
+//! take_ready:   move grace periods on (never waiting); unqueue every batch whose grace
+//!               period has passed or that needs none
+//! close_open:   (the drainer) close every open batch it can lock
+//! ```
+//!
+//! Objects of readable slots are retired here only after they were removed from their slot, by
+//! the thread that closes the batch or by one whose removal happens before the close (the batch's
+//! lock hands it over with release/acquire); the close's `start_grace_period` comes after that,
+//! so its cookie covers every reader that could have seen any object in the batch (`read.rs`).
+//! Batches that need no grace period are always ready: a reader that never leaves delays only the
+//! objects that readers could have seen.
+//!
+//! Adding is an uncontended compare-and-swap and a store on a line of this CPU's; the shared
+//! queue is touched once per [`BATCH`] objects. A signal handler never touches any of this (it
+//! hands objects over with jobs); if a handler that forgot to enter restricted context
+//! interrupts an `add`, its own `add` finds the lock taken and is refused, never waits.
+//!
+//! | operation     | concurrent with add | with take_ready / close_open | restricted context |
+//! |---------------|---------------------|------------------------------|--------------------|
+//! | `add`         | yes                 | yes                          | no (refused batches fall back to jobs) |
+//! | `take_ready`  | yes                 | yes (the queue's lock)       | no                 |
+//! | `close_open`  | yes (try-locks)     | yes                          | no                 |
+
+use crate::arena::Payload;
+use crate::read::{self, Cookie};
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell};
+use crossbeam_utils::CachePadded;
+use std::collections::VecDeque;
+
+/// Objects per batch (crossbeam-epoch's bags hold as many).
+pub(crate) const BATCH: usize = 64;
+
+/// Closed batches whose storage is kept for reuse.
+const RECYCLED: usize = 8;
+
+/// A closed batch: its objects and the grace period they wait for (`None`: none needed).
+pub(crate) struct Closed {
+    pub cookie: Option<Cookie>,
+    pub items: Vec<Payload>,
+}
+
+/// One shard's open batches: `[plain, grace]`.
+struct Open {
+    locked: AtomicBool,
+    batches: UnsafeCell<[Vec<Payload>; 2]>,
+    /// Objects in `batches` (a statistic, and the drainer's hint that there is something to close).
+    len: AtomicUsize,
+}
+
+struct Queue {
+    closed: VecDeque<Closed>,
+    recycled: Vec<Vec<Payload>>,
+}
+
+/// Every batch of one runtime.
+pub(crate) struct Batches {
+    open: Box<[CachePadded<Open>]>,
+    queue: Mutex<Queue>,
+    /// Objects in closed batches, counted from their close until they have been destroyed.
+    closed_len: AtomicUsize,
+}
+
+// SAFETY: an open batch is only touched by the holder of its `locked` flag (Acquire to take,
+// Release to give back); the queue is behind a mutex; payload objects are `Send` by the
+// runtime's contract (they came from `SlotPointer`s).
+unsafe impl Send for Batches {}
+// SAFETY: as above.
+unsafe impl Sync for Batches {}
+
+/// What `add` did.
+pub(crate) enum Added {
+    /// The object is in an open batch, which held `before` objects.
+    Open { before: usize },
+    /// The object filled its batch, which the caller must close.
+    Full(Vec<Payload>, bool),
+}
+
+impl Batches {
+    pub fn new(shards: usize) -> Self {
+        Batches {
+            open: (0..shards)
+                .map(|_| {
+                    CachePadded::new(Open {
+                        locked: AtomicBool::new(false),
+                        batches: UnsafeCell::new([Vec::new(), Vec::new()]),
+                        len: AtomicUsize::new(0),
+                    })
+                })
+                .collect(),
+            queue: Mutex::new(Queue {
+                closed: VecDeque::new(),
+                recycled: Vec::new(),
+            }),
+            closed_len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds an object to an open batch, starting with `shard`'s. Ordinary context. Gives the
+    /// object back if every open batch is locked (the caller hands it over some other way).
+    #[inline]
+    pub fn add(&self, shard: usize, payload: Payload) -> Result<Added, Payload> {
+        let shards = self.open.len();
+        for i in 0..shards {
+            let open = &self.open[(shard + i) % shards];
+            // Acquire: pairs with the Release unlock of the last holder: its pushes are ours.
+            if open
+                .locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let kind = usize::from(payload.grace);
+            // SAFETY: we hold `locked`, the only licence to touch `batches`.
+            let added = open.batches.with_mut(|b| unsafe {
+                let batch = &mut (*b)[kind];
+                if batch.capacity() == 0 {
+                    *batch = self.fresh();
+                }
+                batch.push(payload);
+                if batch.len() >= BATCH {
+                    Added::Full(std::mem::take(batch), payload.grace)
+                } else {
+                    Added::Open {
+                        before: batch.len() - 1,
+                    }
+                }
+            });
+            let n = match added {
+                Added::Full(..) => open.len.load(Ordering::Relaxed) + 1 - BATCH,
+                Added::Open { .. } => open.len.load(Ordering::Relaxed) + 1,
+            };
+            // Relaxed: a statistic and a hint; the lock orders the batches themselves.
+            open.len.store(n, Ordering::Relaxed);
+            // Release: hands the batches to the next holder.
+            open.locked.store(false, Ordering::Release);
+            if let Added::Full(items, _) = &added {
+                // Counted before it is queued, so `pending` never misses it.
+                // Relaxed: a statistic.
+                self.closed_len.fetch_add(items.len(), Ordering::Relaxed);
+            }
+            return Ok(added);
+        }
+        Err(payload)
+    }
+
+    /// Storage for a new open batch: a recycled one, or a new allocation.
+    fn fresh(&self) -> Vec<Payload> {
+        let recycled = self.lock().recycled.pop();
+        recycled.unwrap_or_else(|| Vec::with_capacity(BATCH))
+    }
+
+    /// Closes a batch taken out of `add` (already counted): stamps it with the grace period its
+    /// objects need and queues it. Ordinary context.
+    pub fn close(&self, items: Vec<Payload>, grace: bool) {
+        let cookie = grace.then(read::start_grace_period);
+        self.lock().closed.push_back(Closed { cookie, items });
+    }
+
+    /// Closes objects gathered elsewhere (the drainer's, from jobs): counts, stamps and queues.
+    pub fn close_new(&self, items: Vec<Payload>, grace: bool) {
+        if items.is_empty() {
+            return;
+        }
+        // Relaxed: a statistic.
+        self.closed_len.fetch_add(items.len(), Ordering::Relaxed);
+        self.close(items, grace);
+    }
+
+    /// Closes every open batch that is not locked now. Ordinary context (the drainer's cycle).
+    pub fn close_open(&self) {
+        for open in self.open.iter() {
+            // Relaxed: a hint; a batch we miss is closed on a later cycle.
+            if open.len.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            // Acquire / Release: as in `add`.
+            if open
+                .locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // SAFETY: we hold `locked`.
+            let taken = open.batches.with_mut(|b| unsafe {
+                [std::mem::take(&mut (*b)[0]), std::mem::take(&mut (*b)[1])]
+            });
+            // Relaxed: as in `add`.
+            open.len.store(0, Ordering::Relaxed);
+            open.locked.store(false, Ordering::Release);
+            for (kind, items) in taken.into_iter().enumerate() {
+                if items.is_empty() {
+                    self.recycle(items);
+                } else {
+                    // Relaxed: a statistic (moved from open to closed).
+                    self.closed_len.fetch_add(items.len(), Ordering::Relaxed);
+                    self.close(items, kind == 1);
+                }
+            }
+        }
+    }
+
+    /// Unqueues every closed batch that is ready: it needs no grace period, or its grace period
+    /// has passed (moving grace periods on as far as readers let it, without waiting); with
+    /// `all`, every batch (the runtime is stopping: nobody can read them). At most `max`
+    /// batches. Ordinary context.
+    pub fn take_ready(&self, max: usize, all: bool, out: &mut Vec<Closed>) {
+        let mut queue = self.lock();
+        // The newest cookie first: one poll that moves grace periods on serves every older one.
+        let newest = queue.closed.iter().filter_map(|c| c.cookie).max();
+        if let Some(cookie) = newest
+            && !all
+        {
+            read::grace_period_passed(cookie);
+        }
+        let mut i = 0;
+        while i < queue.closed.len() && out.len() < max {
+            let ready = match queue.closed[i].cookie {
+                _ if all => true,
+                None => true,
+                Some(cookie) => read::grace_period_passed(cookie),
+            };
+            if ready {
+                out.extend(queue.closed.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Gives back a batch's storage after its objects were destroyed, and uncounts them.
+    pub fn finished(&self, mut items: Vec<Payload>, destroyed: usize) {
+        // Relaxed: a statistic.
+        self.closed_len.fetch_sub(destroyed, Ordering::Relaxed);
+        items.clear();
+        self.recycle(items);
+    }
+
+    fn recycle(&self, items: Vec<Payload>) {
+        if items.capacity() != BATCH {
+            return;
+        }
+        let mut queue = self.lock();
+        if queue.recycled.len() < RECYCLED {
+            queue.recycled.push(items);
+        }
+    }
+
+    /// Objects in batches, open and closed (a snapshot).
+    pub fn len(&self) -> usize {
+        // Relaxed: statistics.
+        let open: usize = self
+            .open
+            .iter()
+            .map(|o| o.len.load(Ordering::Relaxed))
+            .sum();
+        open + self.closed_len.load(Ordering::Relaxed)
+    }
+
+    /// Objects in closed batches (a snapshot): what back-pressure bounds.
+    pub fn closed_len(&self) -> usize {
+        // Relaxed: a statistic.
+        self.closed_len.load(Ordering::Relaxed)
+    }
+
+    /// Whether any batch holds objects (a snapshot).
+    pub fn any(&self) -> bool {
+        self.len() > 0
+    }
+
+    fn lock(&self) -> crate::sync::MutexGuard<'_, Queue> {
+        // The queue is updated with single operations; a panic cannot leave it inconsistent.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,417 @@
+//! The drainer's doorbell: a pending flag, a sleeping flag and one async-signal-safe wake-up (the
+//! `irq_work` analog), in two modes ([`Wake`]).
+//!
+//! ## The protocol
+//!
+//! State: `pending` (a ring is outstanding), `seq` (the futex word the drainer sleeps on) and
+//! `sleeping` (`AWAKE`, `POLLING`: asleep with a timeout, or `IDLE`: asleep until rung).
+//!
+//! Producers of jobs (teardowns in signal handlers) ring after their push:
+//!
+//! - [`Wake::Immediate`]: a push that found its list empty rings; a push onto a non-empty list
+//!   rings only if a relaxed load sees `pending` clear (a backstop, see below);
+//! - [`Wake::Lazy`]: only a push that takes its list to the high watermark rings; otherwise the
+//!   drainer's next periodic wake-up finds the job.
+//!
+//! A ring: `pending.swap(true)`; if that swap set it, `seq += 1`, `fence(SeqCst)`, and a futex
+//! wake **only if** `sleeping` is not `AWAKE`. While the drainer runs, a ring makes no syscall.
+//!
+//! Producers of batches (ordinary-context retirement, `batches.rs`) *nudge* when they put the
+//! first object into an empty batch: `fence(SeqCst)`, and a futex wake only if `sleeping` is
+//! `IDLE`. A polling drainer comes back by itself within its period.
+//!
+//! The drainer, after a cycle that found nothing to run:
+//!
+//! ```text
+//! seen = seq;  sleeping = POLLING (with a timeout) or IDLE;  fence(SeqCst)
+//! if !pending && !work_waiting(): futex_wait(seq == seen, timeout)
+//! sleeping = AWAKE
+//! ```
+//!
+//! and at the start of each cycle it clears `pending` (a swap) before it takes the lists.
+//!
+//! ## No lost wake-up
+//!
+//! A job push that finds its list empty comes after the take that emptied it, and that take came
+//! after the drainer cleared `pending` (AcqRel on both list operations makes the push happen-after
+//! the clear), so the producer's swap sees the clear or a later set. If it finds the flag already
+//! set, its swap precedes the drainer's next clear, which reads it (Acquire) and so the take after
+//! that clear sees this push. (This is why the flag is tested with a swap and not a load: a load
+//! that sees `true` is not ordered before the next clear, and the push could be stranded — a
+//! store-buffering race.) If its swap sets the flag, the two `SeqCst` fences decide: either the
+//! producer's fence comes first in their total order, and then the drainer's load of `pending`
+//! after its own fence sees the set and it does not sleep; or the drainer's comes first, and the
+//! producer's load of `sleeping` sees `POLLING`/`IDLE` (or the `AWAKE` of a drainer that is awake
+//! again) and it wakes it. The futex word closes the last gap: `seq` was bumped before the fence,
+//! and the drainer read `seen` before it published `sleeping` (Release; the producer's load is
+//! Acquire), so a wake that comes before the drainer's `futex_wait` makes the kernel's value
+//! check fail and the wait return at once. The same argument, with "batches waiting" in place of
+//! `pending`, covers a nudge.
+//!
+//! For a push onto a non-empty list, the push that made the list non-empty is responsible. In the
+//! kernel that producer cannot be preempted between its push and its ring; in user space it can
+//! (or a handler can interrupt it there, or it can be cancelled), so a later push that sees
+//! `pending` clear rings as a backstop; with the drainer awake that costs no syscall.
+//!
+//! In [`Wake::Lazy`] no job push below the watermark rings, so no argument is needed: the drainer
+//! sleeps at most one period and then drains, so no job waits longer than the period plus one
+//! drain cycle.
+//!
+//! ## Concurrency table
+//!
+//! | operation | concurrent with ring | with clear/wait | restricted context |
+//! |-----------|----------------------|-----------------|--------------------|
+//! | `ring`, `after_push`, `nudge` | yes      | yes             | yes: one swap, one add, one fence, at most one `futex` syscall (only if the drainer sleeps), errno preserved |
+//! | `clear`   | yes                  | single drainer per doorbell or several `drain()` callers: yes | no need |
+//! | `sleep`   | yes                  | drainer only    | no (blocks)        |
+
+use crate::sync::{AtomicBool, AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+/// When the drainer thread is woken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wake {
+    /// The first object of each burst that a signal handler hands over wakes the drainer, if it
+    /// sleeps (one `futex` syscall in that handler): the lowest latency.
+    #[default]
+    Immediate,
+    /// The drainer wakes by itself every `period`; a handler wakes it only when one CPU's queue
+    /// reaches `high_watermark` objects. In a steady signal storm the handlers make no syscall at
+    /// all; an object waits at most `period` plus one drain cycle.
+    Lazy {
+        /// How often the drainer wakes by itself.
+        period: Duration,
+        /// Objects queued on one CPU that make a handler wake the drainer early.
+        high_watermark: usize,
+    },
+}
+
+impl Wake {
+    /// [`Wake::Lazy`] with `period` and a high watermark of 256 objects per CPU.
+    pub const fn lazy(period: Duration) -> Wake {
+        Wake::Lazy {
+            period,
+            high_watermark: 256,
+        }
+    }
+}
+
+/// `sleeping`: the drainer runs.
+const AWAKE: u32 = 0;
+/// `sleeping`: the drainer sleeps with a timeout and will look again by itself.
+const POLLING: u32 = 1;
+/// `sleeping`: the drainer sleeps until rung.
+const IDLE: u32 = 2;
+
+/// The pending flag, the sleeping flag and the futex word the drainer sleeps on.
+pub struct Doorbell {
+    pending: AtomicBool,
+    seq: AtomicU32,
+    sleeping: AtomicU32,
+    /// Whether anybody ever sleeps on `seq`; with a manual drainer, ringing makes no syscall.
+    has_sleeper: bool,
+    /// Pushes that take a list to this length ring ([`Wake::Lazy`]); 1 for [`Wake::Immediate`].
+    high_watermark: usize,
+    #[cfg(loom)]
+    model: ModelFutex,
+}
+
+impl Doorbell {
+    /// A doorbell; `has_sleeper` is false for a manual drainer (nobody sleeps, so no syscall).
+    pub fn new(has_sleeper: bool, wake: Wake) -> Self {
+        Doorbell {
+            pending: AtomicBool::new(false),
+            seq: AtomicU32::new(0),
+            sleeping: AtomicU32::new(AWAKE),
+            has_sleeper,
+            high_watermark: match wake {
+                Wake::Immediate => 0,
+                Wake::Lazy { high_watermark, .. } => high_watermark,
+            },
+            #[cfg(loom)]
+            model: ModelFutex::new(),
+        }
+    }
+
+    /// Called by a producer after pushing a job onto a list that held `before` jobs. Returns
+    /// whether it issued a wake syscall. Async-signal-safe.
+    ///
+    /// Immediate mode: a push onto an empty list must ring (see the module docs); a push onto a
+    /// non-empty list rings only if it sees the flag clear: a backstop for the case where the
+    /// producer that made the list non-empty stalls (preempted, or interrupted by us) before its
+    /// own ring. Lazy mode: only the push that reaches the high watermark rings.
+    #[inline]
+    pub fn after_push(&self, before: usize) -> bool {
+        if self.high_watermark > 0 {
+            return before + 1 == self.high_watermark && self.ring();
+        }
+        // Relaxed: only a filter for the backstop; correctness rests on the empty-list ring.
+        if before > 0 && self.pending.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.ring()
+    }
+
+    /// Sets the pending flag and, if this call set it and the drainer sleeps, wakes it. Returns
+    /// whether it issued a wake syscall. Async-signal-safe.
+    #[inline]
+    pub fn ring(&self) -> bool {
+        // An RMW, never a plain load: if we find the flag already set, our swap must come before
+        // the drainer's next clear in the flag's modification order, so that the clear reads our
+        // write (Release) and the take after it sees our push. A load that sees `true` could be
+        // ordered after that clear by coherence alone and the push would be stranded.
+        // AcqRel: Acquire orders us after the drainer's last clear; Release publishes our push to
+        // the drainer's next clear (Acquire).
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.wake_if_asleep(POLLING)
+    }
+
+    /// Tells the drainer that batched work appeared (the first object of an empty batch): wakes
+    /// it only if it sleeps with no timeout. Returns whether a syscall was made.
+    #[inline]
+    pub fn nudge(&self) -> bool {
+        self.wake_if_asleep(IDLE)
+    }
+
+    /// Bumps `seq` and wakes the drainer if `sleeping` is at least `min` (POLLING: any sleep;
+    /// IDLE: only an untimed one). The caller has published its work (`pending`, or a batch).
+    fn wake_if_asleep(&self, min: u32) -> bool {
+        if !self.has_sleeper {
+            return false;
+        }
+        // Release: pairs with the drainer's Acquire load of `seq` in `sleep` (a `seen` that
+        // includes this bump comes with our work). The value check in `futex_wait` needs the
+        // bump before the fence.
+        self.seq.fetch_add(1, Ordering::Release);
+        // The producer's fence of the module docs' store-buffering argument: with the drainer's
+        // fence in `sleep`, either it sees our work or we see it asleep. (loom checks this pair.)
+        fence(Ordering::SeqCst);
+        // Acquire: pairs with the Release store of `sleeping` in `sleep`, so the drainer's load
+        // of `seen` comes before our bump in `seq`'s modification order.
+        if self.sleeping.load(Ordering::Acquire) < min {
+            return false;
+        }
+        self.futex_wake();
+        true
+    }
+
+    /// Bumps `seq` and wakes the sleeper unconditionally (shutdown); returns whether a syscall was
+    /// made.
+    pub fn wake(&self) -> bool {
+        // Release: a drainer that loads this `seq` (Acquire) sees what we did before.
+        self.seq.fetch_add(1, Ordering::Release);
+        if !self.has_sleeper {
+            return false;
+        }
+        self.futex_wake();
+        true
+    }
+
+    /// Clears the pending flag; the drainer calls this before it takes the lists.
+    #[inline]
+    pub fn clear(&self) {
+        // AcqRel: Acquire synchronises with the producer swap that set the flag (and so with its
+        // push); Release orders later producers' swaps after this clear.
+        self.pending.swap(false, Ordering::AcqRel);
+    }
+
+    /// Whether a ring is outstanding.
+    #[cfg(any(test, loom))]
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Sleeps until rung (or, with `timeout`, at most that long), unless a ring is outstanding or
+    /// `work_waiting` says there is work already. Ordinary context only; the drainer's side of
+    /// the module docs' protocol.
+    pub fn sleep(&self, timeout: Option<Duration>, work_waiting: impl FnOnce() -> bool) {
+        // Acquire: pairs with the producers' Release bump.
+        let seen = self.seq.load(Ordering::Acquire);
+        // Release: see `wake_if_asleep`.
+        let state = if timeout.is_some() { POLLING } else { IDLE };
+        self.sleeping.store(state, Ordering::Release);
+        // The drainer's fence of the store-buffering argument (module docs).
+        fence(Ordering::SeqCst);
+        // Relaxed: the fences carry the argument.
+        if !self.pending.load(Ordering::Relaxed) && !work_waiting() {
+            self.wait(seen, timeout);
+        }
+        // Relaxed: a producer that still sees us asleep makes one spare syscall, nothing worse.
+        self.sleeping.store(AWAKE, Ordering::Relaxed);
+    }
+
+    /// Sleeps while `seq` still equals `seen` (returns at once otherwise), at most `timeout`.
+    fn wait(&self, seen: u32, timeout: Option<Duration>) {
+        #[cfg(not(loom))]
+        {
+            let ts = timeout.map(|t| libc::timespec {
+                tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+                tv_nsec: t.subsec_nanos() as libc::c_long,
+            });
+            let ts_ptr = ts
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: `seq` is a live, aligned u32 for the duration of the call; FUTEX_WAIT only
+            // reads it. `ts_ptr` is null (no timeout) or points to `ts`, alive across the call.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.seq.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    seen,
+                    ts_ptr,
+                );
+            }
+        }
+        #[cfg(loom)]
+        self.model.wait(&self.seq, seen, timeout.is_some());
+    }
+
+    #[cfg(not(loom))]
+    fn futex_wake(&self) {
+        // SAFETY: `__errno_location` returns this thread's errno; saving and restoring it keeps a
+        // wake from a signal handler invisible to the code it interrupted.
+        let errno = unsafe { libc::__errno_location() };
+        // SAFETY: as above; reading our own errno.
+        let saved = unsafe { *errno };
+        // The one syscall sigdrop makes in restricted context. Under RealtimeSanitizer
+        // (`--cfg sigdrop_rtsan`, see scripts/rtsan.sh) it is the only exemption: a futex wake
+        // is async-signal-safe and never blocks, but RTSan flags every syscall.
+        #[cfg(sigdrop_rtsan)]
+        // SAFETY: RTSan's runtime entry points take no arguments; they toggle its checks for the
+        // calling thread and are paired below.
+        unsafe {
+            rtsan::__rtsan_disable()
+        };
+        // SAFETY: FUTEX_WAKE on a live aligned u32 wakes at most one waiter and touches no memory.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.seq.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            );
+        }
+        #[cfg(sigdrop_rtsan)]
+        // SAFETY: pairs with the `__rtsan_disable` above.
+        unsafe {
+            rtsan::__rtsan_enable()
+        };
+        // SAFETY: restoring the errno saved above, on the same thread.
+        unsafe { *errno = saved };
+    }
+
+    #[cfg(loom)]
+    fn futex_wake(&self) {
+        self.model.wake();
+    }
+}
+
+/// RealtimeSanitizer's runtime interface (linked in by `-Zsanitizer=realtime`).
+#[cfg(sigdrop_rtsan)]
+mod rtsan {
+    unsafe extern "C" {
+        pub fn __rtsan_disable();
+        pub fn __rtsan_enable();
+    }
+}
+
+/// A futex for models: `wait` checks the word and sleeps atomically with respect to `wake`.
+#[cfg(loom)]
+struct ModelFutex {
+    lock: crate::sync::Mutex<()>,
+    cond: crate::sync::Condvar,
+}
+
+#[cfg(loom)]
+impl ModelFutex {
+    fn new() -> Self {
+        ModelFutex {
+            lock: crate::sync::Mutex::new(()),
+            cond: crate::sync::Condvar::new(),
+        }
+    }
+
+    /// A timed wait is modelled as a timeout that has already elapsed: it returns at once, so
+    /// models see the drainer come back by itself, which is all a period promises.
+    fn wait(&self, word: &AtomicU32, seen: u32, timed: bool) {
+        if timed {
+            loom::thread::yield_now();
+            return;
+        }
+        let guard = self.lock.lock().unwrap();
+        if word.load(Ordering::SeqCst) == seen {
+            drop(self.cond.wait(guard).unwrap());
+        }
+    }
+
+    fn wake(&self) {
+        let _guard = self.lock.lock().unwrap();
+        self.cond.notify_all();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn ring_sets_pending_once() {
+        let bell = Doorbell::new(false, Wake::Immediate);
+        assert!(!bell.is_pending());
+        bell.ring();
+        assert!(bell.is_pending());
+        bell.ring();
+        bell.clear();
+        assert!(!bell.is_pending());
+    }
+
+    #[test]
+    fn ring_wakes_a_sleeper() {
+        let bell = Arc::new(Doorbell::new(true, Wake::Immediate));
+        let sleeper = {
+            let bell = bell.clone();
+            std::thread::spawn(move || {
+                while !bell.is_pending() {
+                    bell.sleep(None, || false);
+                }
+            })
+        };
+        // Wait until it sleeps, so that the ring must wake it with a syscall.
+        while bell.sleeping.load(Ordering::Acquire) != IDLE {
+            std::thread::yield_now();
+        }
+        assert!(bell.ring());
+        sleeper.join().unwrap();
+    }
+
+    #[test]
+    fn no_syscall_while_the_drainer_is_awake() {
+        let bell = Doorbell::new(true, Wake::Immediate);
+        assert!(
+            !bell.ring(),
+            "nobody sleeps: the ring must not make a syscall"
+        );
+        assert!(!bell.nudge());
+    }
+
+    #[test]
+    fn lazy_rings_only_at_the_watermark() {
+        let bell = Doorbell::new(
+            false,
+            Wake::Lazy {
+                period: Duration::from_millis(10),
+                high_watermark: 3,
+            },
+        );
+        bell.after_push(0);
+        bell.after_push(1);
+        assert!(!bell.is_pending());
+        bell.after_push(2);
+        assert!(bell.is_pending());
+    }
+}

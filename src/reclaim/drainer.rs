@@ -1,0 +1,137 @@
+//! The drainer: who runs deferred destructors, and the background thread that does it by default.
+//!
+//! The thread's loop is the consumer half of the doorbell protocol (`doorbell.rs`). It never
+//! waits for readers: objects that need a grace period wait in batches stamped with one, and a
+//! cycle runs only those whose grace period a non-blocking poll says has passed.
+//!
+//! ```text
+//! loop {
+//!     cycle                          (clear pending, take the lists, run what is ready, trim)
+//!     stop requested?  -> exit       (the last reference to the runtime runs whatever is left)
+//!     ran something?   -> loop       (more may have come while we ran destructors)
+//!     sleep: lazy mode             -> at most the period
+//!            objects still waiting -> at most the poll interval (1 ms, doubling up to 32 ms
+//!                                     while their grace period does not move)
+//!            nothing waiting       -> until rung
+//! }
+//! ```
+//!
+//! With nothing queued it sleeps in the kernel; with objects waiting for readers it polls, so a
+//! reader that never leaves costs it one wake-up every 32 ms and delays nothing but those objects.
+
+use super::doorbell::{Doorbell, Wake};
+use crate::sync::Arc;
+use std::time::Duration;
+
+/// Who runs deferred destructors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Drainer {
+    /// A background thread, woken as [`Wake`] says (the default).
+    #[default]
+    Thread,
+    /// Nobody, until the application calls [`Runtime::drain`](crate::Runtime::drain) at its own
+    /// safe points (an event loop's idle hook, a frame boundary).
+    Manual,
+}
+
+/// What one drain cycle did.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cycle {
+    /// Destructors run.
+    pub ran: usize,
+    /// Whether objects are still waiting (for a grace period, or in a batch not yet closed).
+    pub waiting: bool,
+}
+
+/// What the drainer thread drains: the runtime, seen from below.
+pub(crate) trait Drain: Send + Sync + 'static {
+    /// One drain cycle.
+    fn cycle(&self) -> Cycle;
+    /// The doorbell producers ring.
+    fn doorbell(&self) -> &Doorbell;
+    /// Whether the runtime is shutting down.
+    fn stopping(&self) -> bool;
+    /// Whether batched objects are waiting (checked after the drainer announced it sleeps).
+    fn work_waiting(&self) -> bool;
+}
+
+/// The first poll interval while objects wait for readers; it doubles up to `MAX_POLL`.
+const POLL: Duration = Duration::from_millis(1);
+const MAX_POLL: Duration = Duration::from_millis(32);
+
+/// The handle of a running drainer thread.
+pub(crate) struct DrainerThread {
+    #[cfg(not(loom))]
+    handle: std::thread::JoinHandle<()>,
+    #[cfg(loom)]
+    handle: loom::thread::JoinHandle<()>,
+}
+
+/// Starts the drainer thread.
+#[cfg(not(loom))]
+pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<DrainerThread> {
+    let handle = std::thread::Builder::new()
+        .name("sigdrop-drainer".into())
+        .spawn(move || run(&*work, wake))?;
+    Ok(DrainerThread { handle })
+}
+
+/// Starts the drainer as a model thread.
+#[cfg(loom)]
+pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<DrainerThread> {
+    Ok(DrainerThread {
+        handle: loom::thread::spawn(move || run(&*work, wake)),
+    })
+}
+
+impl DrainerThread {
+    /// Waits for the thread to finish, unless the caller *is* the drainer (the last handle was
+    /// dropped by a destructor the drainer ran): then the thread finishes on its own after the
+    /// current cycle, and the last reference to the runtime state goes with it — the final
+    /// drain then runs on the drainer thread, detached, and like any detached thread's work it
+    /// is cut short if the process exits first. The drainer never waits for readers, so the join
+    /// takes at most the destructors it is running.
+    pub(crate) fn join_unless_current(self) {
+        #[cfg(not(loom))]
+        {
+            if self.handle.thread().id() == std::thread::current().id() {
+                return;
+            }
+            // A panic on the drainer outside destructors would be a bug in sigdrop; destructor
+            // panics are caught and counted. Do not propagate it into a `Drop`.
+            let _ = self.handle.join();
+        }
+        #[cfg(loom)]
+        {
+            let _ = self.handle.join();
+        }
+    }
+}
+
+fn run<D: Drain>(work: &D, wake: Wake) {
+    let mut poll = POLL;
+    loop {
+        let cycle = work.cycle();
+        if work.stopping() {
+            return;
+        }
+        if cycle.ran > 0 {
+            poll = POLL;
+            continue;
+        }
+        let timeout = match wake {
+            Wake::Lazy { period, .. } => Some(period),
+            Wake::Immediate if cycle.waiting => {
+                let t = poll;
+                poll = (poll * 2).min(MAX_POLL);
+                Some(t)
+            }
+            Wake::Immediate => {
+                poll = POLL;
+                None
+            }
+        };
+        work.doorbell()
+            .sleep(timeout, || work.stopping() || work.work_waiting());
+    }
+}

@@ -1,0 +1,16 @@
+//! Reclamation: how objects handed over are destroyed, and who does it — the half of the crate
+//! that runs in ordinary context. It sits below the runtime and knows nothing of slots or jobs'
+//! accounting; the runtime (`runtime.rs`) drives it.
+//!
+//! - `doorbell.rs`: telling the drainer there is work: a pending flag, a sleeping flag so no
+//!   syscall is made while it runs, and two wake modes (immediate, lazy);
+//! - `batches.rs`: objects retired in ordinary context, many per unit, stamped with the grace
+//!   period they need and destroyed once a non-blocking poll says it has passed;
+//! - `drainer.rs`: the drainer thread's loop, which never waits for readers.
+//!
+//! Back-pressure (producers over the backlog bound help) is the runtime's, because it needs the
+//! job lists too: see `runtime.rs`.
+
+pub(crate) mod batches;
+pub(crate) mod doorbell;
+pub(crate) mod drainer;
