@@ -462,6 +462,11 @@ impl Inner {
                 if self.doorbell.nudge() {
                     self.counters.wakes.fetch_add(1, Ordering::Relaxed);
                 }
+                // The drainer may have closed our last batch before it filled: the backlog is
+                // checked at the start of each batch too, so it is bounded either way.
+                if self.backlog() > self.cfg.max_pending {
+                    self.after_close();
+                }
             }
             Ok(Added::Open { .. }) => {}
             Ok(Added::Full(items, grace)) => {
@@ -747,8 +752,8 @@ impl Inner {
 }
 
 impl Drain for Inner {
-    fn cycle(&self) -> Cycle {
-        self.cycle_inner(true)
+    fn cycle(&self, close_open: bool) -> Cycle {
+        self.cycle_inner(close_open)
     }
 
     fn doorbell(&self) -> &Doorbell {

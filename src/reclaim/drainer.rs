@@ -10,14 +10,18 @@
 //!     stop requested?  -> exit       (the last reference to the runtime runs whatever is left)
 //!     ran something?   -> loop       (more may have come while we ran destructors)
 //!     sleep: lazy mode             -> at most the period
-//!            objects still waiting -> at most the poll interval (1 ms, doubling up to 32 ms
-//!                                     while their grace period does not move)
+//!            objects still waiting -> at most the poll interval (1 ms, doubling up to 16 ms
+//!            or waited lately         while their grace period does not move; after work
+//!                                     stops, 1, 2, ... 32 ms before sleeping for good)
 //!            nothing waiting       -> until rung
 //! }
 //! ```
 //!
+//! Batches producers are still filling are closed only by the first cycle after a sleep (so a
+//! busy producer closes its own, full, and helps then).
+//!
 //! With nothing queued it sleeps in the kernel; with objects waiting for readers it polls, so a
-//! reader that never leaves costs it one wake-up every 32 ms and delays nothing but those objects.
+//! reader that never leaves costs it one wake-up every 16 ms and delays nothing but those objects.
 
 use super::doorbell::{Doorbell, Wake};
 use crate::sync::Arc;
@@ -45,8 +49,8 @@ pub(crate) struct Cycle {
 
 /// What the drainer thread drains: the runtime, seen from below.
 pub(crate) trait Drain: Send + Sync + 'static {
-    /// One drain cycle.
-    fn cycle(&self) -> Cycle;
+    /// One drain cycle; `close_open`: also close the batches producers are still filling.
+    fn cycle(&self, close_open: bool) -> Cycle;
     /// The doorbell producers ring.
     fn doorbell(&self) -> &Doorbell;
     /// Whether the runtime is shutting down.
@@ -110,28 +114,36 @@ impl DrainerThread {
 
 fn run<D: Drain>(work: &D, wake: Wake) {
     let mut poll = POLL;
+    // Batches still being filled are closed only on the first cycle after a sleep: while work
+    // keeps coming, their producers close them when full (and help then), so the drainer does
+    // not cut them into small batches that bypass the producers' back-pressure check.
+    let mut slept = true;
     loop {
-        let cycle = work.cycle();
+        let cycle = work.cycle(slept);
         if work.stopping() {
             return;
         }
         if cycle.ran > 0 {
             poll = POLL;
+            slept = false;
             continue;
         }
         let timeout = match wake {
             Wake::Lazy { period, .. } => Some(period),
-            Wake::Immediate if cycle.waiting => {
+            // Objects wait, or did until lately: poll, ever less often, before sleeping for good
+            // (a producer that keeps batching then never needs a wake-up syscall).
+            Wake::Immediate if cycle.waiting || poll < MAX_POLL => {
                 let t = poll;
                 poll = (poll * 2).min(MAX_POLL);
+                if cycle.waiting {
+                    poll = poll.min(MAX_POLL / 2);
+                }
                 Some(t)
             }
-            Wake::Immediate => {
-                poll = POLL;
-                None
-            }
+            Wake::Immediate => None,
         };
         work.doorbell()
             .sleep(timeout, || work.stopping() || work.work_waiting());
+        slept = true;
     }
 }
