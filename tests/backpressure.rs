@@ -140,7 +140,7 @@ fn a_full_speed_writer_stays_within_the_bound() {
             // The writer: warm up (allocator arenas, the pool), take the baseline, then run
             // flat out, sampling RSS as it goes.
             let mut id = 1;
-            let mut write_for = |d: Duration, id: &mut u64| {
+            let write_for = |d: Duration, id: &mut u64| {
                 let end = Instant::now() + d;
                 while Instant::now() < end {
                     for _ in 0..1024 {
