@@ -7,4 +7,6 @@
 //! must catch its races (D1-D3), which is the evidence that the models of sigdrop have teeth.
 
 #[cfg(loom)]
+pub mod canary;
+#[cfg(loom)]
 pub mod v2;

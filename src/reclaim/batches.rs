@@ -40,8 +40,9 @@ use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 
-/// Objects per batch (crossbeam-epoch's bags hold as many).
-pub(crate) const BATCH: usize = 64;
+/// Objects per batch (crossbeam-epoch's bags hold as many); two in loom models, so that a model
+/// fills and closes batches with a handful of objects.
+pub(crate) const BATCH: usize = if cfg!(loom) { 2 } else { 64 };
 
 /// Closed batches whose storage is kept for reuse.
 const RECYCLED: usize = 8;

@@ -342,7 +342,10 @@ impl ModelFutex {
             return;
         }
         let guard = self.lock.lock().unwrap();
-        if word.load(Ordering::SeqCst) == seen {
+        // Acquire, not SeqCst: the kernel's value check gives no more than this in the
+        // language's model, so the models check that the fences carry the no-lost-wake-up
+        // argument (a SeqCst load here would hide a missing fence from loom).
+        if word.load(Ordering::Acquire) == seen {
             drop(self.cond.wait(guard).unwrap());
         }
     }

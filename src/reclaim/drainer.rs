@@ -113,7 +113,9 @@ impl DrainerThread {
 }
 
 fn run<D: Drain>(work: &D, wake: Wake) {
-    let mut poll = POLL;
+    // While objects wait, or after work lately: the next poll interval. `None`: no recent work,
+    // so an empty cycle sleeps until rung.
+    let mut recent: Option<Duration> = None;
     // Batches still being filled are closed only on the first cycle after a sleep: while work
     // keeps coming, their producers close them when full (and help then), so the drainer does
     // not cut them into small batches that bypass the producers' back-pressure check.
@@ -124,23 +126,26 @@ fn run<D: Drain>(work: &D, wake: Wake) {
             return;
         }
         if cycle.ran > 0 {
-            poll = POLL;
+            recent = Some(POLL);
             slept = false;
             continue;
         }
         let timeout = match wake {
             Wake::Lazy { period, .. } => Some(period),
-            // Objects wait, or did until lately: poll, ever less often, before sleeping for good
-            // (a producer that keeps batching then never needs a wake-up syscall).
-            Wake::Immediate if cycle.waiting || poll < MAX_POLL => {
-                let t = poll;
-                poll = (poll * 2).min(MAX_POLL);
-                if cycle.waiting {
-                    poll = poll.min(MAX_POLL / 2);
-                }
+            // Objects wait (for readers, or in a batch being filled): poll, less often the
+            // longer nothing moves.
+            Wake::Immediate if cycle.waiting => {
+                let t = recent.unwrap_or(POLL);
+                recent = Some((t * 2).min(MAX_POLL / 2));
                 Some(t)
             }
-            Wake::Immediate => None,
+            // Work stopped lately: a few polls, 1 to 32 ms apart, before sleeping for good (a
+            // producer that keeps batching then never needs a wake-up syscall).
+            Wake::Immediate => {
+                let t = recent;
+                recent = t.filter(|&t| t < MAX_POLL).map(|t| t * 2);
+                t
+            }
         };
         work.doorbell()
             .sleep(timeout, || work.stopping() || work.work_waiting());
