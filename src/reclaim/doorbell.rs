@@ -223,9 +223,9 @@ impl Doorbell {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Sleeps until rung (or, with `timeout`, at most that long), unless a ring is outstanding or
-    /// `work_waiting` says there is work already. Ordinary context only; the drainer's side of
-    /// the module docs' protocol.
+    /// Sleeps until rung (or, with `timeout`, at most that long), unless a ring is outstanding
+    /// or, for an untimed sleep, `work_waiting` says there is work already. Ordinary context
+    /// only; the drainer's side of the module docs' protocol.
     pub fn sleep(&self, timeout: Option<Duration>, work_waiting: impl FnOnce() -> bool) {
         // Acquire: pairs with the producers' Release bump.
         let seen = self.seq.load(Ordering::Acquire);
@@ -234,8 +234,10 @@ impl Doorbell {
         self.sleeping.store(state, Ordering::Release);
         // The drainer's fence of the store-buffering argument (module docs).
         fence(Ordering::SeqCst);
-        // Relaxed: the fences carry the argument.
-        if !self.pending.load(Ordering::Relaxed) && !work_waiting() {
+        // Relaxed: the fences carry the argument. A timed sleep does not look at the batches: it
+        // comes back by itself, and batched work that is waiting but cannot move yet (a batch a
+        // preempted producer still holds, readers inside) must not turn it into a busy loop.
+        if !self.pending.load(Ordering::Relaxed) && (timeout.is_some() || !work_waiting()) {
             self.wait(seen, timeout);
         }
         // Relaxed: a producer that still sees us asleep makes one spare syscall, nothing worse.
