@@ -31,7 +31,7 @@ pub(crate) struct Config {
     pub wake: Wake,
 }
 
-/// Builds a [`Runtime`]; every setting is checked by [`build`](Builder::build).
+/// Builds a [`Runtime`](crate::Runtime); every setting is checked by [`build`](Builder::build).
 ///
 /// The setters only store values and may be called anywhere; [`build`](Builder::build) is for
 /// ordinary context.

@@ -35,7 +35,7 @@ pub enum Error {
     /// The drainer thread could not be started.
     DrainerSpawn(std::io::Error),
     /// A map bucket was locked and the caller is in restricted context, where sigdrop never
-    /// waits (the kernel's rqspinlock answers `-EDEADLK` here). The map is unchanged; retry
+    /// waits (rather than spin against the code it interrupted). The map is unchanged; retry
     /// later, e.g. on the next signal.
     WouldBlock,
     /// A fixed-capacity map has no free element for a new key.

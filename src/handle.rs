@@ -26,7 +26,7 @@ use std::sync::Arc as StdArc;
 ///
 /// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
 /// let slot = RefSlot::new(&rt);
-/// slot.xchg(Some(Box::new(5u32))).map_err(|r| r.into_error())?;
+/// slot.xchg(Some(Box::new(5u32)))?;
 /// {
 ///     let _nmi = restricted::enter();      // as a signal handler would
 ///     drop(slot.take());                   // deferred: no destructor runs here
@@ -243,7 +243,7 @@ impl Runtime {
     ///
     /// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
     /// let slot = ReadSlot::new(&rt);
-    /// slot.xchg(Some(Box::new(1u32))).map_err(|r| r.into_error())?;
+    /// slot.xchg(Some(Box::new(1u32)))?;
     /// slot.clear(); // readers may still borrow it: it waits for a grace period
     /// assert_eq!(rt.drain_and_wait()?, 1);
     /// # Ok::<(), sigdrop::Error>(())

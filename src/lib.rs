@@ -12,19 +12,18 @@
 //! ## The story in a page
 //!
 //! - A [`Runtime`] owns a pool of *jobs*: preallocated records of `(object, destructor)`. Idle
-//!   jobs sit in per-CPU, ABA-safe freelists (`freelist.rs`).
+//!   jobs sit in per-CPU freelists that any number of threads and handlers may pop at once.
 //! - A [`RefSlot`] holds one object. Installing an object into an empty slot first *claims* one
-//!   spare job in the runtime's ledger (`ledger.rs`); in ordinary context, replacing an object
-//!   with another moves the claim to the new one, so a replace is one atomic operation (in
-//!   restricted context a replace claims a job for the displaced object, which will be
-//!   deferred from there). In ordinary context a claim that finds no spare
-//!   job grows the pool; in restricted context it uses jobs set aside by [`Runtime::reserve`], or
-//!   hands the object back ([`Rejected`]) — nothing is ever lost.
+//!   spare job; in ordinary context, replacing an object with another moves the claim to the
+//!   new one, so a replace is one atomic operation (in restricted context a replace claims a job
+//!   for the displaced object, which will be deferred from there). In ordinary context a claim
+//!   that finds no spare job grows the pool; in restricted context it uses jobs set aside by
+//!   [`Runtime::reserve`], or hands the object back ([`Rejected`]) — nothing is ever lost.
 //! - Code is in *restricted context* while a [`restricted::enter`] guard is alive on its thread
 //!   (your signal handler enters it first thing). An object that leaves a slot there comes back
-//!   in a [`Detached`] guard; dropping that guard pops the job the claim stands for, fills it and
-//!   pushes it on this CPU's job list (`llist.rs`). The first push of a burst rings the drainer's
-//!   doorbell: one `futex` wake syscall (`doorbell.rs`).
+//!   in a [`Detached`] guard; dropping that guard fills the job the claim stands for and pushes
+//!   it on this CPU's job list. The drainer is woken as [`Wake`] says: at once (one `futex`
+//!   syscall, only if it sleeps) or lazily, on a period, so that handlers make no syscall at all.
 //! - The drainer ([`Drainer::Thread`], or your own calls to [`Runtime::drain`] with
 //!   [`Drainer::Manual`]) takes each list whole, runs destructors oldest first (catching panics),
 //!   returns the jobs and credits their claims back, then trims the pool towards
@@ -36,13 +35,20 @@
 //!   bounded emergency area, or leaked if that is full — counted either way; its destructor
 //!   never runs in the handler.
 //! - A [`ReadSlot`] can also be read, from any context: [`ReadSlot::load`] borrows its object
-//!   under a [`read::enter`] guard (wait-free: one atomic increment, one decrement), and every
-//!   object that leaves it is destroyed by the drainer only after a grace period, once no guard
-//!   that could have seen it is alive ([`read`] has the protocol and its proof). Readability is
-//!   part of the type, so a [`RefSlot`] keeps its one-CAS replace.
+//!   under a [`read::enter`] guard (wait-free: one atomic increment, one decrement). An object
+//!   that leaves it is destroyed only once no guard that could have seen it is alive.
+//!   Readability is part of the type, so a [`RefSlot`] keeps its one-CAS replace.
+//! - In ordinary context, objects that must wait for readers (or all deferred objects, under
+//!   [`Policy::AlwaysDefer`]) need no job: they are *retired* into this CPU's batch of up to 64,
+//!   and a full batch is stamped with the grace period it needs. Nothing ever blocks waiting
+//!   for readers: the drainer polls ([`read::grace_period_passed`]), and a reader that never
+//!   leaves delays only objects readers could have seen. The thread that fills a batch destroys
+//!   ready batches itself, and when more than [`Builder::max_pending`] objects wait it helps
+//!   until they are back under the bound: memory stays bounded at any write rate.
 //! - A [`RawSlot`] is for pointers without destructors: one atomic swap, no accounting.
-//! - [`KptrArray`] and [`KptrHash`] are the kernel's array and preallocated hash maps with a kptr
-//!   field; [`signal`] installs NMI-like handlers and drives them with timers and storms.
+//! - [`KptrArray`] and [`KptrHash`] are arrays and preallocated hash maps of slots;
+//!   [`signal`] installs handlers that enter restricted context for you and drives them with
+//!   timers and storms.
 //!
 //! ## Example
 //!
@@ -51,7 +57,7 @@
 //!
 //! let rt = Runtime::new()?; // with a background drainer thread
 //! let slot = RefSlot::new(&rt);
-//! slot.xchg(Some(Box::new(vec![1u8; 4096]))).map_err(|r| r.into_error())?;
+//! slot.xchg(Some(Box::new(vec![1u8; 4096])))?;
 //!
 //! // In a signal handler:
 //! {
@@ -73,10 +79,37 @@
 //! building a runtime, [`Runtime::reserve`], [`Runtime::drain`], [`Runtime::trim`] and
 //! [`read::synchronize`] may not (they refuse with [`Error::Restricted`]).
 //!
+//! ## What becomes of objects at shutdown
+//!
+//! Dropping the last handle to a runtime (slots hold one each) stops its drainer and destroys
+//! every object still pending, in the dropping thread, without waiting for readers: with every
+//! slot gone, no reader can borrow any of them. It takes as long as those destructors. A
+//! handle dropped in a signal handler never shuts down there (see [`Runtime`]); objects still
+//! pending when the process exits are not destroyed, like any other heap memory then.
+//!
 //! ## Model checking
 //!
-//! Every atomic and `UnsafeCell` goes through a shim (`sync.rs`) that becomes loom's types under
-//! `--cfg loom`; the models live in the `loom-tests` crate of the repository.
+//! Every atomic and `UnsafeCell` goes through a shim that becomes loom's types under
+//! `--cfg loom`, so the code the model checker explores is the code that ships; the models live
+//! in the `loom-tests` crate of the repository.
+//!
+//! ## For readers who know the Linux kernel
+//!
+//! sigdrop ports the kernel's fix for referenced-kptr destructors run from NMI to user space.
+//! The words map as follows:
+//!
+//! | kernel | sigdrop |
+//! |---|---|
+//! | NMI context, `in_nmi()` | restricted context, [`restricted::is_active`] |
+//! | referenced kptr in a map value | an owned pointer (`Box`, `Arc`, [`Raw`]) in a [`RefSlot`] |
+//! | `bpf_kptr_xchg` with / without a destructor | [`Slot::xchg`] / [`RawSlot::xchg`] |
+//! | `KF_KPTR_GET` | [`ReadSlot::clone_current`] |
+//! | offload job, `pcpu_freelist`, per-CPU `llist` | job, per-CPU freelists, per-CPU job lists |
+//! | `irq_work` (and `IRQ_WORK_LAZY`) | the drainer and its doorbell ([`Wake::Immediate`], [`Wake::Lazy`]) |
+//! | sleepable RCU: `srcu_read_lock`, `synchronize_srcu`, `start_poll_synchronize_srcu`, `poll_state_synchronize_srcu` | [`read::enter`], [`read::synchronize`], [`read::start_grace_period`], [`read::grace_period_passed`] |
+//! | RCU callback flood handling | [`Builder::max_pending`] back-pressure |
+//! | array map / hash map with a kptr field | [`KptrArray`] / [`KptrHash`] |
+//! | rqspinlock's `-EDEADLK` | [`Error::WouldBlock`] from a busy bucket in a handler |
 
 #![cfg_attr(sigdrop_rtsan, feature(sanitize))]
 #![deny(unsafe_op_in_unsafe_fn)]

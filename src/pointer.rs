@@ -144,7 +144,7 @@ pub trait Destroy<T>: 'static {
 /// // SAFETY: `ptr` is owned and `FreeBoxedU64` may destroy it, once, on any thread.
 /// let raw = unsafe { Raw::new(ptr) };
 /// assert_eq!(unsafe { *raw.as_ptr().as_ref() }, 7);
-/// slot.xchg(Some(raw)).map_err(|r| r.into_error())?;
+/// slot.xchg(Some(raw))?;
 /// {
 ///     let _nmi = restricted::enter();
 ///     slot.clear(); // deferred

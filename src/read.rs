@@ -9,7 +9,7 @@
 //! guard can be entered in a signal handler that interrupted a reader, a writer or a drainer.
 //!
 //! This is the crate's only grace-period mechanism. (Trim, the other place where memory is
-//! returned while lock-free code may run, needs none: see `runtime.rs`.)
+//! returned while lock-free code may run, needs none: pops never read the memory it frees.)
 //!
 //! ## Protocol (sleepable-RCU style, two reader counters per shard, polled grace periods)
 //!
@@ -107,7 +107,7 @@
 //!
 //! let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
 //! let slot = ReadSlot::new(&rt);
-//! slot.xchg(Some(Box::new(String::from("v1")))).map_err(|r| r.into_error())?;
+//! slot.xchg(Some(Box::new(String::from("v1"))))?;
 //! let guard = read::enter();
 //! let v1: &String = slot.load(&guard).unwrap();
 //! drop(slot.xchg(Some(Box::new(String::from("v2")))).unwrap()); // "v1" goes to the drainer

@@ -69,7 +69,7 @@ impl<P: SlotPointer> Slot<P, Readable> {
     ///
     /// let rt = Runtime::new()?;
     /// let config: ReadSlot<Arc<String>> = ReadSlot::new(&rt);
-    /// config.xchg(Some(Arc::new("fast".into()))).map_err(|r| r.into_error())?;
+    /// config.xchg(Some(Arc::new("fast".into())))?;
     ///
     /// // In a signal handler: borrow it, no reference count touched.
     /// {
@@ -78,7 +78,7 @@ impl<P: SlotPointer> Slot<P, Readable> {
     ///     assert_eq!(config.load(&guard).map(|s| s.as_str()), Some("fast"));
     /// }
     ///
-    /// // Anywhere: a reference of your own (KF_KPTR_GET).
+    /// // Anywhere: a reference of your own.
     /// let mine = config.clone_current().unwrap().into_inner().ok().unwrap();
     /// drop(config.xchg(Some(Arc::new("slow".into()))).unwrap()); // "fast" goes to the drainer
     /// assert_eq!(*mine, "fast");
@@ -155,7 +155,7 @@ impl<P: SlotPointer> Slot<P, Readable> {
 
 impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
     /// A new strong reference to the `Arc` in the slot now, or `None` if it is empty: the
-    /// kernel's `KF_KPTR_GET`, safe against a concurrent replace or teardown.
+    /// safe against a concurrent replace or teardown.
     ///
     /// It comes in an unreserved [`Detached`]: in ordinary context take the `Arc` out with
     /// [`into_inner`](Detached::into_inner) (no grace period needed: nobody borrows through a

@@ -1,4 +1,4 @@
-//! Restricted context: the user-space stand-in for the kernel's NMI context.
+//! Restricted context: where a signal handler runs, and what may be done there.
 //!
 //! Code is in restricted context while a [`RestrictedGuard`] is alive on its thread. A signal
 //! handler that hands objects to sigdrop enters the guard first thing; everything sigdrop does

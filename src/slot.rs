@@ -126,8 +126,8 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// Exchanges the slot's content. `Some(new)` installs `new`, `None` empties the slot.
     ///
     /// Returns the previous object, if any, in a [`Detached`] guard. Returns `Err` with the new
-    /// value, untouched, and the slot unchanged, if a job was needed and could not be had (P4:
-    /// nothing is lost): in restricted context when no job is reserved or spare
+    /// value, untouched, and the slot unchanged, if a job was needed and could not be had
+    /// (nothing is lost): in restricted context when no job is reserved or spare
     /// ([`Error::NoSpareJob`]), in ordinary context when growing failed
     /// ([`Error::OutOfMemory`], [`Error::CapacityExceeded`]).
     ///
@@ -244,6 +244,23 @@ impl<P: SlotPointer, A: Access> fmt::Debug for Slot<P, A> {
 }
 
 /// A value whose install was refused; it holds the value, untouched, and the reason.
+///
+/// It is a [`std::error::Error`] and converts into [`Error`], so `?` works in functions that
+/// return either (or a `Box<dyn Error>`). **`?` drops the value**, which runs its destructor
+/// inline: fine in ordinary context, which is where installs usually fail; in a signal handler
+/// keep the value with [`into_parts`](Self::into_parts) instead.
+///
+/// ```
+/// use sigdrop::{RefSlot, Runtime};
+///
+/// fn install(slot: &RefSlot<Box<u32>>) -> Result<(), sigdrop::Error> {
+///     slot.xchg(Some(Box::new(7)))?; // a refusal becomes its `Error`, dropping the Box
+///     Ok(())
+/// }
+/// let rt = Runtime::new()?;
+/// install(&RefSlot::new(&rt))?;
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
 pub struct Rejected<P> {
     value: P,
     error: Error,
@@ -288,6 +305,19 @@ impl<P> fmt::Debug for Rejected<P> {
 impl<P> fmt::Display for Rejected<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "install refused: {}", self.error)
+    }
+}
+
+impl<P> std::error::Error for Rejected<P> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<P> From<Rejected<P>> for Error {
+    /// The reason; the value is dropped, which runs its destructor inline (ordinary context).
+    fn from(rejected: Rejected<P>) -> Error {
+        rejected.into_error()
     }
 }
 
@@ -424,7 +454,7 @@ impl<P: SlotPointer + fmt::Debug> fmt::Debug for Detached<'_, P> {
 /// A slot for a pointer without a destructor: one atomic swap, no accounting, never frees.
 ///
 /// Use it for pointers whose target outlives every use (static data, objects owned elsewhere).
-/// It is a different type from [`RefSlot`] so that no call site can confuse the two (D5).
+/// It is a different type from [`RefSlot`] so that no call site can confuse the two.
 ///
 /// ```
 /// use std::ptr::NonNull;

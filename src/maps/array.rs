@@ -14,7 +14,7 @@ use crate::slot::{Detached, RefSlot, Rejected};
 ///
 /// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
 /// let map: KptrArray<Box<u64>> = KptrArray::new(&rt, 4)?;
-/// map.insert(2, Box::new(7)).map_err(|r| r.into_error())?;
+/// map.insert(2, Box::new(7))?;
 /// {
 ///     let _nmi = restricted::enter();
 ///     assert!(map.delete(2)?); // deferred: no destructor in restricted context

@@ -71,7 +71,7 @@ impl<K, P: SlotPointer> Links for Elements<K, P> {
 ///
 /// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
 /// let map: KptrHash<u32, Box<String>> = KptrHash::new(&rt, 16)?;
-/// map.insert(7, Box::new("seven".into())).map_err(|r| r.into_error())?;
+/// map.insert(7, Box::new("seven".into()))?;
 /// assert!(map.contains_key(&7)?);
 /// {
 ///     let _nmi = restricted::enter();
