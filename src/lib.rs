@@ -84,6 +84,11 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(rust_2018_idioms)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "sigdrop supports Linux only: it relies on Linux signal delivery, futexes, gettid/tgkill and SIGEV_THREAD_ID timers"
+);
+
 #[cfg(not(loom))]
 pub mod alloc_check;
 mod arena;
