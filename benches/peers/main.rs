@@ -1,6 +1,6 @@
 //! sigdrop against the peers a user would pick, every peer measured in the same run (issue 5).
 //!
-//! Run with `cargo bench`; then `cargo run --release --example bench_report` prints the ratio
+//! Run with `cargo bench`; then `cargo run --release -p sigdrop-benches --bin bench_report` prints the ratio
 //! table (and `-- --out BENCHMARKS.md` writes it). Groups:
 //!
 //! - `slot`: `AtomicPtr::swap` (the floor), `RawSlot::xchg`, `RefSlot` replace present->present,

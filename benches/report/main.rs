@@ -4,9 +4,9 @@
 //! target of issue 5 (and issue 6's read-guard target) with ✓ or ✗.
 //!
 //! ```sh
-//! cargo bench                                   # all groups, one run (~10 minutes)
+//! cargo bench -p sigdrop-benches                                 # all groups, one run (~10 minutes)
 //! scripts/callgrind.sh                          # instruction counts (valgrind)
-//! cargo run --release --example bench_report -- --out BENCHMARKS.md
+//! cargo run --release -p sigdrop-benches --bin bench_report -- --out BENCHMARKS.md
 //! ```
 //!
 //! Figures are criterion's median estimates. Ratios are only meaningful between figures of the
@@ -28,7 +28,7 @@ struct Estimate {
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// Where criterion writes, resolved as criterion does (`CRITERION_HOME`, else the target dir).
@@ -871,7 +871,7 @@ fn main() {
     r.line("```sh");
     r.line("cargo bench                      # all groups, ~10 minutes; HTML in target/criterion/report/");
     r.line("scripts/callgrind.sh             # instruction counts, needs valgrind");
-    r.line("cargo run --release --example bench_report -- --out BENCHMARKS.md");
+    r.line("cargo run --release -p sigdrop-benches --bin bench_report -- --out BENCHMARKS.md");
     r.line("```");
 
     print!("{}", r.out);
