@@ -21,15 +21,13 @@
 //! The last line is machine-readable; the exit status is 0 only if every check held.
 
 use sigdrop::alloc_check::RestrictedAllocs;
-use sigdrop::signal::{self, ThreadTimer, TimerClock};
+use sigdrop::signal::{self, Signal, SignalInfo, ThreadTimer, TimerClock};
 use sigdrop::{KptrArray, KptrHash, Runtime, Stats, restricted};
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::Signal;
 
 /// The signal that plays NMI.
 const NMI: Signal = Signal::SIGPROF;
@@ -130,7 +128,7 @@ impl Drop for Obj {
 }
 
 /// The NMI handler: runs inside the restricted guard (sigdrop::signal enters it).
-fn on_nmi(_: Signal) {
+fn on_nmi(_: &SignalInfo) {
     SIGNALS.fetch_add(1, Ordering::Relaxed);
     let (Some(world), Ok(worker)) = (WORLD.get(), WORKER.try_with(Cell::get)) else {
         return;

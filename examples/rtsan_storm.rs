@@ -20,7 +20,7 @@
 //! - `--via sigaction` (default): the handler is this file's own `extern "C"` function, installed
 //!   with `sigaction`; it enters restricted context itself. The attribute covers the whole
 //!   handler.
-//! - `--via install`: the handler is a `fn(Signal)` installed with `sigdrop::signal::install`;
+//! - `--via install`: the handler is a `fn(&SignalInfo)` installed with `sigdrop::signal::install`;
 //!   the attribute is on that function, so sigdrop's trampoline around it (errno, the guard, the
 //!   handler lookup) runs before RTSan's real-time scope begins and after it ends.
 //! - `--alloc-in-handler`: the handler also allocates and frees a `Box` on every signal, which
@@ -30,8 +30,7 @@
 
 #![cfg_attr(sigdrop_rtsan, feature(sanitize))]
 
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use sigdrop::signal::{self, Storm};
+use sigdrop::signal::{self, Signal, SignalInfo, Storm};
 use sigdrop::{ReadSlot, RefSlot, Runtime, read, restricted};
 use std::ptr;
 use std::sync::OnceLock;
@@ -193,7 +192,7 @@ extern "C" fn on_signal_raw(_: libc::c_int) {
 /// `--via install`: called by sigdrop's trampoline, inside its restricted guard. Under RTSan
 /// only this function's body (and what it calls) is real-time code.
 #[cfg_attr(sigdrop_rtsan, sanitize(realtime = "nonblocking"))]
-fn on_signal(_: Signal) {
+fn on_signal(_: &SignalInfo) {
     work();
 }
 
@@ -326,16 +325,21 @@ fn main() {
     refill_pool();
     match args.via {
         Via::Sigaction => {
-            // NMI-like, as sigdrop::signal::install does: no SA_NODEFER, nothing else blocked.
-            let action = SigAction::new(
-                SigHandler::Handler(on_signal_raw),
-                SaFlags::SA_RESTART,
-                SigSet::empty(),
-            );
+            // The expert path, NMI-like as sigdrop::signal::install does: no SA_NODEFER,
+            // nothing else blocked, SA_RESTART.
+            // SAFETY: `sigaction` is plain data; all-zero is a valid value to fill in.
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = on_signal_raw as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
             // SAFETY: `on_signal_raw` enters restricted context and then uses only atomics, an
             // initialised OnceLock and sigdrop's restricted-context operations (plus, with
-            // --alloc-in-handler, a deliberate allocation that RTSan is meant to catch).
-            unsafe { sigaction(SIG, &action) }.expect("sigaction");
+            // --alloc-in-handler, a deliberate allocation that RTSan is meant to catch); the
+            // action's mask is emptied before it is installed.
+            let rc = unsafe {
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(SIG.as_raw(), &action, std::ptr::null_mut())
+            };
+            assert_eq!(rc, 0, "sigaction: {}", std::io::Error::last_os_error());
         }
         Via::Install => {
             // SAFETY: as above; the trampoline enters restricted context for `on_signal`.

@@ -43,9 +43,8 @@
 //! cargo run --release --example sampler -- [--seconds F] [--workers N] [--interval-us U] [--starve]
 //! ```
 
-use nix::sys::signal::Signal;
 use sigdrop::alloc_check::RestrictedAllocs;
-use sigdrop::signal::{self, ThreadTimer, TimerClock};
+use sigdrop::signal::{self, Signal, SignalInfo, ThreadTimer, TimerClock};
 use sigdrop::{RawSlot, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::cell::Cell;
 use std::ptr::{self, NonNull};
@@ -316,7 +315,7 @@ fn read_config(profiler: &Profiler, w: &Worker) -> u64 {
 }
 
 /// The SIGPROF handler: runs inside sigdrop's restricted guard. Never allocates or frees.
-fn on_sigprof(_: Signal) {
+fn on_sigprof(_: &SignalInfo) {
     let (Some(profiler), Ok(index)) = (PROFILER.get(), WORKER.try_with(Cell::get)) else {
         return;
     };
