@@ -14,7 +14,7 @@
 //! attribute is not applied and this is an ordinary storm with the same checks.
 //!
 //! ```text
-//! rtsan_storm [--via sigaction|install] [--seconds F] [--threads T] [--alloc-in-handler]
+//! cargo run --release --example rtsan_storm -- --help
 //! ```
 //!
 //! - `--via sigaction` (default): the handler is this file's own `extern "C"` function, installed
@@ -30,6 +30,10 @@
 
 #![cfg_attr(sigdrop_rtsan, feature(sanitize))]
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::Command;
 use sigdrop::signal::{self, Signal, SignalInfo, Storm};
 use sigdrop::{ReadSlot, RefSlot, Runtime, read, restricted};
 use std::ptr;
@@ -243,7 +247,7 @@ fn worker(seed: u64, st: &State) {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Via {
     Sigaction,
     Install,
@@ -256,58 +260,54 @@ struct Args {
     alloc: bool,
 }
 
-fn parse() -> Result<Args, String> {
+const HELP: &str = "\
+rtsan_storm: a tgkill storm against worker threads whose handler does sigdrop's
+restricted-context work (teardowns, installs on reserved jobs, replaces, refused installs, reads
+under a guard). Built for RealtimeSanitizer by scripts/rtsan.sh; an ordinary storm otherwise.
+
+usage: rtsan_storm [options]
+
+  --via sigaction|install  how the handler is installed: this example's own extern \"C\"
+                           function through sigaction, entering restricted context itself (the
+                           expert path), or a fn(&SignalInfo) through sigdrop::signal::install
+                           (default sigaction)
+  --seconds F              how long the storm runs, wall time (default 1, 0.01 to 86400)
+  --threads T              worker threads the storm signals (default 2, 1 to 64)
+  --alloc-in-handler       also allocate and free a Box in the handler on every signal: what
+                           RealtimeSanitizer must report
+  -h, --help               this text
+
+Output: one machine-readable line `rtsan_storm: result=PASS|FAIL ...` (signals delivered,
+teardowns, installs, replaces, refused installs, reads, doorbell wakes). Exit status: 0 if every
+check held, 1 if one failed, 2 for a bad command line.
+";
+
+fn parse(parser: &mut lexopt::Parser) -> Result<Command<Args>, lexopt::Error> {
+    use lexopt::Arg::{Long, Short};
     let mut args = Args {
         via: Via::Sigaction,
         seconds: 1.0,
         threads: 2,
         alloc: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--via" => {
-                args.via = match value()?.as_str() {
-                    "sigaction" => Via::Sigaction,
-                    "install" => Via::Install,
-                    other => return Err(format!("--via sigaction|install, got {other:?}")),
-                }
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("via") => {
+                let choices = [("sigaction", Via::Sigaction), ("install", Via::Install)];
+                args.via = cli::choice(parser, "--via", &choices)?;
             }
-            "--seconds" => {
-                let v = value()?;
-                args.seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                    .ok_or_else(|| format!("--seconds wants a positive number, got {v:?}"))?;
-            }
-            "--threads" => {
-                let v = value()?;
-                args.threads = v
-                    .parse()
-                    .ok()
-                    .filter(|&t: &usize| t > 0)
-                    .ok_or_else(|| format!("--threads wants a positive number, got {v:?}"))?;
-            }
-            "--alloc-in-handler" => args.alloc = true,
-            other => return Err(format!("unknown flag {other:?}")),
+            Long("seconds") => args.seconds = cli::number(parser, "--seconds", 0.01..=86400.0)?,
+            Long("threads") => args.threads = cli::number(parser, "--threads", 1..=64)?,
+            Long("alloc-in-handler") => args.alloc = true,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            _ => return Err(arg.unexpected()),
         }
     }
-    Ok(args)
+    Ok(Command::Run(args))
 }
 
 fn main() {
-    let args = match parse() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("rtsan_storm: {msg}");
-            eprintln!(
-                "usage: rtsan_storm [--via sigaction|install] [--seconds F] [--threads T] [--alloc-in-handler]"
-            );
-            std::process::exit(2);
-        }
-    };
+    let args = cli::parse_or_exit("rtsan_storm", HELP, parse);
     ALLOC_IN_HANDLER.store(args.alloc, Ordering::Relaxed);
     let rt = Runtime::builder()
         .headroom(0)
