@@ -43,7 +43,7 @@
 //! with slot operations, read shared objects under [`read::enter`], and use atomics; if it
 //! installs into empty slots, keep [`Runtime::reserve`] topped up. It **must not** allocate or
 //! free, lock (a `Mutex`, the first use of a `OnceLock`), block, print, or panic. Test that with
-//! [`alloc_check::RestrictedAllocs`].
+//! [`alloc_check::RestrictedAllocs`]. Embedding sigdrop in a library: see [`guide`].
 //!
 //! **The expert path.** A handler installed some other way (your own `sigaction`) must call
 //! [`restricted::enter`] as its very first statement and keep the guard until it returns;
@@ -146,6 +146,7 @@ mod drainer;
 mod emergency;
 mod error;
 mod freelist;
+pub mod guide;
 mod handle;
 mod ledger;
 mod llist;
