@@ -93,14 +93,14 @@ pub struct RestrictedAllocs<A = System> {
 }
 
 impl RestrictedAllocs<System> {
-    /// Counts calls to the system allocator.
+    /// Counts calls to the system allocator. A `const` constructor, for a `static`.
     pub const fn system() -> Self {
         RestrictedAllocs::new(System)
     }
 }
 
 impl<A> RestrictedAllocs<A> {
-    /// Counts calls to `inner`.
+    /// Counts calls to `inner`. A `const` constructor, for a `static`.
     pub const fn new(inner: A) -> Self {
         RestrictedAllocs {
             inner,

@@ -55,7 +55,8 @@ pub struct InstallOptions {
 }
 
 impl InstallOptions {
-    /// The defaults: the handler runs on the interrupted thread's own stack.
+    /// The defaults: the handler runs on the interrupted thread's own stack. May be called
+    /// anywhere, a signal handler included (it only builds a value).
     pub const fn new() -> Self {
         InstallOptions {
             on_alt_stack: false,
@@ -65,7 +66,7 @@ impl InstallOptions {
     /// Run the handler on the thread's alternate signal stack, if it has one (`SA_ONSTACK`):
     /// what a crash handler needs to survive a stack overflow. Give each thread that may take
     /// the signal an [`AltStack`](super::AltStack); a thread without one runs the handler on
-    /// its own stack.
+    /// its own stack. May be called anywhere (it only builds a value).
     #[must_use = "the options do nothing until passed to install_with"]
     pub const fn on_alt_stack(mut self, yes: bool) -> Self {
         self.on_alt_stack = yes;
