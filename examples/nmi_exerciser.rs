@@ -4,32 +4,38 @@
 //! `KptrHash` keyed by `(thread, slot)` in `hash` mode). Every round, the worker populates its
 //! entries in ordinary context; a per-thread POSIX timer (`SIGEV_THREAD_ID`) delivers the NMI
 //! signal to that worker, whose handler — restricted context, entered by `sigdrop::signal` —
-//! deletes every entry it finds. The worker waits, with a bound, until every object of the round
-//! has been destroyed by the drainer, then starts the next round. A cleanup phase empties the
-//! maps at the end.
+//! deletes the entries populated since its last run (so its work per round is the same however
+//! fast the signals come). The worker waits, with a bound, until every object of the round has
+//! been destroyed by the drainer, then starts the next round. A cleanup phase empties the maps at
+//! the end.
 //!
-//! Every check is made on atomics shared with the handler (the kernel selftest's lost-update bug,
-//! D6, cannot happen here): each object is destroyed exactly once, never in restricted context;
+//! Every check is made on atomics shared with the handler (the kernel selftest's lost-update bug
+//! cannot happen here): each object is destroyed exactly once, never in restricted context;
 //! nothing leaks; the handler never touches the allocator (a counting global allocator watches);
 //! no object needs the emergency area.
 //!
 //! ```text
-//! cargo run --release --example nmi_exerciser -- [--mode array|hash|both] [--rounds N]
-//!     [--slots S] [--threads T] [--interval-us U] [--seconds F] [--json]
+//! cargo run --release --example nmi_exerciser -- --help
 //! ```
 //!
-//! The last line is machine-readable; the exit status is 0 only if every check held.
+//! The last line (on stdout, or on stderr with `--json`) is machine-readable; the exit status is
+//! 0 only if every check held, 1 if one failed, 2 for a bad command line.
 
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/json.rs"]
+mod json;
+
+use cli::Command;
+use json::Json;
 use sigdrop::alloc_check::RestrictedAllocs;
-use sigdrop::signal::{self, ThreadTimer, TimerClock};
+use sigdrop::signal::{self, Signal, SignalInfo, ThreadTimer, TimerClock};
 use sigdrop::{KptrArray, KptrHash, Runtime, Stats, restricted};
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use nix::sys::signal::Signal;
 
 /// The signal that plays NMI.
 const NMI: Signal = Signal::SIGPROF;
@@ -61,7 +67,7 @@ impl Mode {
 pub struct Config {
     /// Modes, in order.
     pub modes: Vec<Mode>,
-    /// Rounds per worker (ignored with `seconds`).
+    /// Rounds per worker and mode (ignored with `seconds`).
     pub rounds: u64,
     /// Entries per worker.
     pub slots: usize,
@@ -69,21 +75,41 @@ pub struct Config {
     pub threads: usize,
     /// Timer interval.
     pub interval: Duration,
-    /// A time-boxed soak per mode instead of a round count.
+    /// A time-boxed soak instead of a round count: total wall time, split evenly between the
+    /// modes.
     pub seconds: Option<f64>,
-    /// Print JSON instead of the table.
+    /// Print one JSON document on stdout instead of the table.
     pub json: bool,
-    /// Show progress.
+    /// Show progress (on stderr).
     pub progress: bool,
 }
 
 /// State shared with the handler: set up before the handler is installed, never moved.
 struct World {
-    slots: usize,
     arrays: Vec<KptrArray<Box<Obj>>>,
     hash: KptrHash<(u32, u32), Box<Obj>>,
     /// The generation of the live object in each (thread, slot), 0 if none.
     live: Vec<AtomicU64>,
+    /// Per worker: how far this round's populating and the handler's deleting have got.
+    progress: Vec<Progress>,
+}
+
+/// One worker's round, shared by the worker and its handler (on the same thread).
+struct Progress {
+    /// Entries populated so far this round (slots `0..populated`).
+    populated: AtomicUsize,
+    /// Entries the handler has deleted so far this round (slots `0..deleted`).
+    deleted: AtomicUsize,
+}
+
+impl Progress {
+    /// Starts a round: nothing populated, nothing deleted.
+    fn reset(&self) {
+        // Relaxed then Release: the Release keeps the first store before the second, so a
+        // handler landing between them sees `deleted >= populated`: nothing to do.
+        self.populated.store(0, Ordering::Relaxed);
+        self.deleted.store(0, Ordering::Release);
+    }
 }
 
 static WORLD: OnceLock<World> = OnceLock::new();
@@ -129,8 +155,10 @@ impl Drop for Obj {
     }
 }
 
-/// The NMI handler: runs inside the restricted guard (sigdrop::signal enters it).
-fn on_nmi(_: Signal) {
+/// The NMI handler: runs inside the restricted guard (sigdrop::signal enters it). Deletes the
+/// worker's entries populated since its last run: its work per round is bounded by the slots,
+/// whatever the signal rate, so the worker always gets to run.
+fn on_nmi(_: &SignalInfo) {
     SIGNALS.fetch_add(1, Ordering::Relaxed);
     let (Some(world), Ok(worker)) = (WORLD.get(), WORKER.try_with(Cell::get)) else {
         return;
@@ -140,25 +168,32 @@ fn on_nmi(_: Signal) {
         m if m == Mode::Hash as usize => Mode::Hash,
         _ => return, // between modes
     };
-    if worker == usize::MAX {
-        return;
-    }
-    for slot in 0..world.slots {
+    let Some(progress) = world.progress.get(worker) else {
+        return; // not a worker
+    };
+    // Acquire: pairs with the worker's Release store after each insert (the same thread: it
+    // keeps the insert before the count) and with `Progress::reset`.
+    let populated = progress.populated.load(Ordering::Acquire);
+    let mut next = progress.deleted.load(Ordering::Acquire);
+    while next < populated {
         let deleted = match mode {
-            Mode::Array => world.arrays[worker].delete(slot),
-            Mode::Hash => world.hash.delete(&(worker as u32, slot as u32)),
+            Mode::Array => world.arrays[worker].delete(next),
+            Mode::Hash => world.hash.delete(&(worker as u32, next as u32)),
         };
         match deleted {
             Ok(true) => {
                 DELETED.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(false) => {}
+            Ok(false) => {} // not there: its object never dies, and the round's wait reports it
             Err(_) => {
                 // The bucket is held by the code we interrupted: try again on the next signal.
                 WOULD_BLOCK.fetch_add(1, Ordering::Relaxed);
+                break;
             }
         }
+        next += 1;
     }
+    progress.deleted.store(next, Ordering::Relaxed);
 }
 
 /// The result of one mode.
@@ -213,48 +248,52 @@ impl Outcome {
             && self.deleted_in_handler > 0
     }
 
-    fn line(&self) -> String {
-        format!(
-            "exerciser: result={} mode={} rounds={} signals={} objects={} offloaded={} dtors={} dtor_in_restricted={} double_dtor={} leaked={} restricted_allocs={} emergency={} pool_peak={} pool_final={}",
-            if self.pass() { "PASS" } else { "FAIL" },
-            self.mode,
-            self.rounds,
-            self.signals,
-            self.objects,
-            self.offloaded,
-            self.dtors,
-            self.dtor_in_restricted,
-            self.double_dtor,
-            self.leaked,
-            self.restricted_allocs,
-            self.emergency,
-            self.pool_peak,
-            self.pool_final
-        )
+    fn result(&self) -> &'static str {
+        if self.pass() { "PASS" } else { "FAIL" }
     }
 
-    fn json(&self) -> String {
-        format!(
-            "{{\"mode\":\"{}\",\"result\":\"{}\",\"rounds\":{},\"signals\":{},\"objects\":{},\"deleted_in_handler\":{},\"would_block\":{},\"offloaded\":{},\"dtors\":{},\"dtor_in_restricted\":{},\"double_dtor\":{},\"leaked\":{},\"restricted_allocs\":{},\"emergency\":{},\"failed_waits\":{},\"pool_peak\":{},\"pool_final\":{},\"seconds\":{:.3}}}",
-            self.mode,
-            if self.pass() { "PASS" } else { "FAIL" },
-            self.rounds,
-            self.signals,
-            self.objects,
-            self.deleted_in_handler,
-            self.would_block,
-            self.offloaded,
-            self.dtors,
-            self.dtor_in_restricted,
-            self.double_dtor,
-            self.leaked,
-            self.restricted_allocs,
-            self.emergency,
-            self.failed_waits,
-            self.pool_peak,
-            self.pool_final,
-            self.elapsed.as_secs_f64()
-        )
+    /// Every figure, named: the one list behind the table, the last line and the JSON.
+    fn fields(&self) -> Vec<(&'static str, Json)> {
+        use Json::{Count, Float, Text};
+        vec![
+            ("mode", Text(self.mode.into())),
+            ("result", Text(self.result().into())),
+            ("rounds", Count(self.rounds)),
+            ("signals", Count(self.signals)),
+            ("objects", Count(self.objects)),
+            ("deleted_in_handler", Count(self.deleted_in_handler)),
+            ("would_block", Count(self.would_block)),
+            ("offloaded", Count(self.offloaded)),
+            ("dtors", Count(self.dtors)),
+            ("dtor_in_restricted", Count(self.dtor_in_restricted)),
+            ("double_dtor", Count(self.double_dtor)),
+            ("leaked", Count(self.leaked)),
+            ("restricted_allocs", Count(self.restricted_allocs)),
+            ("emergency", Count(self.emergency)),
+            ("failed_waits", Count(self.failed_waits)),
+            ("pool_peak", Count(self.pool_peak as u64)),
+            ("pool_final", Count(self.pool_final as u64)),
+            ("seconds", Float(self.elapsed.as_secs_f64())),
+        ]
+    }
+
+    /// `exerciser: result=PASS mode=both rounds=... seconds=...`: the machine-readable line.
+    fn line(&self) -> String {
+        let mut fields = self.fields();
+        fields.swap(0, 1); // result first
+        let pairs: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", plain(v)))
+            .collect();
+        format!("exerciser: {}", pairs.join(" "))
+    }
+}
+
+/// A figure as the table and the last line show it: strings without quotes.
+fn plain(value: &Json) -> String {
+    match value {
+        Json::Text(t) => t.clone(),
+        other => other.render(),
     }
 }
 
@@ -263,7 +302,10 @@ fn run_mode(cfg: &Config, mode: Mode, rt: &Runtime, world: &'static World) -> Ou
     let before = Counters::read();
     let stats_before = rt.stats();
     let started = Instant::now();
-    let deadline = cfg.seconds.map(|s| started + Duration::from_secs_f64(s));
+    // `--seconds` is the whole run's wall time, split evenly between the modes.
+    let deadline = cfg
+        .seconds
+        .map(|s| started + Duration::from_secs_f64(s / cfg.modes.len() as f64));
     let rounds_done = AtomicU64::new(0);
     let failed_waits = AtomicU64::new(0);
     let finished = AtomicUsize::new(0);
@@ -300,6 +342,8 @@ fn run_mode(cfg: &Config, mode: Mode, rt: &Runtime, world: &'static World) -> Ou
                     if !more || failed_waits.load(Ordering::Relaxed) > 0 {
                         break;
                     }
+                    let progress = &world.progress[worker];
+                    progress.reset();
                     for slot in 0..cfg.slots {
                         generation += 1;
                         let cell = worker * cfg.slots + slot;
@@ -319,6 +363,8 @@ fn run_mode(cfg: &Config, mode: Mode, rt: &Runtime, world: &'static World) -> Ou
                             Ok(Some(_)) => panic!("entry {cell} was still occupied"),
                             Err(rejected) => panic!("install refused: {}", rejected.error()),
                         }
+                        // Release: the handler (Acquire) deletes only what is fully inserted.
+                        progress.populated.store(slot + 1, Ordering::Release);
                     }
                     // Wait, bounded, until the handler has deleted every entry and the drainer
                     // has destroyed every object of this round.
@@ -395,7 +441,7 @@ fn run_mode(cfg: &Config, mode: Mode, rt: &Runtime, world: &'static World) -> Ou
     }
 }
 
-/// Live progress on a terminal; a plain line a second otherwise.
+/// Live progress on stderr: one rewritten line on a terminal, a plain line a second otherwise.
 fn progress(
     cfg: &Config,
     mode: Mode,
@@ -404,7 +450,7 @@ fn progress(
     finished: &AtomicUsize,
     started: Instant,
 ) {
-    let tty = std::io::stdout().is_terminal();
+    let tty = std::io::stderr().is_terminal();
     let tick = if tty {
         Duration::from_millis(200)
     } else {
@@ -433,14 +479,14 @@ fn progress(
             s.total
         );
         if tty {
-            print!("\r{line}");
-            let _ = std::io::stdout().flush();
+            eprint!("\r{line}");
+            let _ = std::io::stderr().flush();
         } else {
-            println!("{line}");
+            eprintln!("{line}");
         }
     }
     if cfg.progress && tty {
-        println!();
+        eprintln!();
     }
 }
 
@@ -486,13 +532,18 @@ pub fn run(cfg: &Config) -> Vec<Outcome> {
         // One world per process (the handler reads a static), holding both containers; the
         // handler acts on the mode in `CURRENT`.
         let world = WORLD.get_or_init(|| World {
-            slots: cfg.slots,
             arrays: (0..cfg.threads)
                 .map(|_| KptrArray::new(&rt, cfg.slots).expect("array map"))
                 .collect(),
             hash: KptrHash::new(&rt, cfg.threads * cfg.slots).expect("hash map"),
             live: (0..cfg.threads * cfg.slots)
                 .map(|_| AtomicU64::new(0))
+                .collect(),
+            progress: (0..cfg.threads)
+                .map(|_| Progress {
+                    populated: AtomicUsize::new(0),
+                    deleted: AtomicUsize::new(0),
+                })
                 .collect(),
         });
         if !READY.swap(true, Ordering::AcqRel) {
@@ -506,114 +557,114 @@ pub fn run(cfg: &Config) -> Vec<Outcome> {
     outcomes
 }
 
-fn parse(args: &[String]) -> Result<Config, String> {
+const HELP: &str = "\
+nmi_exerciser: the kernel's kptr-destructor-from-NMI selftest, ported to signals. Worker threads
+populate map entries in ordinary context; a per-thread timer signal deletes them in its handler
+(restricted context); the drainer destroys the objects. Checks: every object destroyed exactly
+once, never in the handler; no allocation in the handler; nothing leaked or parked.
+
+usage: nmi_exerciser [options]
+
+  --mode array|hash|both  which map the handler deletes from (default both, one after the other)
+  --rounds N              rounds per worker and mode; a round populates and waits for every
+                          entry of the worker to be deleted and destroyed (default 256, 1 or more)
+  --slots S               entries per worker (default 8, 1 to 4096)
+  --threads T             worker threads, each with its own timer (default: the CPUs online,
+                          1 to 256)
+  --interval-us U         timer period in microseconds: one signal per worker per period
+                          (default 100, 10 to 1000000; below 10 the thread would do nothing but
+                          enter its handler)
+  --seconds F             run for F seconds of wall time in total, split evenly between the
+                          modes, instead of a round count (0.01 to 86400)
+  --json                  print one JSON document on stdout (the table and progress are not
+                          printed; the last line goes to stderr)
+  --quiet                 no progress lines (they go to stderr)
+  -h, --help              this text
+
+Output: a table (one row per mode: rounds completed by all workers, signals handled, objects
+created, deleted in the handler, deletes that found their bucket busy, destructors run, and the
+counts that must be 0), then one machine-readable line `exerciser: result=PASS|FAIL ...`.
+Exit status: 0 if every check held, 1 if one failed, 2 for a bad command line.
+";
+
+fn parse(parser: &mut lexopt::Parser) -> Result<Command<Config>, lexopt::Error> {
+    use lexopt::Arg::{Long, Short};
     let mut cfg = Config {
         modes: vec![Mode::Array, Mode::Hash],
         rounds: 256,
         slots: 8,
-        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(256)),
         interval: Duration::from_micros(100),
         seconds: None,
         json: false,
         progress: true,
     };
-    let mut it = args.iter().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        let number = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag} wants a number, got {v:?}"))
-        };
-        match flag.as_str() {
-            "--mode" => {
-                cfg.modes = match value()?.as_str() {
-                    "array" => vec![Mode::Array],
-                    "hash" => vec![Mode::Hash],
-                    "both" => vec![Mode::Array, Mode::Hash],
-                    other => return Err(format!("--mode array|hash|both, got {other:?}")),
-                }
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("mode") => {
+                let both = &[Mode::Array, Mode::Hash][..];
+                let choices = [("array", &both[..1]), ("hash", &both[1..]), ("both", both)];
+                cfg.modes = cli::choice(parser, "--mode", &choices)?.to_vec();
             }
-            "--rounds" => cfg.rounds = number(value()?)?,
-            "--slots" => cfg.slots = number(value()?)?.max(1) as usize,
-            "--threads" => cfg.threads = number(value()?)?.max(1) as usize,
-            "--interval-us" => cfg.interval = Duration::from_micros(number(value()?)?.max(1)),
-            "--seconds" => {
-                let v = value()?;
-                let secs: f64 = v
-                    .parse()
-                    .map_err(|_| format!("--seconds wants a number, got {v:?}"))?;
-                if !(secs > 0.0 && secs.is_finite()) {
-                    return Err(format!("--seconds must be positive, got {v:?}"));
-                }
-                cfg.seconds = Some(secs);
+            Long("rounds") => cfg.rounds = cli::number(parser, "--rounds", 1..=1_000_000_000)?,
+            Long("slots") => cfg.slots = cli::number(parser, "--slots", 1..=4096)?,
+            Long("threads") => cfg.threads = cli::number(parser, "--threads", 1..=256)?,
+            Long("interval-us") => {
+                let us = cli::number(parser, "--interval-us", 10..=1_000_000)?;
+                cfg.interval = Duration::from_micros(us);
             }
-            "--json" => cfg.json = true,
-            "--quiet" => cfg.progress = false,
-            "--help" | "-h" => return Err(String::new()),
-            other => return Err(format!("unknown flag {other:?}")),
+            Long("seconds") => {
+                cfg.seconds = Some(cli::number(parser, "--seconds", 0.01..=86400.0)?)
+            }
+            Long("json") => cfg.json = true,
+            Long("quiet") => cfg.progress = false,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            _ => return Err(arg.unexpected()),
         }
     }
-    Ok(cfg)
+    Ok(Command::Run(cfg))
 }
-
-const USAGE: &str = "usage: nmi_exerciser [--mode array|hash|both] [--rounds N (256)] [--slots S (8)] \
-[--threads T (CPUs)] [--interval-us U (100)] [--seconds F] [--json] [--quiet]";
 
 #[allow(dead_code)] // unused when this file is included by the integration test
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let cfg = match parse(&args) {
-        Ok(cfg) => cfg,
-        Err(msg) => {
-            if !msg.is_empty() {
-                eprintln!("nmi_exerciser: {msg}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(if msg.is_empty() { 0 } else { 2 });
-        }
-    };
-    let outcomes = run(&cfg);
+    let mut cfg = cli::parse_or_exit("nmi_exerciser", HELP, parse);
     if cfg.json {
-        let items: Vec<String> = outcomes.iter().map(Outcome::json).collect();
-        println!("[{}]", items.join(","));
-    } else {
-        println!();
-        println!(
-            "| mode  | result | rounds | signals | objects | deleted in handler | would block | dtors | dtor in restricted | double | leaked | allocs in handler | emergency | pool peak | pool final | time |"
-        );
-        println!(
-            "|-------|--------|--------|---------|---------|--------------------|-------------|-------|--------------------|--------|--------|-------------------|-----------|-----------|------------|------|"
-        );
-        for o in &outcomes {
-            println!(
-                "| {:<5} | {:<6} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2?} |",
-                o.mode,
-                if o.pass() { "PASS" } else { "FAIL" },
-                o.rounds,
-                o.signals,
-                o.objects,
-                o.deleted_in_handler,
-                o.would_block,
-                o.dtors,
-                o.dtor_in_restricted,
-                o.double_dtor,
-                o.leaked,
-                o.restricted_allocs,
-                o.emergency,
-                o.pool_peak,
-                o.pool_final,
-                o.elapsed
-            );
-        }
-        println!();
+        cfg.progress = false;
     }
+    let outcomes = run(&cfg);
     let total = merge(&outcomes, &cfg);
-    println!("{}", total.line());
+    if cfg.json {
+        let document = Json::Object(vec![
+            ("result", Json::Text(total.result().into())),
+            (
+                "modes",
+                Json::Array(outcomes.iter().map(|o| Json::Object(o.fields())).collect()),
+            ),
+            ("total", Json::Object(total.fields())),
+        ]);
+        println!("{}", document.render());
+        eprintln!("{}", total.line());
+    } else {
+        print_table(&outcomes);
+        println!("{}", total.line());
+    }
     std::process::exit(if total.pass() { 0 } else { 1 });
+}
+
+/// One markdown row per mode.
+fn print_table(outcomes: &[Outcome]) {
+    let Some(first) = outcomes.first() else {
+        return;
+    };
+    let header: Vec<&str> = first.fields().iter().map(|(k, _)| *k).collect();
+    println!();
+    println!("| {} |", header.join(" | "));
+    println!("|{}", "---|".repeat(header.len()));
+    for o in outcomes {
+        let row: Vec<String> = o.fields().iter().map(|(_, v)| plain(v)).collect();
+        println!("| {} |", row.join(" | "));
+    }
+    println!();
 }
 
 /// One outcome over every mode, for the machine-readable last line.

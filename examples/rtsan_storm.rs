@@ -14,13 +14,13 @@
 //! attribute is not applied and this is an ordinary storm with the same checks.
 //!
 //! ```text
-//! rtsan_storm [--via sigaction|install] [--seconds F] [--threads T] [--alloc-in-handler]
+//! cargo run --release --example rtsan_storm -- --help
 //! ```
 //!
 //! - `--via sigaction` (default): the handler is this file's own `extern "C"` function, installed
 //!   with `sigaction`; it enters restricted context itself. The attribute covers the whole
 //!   handler.
-//! - `--via install`: the handler is a `fn(Signal)` installed with `sigdrop::signal::install`;
+//! - `--via install`: the handler is a `fn(&SignalInfo)` installed with `sigdrop::signal::install`;
 //!   the attribute is on that function, so sigdrop's trampoline around it (errno, the guard, the
 //!   handler lookup) runs before RTSan's real-time scope begins and after it ends.
 //! - `--alloc-in-handler`: the handler also allocates and frees a `Box` on every signal, which
@@ -30,8 +30,11 @@
 
 #![cfg_attr(sigdrop_rtsan, feature(sanitize))]
 
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use sigdrop::signal::{self, Storm};
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::Command;
+use sigdrop::signal::{self, Signal, SignalInfo, Storm};
 use sigdrop::{ReadSlot, RefSlot, Runtime, read, restricted};
 use std::ptr;
 use std::sync::OnceLock;
@@ -193,7 +196,7 @@ extern "C" fn on_signal_raw(_: libc::c_int) {
 /// `--via install`: called by sigdrop's trampoline, inside its restricted guard. Under RTSan
 /// only this function's body (and what it calls) is real-time code.
 #[cfg_attr(sigdrop_rtsan, sanitize(realtime = "nonblocking"))]
-fn on_signal(_: Signal) {
+fn on_signal(_: &SignalInfo) {
     work();
 }
 
@@ -244,7 +247,7 @@ fn worker(seed: u64, st: &State) {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Via {
     Sigaction,
     Install,
@@ -257,58 +260,54 @@ struct Args {
     alloc: bool,
 }
 
-fn parse() -> Result<Args, String> {
+const HELP: &str = "\
+rtsan_storm: a tgkill storm against worker threads whose handler does sigdrop's
+restricted-context work (teardowns, installs on reserved jobs, replaces, refused installs, reads
+under a guard). Built for RealtimeSanitizer by scripts/rtsan.sh; an ordinary storm otherwise.
+
+usage: rtsan_storm [options]
+
+  --via sigaction|install  how the handler is installed: this example's own extern \"C\"
+                           function through sigaction, entering restricted context itself (the
+                           expert path), or a fn(&SignalInfo) through sigdrop::signal::install
+                           (default sigaction)
+  --seconds F              how long the storm runs, wall time (default 1, 0.01 to 86400)
+  --threads T              worker threads the storm signals (default 2, 1 to 64)
+  --alloc-in-handler       also allocate and free a Box in the handler on every signal: what
+                           RealtimeSanitizer must report
+  -h, --help               this text
+
+Output: one machine-readable line `rtsan_storm: result=PASS|FAIL ...` (signals delivered,
+teardowns, installs, replaces, refused installs, reads, doorbell wakes). Exit status: 0 if every
+check held, 1 if one failed, 2 for a bad command line.
+";
+
+fn parse(parser: &mut lexopt::Parser) -> Result<Command<Args>, lexopt::Error> {
+    use lexopt::Arg::{Long, Short};
     let mut args = Args {
         via: Via::Sigaction,
         seconds: 1.0,
         threads: 2,
         alloc: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--via" => {
-                args.via = match value()?.as_str() {
-                    "sigaction" => Via::Sigaction,
-                    "install" => Via::Install,
-                    other => return Err(format!("--via sigaction|install, got {other:?}")),
-                }
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("via") => {
+                let choices = [("sigaction", Via::Sigaction), ("install", Via::Install)];
+                args.via = cli::choice(parser, "--via", &choices)?;
             }
-            "--seconds" => {
-                let v = value()?;
-                args.seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                    .ok_or_else(|| format!("--seconds wants a positive number, got {v:?}"))?;
-            }
-            "--threads" => {
-                let v = value()?;
-                args.threads = v
-                    .parse()
-                    .ok()
-                    .filter(|&t: &usize| t > 0)
-                    .ok_or_else(|| format!("--threads wants a positive number, got {v:?}"))?;
-            }
-            "--alloc-in-handler" => args.alloc = true,
-            other => return Err(format!("unknown flag {other:?}")),
+            Long("seconds") => args.seconds = cli::number(parser, "--seconds", 0.01..=86400.0)?,
+            Long("threads") => args.threads = cli::number(parser, "--threads", 1..=64)?,
+            Long("alloc-in-handler") => args.alloc = true,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            _ => return Err(arg.unexpected()),
         }
     }
-    Ok(args)
+    Ok(Command::Run(args))
 }
 
 fn main() {
-    let args = match parse() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("rtsan_storm: {msg}");
-            eprintln!(
-                "usage: rtsan_storm [--via sigaction|install] [--seconds F] [--threads T] [--alloc-in-handler]"
-            );
-            std::process::exit(2);
-        }
-    };
+    let args = cli::parse_or_exit("rtsan_storm", HELP, parse);
     ALLOC_IN_HANDLER.store(args.alloc, Ordering::Relaxed);
     let rt = Runtime::builder()
         .headroom(0)
@@ -326,16 +325,21 @@ fn main() {
     refill_pool();
     match args.via {
         Via::Sigaction => {
-            // NMI-like, as sigdrop::signal::install does: no SA_NODEFER, nothing else blocked.
-            let action = SigAction::new(
-                SigHandler::Handler(on_signal_raw),
-                SaFlags::SA_RESTART,
-                SigSet::empty(),
-            );
+            // The expert path, NMI-like as sigdrop::signal::install does: no SA_NODEFER,
+            // nothing else blocked, SA_RESTART.
+            // SAFETY: `sigaction` is plain data; all-zero is a valid value to fill in.
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = on_signal_raw as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
             // SAFETY: `on_signal_raw` enters restricted context and then uses only atomics, an
             // initialised OnceLock and sigdrop's restricted-context operations (plus, with
-            // --alloc-in-handler, a deliberate allocation that RTSan is meant to catch).
-            unsafe { sigaction(SIG, &action) }.expect("sigaction");
+            // --alloc-in-handler, a deliberate allocation that RTSan is meant to catch); the
+            // action's mask is emptied before it is installed.
+            let rc = unsafe {
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(SIG.as_raw(), &action, std::ptr::null_mut())
+            };
+            assert_eq!(rc, 0, "sigaction: {}", std::io::Error::last_os_error());
         }
         Via::Install => {
             // SAFETY: as above; the trampoline enters restricted context for `on_signal`.

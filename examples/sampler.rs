@@ -40,12 +40,15 @@
 //! every config made was destroyed exactly once, on the drainer, outside any read guard.
 //!
 //! ```text
-//! cargo run --release --example sampler -- [--seconds F] [--workers N] [--interval-us U] [--starve]
+//! cargo run --release --example sampler -- --help
 //! ```
 
-use nix::sys::signal::Signal;
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::Command;
 use sigdrop::alloc_check::RestrictedAllocs;
-use sigdrop::signal::{self, ThreadTimer, TimerClock};
+use sigdrop::signal::{self, Signal, SignalInfo, ThreadTimer, TimerClock};
 use sigdrop::{RawSlot, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::cell::Cell;
 use std::ptr::{self, NonNull};
@@ -316,7 +319,7 @@ fn read_config(profiler: &Profiler, w: &Worker) -> u64 {
 }
 
 /// The SIGPROF handler: runs inside sigdrop's restricted guard. Never allocates or frees.
-fn on_sigprof(_: Signal) {
+fn on_sigprof(_: &SignalInfo) {
     let (Some(profiler), Ok(index)) = (PROFILER.get(), WORKER.try_with(Cell::get)) else {
         return;
     };
@@ -451,40 +454,50 @@ struct Args {
     starve: bool,
 }
 
-fn parse() -> Result<Args, String> {
+const HELP: &str = "\
+sampler: a SIGPROF sampling profiler whose handler never allocates or frees. Each worker's own
+CPU-time timer interrupts it; the handler records a sample into a preallocated buffer, retires
+full buffers through sigdrop (their destructor, on the drainer, folds them into the profile) and
+reads a configuration the main thread keeps replacing.
+
+usage: sampler [options]
+
+  --seconds F       how long the workers run, wall time (default 1, 0.01 to 86400)
+  --workers N       worker threads, each with its own timer (default 3, 1 to 64)
+  --interval-us U   CPU time between two samples of one worker, in microseconds
+                    (default 1000, 10 to 1000000)
+  --starve          never refill the workers' fresh buffers nor top up the reserved jobs: the
+                    handler runs out and must count lost samples instead of allocating
+  -h, --help        this text
+
+Output: samples recorded and lost, buffers retired, config generations read, allocations in
+the handler (must be 0), the profile by phase, then one machine-readable line
+`sampler: result=PASS|FAIL ...`. Exit status: 0 if every check held, 1 if one failed, 2 for a
+bad command line.
+";
+
+fn parse(parser: &mut lexopt::Parser) -> Result<Command<Args>, lexopt::Error> {
+    use lexopt::Arg::{Long, Short};
     let mut args = Args {
         seconds: 1.0,
         workers: 3,
         interval: Duration::from_millis(1),
         starve: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--starve" {
-            args.starve = true;
-            continue;
-        }
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = || format!("{flag} wants a positive number, got {v:?}");
-        match flag.as_str() {
-            "--seconds" => {
-                args.seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| *s > 0.0 && s.is_finite())
-                    .ok_or_else(bad)?
-            }
-            "--workers" => {
-                args.workers = v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(bad)?
-            }
-            "--interval-us" => {
-                let us: u64 = v.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("seconds") => args.seconds = cli::number(parser, "--seconds", 0.01..=86400.0)?,
+            Long("workers") => args.workers = cli::number(parser, "--workers", 1..=64)?,
+            Long("interval-us") => {
+                let us = cli::number(parser, "--interval-us", 10..=1_000_000)?;
                 args.interval = Duration::from_micros(us);
             }
-            _ => return Err(format!("unknown flag {flag:?}")),
+            Long("starve") => args.starve = true,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            _ => return Err(arg.unexpected()),
         }
     }
-    Ok(args)
+    Ok(Command::Run(args))
 }
 
 /// Shows that the counting allocator sees an allocation made under the guard, so the zero it
@@ -502,16 +515,7 @@ fn calibrate() {
 }
 
 fn main() {
-    let args = match parse() {
-        Ok(args) => args,
-        Err(msg) => {
-            eprintln!("sampler: {msg}");
-            eprintln!(
-                "usage: sampler [--seconds F (1)] [--workers N (3)] [--interval-us U (1000)]"
-            );
-            std::process::exit(2);
-        }
-    };
+    let args = cli::parse_or_exit("sampler", HELP, parse);
     calibrate();
     // Headroom 0: no spare jobs linger, so the handler's swaps live on the reservation.
     let rt = Runtime::builder()

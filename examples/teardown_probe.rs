@@ -17,6 +17,10 @@
 //!
 //! Setup (installs, growth) happens before the probed function and the drain after it.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::Command;
 use sigdrop::{Drainer, RefSlot, Runtime, restricted};
 use std::hint::black_box;
 
@@ -58,10 +62,67 @@ fn probe_take(slots: &[RefSlot<Box<u64>>], spares: &mut [Option<Box<u64>>]) {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Teardown,
+    Baseline,
+    Replace,
+    Install,
+    Take,
+}
+
+const MODES: [(&str, Mode); 5] = [
+    ("teardown", Mode::Teardown),
+    ("baseline", Mode::Baseline),
+    ("replace", Mode::Replace),
+    ("install", Mode::Install),
+    ("take", Mode::Take),
+];
+
+const HELP: &str = "\
+teardown_probe: runs N operations of one kind inside a function of its own (probe_<mode>), so
+that callgrind can count the instructions there alone (scripts/callgrind.sh).
+
+usage: teardown_probe [MODE [N]]
+
+  MODE   teardown (default): restricted teardown without a wake, N installed boxes;
+         baseline: the same loop doing nothing but touching each slot (subtracted by the script);
+         replace: ordinary-context replace present -> present;
+         install: ordinary-context install into an empty slot;
+         take: ordinary-context take out
+  N      operations, one per slot (default 10000, 1 to 10000000)
+  -h, --help   this text
+
+Output: one line `mode=... n=... drained=... wakes=... emergency=... leaked=...`.
+";
+
+fn parse(parser: &mut lexopt::Parser) -> Result<Command<(Mode, usize)>, lexopt::Error> {
+    use lexopt::Arg::{Long, Short, Value};
+    let (mut mode, mut n) = (None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Value(value) if mode.is_none() => {
+                mode = Some(cli::choice_in("MODE", &value.to_string_lossy(), &MODES)?);
+            }
+            Value(value) if n.is_none() => {
+                n = Some(cli::number_in(
+                    "N",
+                    &value.to_string_lossy(),
+                    1..=10_000_000,
+                )?);
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Command::Run((
+        mode.unwrap_or(Mode::Teardown),
+        n.unwrap_or(10_000),
+    )))
+}
+
 fn main() -> Result<(), sigdrop::Error> {
-    let mut args = std::env::args().skip(1);
-    let mode = args.next().unwrap_or_else(|| "teardown".into());
-    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let (mode, n) = cli::parse_or_exit("teardown_probe", HELP, parse);
 
     // Headroom above 2n: the installs below never hit the refill watermark inside a probe.
     let rt = Runtime::builder()
@@ -90,8 +151,8 @@ fn main() -> Result<(), sigdrop::Error> {
     empty(&mut spares);
 
     let sentinel = RefSlot::new(&rt);
-    match mode.as_str() {
-        "teardown" | "baseline" => {
+    match mode {
+        Mode::Teardown | Mode::Baseline => {
             fill(&mut spares)?;
             let _ = sentinel
                 .xchg(Some(Box::new(0u64)))
@@ -100,31 +161,31 @@ fn main() -> Result<(), sigdrop::Error> {
                 let _nmi = restricted::enter();
                 sentinel.clear(); // queued: the list is non-empty and the pending flag set
             }
-            if mode == "teardown" {
+            if mode == Mode::Teardown {
                 probe_teardown(&slots);
             } else {
                 probe_baseline(&slots);
             }
         }
-        "replace" => {
+        Mode::Replace => {
             fill(&mut spares)?;
             // `fill` moved every spare into a slot: make the replacements.
             let mut fresh: Vec<Option<Box<u64>>> =
                 (0..n as u64).map(|i| Some(Box::new(i))).collect();
             probe_replace(&slots, &mut fresh);
         }
-        "install" => probe_install(&slots, &mut spares),
-        "take" => {
+        Mode::Install => probe_install(&slots, &mut spares),
+        Mode::Take => {
             fill(&mut spares)?;
             probe_take(&slots, &mut spares);
-        }
-        other => {
-            eprintln!("unknown mode {other}: teardown, baseline, replace, install, take");
-            std::process::exit(2);
         }
     }
     let drained = rt.drain()?;
     let stats = rt.stats();
+    let mode = MODES
+        .iter()
+        .find(|(_, m)| *m == mode)
+        .map_or("?", |(name, _)| *name);
     println!(
         "mode={mode} n={n} drained={drained} wakes={} emergency={} leaked={}",
         stats.wakes, stats.emergency, stats.leaked

@@ -52,12 +52,12 @@ unset CARGO_ENCODED_RUSTFLAGS
 suites=(--lib --test signal_stress --test no_alloc_in_handler --test exerciser --test handle_lifetime
     --test protected_reads)
 binaries=6 # test binaries those flags select
-echo "asan.sh: cargo test --release --target $triple ${suites[*]} under -Zsanitizer=address"
+echo "asan.sh: cargo test -p sigdrop --release --target $triple ${suites[*]} under -Zsanitizer=address"
 set +e
 RUSTC_BOOTSTRAP=1 \
     RUSTFLAGS="-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer" \
     CARGO_TARGET_DIR="$target_dir" \
-    timeout 900 cargo test --no-fail-fast --release --target "$triple" "${suites[@]}" \
+    timeout 900 cargo test -p sigdrop --no-fail-fast --release --target "$triple" "${suites[@]}" \
     >"$log/out.txt" 2>&1
 rc=$?
 set -e

@@ -12,7 +12,7 @@
 # The teardown mode keeps the drainer manual and one job queued, so this CPU's job list is
 # non-empty and the pending flag set: every probed teardown takes the path without a wake.
 #
-# Writes target/sigdrop-bench/callgrind.json (read by examples/bench_report.rs) and
+# Writes target/sigdrop-bench/callgrind.json (read by the bench report, benches/report/) and
 # target/sigdrop-bench/callgrind-teardown.txt (instructions per teardown by source file and
 # function, from callgrind_annotate), and keeps the raw profiles in target/sigdrop-bench/.
 #

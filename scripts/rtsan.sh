@@ -12,7 +12,7 @@
 #   RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=realtime -Cunsafe-allow-abi-mismatch=sanitizer
 #   --cfg sigdrop_rtsan" --target x86_64-unknown-linux-gnu   (stable toolchain; own target dir)
 # and runs, for each way of installing the handler (--via sigaction: the example's own
-# extern "C" handler; --via install: a fn(Signal) behind sigdrop::signal::install):
+# extern "C" handler; --via install: a fn(&SignalInfo) behind sigdrop::signal::install):
 #   1. clean:  exit 0, the example's own checks PASS, no RealtimeSanitizer report at all;
 #   2. teeth:  --alloc-in-handler must die with RTSan's exit code (43) and a report of `malloc`
 #              called from the handler (`rtsan_storm::work`).
@@ -36,7 +36,7 @@
 #   wrapper is not intercepted; `syscall(SYS_gettid)` is.)
 # - Where the attribute goes: on a handler installed with sigaction directly, on that
 #   extern "C" function — it then covers the whole handler, including entering restricted
-#   context. With sigdrop::signal::install the user's handler is a `fn(Signal)` called by sigdrop's
+#   context. With sigdrop::signal::install the user's handler is a `fn(&SignalInfo)` called by sigdrop's
 #   trampoline; marking that fn works (the allocation is reported, with
 #   sigdrop::signal::trampoline below it on the stack) but covers only its body: the trampoline's
 #   errno save/restore, restricted::enter and handler lookup run outside the scope. Marking the

@@ -1,5 +1,7 @@
 //! A global allocator that counts the allocator calls made in restricted context: the way to
-//! check that your signal handler (and sigdrop inside it) never allocates or frees.
+//! check that your signal handler (and sigdrop inside it) never allocates or frees — and that
+//! your handler ran in restricted context at all (a handler installed with your own `sigaction`
+//! that forgot [`restricted::enter`] would allocate unseen).
 //!
 //! ```
 //! use sigdrop::alloc_check::RestrictedAllocs;
@@ -8,18 +10,25 @@
 //! #[global_allocator]
 //! static ALLOC: RestrictedAllocs = RestrictedAllocs::system();
 //!
+//! // A test that expected handler activity but saw none is told so.
+//! let counts = ALLOC.take();
+//! assert_eq!(counts.restricted_entries, 0);
+//! assert!(counts.check().unwrap_err().contains("no handler ran in restricted context"));
+//!
 //! {
-//!     let _nmi = restricted::enter();
+//!     let _nmi = restricted::enter(); // what a handler does first (sigdrop::signal does it)
 //!     drop(std::hint::black_box(Box::new(1u8))); // what a handler must never do
 //! }
 //! let counts = ALLOC.take();
+//! assert_eq!(counts.restricted_entries, 1);
 //! assert_eq!((counts.allocs, counts.frees), (1, 1));
-//! assert_eq!(ALLOC.counts().restricted(), 0);
+//! assert!(counts.check().unwrap_err().contains("2 allocator calls in restricted context"));
 //! ```
 //!
 //! Counting costs a read of the restricted-context depth (a `const` thread-local) per call, and
 //! an atomic add per call made in restricted context (plus one per allocation for
-//! [`AllocCounts::all_allocs`], which shows the counter is live).
+//! [`AllocCounts::all_allocs`], which shows the counter is live). While it is the global
+//! allocator, each [`restricted::enter`] also adds one to a process-wide count of entries.
 
 use crate::restricted;
 use crate::sync::{AtomicU64, Ordering};
@@ -37,18 +46,43 @@ pub struct AllocCounts {
     pub frees: u64,
     /// Allocations in any context.
     pub all_allocs: u64,
+    /// [`restricted::enter`] calls, on any thread (a handler installed through
+    /// [`signal`](crate::signal) enters once per signal). 0 after a run that expected handler
+    /// activity means no handler ran in restricted context: the allocator counts above then
+    /// prove nothing about it.
+    pub restricted_entries: u64,
 }
 
 impl AllocCounts {
     /// Every allocator call made in restricted context (the number that must be 0).
+    /// May be called from a signal handler.
     pub fn restricted(&self) -> u64 {
         self.allocs + self.reallocs + self.frees
+    }
+
+    /// For a run that expected handler activity: `Ok` if restricted context was entered and no
+    /// allocator call was made in it; otherwise a message saying what went wrong. Ordinary
+    /// context (the message is allocated).
+    pub fn check(&self) -> Result<(), String> {
+        if self.restricted_entries == 0 {
+            return Err("no handler ran in restricted context — did it call \
+                        restricted::enter first, or was it installed through sigdrop::signal?"
+                .into());
+        }
+        match self.restricted() {
+            0 => Ok(()),
+            n => Err(format!(
+                "{n} allocator calls in restricted context ({} allocs, {} reallocs, {} frees) \
+                 over {} restricted-context entries",
+                self.allocs, self.reallocs, self.frees, self.restricted_entries
+            )),
+        }
     }
 }
 
 /// Wraps an allocator (the system's by default) and counts the calls made while a
-/// [`restricted`] guard is active on the calling thread. Use it as the
-/// `#[global_allocator]` of a test or an example.
+/// [`restricted`] guard is active on the calling thread, and the [`restricted::enter`] calls.
+/// Use it as the `#[global_allocator]` of a test or an example.
 #[derive(Debug)]
 pub struct RestrictedAllocs<A = System> {
     inner: A,
@@ -59,14 +93,14 @@ pub struct RestrictedAllocs<A = System> {
 }
 
 impl RestrictedAllocs<System> {
-    /// Counts calls to the system allocator.
+    /// Counts calls to the system allocator. A `const` constructor, for a `static`.
     pub const fn system() -> Self {
         RestrictedAllocs::new(System)
     }
 }
 
 impl<A> RestrictedAllocs<A> {
-    /// Counts calls to `inner`.
+    /// Counts calls to `inner`. A `const` constructor, for a `static`.
     pub const fn new(inner: A) -> Self {
         RestrictedAllocs {
             inner,
@@ -88,6 +122,7 @@ impl<A> RestrictedAllocs<A> {
             reallocs: load(&self.reallocs),
             frees: load(&self.frees),
             all_allocs: load(&self.all_allocs),
+            restricted_entries: restricted::entries::get(),
         }
     }
 
@@ -99,6 +134,7 @@ impl<A> RestrictedAllocs<A> {
             reallocs: take(&self.reallocs),
             frees: take(&self.frees),
             all_allocs: take(&self.all_allocs),
+            restricted_entries: restricted::entries::take(),
         }
     }
 
@@ -115,6 +151,7 @@ impl<A> RestrictedAllocs<A> {
 // only reads a `const` thread-local and updates atomics, and never allocates.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for RestrictedAllocs<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        restricted::entries::start_counting();
         // Relaxed: a statistic (see `counts`).
         self.all_allocs.fetch_add(1, Ordering::Relaxed);
         self.note(&self.allocs);

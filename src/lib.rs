@@ -5,6 +5,53 @@
 //! without allocating, locking, blocking or running the destructor there; a drainer runs the
 //! destructor later, in ordinary thread context.
 //!
+//! **Linux only**: other targets fail to compile, with a message saying so.
+//!
+//! ## In a signal handler
+//!
+//! Install the handler through [`signal`]: it enters restricted context before calling your
+//! function, every time, so sigdrop never frees, allocates or locks there.
+//!
+//! ```
+//! use sigdrop::signal::{self, Signal, SignalInfo};
+//! use sigdrop::{RefSlot, Runtime};
+//! use std::sync::OnceLock;
+//!
+//! static SLOT: OnceLock<RefSlot<Box<Vec<u8>>>> = OnceLock::new();
+//!
+//! fn on_usr1(_: &SignalInfo) {
+//!     if let Some(slot) = SLOT.get() {
+//!         slot.clear(); // already in restricted context: the Vec goes to the drainer
+//!     }
+//! }
+//!
+//! let rt = Runtime::new()?;
+//! let slot = SLOT.get_or_init(|| RefSlot::new(&rt));
+//! slot.xchg(Some(Box::new(vec![0u8; 4096]))).map_err(|r| r.into_error())?;
+//! // SAFETY: `on_usr1` only uses sigdrop's restricted-context operations and a set OnceLock.
+//! let installed = unsafe { signal::install(Signal::SIGUSR1, on_usr1) }?;
+//! // SAFETY: raising a signal whose handler is installed.
+//! unsafe { libc::raise(Signal::SIGUSR1.as_raw()) };
+//! while rt.stats().drained < 1 {
+//!     std::thread::yield_now(); // the drainer frees the Vec, in ordinary context
+//! }
+//! installed.uninstall()?;
+//! # Ok::<(), sigdrop::Error>(())
+//! ```
+//!
+//! A handler **must** only touch what was set up before it was installed, hand objects over
+//! with slot operations, read shared objects under [`read::enter`], and use atomics; if it
+//! installs into empty slots, keep [`Runtime::reserve`] topped up. It **must not** allocate or
+//! free, lock (a `Mutex`, the first use of a `OnceLock`), block, print, or panic. Test that with
+//! [`alloc_check::RestrictedAllocs`]. Embedding sigdrop in a library: see [`guide`].
+//!
+//! **The expert path.** A handler installed some other way (your own `sigaction`) must call
+//! [`restricted::enter`] as its very first statement and keep the guard until it returns;
+//! without it sigdrop believes it is in ordinary context and may run a destructor or grow its
+//! pool inside the handler.
+//!
+//! ## How it works
+//!
 //! It is the user-space port of the Linux kernel's fix for referenced-kptr destructors run from
 //! NMI, without the races its reviewers found. Signal handlers play NMI; the drainer plays
 //! `irq_work`.
@@ -117,6 +164,11 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(rust_2018_idioms)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "sigdrop supports Linux only: it relies on Linux signal delivery, futexes, gettid/tgkill and SIGEV_THREAD_ID timers"
+);
+
 #[cfg(not(loom))]
 pub mod alloc_check;
 mod arena;
@@ -125,6 +177,7 @@ mod cpu;
 mod emergency;
 mod error;
 mod freelist;
+pub mod guide;
 mod handle;
 mod ledger;
 mod llist;

@@ -53,11 +53,16 @@ pub struct RestrictedGuard {
 }
 
 /// Enters restricted context on this thread (nestable). Call it first thing in a signal handler
-/// that uses sigdrop.
+/// that uses sigdrop and was not installed through [`signal`](crate::signal) (which enters it
+/// for you).
 ///
-/// May be called from a signal handler: it only updates a thread-local counter.
+/// May be called from a signal handler: it only updates a thread-local counter (and, while a
+/// [`RestrictedAllocs`](crate::alloc_check::RestrictedAllocs) is the global allocator, a
+/// process-wide count of entries).
 pub fn enter() -> RestrictedGuard {
     DEPTH.with(|d| d.set(d.get().wrapping_add(1)));
+    #[cfg(not(loom))]
+    entries::note();
     RestrictedGuard {
         _not_send: PhantomData,
     }
@@ -75,6 +80,46 @@ pub fn is_active() -> bool {
 /// The current nesting depth (0 in ordinary context). May be called from a signal handler.
 pub fn depth() -> u32 {
     DEPTH.with(|d| d.get())
+}
+
+/// A process-wide count of [`enter`] calls, kept only while a counting allocator asks for it
+/// (otherwise `enter` pays one relaxed load of a flag that never changes): how
+/// [`RestrictedAllocs`](crate::alloc_check::RestrictedAllocs) tells "no allocation in the
+/// handler" from "no handler in restricted context at all".
+#[cfg(not(loom))]
+pub(crate) mod entries {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    static COUNTING: AtomicBool = AtomicBool::new(false);
+    static ENTRIES: AtomicU64 = AtomicU64::new(0);
+
+    // Relaxed everywhere: a statistic, read after the threads it counts have been synchronised
+    // with (as the allocator counts are).
+
+    /// Starts counting (idempotent; called by the counting allocator).
+    #[inline]
+    pub(crate) fn start_counting() {
+        if !COUNTING.load(Ordering::Relaxed) {
+            COUNTING.store(true, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(super) fn note() {
+        if COUNTING.load(Ordering::Relaxed) {
+            ENTRIES.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries so far.
+    pub(crate) fn get() -> u64 {
+        ENTRIES.load(Ordering::Relaxed)
+    }
+
+    /// Entries so far, resetting the count to zero.
+    pub(crate) fn take() -> u64 {
+        ENTRIES.swap(0, Ordering::Relaxed)
+    }
 }
 
 impl Drop for RestrictedGuard {

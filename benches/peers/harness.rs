@@ -1,12 +1,42 @@
-//! Helpers shared by the benches: chunked timing, CPU pinning, a spinning barrier, the
-//! directory for figures criterion does not hold.
+//! How a row is timed: one helper per shape of run (criterion's own loop, or chunks with untimed
+//! setup, both pinned to one CPU), CPU pinning, and a spinning barrier for multi-thread rows.
 
-use std::path::PathBuf;
+use criterion::BenchmarkGroup;
+use criterion::measurement::WallTime;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Runs `iters` operations in chunks of at most `chunk`: `setup(state, n)` prepares a chunk of
-/// `n` (untimed), `timed(state, n)` performs it (timed). Returns the timed total.
+/// A criterion group, as every group function gets it.
+pub type Group<'a> = BenchmarkGroup<'a, WallTime>;
+
+/// The CPU single-threaded rows run on.
+pub const CPU: usize = 0;
+
+/// A row timed operation by operation in criterion's loop, on [`CPU`].
+pub fn pinned<O>(g: &mut Group<'_>, name: &str, mut op: impl FnMut() -> O) {
+    g.bench_function(name, |bench| {
+        let _pin = Pinned::to(CPU);
+        bench.iter(&mut op)
+    });
+}
+
+/// A row timed in chunks of at most `chunk` operations, on [`CPU`]: `setup(state, n)` prepares
+/// a chunk (untimed, ordinary context), `timed(state, n)` performs it (timed).
+pub fn pinned_chunks<S>(
+    g: &mut Group<'_>,
+    name: &str,
+    chunk: usize,
+    state: &mut S,
+    mut setup: impl FnMut(&mut S, usize),
+    mut timed: impl FnMut(&mut S, usize),
+) {
+    g.bench_function(name, |bench| {
+        let _pin = Pinned::to(CPU);
+        bench.iter_custom(|iters| chunked(iters, chunk, state, &mut setup, &mut timed))
+    });
+}
+
+/// Runs `iters` operations in chunks of at most `chunk`; returns the timed total.
 ///
 /// Chunks keep the timer's own cost (two clock reads, ~50 ns on a VM) below 0.2 ns per operation
 /// for 256-operation chunks, and let setup happen in ordinary context between timed runs.
@@ -103,56 +133,4 @@ impl SpinBarrier {
             }
         }
     }
-}
-
-/// Where the figures criterion does not keep (percentiles, wake counts) are written:
-/// `$CARGO_TARGET_DIR/sigdrop-bench`, else `<crate>/target/sigdrop-bench`.
-pub fn extras_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("sigdrop-bench")
-}
-
-/// Writes `contents` to `name` in [`extras_dir`].
-pub fn write_extra(name: &str, contents: &str) {
-    let dir = extras_dir();
-    std::fs::create_dir_all(&dir).expect("create the extras directory");
-    std::fs::write(dir.join(name), contents).expect("write an extras file");
-}
-
-/// The `p`-th percentile (0..=100) of sorted `v`, nearest rank.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Thread ids (`/proc/self/task`) whose name is `name`.
-pub fn threads_named(name: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for entry in dir.flatten() {
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if comm.trim_end() == name
-                && let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok())
-            {
-                out.push(tid);
-            }
-        }
-    }
-    out
-}
-
-/// `voluntary_ctxt_switches` of thread `tid` of this process (each futex sleep is one).
-pub fn voluntary_switches(tid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -1,0 +1,137 @@
+//! The targets the figures are held to (issue 5's, and issue 6's read-guard target): most are a
+//! ratio of two rows under a limit, listed as data; the rest need a figure of their own.
+
+use crate::ids::*;
+use crate::markdown::{ns, ratio};
+use crate::results::Results;
+
+/// One line of the targets table.
+pub struct Target {
+    pub name: String,
+    pub measured: String,
+    /// Met, missed, or not measured.
+    pub ok: Option<bool>,
+}
+
+/// `(target, row, divided by row, at most)`.
+const RATIOS: &[(&str, &str, &str, f64)] = &[
+    ("`RawSlot::xchg` ≤ 1.05x `AtomicPtr::swap`", RAW, SWAP, 1.05),
+    (
+        "`RefSlot` replace (present -> present) ≤ 1.25x `AtomicPtr::swap`",
+        REPLACE,
+        SWAP,
+        1.25,
+    ),
+    (
+        "install into empty ≤ 2.5x `AtomicPtr::swap`",
+        INSTALL,
+        SWAP,
+        2.5,
+    ),
+    ("take out ≤ 2.5x `AtomicPtr::swap`", TAKE, SWAP, 2.5),
+    (
+        "restricted teardown ≤ 1.3x three uncontended RMWs",
+        T_SIGDROP,
+        RMW3,
+        1.3,
+    ),
+    (
+        "restricted teardown ≤ 2.5x basedrop `drop(Owned)`",
+        T_SIGDROP,
+        T_BASEDROP,
+        2.5,
+    ),
+    (
+        "restricted teardown ≤ 0.35x crossbeam-epoch `pin` + `defer_destroy`",
+        T_SIGDROP,
+        T_EPOCH,
+        0.35,
+    ),
+];
+
+fn at_most(v: Option<f64>, limit: f64) -> Option<bool> {
+    v.map(|v| v <= limit)
+}
+
+/// Drain cost per job beyond the destructor body (`Box` free − free alone).
+pub fn drain_beyond_box(r: &Results) -> Option<f64> {
+    r.get(D_BOX).zip(r.get(D_FREE)).map(|(d, f)| d - f)
+}
+
+/// Every target, in the order of the report's table.
+pub fn all(r: &Results) -> Vec<Target> {
+    let mut out: Vec<Target> = RATIOS
+        .iter()
+        .map(|&(name, a, b, limit)| Target {
+            name: name.into(),
+            measured: ratio(r.ratio(a, b)),
+            ok: at_most(r.ratio(a, b), limit),
+        })
+        .collect();
+    let per_teardown_ir = r.extra("callgrind", "teardown_per_op");
+    let s2_vs_v2 = r.ratio(TT_V2, TT_S2);
+    let drain_beyond_box = drain_beyond_box(r);
+    // Drain cycles, at least: those that took a chain, plus one empty cycle before each sleep.
+    let storm = |k: &str| r.extra("storm", k);
+    let cycles_min = storm("drain_cycles_min")
+        .zip(storm("drainer_sleeps"))
+        .map(|(c, s)| c + s);
+    let wakes_ok = match (storm("wakes"), cycles_min, storm("offloaded")) {
+        (Some(w), Some(c), Some(o)) if o > 0.0 => Some(w <= c + 1.0),
+        _ => None,
+    };
+    let mut add = |name: &str, measured: String, ok: Option<bool>| {
+        out.push(Target {
+            name: name.into(),
+            measured,
+            ok,
+        })
+    };
+    add(
+        "restricted teardown ≤ 45 instructions without a wake (callgrind)",
+        per_teardown_ir.map_or("—".into(), |v| format!("{v:.1} instructions")),
+        at_most(per_teardown_ir, 45.0),
+    );
+    add(
+        "two threads: per-thread teardown ≤ 1.3x one thread",
+        format!(
+            "{} (the machine's floor, 3 RMWs sharing nothing: {})",
+            ratio(r.ratio(TT_S2, TT_S1)),
+            ratio(r.ratio(TT_F2, TT_F1))
+        ),
+        at_most(r.ratio(TT_S2, TT_S1), 1.3),
+    );
+    add(
+        "two threads: ≥ 5x faster than the v2 model's global list (two threads)",
+        s2_vs_v2.map_or("—".into(), |v| format!("{v:.2}x faster")),
+        s2_vs_v2.map(|v| v >= 5.0),
+    );
+    add(
+        "drain ≤ 10 ns per job beyond the destructor body: no-op destructor",
+        r.get(D_NOOP).map_or("—".into(), ns),
+        at_most(r.get(D_NOOP), 10.0),
+    );
+    add(
+        "drain ≤ 10 ns per job beyond the destructor body: `Box` free (drain − free alone)",
+        drain_beyond_box.map_or("—".into(), ns),
+        at_most(drain_beyond_box, 10.0),
+    );
+    add(
+        "at most one wake syscall per drain cycle under a storm",
+        match (storm("wakes"), cycles_min) {
+            (Some(w), Some(c)) => format!("{w:.0} wakes, ≥ {c:.0} drain cycles"),
+            _ => "—".into(),
+        },
+        wakes_ok,
+    );
+    add(
+        "restricted read guard enter+exit ≤ 2x one uncontended `fetch_add`",
+        format!(
+            "{} (ordinary context: {})",
+            ratio(r.ratio(R_GUARD_NMI, R_FETCH_ADD)),
+            ratio(r.ratio(R_GUARD, R_FETCH_ADD))
+        ),
+        at_most(r.ratio(R_GUARD_NMI, R_FETCH_ADD), 2.0),
+    );
+    out
+}

@@ -1,0 +1,115 @@
+//! # Embedding sigdrop in a library
+//!
+//! A crate that uses sigdrop inside its own signal handler — a profiler, a crash reporter, a
+//! green-thread runtime that preempts with signals — makes a handful of decisions on behalf of
+//! the applications that use it. This page lists them, with what each choice means for those
+//! applications. (This module has no items; it is documentation only.)
+//!
+//! ## 1. The shared runtime or your own
+//!
+//! [`Runtime::global`](crate::Runtime::global) is one runtime for the whole process, created
+//! with the default settings the first time anyone asks for it. [`Runtime::builder`](crate::Runtime::builder) makes a
+//! runtime of your own.
+//!
+//! - **Use the global one** when the defaults suit you (a drainer thread, 64 spare jobs) and you
+//!   want to cost the application nothing extra when several libraries use sigdrop: they share
+//!   one background thread and one pool. Call `Runtime::global()` once in ordinary context (for
+//!   example in your `init` function) *before* installing your handler: reached for the first
+//!   time from a handler it cannot be created there, and answers
+//!   [`Error::GlobalUninitialized`](crate::Error::GlobalUninitialized) instead.
+//! - **Build your own** when you need other settings — a manual drainer, a different headroom,
+//!   a job limit ([`Builder::max_jobs`](crate::Builder::max_jobs)), every value deferred
+//!   ([`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer)) — or want your figures in
+//!   [`Runtime::stats`](crate::Runtime::stats) to be yours alone. It costs one more thread (with
+//!   the default drainer) and its own pool. Keep it in your library's state and hand it to your
+//!   slots; a runtime lives as long as any of its slots.
+//!
+//! Do not make the choice for the application silently: if you build your own, say so in your
+//! docs (the application will see a thread named `sigdrop-drainer`).
+//!
+//! ## 2. Who runs destructors, and on which thread
+//!
+//! Objects your handler lets go of are destroyed later, in ordinary context, by whoever drains
+//! the runtime:
+//!
+//! - [`Drainer::Thread`](crate::Drainer::Thread) (the default): a background thread, woken by
+//!   the first hand-over of each burst. Your objects' destructors run on *that* thread, so they
+//!   must be safe to run on another thread than the one that made the object, and must not rely
+//!   on its thread-locals.
+//! - [`Drainer::Manual`](crate::Drainer::Manual): nobody, until someone calls
+//!   [`Runtime::drain`](crate::Runtime::drain). Choose it when your library already has a
+//!   natural safe point in ordinary context — an event loop's idle hook, a frame boundary, the
+//!   thread that reads your profiler's results — and document that the application (or your
+//!   own code) must call it; objects pile up until it does.
+//!
+//! A destructor that panics on the drainer is caught and counted
+//! ([`Stats::dtor_panics`](crate::Stats::dtor_panics)); it does not take the thread down.
+//!
+//! ## 3. Sizing what the handler may need
+//!
+//! Taking an object *out* of a slot in a handler never needs memory: the slot set aside what
+//! its object will need when the object was put in. Putting an object *into an empty slot* from
+//! a handler does need a job set aside beforehand, because a handler cannot allocate one:
+//!
+//! - Call [`Runtime::reserve`](crate::Runtime::reserve)`(n)` in ordinary context with the most
+//!   such installs your handler can make before your ordinary code gets to run again (for a
+//!   profiler that swaps in a fresh buffer when one fills: the buffers that can fill between two
+//!   refills, per thread, times the threads).
+//! - Top it up from ordinary code as it is used: [`Stats::reserved`](crate::Stats::reserved)
+//!   says how many are left. A handler that finds none gets its value back
+//!   ([`Rejected`](crate::Rejected)) and the slot is unchanged; decide what your handler does
+//!   then (drop the sample and count it as lost, say), since it cannot wait.
+//! - Replacing an object with another in a handler also takes a job, for the object it
+//!   displaces.
+//! - A handler uses reserved jobs first, then spare ones if there happen to be any: only the
+//!   reserved ones are promised.
+//! - [`Builder::headroom`](crate::Builder::headroom) is how many spare jobs ordinary code keeps
+//!   ready; it matters for ordinary-context speed, not for what a handler may do.
+//!
+//! ## 4. Watching the backlog
+//!
+//! [`Runtime::stats`](crate::Runtime::stats) is cheap and may be called from anywhere, a
+//! handler included. The figures worth exporting from a library:
+//!
+//! - `offloaded - drained`: objects handed over and not yet destroyed (the backlog). It grows
+//!   without bound only if nobody drains — with [`Drainer::Manual`](crate::Drainer::Manual),
+//!   that means nobody calls `drain`.
+//! - `reserved`, `reserve_failures`: jobs left for your handler, and installs it had to give up.
+//! - `emergency` and `leaked`: must stay 0. Non-zero means a handler let go of objects that had
+//!   no job set aside (see [`Detached::is_reserved`](crate::Detached::is_reserved)) faster than
+//!   the spare jobs could cover.
+//! - `total` and `peak_total`: the memory sigdrop holds, in jobs.
+//!
+//! ## 5. Process exit
+//!
+//! Nothing special happens at exit. Like any static, an object still in a slot kept in a
+//! `static` is not destroyed, and neither is the global runtime; objects handed over but not yet
+//! destroyed when the process exits are not destroyed either (the drainer thread simply stops
+//! with the process). If a destructor must run — it flushes a file, say — clear the slot and call
+//! [`Runtime::drain`](crate::Runtime::drain) in ordinary context before exiting, or drop every
+//! handle of a runtime you own: dropping the last one stops its drainer and runs every pending
+//! destructor.
+//!
+//! ## 6. `fork`
+//!
+//! A child process created by `fork` has only the thread that called `fork`: no drainer thread,
+//! and any sigdrop operation another thread was in the middle of stays half done in the child's
+//! copy. In the child:
+//!
+//! - if it calls `exec` soon (the usual case), do nothing: do not touch sigdrop between `fork`
+//!   and `exec`;
+//! - otherwise, do not use the parent's runtimes or slots, and do not drop them either (dropping
+//!   the last handle waits for a drainer thread the child does not have, and a grace period for
+//!   readers that existed only in the parent never ends). Leak them
+//!   ([`std::mem::forget`]) and build a new runtime in the child, with
+//!   [`Drainer::Manual`](crate::Drainer::Manual) if the child should not start threads.
+//!
+//! ## 7. Your handler
+//!
+//! Install it through [`signal::install`](crate::signal::install), which enters restricted
+//! context for you and preserves `errno`. If your library must install it another way (it
+//! chains to a previous handler, say), make [`restricted::enter`](crate::restricted::enter)
+//! its first statement. Either way, test it with
+//! [`alloc_check::RestrictedAllocs`](crate::alloc_check::RestrictedAllocs): it counts
+//! allocations made in your handler, and tells you when your handler never ran in restricted
+//! context at all.
