@@ -194,7 +194,7 @@ mod slot;
 mod stats;
 mod sync;
 
-pub use builder::{Builder, MAX_SHARDS, Policy};
+pub use builder::{Builder, DEFAULT_MAX_PENDING, MAX_SHARDS, Policy};
 pub use error::Error;
 pub use handle::Runtime;
 pub use maps::{KptrArray, KptrHash};

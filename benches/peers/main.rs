@@ -4,7 +4,7 @@
 //! `cargo run --release -p sigdrop-benches --bin bench_report` prints the ratio table (and
 //! `-- --out BENCHMARKS.md` writes it). One file per group (each says what its rows measure):
 //! `slot`, `teardown`, `lifecycle`, `two_threads`, `drain`, `latency` (and the wake `storm`),
-//! `signal`, `read`. How a row is timed is in `harness.rs`; what rows are built from is in
+//! `signal`, `read`, `reclaim`. How a row is timed is in `harness.rs`; what rows are built from is in
 //! `fixtures.rs`; figures criterion does not keep go through `extras.rs`. `benches/README.md`
 //! says how to add a row.
 //!
@@ -19,6 +19,7 @@ mod harness;
 mod latency;
 mod lifecycle;
 mod read;
+mod reclaim;
 mod signal;
 mod slot;
 mod storm;
@@ -43,6 +44,6 @@ criterion_group! {
     name = benches;
     config = config();
     targets = slot::group, teardown::group, lifecycle::group, two_threads::group, drain::group,
-        latency::group, storm::run, signal::group, read::group
+        latency::group, storm::run, signal::group, read::group, reclaim::group
 }
 criterion_main!(benches);

@@ -45,14 +45,21 @@ impl Results {
                 }
             }
         }
-        let files: BTreeMap<String, Value> =
-            ["latency", "storm", "signal", "read_writers", "callgrind"]
-                .into_iter()
-                .filter_map(|name| {
-                    let text = std::fs::read_to_string(extras.join(format!("{name}.json"))).ok()?;
-                    Some((name.to_string(), serde_json::from_str(&text).ok()?))
-                })
-                .collect();
+        let files: BTreeMap<String, Value> = [
+            "latency",
+            "storm",
+            "signal",
+            "read_writers",
+            "callgrind",
+            "reclaim_writer",
+            "wake_modes",
+        ]
+        .into_iter()
+        .filter_map(|name| {
+            let text = std::fs::read_to_string(extras.join(format!("{name}.json"))).ok()?;
+            Some((name.to_string(), serde_json::from_str(&text).ok()?))
+        })
+        .collect();
         let callgrind_breakdown =
             std::fs::read_to_string(extras.join("callgrind-teardown.txt")).ok();
         Results {

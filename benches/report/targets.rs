@@ -87,6 +87,34 @@ pub fn all(r: &Results) -> Vec<Target> {
             ok,
         })
     };
+    // Throughput ratios: the peer's time per store over ours.
+    for (readers, ours, theirs) in [(0, RC_S0, RC_A0), (1, RC_S1, RC_A1), (2, RC_S2, RC_A2)] {
+        let x = r.ratio(theirs, ours);
+        add(
+            &format!(
+                "`ReadSlot<Arc>` replace + drop, {readers} reader threads: ≥ 1.0x arc-swap \
+                 `store` throughput"
+            ),
+            x.map_or("—".into(), |v| format!("{v:.2}x")),
+            x.map(|v| v >= 1.0),
+        );
+    }
+    let writer = |k: &str| r.extra("reclaim_writer", k);
+    let bound = writer("max_pending").map(|m| m + 64.0 * 2.0);
+    add(
+        "full-speed writer: peak pending ≤ `max_pending` + one open batch per CPU",
+        match (writer("peak_pending"), bound) {
+            (Some(p), Some(b)) => format!("{p:.0} (bound {b:.0})"),
+            _ => "—".into(),
+        },
+        writer("peak_pending").zip(bound).map(|(p, b)| p <= b),
+    );
+    add(
+        "lazy wake: no wake-up syscall from handlers in a storm",
+        r.extra("wake_modes", "lazy_wakes")
+            .map_or("—".into(), |w| format!("{w:.0} wakes")),
+        r.extra("wake_modes", "lazy_wakes").map(|w| w == 0.0),
+    );
     add(
         "restricted teardown ≤ 45 instructions without a wake (callgrind)",
         per_teardown_ir.map_or("—".into(), |v| format!("{v:.1} instructions")),

@@ -11,9 +11,8 @@
 //!     ran something?   -> loop       (more may have come while we ran destructors)
 //!     sleep: lazy mode             -> at most the period
 //!            objects still waiting -> at most the poll interval (1 ms, doubling up to 16 ms
-//!            or waited lately         while their grace period does not move; after work
-//!                                     stops, 1, 2, ... 32 ms before sleeping for good)
-//!            nothing waiting       -> until rung
+//!                                     while nothing moves)
+//!            nothing waiting       -> after 4 quiet polls (up to 32 ms apart), until rung
 //! }
 //! ```
 //!
@@ -62,6 +61,8 @@ pub(crate) trait Drain: Send + Sync + 'static {
 /// The first poll interval while objects wait for readers; it doubles up to `MAX_POLL`.
 const POLL: Duration = Duration::from_millis(1);
 const MAX_POLL: Duration = Duration::from_millis(32);
+/// Polls in a row that find nothing waiting before the drainer sleeps until rung.
+const QUIET_POLLS: u32 = 4;
 
 /// The handle of a running drainer thread.
 pub(crate) struct DrainerThread {
@@ -113,9 +114,11 @@ impl DrainerThread {
 }
 
 fn run<D: Drain>(work: &D, wake: Wake) {
-    // While objects wait, or after work lately: the next poll interval. `None`: no recent work,
-    // so an empty cycle sleeps until rung.
-    let mut recent: Option<Duration> = None;
+    // The next poll interval while polling.
+    let mut interval = POLL;
+    // Polls in a row that found nothing waiting, since the last work; `None`: no work seen
+    // lately, so an empty cycle sleeps until rung.
+    let mut quiet: Option<u32> = None;
     // Batches still being filled are closed only on the first cycle after a sleep: while work
     // keeps coming, their producers close them when full (and help then), so the drainer does
     // not cut them into small batches that bypass the producers' back-pressure check.
@@ -126,7 +129,8 @@ fn run<D: Drain>(work: &D, wake: Wake) {
             return;
         }
         if cycle.ran > 0 {
-            recent = Some(POLL);
+            interval = POLL;
+            quiet = Some(0);
             slept = false;
             continue;
         }
@@ -135,17 +139,26 @@ fn run<D: Drain>(work: &D, wake: Wake) {
             // Objects wait (for readers, or in a batch being filled): poll, less often the
             // longer nothing moves.
             Wake::Immediate if cycle.waiting => {
-                let t = recent.unwrap_or(POLL);
-                recent = Some((t * 2).min(MAX_POLL / 2));
+                quiet = Some(0);
+                let t = interval;
+                interval = (interval * 2).min(MAX_POLL / 2);
                 Some(t)
             }
-            // Work stopped lately: a few polls, 1 to 32 ms apart, before sleeping for good (a
-            // producer that keeps batching then never needs a wake-up syscall).
-            Wake::Immediate => {
-                let t = recent;
-                recent = t.filter(|&t| t < MAX_POLL).map(|t| t * 2);
-                t
-            }
+            // Work stopped lately: a few more polls before sleeping for good, so that a producer
+            // that keeps batching (and destroys its own batches) never needs a wake-up syscall.
+            Wake::Immediate => match quiet {
+                Some(q) if q < QUIET_POLLS => {
+                    quiet = Some(q + 1);
+                    let t = interval;
+                    interval = (interval * 2).min(MAX_POLL);
+                    Some(t)
+                }
+                _ => {
+                    quiet = None;
+                    interval = POLL;
+                    None
+                }
+            },
         };
         work.doorbell()
             .sleep(timeout, || work.stopping() || work.work_waiting());
