@@ -195,6 +195,14 @@ impl Runtime {
             .expect("set above or by the winner of the race"))
     }
 
+    /// The process-wide runtime, which the caller knows exists (a global slot held an object).
+    #[cfg(not(loom))]
+    pub(crate) fn global_existing() -> &'static Runtime {
+        GLOBAL
+            .get()
+            .expect("a global slot got the global runtime before it held an object")
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.handle.inner
     }

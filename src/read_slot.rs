@@ -180,6 +180,6 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
             Arc::from_raw(ptr)
         };
         drop(guard);
-        Some(Detached::unclaimed(arc, self.runtime().inner()))
+        Some(Detached::unclaimed(arc, self.bound_runtime().inner()))
     }
 }

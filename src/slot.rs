@@ -76,8 +76,43 @@ use std::ptr::{self, NonNull};
 /// ```
 pub struct Slot<P: SlotPointer, A: Access> {
     pub(crate) ptr: AtomicPtr<()>,
-    runtime: Runtime,
+    runtime: Binding,
     _owns: PhantomData<(P, A)>,
+}
+
+/// Which runtime a slot accounts in.
+enum Binding {
+    /// A handle of its own.
+    Handle(Runtime),
+    /// The process-wide runtime ([`Runtime::global`]), created the first time the slot needs it
+    /// in ordinary context.
+    #[cfg(not(loom))]
+    Global,
+}
+
+impl Binding {
+    /// The runtime, creating the process-wide one if this is its first use (ordinary context;
+    /// in restricted context a global runtime that does not exist yet is an error).
+    #[inline]
+    fn get(&self) -> Result<&Runtime, Error> {
+        match self {
+            Binding::Handle(rt) => Ok(rt),
+            #[cfg(not(loom))]
+            Binding::Global => Runtime::global(),
+        }
+    }
+
+    /// The runtime of a slot that holds, or held, an object: it exists, because the install
+    /// that put the object there got it first (`get`), and publishing the object (Release)
+    /// published the runtime too.
+    #[inline]
+    fn existing(&self) -> &Runtime {
+        match self {
+            Binding::Handle(rt) => rt,
+            #[cfg(not(loom))]
+            Binding::Global => Runtime::global_existing(),
+        }
+    }
 }
 
 /// A slot that only writers use: install, replace, take, clear (see [`Slot`]). Its exchanges
@@ -107,14 +142,59 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     pub(crate) fn empty(runtime: &Runtime) -> Self {
         Slot {
             ptr: AtomicPtr::new(ptr::null_mut()),
-            runtime: runtime.clone(),
+            runtime: Binding::Handle(runtime.clone()),
             _owns: PhantomData,
         }
     }
 
-    /// The runtime this slot accounts in. May be called from a signal handler.
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+    /// An empty slot that accounts in the process-wide runtime ([`Runtime::global`]), which is
+    /// created the first time the slot needs it: `const`, so the slot can be a `static`, with no
+    /// `OnceLock` in front of it. May be called anywhere.
+    ///
+    /// Installing into it in a signal handler before the global runtime exists is refused with
+    /// [`Error::GlobalUninitialized`] (creating a runtime allocates): call
+    /// [`Runtime::global`], or install once, in ordinary context first — then reserve jobs for
+    /// the handler's installs on that runtime as usual. Tearing it down in a handler never has
+    /// that problem: a slot that holds an object got its runtime when the object went in.
+    ///
+    /// ```
+    /// use sigdrop::{RefSlot, Runtime, restricted};
+    ///
+    /// static BUFFER: RefSlot<Box<Vec<u64>>> = RefSlot::global();
+    ///
+    /// extern "C" fn on_signal(_: libc::c_int) {
+    ///     let _nmi = restricted::enter(); // or install with `sigdrop::signal`, which does this
+    ///     BUFFER.clear(); // the Vec goes to the drainer
+    /// }
+    ///
+    /// BUFFER.xchg(Some(Box::new(vec![0; 1024])))?; // creates the global runtime
+    /// // SAFETY: `on_signal` only uses sigdrop's restricted-context paths on a static.
+    /// unsafe { libc::signal(libc::SIGUSR2, on_signal as *const () as libc::sighandler_t) };
+    /// // SAFETY: raising a signal whose handler is installed.
+    /// unsafe { libc::raise(libc::SIGUSR2) };
+    /// assert!(BUFFER.is_empty());
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub const fn global() -> Self {
+        Slot {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+            runtime: Binding::Global,
+            _owns: PhantomData,
+        }
+    }
+
+    /// The runtime this slot accounts in. May be called from a signal handler. Fails only for a
+    /// slot made with [`global`](Self::global) whose runtime does not exist yet, when asked in
+    /// restricted context ([`Error::GlobalUninitialized`]) or when creating it fails; in
+    /// ordinary context it creates it.
+    pub fn runtime(&self) -> Result<&Runtime, Error> {
+        self.runtime.get()
+    }
+
+    /// The runtime of a slot that holds, or held, an object (see `Binding::existing`).
+    pub(crate) fn bound_runtime(&self) -> &Runtime {
+        self.runtime.existing()
     }
 
     /// Whether the slot is empty now. May be called from a signal handler.
@@ -161,7 +241,10 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         new: P,
         claimed: bool,
     ) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
-        let inner = self.runtime.inner();
+        let inner = match self.runtime.get() {
+            Ok(runtime) => runtime.inner(),
+            Err(error) => return Err(Rejected { value: new, error }),
+        };
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
         // moves the old object's claim to the new one and takes none: one CAS. (A readable
@@ -222,7 +305,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         let value = unsafe { P::from_raw(ptr) };
         Detached {
             value: ManuallyDrop::new(value),
-            inner: self.runtime.inner(),
+            inner: self.runtime.existing().inner(),
             claimed,
             readers: A::READABLE,
         }
@@ -470,7 +553,16 @@ pub struct RawSlot<T> {
 }
 
 impl<T> RawSlot<T> {
-    /// An empty slot. May be called from a signal handler.
+    /// An empty slot; `const`, so it can be a `static`. May be called from a signal handler.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        RawSlot {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// An empty slot (loom's atomics have no `const` constructor).
+    #[cfg(loom)]
     pub fn new() -> Self {
         RawSlot {
             ptr: AtomicPtr::new(ptr::null_mut()),

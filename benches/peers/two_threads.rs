@@ -52,7 +52,7 @@ impl Teardowns for SigdropSubject {
     }
     fn refill(&self, (slots, sentinel): &mut Self::Local, n: usize) {
         if self.per_thread_rt {
-            sentinel.runtime().drain().unwrap();
+            sentinel.runtime().and_then(|rt| rt.drain()).unwrap();
         }
         set_pending(sentinel);
         fill(slots, n);
