@@ -279,9 +279,10 @@ impl Doorbell {
         // SAFETY: as above; reading our own errno.
         let saved = unsafe { *errno };
         // The one syscall sigdrop makes in restricted context. Under RealtimeSanitizer
-        // (`--cfg sigdrop_rtsan`, see scripts/rtsan.sh) it is the only exemption: a futex wake
+        // (`--cfg sigdrop_rtsan`, see scripts/rtsan.sh) it is the only exemption — unless
+        // `--cfg sigdrop_rtsan_strict` removes it, to show that lazy wake needs none: a futex wake
         // is async-signal-safe and never blocks, but RTSan flags every syscall.
-        #[cfg(sigdrop_rtsan)]
+        #[cfg(all(sigdrop_rtsan, not(sigdrop_rtsan_strict)))]
         // SAFETY: RTSan's runtime entry points take no arguments; they toggle its checks for the
         // calling thread and are paired below.
         unsafe {
@@ -296,7 +297,7 @@ impl Doorbell {
                 1,
             );
         }
-        #[cfg(sigdrop_rtsan)]
+        #[cfg(all(sigdrop_rtsan, not(sigdrop_rtsan_strict)))]
         // SAFETY: pairs with the `__rtsan_disable` above.
         unsafe {
             rtsan::__rtsan_enable()
@@ -312,7 +313,7 @@ impl Doorbell {
 }
 
 /// RealtimeSanitizer's runtime interface (linked in by `-Zsanitizer=realtime`).
-#[cfg(sigdrop_rtsan)]
+#[cfg(all(sigdrop_rtsan, not(sigdrop_rtsan_strict)))]
 mod rtsan {
     unsafe extern "C" {
         pub fn __rtsan_disable();
