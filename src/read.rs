@@ -82,6 +82,17 @@
 //! flip. A reader that holds its guard forever blocks grace periods forever; that is the
 //! contract of every RCU.
 //!
+//! ## One read domain for the process
+//!
+//! Every guard and every grace period belong to one process-wide domain, not one per runtime. A
+//! guard protects whatever it reads — a handler that reads a configuration slot of one runtime
+//! and a buffer slot of another enters one guard, not one per runtime — so a grace period must
+//! wait for every guard, whichever slots it read. Domains per runtime would make the guard name
+//! its runtime and make readers of several runtimes nest guards. The price: a guard that is
+//! never dropped holds up the grace periods of every runtime, so it delays the objects that left
+//! readable slots of every runtime. It delays nothing else: objects that readers cannot borrow
+//! never wait for a grace period, and no drainer ever waits for one.
+//!
 //! ## Concurrency
 //!
 //! | operation            | concurrent with any other | restricted context                     |

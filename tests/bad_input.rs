@@ -10,9 +10,12 @@
 //! - a `Raw` slot's destructor is part of its type (nothing to mismatch at run time);
 //! - every error has a non-empty `Display`.
 
-use sigdrop::{Builder, Destroy, Drainer, Error, MAX_SHARDS, Raw, RefSlot, Runtime, restricted};
+use sigdrop::{
+    Builder, Destroy, Drainer, Error, MAX_SHARDS, Raw, RefSlot, Runtime, Wake, restricted,
+};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Builds with a manual drainer so that accepted configurations start no thread.
 fn build(b: Builder) -> Result<Runtime, Error> {
@@ -75,6 +78,18 @@ fn invalid_builder_settings_name_their_field() {
     assert_invalid(b().max_jobs(10).headroom(0).hysteresis(11), "headroom");
     // The default headroom (64 + 32) does not fit a 1-job pool either.
     assert_invalid(b().max_jobs(1), "headroom");
+    // The backlog bound is at least one batch.
+    assert_invalid(b().max_pending(0), "max_pending");
+    assert_invalid(b().max_pending(63), "max_pending");
+    // A lazy drainer's period is between 100 µs and 60 s, and its watermark at least 1.
+    let lazy = |period, high_watermark| Wake::Lazy {
+        period,
+        high_watermark,
+    };
+    assert_invalid(b().wake(lazy(Duration::ZERO, 1)), "wake");
+    assert_invalid(b().wake(lazy(Duration::from_micros(99), 1)), "wake");
+    assert_invalid(b().wake(lazy(Duration::from_secs(61), 1)), "wake");
+    assert_invalid(b().wake(lazy(Duration::from_millis(1), 0)), "wake");
 }
 
 #[test]
@@ -88,6 +103,10 @@ fn boundary_settings_are_accepted() {
         b().max_jobs(10).headroom(8).hysteresis(2),
         b().max_jobs(default_max_jobs()),
         b().headroom(0),
+        b().max_pending(64),
+        b().max_pending(usize::MAX),
+        b().wake(Wake::lazy(Duration::from_micros(100))),
+        b().wake(Wake::lazy(Duration::from_secs(60))),
     ] {
         let rt = build(builder.clone()).unwrap_or_else(|e| panic!("{builder:?}: {e}"));
         assert_eq!(rt.stats().total, 0);
