@@ -232,6 +232,20 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         }
     }
 
+    /// Puts `new` in the slot and returns the previous object, if any: `xchg(Some(new))`, named
+    /// like [`Option::replace`] and [`std::mem::replace`]. Everything [`xchg`](Self::xchg) says
+    /// holds, including when it may be called from a signal handler.
+    ///
+    /// Why both names: `xchg` is the one operation behind install, replace and take (the
+    /// kernel's exchange, and `RawSlot::xchg`'s twin), and takes an `Option`; `replace` and
+    /// [`take`](Self::take) are the two halves most code wants, under the names Rust's own types
+    /// use. (`swap` is left out: arc-swap's and crossbeam's `swap` return the old value as
+    /// plainly as `replace` does here, but in `std`, `swap` exchanges two places.)
+    #[inline]
+    pub fn replace(&self, new: P) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
+        self.exchange(new, false)
+    }
+
     /// [`xchg`](Self::xchg) with a value; `claimed` says the caller already holds one claim,
     /// which the exchange uses (empty slot) or hands to the displaced object (full slot), so it
     /// never claims again.
