@@ -71,9 +71,14 @@
 //! [`Runtime::stats`](crate::Runtime::stats) is cheap and may be called from anywhere, a
 //! handler included. The figures worth exporting from a library:
 //!
-//! - `offloaded - drained`: objects handed over and not yet destroyed (the backlog). It grows
-//!   without bound only if nobody drains — with [`Drainer::Manual`](crate::Drainer::Manual),
-//!   that means nobody calls `drain`.
+//! - `pending` and `peak_pending`: objects handed over and not yet destroyed (the backlog), now
+//!   and at its highest. Threads that hand objects over in ordinary context keep it under
+//!   [`Builder::max_pending`](crate::Builder::max_pending) by helping (plus one open batch of
+//!   up to 64 per CPU); objects from handlers are bounded by the jobs they hold. With
+//!   [`Drainer::Manual`](crate::Drainer::Manual), handlers' objects wait until somebody calls
+//!   `drain`. Objects that left a [`ReadSlot`](crate::ReadSlot) also wait for the readers that
+//!   may hold them: a read guard that is never dropped keeps those (and only those) pending.
+//! - `wakes`: wake-up syscalls; with [`Wake::Lazy`](crate::Wake::Lazy) handlers make none.
 //! - `reserved`, `reserve_failures`: jobs left for your handler, and installs it had to give up.
 //! - `emergency` and `leaked`: must stay 0. Non-zero means a handler let go of objects that had
 //!   no job set aside (see [`Detached::is_reserved`](crate::Detached::is_reserved)) faster than
@@ -86,9 +91,10 @@
 //! `static` is not destroyed, and neither is the global runtime; objects handed over but not yet
 //! destroyed when the process exits are not destroyed either (the drainer thread simply stops
 //! with the process). If a destructor must run — it flushes a file, say — clear the slot and call
-//! [`Runtime::drain`](crate::Runtime::drain) in ordinary context before exiting, or drop every
-//! handle of a runtime you own: dropping the last one stops its drainer and runs every pending
-//! destructor.
+//! [`Runtime::drain_and_wait`](crate::Runtime::drain_and_wait) in ordinary context before
+//! exiting (it waits for readers if it must), or drop every handle of a runtime you own:
+//! dropping the last one stops its drainer and runs every pending destructor, without waiting
+//! for readers (none can reach the runtime's objects any more).
 //!
 //! ## 6. `fork`
 //!
@@ -99,8 +105,8 @@
 //! - if it calls `exec` soon (the usual case), do nothing: do not touch sigdrop between `fork`
 //!   and `exec`;
 //! - otherwise, do not use the parent's runtimes or slots, and do not drop them either (dropping
-//!   the last handle waits for a drainer thread the child does not have, and a grace period for
-//!   readers that existed only in the parent never ends). Leak them
+//!   the last handle joins a drainer thread the child does not have, and readers that existed only
+//!   in the parent hold the child's grace periods up for ever). Leak them
 //!   ([`std::mem::forget`]) and build a new runtime in the child, with
 //!   [`Drainer::Manual`](crate::Drainer::Manual) if the child should not start threads.
 //!
