@@ -223,3 +223,44 @@ fn a_retired_object_is_never_stranded_by_an_idle_drainer() {
         drop(rt);
     });
 }
+
+/// A grace period that another thread completed: the thread that then finds it passed and runs
+/// the destructor did not advance it itself, so only the Release store of the completed count
+/// (and the poller's Acquire load) orders the readers' last accesses before the destructor.
+/// Both poll a bounded number of times, and nobody spins: a poll that loses the try-lock to a
+/// preempted holder returns at once, and under loom's bounded scheduler a thread spinning on
+/// such polls may never see the holder run again (the holder itself never waits).
+#[test]
+fn a_grace_period_completed_by_another_thread_still_orders_the_readers_first() {
+    loom::model(|| {
+        let rt = manual();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(ReadSlot::new(&rt));
+        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+
+        let reader = {
+            let slot = slot.clone();
+            loom::thread::spawn(move || {
+                let guard = read::enter();
+                let seen = slot.load(&guard).map(Canary::read);
+                assert!(matches!(seen, Some(1 | 2)), "read {seen:?}");
+            })
+        };
+        drop(slot.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap());
+        rt.drain().unwrap(); // closes the batch, stamped with its cookie
+        let poller = loom::thread::spawn(|| {
+            let cookie = read::start_grace_period();
+            for _ in 0..2 {
+                read::grace_period_passed(cookie);
+            }
+        });
+        for _ in 0..2 {
+            rt.drain().unwrap();
+        }
+        reader.join().unwrap();
+        poller.join().unwrap();
+        drop(slot);
+        drop(rt); // destroys what is left, waiting for nobody
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    });
+}
