@@ -167,12 +167,18 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         // moves the old object's claim to the new one and takes none: one CAS. (A readable
         // slot's displaced object is retired into a batch there, which needs no job.)
         let claim_always = restricted::is_active();
-        let raw = new.into_raw().as_ptr();
         let mut claimed = claimed;
+        if P::SELF_DEFERRING && claimed {
+            // A self-deferring pointer (`Owned`) needs no job in any context: a slot of them
+            // holds no claims, so one handed in (by a map's insert) goes straight back.
+            inner.release_claim();
+            claimed = false;
+        }
+        let raw = new.into_raw().as_ptr();
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
         let mut cur = self.ptr.load(Ordering::Relaxed);
         loop {
-            if (cur.is_null() || claim_always) && !claimed {
+            if !P::SELF_DEFERRING && (cur.is_null() || claim_always) && !claimed {
                 if let Err(error) = inner.claim_for_install() {
                     // SAFETY: `raw` came from `into_raw` of `new` just above and was never shared.
                     let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
@@ -205,7 +211,8 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     pub fn take(&self) -> Option<Detached<'_, P>> {
         // Acquire: we become the owner of the object and must see its contents.
         let prev = self.ptr.swap(ptr::null_mut(), Ordering::Acquire);
-        NonNull::new(prev).map(|p| self.detached(p, true))
+        // The claim leaves with the object (a self-deferring one has none).
+        NonNull::new(prev).map(|p| self.detached(p, !P::SELF_DEFERRING))
     }
 
     /// Empties the slot and destroys its object: inline in ordinary context under
@@ -334,7 +341,8 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// ordinary-context replace displaced (see [`Slot::xchg`]) and for a clone from
     /// [`clone_current`](Slot::clone_current). May be called anywhere.
     pub fn is_reserved(&self) -> bool {
-        self.claimed
+        // A self-deferring pointer ([`Owned`](crate::Owned)) needs no job at all.
+        self.claimed || P::SELF_DEFERRING
     }
 
     /// Reserves a job for this value if it has none, so that it can later be dropped in
@@ -342,7 +350,7 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// taken value. In ordinary context this may grow the pool; in restricted context it uses a
     /// reserved or spare job. On failure the value is unchanged and the error says why.
     pub fn reserve(&mut self) -> Result<(), Error> {
-        if !self.claimed {
+        if !self.claimed && !P::SELF_DEFERRING {
             self.inner.claim_for_install()?;
             self.claimed = true;
         }
@@ -388,6 +396,13 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
         // SAFETY: `drop` runs once; `value` is not used after this.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
         if restricted::is_active() {
+            if P::SELF_DEFERRING {
+                // Its own node carries it (`owned.rs`): one push, no job. (It holds no claim:
+                // slots never give one to a self-deferring pointer.)
+                debug_assert!(!self.claimed);
+                value.defer_self(self.readers);
+                return;
+            }
             let payload = Payload {
                 obj: value.into_raw().as_ptr(),
                 dtor: P::DESTRUCTOR,
