@@ -5,23 +5,25 @@
 //! `Owned::new(&runtime, value)` makes one allocation, a `#[repr(C)]` node:
 //!
 //! ```text
-//! [ Link { next, grace, destroy } | Runtime handle | value: T ]
+//! [ Link { next, grace, destroy } | runtime state (a counted reference) | value: T ]
 //! ```
 //!
 //! - the [`Link`] is the node's list entry and its type-erased destructor (`owned_list.rs`);
-//! - the handle keeps the runtime alive for as long as the box exists (so the drainer that will
-//!   destroy it is still there when a handler hands it over), and tells a drop where to go;
+//! - the reference keeps the runtime's state (its lists, its doorbell) in memory for as long as
+//!   the box exists, and tells a drop where to go: one atomic increment when the box is made,
+//!   one decrement when it is destroyed (what basedrop's `Owned` pays for its collector's count);
 //! - the value.
 //!
 //! Dropping the box:
 //!
 //! - in restricted context: push the node on this CPU's owned list of its runtime and ring the
 //!   doorbell like a job push (`after_push`). No ledger, no freelist, no reserve, never the
-//!   emergency area: nothing can run out. The handle stays in the node, untouched;
+//!   emergency area: nothing can run out. The reference stays in the node, untouched;
 //! - in ordinary context: under [`Policy::Auto`](crate::Policy::Auto) destroy it inline (the
-//!   value, then the allocation, then the handle); under
+//!   value, then the allocation, then the reference); under
 //!   [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer) retire it into this CPU's open batch,
-//!   as a [`Detached`](crate::Detached) does.
+//!   as a [`Detached`](crate::Detached) does — unless the runtime has shut down, when it is
+//!   destroyed inline (nobody would run the batch).
 //!
 //! The drainer's cycle takes the owned lists right after the job lists (same doorbell clear,
 //! so the same no-lost-wake-up argument holds) and destroys each node, oldest first — or, for a
@@ -37,13 +39,21 @@
 //! each hand-over is an ownership transfer (a move, the slot's atomic exchange, the list's CAS
 //! and swap). The destroy function is called only by the party that owns the node, in ordinary
 //! context.
+//!
+//! What the box does *not* keep alive is the runtime's drainer: that stops with the runtime's
+//! last [`Runtime`] handle (slots hold handles, boxes do not, so that making and destroying a
+//! box costs one atomic operation each, not two). A box dropped in ordinary context after that
+//! is destroyed inline; one dropped in a signal handler after that has nobody to destroy it and
+//! is leaked (counted in [`Stats::leaked`](crate::Stats::leaked) when the handler can tell).
+//! Keep a handle for as long as boxes may be dropped in handlers.
 
 use crate::arena::Payload;
-use crate::cpu::current_shard;
 use crate::handle::Runtime;
 use crate::pointer::{SlotPointer, sealed};
 use crate::reclaim::owned_list::Link;
 use crate::restricted;
+use crate::runtime::Inner;
+use crate::sync::Arc;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -51,11 +61,11 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 /// The allocation behind an [`Owned<T>`]. `#[repr(C)]` with the [`Link`] first, so the node's
-/// address is its link's.
+/// address is its link's, and `inner` at the same offset whatever `T` is.
 #[repr(C)]
 struct Node<T> {
     link: Link,
-    runtime: ManuallyDrop<Runtime>,
+    inner: ManuallyDrop<Arc<Inner>>,
     value: T,
 }
 
@@ -67,10 +77,11 @@ struct Node<T> {
 /// and maps: a [`RefSlot<Owned<T>>`](crate::RefSlot) never needs a job, so installing into it
 /// never fails, and tearing it down in a handler is a swap and a push.
 ///
-/// The box keeps its runtime alive (it holds a handle). With a drainer thread (the default),
-/// boxes handed over in handlers are destroyed promptly; with
-/// [`Drainer::Manual`](crate::Drainer::Manual) they wait for your next
-/// [`Runtime::drain`], and the runtime lives until they are destroyed.
+/// Keep a [`Runtime`] handle (or a slot of it) alive while boxes may be dropped in signal
+/// handlers: the box keeps the runtime's memory, not its drainer (see the `owned` module docs;
+/// a box dropped in a handler after the last handle is leaked, never destroyed there). With
+/// [`Drainer::Manual`](crate::Drainer::Manual), boxes dropped in handlers wait for your next
+/// [`Runtime::drain`].
 ///
 /// ```
 /// use sigdrop::{Owned, Runtime, restricted};
@@ -94,21 +105,21 @@ pub struct Owned<T: Send + 'static> {
 }
 
 // SAFETY: an `Owned<T>` owns its `T` like a `Box<T>` does; sending it sends the `T` (`T: Send`)
-// and a `Runtime` handle (`Send + Sync`).
+// and a reference to the runtime's state (`Send + Sync`).
 unsafe impl<T: Send + 'static> Send for Owned<T> {}
-// SAFETY: `&Owned<T>` only gives `&T` (needs `T: Sync`) and `&Runtime` (`Sync`).
+// SAFETY: `&Owned<T>` only gives `&T` (needs `T: Sync`).
 unsafe impl<T: Send + Sync + 'static> Sync for Owned<T> {}
 
 impl<T: Send + 'static> Owned<T> {
-    /// Moves `value` into a new allocation that carries its own way to `runtime`'s drainer, and
-    /// a handle to `runtime`.
+    /// Moves `value` into a new allocation that carries its own way to `runtime`'s drainer.
     ///
-    /// Not for signal handlers: it allocates (and clones the handle: two atomic increments).
-    /// Make your boxes in ordinary context; a handler may then fill, swap and drop them.
+    /// Not for signal handlers: it allocates (and takes a reference to the runtime's state: one
+    /// atomic increment). Make your boxes in ordinary context; a handler may then fill, swap and
+    /// drop them.
     pub fn new(runtime: &Runtime, value: T) -> Owned<T> {
         let node = Box::new(Node {
             link: Link::new(destroy::<T>),
-            runtime: ManuallyDrop::new(runtime.clone()),
+            inner: ManuallyDrop::new(Arc::clone(runtime.inner_arc())),
             value,
         });
         Owned {
@@ -116,11 +127,6 @@ impl<T: Send + 'static> Owned<T> {
             node: unsafe { NonNull::new_unchecked(Box::into_raw(node)) },
             _owns: PhantomData,
         }
-    }
-
-    /// The runtime this box goes to. May be called from a signal handler.
-    pub fn runtime(this: &Self) -> &Runtime {
-        &this.node().runtime
     }
 
     /// The value, out of its allocation (which is freed). Ordinary context: in restricted
@@ -132,14 +138,15 @@ impl<T: Send + 'static> Owned<T> {
         }
         let this = ManuallyDrop::new(this);
         let node = this.node.as_ptr();
-        // SAFETY: we own the node and never use `this` again; `runtime` and `value` are read
-        // out once each, then the allocation is freed without dropping them again (`Link` and
-        // `ManuallyDrop` have no drop glue to run; the `value` field is wrapped below).
+        // SAFETY: we own the node and never use `this` again; `inner` and `value` are read out
+        // once each, then the allocation is freed without dropping them again (`Link` and
+        // `ManuallyDrop` have no drop glue; the value is viewed as `ManuallyDrop<T>`, which has
+        // the same layout).
         unsafe {
-            let runtime = ManuallyDrop::take(&mut (*node).runtime);
+            let inner = ManuallyDrop::take(&mut (*node).inner);
             let value = std::ptr::read(&(*node).value);
             drop(Box::from_raw(node.cast::<Node<ManuallyDrop<T>>>()));
-            drop(runtime);
+            drop(inner);
             Ok(value)
         }
     }
@@ -156,32 +163,47 @@ impl<T: Send + 'static> Owned<T> {
     /// `node` is the live node of an `Owned<T>` (of some `T`) that the caller owns and gives up.
     #[inline]
     unsafe fn push(node: NonNull<Link>, grace: bool) {
-        // SAFETY: a live node (contract); `runtime` sits at the same offset in every `Node<T>`
-        // (`#[repr(C)]`, after the `Link`, whatever `T` is), so reading it through
+        // SAFETY: a live node (contract); `inner` sits at the same offset in every `Node<T>`
+        // (`#[repr(C)]`, right after the `Link`, whatever `T` is), so reading it through
         // `Node<()>` is sound.
-        let runtime = unsafe { &node.cast::<Node<()>>().as_ref().runtime };
-        let inner = runtime.inner();
-        let shard = current_shard(inner.cfg.shards);
+        let inner: &Inner = unsafe { &node.cast::<Node<()>>().as_ref().inner };
         // SAFETY: the caller gives the node up; its `destroy` frees it.
-        unsafe { inner.offload_owned(shard, node, grace) };
+        unsafe { inner.offload_owned(node, grace) };
+    }
+
+    /// The ordinary-context drop (out of line: the restricted push is the path to keep short).
+    #[inline(never)]
+    fn drop_ordinary(&mut self) {
+        let inner: &Inner = &self.node().inner;
+        let node = self.node.cast::<Link>().as_ptr().cast::<()>();
+        if inner.defers_in_ordinary_context(false) && !inner.stopping() {
+            inner.retire(Payload {
+                obj: node,
+                dtor: destroy::<T>,
+                grace: false,
+            });
+        } else {
+            // SAFETY: we own the node and are being dropped; ordinary context.
+            unsafe { destroy::<T>(node) };
+        }
     }
 }
 
-/// Destroys a node: the value, then the allocation, then the runtime handle (last, so that the
-/// runtime outlives the value's destructor; and if that panics, the allocation and the handle
-/// are still released as the panic unwinds).
+/// Destroys a node: the value, then the allocation, then the reference to the runtime (last, so
+/// that the runtime outlives the value's destructor; and if that panics, the allocation and the
+/// reference are still released as the panic unwinds).
 ///
 /// # Safety
 /// `ptr` is the node of an `Owned<T>`, owned by the caller, never used again. Ordinary context.
 unsafe fn destroy<T: Send + 'static>(ptr: *mut ()) {
     debug_assert!(!restricted::is_active());
     let node = ptr.cast::<Node<T>>();
-    // SAFETY: the caller owns the live node; the handle is taken out once and the node is not
-    // used after the `Box` below frees it.
-    let runtime = unsafe { ManuallyDrop::take(&mut (*node).runtime) };
+    // SAFETY: the caller owns the live node; the reference is taken out once and the node is
+    // not used after the `Box` below frees it.
+    let inner = unsafe { ManuallyDrop::take(&mut (*node).inner) };
     // SAFETY: the node came from `Box::into_raw` in `Owned::new`.
     drop(unsafe { Box::from_raw(node) });
-    drop(runtime);
+    drop(inner);
 }
 
 impl<T: Send + 'static> Drop for Owned<T> {
@@ -191,22 +213,11 @@ impl<T: Send + 'static> Drop for Owned<T> {
     /// drainer under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer).
     #[inline]
     fn drop(&mut self) {
-        let node = self.node.cast::<Link>();
         if restricted::is_active() {
             // SAFETY: we own the node and are being dropped: it is given up here.
-            unsafe { Self::push(node, false) };
-            return;
-        }
-        let inner = self.node().runtime.inner();
-        if inner.defers_in_ordinary_context(false) {
-            inner.retire(Payload {
-                obj: node.as_ptr().cast(),
-                dtor: destroy::<T>,
-                grace: false,
-            });
+            unsafe { Self::push(self.node.cast(), false) };
         } else {
-            // SAFETY: we own the node and are being dropped; ordinary context.
-            unsafe { destroy::<T>(node.as_ptr().cast()) };
+            self.drop_ordinary();
         }
     }
 }
@@ -430,20 +441,21 @@ mod tests {
     }
 
     #[test]
-    fn the_box_keeps_its_runtime_and_drainer_alive() {
+    fn a_box_outliving_its_runtime_handles_is_destroyed_inline_in_ordinary_context() {
         let rt = Runtime::new().unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
         let boxed = Owned::new(&rt, Tracked(drops.clone()));
-        drop(rt); // the box still holds a handle: the drainer keeps running
-        {
-            let _nmi = restricted::enter();
-            drop(boxed);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while drops.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
-            std::thread::yield_now();
-        }
+        drop(rt); // the drainer stops; the box keeps the runtime's memory
+        drop(boxed); // ordinary context: destroyed inline
         assert_eq!(drops.load(Ordering::SeqCst), 1);
+        let rt = Runtime::builder()
+            .policy(Policy::AlwaysDefer)
+            .build()
+            .unwrap();
+        let boxed = Owned::new(&rt, Tracked(drops.clone()));
+        drop(rt);
+        drop(boxed); // not retired into a batch nobody would run
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
     }
 
     #[test]

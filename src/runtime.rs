@@ -435,15 +435,15 @@ impl Inner {
         }
     }
 
-    /// Queues an owned box's node on `shard`'s owned list and rings the doorbell as a job push
+    /// Queues an owned box's node on this CPU's owned list and rings the doorbell as a job push
     /// does. Async-signal-safe: one CAS and, for the first node of a burst, the ring.
     ///
     /// # Safety
     /// As for `OwnedLists::push`: the caller owns the live node and gives it up.
     #[inline]
-    pub(crate) unsafe fn offload_owned(&self, shard: usize, node: NonNull<Link>, grace: bool) {
+    pub(crate) unsafe fn offload_owned(&self, node: NonNull<Link>, grace: bool) {
         // SAFETY: forwarded contract.
-        let before = unsafe { self.owned.push(shard, node, grace) };
+        let before = unsafe { self.owned.push(node, grace) };
         if self.doorbell.after_push(before) {
             self.counters.wakes.fetch_add(1, Ordering::Relaxed);
         }

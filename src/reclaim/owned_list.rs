@@ -48,9 +48,60 @@
 //! | `taken`    | yes (snapshot)       | yes       | yes                |
 
 use crate::arena::{Dtor, Payload};
+#[cfg(loom)]
+use crate::cpu::current_shard;
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
 use std::ptr::{self, NonNull};
+
+/// Pushes a thread makes on the CPU it last looked up before it looks again (`shard_hint`).
+#[cfg(not(loom))]
+const HINT_PUSHES: u32 = 64;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// The CPU this thread last ran on and the pushes left before it asks again, packed as
+    /// `cpu << 8 | left`. `const`-initialised, no destructor: safe to touch in a handler. A
+    /// handler that interrupts an update here makes its own; either may overwrite the other,
+    /// which only moves the next look-up (it is a hint).
+    static CPU_HINT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The shard for this thread's next push among `shards`: the CPU it ran on a few pushes ago.
+///
+/// `sched_getcpu` costs about 3 ns here (more than the push itself), so a thread asks once per
+/// [`HINT_PUSHES`] pushes. A stale answer after a migration costs locality, never correctness:
+/// every list takes pushes from any thread. Async-signal-safe.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn shard_hint(shards: usize) -> usize {
+    let hint = CPU_HINT.with(|c| {
+        let v = c.get();
+        if v & 0xff != 0 {
+            c.set(v - 1);
+            return v >> 8;
+        }
+        refresh_hint(c)
+    }) as usize;
+    if hint < shards { hint } else { hint % shards }
+}
+
+/// Looks the CPU up again (out of line: once per [`HINT_PUSHES`] pushes).
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn refresh_hint(cell: &std::cell::Cell<u32>) -> u32 {
+    // SAFETY: `sched_getcpu` has no preconditions; it is async-signal-safe (rseq or vDSO).
+    let cpu = u32::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0) & 0xff_ffff;
+    cell.set(cpu << 8 | (HINT_PUSHES - 1));
+    cpu
+}
+
+/// Under loom a model picks each thread's shard (`cpu.rs`).
+#[cfg(loom)]
+pub(crate) fn shard_hint(shards: usize) -> usize {
+    current_shard(shards)
+}
 
 /// The first field of every owned box's allocation: what the list and the drainer need.
 #[derive(Debug)]
@@ -111,7 +162,7 @@ impl OwnedLists {
         }
     }
 
-    /// Pushes `node` onto `shard`'s list and returns the length the doorbell compares: the
+    /// Pushes `node` onto the list of the shard this thread's CPU hint names and returns the length the doorbell compares: the
     /// list's length before the push in lazy mode, else 0 if the list was empty and 1 if not.
     /// Lock-free, allocation-free: safe in restricted context.
     ///
@@ -120,8 +171,11 @@ impl OwnedLists {
     /// frees it; the caller owns it and gives that ownership up to the list (and so to
     /// whichever drainer takes it).
     #[inline]
-    pub(crate) unsafe fn push(&self, shard: usize, node: NonNull<Link>, grace: bool) -> usize {
-        let s = &self.shards[shard];
+    pub(crate) unsafe fn push(&self, node: NonNull<Link>, grace: bool) -> usize {
+        let shard = shard_hint(self.shards.len());
+        debug_assert!(shard < self.shards.len());
+        // SAFETY: `shard_hint(n)` is below `n`.
+        let s = unsafe { self.shards.get_unchecked(shard) };
         // Before the push, so that the drainer's decrement (after its take) never underflows.
         // Relaxed: a heuristic for the lazy high watermark (module docs).
         let counted = if self.counted {
