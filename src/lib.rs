@@ -136,4 +136,5 @@ pub mod model {
     pub use crate::ledger::Ledger;
     pub use crate::llist::{Chain, JobLists};
     pub use crate::reclaim::doorbell::{Doorbell, Wake};
+    pub use crate::reclaim::owned_list::set_model_interrupt;
 }

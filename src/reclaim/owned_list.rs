@@ -103,6 +103,28 @@ pub(crate) fn shard_hint(shards: usize) -> usize {
     current_shard(shards)
 }
 
+#[cfg(loom)]
+loom::thread_local! {
+    /// A model's "signal handler" that interrupts this thread's next push between its load of
+    /// the head and its CAS (run once, on the same loom thread: `set_model_interrupt`).
+    static INTERRUPT: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        std::cell::RefCell::new(None);
+}
+
+/// Makes the calling model thread's next owned-list push run `handler` between its load of the
+/// head and its CAS, on the same thread, as a signal landing there would (loom only).
+#[cfg(loom)]
+pub fn set_model_interrupt(handler: Box<dyn FnOnce()>) {
+    INTERRUPT.with(|h| *h.borrow_mut() = Some(handler));
+}
+
+#[cfg(loom)]
+fn model_interrupt() {
+    if let Some(handler) = INTERRUPT.with(|h| h.borrow_mut().take()) {
+        handler();
+    }
+}
+
 /// The first field of every owned box's allocation: what the list and the drainer need.
 #[derive(Debug)]
 pub(crate) struct Link {
@@ -189,6 +211,8 @@ impl OwnedLists {
         link.grace.with_mut(|g| unsafe { *g = grace });
         // Relaxed: only compared; the CAS validates it and the pointer is never dereferenced.
         let mut cur = s.head.load(Ordering::Relaxed);
+        #[cfg(loom)]
+        model_interrupt();
         loop {
             // SAFETY: as above: exclusive until published.
             link.next.with_mut(|n| unsafe { *n = cur });
