@@ -383,6 +383,10 @@ mod tests {
             let old = slot.xchg(Some(fresh())).unwrap().unwrap(); // replace
             assert!(old.is_reserved());
             drop(old); // a push
+            // A handler may take a box out (to fill it) and put it back: no job either way.
+            let mut mine = slot.take().unwrap().into_inner().ok().unwrap();
+            mine.0 = drops.clone();
+            assert!(slot.xchg(Some(mine)).unwrap().is_none());
             slot.clear(); // a swap and a push
         }
         let s = rt.stats();

@@ -359,7 +359,9 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
 
     /// The object itself, releasing its reserved job. Ordinary context: in restricted context
     /// this is refused and the guard comes back (a bare `P` dropped in a handler would run its
-    /// destructor there), so it is harmless to call from a signal handler.
+    /// destructor there), so it is harmless to call from a signal handler. The exception is an
+    /// [`Owned`](crate::Owned) box from a [`RefSlot`]: it defers itself wherever it is dropped,
+    /// so a handler gets it back (to fill it, or to move it into another slot).
     ///
     /// For an object that left a [`ReadSlot`] it first waits for a grace period
     /// ([`read::synchronize`](crate::read::synchronize)), after which no reader borrows it; it
@@ -367,7 +369,8 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// for itself).
     #[inline]
     pub fn into_inner(self) -> Result<P, Self> {
-        if restricted::is_active() {
+        // An owned box from a write-only slot defers itself: a handler may have it back.
+        if restricted::is_active() && (self.readers || !P::SELF_DEFERRING) {
             return Err(self);
         }
         if self.readers && crate::read::synchronize().is_err() {
