@@ -40,6 +40,10 @@
 //!   object that leaves it is destroyed by the drainer only after a grace period, once no guard
 //!   that could have seen it is alive ([`read`] has the protocol and its proof). Readability is
 //!   part of the type, so a [`RefSlot`] keeps its one-CAS replace.
+//! - An [`Owned`] box carries its own way to the drainer in the same allocation (basedrop's
+//!   `Owned`): dropped in restricted context it is one push onto this CPU's list of boxes
+//!   (`owned_list.rs`), which the drainer takes with the job lists — no job, no claim, nothing
+//!   to reserve; a [`RefSlot<Owned<T>>`](RefSlot) never needs a job either.
 //! - A [`RawSlot`] is for pointers without destructors: one atomic swap, no accounting.
 //! - [`KptrArray`] and [`KptrHash`] are the kernel's array and preallocated hash maps with a kptr
 //!   field; [`signal`] installs NMI-like handlers and drives them with timers and storms.
@@ -68,10 +72,11 @@
 //! ## What may run in a signal handler
 //!
 //! Each public item's documentation says whether it may be called from a signal handler. In
-//! short: [`restricted::enter`], slot exchanges and takes, dropping a [`Detached`],
-//! [`read::enter`], [`ReadSlot::load`], [`ReadSlot::clone_current`] and [`Runtime::stats`] may;
-//! building a runtime, [`Runtime::reserve`], [`Runtime::drain`], [`Runtime::trim`] and
-//! [`read::synchronize`] may not (they refuse with [`Error::Restricted`]).
+//! short: [`restricted::enter`], slot exchanges and takes, dropping a [`Detached`] or an
+//! [`Owned`] (and using one: it derefs mutably), [`read::enter`], [`ReadSlot::load`],
+//! [`ReadSlot::clone_current`] and [`Runtime::stats`] may; building a runtime and
+//! [`Owned::new`] (they allocate) may not, nor may [`Runtime::reserve`], [`Runtime::drain`],
+//! [`Runtime::trim`] and [`read::synchronize`] (they refuse with [`Error::Restricted`]).
 //!
 //! ## Model checking
 //!

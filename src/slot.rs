@@ -131,7 +131,8 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// ([`Error::NoSpareJob`]), in ordinary context when growing failed
     /// ([`Error::OutOfMemory`], [`Error::CapacityExceeded`]).
     ///
-    /// When a job is needed:
+    /// When a job is needed (never for an [`Owned`](crate::Owned) box, which carries its own
+    /// way to the drainer: a slot of them never refuses):
     /// - installing into an empty slot needs one, in any context;
     /// - replacing a present object in ordinary context needs none: the old object's job moves
     ///   to the new one, so the replace is a single CAS. The old object comes back
