@@ -43,7 +43,8 @@
 //! - An [`Owned`] box carries its own way to the drainer in the same allocation (basedrop's
 //!   `Owned`): dropped in restricted context it is one push onto this CPU's list of boxes
 //!   (`owned_list.rs`), which the drainer takes with the job lists — no job, no claim, nothing
-//!   to reserve; a [`RefSlot<Owned<T>>`](RefSlot) never needs a job either.
+//!   to reserve; a [`RefSlot<Owned<T>>`](RefSlot) never needs a job either. [`Shared`] is its
+//!   reference-counted sibling: the last reference, dropped anywhere, goes the same way.
 //! - A [`RawSlot`] is for pointers without destructors: one atomic swap, no accounting.
 //! - [`KptrArray`] and [`KptrHash`] are the kernel's array and preallocated hash maps with a kptr
 //!   field; [`signal`] installs NMI-like handlers and drives them with timers and storms.
@@ -108,6 +109,7 @@ mod read_slot;
 mod reclaim;
 pub mod restricted;
 mod runtime;
+mod shared;
 #[cfg(not(loom))]
 pub mod signal;
 mod slot;
@@ -123,6 +125,7 @@ pub use pointer::{Destroy, Raw, SlotPointer};
 pub use read_slot::{Access, Readable, WriteOnly};
 pub use reclaim::doorbell::Wake;
 pub use reclaim::drainer::Drainer;
+pub use shared::Shared;
 pub use slot::{Detached, RawSlot, ReadSlot, RefSlot, Rejected, Slot};
 pub use stats::Stats;
 

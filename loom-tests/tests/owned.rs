@@ -268,3 +268,66 @@ fn owned_push_racing_drainer_sleep_is_never_stranded() {
         drop(rt);
     });
 }
+
+/// (g) `Shared`: the two references to one value are dropped at once, one by a "handler" (in
+/// restricted context), one by an ordinary thread, while the main thread drains. Whoever drops
+/// the last reference, the value is destroyed exactly once, never in restricted context, and its
+/// destructor sees what both references' holders did before letting go (the count's Release
+/// decrements and the last one's Acquire fence).
+#[test]
+fn shared_last_reference_dropped_in_a_handler_or_not_is_destroyed_once() {
+    use loom::sync::atomic::AtomicBool;
+    use sigdrop::Shared;
+
+    struct Probe {
+        seen_a: AtomicBool,
+        seen_b: AtomicBool,
+        drops: Arc<AtomicUsize>,
+    }
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            assert!(
+                !restricted::is_active(),
+                "destructor ran in restricted context"
+            );
+            // Relaxed: ordered by the reference count (the property under test).
+            assert!(
+                self.seen_a.load(Ordering::Relaxed),
+                "a holder's write is missing"
+            );
+            assert!(
+                self.seen_b.load(Ordering::Relaxed),
+                "a holder's write is missing"
+            );
+            self.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    loom::model(|| {
+        let rt = manual(1);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let a = Shared::new(
+            &rt,
+            Probe {
+                seen_a: AtomicBool::new(false),
+                seen_b: AtomicBool::new(false),
+                drops: drops.clone(),
+            },
+        );
+        let b = a.clone();
+        let handler = loom::thread::spawn(move || {
+            let _nmi = restricted::enter();
+            a.seen_a.store(true, Ordering::Relaxed);
+            drop(a);
+        });
+        let ordinary = loom::thread::spawn(move || {
+            b.seen_b.store(true, Ordering::Relaxed);
+            drop(b);
+        });
+        rt.drain().unwrap();
+        handler.join().unwrap();
+        ordinary.join().unwrap();
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_no_jobs(&rt);
+    });
+}
