@@ -37,7 +37,8 @@
 //! Objects leave slots in two ways, and are destroyed in two ways:
 //!
 //! - in restricted context, each object goes with its own job (claimed before, so it never
-//!   allocates) onto this CPU's job list, and the doorbell tells the drainer;
+//!   allocates) onto this CPU's job list, and the doorbell tells the drainer; an `Owned` box
+//!   needs no job: its own node goes onto this CPU's owned list (`owned_list.rs`), same doorbell;
 //! - in ordinary context, an object that must not be destroyed inline (it left a readable slot,
 //!   or the policy says always defer) is *retired* into this CPU's open batch: no job, no
 //!   ledger, an uncontended try-lock. A full batch is closed, stamped with the grace period it
@@ -68,8 +69,7 @@ use crate::ledger::Ledger;
 use crate::llist::{Chain, JobLists};
 use crate::read;
 use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
-use crate::reclaim::doorbell::Doorbell;
-use crate::reclaim::doorbell::Wake;
+use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain};
 use crate::reclaim::owned_list::{Link, OwnedLists};
 use crate::restricted;
