@@ -5,7 +5,10 @@
 //! SIGUSR1 to the workers with `tgkill`. The handler does sigdrop's restricted-context work:
 //! teardowns that offload to the drainer (and ring its doorbell: the futex wake), installs into
 //! empty slots on reserved jobs, replaces, and refused installs handed back; and the read path:
-//! a read guard and a borrow from a `ReadSlot` that the workers keep replacing.
+//! a read guard and a borrow from a `ReadSlot` that the workers keep replacing; and owned boxes
+//! (`sigdrop::Owned`): teardowns of `RefSlot<Owned<_>>` slots, swaps of fresh boxes (taken from
+//! spare slots) into them, and boxes dropped outright — each a push onto this CPU's list, with no
+//! job.
 //!
 //! Built with `-Zsanitizer=realtime --cfg sigdrop_rtsan`, the handler function carries
 //! `#[sanitize(realtime = "nonblocking")]`: RTSan then treats everything it does, down to the
@@ -35,7 +38,7 @@ mod cli;
 
 use cli::Command;
 use sigdrop::signal::{self, Signal, SignalInfo, Storm};
-use sigdrop::{ReadSlot, RefSlot, Runtime, Wake, read, restricted};
+use sigdrop::{Owned, ReadSlot, RefSlot, Runtime, Wake, read, restricted};
 use std::ptr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -49,6 +52,9 @@ const SLOTS: usize = 64;
 const POOL_LEN: usize = 128;
 /// Slot operations per handler invocation.
 const OPS_PER_SIGNAL: usize = 8;
+/// `RefSlot<Owned<_>>` slots the handler tears down and swaps into, and spare slots of fresh
+/// boxes it takes from (refilled by the workers).
+const OWNED_SLOTS: usize = 32;
 /// Jobs set aside for restricted installs; topped up when below a quarter of this.
 const RESERVE: usize = 64;
 
@@ -83,6 +89,8 @@ struct State {
     slots: Vec<RefSlot<Box<Obj>>>,
     /// Replaced by the workers, read (and cloned) by the handler under a read guard.
     config: ReadSlot<std::sync::Arc<Obj>>,
+    owned: Vec<RefSlot<Owned<Obj>>>,
+    owned_spares: Vec<RefSlot<Owned<Obj>>>,
 }
 
 /// Everything the handler reaches, published before the handler is installed.
@@ -107,6 +115,8 @@ static ALLOCS_IN_HANDLER: AtomicU64 = AtomicU64::new(0);
 static CONFIG_READS: AtomicU64 = AtomicU64::new(0);
 /// Configs that left the readable slot (each goes to the drainer, even in ordinary context).
 static CONFIGS_RETIRED: AtomicU64 = AtomicU64::new(0);
+/// Owned boxes the handler dropped (torn down, displaced by a swap, or dropped outright).
+static OWNED_DROPS: AtomicU64 = AtomicU64::new(0);
 
 /// Takes a pre-made box from the pool, leaving its cell `BORROWED`. Atomics only.
 fn take_premade() -> Option<(&'static AtomicPtr<Obj>, Box<Obj>)> {
@@ -149,6 +159,7 @@ fn work() {
             CONFIG_READS.fetch_add(1, Ordering::Relaxed);
         }
     }
+    owned_work(st);
     for _ in 0..OPS_PER_SIGNAL {
         let n = SLOT_CURSOR.fetch_add(1, Ordering::Relaxed);
         // Stride 5 (coprime with SLOTS) walks every slot; `n % 3 == 0` installs or replaces.
@@ -182,6 +193,35 @@ fn work() {
                 cell.store(Box::into_raw(rejected.into_inner()), Ordering::Release);
             }
         }
+    }
+}
+
+/// The handler's owned-box work: a teardown, a swap of a fresh box into a slot, a box dropped
+/// outright. Each drop is one push (and maybe the doorbell's ring); none needs a job.
+fn owned_work(st: &State) {
+    let n = SLOT_CURSOR.load(Ordering::Relaxed);
+    let fresh = |k: usize| {
+        (0..OWNED_SLOTS).find_map(|i| {
+            st.owned_spares[(k + i) % OWNED_SLOTS]
+                .take()?
+                .into_inner()
+                .ok()
+        })
+    };
+    if let Some(d) = st.owned[n % OWNED_SLOTS].take() {
+        drop(d);
+        OWNED_DROPS.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(b) = fresh(n) {
+        // Never refused: an owned box needs no job.
+        if let Ok(Some(old)) = st.owned[(n + 7) % OWNED_SLOTS].xchg(Some(b)) {
+            drop(old);
+            OWNED_DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if let Some(b) = fresh(n + 13) {
+        drop(b);
+        OWNED_DROPS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -222,6 +262,16 @@ fn worker(seed: u64, st: &State) {
     let mut rng = seed | 1;
     while !STOP.load(Ordering::Acquire) {
         refill_pool();
+        for (spare, slot) in st.owned_spares.iter().zip(&st.owned) {
+            // Another worker may fill the same slot first: the box it displaces is destroyed
+            // inline (ordinary context).
+            if spare.is_empty() {
+                drop(spare.xchg(Some(Owned::new(&st.rt, *Obj::boxed()))));
+            }
+            if slot.is_empty() {
+                drop(slot.xchg(Some(Owned::new(&st.rt, *Obj::boxed()))));
+            }
+        }
         if st.rt.stats().reserved < RESERVE / 4 {
             st.rt.reserve(RESERVE).expect("reserve in ordinary context");
         }
@@ -338,6 +388,8 @@ fn main() {
     let state = State {
         slots: (0..SLOTS).map(|_| RefSlot::new(&rt)).collect(),
         config: ReadSlot::new(&rt),
+        owned: (0..OWNED_SLOTS).map(|_| RefSlot::new(&rt)).collect(),
+        owned_spares: (0..OWNED_SLOTS).map(|_| RefSlot::new(&rt)).collect(),
         rt,
     };
     assert!(STATE.set(state).is_ok(), "STATE set once");
@@ -390,7 +442,10 @@ fn main() {
     let elapsed = started.elapsed();
 
     // Quiescent: empty the slots and the pool in ordinary context, then wait for the drainer.
-    for slot in &st.slots {
+    for slot in st.slots.iter() {
+        slot.clear();
+    }
+    for slot in st.owned.iter().chain(&st.owned_spares) {
         slot.clear();
     }
     if let Some(last) = st.config.take() {
@@ -408,7 +463,9 @@ fn main() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let s = st.rt.stats();
-        if DESTROYED.load(Ordering::Acquire) == created && s.drained == s.offloaded + s.batched {
+        if DESTROYED.load(Ordering::Acquire) == created
+            && s.drained == s.offloaded + s.owned + s.batched
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -452,8 +509,13 @@ fn main() {
         "configs retired in ordinary context all went through batches",
     );
     check(
-        s.drained == s.offloaded + s.batched,
-        "everything handed over was destroyed",
+        s.drained == s.offloaded + s.owned + s.batched,
+        "everything handed over (with jobs, owned boxes, batches) was destroyed",
+    );
+    check(load(&OWNED_DROPS) > 0, "owned boxes dropped in the handler");
+    check(
+        s.owned == load(&OWNED_DROPS),
+        "owned boxes handed over == owned boxes the handler dropped",
     );
     check(destroyed == created, "every object destroyed");
     check(
@@ -466,7 +528,7 @@ fn main() {
         eprintln!("rtsan_storm: check failed: {f}");
     }
     println!(
-        "rtsan_storm: result={} via={} seconds={:.2} sent={sent} delivered={delivered} teardowns={teardowns} installs={installs} replaces={replaces} refused={refused} offloaded={} drained={} wakes={} created={created} destroyed={destroyed} dtor_in_restricted={dtor_in_restricted} emergency={} leaked={} allocs_in_handler={} config_reads={}",
+        "rtsan_storm: result={} via={} seconds={:.2} sent={sent} delivered={delivered} teardowns={teardowns} installs={installs} replaces={replaces} refused={refused} offloaded={} drained={} wakes={} created={created} destroyed={destroyed} dtor_in_restricted={dtor_in_restricted} emergency={} leaked={} allocs_in_handler={} config_reads={} owned_drops={}",
         if pass { "PASS" } else { "FAIL" },
         match args.via {
             Via::Sigaction => "sigaction",
@@ -480,6 +542,7 @@ fn main() {
         s.leaked,
         load(&ALLOCS_IN_HANDLER),
         load(&CONFIG_READS),
+        load(&OWNED_DROPS),
     );
     std::process::exit(if pass { 0 } else { 1 });
 }

@@ -1,46 +1,33 @@
-//! A SIGPROF-driven sampling profiler whose handler never allocates or frees.
+//! A SIGPROF-driven sampling profiler whose handler never allocates or frees — in safe code.
 //!
 //! Profilers that free a full sample buffer inside their SIGPROF handler deadlock when the signal
-//! lands while the interrupted thread holds the allocator's lock (pprof-rs issue 36). Here the
-//! handler hands the full buffer to sigdrop instead, and the buffer's destructor — on the drainer
-//! thread, in ordinary context — folds its samples into the profile.
+//! lands while the interrupted thread holds the allocator's lock (pprof-rs issue 36). Here each
+//! buffer is a `sigdrop::Owned<Buffer>` (a `Vec<u64>` with room for `BUFFER_SAMPLES`, made in
+//! ordinary context): the handler takes the current buffer out of its `RefSlot`, pushes the
+//! sample (no reallocation: it never grows past its capacity), and puts it back. When the buffer
+//! is full, the handler takes a fresh one from the worker's spare slots and drops the full one:
+//! dropping an `Owned` in a signal handler is one push onto this CPU's list — no job, nothing to
+//! reserve, nothing that can be refused — and the buffer's destructor, on the drainer thread,
+//! folds its samples into the profile. No `AtomicPtr`, no `Box::into_raw`, no `unsafe` in the
+//! handler (what is left: installing it, and the config destructor's volatile poison write).
 //!
 //! - Each worker thread does CPU work in phases (hash, sort, alloc, math; the `alloc` phase
 //!   mallocs and frees all the time, so signals do land inside the allocator) and has its own
-//!   `ThreadTimer` on its own CPU clock (`TimerClock::ThreadCpu`) delivering SIGPROF.
-//! - The handler (installed with `sigdrop::signal::install`, so it runs in restricted context)
-//!   finds its worker's state through a `static OnceLock`, indexed by a `const`-initialised
-//!   thread-local worker index, and records the worker's current phase into the current buffer.
-//! - The buffer is owned by a `RefSlot<Box<Buffer>>`; the handler writes through a non-owning
-//!   pointer kept in a `RawSlot` (the buffer's storage is atomics). That pointer stays valid
-//!   because only this worker's handler ever replaces the buffer, and SIGPROF does not nest.
-//! - When the buffer is full, the handler takes a fresh preallocated buffer from the worker's
-//!   lock-free pool (`AtomicPtr` cells the main thread refills in ordinary context), swaps it in
-//!   with `RefSlot::xchg` — in restricted context this needs a job set aside with
-//!   `Runtime::reserve`, which the main thread tops up — and retires the full buffer by dropping
-//!   the returned `Detached`: deferred, never freed in the handler. With no fresh buffer or no
-//!   reserved job, the sample is counted as lost; nothing is allocated.
-//! - The profiler's settings are a `Config` behind an `Arc` in a `ReadSlot<Arc<Config>>`, which
-//!   the main thread replaces with a new generation about every 2 ms while the workers run (it
-//!   receives no SIGPROF, so it may sleep between rounds). On every signal the handler enters a
-//!   read guard (`sigdrop::read::enter`: wait-free, no allocation), borrows the config with
-//!   `ReadSlot::load` — no reference count touched — checks its integrity (a checksum over its
-//!   generation and its heap data, a `String` tag and a `Vec` of salt) and records its
-//!   generation in the sample, then leaves the guard. A replaced config goes to the drainer,
-//!   which destroys it (and frees its heap data) only after a grace period, once no handler can
-//!   still be reading it: never inline, never in a handler. The config's destructor inverts its
-//!   checksum before the memory is freed, so a handler that read a destroyed config would count
-//!   an integrity failure even before valgrind or ASan saw the use after free.
+//!   `ThreadTimer` on its own CPU clock delivering SIGPROF; the handler (installed with
+//!   `sigdrop::signal::install`, so it runs in restricted context) records the worker's phase.
+//! - The profiler's settings are a `Config` in a `ReadSlot<Arc<Config>>`, replaced by the main
+//!   thread about every 2 ms. The handler borrows it under a read guard (wait-free, no reference
+//!   count touched), checks its integrity and records its generation in the sample; a replaced
+//!   config is destroyed by the drainer only after a grace period (its `Drop` inverts its
+//!   checksum, so a handler that read a destroyed config would see it).
 //!
-//! A counting global allocator counts allocator calls made in restricted context (the handler):
-//! the run fails unless that count is 0, and unless every sample recorded is accounted for by the
-//! retired buffers' destructors plus the buffers still in the slots at the end. It also fails
-//! unless every config read in the handler passed its integrity check, the generations in every
-//! buffer never go backwards, and, once the config slot is cleared and the drainer has caught up,
-//! every config made was destroyed exactly once, on the drainer, outside any read guard.
+//! A counting global allocator counts allocator calls made in restricted context: the run fails
+//! unless that count is 0, unless every sample recorded is accounted for by the destroyed
+//! buffers, every buffer is destroyed exactly once and never in a handler, and every config
+//! check passed.
 //!
 //! ```text
-//! cargo run --release --example sampler -- --help
+//! cargo run --release --example sampler -- [--seconds F] [--workers N] [--interval-us U] [--starve]
 //! ```
 
 #[path = "common/cli.rs"]
@@ -49,10 +36,10 @@ mod cli;
 use cli::Command;
 use sigdrop::alloc_check::RestrictedAllocs;
 use sigdrop::signal::{self, Signal, SignalInfo, ThreadTimer, TimerClock};
-use sigdrop::{RawSlot, ReadSlot, RefSlot, Runtime, read, restricted};
+use sigdrop::{Owned, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::cell::Cell;
-use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -63,9 +50,7 @@ static ALLOC: RestrictedAllocs = RestrictedAllocs::system();
 /// Samples per buffer.
 const BUFFER_SAMPLES: usize = 16;
 /// Fresh buffers kept ready per worker.
-const POOL_LEN: usize = 4;
-/// Jobs set aside for the handler's swaps; topped up when fewer than half are left.
-const RESERVE: usize = 16;
+const SPARES: usize = 4;
 /// What the workers do; a sample records the phase its worker was in.
 const PHASES: [&str; 4] = ["hash", "sort", "alloc", "math"];
 /// A sample is `phase | generation << PHASE_BITS`: the phase, and the generation of the config
@@ -152,36 +137,33 @@ fn config_checksum(generation: u64, tag: &[u8], salt: &[u64]) -> u64 {
     mix(h, (tag.len() as u64) << 32 | salt.len() as u64)
 }
 
-/// A preallocated sample buffer. Its storage is atomics, so the handler can write through a
-/// shared pointer while the `RefSlot` owns it.
+/// A sample buffer: filled by one worker's handler, folded into the profile when destroyed.
 struct Buffer {
-    len: AtomicUsize,
-    samples: [AtomicU64; BUFFER_SAMPLES],
+    samples: Vec<u64>,
 }
 
 impl Buffer {
-    fn new() -> Box<Buffer> {
+    /// A fresh, empty buffer (ordinary context: it allocates).
+    fn new(rt: &Runtime) -> Owned<Buffer> {
         BUFFERS_MADE.fetch_add(1, Ordering::Relaxed);
-        Box::new(Buffer {
-            len: AtomicUsize::new(0),
-            samples: [const { AtomicU64::new(0) }; BUFFER_SAMPLES],
-        })
+        Owned::new(
+            rt,
+            Buffer {
+                samples: Vec::with_capacity(BUFFER_SAMPLES),
+            },
+        )
     }
 }
 
 impl Drop for Buffer {
-    /// Folds the samples into the profile. For a retired buffer this runs on the drainer, in
-    /// ordinary context, and the `Box` is freed there.
+    /// Folds the samples into the profile. For a buffer retired by a handler this runs on the
+    /// drainer thread, in ordinary context, and the buffer is freed there.
     fn drop(&mut self) {
         if restricted::is_active() {
             DTOR_IN_RESTRICTED.fetch_add(1, Ordering::Relaxed);
         }
-        // Acquire: pairs with the handler's Release store of `len`.
-        let len = self.len.load(Ordering::Acquire);
         let mut previous = 0;
-        for sample in &self.samples[..len] {
-            // Relaxed: ordered by the Acquire load of `len` above.
-            let sample = sample.load(Ordering::Relaxed);
+        for &sample in &self.samples {
             let phase = (sample & ((1 << PHASE_BITS) - 1)) as usize;
             // Relaxed here and below: statistics, read after the run.
             PROFILE[phase.min(PHASES.len() - 1)].fetch_add(1, Ordering::Relaxed);
@@ -193,43 +175,58 @@ impl Drop for Buffer {
             // go back in the slot's modification order: the generations never decrease.
             if generation < previous {
                 GENERATIONS_BACKWARDS.fetch_add(1, Ordering::Relaxed);
-            } else if previous != 0 && generation > previous {
-                CONFIG_SWITCHES_SEEN.fetch_add(1, Ordering::Relaxed);
             }
             previous = generation;
-            GENERATION_MIN.fetch_min(generation, Ordering::Relaxed);
             GENERATION_MAX.fetch_max(generation, Ordering::Relaxed);
         }
-        FOLDED.fetch_add(len as u64, Ordering::Relaxed);
+        FOLDED.fetch_add(self.samples.len() as u64, Ordering::Relaxed);
         // Release: whoever sees the count sees the folded samples.
         DESTRUCTORS.fetch_add(1, Ordering::Release);
     }
 }
 
-/// Marks a pool cell whose buffer a handler has taken; never a real buffer address.
-const BORROWED: *mut Buffer = ptr::dangling_mut();
-
 /// One worker's profiler state, reached from its SIGPROF handler.
 struct Worker {
-    /// Owns the current buffer.
-    slot: RefSlot<Box<Buffer>>,
-    /// A non-owning pointer to the same buffer, for the handler to write through.
-    current: RawSlot<Buffer>,
-    /// Fresh buffers: null (the main thread may fill it), a buffer, or `BORROWED`.
-    pool: [AtomicPtr<Buffer>; POOL_LEN],
+    /// The buffer being filled.
+    current: RefSlot<Owned<Buffer>>,
+    /// Fresh buffers; the main thread refills empty ones in ordinary context.
+    spares: [RefSlot<Owned<Buffer>>; SPARES],
     /// The phase the worker is in now (the sampled "program counter").
     phase: AtomicUsize,
     signals: AtomicU64,
     recorded: AtomicU64,
     retired: AtomicU64,
-    lost_no_buffer: AtomicU64,
-    lost_no_job: AtomicU64,
-    /// Configs read by the handler (one per signal).
+    lost: AtomicU64,
     config_reads: AtomicU64,
-    /// Configs that failed their integrity check.
     config_corrupt: AtomicU64,
-    /// Reads that found the config slot empty (it never is while the workers run).
     config_missing: AtomicU64,
+}
+
+impl Worker {
+    fn new(rt: &Runtime) -> Worker {
+        Worker {
+            current: RefSlot::new(rt),
+            spares: std::array::from_fn(|_| RefSlot::new(rt)),
+            phase: AtomicUsize::new(0),
+            signals: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+            retired: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            config_reads: AtomicU64::new(0),
+            config_corrupt: AtomicU64::new(0),
+            config_missing: AtomicU64::new(0),
+        }
+    }
+
+    /// Fills every empty spare slot with a fresh buffer (ordinary context).
+    fn refill(&self, rt: &Runtime) {
+        for spare in &self.spares {
+            if spare.is_empty() {
+                // Only this thread fills spares, so nothing is displaced.
+                drop(spare.xchg(Some(Buffer::new(rt))));
+            }
+        }
+    }
 }
 
 struct Profiler {
@@ -260,49 +257,10 @@ static CONFIGS_MADE: AtomicU64 = AtomicU64::new(0);
 static CONFIGS_DROPPED: AtomicU64 = AtomicU64::new(0);
 static CONFIG_DROPS_MISPLACED: AtomicU64 = AtomicU64::new(0);
 static GENERATIONS_BACKWARDS: AtomicU64 = AtomicU64::new(0);
-static CONFIG_SWITCHES_SEEN: AtomicU64 = AtomicU64::new(0);
-static GENERATION_MIN: AtomicU64 = AtomicU64::new(u64::MAX);
 static GENERATION_MAX: AtomicU64 = AtomicU64::new(0);
 
-/// Takes a fresh buffer from the worker's pool, leaving its cell `BORROWED`. Atomics only.
-fn take_fresh(w: &Worker) -> Option<(&AtomicPtr<Buffer>, Box<Buffer>)> {
-    for cell in &w.pool {
-        let p = cell.load(Ordering::Relaxed);
-        if p.is_null() || p == BORROWED {
-            continue;
-        }
-        // Acquire: pairs with the main thread's Release CAS that published the buffer. A CAS,
-        // so the cell is never overwritten behind the main thread's back.
-        if cell
-            .compare_exchange(p, BORROWED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
-            // SAFETY: every buffer pointer in a pool came from `Box::into_raw`, and the CAS
-            // moved this one out of the pool: it is ours alone. Rebuilding the `Box` allocates
-            // nothing.
-            return Some((cell, unsafe { Box::from_raw(p) }));
-        }
-    }
-    None
-}
-
-/// Appends `sample` if the buffer has room. The buffer is only ever appended to by the handler
-/// of the thread that owns it, so a load and a store suffice.
-fn append(buf: &Buffer, sample: u64) -> bool {
-    let n = buf.len.load(Ordering::Relaxed);
-    if n == BUFFER_SAMPLES {
-        return false;
-    }
-    buf.samples[n].store(sample, Ordering::Relaxed);
-    // Release: the destructor (Acquire) sees the sample.
-    buf.len.store(n + 1, Ordering::Release);
-    true
-}
-
 /// Borrows the current config under a read guard, checks it and returns its generation, or 0
-/// if the slot was empty or the config corrupt (both counted). Wait-free, no allocation: the
-/// guard is two atomic counter updates, the borrow one atomic load. The guard is held only for
-/// the check, so the grace periods the drainer waits for stay short.
+/// if the slot was empty or the config corrupt (both counted). Wait-free, no allocation.
 fn read_config(profiler: &Profiler, w: &Worker) -> u64 {
     let guard = read::enter();
     // Relaxed here and below: statistics, read after the workers have exited.
@@ -327,53 +285,30 @@ fn on_sigprof(_: &SignalInfo) {
         return; // not a worker thread
     };
     w.signals.fetch_add(1, Ordering::Relaxed);
-    let generation = read_config(profiler, w);
-    let sample = w.phase.load(Ordering::Relaxed) as u64 | generation << PHASE_BITS;
-    // Only this thread's handler moves `current` and SIGPROF does not nest: taking it and
-    // putting it (or its successor) back is race-free.
-    let Some(cur) = w.current.take() else {
-        w.lost_no_buffer.fetch_add(1, Ordering::Relaxed);
+    let sample = w.phase.load(Ordering::Relaxed) as u64 | read_config(profiler, w) << PHASE_BITS;
+    // Take the buffer out (an owned box comes back whole, even here), fill it, put it back.
+    let Some(mut buf) = w.current.take().and_then(|d| d.into_inner().ok()) else {
+        w.lost.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    // SAFETY: `cur` points into the buffer `w.slot` owns. Only this handler replaces that
-    // buffer (below), and the main thread reads it only after this worker has exited, so it is
-    // alive while we use it; all access to it is shared, through atomics.
-    let buf = unsafe { cur.as_ref() };
-    if append(buf, sample) {
-        w.current.xchg(Some(cur));
-        w.recorded.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    // Full: swap in a fresh buffer and retire this one.
-    let Some((cell, fresh)) = take_fresh(w) else {
-        w.current.xchg(Some(cur));
-        w.lost_no_buffer.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    let fresh_ptr = NonNull::from(&*fresh);
-    match w.slot.xchg(Some(fresh)) {
-        Ok(full) => {
-            // Release: the emptied cell may be refilled by the main thread.
-            cell.store(ptr::null_mut(), Ordering::Release);
-            w.current.xchg(Some(fresh_ptr));
-            // SAFETY: `fresh_ptr` points into the buffer the slot now owns; as above.
-            append(unsafe { fresh_ptr.as_ref() }, sample);
-            w.recorded.fetch_add(1, Ordering::Relaxed);
-            if let Some(full) = full {
-                // Deferred with the job the restricted exchange claimed for it: the drainer
-                // runs the destructor (which folds the samples) and frees the Box.
-                drop(full);
+    if buf.samples.len() == BUFFER_SAMPLES {
+        match w.spares.iter().find_map(|s| s.take()?.into_inner().ok()) {
+            // The full buffer goes to the drainer: one push, no free here.
+            Some(fresh) => {
+                drop(std::mem::replace(&mut buf, fresh));
                 w.retired.fetch_add(1, Ordering::Relaxed);
             }
-        }
-        Err(rejected) => {
-            // No reserved or spare job: keep everything as it was (dropping the fresh buffer
-            // here would free it). Release: publishes the buffer to whoever takes it next.
-            cell.store(Box::into_raw(rejected.into_inner()), Ordering::Release);
-            w.current.xchg(Some(cur));
-            w.lost_no_job.fetch_add(1, Ordering::Relaxed);
+            None => {
+                w.lost.fetch_add(1, Ordering::Relaxed); // no fresh buffer: the sample is lost
+            }
         }
     }
+    if buf.samples.len() < BUFFER_SAMPLES {
+        buf.samples.push(sample); // within capacity: no reallocation
+        w.recorded.fetch_add(1, Ordering::Relaxed);
+    }
+    // Never refused: an owned box needs no job. (Only this handler touches `current`.)
+    drop(w.current.xchg(Some(buf)));
 }
 
 /// CPU work in phases, until told to stop; sets `phase` before each chunk.
@@ -427,30 +362,12 @@ fn work(w: &Worker) {
     std::hint::black_box(sink);
 }
 
-/// Fills every empty pool cell with a fresh buffer (ordinary context).
-fn refill(w: &Worker) {
-    for cell in &w.pool {
-        if cell.load(Ordering::Relaxed).is_null() {
-            let p = Box::into_raw(Buffer::new());
-            // Release: publishes the buffer to the handler's Acquire CAS. Only null cells are
-            // filled; a BORROWED one belongs to a handler.
-            if cell
-                .compare_exchange(ptr::null_mut(), p, Ordering::Release, Ordering::Relaxed)
-                .is_err()
-            {
-                // SAFETY: `p` came from `Box::into_raw` just above and was never shared.
-                drop(unsafe { Box::from_raw(p) });
-            }
-        }
-    }
-}
-
 struct Args {
     seconds: f64,
     workers: usize,
     interval: Duration,
-    /// Never refill the pools or top up the reservation: the handler runs out and must count
-    /// lost samples instead of allocating.
+    /// No spare buffers at all: once its first buffer is full, the handler must count lost
+    /// samples instead of allocating.
     starve: bool,
 }
 
@@ -466,8 +383,8 @@ usage: sampler [options]
   --workers N       worker threads, each with its own timer (default 3, 1 to 64)
   --interval-us U   CPU time between two samples of one worker, in microseconds
                     (default 1000, 10 to 1000000)
-  --starve          never refill the workers' fresh buffers nor top up the reserved jobs: the
-                    handler runs out and must count lost samples instead of allocating
+  --starve          no spare buffers at all: once its first buffer is full, the handler must
+                    count lost samples instead of allocating
   -h, --help        this text
 
 Output: samples recorded and lost, buffers retired, config generations read, allocations in
@@ -517,50 +434,29 @@ fn calibrate() {
 fn main() {
     let args = cli::parse_or_exit("sampler", HELP, parse);
     calibrate();
-    // Headroom 0: no spare jobs linger, so the handler's swaps live on the reservation.
-    let rt = Runtime::builder()
-        .headroom(0)
-        .hysteresis(0)
-        .build()
-        .expect("runtime");
-    // Starved, the handler gets fewer jobs than there are fresh buffers: it soon runs out and
-    // must count lost samples.
-    rt.reserve(if args.starve { POOL_LEN / 2 } else { RESERVE })
-        .expect("reserve");
+    let rt = Runtime::new().expect("runtime");
     let profiler = Profiler {
-        workers: (0..args.workers)
-            .map(|_| Worker {
-                slot: RefSlot::new(&rt),
-                current: RawSlot::new(),
-                pool: [const { AtomicPtr::new(ptr::null_mut()) }; POOL_LEN],
-                phase: AtomicUsize::new(0),
-                signals: AtomicU64::new(0),
-                recorded: AtomicU64::new(0),
-                retired: AtomicU64::new(0),
-                lost_no_buffer: AtomicU64::new(0),
-                lost_no_job: AtomicU64::new(0),
-                config_reads: AtomicU64::new(0),
-                config_corrupt: AtomicU64::new(0),
-                config_missing: AtomicU64::new(0),
-            })
-            .collect(),
+        workers: (0..args.workers).map(|_| Worker::new(&rt)).collect(),
         config: ReadSlot::new(&rt),
         rt,
     };
     assert!(PROFILER.set(profiler).is_ok(), "PROFILER set once");
     let p = PROFILER.get().expect("just set");
     for w in &p.workers {
-        refill(w);
+        if !args.starve {
+            w.refill(&p.rt);
+        }
+        drop(w.current.xchg(Some(Buffer::new(&p.rt))));
     }
     APP_THREAD.with(|c| c.set(true));
-    // The first config, before any worker (and so any handler that reads it) starts.
+    // The first config, before any handler can read it.
     let mut generation = 1;
-    let replaced = p
-        .config
-        .xchg(Some(Config::new(generation)))
-        .expect("install the first config");
-    assert!(replaced.is_none());
-    // SAFETY: `on_sigprof` touches only atomics, an initialised OnceLock, a const thread-local
+    drop(
+        p.config
+            .xchg(Some(Config::new(generation)))
+            .expect("install the first config"),
+    );
+    // SAFETY: `on_sigprof` touches only atomics, an initialised OnceLock, const thread-locals
     // and sigdrop's restricted-context operations; it never allocates, frees or locks.
     let installed = unsafe { signal::install(Signal::SIGPROF, on_sigprof) }.expect("install");
     // Left installed: a SIGPROF still pending when a worker's timer is deleted must not find the
@@ -568,16 +464,9 @@ fn main() {
     drop(installed);
 
     let started = Instant::now();
-    let mut topups = 0u64;
     std::thread::scope(|s| {
         for (index, w) in p.workers.iter().enumerate() {
             s.spawn(move || {
-                // The first buffer, installed in ordinary context before any SIGPROF can come.
-                let first = Buffer::new();
-                let first_ptr = NonNull::from(&*first);
-                let replaced = w.slot.xchg(Some(first)).expect("install the first buffer");
-                assert!(replaced.is_none());
-                w.current.xchg(Some(first_ptr));
                 APP_THREAD.with(|c| c.set(true));
                 WORKER.with(|c| c.set(index));
                 let timer = ThreadTimer::start(
@@ -591,127 +480,70 @@ fn main() {
                 drop(timer); // a signal already pending is handled before this returns
             });
         }
-        // The main thread: replace the config every CONFIG_PERIOD (starved or not: a reader
-        // needs no job), and keep the pools full and the reservation topped up, in ordinary
-        // context, until the time is up. It sleeps between rounds: every SIGPROF targets a
-        // worker's thread id, so none interrupts (and livelocks) this thread's sleep.
+        // The main thread (it receives no SIGPROF, so it may sleep): a new config every
+        // CONFIG_PERIOD, and, unless starved, fresh buffers in the spare slots.
         let deadline = started + Duration::from_secs_f64(args.seconds);
         let mut next_config = started + CONFIG_PERIOD;
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            if now >= next_config {
+        while Instant::now() < deadline {
+            if Instant::now() >= next_config {
                 generation += 1;
-                // The replaced config comes back in a `Detached`: dropping it hands it to the
-                // drainer, which destroys it after a grace period (never here, inline).
+                // The replaced config goes to the drainer, destroyed after a grace period.
                 drop(
                     p.config
                         .xchg(Some(Config::new(generation)))
-                        .expect("replace the config"),
+                        .expect("replace"),
                 );
-                // Keep the cadence through small delays; after a long one, start afresh.
-                next_config += CONFIG_PERIOD;
-                if next_config < now {
-                    next_config = now + CONFIG_PERIOD;
-                }
+                next_config = Instant::now() + CONFIG_PERIOD;
             }
             if !args.starve {
                 for w in &p.workers {
-                    refill(w);
-                }
-                if p.rt.stats().reserved < RESERVE / 2 {
-                    p.rt.reserve(RESERVE).expect("top up the reservation");
-                    topups += 1;
+                    w.refill(&p.rt);
                 }
             }
-            std::thread::sleep(
-                Duration::from_millis(1).min(next_config.saturating_duration_since(now)),
-            );
+            std::thread::sleep(Duration::from_millis(1));
         }
         STOP.store(true, Ordering::Release);
     });
     let elapsed = started.elapsed();
 
-    // Every worker has exited: no handler runs any more. What is still in the current buffers?
-    let mut in_last = 0u64;
-    for w in &p.workers {
-        if let Some(cur) = w.current.take() {
-            // SAFETY: the slot still owns this buffer and nothing else touches it now.
-            in_last += unsafe { cur.as_ref() }.len.load(Ordering::Acquire) as u64;
-        }
-    }
-    let retired: u64 = p
-        .workers
-        .iter()
-        .map(|w| w.retired.load(Ordering::Relaxed))
-        .sum();
-    // Wait (bounded) for the drainer to run every retired buffer's destructor.
+    // Every worker has exited: no handler runs any more. Wait (bounded) for the drainer to
+    // destroy every retired buffer, then tear everything down in ordinary context.
+    let sum = |f: fn(&Worker) -> &AtomicU64| -> u64 {
+        p.workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
+    };
+    let retired = sum(|w| &w.retired);
     let limit = Instant::now() + Duration::from_secs(10);
     while DESTRUCTORS.load(Ordering::Acquire) < retired && Instant::now() < limit {
         std::thread::sleep(Duration::from_millis(1));
     }
     let dtors_retired = DESTRUCTORS.load(Ordering::Acquire);
-    let folded_retired = FOLDED.load(Ordering::Relaxed);
-
-    // Tear down in ordinary context: the last buffers (destroyed inline, folding their samples)
-    // and the unused fresh ones.
     for w in &p.workers {
-        w.slot.clear();
-        for cell in &w.pool {
-            let b = cell.swap(ptr::null_mut(), Ordering::Acquire);
-            if !b.is_null() && b != BORROWED {
-                // SAFETY: a buffer pointer in a pool came from `Box::into_raw`; the swap took it.
-                drop(unsafe { Box::from_raw(b) });
-            }
+        w.current.clear(); // destroyed inline: folds the last samples
+        for spare in &w.spares {
+            spare.clear();
         }
     }
-
-    // The config: what is in the slot now (a reference of our own, KF_KPTR_GET style), then
-    // empty the slot — what its `Drop` does — and wait (bounded) for the drainer to destroy it
-    // and every config replaced before it, each after a grace period.
-    let last_config = p
-        .config
-        .clone_current()
-        .map(|c| (c.generation, c.tag.clone()));
-    // Acquire: pairs with the Release increment in `Config::drop`.
-    let configs_dropped_in_run = CONFIGS_DROPPED.load(Ordering::Acquire);
     p.config.clear();
-    // Relaxed: every config was made on this thread.
     let configs_made = CONFIGS_MADE.load(Ordering::Relaxed);
     let limit = Instant::now() + Duration::from_secs(10);
     while CONFIGS_DROPPED.load(Ordering::Acquire) < configs_made && Instant::now() < limit {
         std::thread::sleep(Duration::from_millis(1));
     }
-    // Acquire: as above; the misplaced count below is then complete.
-    let configs_dropped = CONFIGS_DROPPED.load(Ordering::Acquire);
-    // Relaxed: statistics, ordered by the Acquire load above (configs) or by the workers'
-    // joins and the buffer destructor counts' Acquire loads (generations).
-    let config_drops_misplaced = CONFIG_DROPS_MISPLACED.load(Ordering::Relaxed);
-    let generations_backwards = GENERATIONS_BACKWARDS.load(Ordering::Relaxed);
-    let config_switches = CONFIG_SWITCHES_SEEN.load(Ordering::Relaxed);
-    let generation_min = GENERATION_MIN.load(Ordering::Relaxed);
-    let generation_max = GENERATION_MAX.load(Ordering::Relaxed);
 
-    let sum = |f: fn(&Worker) -> &AtomicU64| -> u64 {
-        p.workers.iter().map(|w| f(w).load(Ordering::Relaxed)).sum()
-    };
     let signals = sum(|w| &w.signals);
     let recorded = sum(|w| &w.recorded);
-    let lost_no_buffer = sum(|w| &w.lost_no_buffer);
-    let lost_no_job = sum(|w| &w.lost_no_job);
-    let lost = lost_no_buffer + lost_no_job;
+    let lost = sum(|w| &w.lost);
     let config_reads = sum(|w| &w.config_reads);
     let config_corrupt = sum(|w| &w.config_corrupt);
     let config_missing = sum(|w| &w.config_missing);
-    let folded = FOLDED.load(Ordering::Relaxed);
+    // Acquire: pairs with the destructors' Release increments; the Relaxed counts they made
+    // before are then visible.
     let dtors = DESTRUCTORS.load(Ordering::Acquire);
+    let configs_dropped = CONFIGS_DROPPED.load(Ordering::Acquire);
+    let folded = FOLDED.load(Ordering::Relaxed);
     let made = BUFFERS_MADE.load(Ordering::Relaxed);
     let allocs = ALLOC.counts().restricted();
-    let dtor_in_restricted = DTOR_IN_RESTRICTED.load(Ordering::Relaxed);
     let stats = p.rt.stats();
-
     let mut failures = Vec::new();
     let mut check = |ok: bool, what: String| {
         if !ok {
@@ -720,79 +552,49 @@ fn main() {
     };
     check(allocs == 0, format!("allocations in the handler: {allocs}"));
     check(
-        recorded == folded_retired + in_last,
-        format!(
-            "samples recorded {recorded} != folded by retired buffers {folded_retired} + in the last buffers {in_last}"
-        ),
-    );
-    check(
         signals == recorded + lost,
         format!("signals {signals} != recorded {recorded} + lost {lost}"),
     );
     check(
-        dtors_retired == retired,
-        format!("destructors of retired buffers {dtors_retired} != buffers retired {retired}"),
-    );
-    check(
         dtors == made && folded == recorded,
+        format!("buffers destroyed {dtors} of {made}, samples folded {folded} of {recorded}"),
+    );
+    check(
+        dtors_retired >= retired,
+        format!("retired buffers destroyed by the drainer {dtors_retired} < {retired}"),
+    );
+    check(
+        DTOR_IN_RESTRICTED.load(Ordering::Relaxed) == 0,
+        "a buffer was destroyed in the handler".to_string(),
+    );
+    check(
+        stats.emergency == 0 && stats.leaked == 0 && stats.reserve_failures == 0,
+        format!("fallbacks: {stats:?}"),
+    );
+    check(
+        retired > 0 || args.starve,
+        "no buffer retired (too short a run?)".to_string(),
+    );
+    check(
+        config_corrupt == 0 && config_missing == 0 && config_reads == signals,
         format!(
-            "every buffer destroyed once ({dtors} of {made}), every sample folded ({folded} of {recorded})"
+            "config reads {config_reads} of {signals}: {config_corrupt} corrupt, {config_missing} missing"
         ),
     );
     check(
-        dtor_in_restricted == 0,
-        format!("destructors in restricted context: {dtor_in_restricted}"),
+        configs_dropped == configs_made && configs_made == generation,
+        format!("configs installed {generation}, made {configs_made}, destroyed {configs_dropped}"),
     );
     check(
-        stats.emergency == 0 && stats.leaked == 0,
-        format!("emergency {} leaked {}", stats.emergency, stats.leaked),
+        CONFIG_DROPS_MISPLACED.load(Ordering::Relaxed) == 0,
+        "a config destroyed off the drainer, in a handler or under a read guard".to_string(),
     );
     check(
-        retired > 0,
-        "no buffer was retired (too short a run?)".to_string(),
+        GENERATIONS_BACKWARDS.load(Ordering::Relaxed) == 0
+            && GENERATION_MAX.load(Ordering::Relaxed) <= generation,
+        "config generations out of order in a buffer".to_string(),
     );
-    check(
-        config_corrupt == 0,
-        format!("configs that failed their integrity check in the handler: {config_corrupt}"),
-    );
-    check(
-        config_missing == 0,
-        format!("handler reads that found no config: {config_missing}"),
-    );
-    check(
-        config_reads == signals,
-        format!("config reads {config_reads} != signals {signals}"),
-    );
-    check(
-        configs_made == generation,
-        format!("configs made {configs_made} != configs installed {generation}"),
-    );
-    check(
-        configs_dropped == configs_made,
-        format!("configs destroyed {configs_dropped} != configs installed {configs_made}"),
-    );
-    check(
-        config_drops_misplaced == 0,
-        format!(
-            "configs destroyed off the drainer, in restricted context or under a read guard: {config_drops_misplaced}"
-        ),
-    );
-    check(
-        generations_backwards == 0,
-        format!(
-            "samples whose config generation went backwards in a buffer: {generations_backwards}"
-        ),
-    );
-    check(
-        generation_max <= generation,
-        format!(
-            "a sample carries generation {generation_max}, above the last installed {generation}"
-        ),
-    );
-    check(
-        stats.grace_periods > 0,
-        "no grace period: no replaced config reached the drainer".to_string(),
-    );
+    check(stats.grace_periods > 0, "no grace period".to_string());
 
     println!(
         "sampler: {} workers, {:.2} s, SIGPROF every {:?} of thread CPU time, {} samples per buffer",
@@ -801,40 +603,15 @@ fn main() {
         args.interval,
         BUFFER_SAMPLES
     );
-    println!("  samples                 {recorded} recorded of {signals} signals");
+    println!("  samples                 {recorded} recorded of {signals} signals, {lost} lost");
     println!(
-        "  samples lost            {lost} (no fresh buffer {lost_no_buffer}, no reserved job {lost_no_job})"
-    );
-    println!("  buffers retired         {retired} (from the handler, deferred to the drainer)");
-    println!(
-        "  destructors run         {dtors} ({dtors_retired} retired on the drainer, then the last and unused buffers)"
+        "  buffers                 {retired} retired by handlers ({} owned boxes handed over, no job), {dtors} destroyed",
+        stats.owned
     );
     println!(
-        "  samples folded          {folded_retired} by retired buffers + {in_last} in the last buffers = {}",
-        folded_retired + in_last
+        "  configs                 {generation} installed, {configs_dropped} destroyed after {} grace periods",
+        stats.grace_periods
     );
-    println!("  reservation top-ups     {topups}");
-    println!(
-        "  configs installed       {generation} (one every {CONFIG_PERIOD:?} or so; last: {})",
-        last_config.map_or_else(
-            || "none".to_string(),
-            |(g, tag)| format!("generation {g}, tag {tag:?}")
-        )
-    );
-    println!(
-        "  configs destroyed       {configs_dropped} by the drainer ({configs_dropped_in_run} during the run, the rest once the slot was cleared)"
-    );
-    println!(
-        "  config reads            {config_reads} in the handler, under a read guard (integrity failures {config_corrupt}, slot empty {config_missing})"
-    );
-    if generation_min <= generation_max {
-        println!(
-            "  generations sampled     {generation_min}..={generation_max}, {config_switches} switches seen within buffers, {generations_backwards} backwards"
-        );
-    } else {
-        println!("  generations sampled     none");
-    }
-    println!("  grace periods           {}", stats.grace_periods);
     println!("  allocations in handler  {allocs}");
     let total = PROFILE
         .iter()

@@ -3,7 +3,8 @@
 #
 # What it proves: sigdrop's restricted-context paths, run from a signal handler under a tgkill
 # storm — teardowns that offload to the drainer and ring its doorbell, installs on reserved jobs,
-# replaces, refused installs handed back — make no call that RTSan considers unsafe in real-time
+# replaces, refused installs handed back, owned boxes (`sigdrop::Owned`) torn down, swapped and
+# dropped — make no call that RTSan considers unsafe in real-time
 # code (malloc/free, locks, blocking calls, system calls), except the doorbell's futex wake, the
 # single exemption (src/doorbell.rs, under --cfg sigdrop_rtsan). And that the check has teeth:
 # the same binary, asked to allocate in its handler (--alloc-in-handler), must be reported.
@@ -91,7 +92,7 @@ expect_clean() {
         cat "$out" >&2
         fail "$name ($*): exit $rc; expected exit 0, result=PASS and no RTSan report"
     fi
-    echo "PASS $name, $*: $(grep -o 'delivered=[0-9]*\|teardowns=[0-9]*\|installs=[0-9]*\|wakes=[0-9]*' "$out" | tr '\n' ' ')— 0 RTSan reports"
+    echo "PASS $name, $*: $(grep -o 'delivered=[0-9]*\|teardowns=[0-9]*\|installs=[0-9]*\|wakes=[0-9]*\|owned_drops=[0-9]*' "$out" | tr '\n' ' ')— 0 RTSan reports"
 }
 
 for via in sigaction install; do

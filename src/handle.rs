@@ -207,6 +207,11 @@ impl Runtime {
         &self.handle.inner
     }
 
+    /// The runtime state itself, for an [`Owned`](crate::Owned) box to keep alive.
+    pub(crate) fn inner_arc(&self) -> &Arc<Inner> {
+        &self.handle.inner
+    }
+
     /// A snapshot of the gauges and counters. May be called from a signal handler (relaxed
     /// loads only).
     pub fn stats(&self) -> Stats {

@@ -92,6 +92,11 @@
 //!   leaves delays only objects readers could have seen. The thread that fills a batch destroys
 //!   ready batches itself, and when more than [`Builder::max_pending`] objects wait it helps
 //!   until they are back under the bound: memory stays bounded at any write rate.
+//! - An [`Owned`] box carries its own way to the drainer in the same allocation (basedrop's
+//!   `Owned`): dropped in restricted context it is one push onto this CPU's list of boxes,
+//!   which the drainer takes with the job lists — no job, no claim, nothing to reserve; a
+//!   [`RefSlot<Owned<T>>`](RefSlot) never needs a job either. [`Shared`] is its
+//!   reference-counted sibling: the last reference, dropped anywhere, goes the same way.
 //! - A [`RawSlot`] is for pointers without destructors: one atomic swap, no accounting.
 //! - [`KptrArray`] and [`KptrHash`] are arrays and preallocated hash maps of slots;
 //!   [`signal`] installs handlers that enter restricted context for you and drives them with
@@ -121,10 +126,11 @@
 //! ## What may run in a signal handler
 //!
 //! Each public item's documentation says whether it may be called from a signal handler. In
-//! short: [`restricted::enter`], slot exchanges and takes, dropping a [`Detached`],
-//! [`read::enter`], [`ReadSlot::load`], [`ReadSlot::clone_current`] and [`Runtime::stats`] may;
-//! building a runtime, [`Runtime::reserve`], [`Runtime::drain`], [`Runtime::trim`] and
-//! [`read::synchronize`] may not (they refuse with [`Error::Restricted`]).
+//! short: [`restricted::enter`], slot exchanges and takes, dropping a [`Detached`] or an
+//! [`Owned`] (and using one: it derefs mutably), [`read::enter`], [`ReadSlot::load`],
+//! [`ReadSlot::clone_current`] and [`Runtime::stats`] may; building a runtime and
+//! [`Owned::new`] (they allocate) may not, nor may [`Runtime::reserve`], [`Runtime::drain`],
+//! [`Runtime::trim`] and [`read::synchronize`] (they refuse with [`Error::Restricted`]).
 //!
 //! ## What becomes of objects at shutdown
 //!
@@ -182,12 +188,14 @@ mod handle;
 mod ledger;
 mod llist;
 mod maps;
+mod owned;
 mod pointer;
 pub mod read;
 mod read_slot;
 mod reclaim;
 pub mod restricted;
 mod runtime;
+mod shared;
 #[cfg(not(loom))]
 pub mod signal;
 mod slot;
@@ -198,10 +206,12 @@ pub use builder::{Builder, DEFAULT_MAX_PENDING, MAX_SHARDS, Policy};
 pub use error::Error;
 pub use handle::Runtime;
 pub use maps::{KptrArray, KptrHash};
+pub use owned::Owned;
 pub use pointer::{Destroy, Raw, SlotPointer};
 pub use read_slot::{Access, Readable, WriteOnly};
 pub use reclaim::doorbell::Wake;
 pub use reclaim::drainer::Drainer;
+pub use shared::Shared;
 pub use slot::{Detached, RawSlot, ReadSlot, RefSlot, Rejected, Slot};
 pub use stats::Stats;
 
@@ -220,4 +230,5 @@ pub mod model {
     pub use crate::ledger::Ledger;
     pub use crate::llist::{Chain, JobLists};
     pub use crate::reclaim::doorbell::{Doorbell, Wake};
+    pub use crate::reclaim::owned_list::set_model_interrupt;
 }

@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
@@ -45,6 +45,23 @@ pub unsafe trait SlotPointer: sealed::Sealed + Send + Sized + 'static {
     /// the slot's type.
     #[doc(hidden)]
     const DESTRUCTOR: Dtor;
+    /// Whether the pointer carries its own way to the drainer ([`Owned`](crate::Owned)): a slot
+    /// then never claims a job for it, and a [`Detached`](crate::Detached) holding it defers it
+    /// in restricted context with [`defer_self`](Self::defer_self) instead of a job. A constant,
+    /// so the branch costs nothing for the other pointers.
+    #[doc(hidden)]
+    const SELF_DEFERRING: bool = false;
+    /// Hands the value to the drainer from restricted context without a job; `grace`: readers
+    /// may still borrow it. Called only when [`SELF_DEFERRING`](Self::SELF_DEFERRING) is true,
+    /// and then async-signal-safe.
+    #[doc(hidden)]
+    fn defer_self(self, grace: bool) {
+        let _ = grace;
+        // Never called for pointers that are not self-deferring (every call site checks the
+        // constant first); leaking is the one answer that is safe in a signal handler.
+        debug_assert!(false, "defer_self on a pointer that is not self-deferring");
+        std::mem::forget(self);
+    }
 }
 
 /// # Safety

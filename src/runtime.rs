@@ -37,7 +37,8 @@
 //! Objects leave slots in two ways, and are destroyed in two ways:
 //!
 //! - in restricted context, each object goes with its own job (claimed before, so it never
-//!   allocates) onto this CPU's job list, and the doorbell tells the drainer;
+//!   allocates) onto this CPU's job list, and the doorbell tells the drainer; an `Owned` box
+//!   needs no job: its own node goes onto this CPU's owned list (`owned_list.rs`), same doorbell;
 //! - in ordinary context, an object that must not be destroyed inline (it left a readable slot,
 //!   or the policy says always defer) is *retired* into this CPU's open batch: no job, no
 //!   ledger, an uncontended try-lock. A full batch is closed, stamped with the grace period it
@@ -68,12 +69,14 @@ use crate::ledger::Ledger;
 use crate::llist::{Chain, JobLists};
 use crate::read;
 use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
-use crate::reclaim::doorbell::Doorbell;
+use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain};
+use crate::reclaim::owned_list::{Link, OwnedLists};
 use crate::restricted;
 use crate::stats::Stats;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
 
 /// Cumulative counters and high-water marks. Every access to them is Relaxed: they are
 /// statistics, read as snapshots by `stats()`, and nothing synchronises through them. The same
@@ -120,6 +123,8 @@ pub(crate) struct Inner {
     arena: Arena,
     free: Freelist,
     lists: JobLists,
+    /// Owned boxes handed over in restricted context, each in its own node (`owned.rs`).
+    owned: OwnedLists,
     batches: Batches,
     ledger: Ledger,
     pub(crate) doorbell: Doorbell,
@@ -141,6 +146,7 @@ impl Inner {
             arena: Arena::new(),
             free: Freelist::new(cfg.shards),
             lists: JobLists::new(cfg.shards),
+            owned: OwnedLists::new(cfg.shards, matches!(cfg.wake, Wake::Lazy { .. })),
             batches: Batches::new(cfg.shards),
             ledger: Ledger::new(),
             doorbell: Doorbell::new(has_sleeper, cfg.wake),
@@ -429,6 +435,20 @@ impl Inner {
         }
     }
 
+    /// Queues an owned box's node on this CPU's owned list and rings the doorbell as a job push
+    /// does. Async-signal-safe: one CAS and, for the first node of a burst, the ring.
+    ///
+    /// # Safety
+    /// As for `OwnedLists::push`: the caller owns the live node and gives it up.
+    #[inline]
+    pub(crate) unsafe fn offload_owned(&self, node: NonNull<Link>, grace: bool) {
+        // SAFETY: forwarded contract.
+        let before = unsafe { self.owned.push(node, grace) };
+        if self.doorbell.after_push(before) {
+            self.counters.wakes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The D7 fallback: park the object; if even that fails, leak it. Never runs a destructor.
     fn offload_emergency(&self, parked: Parked) {
         match self.emergency.park(parked) {
@@ -607,6 +627,20 @@ impl Inner {
                 ran += self.run_chain(shard, chain, &mut grace, all);
             }
         }
+        // Owned boxes (`owned.rs`) come in their own nodes: no job to return, no claim.
+        let mut owned = 0;
+        self.owned.take_all(|payload| {
+            if payload.grace && !all {
+                self.batch_for_grace(&mut grace, payload);
+            } else {
+                self.run(payload);
+                owned += 1;
+            }
+        });
+        self.counters
+            .drained
+            .fetch_add(owned as u64, Ordering::Relaxed);
+        ran += owned;
         let mut unparked = 0;
         self.emergency.drain(|parked| {
             if parked.payload.grace && !all {
@@ -733,6 +767,7 @@ impl Inner {
             spare,
             reserved,
             offloaded: taken + unparked + queued as u64 + parked,
+            owned: self.owned.taken(),
             drained: relaxed(&c.drained),
             wakes: relaxed(&c.wakes),
             trimmed: relaxed(&c.trimmed),

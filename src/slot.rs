@@ -211,7 +211,8 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// ([`Error::NoSpareJob`]), in ordinary context when growing failed
     /// ([`Error::OutOfMemory`], [`Error::CapacityExceeded`]).
     ///
-    /// When a job is needed:
+    /// When a job is needed (never for an [`Owned`](crate::Owned) box, which carries its own
+    /// way to the drainer: a slot of them never refuses):
     /// - installing into an empty slot needs one, in any context;
     /// - replacing a present object in ordinary context needs none: the old object's job moves
     ///   to the new one, so the replace is a single CAS. The old object comes back
@@ -264,12 +265,18 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         // moves the old object's claim to the new one and takes none: one CAS. (A readable
         // slot's displaced object is retired into a batch there, which needs no job.)
         let claim_always = restricted::is_active();
-        let raw = new.into_raw().as_ptr();
         let mut claimed = claimed;
+        if P::SELF_DEFERRING && claimed {
+            // A self-deferring pointer (`Owned`) needs no job in any context: a slot of them
+            // holds no claims, so one handed in (by a map's insert) goes straight back.
+            inner.release_claim();
+            claimed = false;
+        }
+        let raw = new.into_raw().as_ptr();
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
         let mut cur = self.ptr.load(Ordering::Relaxed);
         loop {
-            if (cur.is_null() || claim_always) && !claimed {
+            if !P::SELF_DEFERRING && (cur.is_null() || claim_always) && !claimed {
                 if let Err(error) = inner.claim_for_install() {
                     // SAFETY: `raw` came from `into_raw` of `new` just above and was never shared.
                     let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
@@ -302,7 +309,8 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     pub fn take(&self) -> Option<Detached<'_, P>> {
         // Acquire: we become the owner of the object and must see its contents.
         let prev = self.ptr.swap(ptr::null_mut(), Ordering::Acquire);
-        NonNull::new(prev).map(|p| self.detached(p, true))
+        // The claim leaves with the object (a self-deferring one has none).
+        NonNull::new(prev).map(|p| self.detached(p, !P::SELF_DEFERRING))
     }
 
     /// Empties the slot and destroys its object: inline in ordinary context under
@@ -461,7 +469,8 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// ordinary-context replace displaced (see [`Slot::xchg`]) and for a clone from
     /// [`clone_current`](Slot::clone_current). May be called anywhere.
     pub fn is_reserved(&self) -> bool {
-        self.claimed
+        // A self-deferring pointer ([`Owned`](crate::Owned)) needs no job at all.
+        self.claimed || P::SELF_DEFERRING
     }
 
     /// Reserves a job for this value if it has none, so that it can later be dropped in
@@ -469,7 +478,7 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// taken value. In ordinary context this may grow the pool; in restricted context it uses a
     /// reserved or spare job. On failure the value is unchanged and the error says why.
     pub fn reserve(&mut self) -> Result<(), Error> {
-        if !self.claimed {
+        if !self.claimed && !P::SELF_DEFERRING {
             self.inner.claim_for_install()?;
             self.claimed = true;
         }
@@ -478,7 +487,9 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
 
     /// The object itself, releasing its reserved job. Ordinary context: in restricted context
     /// this is refused and the guard comes back (a bare `P` dropped in a handler would run its
-    /// destructor there), so it is harmless to call from a signal handler.
+    /// destructor there), so it is harmless to call from a signal handler. The exception is an
+    /// [`Owned`](crate::Owned) box from a [`RefSlot`]: it defers itself wherever it is dropped,
+    /// so a handler gets it back (to fill it, or to move it into another slot).
     ///
     /// For an object that left a [`ReadSlot`] it first waits for a grace period
     /// ([`read::synchronize`](crate::read::synchronize)), after which no reader borrows it; it
@@ -486,7 +497,8 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// for itself).
     #[inline]
     pub fn into_inner(self) -> Result<P, Self> {
-        if restricted::is_active() {
+        // An owned box from a write-only slot defers itself: a handler may have it back.
+        if restricted::is_active() && (self.readers || !P::SELF_DEFERRING) {
             return Err(self);
         }
         if self.readers && crate::read::synchronize().is_err() {
@@ -515,6 +527,13 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
         // SAFETY: `drop` runs once; `value` is not used after this.
         let value = unsafe { ManuallyDrop::take(&mut self.value) };
         if restricted::is_active() {
+            if P::SELF_DEFERRING {
+                // Its own node carries it (`owned.rs`): one push, no job. (It holds no claim:
+                // slots never give one to a self-deferring pointer.)
+                debug_assert!(!self.claimed);
+                value.defer_self(self.readers);
+                return;
+            }
             let payload = Payload {
                 obj: value.into_raw().as_ptr(),
                 dtor: P::DESTRUCTOR,

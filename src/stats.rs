@@ -25,6 +25,10 @@ pub struct Stats {
     /// a list and counting it, a snapshot can read low by that list's length; at a quiescent point
     /// it is exact.
     pub offloaded: u64,
+    /// [`Owned`](crate::Owned) boxes handed to the drainer in restricted context (each in its
+    /// own allocation, with no job), taken off their lists by drainers so far. Their destructors
+    /// are counted in `drained` too.
+    pub owned: u64,
     /// Deferred destructors run (by the drainer, by `Runtime::drain`, or by a thread helping;
     /// including parked objects and panicking destructors).
     pub drained: u64,

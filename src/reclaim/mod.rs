@@ -6,7 +6,8 @@
 //!   syscall is made while it runs, and two wake modes (immediate, lazy);
 //! - `batches.rs`: objects retired in ordinary context, many per unit, stamped with the grace
 //!   period they need and destroyed once a non-blocking poll says it has passed;
-//! - `drainer.rs`: the drainer thread's loop, which never waits for readers.
+//! - `drainer.rs`: the drainer thread's loop, which never waits for readers;
+//! - `owned_list.rs`: per-CPU lists of owned boxes' own nodes (no jobs), taken whole by a cycle.
 //!
 //! Back-pressure (producers over the backlog bound help) is the runtime's, because it needs the
 //! job lists too: see `runtime.rs`.
@@ -14,3 +15,4 @@
 pub(crate) mod batches;
 pub(crate) mod doorbell;
 pub(crate) mod drainer;
+pub(crate) mod owned_list;

@@ -1,0 +1,523 @@
+//! [`Owned<T>`]: a box whose allocation carries its own way to the drainer.
+//!
+//! ## Protocol
+//!
+//! `Owned::new(&runtime, value)` makes one allocation, a `#[repr(C)]` node:
+//!
+//! ```text
+//! [ Link { next, grace, destroy } | runtime state (a counted reference) | value: T ]
+//! ```
+//!
+//! - the [`Link`] is the node's list entry and its type-erased destructor (`owned_list.rs`);
+//! - the reference keeps the runtime's state (its lists, its doorbell) in memory for as long as
+//!   the box exists, and tells a drop where to go: one atomic increment when the box is made,
+//!   one decrement when it is destroyed (what basedrop's `Owned` pays for its collector's count);
+//! - the value.
+//!
+//! Dropping the box:
+//!
+//! - in restricted context: push the node on this CPU's owned list of its runtime and ring the
+//!   doorbell like a job push (`after_push`). No ledger, no freelist, no reserve, never the
+//!   emergency area: nothing can run out. The reference stays in the node, untouched;
+//! - in ordinary context: under [`Policy::Auto`](crate::Policy::Auto) destroy it inline (the
+//!   value, then the allocation, then the reference); under
+//!   [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer) retire it into this CPU's open batch,
+//!   as a [`Detached`](crate::Detached) does — unless the runtime has shut down, when it is
+//!   destroyed inline (nobody would run the batch).
+//!
+//! The drainer's cycle takes the owned lists right after the job lists (same doorbell clear,
+//! so the same no-lost-wake-up argument holds) and destroys each node, oldest first — or, for a
+//! node that left a [`ReadSlot`](crate::ReadSlot), batches it for a grace period.
+//!
+//! In a slot, an `Owned<T>` is a *self-deferring* [`SlotPointer`]: the slot never claims a job
+//! for it (installs never fail for want of one, in any context), and a [`Detached`] holding one
+//! is dropped in restricted context by pushing its node: a restricted teardown is a swap and a
+//! push.
+//!
+//! Exactly once: the node is owned by exactly one party at every moment — the `Owned`, a slot,
+//! a `Detached`, a list (between a push and a take), a drainer (after its take), a batch — and
+//! each hand-over is an ownership transfer (a move, the slot's atomic exchange, the list's CAS
+//! and swap). The destroy function is called only by the party that owns the node, in ordinary
+//! context.
+//!
+//! What the box does *not* keep alive is the runtime's drainer: that stops with the runtime's
+//! last [`Runtime`] handle (slots hold handles, boxes do not, so that making and destroying a
+//! box costs one atomic operation each, not two). A box dropped in ordinary context after that
+//! is destroyed inline; one dropped in a signal handler after that has nobody to destroy it and
+//! is leaked (counted in [`Stats::leaked`](crate::Stats::leaked) when the handler can tell).
+//! Keep a handle for as long as boxes may be dropped in handlers.
+
+use crate::arena::Payload;
+use crate::handle::Runtime;
+use crate::pointer::{SlotPointer, sealed};
+use crate::reclaim::owned_list::Link;
+use crate::restricted;
+use crate::runtime::Inner;
+use crate::sync::Arc;
+use std::fmt;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
+/// The allocation behind an [`Owned<T>`]. `#[repr(C)]` with the [`Link`] first, so the node's
+/// address is its link's, and `inner` at the same offset whatever `T` is.
+#[repr(C)]
+struct Node<T> {
+    link: Link,
+    inner: ManuallyDrop<Arc<Inner>>,
+    value: T,
+}
+
+/// An owned box whose destructor never runs in a signal handler: dropped in restricted context,
+/// it goes to its runtime's drainer in the same allocation — one push onto this CPU's list, no
+/// pool, no reservation, nothing that can run out.
+///
+/// It derefs (mutably) to the value, is `Send` (and `Sync`) when `T` is, and can live in slots
+/// and maps: a [`RefSlot<Owned<T>>`](crate::RefSlot) never needs a job, so installing into it
+/// never fails, and tearing it down in a handler is a swap and a push.
+///
+/// Keep a [`Runtime`] handle (or a slot of it) alive while boxes may be dropped in signal
+/// handlers: the box keeps the runtime's memory, not its drainer (see the `owned` module docs;
+/// a box dropped in a handler after the last handle is leaked, never destroyed there). With
+/// [`Drainer::Manual`](crate::Drainer::Manual), boxes dropped in handlers wait for your next
+/// [`Runtime::drain`].
+///
+/// ```
+/// use sigdrop::{Owned, Runtime, restricted};
+///
+/// let rt = Runtime::new()?;
+/// let mut samples = Owned::new(&rt, Vec::<u64>::with_capacity(1024));
+/// samples.push(42); // DerefMut, in any context (if it does not reallocate)
+///
+/// // In a signal handler:
+/// {
+///     let _nmi = restricted::enter();
+///     drop(samples); // no free() here: one push, and the drainer frees it
+/// }
+/// # while rt.stats().owned < 1 { std::thread::yield_now(); }
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+pub struct Owned<T: Send + 'static> {
+    node: NonNull<Node<T>>,
+    /// We own a `Node<T>` (drop check, variance).
+    _owns: PhantomData<Node<T>>,
+}
+
+// SAFETY: an `Owned<T>` owns its `T` like a `Box<T>` does; sending it sends the `T` (`T: Send`)
+// and a reference to the runtime's state (`Send + Sync`).
+unsafe impl<T: Send + 'static> Send for Owned<T> {}
+// SAFETY: `&Owned<T>` only gives `&T` (needs `T: Sync`).
+unsafe impl<T: Send + Sync + 'static> Sync for Owned<T> {}
+
+impl<T: Send + 'static> Owned<T> {
+    /// Moves `value` into a new allocation that carries its own way to `runtime`'s drainer.
+    ///
+    /// Not for signal handlers: it allocates (and takes a reference to the runtime's state: one
+    /// atomic increment). Make your boxes in ordinary context; a handler may then fill, swap and
+    /// drop them.
+    pub fn new(runtime: &Runtime, value: T) -> Owned<T> {
+        let node = Box::new(Node {
+            link: Link::new(destroy::<T>),
+            inner: ManuallyDrop::new(Arc::clone(runtime.inner_arc())),
+            value,
+        });
+        Owned {
+            // SAFETY: `Box::into_raw` never returns null.
+            node: unsafe { NonNull::new_unchecked(Box::into_raw(node)) },
+            _owns: PhantomData,
+        }
+    }
+
+    /// The value, out of its allocation (which is freed). Ordinary context: in restricted
+    /// context it is refused and the box comes back (freeing there is what the box avoids), so
+    /// it is harmless to call from a signal handler.
+    pub fn into_inner(this: Self) -> Result<T, Self> {
+        if restricted::is_active() {
+            return Err(this);
+        }
+        let this = ManuallyDrop::new(this);
+        let node = this.node.as_ptr();
+        // SAFETY: we own the node and never use `this` again; `inner` and `value` are read out
+        // once each, then the allocation is freed without dropping them again (`Link` and
+        // `ManuallyDrop` have no drop glue; the value is viewed as `ManuallyDrop<T>`, which has
+        // the same layout).
+        unsafe {
+            let inner = ManuallyDrop::take(&mut (*node).inner);
+            let value = std::ptr::read(&(*node).value);
+            drop(Box::from_raw(node.cast::<Node<ManuallyDrop<T>>>()));
+            drop(inner);
+            Ok(value)
+        }
+    }
+
+    fn node(&self) -> &Node<T> {
+        // SAFETY: we own a live node.
+        unsafe { self.node.as_ref() }
+    }
+
+    /// Hands the node to its runtime's drainer from restricted context: a push and maybe a
+    /// ring. Async-signal-safe: no allocation, no lock, no destructor.
+    ///
+    /// # Safety
+    /// `node` is the live node of an `Owned<T>` (of some `T`) that the caller owns and gives up.
+    #[inline]
+    unsafe fn push(node: NonNull<Link>, grace: bool) {
+        // SAFETY: a live node (contract); `inner` sits at the same offset in every `Node<T>`
+        // (`#[repr(C)]`, right after the `Link`, whatever `T` is), so reading it through
+        // `Node<()>` is sound.
+        let inner: &Inner = unsafe { &node.cast::<Node<()>>().as_ref().inner };
+        // SAFETY: the caller gives the node up; its `destroy` frees it.
+        unsafe { inner.offload_owned(node, grace) };
+    }
+
+    /// The ordinary-context drop (out of line: the restricted push is the path to keep short).
+    #[inline(never)]
+    fn drop_ordinary(&mut self) {
+        let inner: &Inner = &self.node().inner;
+        let node = self.node.cast::<Link>().as_ptr().cast::<()>();
+        if inner.defers_in_ordinary_context(false) && !inner.stopping() {
+            inner.retire(Payload {
+                obj: node,
+                dtor: destroy::<T>,
+                grace: false,
+            });
+        } else {
+            // SAFETY: we own the node and are being dropped; ordinary context.
+            unsafe { destroy::<T>(node) };
+        }
+    }
+}
+
+/// Destroys a node: the value, then the allocation, then the reference to the runtime (last, so
+/// that the runtime outlives the value's destructor; and if that panics, the allocation and the
+/// reference are still released as the panic unwinds).
+///
+/// # Safety
+/// `ptr` is the node of an `Owned<T>`, owned by the caller, never used again. Ordinary context.
+unsafe fn destroy<T: Send + 'static>(ptr: *mut ()) {
+    debug_assert!(!restricted::is_active());
+    let node = ptr.cast::<Node<T>>();
+    // SAFETY: the caller owns the live node; the reference is taken out once and the node is
+    // not used after the `Box` below frees it.
+    let inner = unsafe { ManuallyDrop::take(&mut (*node).inner) };
+    // SAFETY: the node came from `Box::into_raw` in `Owned::new`.
+    drop(unsafe { Box::from_raw(node) });
+    drop(inner);
+}
+
+impl<T: Send + 'static> Drop for Owned<T> {
+    /// In restricted context: one push onto this CPU's owned list (and, for the first box of a
+    /// burst, the doorbell's ring: at most one `futex` wake). Async-signal-safe. In ordinary
+    /// context: destroyed inline under [`Policy::Auto`](crate::Policy::Auto), retired to the
+    /// drainer under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer).
+    #[inline]
+    fn drop(&mut self) {
+        if restricted::is_active() {
+            // SAFETY: we own the node and are being dropped: it is given up here.
+            unsafe { Self::push(self.node.cast(), false) };
+        } else {
+            self.drop_ordinary();
+        }
+    }
+}
+
+impl<T: Send + 'static> Deref for Owned<T> {
+    type Target = T;
+    /// May be called from a signal handler.
+    fn deref(&self) -> &T {
+        &self.node().value
+    }
+}
+
+impl<T: Send + 'static> DerefMut for Owned<T> {
+    /// May be called from a signal handler.
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: we own the node; `&mut self` makes this the only access.
+        unsafe { &mut self.node.as_mut().value }
+    }
+}
+
+impl<T: Send + fmt::Debug + 'static> fmt::Debug for Owned<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Owned").field(&**self).finish()
+    }
+}
+
+/// The offset of the value in a node: a slot holds the value's address (what readers borrow),
+/// and this finds the node again.
+const fn value_offset<T>() -> usize {
+    std::mem::offset_of!(Node<T>, value)
+}
+
+/// [`destroy`] for a slot's pointer, which is the value's address.
+///
+/// # Safety
+/// As for [`destroy`], with `ptr` the `value` field's address in the node (from `into_raw`).
+unsafe fn destroy_value<T: Send + 'static>(ptr: *mut ()) {
+    // SAFETY: `ptr` points `value_offset` bytes into the node's allocation, with its provenance.
+    unsafe { destroy::<T>(ptr.byte_sub(value_offset::<T>())) }
+}
+
+impl<T: Send + 'static> sealed::Sealed for Owned<T> {}
+// SAFETY: `into_raw` gives the value's address (derived from the node pointer, so with the
+// whole allocation's provenance) and `from_raw` steps back to the node; `DESTRUCTOR` destroys
+// the node exactly as dropping the `Owned` inline does; `T: Send` lets any thread destroy it;
+// until then the node, and so the `T` at that address, stays valid.
+unsafe impl<T: Send + 'static> SlotPointer for Owned<T> {
+    type Target = T;
+    const SELF_DEFERRING: bool = true;
+    fn into_raw(self) -> NonNull<()> {
+        let node = ManuallyDrop::new(self).node;
+        // SAFETY: in bounds of the node's allocation (the `value` field).
+        unsafe { node.cast::<()>().byte_add(value_offset::<T>()) }
+    }
+    unsafe fn from_raw(ptr: NonNull<()>) -> Self {
+        Owned {
+            // SAFETY: `ptr` came from `into_raw` (the caller's contract): stepping back gives
+            // the node's address, within the same allocation.
+            node: unsafe { ptr.byte_sub(value_offset::<T>()) }.cast(),
+            _owns: PhantomData,
+        }
+    }
+    const DESTRUCTOR: crate::arena::Dtor = destroy_value::<T>;
+    fn defer_self(self, grace: bool) {
+        let node = ManuallyDrop::new(self).node.cast::<Link>();
+        // SAFETY: we own the node (`self`) and give it up.
+        unsafe { Self::push(node, grace) };
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::{Drainer, Policy, ReadSlot, RefSlot, Wake, read};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// Counts destructions; fails if one runs in restricted context.
+    #[derive(Debug)]
+    struct Tracked(Arc<AtomicUsize>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            assert!(!restricted::is_active(), "destroyed in restricted context");
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn manual() -> Runtime {
+        Runtime::builder()
+            .drainer(Drainer::Manual)
+            .headroom(0)
+            .hysteresis(0)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn restricted_drop_is_one_push_and_the_drain_destroys_it_once() {
+        let rt = manual();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let boxed = Owned::new(&rt, Tracked(drops.clone()));
+        {
+            let _nmi = restricted::enter();
+            drop(boxed);
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        let s = rt.stats();
+        assert_eq!(
+            (s.total, s.emergency, s.owned),
+            (0, 0, 0),
+            "no job used: {s:?}"
+        );
+        assert_eq!(rt.drain().unwrap(), 1);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!(rt.drain().unwrap(), 0);
+        let s = rt.stats();
+        assert_eq!((s.owned, s.drained, s.total), (1, 1, 0));
+    }
+
+    #[test]
+    fn ordinary_drop_destroys_inline_or_retires_under_always_defer() {
+        let rt = manual();
+        let drops = Arc::new(AtomicUsize::new(0));
+        drop(Owned::new(&rt, Tracked(drops.clone())));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+
+        let rt = Runtime::builder()
+            .drainer(Drainer::Manual)
+            .policy(Policy::AlwaysDefer)
+            .build()
+            .unwrap();
+        drop(Owned::new(&rt, Tracked(drops.clone())));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn derefs_mutably_and_unwraps_in_ordinary_context_only() {
+        let rt = manual();
+        let mut v = Owned::new(&rt, vec![1u64, 2]);
+        v.push(3);
+        assert_eq!(*v, [1, 2, 3]);
+        assert_eq!(format!("{v:?}"), "Owned([1, 2, 3])");
+        let v = {
+            let _nmi = restricted::enter();
+            Owned::into_inner(v).unwrap_err()
+        };
+        assert_eq!(Owned::into_inner(v).unwrap(), [1, 2, 3]);
+        assert_eq!(rt.drain().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_slot_of_owned_boxes_needs_no_job_in_any_context() {
+        let rt = manual(); // headroom 0, nothing reserved: a Box slot would refuse below
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot: RefSlot<Owned<Tracked>> = RefSlot::new(&rt);
+        let fresh = || Owned::new(&rt, Tracked(drops.clone()));
+        {
+            let _nmi = restricted::enter();
+            assert!(slot.xchg(Some(fresh())).unwrap().is_none()); // install
+            let old = slot.xchg(Some(fresh())).unwrap().unwrap(); // replace
+            assert!(old.is_reserved());
+            drop(old); // a push
+            // A handler may take a box out (to fill it) and put it back: no job either way.
+            let mut mine = slot.take().unwrap().into_inner().ok().unwrap();
+            mine.0 = drops.clone();
+            assert!(slot.xchg(Some(mine)).unwrap().is_none());
+            slot.clear(); // a swap and a push
+        }
+        let s = rt.stats();
+        assert_eq!(
+            (s.total, s.reserve_failures, s.emergency),
+            (0, 0, 0),
+            "{s:?}"
+        );
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        assert_eq!(rt.drain().unwrap(), 2);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        // Ordinary context: replace and take as usual.
+        slot.xchg(Some(fresh())).unwrap();
+        let old = slot.xchg(Some(fresh())).unwrap().unwrap();
+        assert!(Owned::into_inner(old.into_inner().unwrap()).is_ok());
+        drop(slot); // destroys the last one inline
+        assert_eq!(drops.load(Ordering::SeqCst), 4);
+        assert_eq!(rt.stats().total, 0);
+    }
+
+    #[test]
+    fn a_map_insert_gives_its_claim_back_for_owned_boxes() {
+        let rt = manual();
+        let map: crate::KptrHash<u32, Owned<u64>> = crate::KptrHash::new(&rt, 4).unwrap();
+        map.insert(1, Owned::new(&rt, 7)).unwrap();
+        map.insert(1, Owned::new(&rt, 8)).unwrap();
+        assert_eq!(rt.stats().refs, 0);
+        {
+            let _nmi = restricted::enter();
+            assert!(map.delete(&1).unwrap());
+        }
+        assert_eq!(rt.drain().unwrap(), 1);
+        let s = rt.stats();
+        assert_eq!((s.refs, s.active, s.owned), (0, 0, 1), "{s:?}");
+    }
+
+    #[test]
+    fn a_readable_slot_defers_a_restricted_teardown_past_its_readers() {
+        let rt = manual();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot: ReadSlot<Owned<Tracked>> = ReadSlot::new(&rt);
+        slot.xchg(Some(Owned::new(&rt, Tracked(drops.clone()))))
+            .unwrap();
+        let guard = read::enter();
+        let seen = slot.load(&guard).unwrap();
+        {
+            let _nmi = restricted::enter();
+            slot.clear();
+        }
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "destroyed under a reader");
+        assert_eq!(seen.0.load(Ordering::SeqCst), 0); // still readable
+        drop(guard);
+        rt.drain_and_wait().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_box_outliving_its_runtime_handles_is_destroyed_inline_in_ordinary_context() {
+        let rt = Runtime::new().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let boxed = Owned::new(&rt, Tracked(drops.clone()));
+        drop(rt); // the drainer stops; the box keeps the runtime's memory
+        drop(boxed); // ordinary context: destroyed inline
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        let rt = Runtime::builder()
+            .policy(Policy::AlwaysDefer)
+            .build()
+            .unwrap();
+        let boxed = Owned::new(&rt, Tracked(drops.clone()));
+        drop(rt);
+        drop(boxed); // not retired into a batch nobody would run
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn lazy_mode_rings_at_the_high_watermark_only() {
+        let rt = Runtime::builder()
+            .wake(Wake::Lazy {
+                period: Duration::from_secs(60),
+                high_watermark: 3,
+            })
+            .shards(1)
+            .build()
+            .unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let boxes: Vec<_> = (0..3)
+            .map(|_| Owned::new(&rt, Tracked(drops.clone())))
+            .collect();
+        // Let the drainer go to sleep (its first cycle found nothing).
+        std::thread::sleep(Duration::from_millis(50));
+        let mut it = boxes.into_iter();
+        {
+            let _nmi = restricted::enter();
+            drop(it.next());
+            drop(it.next());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "rang below the watermark");
+        {
+            let _nmi = restricted::enter();
+            drop(it.next());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while drops.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+        assert_eq!(rt.stats().owned, 3);
+    }
+
+    #[test]
+    fn a_panicking_destructor_on_the_drainer_is_contained() {
+        #[derive(Debug)]
+        struct Panics;
+        impl Drop for Panics {
+            fn drop(&mut self) {
+                panic!("destructor panics");
+            }
+        }
+        let rt = manual();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let a = Owned::new(&rt, Panics);
+        let b = Owned::new(&rt, Tracked(drops.clone()));
+        {
+            let _nmi = restricted::enter();
+            drop(a);
+            drop(b);
+        }
+        assert_eq!(rt.drain().unwrap(), 2);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!(rt.stats().dtor_panics, 1);
+    }
+}

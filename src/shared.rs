@@ -1,0 +1,265 @@
+//! [`Shared<T>`]: the reference-counted sibling of [`Owned<T>`](crate::Owned).
+//!
+//! ## Protocol
+//!
+//! A `Shared<T>` is an `Owned<Counted<T>>` whose node every clone points to; `Counted` puts a
+//! reference count in front of the value. Nobody ever gets `&mut` to the node, so the copies of
+//! the `Owned` pointer never alias a mutable borrow.
+//!
+//! - clone: `refs += 1` (Relaxed, as `Arc`: a new reference is made from a live one, which keeps
+//!   the count above zero);
+//! - drop: `refs -= 1` (Release); the one that takes it to zero issues an Acquire fence (pairing
+//!   with every other reference's Release decrement, so all their uses happen before the
+//!   destruction) and drops the `Owned` — which, in restricted context, is one push onto this
+//!   CPU's owned list, and in ordinary context is an inline destroy (or a retire under
+//!   `Policy::AlwaysDefer`). So the last reference can be let go of anywhere; only one of the
+//!   droppers ever owns the node, because only one sees the count go from 1 to 0.
+//!
+//! In a slot, a `Shared<T>` is accounted like an `Arc<T>` (with a job): a slot's reference to an
+//! object that readers may borrow ([`ReadSlot`](crate::ReadSlot)) must be given up only after a
+//! grace period, and a node has one list link, not one per reference.
+
+use crate::arena::Dtor;
+use crate::handle::Runtime;
+use crate::owned::Owned;
+use crate::pointer::{SlotPointer, sealed};
+use crate::sync::{AtomicUsize, Ordering, fence};
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::ptr::NonNull;
+
+/// The value of a `Shared<T>`'s node: the count, then the value.
+#[repr(C)]
+pub(crate) struct Counted<T> {
+    refs: AtomicUsize,
+    value: T,
+}
+
+/// A reference-counted pointer whose last reference may be dropped in a signal handler: like
+/// `Arc<T>`, but when the last reference goes in restricted context the value goes to the
+/// drainer in its own allocation (one push, no job), as an [`Owned`] does.
+///
+/// ```
+/// use sigdrop::{Drainer, Runtime, Shared, restricted};
+///
+/// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+/// let config = Shared::new(&rt, String::from("fast"));
+/// let for_the_handler = config.clone();
+/// drop(config); // not the last reference: nothing happens
+/// {
+///     let _nmi = restricted::enter();
+///     assert_eq!(*for_the_handler, "fast");
+///     drop(for_the_handler); // the last one: a push, no free() here
+/// }
+/// assert_eq!(rt.drain()?, 1); // the String is freed here
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+pub struct Shared<T: Send + Sync + 'static> {
+    /// Shared by every clone; dropped (once) by the reference that takes the count to zero.
+    owned: ManuallyDrop<Owned<Counted<T>>>,
+}
+
+// SAFETY: like `Arc<T>`: any clone may be the last and drop the `T` on its thread (`T: Send`),
+// and clones on several threads share `&T` (`T: Sync`).
+unsafe impl<T: Send + Sync + 'static> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync + 'static> Sync for Shared<T> {}
+
+impl<T: Send + Sync + 'static> Shared<T> {
+    /// A new reference-counted value whose last reference may go in a signal handler.
+    ///
+    /// Not for signal handlers: it allocates. Keep a [`Runtime`] handle alive while references
+    /// may be dropped in handlers (see [`Owned`]).
+    pub fn new(runtime: &Runtime, value: T) -> Shared<T> {
+        Shared {
+            owned: ManuallyDrop::new(Owned::new(
+                runtime,
+                Counted {
+                    refs: AtomicUsize::new(1),
+                    value,
+                },
+            )),
+        }
+    }
+
+    /// The number of references now (a snapshot). May be called from a signal handler.
+    pub fn count(this: &Self) -> usize {
+        // Relaxed: a snapshot.
+        this.owned.refs.load(Ordering::Relaxed)
+    }
+
+    /// Whether two references point to the same value. May be called from a signal handler.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        std::ptr::eq(&**a, &**b)
+    }
+}
+
+impl<T: Send + Sync + 'static> Clone for Shared<T> {
+    /// Another reference: one atomic increment. May be called from a signal handler.
+    fn clone(&self) -> Self {
+        // Relaxed: see the module docs (as `Arc::clone`).
+        let old = self.owned.refs.fetch_add(1, Ordering::Relaxed);
+        if old > isize::MAX as usize {
+            // As `Arc`: a count this high means clones were leaked in a loop. `abort` is
+            // async-signal-safe.
+            std::process::abort();
+        }
+        Shared {
+            // SAFETY: a bitwise copy of the pointer to the shared node; every copy only ever
+            // reads through it, and only the reference that takes the count to zero drops it.
+            owned: unsafe { std::ptr::read(&self.owned) },
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Drop for Shared<T> {
+    /// Gives up this reference: one atomic decrement; the last one drops the value as an
+    /// [`Owned`] does (in a signal handler: one push, no destructor). May be called from a
+    /// signal handler.
+    fn drop(&mut self) {
+        // Release: our uses of the value happen before the last reference's Acquire fence.
+        if self.owned.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        // Acquire: pairs with every other reference's Release decrement.
+        fence(Ordering::Acquire);
+        // SAFETY: we took the count to zero: no other reference exists, and this is the one
+        // drop of the `Owned`.
+        drop(unsafe { ManuallyDrop::take(&mut self.owned) });
+    }
+}
+
+impl<T: Send + Sync + 'static> Deref for Shared<T> {
+    type Target = T;
+    /// May be called from a signal handler.
+    fn deref(&self) -> &T {
+        &self.owned.value
+    }
+}
+
+impl<T: Send + Sync + fmt::Debug + 'static> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Shared").field(&**self).finish()
+    }
+}
+
+/// The offset of the value in a `Counted<T>`: a slot holds the value's address.
+const fn value_offset<T>() -> usize {
+    std::mem::offset_of!(Counted<T>, value)
+}
+
+/// Drops one reference given by a slot's pointer (the value's address).
+///
+/// # Safety
+/// `ptr` came from `Shared::<T>::into_raw` and its reference is owned by the caller.
+unsafe fn drop_shared<T: Send + Sync + 'static>(ptr: *mut ()) {
+    // SAFETY: the caller's contract; `into_raw` never gives null.
+    drop(unsafe { <Shared<T> as SlotPointer>::from_raw(NonNull::new_unchecked(ptr)) });
+}
+
+impl<T: Send + Sync + 'static> sealed::Sealed for Shared<T> {}
+// SAFETY: `into_raw` gives the value's address (derived from the node's pointer, so with its
+// provenance) and gives up one reference; `from_raw` steps back to the `Counted` and then the
+// node (`Owned`'s own round trip); `DESTRUCTOR` drops that one reference exactly as dropping the
+// rebuilt `Shared` does, on any thread (`T: Send + Sync`); the reference keeps the value valid.
+unsafe impl<T: Send + Sync + 'static> SlotPointer for Shared<T> {
+    type Target = T;
+    fn into_raw(self) -> NonNull<()> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped: its `Owned` copy is taken out once, here.
+        let owned = unsafe { ManuallyDrop::take(&mut this.owned) };
+        // SAFETY: within the `Counted` the `Owned` points to.
+        unsafe { owned.into_raw().byte_add(value_offset::<T>()) }
+    }
+    unsafe fn from_raw(ptr: NonNull<()>) -> Self {
+        // SAFETY: `ptr` came from `into_raw` (the caller's contract): stepping back gives the
+        // `Counted`'s address, which is what `Owned::into_raw` gave.
+        let counted = unsafe { ptr.byte_sub(value_offset::<T>()) };
+        Shared {
+            // SAFETY: as above.
+            owned: ManuallyDrop::new(unsafe { Owned::from_raw(counted) }),
+        }
+    }
+    const DESTRUCTOR: Dtor = drop_shared::<T>;
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::{Drainer, ReadSlot, RefSlot, restricted};
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct Tracked(Arc<std::sync::atomic::AtomicUsize>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            assert!(!restricted::is_active(), "destroyed in restricted context");
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn manual() -> Runtime {
+        Runtime::builder().drainer(Drainer::Manual).build().unwrap()
+    }
+
+    #[test]
+    fn the_last_reference_dropped_in_a_handler_is_pushed_not_destroyed() {
+        let rt = manual();
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a = Shared::new(&rt, Tracked(drops.clone()));
+        let b = a.clone();
+        assert_eq!(Shared::count(&a), 2);
+        assert!(Shared::ptr_eq(&a, &b));
+        {
+            let _nmi = restricted::enter();
+            drop(a); // not the last
+        }
+        assert_eq!(Shared::count(&b), 1);
+        {
+            let _nmi = restricted::enter();
+            drop(b); // the last: pushed
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        assert_eq!(rt.drain().unwrap(), 1);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        let s = rt.stats();
+        assert_eq!((s.owned, s.total), (1, 0));
+        // The last reference in ordinary context: inline.
+        let c = Shared::new(&rt, Tracked(drops.clone()));
+        drop(c.clone());
+        drop(c);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn in_slots_a_shared_value_goes_with_a_job_and_waits_for_readers() {
+        let rt = manual();
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slot: RefSlot<Shared<Tracked>> = RefSlot::new(&rt);
+        let mine = Shared::new(&rt, Tracked(drops.clone()));
+        slot.xchg(Some(mine.clone())).unwrap();
+        drop(mine);
+        {
+            let _nmi = restricted::enter();
+            slot.clear(); // the slot's (last) reference goes with its job
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+
+        let read: ReadSlot<Shared<Tracked>> = ReadSlot::new(&rt);
+        let mine = Shared::new(&rt, Tracked(drops.clone()));
+        read.xchg(Some(mine.clone())).unwrap();
+        let guard = crate::read::enter();
+        let seen = read.load(&guard).unwrap();
+        read.clear(); // the slot's reference waits for a grace period
+        drop(mine); // so this is not the last one
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "destroyed under a reader");
+        assert_eq!(seen.0.load(Ordering::SeqCst), 1);
+        drop(guard);
+        rt.drain_and_wait().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+}
