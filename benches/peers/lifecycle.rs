@@ -27,6 +27,21 @@ pub fn group(c: &mut Criterion) {
         pinned_chunks(&mut g, "sigdrop", CHUNK, &mut (), no_setup, timed);
     }
 
+    // sigdrop's Owned: Owned::new, keep it (a Vec, as for basedrop), restricted drop, drain.
+    {
+        let rt = manual_runtime(1);
+        let mut objs: Vec<sigdrop::Owned<u64>> = Vec::with_capacity(CHUNK);
+        let timed = |objs: &mut Vec<sigdrop::Owned<u64>>, n| {
+            objs.extend((0..n as u64).map(|i| sigdrop::Owned::new(&rt, i)));
+            {
+                let _nmi = sigdrop::restricted::enter();
+                objs.drain(..).for_each(drop);
+            }
+            black_box(rt.drain().unwrap());
+        };
+        pinned_chunks(&mut g, "sigdrop Owned", CHUNK, &mut objs, no_setup, timed);
+    }
+
     // basedrop: Owned::new, keep it (basedrop has no slot: a Vec holds it), drop, collect.
     {
         let mut collector = Collector::new();

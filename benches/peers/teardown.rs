@@ -10,6 +10,12 @@ use basedrop::{Collector, Owned as BdOwned};
 use criterion::Criterion;
 use crossbeam_epoch as epoch;
 use sigdrop::RefSlot;
+
+/// Drops `value` in restricted context, as a handler would.
+fn drop_restricted<T>(value: T) {
+    let _nmi = sigdrop::restricted::enter();
+    drop(value);
+}
 use std::sync::Mutex;
 use std::sync::atomic::AtomicPtr;
 
@@ -39,6 +45,31 @@ pub fn group(c: &mut Criterion) {
         rt.drain().unwrap();
     }
 
+    // sigdrop's own `Owned`: dropping it in restricted context pushes its node on this CPU's
+    // list (no slot, no job: the same bare hand-over as basedrop's row below). The pending flag
+    // is kept set by a box left queued, so no wake is made.
+    {
+        let rt = manual_runtime(1);
+        let mut objs: Vec<sigdrop::Owned<u64>> = Vec::with_capacity(CHUNK);
+        let setup = |objs: &mut Vec<sigdrop::Owned<u64>>, n| {
+            rt.drain().unwrap();
+            drop_restricted(sigdrop::Owned::new(&rt, 0u64)); // re-sets the pending flag
+            objs.extend((0..n as u64).map(|i| sigdrop::Owned::new(&rt, i)));
+        };
+        let timed = |objs: &mut Vec<sigdrop::Owned<u64>>, _| {
+            let _nmi = sigdrop::restricted::enter();
+            objs.drain(..).for_each(drop);
+        };
+        pinned_chunks(
+            &mut g,
+            "sigdrop drop(Owned)",
+            CHUNK,
+            &mut objs,
+            setup,
+            timed,
+        );
+        rt.drain().unwrap();
+    }
     // basedrop: dropping an `Owned` pushes its node on the collector's queue (basedrop has no
     // slot, so no exchange is included: the peer's figure is its bare hand-over).
     {

@@ -68,7 +68,8 @@ const SECTIONS: &[Section] = &[
             Text(
                 "Guard active (`restricted::enter()`), no signal, no wake: the drainer is manual \
                  and one job stays queued, so this CPU's list is non-empty and the pending flag \
-                 set. sigdrop's figure is `RefSlot::clear` (the take from the slot included); \
+                 set. sigdrop's first figure is `RefSlot::clear` (the take from the slot included), its second \
+                 an `Owned` dropped (the bare hand-over, like basedrop's); \
                  basedrop's and crossbeam-epoch's are the bare hand-over (`drop(Owned)`; `pin` + \
                  `defer_destroy`), with no slot exchange; `Mutex<Vec>` is lock + push + unlock; \
                  the kernel v2 model (`benches/peers/v2.rs`) is `xchg` + offload + `offload_dec` \
@@ -77,6 +78,7 @@ const SECTIONS: &[Section] = &[
             Part::Table(Table {
                 rows: &[
                     ("sigdrop (`RefSlot::clear`)", T_SIGDROP),
+                    ("sigdrop `drop(Owned)`", T_OWNED),
                     ("basedrop `drop(Owned)`", T_BASEDROP),
                     ("crossbeam-epoch `pin` + `defer_destroy`", T_EPOCH),
                     ("`Mutex<Vec>` push", T_MUTEX),
@@ -100,13 +102,15 @@ const SECTIONS: &[Section] = &[
             Text(
                 "Create + install + restricted teardown + drain/collect, per object, in batches \
                  of 256. sigdrop: `Box::new`, `RefSlot` install, `clear` under the guard, \
-                 `drain()`. basedrop: `Owned::new` (kept in a `Vec`), drop, `collect()`. \
+                 `drain()`. sigdrop `Owned`: `Owned::new` (kept in a `Vec`), drop under the \
+                 guard, `drain()`. basedrop: `Owned::new` (kept in a `Vec`), drop, `collect()`. \
                  crossbeam-epoch: `Owned::new`, store into an `Atomic`, `pin` + swap out + \
                  `defer_destroy`, `flush()`.",
             ),
             Part::Table(Table {
                 rows: &[
                     ("sigdrop", L_SIGDROP),
+                    ("sigdrop `Owned`", L_OWNED),
                     ("basedrop", L_BASEDROP),
                     ("crossbeam-epoch", L_EPOCH),
                 ],

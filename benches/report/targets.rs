@@ -47,6 +47,18 @@ const RATIOS: &[(&str, &str, &str, f64)] = &[
         T_EPOCH,
         0.35,
     ),
+    (
+        "`Owned` dropped in restricted context ≤ 1.0x basedrop `drop(Owned)`",
+        T_OWNED,
+        T_BASEDROP,
+        1.0,
+    ),
+    (
+        "`Owned` full lifecycle ≤ 1.0x basedrop's",
+        L_OWNED,
+        L_BASEDROP,
+        1.0,
+    ),
 ];
 
 fn at_most(v: Option<f64>, limit: f64) -> Option<bool> {
