@@ -144,6 +144,10 @@ impl Handle {
         if let Some(thread) = thread {
             thread.join_unless_current();
         }
+        // Owned boxes handed over in handlers keep the runtime state alive from its own lists,
+        // so `Drop for Inner` would never come to run them: run them now (with a manual drainer
+        // nobody else will; with a thread, this catches boxes queued after its last cycle).
+        while self.inner.drain() > 0 {}
     }
 }
 

@@ -44,8 +44,10 @@
 //! last [`Runtime`] handle (slots hold handles, boxes do not, so that making and destroying a
 //! box costs one atomic operation each, not two). A box dropped in ordinary context after that
 //! is destroyed inline; one dropped in a signal handler after that has nobody to destroy it and
-//! is leaked (counted in [`Stats::leaked`](crate::Stats::leaked) when the handler can tell).
-//! Keep a handle for as long as boxes may be dropped in handlers.
+//! is leaked (a push onto a list nobody takes any more; not counted, to keep the push short).
+//! Keep a handle for as long as boxes may be dropped in handlers. Boxes already queued when the
+//! last handle goes are run by that handle's drop (they keep the runtime state alive from its
+//! own lists, so `Drop for Inner` alone would never see them).
 
 use crate::arena::Payload;
 use crate::handle::Runtime;
@@ -81,7 +83,7 @@ struct Node<T> {
 /// handlers: the box keeps the runtime's memory, not its drainer (see the `owned` module docs;
 /// a box dropped in a handler after the last handle is leaked, never destroyed there). With
 /// [`Drainer::Manual`](crate::Drainer::Manual), boxes dropped in handlers wait for your next
-/// [`Runtime::drain`].
+/// [`Runtime::drain`] (or the drop of the runtime's last handle, which runs them).
 ///
 /// ```
 /// use sigdrop::{Owned, Runtime, restricted};
@@ -460,6 +462,19 @@ mod tests {
         drop(rt);
         drop(boxed); // not retired into a batch nobody would run
         assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn boxes_queued_when_the_last_handle_goes_are_destroyed_by_its_drop() {
+        let rt = manual();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let boxed = Owned::new(&rt, Tracked(drops.clone()));
+        {
+            let _nmi = restricted::enter();
+            drop(boxed); // queued; the manual drainer never runs
+        }
+        drop(rt); // the last handle: runs what is queued (the box keeps the state alive)
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -35,6 +35,13 @@
 //! - take: the swap is AcqRel: Acquire pairs with every push's Release (each push's CAS continues
 //!   the release sequence of the pushes before it), so the drainer sees every node's fields and
 //!   value; Release so that a later push that finds the list empty synchronises with it;
+//! - the take first looks at a head with a Relaxed load and skips a list it sees empty (an idle
+//!   cycle then writes nothing producers read). A push that load misses loses no wake-up: the
+//!   push precedes its ring's swap of `pending`; if the drainer's clear (an Acquire swap, made
+//!   before the load) comes after that swap in `pending`'s order, it synchronises with it and
+//!   the load sees the push; if it comes before, `pending` is set again after the clear, and
+//!   the drainer does not sleep before another cycle (`doorbell.rs`). Loom checks this
+//!   (`owned_push_racing_drainer_sleep_is_never_stranded`);
 //! - the lazy-mode counter is Relaxed: it only decides whether to ring early (the drainer wakes
 //!   by itself within its period anyway). It is incremented before the push and decreased by
 //!   the drainer after the take, so it never goes below the number of nodes in the list.
