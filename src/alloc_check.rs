@@ -16,7 +16,7 @@
 //! assert!(counts.check().unwrap_err().contains("no handler ran in restricted context"));
 //!
 //! {
-//!     let _nmi = restricted::enter(); // what a handler does first (sigdrop::signal does it)
+//!     let _restricted = restricted::enter(); // what a handler does first (sigdrop::signal does it)
 //!     drop(std::hint::black_box(Box::new(1u8))); // what a handler must never do
 //! }
 //! let counts = ALLOC.take();

@@ -10,7 +10,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Policy {
     /// Defer to the drainer only in restricted context; in ordinary context the destructor runs
-    /// inline (the kernel's `in_nmi()` check).
+    /// inline.
     #[default]
     Auto,
     /// Always defer to the drainer, whatever the context.

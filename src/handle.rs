@@ -28,7 +28,7 @@ use std::sync::Arc as StdArc;
 /// let slot = RefSlot::new(&rt);
 /// slot.xchg(Some(Box::new(5u32)))?;
 /// {
-///     let _nmi = restricted::enter();      // as a signal handler would
+///     let _restricted = restricted::enter();      // as a signal handler would
 ///     drop(slot.take());                   // deferred: no destructor runs here
 /// }
 /// assert_eq!(rt.drain()?, 1);              // ran on this thread, in ordinary context

@@ -42,7 +42,9 @@
 //! A handler **must** only touch what was set up before it was installed, hand objects over
 //! with slot operations, read shared objects under [`read::enter`], and use atomics; if it
 //! installs into empty slots, keep [`Runtime::reserve`] topped up. It **must not** allocate or
-//! free, lock (a `Mutex`, the first use of a `OnceLock`), block, print, or panic. Test that with
+//! free, lock (a `Mutex`, the first use of a `OnceLock`), block, print, or panic (a panic in a
+//! handler aborts the process, with `fatal runtime error: failed to initiate panic`: the panic
+//! cannot unwind out of the signal frame; so no `unwrap` there either). Test that with
 //! [`alloc_check::RestrictedAllocs`]. Embedding sigdrop in a library: see [`guide`].
 //!
 //! **The expert path.** A handler installed some other way (your own `sigaction`) must call
@@ -52,9 +54,8 @@
 //!
 //! ## How it works
 //!
-//! It is the user-space port of the Linux kernel's fix for referenced-kptr destructors run from
-//! NMI, without the races its reviewers found. Signal handlers play NMI; the drainer plays
-//! `irq_work`.
+//! It ports a fix the Linux kernel needed for the same problem, without the races its reviewers
+//! found; readers who know the kernel will find the mapping at the end of this page.
 //!
 //! ## The story in a page
 //!
@@ -113,7 +114,7 @@
 //!
 //! // In a signal handler:
 //! {
-//!     let _nmi = restricted::enter();
+//!     let _restricted = restricted::enter();
 //!     slot.clear(); // no free() here: the Vec goes to the drainer
 //! }
 //!

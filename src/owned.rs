@@ -80,8 +80,9 @@ struct Node<T> {
 /// never fails, and tearing it down in a handler is a swap and a push.
 ///
 /// Keep a [`Runtime`] handle (or a slot of it) alive while boxes may be dropped in signal
-/// handlers: the box keeps the runtime's memory, not its drainer (see the `owned` module docs;
-/// a box dropped in a handler after the last handle is leaked, never destroyed there). With
+/// handlers: the box keeps the runtime's memory, not its drainer (a box dropped in a handler
+/// after the last handle is gone is leaked, never destroyed there). A box belongs to the
+/// runtime it was made with, whichever runtime's slot it sits in: that runtime destroys it. With
 /// [`Drainer::Manual`](crate::Drainer::Manual), boxes dropped in handlers wait for your next
 /// [`Runtime::drain`] (or the drop of the runtime's last handle, which runs them).
 ///
@@ -94,7 +95,7 @@ struct Node<T> {
 ///
 /// // In a signal handler:
 /// {
-///     let _nmi = restricted::enter();
+///     let _restricted = restricted::enter();
 ///     drop(samples); // no free() here: one push, and the drainer frees it
 /// }
 /// # while rt.stats().owned < 1 { std::thread::yield_now(); }
@@ -209,8 +210,9 @@ unsafe fn destroy<T: Send + 'static>(ptr: *mut ()) {
 }
 
 impl<T: Send + 'static> Drop for Owned<T> {
-    /// In restricted context: one push onto this CPU's owned list (and, for the first box of a
-    /// burst, the doorbell's ring: at most one `futex` wake). Async-signal-safe. In ordinary
+    /// In restricted context: one push onto this CPU's list of boxes (and, for the first box of
+    /// a burst, a wake-up of the drainer: at most one `futex` syscall, none with
+    /// [`Wake::Lazy`](crate::Wake::Lazy)). Async-signal-safe. In ordinary
     /// context: destroyed inline under [`Policy::Auto`](crate::Policy::Auto), retired to the
     /// drainer under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer).
     #[inline]

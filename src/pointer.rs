@@ -163,7 +163,7 @@ pub trait Destroy<T>: 'static {
 /// assert_eq!(unsafe { *raw.as_ptr().as_ref() }, 7);
 /// slot.xchg(Some(raw))?;
 /// {
-///     let _nmi = restricted::enter();
+///     let _restricted = restricted::enter();
 ///     slot.clear(); // deferred
 /// }
 /// assert_eq!(rt.drain()?, 1); // FreeBoxedU64::destroy ran here

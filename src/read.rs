@@ -11,6 +11,26 @@
 //! This is the crate's only grace-period mechanism. (Trim, the other place where memory is
 //! returned while lock-free code may run, needs none: pops never read the memory it frees.)
 //!
+//! ## Example
+//!
+//! ```
+//! use sigdrop::{Drainer, ReadSlot, Runtime, read};
+//!
+//! let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+//! let slot = ReadSlot::new(&rt);
+//! slot.xchg(Some(Box::new(String::from("v1"))))?;
+//! let guard = read::enter();
+//! let v1: &String = slot.load(&guard).unwrap();
+//! drop(slot.xchg(Some(Box::new(String::from("v2")))).unwrap()); // "v1" goes to the drainer
+//! assert_eq!(v1, "v1"); // still valid: the drainer waits for this guard
+//! assert_eq!(rt.drain()?, 0); // it never waits: "v1" stays for a later drain
+//! drop(guard);
+//! assert_eq!(rt.drain()?, 1); // the grace period has passed: "v1"'s destructor
+//! # Ok::<(), sigdrop::Error>(())
+//! ```
+//!
+//! The rest of this page is the protocol and its proof, for those who check such things.
+//!
 //! ## Protocol (sleepable-RCU style, two reader counters per shard, polled grace periods)
 //!
 //! ```text
@@ -112,22 +132,6 @@
 //! read-modify-writes and `sched_getcpu` against one read-modify-write and a store) and faster
 //! than arc-swap's `load`; with a writer replacing the object on another CPU it is the fastest of
 //! the three, because readers on different CPUs share no cache line.
-//!
-//! ```
-//! use sigdrop::{Drainer, ReadSlot, Runtime, read};
-//!
-//! let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
-//! let slot = ReadSlot::new(&rt);
-//! slot.xchg(Some(Box::new(String::from("v1"))))?;
-//! let guard = read::enter();
-//! let v1: &String = slot.load(&guard).unwrap();
-//! drop(slot.xchg(Some(Box::new(String::from("v2")))).unwrap()); // "v1" goes to the drainer
-//! assert_eq!(v1, "v1"); // still valid: the drainer waits for this guard
-//! assert_eq!(rt.drain()?, 0); // it never waits: "v1" stays for a later drain
-//! drop(guard);
-//! assert_eq!(rt.drain()?, 1); // the grace period has passed: "v1"'s destructor
-//! # Ok::<(), sigdrop::Error>(())
-//! ```
 
 use crate::cpu::current_shard;
 use crate::error::Error;

@@ -73,7 +73,7 @@ impl<P: SlotPointer> Slot<P, Readable> {
     ///
     /// // In a signal handler: borrow it, no reference count touched.
     /// {
-    ///     let _nmi = restricted::enter();
+    ///     let _restricted = restricted::enter();
     ///     let guard = read::enter();
     ///     assert_eq!(config.load(&guard).map(|s| s.as_str()), Some("fast"));
     /// }
@@ -154,8 +154,8 @@ impl<P: SlotPointer> Slot<P, Readable> {
 }
 
 impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
-    /// A new strong reference to the `Arc` in the slot now, or `None` if it is empty: the
-    /// safe against a concurrent replace or teardown.
+    /// A new strong reference to the `Arc` in the slot now, or `None` if it is empty; safe
+    /// against a concurrent replace or teardown, from any context.
     ///
     /// It comes in an unreserved [`Detached`]: in ordinary context take the `Arc` out with
     /// [`into_inner`](Detached::into_inner) (no grace period needed: nobody borrows through a

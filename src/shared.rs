@@ -48,7 +48,7 @@ pub(crate) struct Counted<T> {
 /// let for_the_handler = config.clone();
 /// drop(config); // not the last reference: nothing happens
 /// {
-///     let _nmi = restricted::enter();
+///     let _restricted = restricted::enter();
 ///     assert_eq!(*for_the_handler, "fast");
 ///     drop(for_the_handler); // the last one: a push, no free() here
 /// }

@@ -163,7 +163,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// static BUFFER: RefSlot<Box<Vec<u64>>> = RefSlot::global();
     ///
     /// extern "C" fn on_signal(_: libc::c_int) {
-    ///     let _nmi = restricted::enter(); // or install with `sigdrop::signal`, which does this
+    ///     let _restricted = restricted::enter(); // or install with `sigdrop::signal`, which does this
     ///     BUFFER.clear(); // the Vec goes to the drainer
     /// }
     ///

@@ -32,11 +32,14 @@ pub struct Stats {
     /// Deferred destructors run (by the drainer, by `Runtime::drain`, or by a thread helping;
     /// including parked objects and panicking destructors).
     pub drained: u64,
-    /// Wake-up syscalls made by producers.
+    /// Wake-up syscalls made for the drainer: by handlers handing objects over (immediate wake),
+    /// and by threads that start a batch while the drainer sleeps for good.
     pub wakes: u64,
     /// Jobs freed by trim.
     pub trimmed: u64,
-    /// Objects ever parked in the emergency area (should stay 0; see `emergency`).
+    /// Objects ever parked in the emergency area (should stay 0): a value with no reserved job
+    /// (see [`Detached::is_reserved`](crate::Detached::is_reserved)) dropped in a handler when
+    /// no spare job was left; the drainer destroys it later.
     pub emergency: u64,
     /// Objects leaked, never destroyed (should stay 0): because the emergency area was full too,
     /// or because a destructor on the drainer thread leaked a read guard (`mem::forget`), so the
@@ -50,7 +53,9 @@ pub struct Stats {
     /// (each batch holds up to 64 objects).
     pub grace_periods: u64,
     /// Objects waiting for destruction now: queued with jobs, being destroyed, parked, or
-    /// retired into batches (waiting for a grace period, or for their batch to fill).
+    /// retired into batches (waiting for a grace period, or for their batch to fill). Owned
+    /// boxes dropped in handlers are not in it: they need no job, and their push counts nothing
+    /// (see `owned`).
     pub pending: usize,
     /// Highest `pending` seen when a batch closed or a drain cycle ended: what
     /// [`Builder::max_pending`](crate::Builder::max_pending) bounds (plus each CPU's open batch).

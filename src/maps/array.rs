@@ -16,7 +16,7 @@ use crate::slot::{Detached, RefSlot, Rejected};
 /// let map: KptrArray<Box<u64>> = KptrArray::new(&rt, 4)?;
 /// map.insert(2, Box::new(7))?;
 /// {
-///     let _nmi = restricted::enter();
+///     let _restricted = restricted::enter();
 ///     assert!(map.delete(2)?); // deferred: no destructor in restricted context
 /// }
 /// assert_eq!(rt.drain()?, 1);

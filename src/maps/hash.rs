@@ -74,7 +74,7 @@ impl<K, P: SlotPointer> Links for Elements<K, P> {
 /// map.insert(7, Box::new("seven".into()))?;
 /// assert!(map.contains_key(&7)?);
 /// {
-///     let _nmi = restricted::enter();
+///     let _restricted = restricted::enter();
 ///     assert!(map.delete(&7)?); // deferred to the drainer
 /// }
 /// assert_eq!(rt.drain()?, 1);

@@ -108,9 +108,9 @@ pub unsafe fn install(signal: Signal, handler: Handler) -> Result<Installed, Err
     unsafe { install_with(signal, handler, InstallOptions::new()) }
 }
 
-/// Installs `handler` for `signal`, to run in restricted context with NMI-like semantics (see
-/// the module docs). Replaces any handler installed through this module for that signal;
-/// uninstalling the newer one puts the older one back.
+/// Installs `handler` for `signal`, to run in restricted context, never nested in itself and
+/// blocking no other signal (see the module docs). Replaces any handler installed through this
+/// module for that signal; uninstalling the newer one puts the older one back.
 ///
 /// Ordinary context only ([`Error::Restricted`] otherwise): not from a signal handler.
 ///
