@@ -199,6 +199,24 @@ impl Runtime {
             .expect("set above or by the winner of the race"))
     }
 
+    /// [`Runtime::global`] for the slots bound to it: the common case (it exists) inline, the
+    /// first use out of line, so that a slot's exchange stays small enough to inline.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn global_or_init() -> Result<&'static Runtime, Error> {
+        match GLOBAL.get() {
+            Some(rt) => Ok(rt),
+            None => Runtime::global_cold(),
+        }
+    }
+
+    #[cfg(not(loom))]
+    #[cold]
+    #[inline(never)]
+    fn global_cold() -> Result<&'static Runtime, Error> {
+        Runtime::global()
+    }
+
     /// The process-wide runtime, which the caller knows exists (a global slot held an object).
     #[cfg(not(loom))]
     pub(crate) fn global_existing() -> &'static Runtime {

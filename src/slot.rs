@@ -98,7 +98,7 @@ impl Binding {
         match self {
             Binding::Handle(rt) => Ok(rt),
             #[cfg(not(loom))]
-            Binding::Global => Runtime::global(),
+            Binding::Global => Runtime::global_or_init(),
         }
     }
 
@@ -225,7 +225,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     ///
     /// May be called from a signal handler. There it never allocates: it uses a job reserved
     /// with [`Runtime::reserve`] (or a spare one).
-    #[inline]
+    #[inline(always)]
     pub fn xchg(&self, new: Option<P>) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
         match new {
             None => Ok(self.take()),
@@ -242,7 +242,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// [`take`](Self::take) are the two halves most code wants, under the names Rust's own types
     /// use. (`swap` is left out: arc-swap's and crossbeam's `swap` return the old value as
     /// plainly as `replace` does here, but in `std`, `swap` exchanges two places.)
-    #[inline]
+    #[inline(always)]
     pub fn replace(&self, new: P) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
         self.exchange(new, false)
     }
@@ -258,7 +258,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     ) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
         let inner = match self.runtime.get() {
             Ok(runtime) => runtime.inner(),
-            Err(error) => return Err(Rejected { value: new, error }),
+            Err(error) => return Err(Rejected::new(new, error)),
         };
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
@@ -280,7 +280,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
                 if let Err(error) = inner.claim_for_install() {
                     // SAFETY: `raw` came from `into_raw` of `new` just above and was never shared.
                     let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
-                    return Err(Rejected { value, error });
+                    return Err(Rejected::new(value, error));
                 }
                 claimed = true;
             }
@@ -372,6 +372,7 @@ pub struct Rejected<P> {
 }
 
 impl<P> Rejected<P> {
+    #[cold]
     pub(crate) fn new(value: P, error: Error) -> Self {
         Rejected { value, error }
     }
