@@ -134,4 +134,5 @@ pub mod model {
     pub use crate::freelist::Freelist;
     pub use crate::ledger::Ledger;
     pub use crate::llist::{Chain, JobLists};
+    pub use crate::runtime::model_hooks;
 }
