@@ -42,6 +42,16 @@
 //! consumed, and so with the freelist push that preceded that credit; whoever later pops the
 //! claimed job (possibly in another thread, after the object travelled through a slot with
 //! AcqRel exchanges) happens-after that push and must see the job in some freelist.
+//!
+//! Which pair carries which argument (they are not interchangeable):
+//!
+//! - *The claimed job can be found* (P3, and `pop_owed`'s "a failed sweep means somebody else
+//!   made progress"): carried by this pair, credit (Release) -> claim (Acquire), continued by the
+//!   slot's install (Release) -> take (Acquire) when the claim travels with an object. It is the
+//!   only edge from the push to the claimant's pop: the freelist's own Release/Acquire orders a
+//!   pop after the push *it reads*, and cannot make a pop read a push it has not seen.
+//! - *The popped job's link and body are the pusher's*: carried by the freelist's own pair (push
+//!   CAS Release -> pop's head load Acquire), not by this one; the ledger plays no part in it.
 
 use crate::sync::{AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;

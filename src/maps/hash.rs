@@ -178,7 +178,9 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
 
     fn lock<'a>(&self, bucket: &'a Bucket) -> Result<Locked<'a>, Error> {
         // Acquire on success (both CASes): pairs with the Release in `Locked::drop` of the
-        // previous holder. Relaxed on failure: nothing was acquired.
+        // previous holder; nothing else orders one holder's chain and key writes before the
+        // next holder's reads (loom models in `loom-tests/tests/hash.rs`, one per path).
+        // Relaxed on failure: nothing was acquired.
         if restricted::is_active() {
             // One strong try: bounded, and never waits for anybody.
             return match bucket.locked.compare_exchange(
