@@ -644,6 +644,13 @@ pub mod model_hooks {
         AFTER_TRIM_CLAIM.with(|h| h.borrow().is_some())
     }
 
+    /// Drops a hook that has not run. A model must do this before its execution ends (also
+    /// when it fails): the hook holds loom objects, which cannot be dropped outside it.
+    pub fn clear_trim_hook() {
+        let hook = AFTER_TRIM_CLAIM.with(|h| h.borrow_mut().take());
+        drop(hook);
+    }
+
     pub(crate) fn trim_claimed() {
         let hook = AFTER_TRIM_CLAIM.with(|h| h.borrow_mut().take());
         if let Some(handler) = hook {

@@ -339,9 +339,18 @@ fn handler_interrupting_trim_is_never_granted_the_job_trim_holds() {
     use sigdrop::model::model_hooks;
     use std::sync::Mutex as StdMutex;
 
+    /// Drops the hook if it never ran, while the execution is still alive (on a failure too).
+    struct ClearHook;
+    impl Drop for ClearHook {
+        fn drop(&mut self) {
+            model_hooks::clear_trim_hook();
+        }
+    }
+
     loom::model(|| {
         let drops = Arc::new(AtomicUsize::new(0));
         let rt = one_spare_job(&drops);
+        let _clear = ClearHook;
         let slot = Arc::new(RefSlot::new(&rt));
         let kept: Arc<StdMutex<Option<Box<Canary>>>> = Arc::new(StdMutex::new(None));
         let refused = Arc::new(AtomicUsize::new(0));
