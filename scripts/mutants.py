@@ -139,6 +139,33 @@ def select(mutants, args):
     return out
 
 
+def failures(log):
+    """Failed tests in a cargo test log, as binary::test; a binary that crashed counts too."""
+    import re
+    found = []
+    binary = "?"
+    for line in open(log, errors="replace"):
+        m = re.match(r"\s*Running (?:unittests )?(\S+)", line)
+        if m:
+            binary = m.group(1).rsplit("/", 1)[-1].removesuffix(".rs")
+            continue
+        if line.lstrip().startswith("Doc-tests"):
+            binary = "doc"
+            continue
+        m = re.match(r"test (\S+) \.\.\. FAILED", line) or re.match(r"thread '([^']+)' .*panicked at", line)
+        if m and m.group(1) != "main":
+            name = f"{binary}::{m.group(1)}"
+            if name not in found:
+                found.append(name)
+            continue
+        m = re.search(r"process didn't exit successfully: `[^`]*/deps/([A-Za-z0-9_]+)-[0-9a-f]+", line)
+        if m and "signal" in line:
+            name = f"{m.group(1)} (crashed)"
+            if name not in found:
+                found.append(name)
+    print(", ".join(found))
+
+
 def main():
     if len(sys.argv) < 3:
         die("usage: mutants.py <list> check|ids|files|field|apply ...")
@@ -146,6 +173,9 @@ def main():
     cmd = sys.argv[2]
     rest = sys.argv[3:]
     by_id = {m["id"]: m for m in mutants}
+    if cmd == "failures":
+        failures(rest[0])
+        return
     if cmd == "check":
         check(mutants)
         print(f"mutants: {len(mutants)} mutants, every original found exactly once")

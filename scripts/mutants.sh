@@ -48,13 +48,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "mutants: interrupted; source restored" >&2; exit 130' INT TERM
 
-# Failed tests in a cargo test log, as binary::test (binary from the "Running" lines).
+# Failed tests in a cargo test log, as binary::test (a panic that aborts a test binary still
+# names its test; a binary that crashed is named too).
 failed_tests() {
-    awk '
-        /^ *Running / { bin = $2; sub(/^.*\//, "", bin); sub(/\.rs$/, "", bin); sub(/ .*/, "", bin) }
-        /^ *Doc-tests / { bin = "doc" }
-        /^test .* \.\.\. FAILED$/ { t = $2; printf "%s%s::%s", sep, bin, t; sep = ", " }
-    ' "$1"
+    $HELPER failures "$1"
 }
 
 # Runs one stage; prints "killed:<names>", "timeout", "build" or "pass".

@@ -45,13 +45,21 @@
 //!
 //! Which pair carries which argument (they are not interchangeable):
 //!
-//! - *The claimed job can be found* (P3, and `pop_owed`'s "a failed sweep means somebody else
-//!   made progress"): carried by this pair, credit (Release) -> claim (Acquire), continued by the
-//!   slot's install (Release) -> take (Acquire) when the claim travels with an object. It is the
-//!   only edge from the push to the claimant's pop: the freelist's own Release/Acquire orders a
-//!   pop after the push *it reads*, and cannot make a pop read a push it has not seen.
-//! - *The popped job's link and body are the pusher's*: carried by the freelist's own pair (push
-//!   CAS Release -> pop's head load Acquire), not by this one; the ledger plays no part in it.
+//! - *Safety* — the popped job is the popper's alone and its link and body are what its pusher
+//!   wrote: carried by the freelist's own pair (push CAS Release -> the Acquire of the head
+//!   load the pop's CAS validates), and by the CASes' atomicity; this pair plays no part in it.
+//!   That a unit of credit goes to exactly one claimant is the claim CAS's atomicity, at any
+//!   ordering.
+//! - *Promptness* — the claimant's first sweep already sees the job its claim stands for, so
+//!   that `pop_owed` retries only because somebody else popped or pushed meanwhile: carried by
+//!   this pair, credit (Release) -> claim (Acquire), continued through the slot's install
+//!   (Release) -> take (Acquire) when the claim travels with an object. Without it a sweep may
+//!   also miss a job that is already pushed and retry until the push becomes visible: a delay
+//!   bounded by coherence, never a lost job, and never a wait for an interrupted thread (a
+//!   handler that interrupted the pusher runs on the pusher's thread and sees its push in
+//!   program order). No model observes the difference (the mutation kit's ledger ordering
+//!   mutants survive, listed as equivalent for this reason), so the comments below are the
+//!   only guard of this pair.
 
 use crate::sync::{AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;
