@@ -275,3 +275,28 @@ fn install_remove_oscillation_around_the_watermark_does_not_thrash() {
         );
     }
 }
+
+/// Trim frees spare jobs down to the headroom, never below it (P5: the pool shrinks back to
+/// `refs + active + headroom`).
+#[test]
+fn trim_stops_at_the_headroom() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(4)
+        .hysteresis(16)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let slots: Vec<RefSlot<Box<u32>>> = (0..10).map(|_| RefSlot::new(&rt)).collect();
+    for (i, s) in slots.iter().enumerate() {
+        s.xchg(Some(Box::new(i as u32))).unwrap();
+    }
+    for s in &slots {
+        s.clear(); // spare stays within headroom + hysteresis: no automatic trim
+    }
+    let before = rt.stats();
+    assert!(before.spare > 4, "{before:?}");
+    assert_eq!(rt.trim().unwrap(), before.spare - 4);
+    assert_eq!(rt.stats().spare, 4);
+    quiescent_invariants(&rt, 0);
+}

@@ -382,3 +382,55 @@ fn handler_interrupting_trim_is_never_granted_the_job_trim_holds() {
         assert_quiescent(&rt, 0);
     });
 }
+
+/// A replace in restricted context must claim a job for the object it displaces *before* its
+/// CAS, because that object will be deferred from there, where no job can be grown; with no
+/// reserved or spare job the new value is refused and the slot is unchanged (P4). Here the
+/// handler's replace races the main thread's `reserve(1)`: either it finds the reserved job and
+/// the displaced object comes back reserved (its drop in the handler then defers it with that
+/// job), or it is refused. Either way the emergency fallback (D7) stays unreachable.
+#[test]
+fn restricted_replace_claims_for_the_displaced_object_or_is_refused() {
+    use std::sync::Mutex as StdMutex;
+
+    loom::model(|| {
+        let rt = tiny(0);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(RefSlot::new(&rt));
+        slot.xchg(Some(Canary::boxed(&drops))).unwrap(); // the one job, claimed; none spare
+        let kept: Arc<StdMutex<Option<Box<Canary>>>> = Arc::new(StdMutex::new(None));
+        let handler = {
+            let (slot, kept) = (slot.clone(), kept.clone());
+            let boxed = Canary::boxed(&drops); // made in ordinary context
+            loom::thread::spawn(move || {
+                let _nmi = restricted::enter();
+                match slot.xchg(Some(boxed)) {
+                    Ok(displaced) => {
+                        let displaced = displaced.expect("the slot was full");
+                        assert!(
+                            displaced.is_reserved(),
+                            "displaced in a handler without a job"
+                        );
+                        displaced.check();
+                        drop(displaced); // deferred with its job
+                    }
+                    Err(rejected) => *kept.lock().unwrap() = Some(rejected.into_inner()),
+                }
+            })
+        };
+        rt.reserve(1).unwrap();
+        handler.join().unwrap();
+        rt.drain().unwrap();
+        drop(kept.lock().unwrap().take());
+        let s = rt.stats();
+        assert_eq!(
+            (s.emergency, s.leaked),
+            (0, 0),
+            "a fallback was taken: {s:?}"
+        );
+        slot.clear();
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        rt.unreserve(1).unwrap();
+        assert_quiescent(&rt, 0);
+    });
+}
