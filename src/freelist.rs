@@ -33,7 +33,9 @@
 //!   mutant as equivalent).
 //! - Tags: a pop's bump alone already rules out ABA for wide tags (every ABA sequence pops the
 //!   stale head's job again, and that pop bumps the tag); the push's bump doubles the distance
-//!   to a wrap and is what the one- and two-bit models are sized for.
+//!   to a wrap. The one-bit model (`one_bit_tag_is_caught`) is sized for bumps on both sides:
+//!   without the push's bump it no longer finds its ABA, which is how a change of the tag
+//!   discipline shows up (kit mutant 9).
 //!
 //! ## Concurrency table
 //!
