@@ -152,7 +152,7 @@ def failures(log):
         if line.lstrip().startswith("Doc-tests"):
             binary = "doc"
             continue
-        m = re.match(r"test (\S+) \.\.\. FAILED", line) or re.match(r"thread '([^']+)' .*panicked at", line)
+        m = re.match(r"test (\S+)(?: - should panic)? \.\.\. FAILED", line) or re.match(r"thread '([^']+)' .*panicked at", line)
         if m and m.group(1) != "main":
             name = f"{binary}::{m.group(1)}"
             if name not in found:

@@ -70,7 +70,7 @@ run_stage() {
         echo "timeout${failed:+:$failed}"
     elif [ -n "$failed" ]; then
         echo "killed:$failed"
-    elif grep -q -E '^error(\[E[0-9]+\])?:|could not compile' "$log"; then
+    elif grep -q -E '^error\[E[0-9]+\]|could not compile' "$log"; then
         echo build
     else
         echo "killed:(exit $rc, see $log)"
@@ -78,16 +78,6 @@ run_stage() {
 }
 
 REPORT="$OUT/report.md"
-{
-    echo "| id | file | mutant | result |"
-    echo "|---|---|---|---|"
-} >"$REPORT"
-killed=0
-survived=0
-equivalent=0
-blind=0
-timeouts=0
-broken=0
 start=$(date +%s)
 
 for id in "${IDS[@]}"; do
@@ -117,36 +107,47 @@ for id in "${IDS[@]}"; do
     [[ "$cargo_res" == killed:* ]] && by+=("test: ${cargo_res#killed:}")
     if [ "$loom" = build ] || [ "$cargo_res" = build ]; then
         result="BUILD ERROR (fix the mutant)"
-        broken=$((broken + 1))
     elif [ ${#by[@]} -gt 0 ]; then
         result="killed ($(IFS='; '; echo "${by[*]}"))"
         [ "$kind" = equivalent ] && result="$result; listed as equivalent: $reason"
-        killed=$((killed + 1))
     elif [[ "$loom" == timeout* ]] || [[ "$cargo_res" == timeout* ]]; then
         result="killed by TIMEOUT only (loom: $loom; test: $cargo_res)"
-        timeouts=$((timeouts + 1))
     elif [ "$kind" = equivalent ]; then
         result="equivalent: $reason"
-        equivalent=$((equivalent + 1))
     elif [ "$kind" = blind ]; then
         result="survived, loom-blind: $reason"
-        blind=$((blind + 1))
     else
         result="SURVIVED"
-        survived=$((survived + 1))
     fi
     file=$($HELPER field "$id" file)
     desc=$($HELPER field "$id" desc)
     line="| $id | \`$file\` | $desc | $result |"
-    echo "$line" >>"$REPORT"
+    # One row file per mutant: a run over a subset updates those rows of the full table.
+    echo "$line" >"$OUT/$id.row"
     echo "mutants: [$(($(date +%s) - t0))s] $line"
 done
 
-summary="${#IDS[@]} mutants: $killed killed, $survived survived, $equivalent equivalent, $blind loom-blind, $timeouts killed by timeout only, $broken broken; $(($(date +%s) - start))s"
+# The table: the latest result of every mutant in the list that has been run at least once.
+read -r -a ALL <<<"$($HELPER ids)"
+rows=()
+for id in "${ALL[@]}"; do
+    [ -f "$OUT/$id.row" ] && rows+=("$(cat "$OUT/$id.row")")
+done
+count() { printf '%s\n' "${rows[@]}" | grep -c -E "$1" || true; }
+killed=$(count '\| killed \(')
+survived=$(count '\| SURVIVED \|')
+equivalent=$(count '\| equivalent: ')
+blind=$(count '\| survived, loom-blind: ')
+timeouts=$(count '\| killed by TIMEOUT')
+broken=$(count '\| BUILD ERROR')
+summary="${#rows[@]} of ${#ALL[@]} mutants run: $killed killed, $survived survived, $equivalent equivalent, $blind loom-blind, $timeouts killed by timeout only, $broken broken (this run: ${#IDS[@]} mutants, $(($(date +%s) - start))s)"
 {
+    echo "| id | file | mutant | result |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
     echo
     echo "$summary"
-} >>"$REPORT"
+} >"$REPORT"
 echo "mutants: $summary"
 echo "mutants: report in $REPORT"
 [ "$survived" -eq 0 ] && [ "$timeouts" -eq 0 ] && [ "$broken" -eq 0 ]
