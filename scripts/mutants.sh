@@ -37,7 +37,9 @@ restore() {
     local f
     for f in "${RESTORE[@]:-}"; do
         [ -n "$f" ] || continue
-        cp -p "$BACKUP/$(echo "$f" | tr / %)" "$f"
+        # Not `cp -p`: the restored file must look newer than the mutant's build, or cargo
+        # would keep using the mutant's binaries afterwards.
+        cp "$BACKUP/$(echo "$f" | tr / %)" "$f"
     done
     RESTORE=()
 }
@@ -108,7 +110,7 @@ for id in "${IDS[@]}"; do
     if [ "$loom" = build ] || [ "$cargo_res" = build ]; then
         result="BUILD ERROR (fix the mutant)"
     elif [ ${#by[@]} -gt 0 ]; then
-        result="killed ($(IFS='; '; echo "${by[*]}"))"
+        result="killed ($(printf '%s; ' "${by[@]}" | sed 's/; $//'))"
         [ "$kind" = equivalent ] && result="$result; listed as equivalent: $reason"
     elif [[ "$loom" == timeout* ]] || [[ "$cargo_res" == timeout* ]]; then
         result="killed by TIMEOUT only (loom: $loom; test: $cargo_res)"
