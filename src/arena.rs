@@ -135,9 +135,11 @@ impl Arena {
     #[inline]
     unsafe fn entry(&self, idx: u32) -> &Entry {
         let (bucket, offset) = locate(idx);
-        // Acquire: pairs with the Release store that published the bucket in `alloc_job`. (Any
-        // caller also learned `idx` through a list that happens-after that store; this keeps the
-        // reasoning local.)
+        // Acquire: pairs with the Release store that published the bucket in `alloc_job`. Not
+        // load-bearing: every caller learned `idx` through a freelist or job list whose push
+        // (Release) follows that store and whose pop or take (Acquire) precedes this load, and
+        // that pair is what carries the argument; this one keeps the reasoning local. loom
+        // cannot see this pair weakened alone (`scripts/mutants.txt`: equivalent).
         let base = self.buckets[bucket].load(Ordering::Acquire);
         debug_assert!(!base.is_null(), "index {idx} was never allocated");
         // SAFETY: by the caller's contract the bucket exists, `offset < bucket_len(bucket)`, and
@@ -233,6 +235,8 @@ impl Arena {
             }));
             let base = Box::into_raw(entries.into_boxed_slice()).cast::<Entry>();
             // Release: publishes the initialised entries to every later `entry()` (Acquire).
+            // Belt and braces: the freelist push that hands out the first index of this bucket
+            // (Release, after this store) already carries the entries to whoever pops it.
             self.buckets[bucket].store(base, Ordering::Release);
         }
         state.next_index = idx + 1;

@@ -92,7 +92,9 @@ impl Emergency {
                 // Relaxed: a filter count; the cell's state (Release below, Acquire in `drain`)
                 // is what synchronises the payload.
                 self.parked.fetch_add(1, Ordering::Relaxed);
-                // Release: publishes the payload to the drainer's Acquire CAS.
+                // Release: publishes the payload to the drainer's Acquire CAS. Load-bearing: the
+                // doorbell's swaps order it only when the drainer's clear reads this parker's
+                // ring (loom model `parked_objects_are_published_to_the_drainer`).
                 cell.state.store(FULL, Ordering::Release);
                 return Ok(());
             }
@@ -126,7 +128,8 @@ impl Emergency {
             {
                 // SAFETY: the TAKING state is ours alone.
                 let payload = cell.payload.with_mut(|p| unsafe { (*p).take() });
-                // Release: pairs with the next parker's Acquire CAS.
+                // Release: pairs with the next parker's Acquire CAS (the same model reuses a
+                // cell the drainer has just emptied).
                 cell.state.store(FREE, Ordering::Release);
                 self.unparked.fetch_add(1, Ordering::Relaxed);
                 self.parked.fetch_sub(1, Ordering::Relaxed);

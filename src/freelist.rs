@@ -25,6 +25,17 @@
 //!   i.e. that link is still current. Every write to a head is an RMW, so each push's Release
 //!   heads a release sequence that all later CASes continue: whoever pops a job synchronises with
 //!   the push that put it there, and sees everything its pusher wrote (payload included).
+//! - Which pair carries that: the push CAS (Release) and the Acquire of the *load that read the
+//!   head word the pop then CASes* — the first load, or the failed CAS before a retry (hence its
+//!   Acquire failure ordering). The successful CAS reads that very same store again (every
+//!   head word is unique, tags included), so its own Acquire adds no edge: it is kept as cheap
+//!   insurance, and loom cannot catch its removal alone (`scripts/mutants.txt` lists that
+//!   mutant as equivalent).
+//! - Tags: a pop's bump alone already rules out ABA for wide tags (every ABA sequence pops the
+//!   stale head's job again, and that pop bumps the tag); the push's bump doubles the distance
+//!   to a wrap. The one-bit model (`one_bit_tag_is_caught`) is sized for bumps on both sides:
+//!   without the push's bump it no longer finds its ABA, which is how a change of the tag
+//!   discipline shows up (kit mutant 9).
 //!
 //! ## Concurrency table
 //!

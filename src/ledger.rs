@@ -42,6 +42,24 @@
 //! consumed, and so with the freelist push that preceded that credit; whoever later pops the
 //! claimed job (possibly in another thread, after the object travelled through a slot with
 //! AcqRel exchanges) happens-after that push and must see the job in some freelist.
+//!
+//! Which pair carries which argument (they are not interchangeable):
+//!
+//! - *Safety* — the popped job is the popper's alone and its link and body are what its pusher
+//!   wrote: carried by the freelist's own pair (push CAS Release -> the Acquire of the head
+//!   load the pop's CAS validates), and by the CASes' atomicity; this pair plays no part in it.
+//!   That a unit of credit goes to exactly one claimant is the claim CAS's atomicity, at any
+//!   ordering.
+//! - *Promptness* — the claimant's first sweep already sees the job its claim stands for, so
+//!   that `pop_owed` retries only because somebody else popped or pushed meanwhile: carried by
+//!   this pair, credit (Release) -> claim (Acquire), continued through the slot's install
+//!   (Release) -> take (Acquire) when the claim travels with an object. Without it a sweep may
+//!   also miss a job that is already pushed and retry until the push becomes visible: a delay
+//!   bounded by coherence, never a lost job, and never a wait for an interrupted thread (a
+//!   handler that interrupted the pusher runs on the pusher's thread and sees its push in
+//!   program order). No model observes the difference (the mutation kit's ledger ordering
+//!   mutants survive, listed as equivalent for this reason), so the comments below are the
+//!   only guard of this pair.
 
 use crate::sync::{AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;

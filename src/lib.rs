@@ -232,4 +232,5 @@ pub mod model {
     pub use crate::llist::{Chain, JobLists};
     pub use crate::reclaim::doorbell::{Doorbell, Wake};
     pub use crate::reclaim::owned_list::set_model_interrupt;
+    pub use crate::runtime::model_hooks;
 }

@@ -19,6 +19,25 @@
 //!   Release heads a release sequence continued by later pushes' CASes), Release so that a later
 //!   push that finds the list empty synchronises with it.
 //!
+//! Which pair carries which argument:
+//!
+//! - *The taker sees the payloads*: push (Release) -> take (Acquire). Load-bearing; loom checks
+//!   it (the runtime models' canaries).
+//! - *No lost wake-up*: not this list's push-Acquire / take-Release pair. That argument closes
+//!   through the doorbell: every write to `pending` and to a list head is a read-modify-write
+//!   (so a producer's swap and the drainer's clear are totally ordered, and a push onto a
+//!   non-empty list lands before the take that empties it), plus one Release/Acquire pair, the
+//!   producer's swap in `Doorbell::ring` (Release) read by `Doorbell::clear` (Acquire), which
+//!   makes the take after the clear see the push. loom cannot check that pair: its
+//!   read-modify-writes always read the latest value in its execution order, so in a model the
+//!   take (a swap) never misses such a push anyway (kit mutants 24 and 25 survive); a litmus
+//!   test under GenMC or herd7 (RC11) would. The push-Acquire / take-Release pair here
+//!   would only matter to a push onto an empty list that tested `pending` with a plain load,
+//!   which no push does (it always swaps), so weakening it alone changes nothing loom can see
+//!   (`scripts/mutants.txt`: equivalent); weakening it together with that swap rule is caught
+//!   (`every_push_is_taken_or_still_announced`). It is kept because it costs nothing on x86
+//!   and keeps the argument local to each file.
+//!
 //! ## Concurrency table
 //!
 //! | operation  | concurrent with push | with take | restricted context |

@@ -353,6 +353,10 @@ impl Inner {
             // Start each pop at the next shard, so trim takes evenly from every CPU's freelist
             // rather than emptying the trimming thread's own.
             let shard = (first + freed) % shards;
+            // Models only: a signal handler may interrupt this thread here, between the claim
+            // and the pop (`model_hooks`); nothing in the build that ships.
+            #[cfg(loom)]
+            model_hooks::trim_claimed();
             // SAFETY: all the runtime's jobs come from its arena; we hold the claim just won.
             let idx = unsafe { self.free.pop_owed(&self.arena, shard) };
             // SAFETY: we popped `idx`, so we own it; idle jobs hold no payload.
@@ -814,6 +818,49 @@ impl Drop for Inner {
         // cycle finds nothing. Bounded: nothing here waits for readers.
         while self.cycle_inner(true).ran > 0 {}
         // The arena's Drop frees every job body and bucket.
+    }
+}
+
+/// Interruption points for loom models (built only with `--cfg loom`).
+///
+/// A signal handler that interrupts a thread in the middle of an operation runs to completion
+/// before that thread takes another step. Loom models a handler as another thread, which is
+/// free to wait for the interrupted one, so it cannot show a handler spinning for something
+/// only the interrupted thread can do. A hook runs the handler's code at one exact point of the
+/// interrupted operation, on the same loom thread, which models that case faithfully.
+#[cfg(loom)]
+pub mod model_hooks {
+    use std::cell::RefCell;
+
+    type Hook = Box<dyn FnOnce()>;
+
+    loom::thread_local! {
+        static AFTER_TRIM_CLAIM: RefCell<Option<Hook>> = RefCell::new(None);
+    }
+
+    /// Runs `handler` once, on this loom thread, the next time this thread's trim has claimed a
+    /// spare credit and not yet popped the job it stands for.
+    pub fn after_next_trim_claim(handler: impl FnOnce() + 'static) {
+        AFTER_TRIM_CLAIM.with(|h| *h.borrow_mut() = Some(Box::new(handler)));
+    }
+
+    /// Whether the hook set by [`after_next_trim_claim`] is still waiting to run.
+    pub fn trim_hook_pending() -> bool {
+        AFTER_TRIM_CLAIM.with(|h| h.borrow().is_some())
+    }
+
+    /// Drops a hook that has not run. A model must do this before its execution ends (also
+    /// when it fails): the hook holds loom objects, which cannot be dropped outside it.
+    pub fn clear_trim_hook() {
+        let hook = AFTER_TRIM_CLAIM.with(|h| h.borrow_mut().take());
+        drop(hook);
+    }
+
+    pub(crate) fn trim_claimed() {
+        let hook = AFTER_TRIM_CLAIM.with(|h| h.borrow_mut().take());
+        if let Some(handler) = hook {
+            handler();
+        }
     }
 }
 

@@ -209,3 +209,94 @@ fn dropping_the_last_handle_runs_queued_and_parked_objects() {
     drop(rt);
     assert_eq!(drops.load(StdOrdering::SeqCst), 3);
 }
+
+/// Jobs ever allocated plus jobs ever freed: every growth and every trim is counted, so the sum
+/// is the number of allocator round trips the pool has made.
+fn grow_and_trim_events(rt: &Runtime) -> usize {
+    let s = rt.stats();
+    // Every job allocated is either still counted in `total` or was freed by a trim.
+    let allocated = s.total + s.trimmed as usize;
+    allocated + s.trimmed as usize
+}
+
+/// P5's hysteresis: a workload that installs `k` objects and removes them again, over and over,
+/// with `k` chosen so that each install phase pulls the spare count below the refill watermark
+/// (`headroom / 2`) and each removal phase pushes it above the headroom. Without the gap between
+/// the refill target (`headroom`) and the trim trigger (`headroom + hysteresis`), every cycle
+/// would trim `k - 1` jobs and grow them back. With it, the pool settles after the first cycle:
+/// the number of grow and trim events is bounded by a constant, not by the number of cycles.
+/// Counted in events, not time. Checked on both teardown paths: ordinary removal (the claim is
+/// released, then trim may run) and restricted teardown (the drain returns the jobs, then trim
+/// may run).
+#[test]
+fn install_remove_oscillation_around_the_watermark_does_not_thrash() {
+    const HEADROOM: usize = 4;
+    const HYSTERESIS: usize = 4;
+    const CYCLES: usize = 100;
+    for restricted_teardown in [false, true] {
+        let rt = Runtime::builder()
+            .shards(1)
+            .headroom(HEADROOM)
+            .hysteresis(HYSTERESIS)
+            .drainer(Drainer::Manual)
+            .build()
+            .unwrap();
+        let k = HEADROOM; // takes spare from the headroom to below headroom / 2, and back above
+        let slots: Vec<RefSlot<Box<u32>>> = (0..k).map(|_| RefSlot::new(&rt)).collect();
+        for cycle in 0..CYCLES {
+            for (i, s) in slots.iter().enumerate() {
+                assert!(s.xchg(Some(Box::new(i as u32))).unwrap().is_none());
+            }
+            if restricted_teardown {
+                {
+                    let _nmi = restricted::enter();
+                    for s in &slots {
+                        s.clear();
+                    }
+                }
+                assert_eq!(rt.drain().unwrap(), k);
+            } else {
+                for s in &slots {
+                    s.clear();
+                }
+            }
+            if cycle == 0 {
+                // The first cycle grows the pool to its working size.
+                assert!(grow_and_trim_events(&rt) <= k + HEADROOM);
+            }
+        }
+        quiescent_invariants(&rt, 0);
+        let events = grow_and_trim_events(&rt);
+        assert!(
+            events <= k + HEADROOM,
+            "{events} grow/trim events over {CYCLES} cycles (restricted teardown: \
+             {restricted_teardown}): the pool thrashes: {:?}",
+            rt.stats()
+        );
+    }
+}
+
+/// Trim frees spare jobs down to the headroom, never below it (P5: the pool shrinks back to
+/// `refs + active + headroom`).
+#[test]
+fn trim_stops_at_the_headroom() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(4)
+        .hysteresis(16)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let slots: Vec<RefSlot<Box<u32>>> = (0..10).map(|_| RefSlot::new(&rt)).collect();
+    for (i, s) in slots.iter().enumerate() {
+        s.xchg(Some(Box::new(i as u32))).unwrap();
+    }
+    for s in &slots {
+        s.clear(); // spare stays within headroom + hysteresis: no automatic trim
+    }
+    let before = rt.stats();
+    assert!(before.spare > 4, "{before:?}");
+    assert_eq!(rt.trim().unwrap(), before.spare - 4);
+    assert_eq!(rt.stats().spare, 4);
+    quiescent_invariants(&rt, 0);
+}

@@ -32,7 +32,10 @@
 //!
 //! Orderings: every exchange that installs is Release (publishes the object and, through the
 //! claim's Acquire, the freelist push that backs it); every exchange that removes is Acquire
-//! (the new owner sees the object's contents and the push). Replace is both.
+//! (the new owner sees the object's contents and the push). Replace is both. Of the two things
+//! carried, the object's contents are load-bearing (the loom models' canaries check them: kit
+//! mutants 31-33); the push only lets the taker's pop find the job at its first sweep, which
+//! `ledger.rs` explains and no model can tell from a retry.
 //!
 //! | operation        | concurrent with any other | restricted context                         |
 //! |------------------|---------------------------|--------------------------------------------|

@@ -5,6 +5,8 @@
 //!
 //! [`v2`] is a small, test-only model of the kernel v2 design that sigdrop replaces: the suite
 //! must catch its races (D1-D3), which is the evidence that the models of sigdrop have teeth.
+//! [`canary`] is the object the runtime models hand over: it carries plain memory, so that the
+//! models check that an object's contents are published along with it.
 
 #[cfg(loom)]
 pub mod canary;

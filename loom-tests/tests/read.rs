@@ -53,7 +53,8 @@ fn restricted_reader_racing_replace_and_drain_never_sees_freed_memory() {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
+            .unwrap();
 
         let reader = {
             let slot = slot.clone();
@@ -64,7 +65,10 @@ fn restricted_reader_racing_replace_and_drain_never_sees_freed_memory() {
                 assert!(matches!(seen, Some(1 | 2)), "read {seen:?}");
             })
         };
-        drop(slot.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap());
+        drop(
+            slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
+                .unwrap(),
+        );
         rt.drain_and_wait().unwrap(); // a grace period, then the first object's destructor
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         reader.join().unwrap();
@@ -82,7 +86,7 @@ fn clone_current_racing_replace_and_drain_keeps_the_object_alive() {
         rt.reserve(1).unwrap(); // for the handler's deferred clone
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(std::sync::Arc::new(Canary::new(1, &drops))))
+        slot.xchg(Some(std::sync::Arc::new(Canary::with_value(1, &drops))))
             .unwrap();
 
         let handler = {
@@ -96,7 +100,7 @@ fn clone_current_racing_replace_and_drain_keeps_the_object_alive() {
             })
         };
         drop(
-            slot.xchg(Some(std::sync::Arc::new(Canary::new(2, &drops))))
+            slot.xchg(Some(std::sync::Arc::new(Canary::with_value(2, &drops))))
                 .unwrap(),
         );
         rt.drain_and_wait().unwrap();
@@ -116,7 +120,8 @@ fn grace_period_waits_for_a_reader_that_counted_under_an_old_parity() {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
+            .unwrap();
 
         let reader = {
             let slot = slot.clone();
@@ -127,7 +132,10 @@ fn grace_period_waits_for_a_reader_that_counted_under_an_old_parity() {
             })
         };
         read::synchronize().unwrap(); // flips the parity under a reader that may have read it
-        drop(slot.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap());
+        drop(
+            slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
+                .unwrap(),
+        );
         rt.drain_and_wait().unwrap();
         reader.join().unwrap();
         assert_all_destroyed_after_clear(&rt, &*slot, &drops, 2);
@@ -198,7 +206,8 @@ fn interrupted_reader_and_handler_writer_on_one_thread_cannot_deadlock() {
         rt.reserve(1).unwrap(); // the handler's replace needs a job it cannot grow
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
+            .unwrap();
 
         let drainer = {
             let (rt, drops) = (rt.clone(), drops.clone());
@@ -215,7 +224,7 @@ fn interrupted_reader_and_handler_writer_on_one_thread_cannot_deadlock() {
         {
             // A signal lands here, on the reader's thread.
             let _nmi = restricted::enter();
-            let old = slot.xchg(Some(Box::new(Canary::new(2, &drops))));
+            let old = slot.xchg(Some(Box::new(Canary::with_value(2, &drops))));
             drop(old.map_err(|_| "the reserved job was there").unwrap());
         }
         assert_eq!(held.read(), 1, "the interrupted reader's object changed");

@@ -47,7 +47,8 @@ fn a_stamped_batch_is_never_destroyed_under_a_reader() {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
+            .unwrap();
 
         let reader = {
             let slot = slot.clone();
@@ -58,7 +59,10 @@ fn a_stamped_batch_is_never_destroyed_under_a_reader() {
             })
         };
         // Ordinary context: no job, an open batch; the drain closes it with its cookie.
-        drop(slot.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap());
+        drop(
+            slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
+                .unwrap(),
+        );
         drain_until(&rt, &drops, 1);
         reader.join().unwrap();
         slot.clear();
@@ -78,7 +82,8 @@ fn a_helping_writer_and_the_drainer_destroy_each_object_once() {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
+            .unwrap();
 
         let drainer = {
             let rt = rt.clone();
@@ -93,8 +98,14 @@ fn a_helping_writer_and_the_drainer_destroy_each_object_once() {
             assert_eq!(slot.load(&guard).map(Canary::read), Some(1));
         }
         // Two retirements fill the batch: the second closes it and helps.
-        drop(slot.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap());
-        drop(slot.xchg(Some(Box::new(Canary::new(3, &drops)))).unwrap());
+        drop(
+            slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
+                .unwrap(),
+        );
+        drop(
+            slot.xchg(Some(Box::new(Canary::with_value(3, &drops))))
+                .unwrap(),
+        );
         drainer.join().unwrap();
         drain_until(&rt, &drops, 2);
         slot.clear();
@@ -118,10 +129,12 @@ fn a_stuck_reader_delays_only_readable_objects_and_never_shutdown() {
         let drops = Arc::new(AtomicUsize::new(0));
         let readable = ReadSlot::new(&rt);
         readable
-            .xchg(Some(Box::new(Canary::new(1, &drops))))
+            .xchg(Some(Box::new(Canary::with_value(1, &drops))))
             .unwrap();
         let plain = RefSlot::new(&rt);
-        plain.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap();
+        plain
+            .xchg(Some(Box::new(Canary::with_value(2, &drops))))
+            .unwrap();
 
         let entered = Arc::new(AtomicBool::new(false));
         let release = Arc::new(AtomicBool::new(false));
@@ -144,7 +157,9 @@ fn a_stuck_reader_delays_only_readable_objects_and_never_shutdown() {
             plain.clear(); // a job, no grace period
         }
         drain_until(&rt, &drops, 1);
-        plain.xchg(Some(Box::new(Canary::new(3, &drops)))).unwrap();
+        plain
+            .xchg(Some(Box::new(Canary::with_value(3, &drops))))
+            .unwrap();
         plain.clear(); // ordinary context, AlwaysDefer: a batch that needs no grace period
         drain_until(&rt, &drops, 2);
         rt.drain().unwrap();
@@ -182,7 +197,8 @@ fn lazy_drainer_finds_an_unrung_job() {
             .unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = RefSlot::new(&rt);
-        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
+            .unwrap();
         {
             let _nmi = restricted::enter();
             slot.clear();
@@ -214,7 +230,8 @@ fn a_retired_object_is_never_stranded_by_an_idle_drainer() {
             .unwrap();
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = RefSlot::new(&rt);
-        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
+            .unwrap();
         slot.clear(); // ordinary context, AlwaysDefer: into an open batch, nobody rings
         while drops.load(Ordering::SeqCst) == 0 {
             loom::thread::yield_now();
@@ -236,7 +253,8 @@ fn a_grace_period_completed_by_another_thread_still_orders_the_readers_first() {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::new(1, &drops)))).unwrap();
+        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
+            .unwrap();
 
         let reader = {
             let slot = slot.clone();
@@ -246,7 +264,10 @@ fn a_grace_period_completed_by_another_thread_still_orders_the_readers_first() {
                 assert!(matches!(seen, Some(1 | 2)), "read {seen:?}");
             })
         };
-        drop(slot.xchg(Some(Box::new(Canary::new(2, &drops)))).unwrap());
+        drop(
+            slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
+                .unwrap(),
+        );
         rt.drain().unwrap(); // closes the batch, stamped with its cookie
         let poller = loom::thread::spawn(|| {
             let cookie = read::start_grace_period();

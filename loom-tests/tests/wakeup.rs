@@ -73,3 +73,60 @@ fn offload_racing_drainer_sleep_is_never_stranded() {
         drop(rt);
     });
 }
+
+/// The doorbell's argument itself, on the shipped `Doorbell` and `JobLists` (no futex): two
+/// producers each push one job and ring as an offload does, while a drain cycle clears the flag
+/// and takes the list. Afterwards, every job is either taken by that cycle or still announced
+/// by the pending flag, so the drainer's next check finds it. A job left in the list behind a
+/// cleared flag is what a sleeping drainer would never wake for (a lost wake-up); this model
+/// reports it directly, where the model above would need a drainer thread and a second
+/// producer to reach it.
+///
+/// The argument rests on `pending` and the list heads being written only by read-modify-writes,
+/// and on one Release/Acquire pair: the producer's swap in `ring` (Release) read by the
+/// drainer's `clear` (Acquire), which makes the take after the clear see the producer's push.
+///
+/// Bound: 3 threads, 2 jobs, 1 shard.
+#[test]
+fn every_push_is_taken_or_still_announced() {
+    use sigdrop::model::{Arena, Doorbell, GrowState, JobLists, Wake};
+
+    loom::model(|| {
+        let arena = Arc::new(Arena::new());
+        let lists = Arc::new(JobLists::new(1));
+        let bell = Arc::new(Doorbell::new(false, Wake::Immediate));
+        let mut state = GrowState::default();
+        // SAFETY: `state` is this arena's only grow state.
+        let jobs: Vec<u32> = (0..2)
+            .map(|_| unsafe { arena.alloc_job(&mut state) }.unwrap())
+            .collect();
+        let producers: Vec<_> = jobs
+            .iter()
+            .map(|&job| {
+                let (arena, lists, bell) = (arena.clone(), lists.clone(), bell.clone());
+                loom::thread::spawn(move || {
+                    // SAFETY: each producer owns its own fresh job.
+                    let before = unsafe { lists.push(&arena, 0, job) };
+                    bell.after_push(before);
+                })
+            })
+            .collect();
+        // One drain cycle: clear, then take.
+        bell.clear();
+        let taken = lists.take(0);
+        let taken_len = taken.len();
+        // SAFETY: the chain's jobs came from `arena`.
+        drop(unsafe { taken.into_oldest_first(&arena) });
+        for producer in producers {
+            producer.join().unwrap();
+        }
+        let left = lists.take(0);
+        assert!(
+            left.is_empty() || bell.is_pending(),
+            "{} job(s) left behind a cleared pending flag ({taken_len} taken)",
+            left.len()
+        );
+        // SAFETY: the chain's jobs came from `arena`.
+        drop(unsafe { left.into_oldest_first(&arena) });
+    });
+}
