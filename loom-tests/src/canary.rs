@@ -16,7 +16,7 @@
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
-use sigdrop::restricted;
+use sigdrop::{ReadSlot, Runtime, read, restricted};
 
 /// The value a live canary's word holds.
 pub const ALIVE: u64 = 0x5157_a11e;
@@ -102,4 +102,30 @@ impl Drop for Canary {
         self.word.with_mut(|w| unsafe { *w = DEAD });
         self.drops.fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// A readable slot of `rt` holding canary 1 (the read models' starting point).
+pub fn readable_slot_with_canary(
+    rt: &Runtime,
+    drops: &Arc<AtomicUsize>,
+) -> Arc<ReadSlot<Box<Canary>>> {
+    let slot = Arc::new(ReadSlot::new(rt));
+    slot.xchg(Some(Box::new(Canary::with_value(1, drops))))
+        .unwrap();
+    slot
+}
+
+/// Spawns a reader that borrows `slot`'s canary under a read guard (in restricted context if
+/// `in_handler`), reads it, and checks it saw canary 1 or 2, alive.
+pub fn spawn_reader(
+    slot: &Arc<ReadSlot<Box<Canary>>>,
+    in_handler: bool,
+) -> loom::thread::JoinHandle<()> {
+    let slot = slot.clone();
+    loom::thread::spawn(move || {
+        let _restricted = in_handler.then(restricted::enter);
+        let guard = read::enter();
+        let seen = slot.load(&guard).map(Canary::read);
+        assert!(matches!(seen, Some(1 | 2)), "read {seen:?}");
+    })
 }

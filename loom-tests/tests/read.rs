@@ -17,7 +17,7 @@
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use loom_tests::canary::Canary;
+use loom_tests::canary::{Canary, readable_slot_with_canary, spawn_reader};
 use sigdrop::{Drainer, ReadSlot, Runtime, read, restricted};
 
 fn manual() -> Runtime {
@@ -52,19 +52,9 @@ fn restricted_reader_racing_replace_and_drain_never_sees_freed_memory() {
     loom::model(|| {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
-        let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
-            .unwrap();
+        let slot = readable_slot_with_canary(&rt, &drops);
 
-        let reader = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || {
-                let _nmi = restricted::enter();
-                let guard = read::enter();
-                let seen = slot.load(&guard).map(Canary::read);
-                assert!(matches!(seen, Some(1 | 2)), "read {seen:?}");
-            })
-        };
+        let reader = spawn_reader(&slot, true);
         drop(
             slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
                 .unwrap(),
@@ -119,18 +109,9 @@ fn grace_period_waits_for_a_reader_that_counted_under_an_old_parity() {
     loom::model(|| {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
-        let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
-            .unwrap();
+        let slot = readable_slot_with_canary(&rt, &drops);
 
-        let reader = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || {
-                let guard = read::enter();
-                let seen = slot.load(&guard).map(Canary::read);
-                assert!(matches!(seen, Some(1 | 2)), "read {seen:?}");
-            })
-        };
+        let reader = spawn_reader(&slot, false);
         read::synchronize().unwrap(); // flips the parity under a reader that may have read it
         drop(
             slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
@@ -205,9 +186,7 @@ fn interrupted_reader_and_handler_writer_on_one_thread_cannot_deadlock() {
         let rt = manual();
         rt.reserve(1).unwrap(); // the handler's replace needs a job it cannot grow
         let drops = Arc::new(AtomicUsize::new(0));
-        let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
-            .unwrap();
+        let slot = readable_slot_with_canary(&rt, &drops);
 
         let drainer = {
             let (rt, drops) = (rt.clone(), drops.clone());

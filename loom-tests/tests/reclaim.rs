@@ -13,7 +13,7 @@
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use loom_tests::canary::Canary;
+use loom_tests::canary::{Canary, readable_slot_with_canary, spawn_reader};
 use sigdrop::{Drainer, Policy, ReadSlot, RefSlot, Runtime, Wake, read, restricted};
 use std::time::Duration;
 
@@ -46,18 +46,9 @@ fn a_stamped_batch_is_never_destroyed_under_a_reader() {
     loom::model(|| {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
-        let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
-            .unwrap();
+        let slot = readable_slot_with_canary(&rt, &drops);
 
-        let reader = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || {
-                let guard = read::enter();
-                let seen = slot.load(&guard).map(Canary::read);
-                assert!(matches!(seen, Some(1 | 2)), "read {seen:?}");
-            })
-        };
+        let reader = spawn_reader(&slot, false);
         // Ordinary context: no job, an open batch; the drain closes it with its cookie.
         drop(
             slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
@@ -81,9 +72,7 @@ fn a_helping_writer_and_the_drainer_destroy_each_object_once() {
     loom::model(|| {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
-        let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
-            .unwrap();
+        let slot = readable_slot_with_canary(&rt, &drops);
 
         let drainer = {
             let rt = rt.clone();
@@ -252,18 +241,9 @@ fn a_grace_period_completed_by_another_thread_still_orders_the_readers_first() {
     loom::model(|| {
         let rt = manual();
         let drops = Arc::new(AtomicUsize::new(0));
-        let slot = Arc::new(ReadSlot::new(&rt));
-        slot.xchg(Some(Box::new(Canary::with_value(1, &drops))))
-            .unwrap();
+        let slot = readable_slot_with_canary(&rt, &drops);
 
-        let reader = {
-            let slot = slot.clone();
-            loom::thread::spawn(move || {
-                let guard = read::enter();
-                let seen = slot.load(&guard).map(Canary::read);
-                assert!(matches!(seen, Some(1 | 2)), "read {seen:?}");
-            })
-        };
+        let reader = spawn_reader(&slot, false);
         drop(
             slot.xchg(Some(Box::new(Canary::with_value(2, &drops))))
                 .unwrap(),
