@@ -182,8 +182,12 @@ impl Doorbell {
             return false;
         }
         // Release: pairs with the drainer's Acquire load of `seq` in `sleep` (a `seen` that
-        // includes this bump comes with our work). The value check in `futex_wait` needs the
-        // bump before the fence.
+        // includes this bump comes with our work). The fences below carry the argument in every
+        // case but one: the drainer's load reading this bump although its fence comes first in
+        // the SeqCst order (load buffering); then only this pair makes it see our work instead
+        // of sleeping past our wake. loom does not explore load buffering and cannot check this
+        // pair (mutation kit 48, 49). The value check in `futex_wait` needs the bump before the
+        // fence.
         self.seq.fetch_add(1, Ordering::Release);
         // The producer's fence of the module docs' store-buffering argument: with the drainer's
         // fence in `sleep`, either it sees our work or we see it asleep. (loom checks this pair.)
