@@ -516,8 +516,10 @@ impl Inner {
 
     /// What the thread that closed a batch does next: help, then keep the backlog bounded.
     fn after_close(&self) {
+        // Destructors may run on this thread under Policy::Auto, and under AlwaysDefer only when
+        // nobody else would run them (a manual drainer) and the backlog is over the bound.
         let runs_here = self.cfg.policy == Policy::Auto || !self.has_thread;
-        if runs_here && self.cfg.policy == Policy::Auto {
+        if self.cfg.policy == Policy::Auto {
             let ran = self.run_ready(HELP_BATCHES, false);
             if ran > 0 {
                 self.counters.helped.fetch_add(1, Ordering::Relaxed);
