@@ -10,7 +10,10 @@ pub enum TimerClock {
     /// Wall-clock time (`CLOCK_MONOTONIC`): the signal arrives whether the thread runs or not.
     Monotonic,
     /// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`): the profiler's clock. The
-    /// timer must then target the calling thread itself.
+    /// timer must then target the calling thread itself. The kernel checks CPU-time timers at
+    /// its scheduler tick, so intervals shorter than a tick (1-4 ms, by the kernel's `HZ`)
+    /// deliver about one signal per tick, with the rest counted in
+    /// [`ThreadTimer::overruns`].
     ThreadCpu,
 }
 
