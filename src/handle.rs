@@ -347,7 +347,7 @@ impl Builder {
         }
         let config = self.validate()?;
         let (kind, wake) = (config.drainer, config.wake);
-        let inner = Arc::new(Inner::new(config, kind == Drainer::Thread));
+        let inner = Arc::new(Inner::new(config));
         let thread = match kind {
             Drainer::Thread => {
                 Some(drainer::spawn(inner.clone(), wake).map_err(Error::DrainerSpawn)?)

@@ -141,10 +141,11 @@ impl<T: Send + 'static> Owned<T> {
         }
         let this = ManuallyDrop::new(this);
         let node = this.node.as_ptr();
-        // SAFETY: we own the node and never use `this` again; `inner` and `value` are read out
-        // once each, then the allocation is freed without dropping them again (`Link` and
+        // We own the node and never use `this` again; `inner` and `value` are read out once
+        // each, then the allocation is freed without dropping them again (`Link` and
         // `ManuallyDrop` have no drop glue; the value is viewed as `ManuallyDrop<T>`, which has
         // the same layout).
+        // SAFETY: sole owner of a live node; each field moved out once, the memory freed once.
         unsafe {
             let inner = ManuallyDrop::take(&mut (*node).inner);
             let value = std::ptr::read(&(*node).value);

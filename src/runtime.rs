@@ -70,7 +70,7 @@ use crate::llist::{Chain, JobLists};
 use crate::read;
 use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
 use crate::reclaim::doorbell::{Doorbell, Wake};
-use crate::reclaim::drainer::{Cycle, Drain};
+use crate::reclaim::drainer::{Cycle, Drain, Drainer};
 use crate::reclaim::owned_list::{Link, OwnedLists};
 use crate::restricted;
 use crate::stats::Stats;
@@ -134,14 +134,12 @@ pub(crate) struct Inner {
     running: AtomicUsize,
     counters: Counters,
     pub(crate) stop: AtomicBool,
-    /// Whether a drainer thread runs this runtime's cycles.
-    has_thread: bool,
     #[cfg(test)]
     pub(crate) faults: Faults,
 }
 
 impl Inner {
-    pub(crate) fn new(cfg: Config, has_sleeper: bool) -> Self {
+    pub(crate) fn new(cfg: Config) -> Self {
         Inner {
             arena: Arena::new(),
             free: Freelist::new(cfg.shards),
@@ -149,14 +147,13 @@ impl Inner {
             owned: OwnedLists::new(cfg.shards, matches!(cfg.wake, Wake::Lazy { .. })),
             batches: Batches::new(cfg.shards),
             ledger: Ledger::new(),
-            doorbell: Doorbell::new(has_sleeper, cfg.wake),
+            doorbell: Doorbell::new(cfg.drainer == Drainer::Thread, cfg.wake),
             emergency: Emergency::new(cfg.emergency_capacity),
             grow: Mutex::new(GrowState::default()),
             total: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
-            has_thread: has_sleeper,
             #[cfg(test)]
             faults: Faults::default(),
             cfg,
@@ -518,7 +515,7 @@ impl Inner {
     fn after_close(&self) {
         // Destructors may run on this thread under Policy::Auto, and under AlwaysDefer only when
         // nobody else would run them (a manual drainer) and the backlog is over the bound.
-        let runs_here = self.cfg.policy == Policy::Auto || !self.has_thread;
+        let runs_here = self.cfg.policy == Policy::Auto || self.cfg.drainer == Drainer::Manual;
         if self.cfg.policy == Policy::Auto {
             let ran = self.run_ready(HELP_BATCHES, false);
             if ran > 0 {
