@@ -29,6 +29,7 @@ pub(crate) struct Config {
     pub max_pending: usize,
     pub drainer: Drainer,
     pub wake: Wake,
+    pub shutdown_timeout: Option<Duration>,
 }
 
 /// Builds a [`Runtime`](crate::Runtime); every setting is checked by [`build`](Builder::build).
@@ -59,6 +60,7 @@ pub struct Builder {
     max_jobs: usize,
     max_pending: usize,
     wake: Wake,
+    shutdown_timeout: Option<Duration>,
 }
 
 /// The largest shard count accepted.
@@ -76,12 +78,16 @@ impl Default for Builder {
             max_jobs: MAX_JOBS,
             max_pending: DEFAULT_MAX_PENDING,
             wake: Wake::Immediate,
+            shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
         }
     }
 }
 
 /// The default bound on objects waiting for destruction.
 pub const DEFAULT_MAX_PENDING: usize = 4096;
+
+/// How long a shutdown waits, by default, for a drainer thread that finishes no destructor.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The smallest `max_pending` accepted: one batch.
 const MIN_MAX_PENDING: usize = crate::reclaim::batches::BATCH;
@@ -171,6 +177,22 @@ impl Builder {
         self
     }
 
+    /// How long dropping the last handle waits for a drainer thread that finishes no destructor
+    /// (default [`DEFAULT_SHUTDOWN_TIMEOUT`], one second; `None`: wait for as long as it takes).
+    ///
+    /// The shutdown waits while the drainer keeps finishing destructors, however many there
+    /// are; the timeout is for one destructor that does not return (it blocks on a lock the
+    /// dropping thread holds, say). Past it, the shutdown stops waiting, runs everything the
+    /// drainer has not taken on the calling thread, and returns; the drainer keeps the objects
+    /// it holds and runs them if its destructor ever returns (unless the process exits first).
+    /// [`Runtime::shutdown`](crate::Runtime::shutdown) reports what was left. Ignored with
+    /// [`Drainer::Manual`].
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<Config, Error> {
         let invalid = |field, reason| Err(Error::InvalidConfig { field, reason });
         let shards = self.shards.unwrap_or_else(crate::cpu::available);
@@ -222,6 +244,7 @@ impl Builder {
             max_pending: self.max_pending,
             drainer: self.drainer,
             wake: self.wake,
+            shutdown_timeout: self.shutdown_timeout,
         })
     }
 }

@@ -2,11 +2,12 @@
 
 use crate::builder::{Builder, Policy};
 use crate::error::Error;
-use crate::reclaim::drainer::{self, Drainer, DrainerThread};
+use crate::fork;
+use crate::reclaim::drainer::{self, Drainer, DrainerThread, Joined};
 use crate::restricted;
 use crate::runtime::Inner;
 use crate::stats::Stats;
-use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU32, AtomicUsize, Mutex, Ordering};
 use std::mem::ManuallyDrop;
 // The handle itself is a std `Arc` even under loom: the last-drop path needs
 // `Arc::decrement_strong_count`, which loom's `Arc` lacks. The counts that decide who shuts the
@@ -17,7 +18,8 @@ use std::sync::Arc as StdArc;
 /// A handle to a sigdrop runtime: cheap to clone, `Send + Sync`.
 ///
 /// Dropping the last handle (slots hold one each) stops the drainer and runs every pending
-/// destructor. A handle dropped in restricted context (a slot dropped inside a signal handler,
+/// destructor (see [`shutdown`](Runtime::shutdown) for the exceptions and how long it may
+/// take). A handle dropped in restricted context (a slot dropped inside a signal handler,
 /// say) frees nothing there: its reference is handed to whoever drops the last handle, and if it
 /// *was* the last handle the runtime is deliberately leaked rather than shut down in a handler.
 ///
@@ -47,6 +49,9 @@ struct Handle {
     handles: AtomicUsize,
     /// `Arc` references given up in restricted context without being decremented.
     forgotten: AtomicUsize,
+    /// The process's fork count when `thread` was started: if it has moved, this is a child
+    /// process, where that thread does not exist.
+    forks: AtomicU32,
 }
 
 impl Runtime {
@@ -57,6 +62,7 @@ impl Runtime {
                 thread: Mutex::new(thread),
                 handles: AtomicUsize::new(1),
                 forgotten: AtomicUsize::new(0),
+                forks: AtomicU32::new(fork::count()),
             })),
         }
     }
@@ -75,16 +81,85 @@ impl Clone for Runtime {
 }
 
 impl Drop for Runtime {
-    /// Dropping the last handle shuts the runtime down: stops the drainer, runs every pending
-    /// destructor, frees the pool. That only ever happens in ordinary context, and it never waits
-    /// for readers: once the last handle is gone so is every slot, so no reader can still borrow
-    /// any of the runtime's objects, and objects that were waiting for a grace period are
-    /// destroyed at once. It takes as long as the destructors still pending.
+    /// Dropping the last handle shuts the runtime down, as [`shutdown`](Runtime::shutdown)
+    /// describes: stops the drainer, runs every pending destructor, frees the pool. That only
+    /// ever happens in ordinary context, and it never waits for readers: once the last handle is
+    /// gone so is every slot, so no reader can still borrow any of the runtime's objects, and
+    /// objects that were waiting for a grace period are destroyed at once.
     ///
     /// In restricted context a handle is given up without touching memory: its `Arc` reference
     /// is forgotten (and counted, so the last ordinary drop can release it), and if it was the
     /// last handle the runtime is leaked rather than shut down inside a signal handler.
     fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// What shutting a runtime down did: from [`Runtime::shutdown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Destructors that ran from the moment the last handle went until the shutdown returned,
+    /// on any thread.
+    pub destroyed: u64,
+    /// Objects still waiting when the shutdown returned: the drainer thread holds them and runs
+    /// them when the destructor it is running returns (unless the process exits first). Zero
+    /// unless `drainer_waited` is false.
+    pub left_to_drainer: usize,
+    /// Whether the shutdown waited for the drainer thread until it finished (also true with
+    /// [`Drainer::Manual`], which has none). False when it gave up on a drainer stuck in one
+    /// destructor (see [`Builder::shutdown_timeout`]), when it ran on a drainer thread (a
+    /// destructor dropped the last handle: a drainer never blocks waiting for another), and in
+    /// a child process after `fork`, where the parent's drainer thread does not exist.
+    pub drainer_waited: bool,
+}
+
+impl Runtime {
+    /// Gives up this handle and, if it was the last, shuts the runtime down and says what that
+    /// did; `None` if other handles (or slots, which hold one each) remain, or in restricted
+    /// context, where the last handle is leaked rather than shut down (as dropping it would).
+    /// Dropping the last handle does the same and discards the report.
+    ///
+    /// The shutdown tells the drainer thread to stop and waits for it while it keeps finishing
+    /// destructors, then runs every destructor still pending on the calling thread. It never
+    /// waits for readers, and it is bounded:
+    ///
+    /// - a drainer thread stuck in one destructor for longer than
+    ///   [`Builder::shutdown_timeout`] (default one second) is no longer waited for: the
+    ///   shutdown runs everything else and returns, leaving that thread the objects it holds
+    ///   (`left_to_drainer`);
+    /// - on a drainer thread (a destructor dropped the last handle, of this runtime or another)
+    ///   it never waits for a drainer: two runtimes whose objects own each other's last handles
+    ///   do not wait for each other;
+    /// - in a child process after `fork` it does not wait for the parent's drainer thread, which
+    ///   does not exist there.
+    ///
+    /// Not for signal handlers (it runs destructors); there it only gives up the handle.
+    ///
+    /// ```
+    /// use sigdrop::{RefSlot, Runtime, restricted};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let slot = RefSlot::new(&rt);
+    /// slot.xchg(Some(Box::new(1u32)))?;
+    /// {
+    ///     let _restricted = restricted::enter();
+    ///     slot.clear(); // handed to the drainer
+    /// }
+    /// drop(slot);
+    /// let report = rt.shutdown().expect("the last handle");
+    /// assert_eq!(report.left_to_drainer, 0);
+    /// assert!(report.drainer_waited);
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn shutdown(self) -> Option<ShutdownReport> {
+        let mut this = ManuallyDrop::new(self);
+        this.release()
+    }
+
+    /// Gives up this handle (`Drop` and `shutdown`); shuts down if it was the last. The handle
+    /// must not be used afterwards.
+    fn release(&mut self) -> Option<ShutdownReport> {
         let handle = &*self.handle;
         if restricted::is_active() {
             // Count the forgotten reference *before* giving up the handle, so that whoever drops
@@ -95,7 +170,7 @@ impl Drop for Runtime {
             loop {
                 if n == 1 {
                     // The last handle, in a signal handler: leak the runtime.
-                    return;
+                    return None;
                 }
                 // Release: orders the `forgotten` increment before the decrement that the last
                 // dropper's AcqRel `fetch_sub` reads.
@@ -105,15 +180,16 @@ impl Drop for Runtime {
                     Ordering::Release,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return, // the `Arc` reference is forgotten, never decremented here
+                    Ok(_) => return None, // the `Arc` reference is forgotten, never decremented
                     Err(actual) => n = actual,
                 }
             }
         }
+        let mut report = None;
         // AcqRel: Release for our own uses of the runtime; Acquire (for the last dropper) to see
         // every other handle's uses and `forgotten` increments.
         if handle.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            handle.shut_down();
+            report = Some(handle.shut_down());
             let forgotten = handle.forgotten.load(Ordering::Relaxed);
             for _ in 0..forgotten {
                 // SAFETY: each counted forgotten handle still owns one strong reference to this
@@ -122,17 +198,20 @@ impl Drop for Runtime {
                 unsafe { StdArc::decrement_strong_count(StdArc::as_ptr(&self.handle)) };
             }
         }
-        // SAFETY: `handle` is not used again after this.
+        // SAFETY: callers never use `self.handle` again (`Drop`, or a `ManuallyDrop` in
+        // `shutdown`).
         unsafe { ManuallyDrop::drop(&mut self.handle) };
+        report
     }
 }
 
 impl Handle {
-    /// Stops the drainer thread (joining it unless we are it). The drainer never waits for
-    /// readers, so the join waits at most for the destructors it is running. The runtime state
-    /// itself goes when the last reference to it does: this thread's, or the drainer's when it
-    /// exits.
-    fn shut_down(&self) {
+    /// Stops the drainer thread (waiting for it as `Runtime::shutdown` says) and runs what is
+    /// left on this thread. The drainer never waits for readers, so the wait is for the
+    /// destructors it is running. The runtime state itself goes when the last reference to it
+    /// does: this thread's, or the drainer's when it exits.
+    fn shut_down(&self) -> ShutdownReport {
+        let before = self.inner.destroyed();
         // Release: the drainer's Acquire load of `stop` sees everything before this.
         self.inner.stop.store(true, Ordering::Release);
         self.inner.doorbell.wake();
@@ -141,13 +220,59 @@ impl Handle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        if let Some(thread) = thread {
-            thread.join_unless_current();
-        }
+        let joined = match thread {
+            None => Joined::Finished,
+            Some(thread) if self.forked() => {
+                thread.forget();
+                Joined::Gone
+            }
+            Some(thread) => thread.stop(self.inner.cfg.shutdown_timeout, || self.inner.destroyed()),
+        };
         // Owned boxes handed over in handlers keep the runtime state alive from its own lists,
         // so `Drop for Inner` would never come to run them: run them now (with a manual drainer
-        // nobody else will; with a thread, this catches boxes queued after its last cycle).
+        // nobody else will; with a thread, this catches boxes queued after its last cycle, and
+        // everything a drainer we did not wait for has not taken).
         while self.inner.drain() > 0 {}
+        ShutdownReport {
+            destroyed: self.inner.destroyed() - before,
+            left_to_drainer: self.inner.pending(),
+            drainer_waited: joined == Joined::Finished,
+        }
+    }
+
+    /// Whether this is a child process whose drainer thread (if any) was the parent's.
+    #[inline]
+    fn forked(&self) -> bool {
+        // Relaxed: see `fork::count`; our own store below is ordered by the `thread` lock.
+        self.forks.load(Ordering::Relaxed) != fork::count()
+    }
+
+    /// In a child process after `fork`: starts a drainer thread in place of the parent's, which
+    /// does not exist here. Ordinary context only (a handler cannot start a thread; the next
+    /// ordinary use will).
+    #[cold]
+    #[inline(never)]
+    fn after_fork(&self) {
+        if restricted::is_active() {
+            return;
+        }
+        let mut thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = fork::count();
+        if self.forks.load(Ordering::Relaxed) == now {
+            return; // another thread of this child got here first
+        }
+        if let Some(old) = thread.take() {
+            old.forget();
+            // If the thread cannot start (out of threads or memory), the runtime runs on as with
+            // `Drainer::Manual` in this process: `Runtime::drain` and shutdown still run
+            // everything, and each object handed over in ordinary context is destroyed by the
+            // thread that fills its batch.
+            *thread = drainer::spawn(self.inner.clone(), self.inner.cfg.wake).ok();
+        }
+        self.forks.store(now, Ordering::Relaxed);
     }
 }
 
@@ -225,12 +350,21 @@ impl Runtime {
             .expect("a global slot got the global runtime before it held an object")
     }
 
+    /// The runtime state, for every operation on it. In a child process after `fork`, the first
+    /// call in ordinary context starts the drainer thread the child lacks (one relaxed load and a
+    /// comparison otherwise).
+    #[inline]
     pub(crate) fn inner(&self) -> &Inner {
+        #[cfg(not(loom))]
+        if self.handle.forked() {
+            self.handle.after_fork();
+        }
         &self.handle.inner
     }
 
     /// The runtime state itself, for an [`Owned`](crate::Owned) box to keep alive.
     pub(crate) fn inner_arc(&self) -> &Arc<Inner> {
+        let _ = self.inner(); // the fork check
         &self.handle.inner
     }
 
@@ -346,6 +480,7 @@ impl Builder {
             return Err(Error::Restricted);
         }
         let config = self.validate()?;
+        fork::watch();
         let (kind, wake) = (config.drainer, config.wake);
         let inner = Arc::new(Inner::new(config));
         let thread = match kind {

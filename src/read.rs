@@ -341,6 +341,33 @@ loom::thread_local! {
     static DEPTH: Cell<u32> = Cell::new(0);
 }
 
+/// In a child process, just after `fork` (the forking thread is the only one): forgets what
+/// the parent's other threads left in the read domain. Called from the `pthread_atfork` child
+/// handler, so it touches only atomics and this thread's `const` thread-local.
+#[cfg(not(loom))]
+pub(crate) fn after_fork_in_child() {
+    let domain = domain();
+    if DEPTH.with(|d| d.get()) == 0 {
+        // No guard exists in this process (this thread holds none, and it is the only thread):
+        // every count is a dead thread's, and would hold grace periods up for ever. Relaxed:
+        // nothing else runs; the handler's return orders these before everything after it.
+        for shard in &domain.readers {
+            for counter in shard.iter() {
+                counter.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+    // A grace period a dead thread was moving on: its try-lock would stay taken for ever. Take
+    // it over from the start (a new grace period, whose fence comes after every removal so far,
+    // covers every cookie handed out). If this thread is the one that held it (`fork` called
+    // from a signal handler that interrupted `advance`), the interrupted call finishes its own
+    // step when the handler returns: no worse than a poll racing this reset.
+    // SAFETY: the only thread of the process; nobody else can touch `phase`.
+    domain.phase.with_mut(|p| unsafe { *p = Phase::Idle });
+    // Release: as every holder's release of the try-lock.
+    domain.advancing.store(false, Ordering::Release);
+}
+
 /// A read-side critical section: while it is alive, no object that a
 /// [`ReadSlot`](crate::ReadSlot) held when it was entered is destroyed.
 ///
@@ -420,8 +447,10 @@ pub fn is_active() -> bool {
 /// You rarely need it: the drainer waits for grace periods by itself, and
 /// [`Detached::into_inner`](crate::Detached::into_inner) of an object that left a readable slot
 /// calls it. It blocks, spinning briefly and then yielding the CPU (never sleeping), while
-/// readers finish: keep read-side sections short. After `fork`, guards held by the parent's
-/// other threads are never dropped in the child, so a grace period there never ends.
+/// readers finish: keep read-side sections short. After `fork`, guards the parent's other
+/// threads held are forgotten in the child (they can never be dropped there) — unless the
+/// thread that called `fork` held a guard itself at the time: then the child keeps waiting for
+/// them, and a grace period there may never end.
 ///
 /// Not for signal handlers ([`Error::Restricted`]); refused with [`Error::ReadGuardHeld`] while
 /// this thread holds a guard, which it would wait for forever.

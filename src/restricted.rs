@@ -122,12 +122,18 @@ pub(crate) mod entries {
     }
 }
 
+/// Puts this thread's depth back to `depth`: the drainer's repair after a destructor that
+/// forgot a guard (or dropped one it did not enter).
+pub(crate) fn reset_depth(depth: u32) {
+    DEPTH.with(|d| d.set(depth));
+}
+
 impl Drop for RestrictedGuard {
     fn drop(&mut self) {
-        DEPTH.with(|d| {
-            debug_assert!(d.get() > 0, "restricted guard dropped twice");
-            d.set(d.get().wrapping_sub(1))
-        });
+        // Saturating: a guard whose level was already taken back (a destructor stored it and
+        // the drainer reset the depth, see `Runtime::drain`) must not wrap the depth into "in
+        // restricted context for ever".
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
     }
 }
 

@@ -98,6 +98,8 @@ struct Counters {
     batched: AtomicU64,
     /// Drain cycles run by producers over the backlog bound, or helping at a batch close.
     helped: AtomicU64,
+    /// Destructors that left restricted context entered (or left more than they entered).
+    stray_restricted: AtomicU64,
     peak_pending: AtomicUsize,
     peak_total: AtomicUsize,
     peak_active: AtomicUsize,
@@ -560,7 +562,7 @@ impl Inner {
     }
 
     /// Everything waiting for destruction now (a snapshot).
-    fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.batches.len()
             + self.lists.queued()
             + self.running.load(Ordering::Relaxed)
@@ -593,11 +595,28 @@ impl Inner {
         ran
     }
 
+    /// Destructors run so far (a snapshot): how a shutdown sees a drainer make progress.
+    pub(crate) fn destroyed(&self) -> u64 {
+        self.counters.drained.load(Ordering::Relaxed)
+    }
+
     /// Runs one destructor, catching a panic. The caller counts it in `drained`.
+    ///
+    /// A destructor that forgets a [`RestrictedGuard`](crate::restricted::RestrictedGuard) would
+    /// leave this thread — a drainer, or a thread helping — in restricted context for good:
+    /// every later destructor would defer instead of run, and a runtime handle dropped there
+    /// would be leaked as if in a signal handler. The depth is put back, and counted.
     fn run(&self, payload: Payload) {
+        let depth = restricted::depth();
         // SAFETY: every payload was built from an owned pointer and its own destructor, and each
         // job or batch is taken by exactly one drainer, so this is the one call of `dtor(obj)`.
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
+        if restricted::depth() != depth {
+            restricted::reset_depth(depth);
+            self.counters
+                .stray_restricted
+                .fetch_add(1, Ordering::Relaxed);
+        }
         if let Err(panic) = result {
             self.counters.dtor_panics.fetch_add(1, Ordering::Relaxed);
             // Dropping the payload may panic too; contain that as well, and if even that panic's
@@ -783,6 +802,7 @@ impl Inner {
             peak_pending: c.peak_pending.load(Ordering::Relaxed),
             batched: relaxed(&c.batched),
             helped: relaxed(&c.helped),
+            stray_restricted: relaxed(&c.stray_restricted),
             peak_total: c.peak_total.load(Ordering::Relaxed),
             peak_active: c.peak_active.load(Ordering::Relaxed),
         }

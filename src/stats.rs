@@ -67,6 +67,12 @@ pub struct Stats {
     /// Drain cycles run by threads that handed objects over, helping: destroying ready batches
     /// when they closed one, or keeping the backlog under `max_pending`.
     pub helped: u64,
+    /// Destructors that returned with this thread's restricted-context depth changed (they
+    /// forgot a [`RestrictedGuard`](crate::restricted::RestrictedGuard), or dropped one they
+    /// did not enter). The depth is put back after each: without that, the thread that ran them
+    /// would defer every later destructor, and leak a runtime whose last handle it dropped, as
+    /// if in a signal handler. Non-zero means a destructor misuses restricted context.
+    pub stray_restricted: u64,
     /// Highest `total` seen.
     pub peak_total: usize,
     /// Highest number of jobs one drain cycle found queued.

@@ -278,3 +278,237 @@ fn many_pending_objects_run_when_the_last_handle_drops() {
         || drainer_threads() == baseline,
     );
 }
+
+/// An object of one runtime that owns a handle of another; its destructor waits (bounded) until
+/// its counterpart's destructor is running too, then drops the handle — the last one.
+struct Crossed {
+    other: Option<Runtime>,
+    arrived: Arc<AtomicU64>,
+    finished: Arc<AtomicU64>,
+    on_drainer: Arc<AtomicU64>,
+}
+
+impl Drop for Crossed {
+    fn drop(&mut self) {
+        if std::thread::current().name() == Some("sigdrop-drainer") {
+            self.on_drainer.fetch_add(1, Ordering::Relaxed);
+        }
+        self.arrived.fetch_add(1, Ordering::AcqRel);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.arrived.load(Ordering::Acquire) < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(self.other.take()); // the last handle of the other runtime
+        self.finished.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[test]
+fn two_drainers_dropping_each_others_last_handle_do_not_wait_for_each_other() {
+    let _serial = drainer_tests();
+    let baseline = drainer_threads();
+    // No shutdown timeout: the only way out is that no drainer ever waits for another.
+    let build = || {
+        Runtime::builder()
+            .policy(Policy::AlwaysDefer)
+            .shutdown_timeout(None)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    let arrived = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicU64::new(0));
+    let on_drainer = Arc::new(AtomicU64::new(0));
+    let crossed = |other: &Runtime| {
+        Box::new(Crossed {
+            other: Some(other.clone()),
+            arrived: Arc::clone(&arrived),
+            finished: Arc::clone(&finished),
+            on_drainer: Arc::clone(&on_drainer),
+        })
+    };
+    let in_a = RefSlot::new(&a);
+    let in_b = RefSlot::new(&b);
+    assert!(in_a.xchg(Some(crossed(&b))).unwrap().is_none());
+    assert!(in_b.xchg(Some(crossed(&a))).unwrap().is_none());
+    drop((a, b));
+    // Each object now holds the other runtime's last handle but one (its slot's). Hand both
+    // to their drainers (AlwaysDefer), then drop the slots.
+    in_a.clear();
+    in_b.clear();
+    drop((in_a, in_b));
+    wait_until(
+        Duration::from_secs(20),
+        "both destructors to drop their handles and both drainers to exit",
+        || {
+            format!(
+                "{} arrived, {} finished, {} drainer threads (baseline {baseline})",
+                arrived.load(Ordering::Relaxed),
+                finished.load(Ordering::Relaxed),
+                drainer_threads()
+            )
+        },
+        || finished.load(Ordering::Acquire) == 2 && drainer_threads() == baseline,
+    );
+    assert_eq!(
+        on_drainer.load(Ordering::Relaxed),
+        2,
+        "both destructors ran on drainer threads"
+    );
+}
+
+static STUCK_ENTERED: AtomicBool = AtomicBool::new(false);
+static STUCK_RELEASE: AtomicBool = AtomicBool::new(false);
+static STUCK_DONE: AtomicBool = AtomicBool::new(false);
+
+/// A destructor that does not return until the test lets it (bounded at 20 s).
+struct Stuck;
+
+impl Drop for Stuck {
+    fn drop(&mut self) {
+        STUCK_ENTERED.store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !STUCK_RELEASE.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        STUCK_DONE.store(true, Ordering::Release);
+    }
+}
+
+#[test]
+fn shutdown_gives_up_on_a_stuck_destructor_and_runs_the_rest() {
+    let _serial = drainer_tests();
+    let baseline = drainer_threads();
+    const N: usize = 100;
+    let tracker = Tracker::new(N);
+    let rt = Runtime::builder()
+        .shutdown_timeout(Some(Duration::from_millis(200)))
+        .build()
+        .unwrap();
+    let stuck = RefSlot::new(&rt);
+    assert!(stuck.xchg(Some(Box::new(Stuck))).unwrap().is_none());
+    let slots: Vec<RefSlot<Box<Obj>>> = (0..N).map(|_| RefSlot::new(&rt)).collect();
+    for (i, slot) in slots.iter().enumerate() {
+        assert!(slot.xchg(Some(tracker.obj(i))).unwrap().is_none());
+    }
+    {
+        let _restricted = restricted::enter();
+        stuck.clear(); // to the drainer, which gets stuck in it
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the drainer to enter the stuck destructor",
+        || format!("{:?}", rt.stats()),
+        || STUCK_ENTERED.load(Ordering::Acquire),
+    );
+    {
+        let _restricted = restricted::enter();
+        for slot in &slots {
+            slot.clear(); // queued behind it: the stuck drainer will not take these
+        }
+    }
+    drop((stuck, slots));
+    let started = Instant::now();
+    let report = rt.shutdown().expect("the last handle");
+    let took = started.elapsed();
+    assert!(!report.drainer_waited, "{report:?}");
+    // The stuck object itself: its drainer holds it.
+    assert_eq!(report.left_to_drainer, 1, "{report:?}");
+    assert_eq!(report.destroyed, N as u64, "{report:?}");
+    assert_eq!(
+        tracker.ran_total(),
+        N as u64,
+        "ran before shutdown returned"
+    );
+    tracker.assert_each_ran_once();
+    assert!(!STUCK_DONE.load(Ordering::Acquire));
+    // Not a timing assertion: a shutdown that waited for the stuck destructor would take the
+    // full 20 s it waits for the release below.
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    STUCK_RELEASE.store(true, Ordering::Release);
+    wait_until(
+        Duration::from_secs(10),
+        "the stuck destructor to finish and its drainer to exit",
+        || {
+            format!(
+                "{} drainer threads (baseline {baseline})",
+                drainer_threads()
+            )
+        },
+        || STUCK_DONE.load(Ordering::Acquire) && drainer_threads() == baseline,
+    );
+}
+
+/// A destructor that forgets a restricted-context guard.
+struct ForgetsRestricted;
+
+impl Drop for ForgetsRestricted {
+    fn drop(&mut self) {
+        std::mem::forget(restricted::enter());
+    }
+}
+
+#[test]
+fn a_destructor_that_forgets_a_restricted_guard_leaves_the_drainer_in_ordinary_context() {
+    const N: usize = 10;
+    let tracker = Tracker::new(2 * N);
+    let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    // Another runtime whose last handle is owned by an object destroyed after the stray guard:
+    // dropped in ordinary context it shuts down and runs its objects; dropped in what looks like
+    // restricted context it would be leaked with them.
+    let other = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    let other_slots: Vec<RefSlot<Box<Obj>>> = (N..2 * N).map(|_| RefSlot::new(&other)).collect();
+    for (i, slot) in other_slots.iter().enumerate() {
+        assert!(slot.xchg(Some(tracker.obj(N + i))).unwrap().is_none());
+    }
+    let forgets = RefSlot::new(&rt);
+    assert!(
+        forgets
+            .xchg(Some(Box::new(ForgetsRestricted)))
+            .unwrap()
+            .is_none()
+    );
+    let objs: Vec<RefSlot<Box<Obj>>> = (0..N).map(|_| RefSlot::new(&rt)).collect();
+    for (i, slot) in objs.iter().enumerate() {
+        assert!(slot.xchg(Some(tracker.obj(i))).unwrap().is_none());
+    }
+    let holder = RefSlot::new(&rt);
+    assert!(
+        holder
+            .xchg(Some(Box::new((other, other_slots))))
+            .unwrap()
+            .is_none()
+    );
+    {
+        let _restricted = restricted::enter();
+        forgets.clear();
+        for slot in &objs {
+            slot.clear();
+        }
+        holder.clear();
+    }
+    assert_eq!(rt.drain().unwrap(), N + 2);
+    assert!(
+        !restricted::is_active(),
+        "the drain left this thread restricted"
+    );
+    assert_eq!(rt.stats().stray_restricted, 1);
+    assert_eq!(tracker.ran_total(), 2 * N as u64);
+    tracker.assert_each_ran_once();
+
+    // The same inside the final shutdown (the last handle's drain loop).
+    assert!(
+        forgets
+            .xchg(Some(Box::new(ForgetsRestricted)))
+            .unwrap()
+            .is_none()
+    );
+    {
+        let _restricted = restricted::enter();
+        forgets.clear();
+    }
+    drop((forgets, objs, holder));
+    let report = rt.shutdown().expect("the last handle");
+    assert_eq!(report.destroyed, 1, "{report:?}");
+    assert!(!restricted::is_active());
+}

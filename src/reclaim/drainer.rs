@@ -68,48 +68,160 @@ const QUIET_POLLS: u32 = 4;
 pub(crate) struct DrainerThread {
     #[cfg(not(loom))]
     handle: std::thread::JoinHandle<()>,
+    /// Set (and notified) when the thread's loop has returned, so that a shutdown can wait for
+    /// it with a timeout rather than join blindly.
+    #[cfg(not(loom))]
+    exited: std::sync::Arc<Exited>,
     #[cfg(loom)]
     handle: loom::thread::JoinHandle<()>,
+}
+
+/// The drainer thread's "I have finished" flag.
+#[cfg(not(loom))]
+#[derive(Default)]
+struct Exited {
+    done: std::sync::Mutex<bool>,
+    cond: std::sync::Condvar,
+}
+
+/// Sets `Exited` when dropped: at the end of the thread's loop, and also if it unwinds.
+#[cfg(not(loom))]
+struct SignalExit(std::sync::Arc<Exited>);
+
+#[cfg(not(loom))]
+impl Drop for SignalExit {
+    fn drop(&mut self) {
+        *self
+            .0
+            .done
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        self.0.cond.notify_all();
+    }
+}
+
+// Whether this thread is a drainer thread (of any runtime): a drainer never blocks joining
+// another (two runtimes whose objects own each other's last handles would wait for each other).
+// `const`-initialised, no destructor; never touched by a signal handler.
+#[cfg(not(loom))]
+std::thread_local! {
+    static ON_DRAINER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static ON_DRAINER: std::cell::Cell<bool> = std::cell::Cell::new(false);
+}
+
+/// Whether the calling thread is a drainer thread of some runtime.
+pub(crate) fn on_a_drainer() -> bool {
+    ON_DRAINER.with(|d| d.get())
 }
 
 /// Starts the drainer thread.
 #[cfg(not(loom))]
 pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<DrainerThread> {
+    let exited = std::sync::Arc::new(Exited::default());
+    let signal = SignalExit(std::sync::Arc::clone(&exited));
     let handle = std::thread::Builder::new()
         .name("sigdrop-drainer".into())
-        .spawn(move || run(&*work, wake))?;
-    Ok(DrainerThread { handle })
+        .spawn(move || {
+            let _signal = signal;
+            ON_DRAINER.with(|d| d.set(true));
+            run(&*work, wake);
+            // `work` (maybe the last reference to the runtime state) goes before `_signal`: a
+            // shutdown that saw the exit finds the state's final drain done.
+            drop(work);
+        })?;
+    Ok(DrainerThread { handle, exited })
 }
 
 /// Starts the drainer as a model thread.
 #[cfg(loom)]
 pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<DrainerThread> {
     Ok(DrainerThread {
-        handle: loom::thread::spawn(move || run(&*work, wake)),
+        handle: loom::thread::spawn(move || {
+            ON_DRAINER.with(|d| d.set(true));
+            run(&*work, wake)
+        }),
     })
 }
 
+/// How a shutdown's wait for the drainer thread ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Joined {
+    /// The thread finished and was joined.
+    Finished,
+    /// Not waited for: the caller is a drainer thread itself (this runtime's, running the
+    /// destructor that dropped the last handle, or another runtime's). The thread finishes on
+    /// its own after its current destructor.
+    NotWaited,
+    /// Still running a destructor when the timeout passed; it finishes on its own.
+    TimedOut,
+    /// The thread does not exist in this process (a child after `fork`).
+    Gone,
+}
+
 impl DrainerThread {
-    /// Waits for the thread to finish, unless the caller *is* the drainer (the last handle was
-    /// dropped by a destructor the drainer ran): then the thread finishes on its own after the
-    /// current cycle, and the last reference to the runtime state goes with it — the final
-    /// drain then runs on the drainer thread, detached, and like any detached thread's work it
-    /// is cut short if the process exits first. The drainer never waits for readers, so the join
-    /// takes at most the destructors it is running.
-    pub(crate) fn join_unless_current(self) {
+    /// Waits for the thread, which has been told to stop, to finish — for as long as it keeps
+    /// finishing destructors (`progress` counts them), giving up after `timeout` without one
+    /// (`None`: never gives up) — unless the caller is a drainer thread: a drainer never blocks
+    /// on another (nor on itself). A thread not waited for finishes on its own after the
+    /// destructor it is running, detached: like any detached thread's work, that is cut short if
+    /// the process exits first. The drainer never waits for readers, so the wait takes at most
+    /// the destructors it is running.
+    pub(crate) fn stop(self, timeout: Option<Duration>, progress: impl Fn() -> u64) -> Joined {
+        if on_a_drainer() {
+            return Joined::NotWaited;
+        }
         #[cfg(not(loom))]
         {
-            if self.handle.thread().id() == std::thread::current().id() {
-                return;
+            // Wait in slices; give up only after `timeout` during which no destructor finished
+            // (a drainer busy with many slow destructors is waited for; a stuck one is not).
+            const SLICE: Duration = Duration::from_millis(10);
+            let mut done = self
+                .exited
+                .done
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut last = progress();
+            let mut still = Duration::ZERO;
+            while !*done {
+                if timeout.is_some_and(|t| still >= t) {
+                    return Joined::TimedOut; // dropping the handle detaches the thread
+                }
+                done = self
+                    .exited
+                    .cond
+                    .wait_timeout(done, SLICE)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+                let now = progress();
+                if now == last {
+                    still += SLICE;
+                } else {
+                    (last, still) = (now, Duration::ZERO);
+                }
             }
-            // A panic on the drainer outside destructors would be a bug in sigdrop; destructor
-            // panics are caught and counted. Do not propagate it into a `Drop`.
+            drop(done);
+            // It has left its loop: the join returns at once. A panic on the drainer outside
+            // destructors would be a bug in sigdrop (destructor panics are caught and counted):
+            // do not propagate it into a `Drop`.
             let _ = self.handle.join();
+            Joined::Finished
         }
         #[cfg(loom)]
         {
+            let _ = (timeout, progress);
             let _ = self.handle.join();
+            Joined::Finished
         }
+    }
+
+    /// Gives up the handle of a thread that does not exist in this process (a child after
+    /// `fork`): joining or detaching it would act on the parent's thread record.
+    pub(crate) fn forget(self) {
+        std::mem::forget(self);
     }
 }
 
