@@ -1,0 +1,142 @@
+//! A forked child keeps the runtime's promises: objects handed over in the child are destroyed
+//! there (its drainer thread is started again), objects that wait for readers are not held up by
+//! read guards of parent threads that do not exist in the child, and dropping a runtime whose
+//! drainer thread was the parent's neither panics nor waits.
+//!
+//! The child reports through its exit status (one code per check) and never returns into the
+//! test harness.
+
+use sigdrop::{ReadSlot, RefSlot, Runtime, read, restricted};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Polls `cond` for up to five seconds.
+fn within_5s(cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// The child's checks; `Err(code)` names the first that failed.
+fn in_child(rt: Runtime, untouched: Runtime) -> Result<(), i32> {
+    let dropped = Arc::new(AtomicUsize::new(0));
+
+    // Handed over in restricted context, as a signal handler would: only a drainer thread can
+    // run it (nobody calls `drain` here).
+    let slot = RefSlot::new(&rt);
+    let _ = slot.xchg(Some(Box::new(Counted(dropped.clone())))).map_err(|_| 10)?;
+    {
+        let _restricted = restricted::enter();
+        slot.clear();
+    }
+    if !within_5s(|| dropped.load(Ordering::Acquire) == 1) {
+        return Err(11);
+    }
+
+    // Replaced in ordinary context while readers might borrow it: destroyed after a grace
+    // period, which the parent's reader thread (absent here) must not hold up.
+    let readable = ReadSlot::new(&rt);
+    let _ = readable.xchg(Some(Box::new(Counted(dropped.clone())))).map_err(|_| 12)?;
+    readable.clear();
+    if !within_5s(|| {
+        let _ = rt.drain();
+        dropped.load(Ordering::Acquire) == 2
+    }) {
+        return Err(13);
+    }
+    // And a guard taken in the child is still waited for.
+    let guard = read::enter();
+    let _ = readable.xchg(Some(Box::new(Counted(dropped.clone())))).map_err(|_| 14)?;
+    readable.clear();
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = rt.drain();
+    if dropped.load(Ordering::Acquire) != 2 {
+        return Err(15);
+    }
+    drop(guard);
+    if !within_5s(|| {
+        let _ = rt.drain();
+        dropped.load(Ordering::Acquire) == 3
+    }) {
+        return Err(16);
+    }
+
+    // A runtime never used in the child: its drainer is the parent's. Dropping it must neither
+    // panic nor wait for that thread.
+    match catch_unwind(AssertUnwindSafe(|| untouched.shutdown())) {
+        Ok(Some(report)) if !report.drainer_waited => {}
+        _ => return Err(17),
+    }
+
+    drop((slot, readable));
+    match rt.shutdown() {
+        Some(report) if report.drainer_waited && report.left_to_drainer == 0 => Ok(()),
+        _ => Err(18),
+    }
+}
+
+#[test]
+fn a_forked_child_destroys_what_it_hands_over() {
+    let rt = Runtime::new().unwrap();
+    let untouched = Runtime::new().unwrap();
+    // A parent thread inside a read-side section across the fork.
+    let entered = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (entered, release) = (entered.clone(), release.clone());
+        std::thread::spawn(move || {
+            let _guard = read::enter();
+            entered.store(true, Ordering::Release);
+            while !release.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    while !entered.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+
+    // SAFETY: the child only runs the checks above and leaves with `_exit`, never returning into
+    // the harness; the locks it takes (the allocator's, sigdrop's own) are not held by the
+    // parent's other threads at this point (they are idle or sleeping).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = match catch_unwind(AssertUnwindSafe(|| in_child(rt, untouched))) {
+            Ok(Ok(())) => 0,
+            Ok(Err(code)) => code,
+            Err(_) => 99,
+        };
+        // SAFETY: ends the child at once, without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    release.store(true, Ordering::Release);
+    reader.join().unwrap();
+    assert_eq!(waited, pid);
+    assert!(libc::WIFEXITED(status), "child status {status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "child check failed (codes in in_child)"
+    );
+    // The parent's runtimes are untouched by what the child did.
+    drop((rt, untouched));
+}
