@@ -93,7 +93,9 @@ fn in_child(rt: Runtime, untouched: Runtime) -> Result<(), i32> {
 #[test]
 fn a_forked_child_destroys_what_it_hands_over() {
     let rt = Runtime::new().unwrap();
-    let untouched = Runtime::new().unwrap();
+    // No shutdown timeout: only knowing that its drainer does not exist in the child lets the
+    // child's shutdown of it return.
+    let untouched = Runtime::builder().shutdown_timeout(None).build().unwrap();
     // A parent thread inside a read-side section across the fork.
     let entered = Arc::new(AtomicBool::new(false));
     let release = Arc::new(AtomicBool::new(false));
@@ -126,11 +128,24 @@ fn a_forked_child_destroys_what_it_hands_over() {
         unsafe { libc::_exit(code) };
     }
     let mut status = 0;
-    // SAFETY: waits for our own child.
-    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waited = loop {
+        // SAFETY: polls our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if waited != 0 || Instant::now() >= deadline {
+            break waited;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if waited == 0 {
+        // SAFETY: our own child, still running.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // SAFETY: reaps it.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
     release.store(true, Ordering::Release);
     reader.join().unwrap();
-    assert_eq!(waited, pid);
+    assert_eq!(waited, pid, "the child did not finish within 60 s");
     assert!(libc::WIFEXITED(status), "child status {status:#x}");
     assert_eq!(
         libc::WEXITSTATUS(status),
