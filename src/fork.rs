@@ -18,25 +18,108 @@
 //!   child's copies of them are never destroyed (their destructors would run twice over the
 //!   same resources, say the same file descriptor, otherwise).
 //!
-//! The counter is bumped by a `pthread_atfork` child handler, registered once when the first
-//! runtime is built. The handler touches only atomics (async-signal-safe, as POSIX asks of code
-//! that runs in the child of a multithreaded process).
+//! - **A lock another thread held** would stay taken for ever. The locks that ordinary-context
+//!   code takes for longer than an instruction — each runtime's grow lock and batch-queue lock,
+//!   which the drainer thread takes every cycle — are taken by the thread calling `fork` before
+//!   it forks and released after, in parent and child (as the C library does for `malloc`):
+//!   every live runtime is registered here. The per-CPU open-batch try-locks are not: a child
+//!   whose copy of one is taken skips that CPU's batch (the objects in it are the parent's).
+//!
+//! The handlers are registered with `pthread_atfork` once, when the first runtime is built. The
+//! child handler's counter and reader-count work touches only atomics; releasing the held
+//! locks and freeing their record is what any child that goes on to use the runtime does
+//! anyway (a child that only calls `exec` never reaches sigdrop code but this). `fork` called
+//! from a signal handler that interrupted sigdrop code holding one of these locks on the same
+//! thread would wait for itself: do not fork from such a handler.
+
+/// What holding an object's fork locks looks like: dropping it releases them.
+pub(crate) trait Held {}
+impl<T> Held for T {}
+
+/// An object with locks that no other thread may hold when `fork` copies it.
+pub(crate) trait ForkLocks: Send + Sync {
+    /// Takes the locks (waiting for them); dropping the result releases them.
+    fn hold(&self) -> Box<dyn Held + '_>;
+}
 
 #[cfg(not(loom))]
 mod imp {
-    use std::sync::Once;
+    use super::{ForkLocks, Held};
+    use std::cell::RefCell;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Mutex, MutexGuard, Once};
 
     /// Forks this process has gone through since it started (in its line of descent).
     static FORKS: AtomicU32 = AtomicU32::new(0);
     static WATCH: Once = Once::new();
 
-    /// Registers the child handler (once per process; children inherit it).
+    /// A registered object. Its address stays valid while it is registered (it unregisters,
+    /// under the registry's lock, before it is dropped).
+    struct Entry(*const (dyn ForkLocks + 'static));
+    // SAFETY: the pointee is `Send + Sync`; the pointer is only dereferenced under the registry
+    // lock while the object is registered.
+    unsafe impl Send for Entry {}
+
+    static REGISTRY: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+    type HeldLocks = (MutexGuard<'static, Vec<Entry>>, Vec<Box<dyn Held>>);
+
+    // What the forking thread holds from `prepare` to `parent`/`child` (all three run on it).
+    // Never touched by a signal handler.
+    std::thread_local! {
+        static HELD: RefCell<Option<HeldLocks>> = const { RefCell::new(None) };
+    }
+
+    fn registry() -> MutexGuard<'static, Vec<Entry>> {
+        // The list is changed with single pushes and removals: a panic leaves it consistent.
+        REGISTRY
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers `object` until [`unregister`]; it must call that before it is dropped.
+    pub(crate) fn register(object: &(dyn ForkLocks + 'static)) {
+        registry().push(Entry(object));
+    }
+
+    /// Removes `object` from the registry (waiting while a `fork` holds its locks).
+    pub(crate) fn unregister(object: &(dyn ForkLocks + 'static)) {
+        let target: *const (dyn ForkLocks + 'static) = object;
+        registry().retain(|entry| !std::ptr::addr_eq(entry.0, target));
+    }
+
+    extern "C" fn prepare() {
+        let registry = registry();
+        let held = registry
+            .iter()
+            .map(|entry| {
+                // SAFETY: registered, so alive until it unregisters, which waits for the
+                // registry lock we hold until `parent`/`child` drop these guards first.
+                let object: &'static dyn ForkLocks = unsafe { &*entry.0 };
+                object.hold()
+            })
+            .collect();
+        HELD.with(|h| *h.borrow_mut() = Some((registry, held)));
+    }
+
+    /// Releases what `prepare` took: the objects' locks first, then the registry's.
+    fn release() {
+        if let Some((registry, held)) = HELD.with(|h| h.borrow_mut().take()) {
+            drop(held);
+            drop(registry);
+        }
+    }
+
+    extern "C" fn in_parent() {
+        release();
+    }
+
+    /// Registers the handlers (once per process; children inherit them).
     pub(crate) fn watch() {
         WATCH.call_once(|| {
-            // SAFETY: `in_child` is an `extern "C" fn()` that never unwinds and only touches
-            // atomics and this thread's `const` thread-locals.
-            let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+            // SAFETY: the handlers are `extern "C" fn()`s that never unwind (nothing in them
+            // panics: poisoned locks are taken over).
+            let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(in_parent), Some(in_child)) };
             // It fails only without memory for the registration; children then keep the parent's
             // view (no new drainer, reader counts kept): what happened before this existed.
             debug_assert_eq!(rc, 0, "pthread_atfork");
@@ -55,13 +138,20 @@ mod imp {
         // Relaxed: see `count`.
         FORKS.fetch_add(1, Ordering::Relaxed);
         crate::read::after_fork_in_child();
+        release();
     }
 }
 
 /// Loom models have no `fork`.
 #[cfg(loom)]
 mod imp {
+    use super::ForkLocks;
+
     pub(crate) fn watch() {}
+
+    pub(crate) fn register(_: &(dyn ForkLocks + 'static)) {}
+
+    pub(crate) fn unregister(_: &(dyn ForkLocks + 'static)) {}
 
     #[inline]
     pub(crate) fn count() -> u32 {
@@ -69,4 +159,4 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{count, watch};
+pub(crate) use imp::{count, register, unregister, watch};

@@ -827,8 +827,18 @@ impl Drain for Inner {
     }
 }
 
+impl crate::fork::ForkLocks for Inner {
+    /// The grow lock, then the batch queue's (the order nothing else takes them in reverse).
+    fn hold(&self) -> Box<dyn crate::fork::Held + '_> {
+        let grow = self.lock_grow();
+        Box::new((grow, self.batches.hold()))
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Before anything else: a `fork` may be holding our locks (it waits for nothing we do).
+        crate::fork::unregister(self);
         // Normally set by the last handle already. Relaxed: we hold the only reference.
         self.stop.store(true, Ordering::Relaxed);
         // Last reference: nobody can offload any more, and no reader can reach our objects (see

@@ -155,3 +155,76 @@ fn a_forked_child_destroys_what_it_hands_over() {
     // The parent's runtimes are untouched by what the child did.
     drop((rt, untouched));
 }
+
+/// Forks `child` and returns its exit status code; kills it (and fails) after 60 s.
+fn run_in_child(child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child runs `child` and leaves with `_exit`, never returning into the harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(99);
+        // SAFETY: ends the child at once, without running the parent's exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // SAFETY: polls our own child.
+        let waited = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if waited == pid {
+            assert!(libc::WIFEXITED(status), "child status {status:#x}");
+            return libc::WEXITSTATUS(status);
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: our own child, still running; then reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            panic!("the child did not finish within 60 s (a lock held across fork?)");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn forks_while_a_writer_and_the_drainer_take_their_locks() {
+    const FORKS: usize = 100;
+    let rt = Runtime::builder().headroom(4).build().unwrap();
+    let slot = Arc::new(ReadSlot::new(&rt));
+    let stop = Arc::new(AtomicBool::new(false));
+    // A writer replacing at full speed: batches close (the queue's lock) all the time, and the
+    // drainer takes the queue's lock and trims (the grow lock) behind it.
+    let writer = {
+        let (slot, stop) = (slot.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                drop(slot.xchg(Some(Box::new(n))));
+                n += 1;
+            }
+        })
+    };
+    let dropped = Arc::new(AtomicUsize::new(0));
+    for _ in 0..FORKS {
+        let code = run_in_child(|| {
+            // Closes batches, runs them, grows and trims the pool: every lock the parent's
+            // threads were taking.
+            let mine = ReadSlot::new(&rt);
+            for _ in 0..1_000 {
+                drop(mine.xchg(Some(Box::new(Counted(dropped.clone())))));
+            }
+            drop(mine);
+            if !within_5s(|| {
+                let _ = rt.drain();
+                dropped.load(Ordering::Acquire) == 1_000
+            }) {
+                return 20;
+            }
+            0
+        });
+        assert_eq!(code, 0, "child check failed");
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+}

@@ -283,6 +283,11 @@ impl Batches {
         self.len() > 0
     }
 
+    /// Holds the queue's lock until the result is dropped (around a `fork`).
+    pub fn hold(&self) -> impl Sized + '_ {
+        self.lock()
+    }
+
     fn lock(&self) -> crate::sync::MutexGuard<'_, Queue> {
         // The queue is updated with single operations; a panic cannot leave it inconsistent.
         self.queue
