@@ -189,7 +189,7 @@ fn run_in_child(child: impl FnOnce() -> i32) -> i32 {
 
 #[test]
 fn forks_while_a_writer_and_the_drainer_take_their_locks() {
-    const FORKS: usize = 100;
+    const FORKS: usize = 1_000;
     let rt = Runtime::builder().headroom(4).build().unwrap();
     let slot = Arc::new(ReadSlot::new(&rt));
     let stop = Arc::new(AtomicBool::new(false));
