@@ -119,7 +119,8 @@ mod imp {
         WATCH.call_once(|| {
             // SAFETY: the handlers are `extern "C" fn()`s that never unwind (nothing in them
             // panics: poisoned locks are taken over).
-            let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(in_parent), Some(in_child)) };
+            let rc =
+                unsafe { libc::pthread_atfork(Some(prepare), Some(in_parent), Some(in_child)) };
             // It fails only without memory for the registration; children then keep the parent's
             // view (no new drainer, reader counts kept): what happened before this existed.
             debug_assert_eq!(rc, 0, "pthread_atfork");

@@ -98,17 +98,23 @@
 //!
 //! ## 6. `fork`
 //!
-//! A child process created by `fork` has only the thread that called `fork`: no drainer thread,
-//! and any sigdrop operation another thread was in the middle of stays half done in the child's
-//! copy. In the child:
+//! A child process created by `fork` has only the thread that called `fork`. sigdrop keeps its
+//! promises there:
 //!
-//! - if it calls `exec` soon (the usual case), do nothing: do not touch sigdrop between `fork`
-//!   and `exec`;
-//! - otherwise, do not use the parent's runtimes or slots, and do not drop them either (dropping
-//!   the last handle joins a drainer thread the child does not have, and readers that existed only
-//!   in the parent hold the child's grace periods up for ever). Leak them
-//!   ([`std::mem::forget`]) and build a new runtime in the child, with
-//!   [`Drainer::Manual`](crate::Drainer::Manual) if the child should not start threads.
+//! - the runtimes' drainer threads are started again, on the first use of each runtime in
+//!   ordinary context in the child (an install, a removal, `drain`, `stats`...); objects handed
+//!   over from signal handlers before that wait for it;
+//! - read guards held by the parent's other threads are forgotten, so they do not hold the
+//!   child's grace periods up — unless the thread that called `fork` held a read guard itself at
+//!   that moment: then the child keeps waiting for the parent's readers too (fork outside
+//!   read-side sections);
+//! - sigdrop's own locks are never inherited taken;
+//! - dropping a runtime in the child never waits for the parent's drainer thread;
+//! - objects the parent's drainer was destroying when `fork` ran are destroyed in the parent
+//!   only (the child's copies of them are never destroyed).
+//!
+//! A child that calls `exec` soon needs to do nothing. Do not call `fork` from a signal handler
+//! that may have interrupted sigdrop code on the same thread.
 //!
 //! ## 7. Your handler
 //!

@@ -39,7 +39,9 @@ fn in_child(rt: Runtime, untouched: Runtime) -> Result<(), i32> {
     // Handed over in restricted context, as a signal handler would: only a drainer thread can
     // run it (nobody calls `drain` here).
     let slot = RefSlot::new(&rt);
-    let _ = slot.xchg(Some(Box::new(Counted(dropped.clone())))).map_err(|_| 10)?;
+    let _ = slot
+        .xchg(Some(Box::new(Counted(dropped.clone()))))
+        .map_err(|_| 10)?;
     {
         let _restricted = restricted::enter();
         slot.clear();
@@ -51,7 +53,9 @@ fn in_child(rt: Runtime, untouched: Runtime) -> Result<(), i32> {
     // Replaced in ordinary context while readers might borrow it: destroyed after a grace
     // period, which the parent's reader thread (absent here) must not hold up.
     let readable = ReadSlot::new(&rt);
-    let _ = readable.xchg(Some(Box::new(Counted(dropped.clone())))).map_err(|_| 12)?;
+    let _ = readable
+        .xchg(Some(Box::new(Counted(dropped.clone()))))
+        .map_err(|_| 12)?;
     readable.clear();
     if !within_5s(|| {
         let _ = rt.drain();
@@ -61,7 +65,9 @@ fn in_child(rt: Runtime, untouched: Runtime) -> Result<(), i32> {
     }
     // And a guard taken in the child is still waited for.
     let guard = read::enter();
-    let _ = readable.xchg(Some(Box::new(Counted(dropped.clone())))).map_err(|_| 14)?;
+    let _ = readable
+        .xchg(Some(Box::new(Counted(dropped.clone()))))
+        .map_err(|_| 14)?;
     readable.clear();
     std::thread::sleep(Duration::from_millis(50));
     let _ = rt.drain();

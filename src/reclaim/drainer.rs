@@ -7,7 +7,8 @@
 //! ```text
 //! loop {
 //!     cycle                          (clear pending, take the lists, run what is ready, trim)
-//!     stop requested?  -> exit       (the last reference to the runtime runs whatever is left)
+//!     stop requested?  -> exit       (the shutdown, or the last reference to the runtime, runs
+//!                                     whatever is left)
 //!     ran something?   -> loop       (more may have come while we ran destructors)
 //!     sleep: lazy mode             -> at most the period
 //!            objects still waiting -> at most the poll interval (1 ms, doubling up to 16 ms
@@ -21,6 +22,12 @@
 //!
 //! With nothing queued it sleeps in the kernel; with objects waiting for readers it polls, so a
 //! reader that never leaves costs it one wake-up every 16 ms and delays nothing but those objects.
+//!
+//! Stopping: the shutdown waits for the thread while it keeps finishing destructors, and gives
+//! up after a timeout without one (a destructor that never returns). A drainer thread never
+//! waits for another drainer thread (nor for itself): a destructor that drops the last handle of
+//! a runtime, on a drainer, leaves that runtime's drainer to finish on its own, so two runtimes
+//! whose objects own each other's last handles cannot wait for each other.
 
 use super::doorbell::{Doorbell, Wake};
 use crate::sync::Arc;
