@@ -452,8 +452,8 @@ impl<P> From<Rejected<P>> for Error {
 /// an `Arc` without unwrapping.
 ///
 /// The guard holds the object as the raw pointer the slot held, and rebuilds the owning pointer
-/// (the `Box`, the `Arc`) only where no reader can borrow the object any more: see "Aliasing" in
-/// the crate documentation.
+/// (the `Box`, the `Arc`) only where no reader can borrow the object any more (see
+/// [Aliasing](crate#aliasing)).
 ///
 /// ```
 /// use sigdrop::{Drainer, ReadSlot, Runtime, read};
