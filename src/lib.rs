@@ -127,8 +127,8 @@
 //! ## What may run in a signal handler
 //!
 //! Each public item's documentation says whether it may be called from a signal handler. In
-//! short: [`restricted::enter`], slot exchanges and takes, dropping a [`Detached`] or an
-//! [`Owned`] (and using one: it derefs mutably), [`read::enter`], [`ReadSlot::load`],
+//! short: [`restricted::enter`], slot exchanges and takes, reading or dropping a [`Detached`],
+//! dropping an [`Owned`] (and using one: it derefs mutably), [`read::enter`], [`ReadSlot::load`],
 //! [`ReadSlot::clone_current`] and [`Runtime::stats`] may; building a runtime and
 //! [`Owned::new`] (they allocate) may not, nor may [`Runtime::reserve`], [`Runtime::drain`],
 //! [`Runtime::trim`] and [`read::synchronize`] (they refuse with [`Error::Restricted`]).
@@ -140,6 +140,23 @@
 //! slot gone, no reader can borrow any of them. It takes as long as those destructors. A
 //! handle dropped in a signal handler never shuts down there (see [`Runtime`]); objects still
 //! pending when the process exits are not destroyed, like any other heap memory then.
+//!
+//! ## Aliasing
+//!
+//! The unsafe code is written against both of the aliasing models Rust is choosing between,
+//! Stacked Borrows and Tree Borrows (the ones Miri checks): no unique pointer (a `Box`, a
+//! `&mut`) is ever rebuilt or made to an object while a shared borrow of that object may still
+//! be in use, by a reader on another thread or in an interrupted frame. What that means for you:
+//!
+//! - A [`Detached`] derefs to the object (`&T`), not to the `Box` or `Arc` that held it, and
+//!   never mutably: readers of a [`ReadSlot`] may still share the object. To own it again, call
+//!   [`Detached::into_inner`], which for an object that left a [`ReadSlot`] first waits until no
+//!   reader borrows it; for another reference to an `Arc`, call [`Detached::clone_arc`], which
+//!   never waits.
+//! - An object that readers may still borrow goes to the drainer as the raw pointer the slot
+//!   held; its `Box` (or `Arc`) is rebuilt only by its destructor, after the grace period.
+//! - A [`Raw`] pointer is lent out as `&T` the same way, so nothing may write to its object
+//!   while sigdrop holds it, except through interior mutability (see [`Raw::new`]).
 //!
 //! ## Model checking
 //!

@@ -286,9 +286,14 @@ unsafe impl<T: Send + 'static> SlotPointer for Owned<T> {
         }
     }
     const DESTRUCTOR: crate::arena::Dtor = destroy_value::<T>;
-    fn defer_self(self, grace: bool) {
-        let node = ManuallyDrop::new(self).node.cast::<Link>();
-        // SAFETY: we own the node (`self`) and give it up.
+    unsafe fn defer_raw(ptr: NonNull<()>, grace: bool) {
+        // SAFETY: `ptr` came from `into_raw` (the caller's contract): stepping back gives the
+        // node's address, within the same allocation, with its provenance.
+        let node = unsafe { ptr.byte_sub(value_offset::<T>()) }.cast::<Link>();
+        // No `Owned` is rebuilt, and `push` touches only the node's link and runtime reference
+        // (through `&Link` and `&Node<()>`, which do not cover the value): readers may go on
+        // borrowing the value.
+        // SAFETY: the caller owns the node (given up as `ptr`) and gives it up to the list.
         unsafe { Self::push(node, grace) };
     }
 }

@@ -27,7 +27,11 @@ pub(crate) mod sealed {
 /// `into_raw` gives up ownership as a non-null pointer; `from_raw(p)` rebuilds exactly the value
 /// that produced `p`; calling `DESTRUCTOR(p)` destroys it exactly as dropping the rebuilt value
 /// would, on any thread; until then, `p` points to a valid `Target` that shared references may
-/// read.
+/// read, and nothing writes to that `Target` except through interior mutability (the crate hands
+/// out `&Target` from `p` while it holds `p`: to readers of a [`ReadSlot`](crate::ReadSlot), and
+/// through [`Detached`](crate::Detached)). `p` keeps the provenance of the pointer it came from:
+/// the crate never rebuilds a value from `p` while shared references derived from it may still
+/// be used, unless the value shares its target (`Arc`).
 pub unsafe trait SlotPointer: sealed::Sealed + Send + Sized + 'static {
     /// What the pointer points to: what a reader of a [`ReadSlot`](crate::ReadSlot) borrows.
     type Target;
@@ -47,20 +51,23 @@ pub unsafe trait SlotPointer: sealed::Sealed + Send + Sized + 'static {
     const DESTRUCTOR: Dtor;
     /// Whether the pointer carries its own way to the drainer ([`Owned`](crate::Owned)): a slot
     /// then never claims a job for it, and a [`Detached`](crate::Detached) holding it defers it
-    /// in restricted context with [`defer_self`](Self::defer_self) instead of a job. A constant,
+    /// in restricted context with [`defer_raw`](Self::defer_raw) instead of a job. A constant,
     /// so the branch costs nothing for the other pointers.
     #[doc(hidden)]
     const SELF_DEFERRING: bool = false;
-    /// Hands the value to the drainer from restricted context without a job; `grace`: readers
-    /// may still borrow it. Called only when [`SELF_DEFERRING`](Self::SELF_DEFERRING) is true,
-    /// and then async-signal-safe.
+    /// Hands the value given up as `ptr` to the drainer from restricted context without a job;
+    /// `grace`: readers may still borrow it. It takes the raw pointer, not the value, so that
+    /// nothing rebuilds an owning pointer while readers may borrow its target. Called only when
+    /// [`SELF_DEFERRING`](Self::SELF_DEFERRING) is true, and then async-signal-safe.
+    ///
+    /// # Safety
+    /// `ptr` came from `into_raw` of a value of this type; the caller owns it and gives it up.
     #[doc(hidden)]
-    fn defer_self(self, grace: bool) {
-        let _ = grace;
+    unsafe fn defer_raw(ptr: NonNull<()>, grace: bool) {
+        let _ = (ptr, grace);
         // Never called for pointers that are not self-deferring (every call site checks the
         // constant first); leaking is the one answer that is safe in a signal handler.
-        debug_assert!(false, "defer_self on a pointer that is not self-deferring");
-        std::mem::forget(self);
+        debug_assert!(false, "defer_raw on a pointer that is not self-deferring");
     }
 }
 
@@ -182,7 +189,9 @@ impl<T, D: Destroy<T>> Raw<T, D> {
     /// # Safety
     /// The caller owns the object at `ptr` and gives that ownership up; calling
     /// `D::destroy(ptr)` exactly once, on any thread, at any later time, is sound and destroys
-    /// the object.
+    /// the object. Until then `ptr` points to a valid `T`, which sigdrop lends out as `&T`
+    /// (readers of a [`ReadSlot`](crate::ReadSlot), a [`Detached`](crate::Detached)'s `Deref`),
+    /// so nothing else may write to it meanwhile, except through interior mutability.
     pub unsafe fn new(ptr: NonNull<T>) -> Self {
         Raw {
             ptr,

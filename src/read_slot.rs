@@ -28,6 +28,7 @@ use crate::pointer::SlotPointer;
 use crate::read::{self, ReadGuard};
 use crate::slot::{Detached, ReadSlot, Slot};
 use crate::sync::Ordering;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 pub(crate) mod sealed {
@@ -167,19 +168,18 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
     #[inline]
     pub fn clone_current(&self) -> Option<Detached<'_, Arc<T>>> {
         let guard = read::enter();
-        let ptr = self.load_raw(&guard).cast_const().cast::<T>();
-        if ptr.is_null() {
-            return None;
-        }
+        let raw = NonNull::new(self.load_raw(&guard))?;
+        let ptr = raw.as_ptr().cast_const().cast::<T>();
         // `ptr` is the slot's `Arc::into_raw` pointer, with its provenance (it was not derived
         // from a `&T`); the slot's strong reference is released only by the drainer after a
-        // grace period that waits for `guard`, so the count is at least one here.
+        // grace period that waits for `guard`, so the count is at least one here. (The
+        // increment rebuilds an `Arc` for a moment while readers borrow the `T`: an `Arc` is a
+        // shared pointer, a `NonNull` inside, and asserts no uniqueness over it.)
         // SAFETY: a live `Arc::into_raw` pointer whose count `guard` keeps above zero (above).
-        let arc = unsafe {
-            Arc::increment_strong_count(ptr);
-            Arc::from_raw(ptr)
-        };
+        unsafe { Arc::increment_strong_count(ptr) };
         drop(guard);
-        Some(Detached::unclaimed(arc, self.bound_runtime().inner()))
+        // SAFETY: the increment made a strong reference of our own, given up to the guard as the
+        // `Arc::into_raw` pointer it stands for; an `Arc` shares its target.
+        Some(unsafe { Detached::unclaimed(raw, self.bound_runtime().inner()) })
     }
 }

@@ -51,7 +51,7 @@ fn emergency_area_parks_then_leaks_and_drain_empties_it() {
         drop(slots[0].take()); // parked
         let second = slots[1].take().unwrap();
         // Capture the pointer: the area (capacity 1) is full, so this one leaks.
-        let ptr = NonNull::from(&**second);
+        let ptr = NonNull::from(&*second);
         drop(second);
         ptr
     };
@@ -140,7 +140,7 @@ fn replace_keeps_the_claim_and_surplus_claims_are_returned() {
     slot.xchg(Some(Box::new(1u8))).unwrap();
     let before = rt.stats();
     let old = slot.xchg(Some(Box::new(2u8))).unwrap().unwrap();
-    assert_eq!(**old, 1);
+    assert_eq!(*old, 1);
     assert_eq!(
         rt.stats().spare,
         before.spare,

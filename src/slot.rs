@@ -57,6 +57,7 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
 
 /// A slot for an owned pointer with a destructor (`Box<T>`, `Arc<T>`, [`Raw<T, D>`](crate::Raw)) that may be
 /// emptied from a signal handler. Used through its two aliases: [`RefSlot<P>`] (writers only)
@@ -72,7 +73,7 @@ use std::ptr::{self, NonNull};
 /// let slot = RefSlot::new(&rt);
 /// assert!(slot.xchg(Some(Box::new(1u64))).unwrap().is_none()); // installed
 /// let old = slot.xchg(Some(Box::new(2u64))).unwrap().unwrap(); // replaced
-/// assert_eq!(**old, 1);
+/// assert_eq!(*old, 1); // derefs to the object
 /// assert_eq!(*old.into_inner().unwrap(), 1); // ordinary context: the Box itself
 /// slot.clear(); // destroys the 2 inline (ordinary context, Policy::Auto)
 /// # Ok::<(), sigdrop::Error>(())
@@ -324,15 +325,17 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         drop(self.take());
     }
 
+    /// The guard for `ptr`, which the caller's successful exchange removed from the slot, so
+    /// the caller owns it (it came from `into_raw` of a `P` with this slot's destructor) and
+    /// gives it up to the guard. It stays a raw pointer: in a readable slot, readers may still
+    /// borrow the object, and rebuilding a `Box` now would assert a uniqueness they contradict.
     fn detached(&self, ptr: NonNull<()>, claimed: bool) -> Detached<'_, P> {
-        // SAFETY: `ptr` was removed from the slot by the caller's successful exchange, so the
-        // caller owns it; it came from `into_raw` of a `P` with this slot's destructor.
-        let value = unsafe { P::from_raw(ptr) };
         Detached {
-            value: ManuallyDrop::new(value),
+            ptr,
             inner: self.runtime.existing().inner(),
             claimed,
             readers: A::READABLE,
+            _owns: PhantomData,
         }
     }
 }
@@ -434,7 +437,9 @@ impl<P> From<Rejected<P>> for Error {
 /// its reserved job; or a new reference cloned from a [`ReadSlot`]
 /// ([`clone_current`](Slot::clone_current)).
 ///
-/// It derefs to the pointer in any context. What dropping it does depends on where: in
+/// It derefs to the object (`&T` for a `Box<T>` or an `Arc<T>`), in any context, for as long as
+/// it lives; never mutably, because readers of a [`ReadSlot`] may still share the object.
+/// What dropping it does depends on where: in
 /// restricted context the object goes to the drainer with its job — no allocation, no
 /// destructor; in ordinary context the job is released and, under
 /// [`Policy::Auto`](crate::Policy::Auto), the destructor runs inline — except for an object that
@@ -442,28 +447,100 @@ impl<P> From<Rejected<P>> for Error {
 /// once no read guard that could have seen it is alive (by the drainer, or by this thread when it
 /// next fills a batch). Under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer) every object is
 /// retired that way in ordinary context.
-/// [`into_inner`](Detached::into_inner) unwraps it in ordinary context.
+/// [`into_inner`](Detached::into_inner) unwraps it in ordinary context (for an object that left
+/// a [`ReadSlot`], once the readers are gone); [`Detached::clone_arc`] takes a new reference to
+/// an `Arc` without unwrapping.
+///
+/// The guard holds the object as the raw pointer the slot held, and rebuilds the owning pointer
+/// (the `Box`, the `Arc`) only where no reader can borrow the object any more (see
+/// [Aliasing](crate#aliasing)).
+///
+/// ```
+/// use sigdrop::{Drainer, ReadSlot, Runtime, read};
+///
+/// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+/// let slot = ReadSlot::new(&rt);
+/// slot.xchg(Some(Box::new(vec![1u8, 2])))?;
+/// let guard = read::enter();
+/// let seen: &Vec<u8> = slot.load(&guard).unwrap();
+/// let old = slot.take().unwrap();
+/// assert_eq!(old.len(), 2); // derefs to the Vec, which the reader shares
+/// assert_eq!(seen.len(), 2);
+/// drop(guard);
+/// let vec: Box<Vec<u8>> = old.into_inner().unwrap(); // after a grace period
+/// # drop(vec);
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+///
+/// No `&mut` to an object readers may share, not even after taking it out of the slot (unwrap
+/// it with [`into_inner`](Detached::into_inner) first):
+///
+/// ```compile_fail,E0596
+/// use sigdrop::{ReadSlot, Runtime};
+/// let rt = Runtime::new().unwrap();
+/// let slot: ReadSlot<Box<Vec<u8>>> = ReadSlot::new(&rt);
+/// slot.xchg(Some(Box::new(Vec::new()))).unwrap();
+/// let mut old = slot.take().unwrap();
+/// old.push(1); // error: `Detached` does not deref mutably
+/// ```
+///
+/// Nor a borrow of the owning pointer itself, which would stand for a unique `Box` while readers
+/// share its object:
+///
+/// ```compile_fail,E0308
+/// use sigdrop::{ReadSlot, Runtime};
+/// let rt = Runtime::new().unwrap();
+/// let slot: ReadSlot<Box<u32>> = ReadSlot::new(&rt);
+/// slot.xchg(Some(Box::new(7))).unwrap();
+/// let old = slot.take().unwrap();
+/// let _: &Box<u32> = &*old; // error: it derefs to the `u32`
+/// ```
 #[must_use = "dropping a Detached destroys (or defers) the object"]
 pub struct Detached<'a, P: SlotPointer> {
-    value: ManuallyDrop<P>,
+    /// The object, as `P::into_raw` gave it up (with that pointer's provenance), owned by this
+    /// guard. Not rebuilt as a `P` while readers may borrow the object: rebuilding a `Box`
+    /// asserts uniqueness over its target, which a reader's `&T` contradicts.
+    ptr: NonNull<()>,
     inner: &'a Inner,
     /// Whether the object holds a claim on an idle job. A take, or any exchange in restricted
     /// context, hands one out; an ordinary-context replace does not (the claim stayed in the slot
     /// with the new object), and dropping such a value under deferral claims one then.
     claimed: bool,
     /// Whether readers may still borrow the object (it left a readable slot): it is then
-    /// destroyed only after a grace period.
+    /// destroyed only after a grace period, and rebuilt as a `P` only after one.
     readers: bool,
+    /// We own a `P` (drop check, variance).
+    _owns: PhantomData<P>,
 }
+
+// SAFETY: a `Detached` owns one `P` (held as its raw pointer) and borrows the runtime's state;
+// sending it sends the `P` (`SlotPointer: Send`) and a `&Inner` (`Inner: Sync`, asserted below).
+unsafe impl<P: SlotPointer> Send for Detached<'_, P> {}
+// SAFETY: through `&Detached` another thread gets only `&P::Target` (`Deref`, `Debug`; hence the
+// bound), copies of the two flags, and, for an `Arc<T>`, a new strong reference (`clone_arc`,
+// sound on any thread because `Arc<T>` is a `SlotPointer` only for `T: Send + Sync`).
+unsafe impl<P: SlotPointer> Sync for Detached<'_, P> where P::Target: Sync {}
+
+/// `Send for Detached` sends a `&Inner`.
+const _: fn() = || {
+    fn sync<T: Sync>() {}
+    sync::<Inner>();
+};
 
 impl<'a, P: SlotPointer> Detached<'a, P> {
     /// A new owned reference that no reader borrows through (`clone_current`), holding no claim.
-    pub(crate) fn unclaimed(value: P, inner: &'a Inner) -> Self {
+    ///
+    /// # Safety
+    /// `ptr` came from `P::into_raw` and the caller gives that ownership up to the guard; `P`
+    /// shares its target (an `Arc`), so rebuilding it while readers borrow the target asserts no
+    /// uniqueness.
+    pub(crate) unsafe fn unclaimed(ptr: NonNull<()>, inner: &'a Inner) -> Self {
         Detached {
-            value: ManuallyDrop::new(value),
+            ptr,
             inner,
             claimed: false,
             readers: false,
+            _owns: PhantomData,
         }
     }
 
@@ -498,7 +575,8 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// For an object that left a [`ReadSlot`] it first waits for a grace period
     /// ([`read::synchronize`](crate::read::synchronize)), after which no reader borrows it; it
     /// is refused, and the guard comes back, if this thread holds a read guard (it would wait
-    /// for itself).
+    /// for itself). An object from a [`RefSlot`], or a reference from
+    /// [`clone_current`](Slot::clone_current), comes back at once.
     #[inline]
     pub fn into_inner(self) -> Result<P, Self> {
         // An owned box from a write-only slot defers itself: a handler may have it back.
@@ -508,9 +586,17 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
         if self.readers && crate::read::synchronize().is_err() {
             return Err(self);
         }
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped, so `value` is taken exactly once.
-        let value = unsafe { ManuallyDrop::take(&mut this.value) };
+        let this = ManuallyDrop::new(self);
+        // Nobody can borrow the object any more, or it does not matter: `readers` was false (the
+        // object left a write-only slot, which nobody reads, or this is a fresh reference from
+        // `clone_current`, an `Arc`, whose rebuild asserts no uniqueness), or `synchronize` has
+        // just returned, and it waits for every read guard that could have loaded the pointer
+        // from the slot before its removal (`read.rs`), and readers' borrows end with their
+        // guards. The only other borrows went through `Deref`, and `self` is moved here.
+        // SAFETY: `ptr` came from `P::into_raw` and this guard owns it; `this` is never
+        // dropped, so the pointer is given up exactly once, here, while no reader borrows its
+        // target (above).
+        let value = unsafe { P::from_raw(this.ptr) };
         if this.claimed {
             this.inner.release_claim();
         }
@@ -518,28 +604,78 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     }
 }
 
+impl<T: Send + Sync + 'static> Detached<'_, Arc<T>> {
+    /// A new strong reference to the `Arc` this guard holds (one atomic increment), leaving the
+    /// guard as it is: what `Arc::clone(&detached)` would give if `Detached` dereferenced to the
+    /// `Arc` (it dereferences to the `T`). In any context, readers or not, and without waiting
+    /// for a grace period: an `Arc` is shared, so nobody is disturbed.
+    ///
+    /// May be called from a signal handler; but dropping the `Arc` there may run `T`'s
+    /// destructor, so keep it or put it in a slot (whose teardown defers it).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sigdrop::{ReadSlot, Runtime};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let slot: ReadSlot<Arc<String>> = ReadSlot::new(&rt);
+    /// slot.xchg(Some(Arc::new("v1".into())))?;
+    /// let old = slot.xchg(Some(Arc::new("v2".into()))).unwrap().unwrap();
+    /// let mine: Arc<String> = old.clone_arc();
+    /// drop(old); // the slot's reference goes to the drainer
+    /// assert_eq!(*mine, "v1");
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn clone_arc(&self) -> Arc<T> {
+        let ptr = self.ptr.as_ptr().cast_const().cast::<T>();
+        // `ptr` is an `Arc::into_raw` pointer (with its provenance) whose strong reference this
+        // guard owns, so the count stays above zero while `&self` lives; building an `Arc` from
+        // it makes no unique claim on the `T` that readers may share.
+        // SAFETY: a live `Arc::into_raw` pointer whose count this guard keeps above zero; the
+        // increment makes the reference `from_raw` takes ours, not the guard's.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
+}
+
 impl<P: SlotPointer> Deref for Detached<'_, P> {
-    type Target = P;
-    fn deref(&self) -> &P {
-        &self.value
+    type Target = P::Target;
+    /// The object, borrowed from the guard. May be called from a signal handler.
+    fn deref(&self) -> &P::Target {
+        // A shared borrow through the pointer the slot held (no owning pointer is rebuilt): it
+        // coexists with readers' shared borrows of the same object under Stacked and Tree
+        // Borrows, and nobody holds, or can get, `&mut` to the object while the guard owns it
+        // (readers and other `Arc`s only share it; the guard has no `DerefMut`).
+        // SAFETY: `ptr` came from `P::into_raw` and this guard owns it, so it points to a valid
+        // `P::Target` that shared references may read until its destructor runs
+        // (`SlotPointer`'s contract); the guard gives the pointer up only in `drop` and
+        // `into_inner`, which the borrow of `self` excludes for the reference's lifetime.
+        unsafe { self.ptr.cast::<P::Target>().as_ref() }
     }
 }
 
 impl<P: SlotPointer> Drop for Detached<'_, P> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: `drop` runs once; `value` is not used after this.
-        let value = unsafe { ManuallyDrop::take(&mut self.value) };
+        // `drop` runs once and `into_inner` (the other way out) forgets the guard, so every
+        // branch below gives `ptr` up exactly once. None rebuilds a `P` while readers may borrow
+        // the object: those go on as the raw pointer, and their destructor function rebuilds
+        // the `P` after the grace period.
+        let obj = self.ptr;
         if restricted::is_active() {
             if P::SELF_DEFERRING {
                 // Its own node carries it (`owned.rs`): one push, no job. (It holds no claim:
                 // slots never give one to a self-deferring pointer.)
                 debug_assert!(!self.claimed);
-                value.defer_self(self.readers);
+                // SAFETY: `obj` came from `P::into_raw` and this guard owns it; it is given up
+                // here, once (above); restricted context, where the call is async-signal-safe.
+                unsafe { P::defer_raw(obj, self.readers) };
                 return;
             }
             let payload = Payload {
-                obj: value.into_raw().as_ptr(),
+                obj: obj.as_ptr(),
                 dtor: P::DESTRUCTOR,
                 grace: self.readers,
             };
@@ -555,19 +691,28 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
         }
         if self.inner.defers_in_ordinary_context(self.readers) {
             self.inner.retire(Payload {
-                obj: value.into_raw().as_ptr(),
+                obj: obj.as_ptr(),
                 dtor: P::DESTRUCTOR,
                 grace: self.readers,
             });
         } else {
-            drop(value);
+            // An object from a readable slot is always retired (above), so no reader can borrow
+            // this one: it left a write-only slot, or it is a fresh `Arc` reference from
+            // `clone_current`, whose rebuild asserts no uniqueness.
+            debug_assert!(!self.readers);
+            // SAFETY: `obj` came from `P::into_raw` and this guard owns it; it is given up here,
+            // once (above), while no reader borrows its target in a way a `P` could contradict.
+            drop(unsafe { P::from_raw(obj) });
         }
     }
 }
 
-impl<P: SlotPointer + fmt::Debug> fmt::Debug for Detached<'_, P> {
+impl<P: SlotPointer> fmt::Debug for Detached<'_, P>
+where
+    P::Target: fmt::Debug,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Detached").field(&*self.value).finish()
+        f.debug_tuple("Detached").field(&**self).finish()
     }
 }
 

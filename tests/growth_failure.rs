@@ -229,7 +229,7 @@ fn job_limit_hands_the_value_back() {
 
     // A replace needs no new job and is allowed at the limit.
     let old = slots[1].xchg(Some(Box::new(11))).unwrap().unwrap();
-    assert_eq!(**old, 1);
+    assert_eq!(*old, 1);
     drop(old);
     // Freeing a job makes room for the refused value.
     slots[0].clear();

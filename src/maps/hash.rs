@@ -358,9 +358,9 @@ mod tests {
         assert!(matches!(full.error(), Error::MapFull { capacity: 4 }));
         assert_eq!(*full.into_inner(), 90);
         let old = map.insert(2, Box::new(21)).unwrap().unwrap();
-        assert_eq!(**old, 20);
+        assert_eq!(*old, 20);
         drop(old);
-        assert_eq!(**map.take(&2).unwrap().unwrap(), 21);
+        assert_eq!(*map.take(&2).unwrap().unwrap(), 21);
         assert!(map.take(&2).unwrap().is_none());
         assert!(map.insert(9, Box::new(90)).unwrap().is_none()); // the freed element, reused
         assert_eq!(map.len(), 4);
