@@ -254,7 +254,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// [`xchg`](Self::xchg) with a value; `claimed` says the caller already holds one claim,
     /// which the exchange uses (empty slot) or hands to the displaced object (full slot), so it
     /// never claims again.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn exchange(
         &self,
         new: P,
