@@ -136,10 +136,14 @@
 //! ## What becomes of objects at shutdown
 //!
 //! Dropping the last handle to a runtime (slots hold one each) stops its drainer and destroys
-//! every object still pending, in the dropping thread, without waiting for readers: with every
-//! slot gone, no reader can borrow any of them. It takes as long as those destructors. A
-//! handle dropped in a signal handler never shuts down there (see [`Runtime`]); objects still
-//! pending when the process exits are not destroyed, like any other heap memory then.
+//! every object still pending, without waiting for readers: with every slot gone, no reader can
+//! borrow any of them. It takes as long as those destructors, and no longer: a drainer stuck in
+//! one destructor is given up on after [`Builder::shutdown_timeout`], and a drainer thread never
+//! waits for another, so runtimes whose objects own each other's handles shut down too
+//! ([`Runtime::shutdown`] says what was left, and to whom). A handle dropped in a signal
+//! handler never shuts down there (see [`Runtime`]); objects still pending when the process
+//! exits are not destroyed, like any other heap memory then. A child process after `fork` gets
+//! a drainer of its own (see the [guide](crate::guide)).
 //!
 //! ## Aliasing
 //!
