@@ -143,7 +143,7 @@
 //! ([`Runtime::shutdown`] says what was left, and to whom). A handle dropped in a signal
 //! handler never shuts down there (see [`Runtime`]); objects still pending when the process
 //! exits are not destroyed, like any other heap memory then. A child process after `fork` gets
-//! a drainer of its own (see the [guide](crate::guide)).
+//! a drainer of its own (see [`guide`]).
 //!
 //! ## Aliasing
 //!
