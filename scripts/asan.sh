@@ -52,8 +52,8 @@ export LSAN_OPTIONS="suppressions=$log/lsan.supp:print_suppressions=1"
 unset CARGO_ENCODED_RUSTFLAGS
 
 suites=(--lib --test signal_stress --test no_alloc_in_handler --test exerciser --test handle_lifetime
-    --test protected_reads --test owned_in_handler)
-binaries=7 # test binaries those flags select
+    --test protected_reads --test owned_in_handler --test shutdown --test fork --test detached)
+binaries=10 # test binaries those flags select
 echo "asan.sh: cargo test -p sigdrop --release --target $triple ${suites[*]} under -Zsanitizer=address"
 set +e
 RUSTC_BOOTSTRAP=1 \

@@ -516,8 +516,12 @@ impl Inner {
     /// What the thread that closed a batch does next: help, then keep the backlog bounded.
     fn after_close(&self) {
         // Destructors may run on this thread under Policy::Auto, and under AlwaysDefer only when
-        // nobody else would run them (a manual drainer) and the backlog is over the bound.
-        let runs_here = self.cfg.policy == Policy::Auto || self.cfg.drainer == Drainer::Manual;
+        // nobody else would run them (a manual drainer) and the backlog is over the bound — or
+        // when this thread is a drainer (a destructor retiring into this runtime): a drainer
+        // never waits for another, which may be waiting for it the same way.
+        let runs_here = self.cfg.policy == Policy::Auto
+            || self.cfg.drainer == Drainer::Manual
+            || crate::reclaim::drainer::on_a_drainer();
         if self.cfg.policy == Policy::Auto {
             let ran = self.run_ready(HELP_BATCHES, false);
             if ran > 0 {

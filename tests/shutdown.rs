@@ -512,3 +512,75 @@ fn a_destructor_that_forgets_a_restricted_guard_leaves_the_drainer_in_ordinary_c
     assert_eq!(report.destroyed, 1, "{report:?}");
     assert!(!restricted::is_active());
 }
+
+/// An object of one runtime whose destructor, once its counterpart's is running too, replaces
+/// the object in a slot of the other runtime `n` times: under `AlwaysDefer` every replaced
+/// object is handed to that runtime's drainer, which is busy in the counterpart's destructor.
+struct Flood {
+    into: Option<RefSlot<Box<u64>>>,
+    n: u64,
+    arrived: Arc<AtomicU64>,
+    finished: Arc<AtomicU64>,
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.arrived.fetch_add(1, Ordering::AcqRel);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.arrived.load(Ordering::Acquire) < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let slot = self.into.take().unwrap();
+        for i in 0..self.n {
+            drop(slot.xchg(Some(Box::new(i))));
+        }
+        self.finished.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[test]
+fn two_drainers_flooding_each_other_past_the_bound_do_not_wait_for_each_other() {
+    let _serial = drainer_tests();
+    let build = || {
+        Runtime::builder()
+            .policy(Policy::AlwaysDefer)
+            .max_pending(64)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (build(), build());
+    let arrived = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicU64::new(0));
+    let flood = |into: &Runtime| {
+        Box::new(Flood {
+            into: Some(RefSlot::new(into)),
+            n: 10_000,
+            arrived: Arc::clone(&arrived),
+            finished: Arc::clone(&finished),
+        })
+    };
+    let in_a = RefSlot::new(&a);
+    let in_b = RefSlot::new(&b);
+    assert!(in_a.xchg(Some(flood(&b))).unwrap().is_none());
+    assert!(in_b.xchg(Some(flood(&a))).unwrap().is_none());
+    in_a.clear(); // to a's drainer: floods b
+    in_b.clear(); // to b's drainer: floods a
+    wait_until(
+        Duration::from_secs(30),
+        "both flooding destructors to finish",
+        || {
+            format!(
+                "{} arrived, {} finished; a {:?}; b {:?}",
+                arrived.load(Ordering::Relaxed),
+                finished.load(Ordering::Relaxed),
+                a.stats(),
+                b.stats()
+            )
+        },
+        || finished.load(Ordering::Acquire) == 2,
+    );
+    for rt in [&a, &b] {
+        let s = rt.stats();
+        assert!(s.peak_pending <= 64 + 64 * 8 + 64, "bounded: {s:?}");
+    }
+}
