@@ -10,8 +10,19 @@
 //! - `many_pending_objects_run_when_the_last_handle_drops`: 10_000 objects queued in restricted
 //!   context, then the last handle dropped at once: when the drop returns, every destructor has
 //!   run, with no waiting.
+//! - `two_drainers_dropping_each_others_last_handle_...`: objects of two runtimes own each
+//!   other's last handles and are destroyed on their drainers at the same time; with no shutdown
+//!   timeout, only "a drainer never waits for another" lets both finish.
+//! - `shutdown_gives_up_on_a_stuck_destructor_...`: a destructor that does not return; the
+//!   shutdown stops waiting after its timeout, runs everything else and reports the object left.
+//! - `a_destructor_that_forgets_a_restricted_guard_...`: the thread that ran it is put back in
+//!   ordinary context, so later destructors run and a runtime whose last handle it drops shuts
+//!   down rather than leaks.
+//! - `two_drainers_flooding_each_other_past_the_bound_...`: destructors on two drainers that
+//!   push another runtime past its backlog bound run its cycles rather than wait for its
+//!   drainer, which is busy doing the same.
 //!
-//! The two tests with a drainer thread count the live `sigdrop-drainer` threads in
+//! The tests with a drainer thread count the live `sigdrop-drainer` threads in
 //! `/proc/self/task`, so they are serialised with a static mutex.
 
 mod common;
