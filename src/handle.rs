@@ -328,9 +328,10 @@ impl Runtime {
     ///   [`Detached::reserve`](crate::Detached::reserve) called in a handler likewise takes a
     ///   spare job before a reserved one.
     ///
-    /// So with `n` jobs reserved, the next `n` installs in handlers succeed, whatever trim does,
-    /// unless values without a job of their own, dropped in handlers, have also filled the
-    /// emergency area.
+    /// So with `n` jobs reserved, the next `n` installs in handlers succeed, whatever trim does
+    /// and however many installs are refused for other reasons, unless ordinary code
+    /// [`unreserve`](Self::unreserve)s them, or values without a job of their own dropped in
+    /// handlers have filled the emergency area and taken some.
     pub fn reserve(&self, n: usize) -> Result<(), Error> {
         if restricted::is_active() {
             return Err(Error::Restricted);

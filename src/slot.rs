@@ -23,8 +23,11 @@
 //! - take: swap with `null`; the claim leaves with the object, inside a [`Detached`] guard.
 //!
 //! If an install raced with a take and finds the slot empty, it claims and retries; if it claimed
-//! and then finds the slot full again, its replace moves the old claim and it gives its own back.
-//! Every loop iteration that fails does so because another operation on the slot succeeded.
+//! and then finds the slot full again, its replace moves the old claim to the new object and its
+//! own goes with the displaced one. Every loop iteration that fails does so because another
+//! operation on the slot succeeded. A claim taken for an exchange that is then refused goes back
+//! to the counter it came from (reserved or spare); once the exchange succeeds it belongs to an
+//! object.
 //!
 //! A `ReadSlot` differs in one place (see `read_slot.rs`): the [`Detached`] it returns says that
 //! readers may still borrow the object, so that its drop defers it past a grace period (in

@@ -35,12 +35,17 @@ fn a_refused_insert_gives_a_reserved_claim_back_to_the_reserve_while_trim_runs()
             let map = map.clone();
             let boxed = Canary::boxed(&drops); // made in ordinary context
             loom::thread::spawn(move || {
-                let _nmi = restricted::enter();
-                let Err(rejected) = map.insert(2, boxed) else {
-                    panic!("a full map took the insert");
+                let result = {
+                    let _nmi = restricted::enter();
+                    // A refused value is kept, never dropped in the handler.
+                    map.insert(2, boxed)
+                        .map(|previous| previous.is_none())
+                        .map_err(|rejected| rejected.into_parts())
                 };
-                assert!(matches!(rejected.error(), Error::MapFull { capacity: 1 }));
-                rejected.into_inner() // kept: dropped in ordinary context below
+                // Checked outside the handler: a panic there would drop the value in it.
+                let (value, error) = result.expect_err("a full map took the insert");
+                assert!(matches!(error, Error::MapFull { capacity: 1 }), "{error}");
+                value // dropped in ordinary context below
             })
         };
         rt.trim().unwrap();
