@@ -15,7 +15,9 @@
 #   tests/owned_in_handler.rs (handlers dropping and swapping `Owned` boxes under a storm: their
 #   nodes' pointer arithmetic and hand-over), tests/protected_reads.rs (handlers and threads
 #   borrowing objects from ReadSlots while others replace and tear them down: a destructor run
-#   before a grace period ends is a use-after-free)
+#   before a grace period ends is a use-after-free), tests/reservations.rs (handlers whose map
+#   inserts are refused while the pool trims, handler installs on reserved jobs, values without
+#   a job of their own parked or deferred from handlers, reserve_to racing handler installs)
 # built with RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer"
 # --target x86_64-unknown-linux-gnu (stable toolchain; own target dir, target-asan).
 # Clean means: every test binary exits 0 and no AddressSanitizer/LeakSanitizer report appears.
@@ -52,8 +54,9 @@ export LSAN_OPTIONS="suppressions=$log/lsan.supp:print_suppressions=1"
 unset CARGO_ENCODED_RUSTFLAGS
 
 suites=(--lib --test signal_stress --test no_alloc_in_handler --test exerciser --test handle_lifetime
-    --test protected_reads --test owned_in_handler --test shutdown --test fork --test detached)
-binaries=10 # test binaries those flags select
+    --test protected_reads --test owned_in_handler --test shutdown --test fork --test detached
+    --test reservations)
+binaries=11 # test binaries those flags select
 echo "asan.sh: cargo test -p sigdrop --release --target $triple ${suites[*]} under -Zsanitizer=address"
 set +e
 RUSTC_BOOTSTRAP=1 \

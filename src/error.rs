@@ -23,9 +23,23 @@ pub enum Error {
     /// The operation needs ordinary context (it may allocate or block) but was called with a
     /// restricted-context guard active.
     Restricted,
-    /// An install in restricted context found no spare or reserved job; growing the pool is not
-    /// possible there. Call [`Runtime::reserve`](crate::Runtime::reserve) beforehand.
-    NoSpareJob,
+    /// An install in restricted context (or [`Detached::reserve`](crate::Detached::reserve)
+    /// there) found no reserved or spare job; growing the pool is not possible there. Keep jobs
+    /// reserved beforehand, in ordinary context, with
+    /// [`Runtime::reserve_to`](crate::Runtime::reserve_to) or
+    /// [`Runtime::reserve`](crate::Runtime::reserve) — on the runtime named here: a slot or map
+    /// uses the runtime it was made with.
+    ///
+    /// Made in the signal handler without allocating: numbers only.
+    NoSpareJob {
+        /// The runtime that refused ([`Runtime::id`](crate::Runtime::id)).
+        runtime: u64,
+        /// Reserved jobs left when it refused (read just after the refusal; 0 unless another
+        /// thread reserved or gave one back meanwhile).
+        reserved: usize,
+        /// Spare jobs left when it refused (read likewise).
+        spare: usize,
+    },
     /// The operation would wait for a grace period while the calling thread holds a
     /// [`ReadGuard`](crate::read::ReadGuard): it would wait for itself. Drop the guard first.
     ReadGuardHeld,
@@ -73,8 +87,15 @@ impl fmt::Display for Error {
             Error::ReadGuardHeld => f.write_str(
                 "operation would wait for a grace period while this thread holds a read guard",
             ),
-            Error::NoSpareJob => f.write_str(
-                "no spare job for an install in restricted context (reserve jobs beforehand)",
+            Error::NoSpareJob {
+                runtime,
+                reserved,
+                spare,
+            } => write!(
+                f,
+                "no job for an install in restricted context on runtime {runtime} \
+                 ({reserved} reserved, {spare} spare when refused; reserve jobs on that runtime \
+                 beforehand)"
             ),
             Error::GlobalUninitialized => f.write_str(
                 "the global runtime cannot be created from restricted context; touch it once in ordinary context first",

@@ -55,14 +55,20 @@
 //!   such installs your handler can make before your ordinary code gets to run again (for a
 //!   profiler that swaps in a fresh buffer when one fills: the buffers that can fill between two
 //!   refills, per thread, times the threads).
-//! - Top it up from ordinary code as it is used: [`Stats::reserved`](crate::Stats::reserved)
-//!   says how many are left. A handler that finds none gets its value back
+//! - Top it up from ordinary code as it is used:
+//!   [`Runtime::reserve_to`](crate::Runtime::reserve_to)`(n)` makes sure `n` are reserved again
+//!   (it adds only what is missing), and [`Stats::reserved`](crate::Stats::reserved) says how
+//!   many are left. A handler that finds none gets its value back
 //!   ([`Rejected`](crate::Rejected)) and the slot is unchanged; decide what your handler does
 //!   then (drop the sample and count it as lost, say), since it cannot wait.
 //! - Replacing an object with another in a handler also takes a job, for the object it
 //!   displaces.
 //! - A handler uses reserved jobs first, then spare ones if there happen to be any: only the
-//!   reserved ones are promised.
+//!   reserved ones are promised. An install refused for another reason after taking its job (a
+//!   busy map bucket, a full map) gives the job back to the reservation.
+//! - A refusal for want of a job ([`Error::NoSpareJob`](crate::Error::NoSpareJob)) names the
+//!   runtime ([`Runtime::id`](crate::Runtime::id)) and the reserved and spare jobs it found:
+//!   a slot or map uses the runtime it was made with, so reserve on that one.
 //! - [`Builder::headroom`](crate::Builder::headroom) is how many spare jobs ordinary code keeps
 //!   ready; it matters for ordinary-context speed, not for what a handler may do.
 //!
@@ -80,6 +86,9 @@
 //!   may hold them: a read guard that is never dropped keeps those (and only those) pending.
 //! - `wakes`: wake-up syscalls; with [`Wake::Lazy`](crate::Wake::Lazy) handlers make none.
 //! - `reserved`, `reserve_failures`: jobs left for your handler, and installs it had to give up.
+//!   `reserved_for_teardowns`: reserved jobs that values without a job of their own, dropped in
+//!   handlers, had to take (should stay 0; see [`Runtime::reserve`](crate::Runtime::reserve)
+//!   for the order in which such values take jobs).
 //! - `emergency` and `leaked`: must stay 0. Non-zero means a handler let go of objects that had
 //!   no job set aside (see [`Detached::is_reserved`](crate::Detached::is_reserved)) faster than
 //!   the spare jobs could cover.

@@ -279,6 +279,7 @@ impl Handle {
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
+            .field("id", &self.id())
             .field("config", &self.inner().cfg)
             .field("stats", &self.stats())
             .finish()
@@ -428,18 +429,87 @@ impl Runtime {
     }
 
     /// Grows the pool by `n` jobs set aside for installs in restricted context, so that up to `n`
-    /// such installs succeed without allocating. Installs in restricted context use reserved
-    /// jobs first, then spare ones.
+    /// more such installs succeed without allocating. To make sure a number of jobs are reserved,
+    /// whatever is left of earlier reservations, use [`reserve_to`](Self::reserve_to).
     ///
     /// Not for signal handlers ([`Error::Restricted`]). Fails with
     /// [`Error::CapacityExceeded`] (before allocating anything) if `n` jobs would exceed
     /// `max_jobs`, or [`Error::OutOfMemory`] if the allocator refuses; on failure nothing is
     /// reserved and jobs already made become ordinary spare jobs.
+    ///
+    /// # How a signal handler uses jobs
+    ///
+    /// Only *reserved* jobs are promised to a handler; *spare* ones are what ordinary code keeps
+    /// ready ([`Builder::headroom`](crate::Builder::headroom)), and trim may free them at any
+    /// time. [`Stats::reserved`] and [`Stats::spare`] count them.
+    ///
+    /// - An install in a handler (into an empty slot, a replace, which needs a job for the object
+    ///   it displaces, or a map insert) takes a reserved job first, then a spare one. With neither
+    ///   it is refused with [`Error::NoSpareJob`] and the value comes back.
+    /// - An install refused after it took its job (a busy map bucket,
+    ///   [`Error::WouldBlock`]; a full map, [`Error::MapFull`]) gives that job back to where it
+    ///   came from: a refusal never spends a reservation.
+    /// - An object installed with a job leaves with it: taking it out of a slot in a handler
+    ///   touches neither count, and its job becomes spare once the drainer is done with it.
+    /// - A value with no job of its own dropped in a handler (see
+    ///   [`Detached::is_reserved`](crate::Detached::is_reserved): a clone from
+    ///   [`clone_current`](crate::ReadSlot::clone_current), or a value displaced by an
+    ///   ordinary-context replace that was never reserved) takes a spare job; with none it is
+    ///   parked in the emergency area ([`Stats::emergency`]), which the drainer empties; if that is
+    ///   full it takes a reserved job ([`Stats::reserved_for_teardowns`]), because leaking is
+    ///   worse than a refused install, which hands its value back; with none of those it is
+    ///   leaked ([`Stats::leaked`]). Its destructor never runs in the handler.
+    ///   [`Detached::reserve`](crate::Detached::reserve) called in a handler likewise takes a
+    ///   spare job before a reserved one.
+    ///
+    /// So with `n` jobs reserved, the next `n` installs in handlers succeed, whatever trim does
+    /// and however many installs are refused for other reasons, unless ordinary code
+    /// [`unreserve`](Self::unreserve)s them, or values without a job of their own dropped in
+    /// handlers have filled the emergency area and taken some.
     pub fn reserve(&self, n: usize) -> Result<(), Error> {
         if restricted::is_active() {
             return Err(Error::Restricted);
         }
         self.inner().reserve(n)
+    }
+
+    /// Makes sure at least `n` jobs are reserved for installs in restricted context, growing the
+    /// pool by the shortfall; returns how many it added (0 if `n` or more were reserved already).
+    /// Call it in ordinary code to top the reservation up as handlers use it; see
+    /// [`reserve`](Self::reserve) for how handlers use jobs.
+    ///
+    /// Concurrent calls do not add for the same shortfall twice: `reserve_to(8)` from several
+    /// threads at once leaves 8 reserved, not more. Counted as it runs, the reservation may
+    /// still end above `n` by the installs in flight in handlers at that moment that are then
+    /// refused (they give their jobs back), or below it by the installs that go through.
+    ///
+    /// Not for signal handlers ([`Error::Restricted`]). Fails as [`reserve`](Self::reserve) does:
+    /// [`Error::CapacityExceeded`] before allocating anything if the shortfall would exceed
+    /// `max_jobs`, [`Error::OutOfMemory`] if the allocator refuses; on failure nothing is
+    /// reserved and jobs already made become ordinary spare jobs.
+    ///
+    /// ```
+    /// use sigdrop::{Drainer, Runtime};
+    ///
+    /// let rt = Runtime::builder().drainer(Drainer::Manual).build()?;
+    /// assert_eq!(rt.reserve_to(4)?, 4);
+    /// assert_eq!(rt.reserve_to(4)?, 0); // already there
+    /// assert_eq!(rt.reserve_to(6)?, 2);
+    /// assert_eq!(rt.stats().reserved, 6);
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn reserve_to(&self, n: usize) -> Result<usize, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        self.inner().reserve_to(n)
+    }
+
+    /// This runtime's number: unique in the process, given in the order runtimes are built
+    /// (from 1). Errors that name a runtime ([`Error::NoSpareJob`]) and `Debug` use it. May be
+    /// called from a signal handler.
+    pub fn id(&self) -> u64 {
+        self.inner().id
     }
 
     /// Moves up to `n` reserved jobs back to the spare pool (where trim may free them); returns

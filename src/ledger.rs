@@ -18,12 +18,22 @@
 //! | growth pushes k jobs, then credits     | +k    |          |         | +k        |
 //! | growth for an install (its own job)    | +k-1  |          | +1      | +k        |
 //! | install claims                         | -1    | (or -1)  | +1      |           |
+//! | refused install gives its claim back   | +1    | (or +1)  | -1      |           |
 //! | replace present -> present (ordinary)  |       |          |         |           |
 //! | replace in restricted context          | -1    | (or -1)  | +1      |           |
 //! | ordinary removal releases the claim    | +1    |          | -1      |           |
+//! | a value with no claim, in a handler    | -1    | (or -1)  | +1      |           |
 //! | restricted teardown pops the owed job  |       |          | -1      | -1        |
 //! | drainer returns the job, then credits  | +1    |          |         | +1        |
 //! | trim claims a credit, then pops, frees | -1    |          |         | -1        |
+//!
+//! A claim remembers which counter it came from ([`Source`]) until it is spent on an object: an
+//! install refused after claiming (a busy map bucket, a full map) gives it back to that counter,
+//! so a refusal never turns a reserved job into a spare one that trim may free. Once an object
+//! holds it, the claim is the object's, and it comes back as spare when the object leaves. A
+//! value that leaves a slot with no claim and is dropped in a handler claims spare first and a
+//! reserved job only as a last resort (the runtime's docs give the order), so that reserved jobs
+//! stay for the installs they were set aside for.
 //!
 //! Hence `idle >= spare + reserved + claimed` at every instant: a job is in a freelist before its
 //! credit exists and leaves only through a claim. That is property P3 — a restricted teardown
@@ -63,6 +73,15 @@
 
 use crate::sync::{AtomicUsize, Ordering};
 use crossbeam_utils::CachePadded;
+
+/// Which counter a claim was taken from, and so where an unused claim goes back to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The spare jobs (or a job grown for the claimant, never credited).
+    Spare,
+    /// The jobs set aside for installs in restricted context.
+    Reserved,
+}
 
 /// The spare and reserved counters.
 pub struct Ledger {
@@ -147,6 +166,16 @@ impl Ledger {
         self.reserved.fetch_add(n, Ordering::Release);
     }
 
+    /// Gives back one unit claimed from `source` that was not used, to the counter it came
+    /// from. The job it stands for never left its freelist. Safe in restricted context.
+    #[inline]
+    pub fn give_back(&self, source: Source) {
+        match source {
+            Source::Spare => self.credit_spare(1),
+            Source::Reserved => self.credit_reserved(1),
+        }
+    }
+
     /// Moves up to `n` reserved jobs back to spare; returns how many moved.
     pub fn unreserve(&self, n: usize) -> usize {
         let mut moved = 0;
@@ -200,6 +229,19 @@ mod tests {
         assert_eq!(l.unreserve(5), 3);
         assert_eq!(l.reserved(), 0);
         assert_eq!(l.spare(), 3);
+    }
+
+    #[test]
+    fn a_claim_given_back_returns_to_its_own_counter() {
+        let l = Ledger::new();
+        l.credit_reserved(1);
+        l.credit_spare(1);
+        assert!(l.claim_reserved());
+        l.give_back(Source::Reserved);
+        assert_eq!((l.reserved(), l.spare()), (1, 1));
+        assert_eq!(l.claim_spare(), Some(0));
+        l.give_back(Source::Spare);
+        assert_eq!((l.reserved(), l.spare()), (1, 1));
     }
 
     #[test]

@@ -41,7 +41,7 @@
 //!
 //! A handler **must** only touch what was set up before it was installed, hand objects over
 //! with slot operations, read shared objects under [`read::enter`], and use atomics; if it
-//! installs into empty slots, keep [`Runtime::reserve`] topped up. It **must not** allocate or
+//! installs into empty slots, keep jobs reserved for it with [`Runtime::reserve_to`]. It **must not** allocate or
 //! free, lock (a `Mutex`, the first use of a `OnceLock`), block, print, or panic (a panic in a
 //! handler aborts the process, with `fatal runtime error: failed to initiate panic`: the panic
 //! cannot unwind out of the signal frame; so no `unwrap` there either). Test that with
@@ -129,9 +129,10 @@
 //! Each public item's documentation says whether it may be called from a signal handler. In
 //! short: [`restricted::enter`], slot exchanges and takes, reading or dropping a [`Detached`],
 //! dropping an [`Owned`] (and using one: it derefs mutably), [`read::enter`], [`ReadSlot::load`],
-//! [`ReadSlot::clone_current`] and [`Runtime::stats`] may; building a runtime and
-//! [`Owned::new`] (they allocate) may not, nor may [`Runtime::reserve`], [`Runtime::drain`],
-//! [`Runtime::trim`] and [`read::synchronize`] (they refuse with [`Error::Restricted`]).
+//! [`ReadSlot::clone_current`], [`Runtime::stats`] and [`Runtime::id`] may; building a runtime
+//! and [`Owned::new`] (they allocate) may not, nor may [`Runtime::reserve`],
+//! [`Runtime::reserve_to`], [`Runtime::drain`], [`Runtime::trim`] and [`read::synchronize`]
+//! (they refuse with [`Error::Restricted`]).
 //!
 //! ## What becomes of objects at shutdown
 //!

@@ -5,11 +5,14 @@
 //!
 //! | path                     | restricted context | what it does                                          |
 //! |--------------------------|--------------------|-------------------------------------------------------|
-//! | install (claim)          | yes, if a job is reserved or spare | one CAS on the ledger               |
+//! | install (claim)          | yes, if a job is reserved or spare | one CAS on the ledger; in restricted context reserved jobs first, then spare |
 //! | install (grow)           | no                 | allocates a batch under the grow lock                 |
-//! | replace present->present | yes                | ordinary: nothing (the claim moves to the new object); restricted: a claim for the displaced object |
-//! | ordinary removal         | no need            | credits the claim back; maybe trims                   |
+//! | install refused after its claim | yes         | the claim goes back to the counter it came from (a reserved job stays reserved) |
+//! | replace present->present | yes                | ordinary: nothing (the claim moves to the new object); restricted: a claim for the displaced object, as an install |
+//! | ordinary removal         | no need            | credits the claim back as spare; maybe trims          |
 //! | offload                  | yes                | pops the owed job, fills it, pushes it, maybe rings   |
+//! | teardown without a claim | yes                | restricted: a spare job, else the emergency area, else a reserved job (counted), else a leak (counted); ordinary: claims as an install |
+//! | reserve, reserve_to      | no                 | grows under the grow lock, credits the jobs as reserved |
 //! | drain                    | no                 | takes lists, runs destructors, returns jobs, trims    |
 //! | trim                     | no                 | claims surplus credit, pops, frees, under the lock    |
 //!
@@ -65,7 +68,7 @@ use crate::cpu::current_shard;
 use crate::emergency::{Emergency, Parked};
 use crate::error::Error;
 use crate::freelist::Freelist;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Source};
 use crate::llist::{Chain, JobLists};
 use crate::read;
 use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
@@ -91,6 +94,8 @@ struct Counters {
     trimmed: AtomicU64,
     emergency: AtomicU64,
     leaked: AtomicU64,
+    /// Reserved jobs taken for values that had no job of their own, in restricted context.
+    reserved_for_teardowns: AtomicU64,
     reserve_failures: AtomicU64,
     dtor_panics: AtomicU64,
     grace_periods: AtomicU64,
@@ -122,6 +127,8 @@ pub(crate) struct Faults {
 /// The shared state behind every handle, the drainer thread and every slot.
 pub(crate) struct Inner {
     pub(crate) cfg: Config,
+    /// This runtime's number, unique in the process (`Runtime::id`).
+    pub(crate) id: u64,
     arena: Arena,
     free: Freelist,
     lists: JobLists,
@@ -158,6 +165,7 @@ impl Inner {
             stop: AtomicBool::new(false),
             #[cfg(test)]
             faults: Faults::default(),
+            id: next_id(),
             cfg,
         }
     }
@@ -199,43 +207,84 @@ impl Inner {
     }
 
     /// Claims the job an install needs. In restricted context only reserved or spare jobs can be
-    /// used; in ordinary context the pool grows if none is spare.
-    pub(crate) fn claim_for_install(&self) -> Result<(), Error> {
+    /// used, reserved first (they are set aside for exactly this); in ordinary context the pool
+    /// grows if none is spare. The claim remembers where it came from: an install refused after
+    /// claiming drops it, which gives it back there.
+    pub(crate) fn claim_for_install(&self) -> Result<Claim<'_>, Error> {
         if restricted::is_active() {
-            if self.ledger.claim_reserved() || self.ledger.claim_spare().is_some() {
-                return Ok(());
+            if self.ledger.claim_reserved() {
+                return Ok(Claim::new(self, Source::Reserved));
             }
-            self.counters
-                .reserve_failures
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(Error::NoSpareJob);
+            if self.ledger.claim_spare().is_some() {
+                return Ok(Claim::new(self, Source::Spare));
+            }
+            return Err(self.no_spare_job());
         }
         match self.ledger.claim_spare() {
             Some(left) => {
                 if left < self.cfg.headroom / 2 {
                     self.refill();
                 }
-                Ok(())
+                Ok(Claim::new(self, Source::Spare))
             }
             None => self.grow_for_install(),
         }
     }
 
-    /// Gives back an install's claim (its object left the slot in ordinary context, or the
-    /// install was not needed). Safe in restricted context (then never trims).
-    pub(crate) fn release_claim(&self) {
-        self.ledger.credit_spare(1);
+    /// Claims a job for a value that is leaving a slot without one (`Detached::reserve`). In
+    /// restricted context spare jobs first, then reserved ones: the reserved jobs are promised to
+    /// installs. In ordinary context as for an install.
+    pub(crate) fn claim_for_value(&self) -> Result<Claim<'_>, Error> {
         if !restricted::is_active() {
+            return self.claim_for_install();
+        }
+        if self.ledger.claim_spare().is_some() {
+            return Ok(Claim::new(self, Source::Spare));
+        }
+        if self.ledger.claim_reserved() {
+            self.counters
+                .reserved_for_teardowns
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(Claim::new(self, Source::Reserved));
+        }
+        Err(self.no_spare_job())
+    }
+
+    /// The refusal of a restricted-context claim, counted, with the counters as they are now.
+    /// Allocates nothing.
+    #[cold]
+    fn no_spare_job(&self) -> Error {
+        self.counters
+            .reserve_failures
+            .fetch_add(1, Ordering::Relaxed);
+        Error::NoSpareJob {
+            runtime: self.id,
+            reserved: self.ledger.reserved(),
+            spare: self.ledger.spare(),
+        }
+    }
+
+    /// Gives back an object's claim (it left its slot in ordinary context, or a parked object was
+    /// drained): the job becomes spare. Safe in restricted context (then never trims).
+    pub(crate) fn release_claim(&self) {
+        self.give_back(Source::Spare);
+    }
+
+    /// Gives back a claim to the counter it came from. Safe in restricted context (then never
+    /// trims; a reserved job is never trimmed).
+    fn give_back(&self, source: Source) {
+        self.ledger.give_back(source);
+        if source == Source::Spare && !restricted::is_active() {
             self.maybe_trim();
         }
     }
 
     /// Slow path: no spare job. Grows a batch whose first job is this install's own claim.
-    fn grow_for_install(&self) -> Result<(), Error> {
+    fn grow_for_install(&self) -> Result<Claim<'_>, Error> {
         let mut state = self.lock_grow();
         // Somebody may have grown or released while we waited.
         if self.ledger.claim_spare().is_some() {
-            return Ok(());
+            return Ok(Claim::new(self, Source::Spare));
         }
         let want = self.cfg.headroom.max(1);
         let (grown, err) = self.grow_locked(&mut state, want);
@@ -247,7 +296,8 @@ impl Inner {
         }
         // The first job is ours (claimed without ever being credited); the rest become spare.
         self.ledger.credit_spare(grown - 1);
-        Ok(())
+        // Given back unused, it becomes spare like the others.
+        Ok(Claim::new(self, Source::Spare))
     }
 
     /// Opportunistic refill up to the headroom; skipped if another thread holds the grow lock.
@@ -298,13 +348,31 @@ impl Inner {
     /// Grows the pool by `n` jobs and sets them aside for restricted-context installs.
     pub(crate) fn reserve(&self, n: usize) -> Result<(), Error> {
         let mut state = self.lock_grow();
+        self.reserve_locked(&mut state, n)
+    }
+
+    /// Grows the pool so that at least `n` jobs are reserved; returns how many it added. Under
+    /// the grow lock, so concurrent callers never add for the same shortfall twice.
+    pub(crate) fn reserve_to(&self, n: usize) -> Result<usize, Error> {
+        let mut state = self.lock_grow();
+        // Every credit `reserve` and `reserve_to` make happens under this lock, so this load sees
+        // them all; claims and give-backs from installs in flight may move it either way.
+        let short = n.saturating_sub(self.ledger.reserved());
+        if short > 0 {
+            self.reserve_locked(&mut state, short)?;
+        }
+        Ok(short)
+    }
+
+    /// `reserve` with the grow lock held: all or nothing.
+    fn reserve_locked(&self, state: &mut GrowState, n: usize) -> Result<(), Error> {
         let total = self.total.load(Ordering::Relaxed);
         if n > self.cfg.max_jobs.saturating_sub(total) {
             return Err(Error::CapacityExceeded {
                 max_jobs: self.cfg.max_jobs,
             });
         }
-        let (grown, err) = self.grow_locked(&mut state, n);
+        let (grown, err) = self.grow_locked(state, n);
         match err {
             None => {
                 self.ledger.credit_reserved(grown);
@@ -376,8 +444,8 @@ impl Inner {
     }
 
     /// Hands an object to the drainer. `claimed` says whether the caller holds the object's
-    /// claim, which then travels with it; without one, a claim is taken now (from reserved or
-    /// spare jobs in restricted context; growing the pool if needed in ordinary context).
+    /// claim, which then travels with it. Without one, a job is found now: in restricted context
+    /// as `defer_unclaimed` says; in ordinary context by a claim that may grow the pool.
     ///
     /// Returns the payload if it must be destroyed inline instead: only in ordinary context, when
     /// no job could be had. In restricted context it always takes the object (at worst parking
@@ -385,24 +453,51 @@ impl Inner {
     #[inline]
     pub(crate) fn defer(&self, payload: Payload, claimed: bool) -> Option<Payload> {
         if !claimed {
-            let got = if restricted::is_active() {
-                self.ledger.claim_reserved() || self.ledger.claim_spare().is_some()
-            } else {
-                self.claim_for_install().is_ok()
-            };
-            if !got {
-                if !restricted::is_active() {
-                    return Some(payload);
-                }
-                self.offload_emergency(Parked {
-                    payload,
-                    claimed: false,
-                });
+            if restricted::is_active() {
+                self.defer_unclaimed(payload);
                 return None;
+            }
+            match self.claim_for_install() {
+                Ok(claim) => claim.spend(),
+                Err(_) => return Some(payload),
             }
         }
         self.offload(payload);
         None
+    }
+
+    /// Defers, in restricted context, an object that holds no claim (a clone from
+    /// `clone_current`, or a value an ordinary replace displaced and nobody reserved). In this
+    /// order: a spare job; else the emergency area (the drainer empties it); else a reserved job
+    /// (counted: it was promised to an install, but leaking is worse); else it is leaked, counted.
+    /// Spare before reserved so that such teardowns do not eat the jobs set aside for installs.
+    /// Never runs the destructor. Async-signal-safe.
+    fn defer_unclaimed(&self, payload: Payload) {
+        if self.ledger.claim_spare().is_some() {
+            self.offload(payload);
+            return;
+        }
+        let parked = match self.emergency.park(Parked {
+            payload,
+            claimed: false,
+        }) {
+            Ok(()) => {
+                self.counters.emergency.fetch_add(1, Ordering::Relaxed);
+                if self.doorbell.ring() {
+                    self.counters.wakes.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            Err(parked) => parked,
+        };
+        if self.ledger.claim_reserved() {
+            self.counters
+                .reserved_for_teardowns
+                .fetch_add(1, Ordering::Relaxed);
+            self.offload(parked.payload);
+            return;
+        }
+        self.counters.leaked.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Queues an object whose claim the caller holds: pops the owed job, fills it, pushes it on
@@ -799,6 +894,7 @@ impl Inner {
             trimmed: relaxed(&c.trimmed),
             emergency: relaxed(&c.emergency),
             leaked: relaxed(&c.leaked),
+            reserved_for_teardowns: relaxed(&c.reserved_for_teardowns),
             reserve_failures: relaxed(&c.reserve_failures),
             dtor_panics: relaxed(&c.dtor_panics),
             grace_periods: relaxed(&c.grace_periods),
@@ -811,6 +907,52 @@ impl Inner {
             peak_active: c.peak_active.load(Ordering::Relaxed),
         }
     }
+}
+
+/// One claim on an idle job, taken for an install (or for a value about to be deferred) and not
+/// spent yet. It remembers the counter it came from: dropped unused — the install was refused
+/// after claiming, by a busy bucket or a full map — it goes back there, so a refused install never
+/// turns a reserved job into a spare one that trim may free. [`Claim::spend`] hands it to an
+/// object: from then on it is the object's claim (a `claimed` flag beside the object), which goes
+/// back as spare when the object leaves. Dropping it is async-signal-safe (one atomic add; a trim
+/// only in ordinary context).
+#[must_use = "an unused claim goes back to its counter when dropped; `spend` it to keep the job"]
+pub(crate) struct Claim<'a> {
+    inner: &'a Inner,
+    source: Source,
+}
+
+impl<'a> Claim<'a> {
+    fn new(inner: &'a Inner, source: Source) -> Self {
+        Claim { inner, source }
+    }
+
+    /// The claim now belongs to an object (installed, or about to be deferred with its job).
+    #[inline]
+    pub(crate) fn spend(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.inner.give_back(self.source);
+    }
+}
+
+/// Runtime numbers: 1, 2, 3... in the order runtimes are built in this process.
+#[cfg(not(loom))]
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref NEXT_ID: AtomicU64 = AtomicU64::new(1);
+}
+
+fn next_id() -> u64 {
+    // Relaxed: only uniqueness matters, which the read-modify-write gives at any ordering;
+    // nothing is published through the number.
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Drain for Inner {

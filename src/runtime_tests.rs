@@ -123,7 +123,7 @@ fn restricted_install_uses_reserved_jobs_then_refuses() {
         assert!(slots[0].xchg(boxes.next()).is_ok());
         assert!(slots[1].xchg(boxes.next()).is_ok());
         let rejected = slots[2].xchg(boxes.next()).unwrap_err();
-        assert!(matches!(rejected.error(), Error::NoSpareJob));
+        assert!(matches!(rejected.error(), Error::NoSpareJob { .. }));
         // Dropping the rejected Box here would free in restricted context; keep it instead.
         rejected.into_inner()
     };
@@ -131,6 +131,77 @@ fn restricted_install_uses_reserved_jobs_then_refuses() {
     assert_eq!(*value, 2);
     assert!(slots[2].is_empty());
     assert_eq!(rt.stats().reserve_failures, 1);
+}
+
+#[test]
+fn a_claim_dropped_unspent_goes_back_to_its_own_counter() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(0)
+        .hysteresis(0)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    rt.reserve(1).unwrap();
+    let inner = rt.inner();
+    {
+        let _nmi = restricted::enter();
+        let claim = inner.claim_for_install().unwrap(); // the reserved job
+        assert_eq!((rt.stats().reserved, rt.stats().spare), (0, 0));
+        drop(claim);
+    }
+    assert_eq!((rt.stats().reserved, rt.stats().spare), (1, 0));
+    // In ordinary context an install grows; unspent, that job becomes spare (and is trimmed).
+    drop(inner.claim_for_install().unwrap());
+    let s = rt.stats();
+    assert_eq!((s.reserved, s.spare, s.total), (1, 0, 1), "{s:?}");
+    // Spent, it is the object's: it comes back as spare when the object leaves.
+    inner.claim_for_install().unwrap().spend();
+    inner.release_claim();
+    assert_eq!(rt.stats().reserved, 1);
+    quiescent_invariants(&rt, 0);
+}
+
+#[test]
+fn detached_reserve_in_a_handler_takes_spare_before_reserved() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(0)
+        .hysteresis(4)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let slot = RefSlot::new(&rt);
+    slot.xchg(Some(Box::new(1u8))).unwrap();
+    let mut olds: Vec<_> = (2..5u8)
+        .map(|i| slot.xchg(Some(Box::new(i))).unwrap().unwrap())
+        .collect();
+    rt.reserve(2).unwrap();
+    assert_eq!(rt.unreserve(1).unwrap(), 1); // one spare, one reserved
+    {
+        let _nmi = restricted::enter();
+        olds[0].reserve().unwrap();
+        assert_eq!(
+            (rt.stats().reserved, rt.stats().spare),
+            (1, 0),
+            "spare first"
+        );
+        olds[1].reserve().unwrap();
+        let s = rt.stats();
+        assert_eq!((s.reserved, s.reserved_for_teardowns), (0, 1), "{s:?}");
+        match olds[2].reserve() {
+            Err(Error::NoSpareJob {
+                runtime,
+                reserved: 0,
+                spare: 0,
+            }) => assert_eq!(runtime, rt.id()),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(olds[0].is_reserved() && olds[1].is_reserved() && !olds[2].is_reserved());
+    }
+    drop(olds); // ordinary context: destroyed inline, the two claims released
+    slot.clear();
+    quiescent_invariants(&rt, 0);
 }
 
 #[test]

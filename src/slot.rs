@@ -23,8 +23,11 @@
 //! - take: swap with `null`; the claim leaves with the object, inside a [`Detached`] guard.
 //!
 //! If an install raced with a take and finds the slot empty, it claims and retries; if it claimed
-//! and then finds the slot full again, its replace moves the old claim and it gives its own back.
-//! Every loop iteration that fails does so because another operation on the slot succeeded.
+//! and then finds the slot full again, its replace moves the old claim to the new object and its
+//! own goes with the displaced one. Every loop iteration that fails does so because another
+//! operation on the slot succeeded. A claim taken for an exchange that is then refused goes back
+//! to the counter it came from (reserved or spare); once the exchange succeeds it belongs to an
+//! object.
 //!
 //! A `ReadSlot` differs in one place (see `read_slot.rs`): the [`Detached`] it returns says that
 //! readers may still borrow the object, so that its drop defers it past a grace period (in
@@ -50,7 +53,7 @@ use crate::handle::Runtime;
 use crate::pointer::SlotPointer;
 use crate::read_slot::{Access, Readable, WriteOnly};
 use crate::restricted;
-use crate::runtime::Inner;
+use crate::runtime::{Claim, Inner};
 use crate::sync::{AtomicPtr, Ordering};
 use std::fmt;
 use std::marker::PhantomData;
@@ -233,7 +236,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     pub fn xchg(&self, new: Option<P>) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
         match new {
             None => Ok(self.take()),
-            Some(new) => self.exchange(new, false),
+            Some(new) => self.exchange(new, None),
         }
     }
 
@@ -248,20 +251,27 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// plainly as `replace` does here, but in `std`, `swap` exchanges two places.)
     #[inline(always)]
     pub fn replace(&self, new: P) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
-        self.exchange(new, false)
+        self.exchange(new, None)
     }
 
-    /// [`xchg`](Self::xchg) with a value; `claimed` says the caller already holds one claim,
-    /// which the exchange uses (empty slot) or hands to the displaced object (full slot), so it
-    /// never claims again.
+    /// [`xchg`](Self::xchg) with a value; `claim` is one the caller already took (a map insert
+    /// claims before it locks its bucket), which the exchange uses (empty slot) or hands to the
+    /// displaced object (full slot), so it never claims again. A claim of its own is taken only
+    /// when needed; once the CAS succeeds the claim is spent (it belongs to an object), and on
+    /// every refusal an unspent claim is dropped, which gives it back to the counter it came
+    /// from.
     #[inline(always)]
     pub(crate) fn exchange(
         &self,
         new: P,
-        claimed: bool,
+        claim: Option<Claim<'_>>,
     ) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
+        // A self-deferring pointer (`Owned`) needs no job in any context: a slot of them holds
+        // no claims, and callers never claim for one.
+        debug_assert!(!(P::SELF_DEFERRING && claim.is_some()));
         let inner = match self.runtime.get() {
             Ok(runtime) => runtime.inner(),
+            // `claim` (if any) is dropped: back to its counter.
             Err(error) => return Err(Rejected::new(new, error)),
         };
         // In restricted context the object we may displace needs a job of its own to be
@@ -269,24 +279,21 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         // moves the old object's claim to the new one and takes none: one CAS. (A readable
         // slot's displaced object is retired into a batch there, which needs no job.)
         let claim_always = restricted::is_active();
-        let mut claimed = claimed;
-        if P::SELF_DEFERRING && claimed {
-            // A self-deferring pointer (`Owned`) needs no job in any context: a slot of them
-            // holds no claims, so one handed in (by a map's insert) goes straight back.
-            inner.release_claim();
-            claimed = false;
-        }
+        let mut claim = claim;
         let raw = new.into_raw().as_ptr();
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
         let mut cur = self.ptr.load(Ordering::Relaxed);
         loop {
-            if !P::SELF_DEFERRING && (cur.is_null() || claim_always) && !claimed {
-                if let Err(error) = inner.claim_for_install() {
-                    // SAFETY: `raw` came from `into_raw` of `new` just above and was never shared.
-                    let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
-                    return Err(Rejected::new(value, error));
+            if !P::SELF_DEFERRING && (cur.is_null() || claim_always) && claim.is_none() {
+                match inner.claim_for_install() {
+                    Ok(got) => claim = Some(got),
+                    Err(error) => {
+                        // SAFETY: `raw` came from `into_raw` of `new` just above and was never
+                        // shared.
+                        let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
+                        return Err(Rejected::new(value, error));
+                    }
                 }
-                claimed = true;
             }
             // AcqRel on success: Release publishes the new object (and its claim's history);
             // Acquire makes us the owner of the previous object's contents.
@@ -296,9 +303,12 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
                 .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(prev) => {
+                    // Installed: a claim we hold is spent, on the new object (empty slot) or on
+                    // the displaced one (restricted context, or a race with a take).
+                    let claimed = claim.map(Claim::spend).is_some();
                     return Ok(NonNull::new(prev).map(|prev| {
-                        // The previous object's claim now belongs to the new one; if we claimed
-                        // (restricted context, or a race with a take), ours goes with the old.
+                        // The previous object's claim now belongs to the new one; if we claimed,
+                        // ours goes with the old.
                         self.detached(prev, claimed)
                     }));
                 }
@@ -557,10 +567,12 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// Reserves a job for this value if it has none, so that it can later be dropped in
     /// restricted context (moved into a signal handler's reach) with the same guarantee as a
     /// taken value. In ordinary context this may grow the pool; in restricted context it uses a
-    /// reserved or spare job. On failure the value is unchanged and the error says why.
+    /// spare job, else a reserved one (those are promised to installs: see
+    /// [`Runtime::reserve`]), else fails with [`Error::NoSpareJob`]. On failure the value is
+    /// unchanged and the error says why. May be called from a signal handler.
     pub fn reserve(&mut self) -> Result<(), Error> {
         if !self.claimed && !P::SELF_DEFERRING {
-            self.inner.claim_for_install()?;
+            self.inner.claim_for_value()?.spend();
             self.claimed = true;
         }
         Ok(())

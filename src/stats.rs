@@ -18,7 +18,8 @@ pub struct Stats {
     pub idle: usize,
     /// Idle jobs nobody has claimed.
     pub spare: usize,
-    /// Idle jobs set aside by `Runtime::reserve` for restricted-context installs.
+    /// Idle jobs set aside by `Runtime::reserve` and `Runtime::reserve_to` for
+    /// restricted-context installs.
     pub reserved: usize,
     /// Objects handed to the drainer with a job (teardowns in signal handlers). Derived, to keep the teardown path free of a counter: what the
     /// drainers have taken, plus what is queued or parked now. While a drainer is between taking
@@ -45,6 +46,12 @@ pub struct Stats {
     /// or because a destructor on the drainer thread leaked a read guard (`mem::forget`), so the
     /// grace periods the drainer needs could never end.
     pub leaked: u64,
+    /// Reserved jobs spent on values that had no job of their own (see
+    /// [`Detached::is_reserved`](crate::Detached::is_reserved)) in a signal handler (should stay
+    /// 0): dropped there when no spare job was left and the emergency area was full, or given one
+    /// by [`Detached::reserve`](crate::Detached::reserve) when no spare job was left. Each took a
+    /// job set aside for a handler's install.
+    pub reserved_for_teardowns: u64,
     /// Installs rejected for want of a job (the value went back to the caller).
     pub reserve_failures: u64,
     /// Destructors that panicked on the drainer (caught and counted).

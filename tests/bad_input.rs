@@ -207,7 +207,11 @@ fn every_error_displays_a_message() {
         Error::OutOfMemory,
         Error::CapacityExceeded { max_jobs: 2 },
         Error::Restricted,
-        Error::NoSpareJob,
+        Error::NoSpareJob {
+            runtime: 3,
+            reserved: 0,
+            spare: 5,
+        },
         Error::GlobalUninitialized,
         Error::DrainerSpawn(std::io::Error::other("no threads")),
     ];
@@ -220,6 +224,12 @@ fn every_error_displays_a_message() {
     assert!(errors[0].to_string().contains("shards"));
     assert!(errors[2].to_string().contains('2'));
     assert!(std::error::Error::source(&errors[6]).is_some());
+    // The refused install names its runtime and the jobs it found.
+    let no_job = errors[4].to_string();
+    assert!(
+        no_job.contains("runtime 3") && no_job.contains("0 reserved") && no_job.contains("5 spare"),
+        "{no_job}"
+    );
 
     // And the errors the runtime actually returns display too.
     let real = build(Runtime::builder().shards(0)).unwrap_err();

@@ -248,7 +248,7 @@ fn restricted_install_without_spare_job_is_refused_not_grown() {
         let _nmi = restricted::enter();
         match slot.xchg(Some(value)) {
             Err(rejected) => {
-                assert!(matches!(rejected.error(), Error::NoSpareJob));
+                assert!(matches!(rejected.error(), Error::NoSpareJob { .. }));
                 // Not dropped here: that would free in restricted context.
                 rejected.into_inner()
             }

@@ -406,7 +406,7 @@ fn restricted_exchange_without_a_job_hands_the_value_back() {
     let new = Box::new(2u32); // allocated before the "handler": this file counts its allocations
     let nmi = restricted::enter();
     let rejected = slot.xchg(Some(new)).unwrap_err();
-    assert!(matches!(rejected.error(), Error::NoSpareJob));
+    assert!(matches!(rejected.error(), Error::NoSpareJob { .. }));
     let value = rejected.into_inner(); // kept: dropping it here would free in restricted context
     let guard = read::enter();
     assert_eq!(slot.load(&guard), Some(&1)); // unchanged

@@ -239,39 +239,48 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     /// on [`Error::WouldBlock`] (restricted context, bucket busy), [`Error::MapFull`], or when
     /// no job can be reserved for it.
     ///
-    /// May be called from a signal handler; there an insert of a new key needs a job reserved
-    /// with [`Runtime::reserve`](crate::Runtime::reserve) (or a spare one).
+    /// May be called from a signal handler; there an insert (of a new key, or a replace, whose
+    /// displaced object needs a job) takes a job reserved with
+    /// [`Runtime::reserve`](crate::Runtime::reserve) (or a spare one). A refused insert gives
+    /// that job back: refusals spend no reservation.
     pub fn insert(&self, key: K, value: P) -> Result<Option<Detached<'_, P>>, Rejected<P>> {
-        let inner = self.runtime.inner();
         // Claim the job first: growing the pool (ordinary context) then never happens under a
         // bucket lock, and a failed claim never holds a free element (which would make another
-        // insert see the map full).
-        if let Err(error) = inner.claim_for_install() {
-            return Err(Rejected::new(value, error));
-        }
+        // insert see the map full). A self-deferring pointer (`Owned`) needs none. On every
+        // refusal below the unspent claim is dropped, after the bucket is released: it goes back
+        // to the counter it came from (a reserved job stays reserved), and only then may a spare
+        // one be trimmed.
+        let claim = if P::SELF_DEFERRING {
+            None
+        } else {
+            match self.runtime.inner().claim_for_install() {
+                Ok(claim) => Some(claim),
+                Err(error) => return Err(Rejected::new(value, error)),
+            }
+        };
         let bucket = self.bucket(&key);
         let held = match self.lock(bucket) {
             Ok(held) => held,
             Err(error) => {
-                inner.release_claim();
+                drop(claim);
                 return Err(Rejected::new(value, error));
             }
         };
         if let Some((_, idx)) = self.find(&held, bucket, &key) {
             // Replace: our claim goes to the displaced object, which comes back reserved.
-            return self.elements.0[idx as usize].slot.exchange(value, true);
+            return self.elements.0[idx as usize].slot.exchange(value, claim);
         }
         // SAFETY: the free stack only ever holds indices of `self.elements`.
         let Some(idx) = (unsafe { self.free.pop(&self.elements, 0) }) else {
             drop(held);
-            inner.release_claim();
+            drop(claim);
             let capacity = self.capacity();
             return Err(Rejected::new(value, Error::MapFull { capacity }));
         };
         let element = &self.elements.0[idx as usize];
         // The element's slot is empty (elements on the free stack always are) and only we can
         // reach it, so this installs with our claim and cannot fail.
-        let previous = element.slot.exchange(value, true);
+        let previous = element.slot.exchange(value, claim);
         debug_assert!(matches!(previous, Ok(None)));
         // SAFETY: the element is ours (popped, not yet on a chain): no other access.
         element.key.with_mut(|k| unsafe { (*k).write(key) });
@@ -395,6 +404,56 @@ mod tests {
             assert!(map.delete(&1).unwrap());
         }
         assert_eq!(rt.drain().unwrap(), 1);
+    }
+
+    #[test]
+    fn refused_inserts_in_restricted_context_keep_the_reservation() {
+        let rt = Runtime::builder()
+            .shards(1)
+            .headroom(0)
+            .hysteresis(0)
+            .drainer(Drainer::Manual)
+            .build()
+            .unwrap();
+        let map: KptrHash<u32, Box<u32>> = KptrHash::new(&rt, 1).unwrap();
+        map.insert(1, Box::new(1)).unwrap();
+        rt.reserve(1).unwrap();
+        let held = map.lock(map.bucket(&1)).unwrap(); // as if the interrupted thread held it
+        let (two, three) = (Box::new(2), Box::new(3)); // made in ordinary context
+        let busy = {
+            let _nmi = restricted::enter();
+            let rejected = map.insert(2, two).unwrap_err();
+            assert!(matches!(rejected.error(), Error::WouldBlock));
+            rejected.into_inner()
+        };
+        drop(held);
+        let full = {
+            let _nmi = restricted::enter();
+            let rejected = map.insert(3, three).unwrap_err();
+            assert!(matches!(rejected.error(), Error::MapFull { capacity: 1 }));
+            rejected.into_inner()
+        };
+        drop((busy, full)); // ordinary context
+        let s = rt.stats();
+        assert_eq!((s.reserved, s.spare), (1, 0), "{s:?}");
+        assert_eq!(rt.trim().unwrap(), 0);
+        assert_eq!(rt.stats().reserved, 1);
+    }
+
+    #[test]
+    fn owned_inserts_need_no_job_even_in_restricted_context() {
+        let rt = rt();
+        let map: KptrHash<u32, crate::Owned<u32>> = KptrHash::new(&rt, 2).unwrap();
+        let (a, b) = (crate::Owned::new(&rt, 1), crate::Owned::new(&rt, 2));
+        {
+            let _nmi = restricted::enter();
+            assert!(map.insert(1, a).unwrap().is_none());
+            drop(map.insert(1, b).unwrap()); // the displaced box defers itself
+        }
+        let s = rt.stats();
+        assert_eq!((s.total, s.reserve_failures), (0, 0), "{s:?}");
+        assert_eq!(rt.drain().unwrap(), 1);
+        assert!(map.delete(&1).unwrap());
     }
 
     #[test]
