@@ -130,6 +130,10 @@ extern "C" fn on_nmi(_: libc::c_int) {
         if !clone.intact() {
             BAD_READS.fetch_add(1, Ordering::Relaxed);
         }
+        // A clone carries no job: take one (a spare one, else one the test reserved) so that its
+        // drop is a plain deferral; without it, it would go to the emergency area first.
+        let mut clone = clone;
+        let _ = clone.reserve(); // counted in `reserve_failures` if it fails
         drop(clone); // deferred: it may be the last reference by now
     }
 }
