@@ -22,7 +22,8 @@
 //!   code takes for longer than an instruction — each runtime's grow lock and batch-queue lock,
 //!   which the drainer thread takes every cycle — are taken by the thread calling `fork` before
 //!   it forks and released after, in parent and child (as the C library does for `malloc`):
-//!   every live runtime is registered here. The per-CPU open-batch try-locks are not: a child
+//!   every live runtime registers them here. (A handle's drainer-thread lock is only ever held
+//!   for moments, never while a thread starts, and is not registered.) The per-CPU open-batch try-locks are not: a child
 //!   whose copy of one is taken skips that CPU's batch (the objects in it are the parent's).
 //!
 //! The handlers are registered with `pthread_atfork` once, when the first runtime is built. The
@@ -36,25 +37,39 @@
 pub(crate) trait Held {}
 impl<T> Held for T {}
 
-/// An object with locks that no other thread may hold when `fork` copies it.
+/// A lock that no other thread may hold when `fork` copies it.
 pub(crate) trait ForkLocks: Send + Sync {
-    /// Takes the locks (waiting for them); dropping the result releases them.
+    /// Takes the lock (waiting for it); dropping the result releases it.
     fn hold(&self) -> Box<dyn Held + '_>;
+
+    /// In the child, while the lock is still held: forgets what the parent's other threads had
+    /// in flight. Only atomics.
+    fn after_fork_in_child(&self) {}
+}
+
+impl<T: Send> ForkLocks for crate::sync::Mutex<T> {
+    fn hold(&self) -> Box<dyn Held + '_> {
+        // Poisoned: the holder panicked; the registered locks' data is updated with single
+        // operations (their owners say so), so take it over.
+        Box::new(self.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
 }
 
 #[cfg(not(loom))]
 mod imp {
     use super::{ForkLocks, Held};
+    use crate::sync::{AtomicU32, Mutex, MutexGuard, Ordering};
     use std::cell::RefCell;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::{Mutex, MutexGuard, Once};
+    use std::sync::Once;
 
     /// Forks this process has gone through since it started (in its line of descent).
     static FORKS: AtomicU32 = AtomicU32::new(0);
     static WATCH: Once = Once::new();
 
-    /// A registered object. Its address stays valid while it is registered (it unregisters,
-    /// under the registry's lock, before it is dropped).
+    /// A registered lock. Its address stays valid while it is registered (its owner unregisters
+    /// it, under the registry's lock, before dropping it). Registered locks live in allocations
+    /// of their own, not inside a value that may be under a `&mut` while we touch them (a
+    /// runtime being dropped unregisters its locks from inside its `Drop`).
     struct Entry(*const (dyn ForkLocks + 'static));
     // SAFETY: the pointee is `Send + Sync`; the pointer is only dereferenced under the registry
     // lock while the object is registered.
@@ -77,7 +92,8 @@ mod imp {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers `object` until [`unregister`]; it must call that before it is dropped.
+    /// Registers `object` until [`unregister`]; its owner must call that before dropping it.
+    /// Locks are held in the order they were registered.
     pub(crate) fn register(object: &(dyn ForkLocks + 'static)) {
         registry().push(Entry(object));
     }
@@ -93,18 +109,20 @@ mod imp {
         let held = registry
             .iter()
             .map(|entry| {
-                // SAFETY: registered, so alive until it unregisters, which waits for the
-                // registry lock we hold until `parent`/`child` drop these guards first.
+                // SAFETY: registered, so alive until its owner unregisters it, which waits for
+                // the registry lock we hold until `parent`/`child` drop these guards first; and
+                // in an allocation of its own, which no `&mut` covers (see `Entry`).
                 let object: &'static dyn ForkLocks = unsafe { &*entry.0 };
                 object.hold()
             })
             .collect();
-        HELD.with(|h| *h.borrow_mut() = Some((registry, held)));
+        // `try_with`: a `fork` from a thread-local destructor finds no record (nothing held).
+        let _ = HELD.try_with(|h| *h.borrow_mut() = Some((registry, held)));
     }
 
     /// Releases what `prepare` took: the objects' locks first, then the registry's.
     fn release() {
-        if let Some((registry, held)) = HELD.with(|h| h.borrow_mut().take()) {
+        if let Some((registry, held)) = HELD.try_with(|h| h.borrow_mut().take()).ok().flatten() {
             drop(held);
             drop(registry);
         }
@@ -139,6 +157,15 @@ mod imp {
         // Relaxed: see `count`.
         FORKS.fetch_add(1, Ordering::Relaxed);
         crate::read::after_fork_in_child();
+        let _ = HELD.try_with(|h| {
+            if let Some((registry, _)) = &*h.borrow() {
+                for entry in registry.iter() {
+                    // SAFETY: as in `prepare`: registered and its owner blocked from
+                    // unregistering it by the registry lock we still hold.
+                    unsafe { &*entry.0 }.after_fork_in_child();
+                }
+            }
+        });
         release();
     }
 }

@@ -215,18 +215,14 @@ impl Handle {
         // Release: the drainer's Acquire load of `stop` sees everything before this.
         self.inner.stop.store(true, Ordering::Release);
         self.inner.doorbell.wake();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let thread = self.lock_thread().take();
         let joined = match thread {
             None => Joined::Finished,
             Some(thread) if self.forked() => {
-                thread.forget();
+                self.forget_parents_drainer(thread);
                 Joined::Gone
             }
-            Some(thread) => thread.stop(self.inner.cfg.shutdown_timeout, || self.inner.destroyed()),
+            Some(thread) => thread.stop(self.inner.cfg.shutdown_timeout, || self.inner.heartbeat()),
         };
         // Owned boxes handed over in handlers keep the runtime state alive from its own lists,
         // so `Drop for Inner` would never come to run them: run them now (with a manual drainer
@@ -256,23 +252,53 @@ impl Handle {
         if restricted::is_active() {
             return;
         }
-        let mut thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // One thread of the child wins the respawn (Relaxed: the CAS only picks the winner; the
+        // `thread` lock orders the handle it stores).
+        let seen = self.forks.load(Ordering::Relaxed);
         let now = fork::count();
-        if self.forks.load(Ordering::Relaxed) == now {
-            return; // another thread of this child got here first
+        if seen == now
+            || self
+                .forks
+                .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
         }
-        if let Some(old) = thread.take() {
-            old.forget();
-            // If the thread cannot start (out of threads or memory), the runtime runs on as with
-            // `Drainer::Manual` in this process: `Runtime::drain` and shutdown still run
-            // everything, and each object handed over in ordinary context is destroyed by the
-            // thread that fills its batch.
-            *thread = drainer::spawn(self.inner.clone(), self.inner.cfg.wake).ok();
+        // The lock is held only for moments, never while the thread starts: another thread of
+        // this child may call `fork` meanwhile, and its child must not inherit it taken.
+        let old = self.lock_thread().take();
+        let Some(old) = old else {
+            return; // a manual drainer: nothing to start
+        };
+        self.forget_parents_drainer(old);
+        // If the thread cannot start (out of threads or memory), the runtime runs on as with
+        // `Drainer::Manual` in this process: `Runtime::drain` and shutdown still run
+        // everything, and a thread over the backlog bound runs cycles itself.
+        let new = drainer::spawn(self.inner.clone(), self.inner.cfg.wake).ok();
+        self.inner.set_has_thread(new.is_some());
+        *self.lock_thread() = new;
+    }
+
+    /// In a child after `fork`: gives up the handle of the parent's drainer thread, which does
+    /// not exist here, and the reference to the runtime state it held, which no thread here
+    /// will give back (unless it had already let go when `fork` ran).
+    fn forget_parents_drainer(&self, old: DrainerThread) {
+        #[cfg(not(loom))]
+        if old.held_state_at_fork() {
+            // SAFETY: that reference was counted in the state's strong count (the drainer thread
+            // had not yet dropped it when `fork` copied the process), and no thread in this
+            // process owns it: we release it on its behalf. The handle's own reference keeps the
+            // count above zero.
+            unsafe { StdArc::decrement_strong_count(Arc::as_ptr(&self.inner)) };
         }
-        self.forks.store(now, Ordering::Relaxed);
+        old.forget();
+    }
+
+    fn lock_thread(&self) -> crate::sync::MutexGuard<'_, Option<DrainerThread>> {
+        // Only `Option::take` and assignments happen under it: never inconsistent.
+        self.thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -553,7 +579,7 @@ impl Builder {
         fork::watch();
         let (kind, wake) = (config.drainer, config.wake);
         let inner = Arc::new(Inner::new(config));
-        fork::register(&*inner);
+        inner.register_fork_locks();
         let thread = match kind {
             Drainer::Thread => {
                 Some(drainer::spawn(inner.clone(), wake).map_err(Error::DrainerSpawn)?)

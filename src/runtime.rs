@@ -77,7 +77,7 @@ use crate::reclaim::drainer::{Cycle, Drain, Drainer};
 use crate::reclaim::owned_list::{Link, OwnedLists};
 use crate::restricted;
 use crate::stats::Stats;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 
@@ -105,6 +105,10 @@ struct Counters {
     helped: AtomicU64,
     /// Destructors that left restricted context entered (or left more than they entered).
     stray_restricted: AtomicU64,
+    /// Bumped after every destructor (not exactly: concurrent drainers may overwrite each
+    /// other's bump): how a shutdown tells a drainer that keeps finishing destructors from one
+    /// stuck in a single destructor.
+    heartbeat: AtomicU64,
     peak_pending: AtomicUsize,
     peak_total: AtomicUsize,
     peak_active: AtomicUsize,
@@ -138,7 +142,12 @@ pub(crate) struct Inner {
     ledger: Ledger,
     pub(crate) doorbell: Doorbell,
     emergency: Emergency,
-    grow: Mutex<GrowState>,
+    /// In an allocation of its own (shared, not owned by the runtime's fields) so that a `fork`
+    /// may hold it while the runtime is being dropped (`fork.rs`).
+    grow: Arc<Mutex<GrowState>>,
+    /// Whether a drainer thread runs for this runtime now (false with `Drainer::Manual`, and in
+    /// a child after `fork` until one is started, or if it could not be).
+    has_thread: AtomicBool,
     total: AtomicUsize,
     running: AtomicUsize,
     counters: Counters,
@@ -158,7 +167,8 @@ impl Inner {
             ledger: Ledger::new(),
             doorbell: Doorbell::new(cfg.drainer == Drainer::Thread, cfg.wake),
             emergency: Emergency::new(cfg.emergency_capacity),
-            grow: Mutex::new(GrowState::default()),
+            grow: Arc::new(Mutex::new(GrowState::default())),
+            has_thread: AtomicBool::new(cfg.drainer == Drainer::Thread),
             total: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             counters: Counters::default(),
@@ -194,6 +204,25 @@ impl Inner {
     #[inline]
     pub(crate) fn defers_in_ordinary_context(&self, readers: bool) -> bool {
         readers || self.cfg.policy == Policy::AlwaysDefer
+    }
+
+    /// Registers the locks a `fork` must hold (`fork.rs`): the grow lock, then the batch queue's
+    /// (the order nothing else takes them in reverse). Called once the state has its address.
+    pub(crate) fn register_fork_locks(&self) {
+        crate::fork::register(&*self.grow);
+        crate::fork::register(self.batches.fork_locks());
+    }
+
+    fn unregister_fork_locks(&self) {
+        crate::fork::unregister(&*self.grow);
+        crate::fork::unregister(self.batches.fork_locks());
+    }
+
+    /// Records whether a drainer thread runs for this runtime (`Runtime` after `fork`).
+    pub(crate) fn set_has_thread(&self, running: bool) {
+        // Relaxed: read by `after_close` to choose between waiting for the drainer and running
+        // cycles itself; a stale value for a moment only picks the other (both are correct).
+        self.has_thread.store(running, Ordering::Relaxed);
     }
 
     /// Whether the last handle is gone. Then every slot is (each holds a handle), and a reader's
@@ -614,9 +643,11 @@ impl Inner {
         // nobody else would run them (a manual drainer) and the backlog is over the bound — or
         // when this thread is a drainer (a destructor retiring into this runtime): a drainer
         // never waits for another, which may be waiting for it the same way.
+        let on_a_drainer = crate::reclaim::drainer::on_a_drainer();
         let runs_here = self.cfg.policy == Policy::Auto
-            || self.cfg.drainer == Drainer::Manual
-            || crate::reclaim::drainer::on_a_drainer();
+            // Relaxed: see `set_has_thread`.
+            || !self.has_thread.load(Ordering::Relaxed)
+            || on_a_drainer;
         if self.cfg.policy == Policy::Auto {
             let ran = self.run_ready(HELP_BATCHES, false);
             if ran > 0 {
@@ -631,9 +662,10 @@ impl Inner {
                 if cycle.ran > 0 {
                     continue;
                 }
-                if read::is_active() {
-                    // The grace period may be waiting for this thread's own guard: give up on
-                    // the bound rather than wait for ourselves.
+                if read::is_active() || on_a_drainer || self.stopping() {
+                    // Give up on the bound rather than wait: the grace period may be waiting for
+                    // this thread's own guard; a drainer never waits for readers (nor for
+                    // another drainer); a stopping runtime's last cycles run everything anyway.
                     return;
                 }
             } else if self.doorbell.ring() {
@@ -694,9 +726,15 @@ impl Inner {
         ran
     }
 
-    /// Destructors run so far (a snapshot): how a shutdown sees a drainer make progress.
+    /// Destructors run so far (a snapshot; counted when a batch or chain is done).
     pub(crate) fn destroyed(&self) -> u64 {
         self.counters.drained.load(Ordering::Relaxed)
+    }
+
+    /// A value that changes whenever a destructor has returned (a snapshot).
+    pub(crate) fn heartbeat(&self) -> u64 {
+        // Relaxed: only compared with an earlier snapshot (see `run`).
+        self.counters.heartbeat.load(Ordering::Relaxed)
     }
 
     /// Runs one destructor, catching a panic. The caller counts it in `drained`.
@@ -710,6 +748,13 @@ impl Inner {
         // SAFETY: every payload was built from an owned pointer and its own destructor, and each
         // job or batch is taken by exactly one drainer, so this is the one call of `dtor(obj)`.
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
+        // A plain load and store, not a read-modify-write: it only has to change (a lost bump
+        // from a concurrent drainer still changes it). Relaxed: compared, never synchronised on.
+        let beat = &self.counters.heartbeat;
+        beat.store(
+            beat.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
         if restricted::depth() != depth {
             restricted::reset_depth(depth);
             self.counters
@@ -973,18 +1018,11 @@ impl Drain for Inner {
     }
 }
 
-impl crate::fork::ForkLocks for Inner {
-    /// The grow lock, then the batch queue's (the order nothing else takes them in reverse).
-    fn hold(&self) -> Box<dyn crate::fork::Held + '_> {
-        let grow = self.lock_grow();
-        Box::new((grow, self.batches.hold()))
-    }
-}
-
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Before anything else: a `fork` may be holding our locks (it waits for nothing we do).
-        crate::fork::unregister(self);
+        // Before anything else: a `fork` may be holding our locks (it waits for nothing we do;
+        // the locks live in allocations of their own, which this `&mut` does not cover).
+        self.unregister_fork_locks();
         // Normally set by the last handle already. Relaxed: we hold the only reference.
         self.stop.store(true, Ordering::Relaxed);
         // Last reference: nobody can offload any more, and no reader can reach our objects (see

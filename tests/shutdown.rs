@@ -28,7 +28,7 @@
 mod common;
 
 use common::wait_until;
-use sigdrop::{Drainer, Policy, RefSlot, Runtime, restricted};
+use sigdrop::{Drainer, Policy, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -594,4 +594,97 @@ fn two_drainers_flooding_each_other_past_the_bound_do_not_wait_for_each_other() 
         let s = rt.stats();
         assert!(s.peak_pending <= 64 + 64 * 8 + 64, "bounded: {s:?}");
     }
+}
+
+static SLOW_DONE: AtomicU64 = AtomicU64::new(0);
+
+/// A destructor that takes 10 ms.
+struct Slow;
+
+impl Drop for Slow {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(10));
+        SLOW_DONE.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[test]
+fn shutdown_waits_for_a_drainer_that_keeps_finishing_destructors() {
+    let _serial = drainer_tests();
+    const N: usize = 100;
+    // The timeout is far shorter than the whole chain (1 s) but longer than one destructor.
+    let rt = Runtime::builder()
+        .shutdown_timeout(Some(Duration::from_millis(200)))
+        .build()
+        .unwrap();
+    let slots: Vec<RefSlot<Box<Slow>>> = (0..N).map(|_| RefSlot::new(&rt)).collect();
+    for slot in &slots {
+        assert!(slot.xchg(Some(Box::new(Slow))).unwrap().is_none());
+    }
+    {
+        let _restricted = restricted::enter();
+        for slot in &slots {
+            slot.clear(); // one chain for the drainer
+        }
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the drainer to start on the chain",
+        || format!("{:?}", rt.stats()),
+        || SLOW_DONE.load(Ordering::Acquire) > 0,
+    );
+    drop(slots);
+    let report = rt.shutdown().expect("the last handle");
+    assert!(report.drainer_waited, "{report:?}");
+    assert_eq!(report.left_to_drainer, 0, "{report:?}");
+    assert_eq!(SLOW_DONE.load(Ordering::Acquire), N as u64);
+}
+
+/// An object that owns a readable slot of its own runtime, holding an object.
+struct Parent {
+    _child: ReadSlot<Box<u64>>,
+}
+
+#[test]
+fn destructors_that_retire_into_their_own_runtime_past_the_bound_finish() {
+    let _serial = drainer_tests();
+    const N: usize = 200;
+    let rt = Runtime::builder().max_pending(64).build().unwrap();
+    let parents: Vec<ReadSlot<Box<Parent>>> = (0..N).map(|_| ReadSlot::new(&rt)).collect();
+    for (i, slot) in parents.iter().enumerate() {
+        let child = ReadSlot::new(&rt);
+        assert!(child.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+        assert!(
+            slot.xchg(Some(Box::new(Parent { _child: child })))
+                .unwrap()
+                .is_none()
+        );
+    }
+    {
+        // Under a guard, so the parents pile up in batches waiting for a grace period; once it
+        // passes a drainer takes them, and each destructor retires a child into the same
+        // runtime, over the bound, while that drainer is still running the parents' batches.
+        let _guard = read::enter();
+        for slot in &parents {
+            slot.clear();
+        }
+    }
+    drop(parents);
+    let done = Arc::new(AtomicBool::new(false));
+    let report = Arc::new(Mutex::new(None));
+    {
+        let (done, report) = (done.clone(), report.clone());
+        std::thread::spawn(move || {
+            *report.lock().unwrap() = rt.shutdown();
+            done.store(true, Ordering::Release);
+        });
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "the shutdown to return",
+        || "still shutting down".to_string(),
+        || done.load(Ordering::Acquire),
+    );
+    let report = report.lock().unwrap().expect("the last handle");
+    assert_eq!(report.left_to_drainer, 0, "{report:?}");
 }

@@ -36,7 +36,7 @@
 
 use crate::arena::Payload;
 use crate::read::{self, Cookie};
-use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 
@@ -66,12 +66,58 @@ struct Queue {
     recycled: Vec<Vec<Payload>>,
 }
 
+// SAFETY: the queue holds payloads, whose objects are `Send` by the runtime's contract (they
+// came from `SlotPointer`s); it is only reached through its mutex.
+unsafe impl Send for Queue {}
+
 /// Every batch of one runtime.
 pub(crate) struct Batches {
     open: Box<[CachePadded<Open>]>,
-    queue: Mutex<Queue>,
-    /// Objects in closed batches, counted from their close until they have been destroyed.
+    /// The queue and the count of objects being destroyed, in an allocation of their own
+    /// (shared, not owned by the runtime's fields) so that a `fork` may hold the lock while the
+    /// runtime is being dropped (`fork.rs`).
+    shared: Arc<Shared>,
+    /// Objects in closed batches still queued, counted from their close until a drainer takes
+    /// them.
     closed_len: AtomicUsize,
+}
+
+/// What `fork` registers: the queue's lock, and the count it resets in a child.
+pub(crate) struct Shared {
+    queue: Mutex<Queue>,
+    /// Objects in batches drainers have taken and are destroying.
+    running: AtomicUsize,
+}
+
+// Objects in batches this thread has taken and is destroying: back-pressure never makes a
+// thread wait for its own batches (a destructor it runs may retire more). Ordinary context
+// only; `const`-initialised, no destructor.
+#[cfg(not(loom))]
+std::thread_local! {
+    static RUNNING_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static RUNNING_HERE: std::cell::Cell<usize> = std::cell::Cell::new(0);
+}
+
+impl crate::fork::ForkLocks for Shared {
+    fn hold(&self) -> Box<dyn crate::fork::Held + '_> {
+        // The queue is updated with single operations; a panic cannot leave it inconsistent.
+        Box::new(
+            self.queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    fn after_fork_in_child(&self) {
+        // The batches being destroyed were the parent's threads' (the forking thread's own, if
+        // it forked from a destructor, are uncounted by a saturating `finished`): nobody here
+        // will finish them. Relaxed: the child has one thread.
+        self.running.store(0, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: an open batch is only touched by the holder of its `locked` flag (Acquire to take,
@@ -101,9 +147,12 @@ impl Batches {
                     })
                 })
                 .collect(),
-            queue: Mutex::new(Queue {
-                closed: VecDeque::new(),
-                recycled: Vec::new(),
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue {
+                    closed: VecDeque::new(),
+                    recycled: Vec::new(),
+                }),
+                running: AtomicUsize::new(0),
             }),
             closed_len: AtomicUsize::new(0),
         }
@@ -236,7 +285,13 @@ impl Batches {
                 Some(cookie) => read::grace_period_passed(cookie),
             };
             if ready {
-                out.extend(queue.closed.remove(i));
+                let batch = queue.closed.remove(i).expect("index checked above");
+                let n = batch.items.len();
+                // Relaxed: statistics (moved from queued to running, here and in all).
+                self.shared.running.fetch_add(n, Ordering::Relaxed);
+                self.closed_len.fetch_sub(n, Ordering::Relaxed);
+                RUNNING_HERE.with(|r| r.set(r.get() + n));
+                out.push(batch);
             } else {
                 i += 1;
             }
@@ -245,8 +300,14 @@ impl Batches {
 
     /// Gives back a batch's storage after its objects were destroyed, and uncounts them.
     pub fn finished(&self, mut items: Vec<Payload>, destroyed: usize) {
-        // Relaxed: a statistic.
-        self.closed_len.fetch_sub(destroyed, Ordering::Relaxed);
+        // Relaxed: a statistic. Saturating: a child after `fork` reset it (`Shared`).
+        let _ = self
+            .shared
+            .running
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(destroyed))
+            });
+        RUNNING_HERE.with(|r| r.set(r.get().saturating_sub(destroyed)));
         items.clear();
         self.recycle(items);
     }
@@ -261,8 +322,14 @@ impl Batches {
         }
     }
 
-    /// Objects in batches, open and closed (a snapshot).
+    /// Objects in batches, open, closed or being destroyed (a snapshot).
     pub fn len(&self) -> usize {
+        // Relaxed: a statistic.
+        self.waiting() + self.shared.running.load(Ordering::Relaxed)
+    }
+
+    /// Objects in open batches and in closed batches no drainer has taken (a snapshot).
+    fn waiting(&self) -> usize {
         // Relaxed: statistics.
         let open: usize = self
             .open
@@ -272,25 +339,32 @@ impl Batches {
         open + self.closed_len.load(Ordering::Relaxed)
     }
 
-    /// Objects in closed batches (a snapshot): what back-pressure bounds.
+    /// Objects in closed batches, queued or being destroyed by other threads (a snapshot): what
+    /// back-pressure bounds. Batches this thread is destroying are left out: waiting for them
+    /// would be waiting for itself.
     pub fn closed_len(&self) -> usize {
-        // Relaxed: a statistic.
-        self.closed_len.load(Ordering::Relaxed)
+        // Relaxed: statistics.
+        let running = self.shared.running.load(Ordering::Relaxed);
+        let mine = RUNNING_HERE.with(|r| r.get());
+        self.closed_len.load(Ordering::Relaxed) + running.saturating_sub(mine)
     }
 
-    /// Whether any batch holds objects (a snapshot).
+    /// Whether any batch holds objects a cycle could still close or run (a snapshot).
     pub fn any(&self) -> bool {
-        self.len() > 0
+        // Not counting batches being destroyed: those are their drainer's business (and in a
+        // child after `fork`, a dead thread's, for ever).
+        self.waiting() > 0
     }
 
-    /// Holds the queue's lock until the result is dropped (around a `fork`).
-    pub fn hold(&self) -> impl Sized + '_ {
-        self.lock()
+    /// What `fork` registers (`fork.rs`).
+    pub fn fork_locks(&self) -> &Shared {
+        &self.shared
     }
 
     fn lock(&self) -> crate::sync::MutexGuard<'_, Queue> {
         // The queue is updated with single operations; a panic cannot leave it inconsistent.
-        self.queue
+        self.shared
+            .queue
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -85,10 +85,13 @@ pub(crate) struct DrainerThread {
 
 /// The drainer thread's "I have finished" flag.
 #[cfg(not(loom))]
-#[derive(Default)]
 struct Exited {
     done: std::sync::Mutex<bool>,
     cond: std::sync::Condvar,
+    /// Whether the thread still holds its reference to the runtime state: cleared just before
+    /// it drops it. What a forked child reads to know whether the parent's thread's reference
+    /// was counted when `fork` copied the process.
+    holds_state: crate::sync::AtomicBool,
 }
 
 /// Sets `Exited` when dropped: at the end of the thread's loop, and also if it unwinds.
@@ -128,15 +131,26 @@ pub(crate) fn on_a_drainer() -> bool {
 /// Starts the drainer thread.
 #[cfg(not(loom))]
 pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<DrainerThread> {
-    let exited = std::sync::Arc::new(Exited::default());
+    let exited = std::sync::Arc::new(Exited {
+        done: std::sync::Mutex::new(false),
+        cond: std::sync::Condvar::new(),
+        holds_state: crate::sync::AtomicBool::new(true),
+    });
     let signal = SignalExit(std::sync::Arc::clone(&exited));
     let handle = std::thread::Builder::new()
         .name("sigdrop-drainer".into())
         .spawn(move || {
-            let _signal = signal;
+            let signal = signal;
             ON_DRAINER.with(|d| d.set(true));
             run(&*work, wake);
-            // `work` (maybe the last reference to the runtime state) goes before `_signal`: a
+            // Cleared before the reference goes, never after: a child forked in between then
+            // leaks the reference rather than releases it twice. Relaxed: read only in a forked
+            // child, whose copy of memory is taken at one instant on this thread's timeline.
+            signal
+                .0
+                .holds_state
+                .store(false, crate::sync::Ordering::Relaxed);
+            // `work` (maybe the last reference to the runtime state) goes before `signal`: a
             // shutdown that saw the exit finds the state's final drain done.
             drop(work);
         })?;
@@ -223,6 +237,15 @@ impl DrainerThread {
             let _ = self.handle.join();
             Joined::Finished
         }
+    }
+
+    /// In a child after `fork`: whether the parent's thread still held its reference to the
+    /// runtime state when `fork` ran (then that reference is counted, and nobody here will
+    /// release it).
+    #[cfg(not(loom))]
+    pub(crate) fn held_state_at_fork(&self) -> bool {
+        // Relaxed: see `spawn`.
+        self.exited.holds_state.load(crate::sync::Ordering::Relaxed)
     }
 
     /// Gives up the handle of a thread that does not exist in this process (a child after
