@@ -234,3 +234,68 @@ fn forks_while_a_writer_and_the_drainer_take_their_locks() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
 }
+
+static BLOCKER_ENTERED: AtomicBool = AtomicBool::new(false);
+static BLOCKER_RELEASE: AtomicBool = AtomicBool::new(false);
+static BLOCKER_FIRST: AtomicBool = AtomicBool::new(true);
+
+/// The first one destroyed blocks its drainer until the test releases it (bounded at 60 s).
+struct Blocker;
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        if BLOCKER_FIRST.swap(false, Ordering::AcqRel) {
+            BLOCKER_ENTERED.store(true, Ordering::Release);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !BLOCKER_RELEASE.load(Ordering::Acquire) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_child_does_not_wait_for_batches_its_parent_was_destroying() {
+    let rt = Runtime::builder()
+        .drainer(sigdrop::Drainer::Manual)
+        .max_pending(64)
+        .build()
+        .unwrap();
+    let slot = ReadSlot::new(&rt);
+    {
+        // Under a guard: four batches wait for a grace period (the writer gives up on the bound
+        // rather than wait for its own guard).
+        let _guard = read::enter();
+        for _ in 0..257 {
+            drop(slot.xchg(Some(Box::new(Blocker))));
+        }
+    }
+    // Another thread takes them all and blocks in the first destructor.
+    let drainer = {
+        let rt = rt.clone();
+        std::thread::spawn(move || while rt.drain().unwrap() > 0 {})
+    };
+    while !BLOCKER_ENTERED.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let code = run_in_child(|| {
+        // Closes batches: the back-pressure check must not count the parent's batches, which
+        // nobody here will ever finish.
+        let mine = ReadSlot::new(&rt);
+        for _ in 0..1_000 {
+            drop(mine.xchg(Some(Box::new(Counted(dropped.clone())))));
+        }
+        drop(mine);
+        if !within_5s(|| {
+            let _ = rt.drain();
+            dropped.load(Ordering::Acquire) == 1_000
+        }) {
+            return 30;
+        }
+        0
+    });
+    BLOCKER_RELEASE.store(true, Ordering::Release);
+    drainer.join().unwrap();
+    assert_eq!(code, 0, "child check failed");
+}

@@ -640,9 +640,20 @@ fn shutdown_waits_for_a_drainer_that_keeps_finishing_destructors() {
     assert_eq!(SLOW_DONE.load(Ordering::Acquire), N as u64);
 }
 
-/// An object that owns a readable slot of its own runtime, holding an object.
+static CHILDREN_DONE: AtomicU64 = AtomicU64::new(0);
+
+/// An object in a readable slot owned by a `Parent`.
+struct Child;
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        CHILDREN_DONE.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// An object that owns a readable slot of its own runtime, holding a `Child`.
 struct Parent {
-    _child: ReadSlot<Box<u64>>,
+    _child: ReadSlot<Box<Child>>,
 }
 
 #[test]
@@ -651,9 +662,9 @@ fn destructors_that_retire_into_their_own_runtime_past_the_bound_finish() {
     const N: usize = 200;
     let rt = Runtime::builder().max_pending(64).build().unwrap();
     let parents: Vec<ReadSlot<Box<Parent>>> = (0..N).map(|_| ReadSlot::new(&rt)).collect();
-    for (i, slot) in parents.iter().enumerate() {
+    for slot in &parents {
         let child = ReadSlot::new(&rt);
-        assert!(child.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+        assert!(child.xchg(Some(Box::new(Child))).unwrap().is_none());
         assert!(
             slot.xchg(Some(Box::new(Parent { _child: child })))
                 .unwrap()
@@ -670,21 +681,12 @@ fn destructors_that_retire_into_their_own_runtime_past_the_bound_finish() {
         }
     }
     drop(parents);
-    let done = Arc::new(AtomicBool::new(false));
-    let report = Arc::new(Mutex::new(None));
-    {
-        let (done, report) = (done.clone(), report.clone());
-        std::thread::spawn(move || {
-            *report.lock().unwrap() = rt.shutdown();
-            done.store(true, Ordering::Release);
-        });
-    }
     wait_until(
         Duration::from_secs(30),
-        "the shutdown to return",
-        || "still shutting down".to_string(),
-        || done.load(Ordering::Acquire),
+        "every child to be destroyed",
+        || format!("{CHILDREN_DONE:?} of {N}: {:?}", rt.stats()),
+        || CHILDREN_DONE.load(Ordering::Acquire) == N as u64,
     );
-    let report = report.lock().unwrap().expect("the last handle");
+    let report = rt.shutdown().expect("the last handle");
     assert_eq!(report.left_to_drainer, 0, "{report:?}");
 }
