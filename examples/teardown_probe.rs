@@ -14,6 +14,10 @@
 //! - `replace`: ordinary-context replace present -> present (`xchg(Some)` + `into_inner`).
 //! - `install`: ordinary-context install into an empty slot (spare jobs available).
 //! - `take`: ordinary-context take out (`take` + `into_inner`, the box kept).
+//! - `owned`: restricted-context drop of N `Owned<u64>` boxes (one push each onto this CPU's
+//!   list; a box dropped before keeps the list non-empty and the pending flag set: no wake).
+//! - `owned_baseline`: the same loop over the same boxes, forgetting each instead (subtracted
+//!   from `owned`).
 //!
 //! Setup (installs, growth) happens before the probed function and the drain after it.
 
@@ -21,7 +25,7 @@
 mod cli;
 
 use cli::Command;
-use sigdrop::{Drainer, RefSlot, Runtime, restricted};
+use sigdrop::{Drainer, Owned, RefSlot, Runtime, restricted};
 use std::hint::black_box;
 
 #[inline(never)]
@@ -62,6 +66,18 @@ fn probe_take(slots: &[RefSlot<Box<u64>>], spares: &mut [Option<Box<u64>>]) {
     }
 }
 
+#[inline(never)]
+fn probe_owned(objs: &mut Vec<Owned<u64>>) {
+    let _nmi = restricted::enter();
+    objs.drain(..).for_each(drop);
+}
+
+#[inline(never)]
+fn probe_owned_baseline(objs: &mut Vec<Owned<u64>>) {
+    let _nmi = restricted::enter();
+    objs.drain(..).for_each(|o| std::mem::forget(black_box(o)));
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Teardown,
@@ -69,14 +85,18 @@ enum Mode {
     Replace,
     Install,
     Take,
+    Owned,
+    OwnedBaseline,
 }
 
-const MODES: [(&str, Mode); 5] = [
+const MODES: [(&str, Mode); 7] = [
     ("teardown", Mode::Teardown),
     ("baseline", Mode::Baseline),
     ("replace", Mode::Replace),
     ("install", Mode::Install),
     ("take", Mode::Take),
+    ("owned", Mode::Owned),
+    ("owned_baseline", Mode::OwnedBaseline),
 ];
 
 const HELP: &str = "\
@@ -89,7 +109,9 @@ usage: teardown_probe [MODE [N]]
          baseline: the same loop doing nothing but touching each slot (subtracted by the script);
          replace: ordinary-context replace present -> present;
          install: ordinary-context install into an empty slot;
-         take: ordinary-context take out
+         take: ordinary-context take out;
+         owned: restricted drop of N Owned boxes without a wake;
+         owned_baseline: the same loop forgetting each box (subtracted from owned)
   N      operations, one per slot (default 10000, 1 to 10000000)
   -h, --help   this text
 
@@ -178,6 +200,18 @@ fn main() -> Result<(), sigdrop::Error> {
         Mode::Take => {
             fill(&mut spares)?;
             probe_take(&slots, &mut spares);
+        }
+        Mode::Owned | Mode::OwnedBaseline => {
+            {
+                let _nmi = restricted::enter();
+                drop(Owned::new(&rt, 0u64)); // queued: the list is non-empty, the flag set
+            }
+            let mut objs: Vec<Owned<u64>> = (0..n as u64).map(|i| Owned::new(&rt, i)).collect();
+            if mode == Mode::Owned {
+                probe_owned(&mut objs);
+            } else {
+                probe_owned_baseline(&mut objs);
+            }
         }
     }
     let drained = rt.drain()?;

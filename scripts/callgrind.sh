@@ -46,6 +46,11 @@ for mode in teardown replace install take; do
     printf '%-9s %12s Ir  -> %6s instructions per op\n' "$mode" "$ir" "${per[$mode]}"
 done
 printf '%-9s %12s Ir  (subtracted)\n' baseline "$base"
+# Owned boxes: their own loop (a Vec drained), so their own baseline.
+owned_base=$(count owned_baseline)
+ir=$(count owned)
+per[owned]=$(awk -v a="$ir" -v b="$owned_base" -v n="$n" 'BEGIN { printf "%.1f", (a - b) / n }')
+printf '%-9s %12s Ir  -> %6s instructions per op (owned_baseline %s subtracted)\n' owned "$ir" "${per[owned]}" "$owned_base"
 
 # Per-teardown breakdown, divided by N: exclusive instructions by source file and function
 # (inlined code is attributed to the file it came from), then by source line.
@@ -78,7 +83,7 @@ echo "teardown, per op:"
 cat "$out/callgrind-teardown.txt"
 
 cat > "$out/callgrind.json" <<JSON
-{"n":$n,"baseline_ir":$base,"teardown_per_op":${per[teardown]},"replace_per_op":${per[replace]},"install_per_op":${per[install]},"take_per_op":${per[take]}}
+{"n":$n,"baseline_ir":$base,"teardown_per_op":${per[teardown]},"replace_per_op":${per[replace]},"install_per_op":${per[install]},"take_per_op":${per[take]},"owned_per_op":${per[owned]}}
 JSON
 echo
 echo "wrote $out/callgrind.json"

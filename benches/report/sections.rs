@@ -532,6 +532,10 @@ fn callgrind(r: &Results, md: &mut Markdown) {
         ("replace present -> present", "replace_per_op"),
         ("install into empty", "install_per_op"),
         ("take out", "take_per_op"),
+        (
+            "`Owned` drop in restricted context, no wake",
+            "owned_per_op",
+        ),
     ] {
         let v = r.extra("callgrind", key);
         md.line(&format!(
