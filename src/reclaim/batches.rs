@@ -87,6 +87,21 @@ pub(crate) struct Shared {
     queue: Mutex<Queue>,
     /// Objects in batches drainers have taken and are destroying.
     running: AtomicUsize,
+    /// In a child after `fork`: how many of `running` were the parent's threads', which nobody
+    /// here will finish (0 otherwise). Never in loom models, which have no `fork`.
+    #[cfg(not(loom))]
+    forgotten: AtomicUsize,
+}
+
+impl Shared {
+    /// Objects being destroyed by threads of this process (a snapshot).
+    fn running(&self) -> usize {
+        // Relaxed: statistics.
+        let running = self.running.load(Ordering::Relaxed);
+        #[cfg(not(loom))]
+        let running = running.saturating_sub(self.forgotten.load(Ordering::Relaxed));
+        running
+    }
 }
 
 // Objects in batches this thread has taken and is destroying: back-pressure never makes a
@@ -113,10 +128,13 @@ impl crate::fork::ForkLocks for Shared {
     }
 
     fn after_fork_in_child(&self) {
-        // The batches being destroyed were the parent's threads' (the forking thread's own, if
-        // it forked from a destructor, are uncounted by a saturating `finished`): nobody here
-        // will finish them. Relaxed: the child has one thread.
-        self.running.store(0, Ordering::Relaxed);
+        // The batches being destroyed were the parent's threads' (or, if it forked from a
+        // destructor, the forking thread's own, which it finishes: then the count drops below
+        // what is forgotten, and `running` saturates): nobody here will finish the others.
+        // Relaxed: the child has one thread.
+        #[cfg(not(loom))]
+        self.forgotten
+            .store(self.running.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -153,6 +171,8 @@ impl Batches {
                     recycled: Vec::new(),
                 }),
                 running: AtomicUsize::new(0),
+                #[cfg(not(loom))]
+                forgotten: AtomicUsize::new(0),
             }),
             closed_len: AtomicUsize::new(0),
         }
@@ -300,13 +320,8 @@ impl Batches {
 
     /// Gives back a batch's storage after its objects were destroyed, and uncounts them.
     pub fn finished(&self, mut items: Vec<Payload>, destroyed: usize) {
-        // Relaxed: a statistic. Saturating: a child after `fork` reset it (`Shared`).
-        let _ = self
-            .shared
-            .running
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(destroyed))
-            });
+        // Relaxed: a statistic.
+        self.shared.running.fetch_sub(destroyed, Ordering::Relaxed);
         RUNNING_HERE.with(|r| r.set(r.get().saturating_sub(destroyed)));
         items.clear();
         self.recycle(items);
@@ -325,7 +340,7 @@ impl Batches {
     /// Objects in batches, open, closed or being destroyed (a snapshot).
     pub fn len(&self) -> usize {
         // Relaxed: a statistic.
-        self.waiting() + self.shared.running.load(Ordering::Relaxed)
+        self.waiting() + self.shared.running()
     }
 
     /// Objects in open batches and in closed batches no drainer has taken (a snapshot).
@@ -343,10 +358,9 @@ impl Batches {
     /// back-pressure bounds. Batches this thread is destroying are left out: waiting for them
     /// would be waiting for itself.
     pub fn closed_len(&self) -> usize {
-        // Relaxed: statistics.
-        let running = self.shared.running.load(Ordering::Relaxed);
         let mine = RUNNING_HERE.with(|r| r.get());
-        self.closed_len.load(Ordering::Relaxed) + running.saturating_sub(mine)
+        // Relaxed: a statistic.
+        self.closed_len.load(Ordering::Relaxed) + self.shared.running().saturating_sub(mine)
     }
 
     /// Whether any batch holds objects a cycle could still close or run (a snapshot).
