@@ -20,6 +20,13 @@ impl Drop for Counted {
     }
 }
 
+/// Serialises the tests: they share the process's read domain (one holds a read guard across its
+/// fork, which holds every grace period up meanwhile) and fork while others run.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Polls `cond` for up to five seconds.
 fn within_5s(cond: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -98,6 +105,7 @@ fn in_child(rt: Runtime, untouched: Runtime) -> Result<(), i32> {
 
 #[test]
 fn a_forked_child_destroys_what_it_hands_over() {
+    let _serial = serial();
     let rt = Runtime::new().unwrap();
     // No shutdown timeout: only knowing that its drainer does not exist in the child lets the
     // child's shutdown of it return.
@@ -195,6 +203,7 @@ fn run_in_child(child: impl FnOnce() -> i32) -> i32 {
 
 #[test]
 fn forks_while_a_writer_and_the_drainer_take_their_locks() {
+    let _serial = serial();
     const FORKS: usize = 1_000;
     let rt = Runtime::builder().headroom(4).build().unwrap();
     let slot = Arc::new(ReadSlot::new(&rt));
@@ -256,6 +265,7 @@ impl Drop for Blocker {
 
 #[test]
 fn a_child_does_not_wait_for_batches_its_parent_was_destroying() {
+    let _serial = serial();
     let rt = Runtime::builder()
         .drainer(sigdrop::Drainer::Manual)
         .max_pending(64)
@@ -270,12 +280,28 @@ fn a_child_does_not_wait_for_batches_its_parent_was_destroying() {
             drop(slot.xchg(Some(Box::new(Blocker))));
         }
     }
-    // Another thread takes them all and blocks in the first destructor.
+    // Another thread takes them all (once their grace period has passed) and blocks in the
+    // first destructor; it drains what is left once released.
     let drainer = {
         let rt = rt.clone();
-        std::thread::spawn(move || while rt.drain().unwrap() > 0 {})
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                let ran = rt.drain().unwrap();
+                if ran == 0 && BLOCKER_RELEASE.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
     };
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !BLOCKER_ENTERED.load(Ordering::Acquire) {
+        assert!(
+            Instant::now() < deadline,
+            "the batches were never taken: {:?}",
+            rt.stats()
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     let dropped = Arc::new(AtomicUsize::new(0));
