@@ -142,6 +142,8 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn new(cfg: Config) -> Self {
+        // Ordinary context: find the rseq area now, so handlers can read the CPU from it.
+        crate::cpu::init();
         Inner {
             arena: Arena::new(),
             free: Freelist::new(cfg.shards),
