@@ -46,8 +46,8 @@
 //!
 //! | operation    | concurrent with push | with pop | restricted context |
 //! |--------------|----------------------|----------|--------------------|
-//! | `push`       | yes                  | yes      | yes                |
-//! | `pop`        | yes                  | yes      | yes                |
+//! | `push`, `push_entry` | yes          | yes      | yes                |
+//! | `pop`, `pop_entry`, `pop_any` | yes | yes      | yes                |
 //! | `pop_owed`   | yes                  | yes      | yes (lock-free, see below) |
 //! | `count_idle` | yes (result is then only a snapshot) | yes | yes   |
 

@@ -44,7 +44,7 @@
 //!
 //! | operation  | concurrent with push | with take | restricted context |
 //! |------------|----------------------|-----------|--------------------|
-//! | `push`     | yes                  | yes       | yes                |
+//! | `push_entry` (`push`) | yes       | yes       | yes                |
 //! | `take`     | yes                  | yes (each job goes to exactly one taker) | no need (drainer side), but safe |
 //! | `queued`   | yes (snapshot)       | yes       | yes                |
 
