@@ -16,13 +16,23 @@
 //!
 //! What trim cannot return is the entry itself: 16 bytes per index at the high-water mark of
 //! live jobs. Recycled indices are reused before the table grows, so the table is bounded by the
-//! peak pool size, while body memory (the job proper, 16 bytes plus allocator overhead) follows
-//! the pool down.
+//! peak pool size, while body memory (the job proper, 24 bytes plus allocator overhead) follows
+//! the pool down. (The payload could live in the entry instead, saving the body's pointer load;
+//! then no memory at all would follow the pool down, which is what the bodies are kept for.)
+//!
+//! ## Locating a job once
+//!
+//! Index -> entry costs a few shifts and a load of the bucket pointer. A hot path locates a job
+//! once and keeps the `&Entry`: the freelist's pop has to locate the job it pops anyway (to load
+//! its link), so it hands the entry back ([`Table`]); the payload is set through that entry, and
+//! the job list push takes it too. An `&Entry` is only a faster name for its index: it may be
+//! held by anyone who may hold the index, and what it allows depends, as for the index, on
+//! whether its holder owns the job.
 //!
 //! | operation            | who may call it                | concurrent with                   | restricted context |
 //! |----------------------|--------------------------------|-----------------------------------|--------------------|
-//! | `link`               | anyone holding a seen index    | everything                        | yes                |
-//! | `set_payload` / `take_payload` | the job's owner only | everything but another owner      | yes                |
+//! | `entry`, `Entry::link` | anyone holding a seen index  | everything                        | yes                |
+//! | `Entry::set_payload` / `Entry::take_payload` | the job's owner only | everything but another owner | yes  |
 //! | `alloc_job`          | ordinary context, grow lock    | `link`, payload access of others  | no (allocates)     |
 //! | `free_job`           | the job's owner, grow lock     | `link`, payload access of others  | no (frees)         |
 
@@ -35,13 +45,46 @@ use std::ptr::{self, NonNull};
 pub const NIL: u32 = u32::MAX;
 
 /// A table of list links that stays put while any list over it is in use: what the lock-free
-/// lists (`freelist.rs`, `llist.rs`) need to walk indices they do not own.
+/// lists (`freelist.rs`, `llist.rs`) need to walk indices they do not own. A table whose entries
+/// are bare links implements this; every `Links` is a [`Table`] whose entry is the link.
 pub trait Links {
     /// The link of index `idx`.
     ///
     /// # Safety
-    /// `idx` was handed out by this table (for the arena: returned by `alloc_job`).
+    /// `idx` was handed out by this table.
     unsafe fn link(&self, idx: u32) -> &AtomicU32;
+}
+
+/// A table of entries, each holding a list link, that stays put while any list over it is in
+/// use. The lists locate an entry once per operation and hand it back to the caller, who may
+/// keep using it instead of the index (the arena's jobs: see the module docs).
+pub trait Table {
+    /// What an index names.
+    type Entry;
+
+    /// The entry of index `idx`.
+    ///
+    /// # Safety
+    /// `idx` was handed out by this table (for the arena: returned by `alloc_job`).
+    unsafe fn entry(&self, idx: u32) -> &Self::Entry;
+
+    /// The list link of an entry.
+    fn link(entry: &Self::Entry) -> &AtomicU32;
+}
+
+impl<L: Links + ?Sized> Table for L {
+    type Entry = AtomicU32;
+
+    #[inline]
+    unsafe fn entry(&self, idx: u32) -> &AtomicU32 {
+        // SAFETY: forwarded contract.
+        unsafe { self.link(idx) }
+    }
+
+    #[inline]
+    fn link(entry: &AtomicU32) -> &AtomicU32 {
+        entry
+    }
 }
 
 /// The largest number of jobs an arena can name (every index but [`NIL`]).
@@ -76,12 +119,52 @@ struct Body {
     payload: UnsafeCell<Option<Payload>>,
 }
 
-/// The stable part of a job.
-struct Entry {
+/// The stable part of a job: its list link, and its body.
+pub struct Entry {
     /// Next index in whichever list holds this job (freelist or job list).
     link: AtomicU32,
     /// The body; `None` while the index is recycled (no job behind it).
     body: UnsafeCell<Option<NonNull<Body>>>,
+}
+
+impl Entry {
+    /// The list link. Any party may load or store it atomically; what a value *means* is decided
+    /// by the list that holds the job (see `freelist.rs` and `llist.rs`).
+    #[inline]
+    pub fn link(&self) -> &AtomicU32 {
+        &self.link
+    }
+
+    /// Stores the payload of this entry's job.
+    ///
+    /// # Safety
+    /// The caller owns the job (popped it from a freelist and has not pushed it anywhere), and it
+    /// has a body (it came from a freelist, where only jobs with bodies are kept).
+    #[inline]
+    pub unsafe fn set_payload(&self, payload: Payload) {
+        // SAFETY: ownership of the job makes this the only access to the entry's body pointer
+        // and to the body; the body is live because only trim frees bodies, and only of jobs it
+        // owns; that the job has one is the caller's contract.
+        unsafe {
+            let body = self.body.with(|b| *b);
+            debug_assert!(body.is_some(), "job without body");
+            let body = body.unwrap_unchecked();
+            body.as_ref().payload.with_mut(|p| *p = Some(payload));
+        }
+    }
+
+    /// Removes and returns the payload of this entry's job.
+    ///
+    /// # Safety
+    /// The caller owns the job (took it from a job list) and it has a body.
+    #[inline]
+    pub unsafe fn take_payload(&self) -> Option<Payload> {
+        // SAFETY: as in `set_payload`: the caller owns the job, so no other access exists.
+        unsafe {
+            let body = self.body.with(|b| *b).expect("job without body");
+            body.as_ref().payload.with_mut(|p| (*p).take())
+        }
+    }
 }
 
 /// Growth bookkeeping; lives behind the runtime's grow lock.
@@ -127,52 +210,14 @@ impl Arena {
         }
     }
 
-    /// The entry of an index that has been allocated at some point.
-    ///
-    /// # Safety
-    /// `idx` must have been returned by [`alloc_job`](Self::alloc_job) of this arena (the bucket
-    /// then exists and is never freed while `self` lives).
-    #[inline]
-    unsafe fn entry(&self, idx: u32) -> &Entry {
-        let (bucket, offset) = locate(idx);
-        // Acquire: pairs with the Release store that published the bucket in `alloc_job`. Not
-        // load-bearing: every caller learned `idx` through a freelist or job list whose push
-        // (Release) follows that store and whose pop or take (Acquire) precedes this load, and
-        // that pair is what carries the argument; this one keeps the reasoning local. loom
-        // cannot see this pair weakened alone (`scripts/mutants.txt`: equivalent).
-        let base = self.buckets[bucket].load(Ordering::Acquire);
-        debug_assert!(!base.is_null(), "index {idx} was never allocated");
-        // SAFETY: by the caller's contract the bucket exists, `offset < bucket_len(bucket)`, and
-        // buckets are only freed in `Drop`, which has `&mut self`.
-        unsafe { &*base.add(offset) }
-    }
-
-    /// Stores the payload of a job.
-    ///
-    /// # Safety
-    /// The caller owns job `idx` (popped it from a freelist and has not pushed it anywhere), and
-    /// `idx` has a body (it came from a freelist, where only jobs with bodies are kept).
-    #[inline]
-    pub unsafe fn set_payload(&self, idx: u32, payload: Payload) {
-        // SAFETY: ownership of `idx` makes this the only access to the entry's body pointer and
-        // to the body; the body is live because only trim frees bodies, and only of jobs it owns.
-        unsafe {
-            let body = self.entry(idx).body.with(|b| *b).expect("job without body");
-            body.as_ref().payload.with_mut(|p| *p = Some(payload));
-        }
-    }
-
     /// Removes and returns the payload of a job.
     ///
     /// # Safety
     /// The caller owns job `idx` (took it from a job list) and it has a body.
     #[inline]
     pub unsafe fn take_payload(&self, idx: u32) -> Option<Payload> {
-        // SAFETY: as in `set_payload`: the caller owns the job, so no other access exists.
-        unsafe {
-            let body = self.entry(idx).body.with(|b| *b).expect("job without body");
-            body.as_ref().payload.with_mut(|p| (*p).take())
-        }
+        // SAFETY: forwarded contract; `idx` came from this arena.
+        unsafe { self.entry(idx).take_payload() }
     }
 
     /// Allocates one job (a body, and an index for it). The job is owned by the caller and is in
@@ -270,13 +315,32 @@ impl Arena {
     }
 }
 
-impl Links for Arena {
-    /// The list link of a job. Any party may load or store it atomically; what a value *means*
-    /// is decided by the list that holds the job (see `freelist.rs` and `llist.rs`).
+impl Table for Arena {
+    type Entry = Entry;
+
+    /// The entry of an index that has been allocated at some point.
+    ///
+    /// # Safety
+    /// `idx` must have been returned by [`alloc_job`](Arena::alloc_job) of this arena (the bucket
+    /// then exists and is never freed while `self` lives).
     #[inline]
-    unsafe fn link(&self, idx: u32) -> &AtomicU32 {
-        // SAFETY: forwarded contract.
-        unsafe { &self.entry(idx).link }
+    unsafe fn entry(&self, idx: u32) -> &Entry {
+        let (bucket, offset) = locate(idx);
+        // Acquire: pairs with the Release store that published the bucket in `alloc_job`. Not
+        // load-bearing: every caller learned `idx` through a freelist or job list whose push
+        // (Release) follows that store and whose pop or take (Acquire) precedes this load, and
+        // that pair is what carries the argument; this one keeps the reasoning local. loom
+        // cannot see this pair weakened alone (`scripts/mutants.txt`: equivalent).
+        let base = self.buckets[bucket].load(Ordering::Acquire);
+        debug_assert!(!base.is_null(), "index {idx} was never allocated");
+        // SAFETY: by the caller's contract the bucket exists, `offset < bucket_len(bucket)`, and
+        // buckets are only freed in `Drop`, which has `&mut self`.
+        unsafe { &*base.add(offset) }
+    }
+
+    #[inline]
+    fn link(entry: &Entry) -> &AtomicU32 {
+        entry.link()
     }
 }
 
@@ -366,16 +430,13 @@ mod tests {
         // SAFETY: `st` is this arena's only grow state.
         let idx = unsafe { arena.alloc_job(&mut st) }.unwrap();
         let obj = 0x1000 as *mut ();
-        // SAFETY: we own `idx`.
+        // SAFETY: we own `idx`, which has a body.
         unsafe {
-            arena.set_payload(
-                idx,
-                Payload {
-                    obj,
-                    dtor: noop,
-                    grace: false,
-                },
-            );
+            arena.entry(idx).set_payload(Payload {
+                obj,
+                dtor: noop,
+                grace: false,
+            });
             let p = arena.take_payload(idx).unwrap();
             assert_eq!(p.obj, obj);
             assert!(arena.take_payload(idx).is_none());

@@ -1,21 +1,141 @@
 //! Which shard the calling thread should use: the CPU it runs on, modulo the shard count.
 //!
-//! `sched_getcpu` reads the CPU number the kernel keeps in the thread's rseq area (or asks the
-//! vDSO): no lock, no allocation, safe in a signal handler. The answer may be stale by the time it
-//! is used (the thread can migrate); that costs locality, never correctness, because every shard
-//! structure is safe for any number of threads.
+//! The kernel keeps the number of the CPU a thread runs on in the thread's *rseq area* (restartable
+//! sequences), updating it on every return to user space after a migration, a preemption or a
+//! signal. glibc (2.35 and later) registers that area for every thread it starts and exports where
+//! it is: `__rseq_offset`, its offset from the thread pointer, and `__rseq_size`, non-zero if
+//! registration is enabled. The CPU number is the `cpu_id` field, a 32-bit word at offset 4 of
+//! `struct rseq`; it is negative while the thread has no registered area (-1: not yet registered,
+//! -2: registration failed, e.g. under valgrind, which does not support rseq).
+//!
+//! ## How a shard is found
+//!
+//! - [`init`] (ordinary context, called whenever a runtime is built) looks both symbols up once
+//!   with `dlsym` (so the crate still links, and works, with a libc that lacks them) and caches
+//!   `__rseq_offset + 4` in a static atomic. It never runs in a signal handler: `dlsym` may lock.
+//! - [`current_shard`] (any context, async-signal-safe) loads the cached offset; if there is one
+//!   (x86-64 Linux), it reads `cpu_id` with a single load relative to the thread pointer (`fs`),
+//!   and if that is non-negative it is the CPU. In every other case — not initialised yet, no
+//!   symbols, registration disabled or failed for this thread, another architecture — it calls
+//!   `sched_getcpu` (itself async-signal-safe: the rseq area again, the vDSO, or a syscall).
+//!
+//! Neither path locks, allocates or initialises anything lazily, so both are safe in a signal
+//! handler. The answer may be stale by the time it is used (the thread can migrate); that costs
+//! locality, never correctness, because every shard structure is safe for any number of threads.
 
 /// The shard for the calling thread among `shards` (which must be non-zero).
 #[cfg(not(loom))]
 #[inline]
 pub fn current_shard(shards: usize) -> usize {
-    // SAFETY: `sched_getcpu` has no preconditions.
-    let cpu = unsafe { libc::sched_getcpu() };
-    match usize::try_from(cpu) {
-        // The default is one shard per CPU, so the division is rarely needed.
-        Ok(cpu) if cpu < shards => cpu,
-        Ok(cpu) => cpu % shards,
-        Err(_) => 0,
+    let cpu = match rseq::cpu_id() {
+        Some(cpu) => cpu,
+        None => {
+            // SAFETY: `sched_getcpu` has no preconditions.
+            let cpu = unsafe { libc::sched_getcpu() };
+            match usize::try_from(cpu) {
+                Ok(cpu) => cpu,
+                Err(_) => return 0,
+            }
+        }
+    };
+    // The default is one shard per CPU, so the division is rarely needed.
+    if cpu < shards { cpu } else { cpu % shards }
+}
+
+/// Looks up glibc's rseq area once, so that [`current_shard`] can read the CPU number from it.
+/// Ordinary context only (`dlsym` may lock); idempotent and cheap after the first call.
+#[cfg(not(loom))]
+pub fn init() {
+    rseq::init();
+}
+
+/// Under loom there is no rseq area to look up.
+#[cfg(loom)]
+pub fn init() {}
+
+#[cfg(all(not(loom), target_os = "linux", target_arch = "x86_64"))]
+mod rseq {
+    use crate::sync::{AtomicUsize, Ordering};
+
+    /// `CPU_ID_OFFSET` before `init` ran.
+    const UNINIT: usize = usize::MAX;
+    /// `CPU_ID_OFFSET` when there is no rseq area to read (no symbols, or registration off).
+    const UNAVAILABLE: usize = usize::MAX - 1;
+
+    /// Offset of the `cpu_id` field from the thread pointer (`__rseq_offset + 4`, as a `usize`
+    /// bit pattern: it is an `isize`, negative on some architectures), or one of the two values
+    /// above (impossible offsets: the rseq area is 32-byte aligned).
+    static CPU_ID_OFFSET: AtomicUsize = AtomicUsize::new(UNINIT);
+
+    pub(super) fn init() {
+        // Relaxed (both accesses): the value is a number that every thread computes alike from
+        // the same two symbols; nothing else is published through it, and a thread that reads a
+        // stale `UNINIT` just takes the fallback.
+        if CPU_ID_OFFSET.load(Ordering::Relaxed) != UNINIT {
+            return;
+        }
+        CPU_ID_OFFSET.store(lookup().unwrap_or(UNAVAILABLE), Ordering::Relaxed);
+    }
+
+    /// `__rseq_offset + 4` if glibc exports both symbols and registration is enabled.
+    fn lookup() -> Option<usize> {
+        // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name has no other
+        // preconditions; ordinary context (`init`'s contract), where it may lock.
+        let (offset, size) = unsafe {
+            (
+                libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()),
+                libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()),
+            )
+        };
+        if offset.is_null() || size.is_null() {
+            return None;
+        }
+        // SAFETY: glibc declares `const ptrdiff_t __rseq_offset` and `const unsigned int
+        // __rseq_size`, set before `main` and never changed; the pointers are those objects.
+        let (offset, size) = unsafe { (*offset.cast::<isize>(), *size.cast::<u32>()) };
+        // `cpu_id` is the second 32-bit word of the area: the area must reach past it.
+        (size >= 8).then(|| offset.wrapping_add(4) as usize)
+    }
+
+    /// The CPU number from this thread's rseq area, if `init` found one and the kernel fills it
+    /// for this thread. Async-signal-safe: one relaxed load and one load from the thread's own
+    /// control block.
+    #[inline(always)]
+    pub(super) fn cpu_id() -> Option<usize> {
+        // Relaxed: see `init`.
+        let offset = CPU_ID_OFFSET.load(Ordering::Relaxed);
+        if offset >= UNAVAILABLE {
+            return None;
+        }
+        let cpu: u32;
+        // SAFETY: `offset` is `__rseq_offset + 4`, so `fs:[offset]` is the `cpu_id` field of the
+        // calling thread's rseq area, which glibc places in the thread's control block for every
+        // thread it starts (the thread pointer is `fs`'s base on x86-64 Linux); it lives as long
+        // as the thread. The kernel writes the field only while the thread is not running user
+        // code, so an aligned 32-bit load reads a whole value. Not `pure`: the value changes
+        // between calls.
+        unsafe {
+            core::arch::asm!(
+                "mov {cpu:e}, dword ptr fs:[{offset}]",
+                offset = in(reg) offset,
+                cpu = lateout(reg) cpu,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        // Negative: no area registered for this thread (`RSEQ_CPU_ID_UNINITIALIZED` or
+        // `RSEQ_CPU_ID_REGISTRATION_FAILED`).
+        usize::try_from(cpu as i32).ok()
+    }
+}
+
+/// Elsewhere only `sched_getcpu`.
+#[cfg(all(not(loom), not(all(target_os = "linux", target_arch = "x86_64"))))]
+mod rseq {
+    pub(super) fn init() {}
+
+    #[inline(always)]
+    pub(super) fn cpu_id() -> Option<usize> {
+        None
     }
 }
 
@@ -39,4 +159,36 @@ pub fn set_model_shard(shard: usize) {
 /// The number of CPUs this process may run on (at least 1); the default shard count.
 pub fn available() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The rseq read and `sched_getcpu` agree (both read the same field natively; a thread
+    /// pinned to one CPU cannot migrate between the two reads).
+    #[test]
+    fn rseq_cpu_agrees_with_sched_getcpu() {
+        init();
+        // SAFETY: a zeroed `cpu_set_t` is a valid empty set; the calls have no preconditions.
+        let pinned = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            let cpu = libc::sched_getcpu();
+            assert!(cpu >= 0);
+            libc::CPU_SET(cpu as usize, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        };
+        // SAFETY: no preconditions.
+        let expected = unsafe { libc::sched_getcpu() };
+        if let Some(cpu) = rseq::cpu_id()
+            && pinned
+        {
+            assert_eq!(cpu as i32, expected);
+        }
+        if pinned {
+            let shards = 1 + expected as usize;
+            assert_eq!(current_shard(shards), expected as usize);
+            assert_eq!(current_shard(1), 0);
+        }
+    }
 }

@@ -2,9 +2,14 @@
 //!
 //! Each shard is a Treiber stack whose head is one 64-bit word: the index of the top job in the
 //! low 32 bits and a generation tag in the high bits. The links between jobs live in stable
-//! storage (the arena's entries, or any other [`Links`] table that is never freed while the
-//! freelist is used), so reading the link of a job that someone else popped a moment ago reads
-//! valid memory (a stale value at worst). The same stack serves the hash map's free elements.
+//! storage (the arena's entries, or any other [`Table`] that is never freed while the freelist
+//! is used), so reading the link of a job that someone else popped a moment ago reads valid
+//! memory (a stale value at worst). The same stack serves the hash map's free elements.
+//!
+//! A pop locates the entry of the job it pops (to load its link), and returns it along with the
+//! index ([`pop_entry`](Freelist::pop_entry), [`pop_owed`](Freelist::pop_owed)), so that its
+//! caller need not locate the job again; [`push_entry`](Freelist::push_entry) takes an entry the
+//! caller already has. An entry is only a faster name for its index: nothing below changes.
 //!
 //! ## The ABA problem and why the tag closes it
 //!
@@ -41,12 +46,12 @@
 //!
 //! | operation    | concurrent with push | with pop | restricted context |
 //! |--------------|----------------------|----------|--------------------|
-//! | `push`       | yes                  | yes      | yes                |
-//! | `pop`        | yes                  | yes      | yes                |
+//! | `push`, `push_entry` | yes          | yes      | yes                |
+//! | `pop`, `pop_entry`, `pop_any` | yes | yes      | yes                |
 //! | `pop_owed`   | yes                  | yes      | yes (lock-free, see below) |
 //! | `count_idle` | yes (result is then only a snapshot) | yes | yes   |
 
-use crate::arena::{Links, NIL};
+use crate::arena::{NIL, Table};
 use crate::sync::{AtomicU64, Ordering, spin_hint};
 use crossbeam_utils::CachePadded;
 
@@ -87,10 +92,21 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     ///
     /// # Safety
     /// The caller owns job `idx` (it is in no list) and gives that ownership up to the freelist.
-    pub unsafe fn push<L: Links + ?Sized>(&self, links: &L, shard: usize, idx: u32) {
+    #[inline]
+    pub unsafe fn push<T: Table + ?Sized>(&self, table: &T, shard: usize, idx: u32) {
+        // SAFETY: the caller owns `idx`, so it was handed out by `table`; the rest is forwarded.
+        unsafe { self.push_entry::<T>(shard, idx, table.entry(idx)) }
+    }
+
+    /// [`push`](Self::push) with the job's entry already located.
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push), and `entry` is the entry of `idx` in the table every call on
+    /// this freelist uses.
+    #[inline]
+    pub unsafe fn push_entry<T: Table + ?Sized>(&self, shard: usize, idx: u32, entry: &T::Entry) {
         let head = &self.heads[shard];
-        // SAFETY: the caller owns `idx`, so it was handed out by `links`.
-        let link = unsafe { links.link(idx) };
+        let link = T::link(entry);
         // Relaxed: only the value is needed; the CAS below validates it.
         let mut cur = head.load(Ordering::Relaxed);
         loop {
@@ -114,9 +130,24 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     /// safe in restricted context. The popped job is owned by the caller.
     ///
     /// # Safety
-    /// Every job ever pushed onto this freelist was handed out by `links` (the same table is
+    /// Every job ever pushed onto this freelist was handed out by `table` (the same table is
     /// passed to every call).
-    pub unsafe fn pop<L: Links + ?Sized>(&self, links: &L, shard: usize) -> Option<u32> {
+    #[inline]
+    pub unsafe fn pop<T: Table + ?Sized>(&self, table: &T, shard: usize) -> Option<u32> {
+        // SAFETY: forwarded contract.
+        unsafe { self.pop_entry(table, shard) }.map(|(idx, _)| idx)
+    }
+
+    /// [`pop`](Self::pop), also returning the popped job's entry (located once, here).
+    ///
+    /// # Safety
+    /// As for [`pop`](Self::pop).
+    #[inline]
+    pub unsafe fn pop_entry<'t, T: Table + ?Sized>(
+        &self,
+        table: &'t T,
+        shard: usize,
+    ) -> Option<(u32, &'t T::Entry)> {
         let head = &self.heads[shard];
         // Acquire: pairs with the Release CAS of the push that made `top` the head, so that the
         // link load below sees that push's link store.
@@ -126,12 +157,13 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
             if top == NIL {
                 return None;
             }
+            // SAFETY: `top` was at a head of this freelist, so `table` handed it out (caller's
+            // contract); entries live as long as the table.
+            let entry = unsafe { table.entry(top) };
             // Relaxed: the Acquire load of the head ordered us after the push that stored this
             // link. The value may be stale if `top` has moved on since we loaded `cur`; then the
             // tag has changed and the CAS below fails.
-            // SAFETY: `top` was at a head of this freelist, so `links` handed it out (caller's
-            // contract); links live as long as the table.
-            let next = unsafe { links.link(top) }.load(Ordering::Relaxed);
+            let next = T::link(entry).load(Ordering::Relaxed);
             // Acquire on success: we now own `top` and must see what its pusher wrote.
             // Acquire on failure: we retry with the new head and read its link.
             match head.compare_exchange_weak(
@@ -140,28 +172,33 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Some(top),
+                Ok(_) => return Some((top, entry)),
                 Err(actual) => cur = actual,
             }
         }
     }
 
     /// Pops from `start`'s shard, then from the others in turn, once around; `None` if every
-    /// shard was empty when looked at.
+    /// shard was empty when looked at. Returns the job and its entry.
     ///
     /// # Safety
     /// As for [`pop`](Self::pop).
-    pub unsafe fn pop_any<L: Links + ?Sized>(&self, links: &L, start: usize) -> Option<u32> {
+    pub unsafe fn pop_any<'t, T: Table + ?Sized>(
+        &self,
+        table: &'t T,
+        start: usize,
+    ) -> Option<(u32, &'t T::Entry)> {
         let n = self.heads.len();
         // Own shard first, then the others in turn (no division on the fast path).
         // SAFETY: forwarded contract.
         (start..n)
             .chain(0..start)
-            .find_map(|shard| unsafe { self.pop(links, shard) })
+            .find_map(|shard| unsafe { self.pop_entry(table, shard) })
     }
 
     /// Pops a job that the accounting says is owed to the caller: the caller holds a claim (a
-    /// unit of the ledger, see `ledger.rs`) that stands for one idle job in some shard.
+    /// unit of the ledger, see `ledger.rs`) that stands for one idle job in some shard. Returns
+    /// the job and its entry.
     ///
     /// Never returns while no job can be found, because one must exist. Why the retry
     /// terminates: every claim holder pops exactly one job, and a job only enters a freelist
@@ -172,13 +209,39 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     /// (lock-freedom); it never waits for a particular thread, in particular not for the thread
     /// a signal handler interrupted (that thread is stopped, so it cannot be what moves jobs).
     ///
+    /// The fast path (inlined) tries `start`'s shard once; the sweeps are out of line.
+    ///
     /// # Safety
     /// As for [`pop`](Self::pop); and the caller holds a claim (otherwise this may spin).
-    pub unsafe fn pop_owed<L: Links + ?Sized>(&self, links: &L, start: usize) -> u32 {
+    #[inline]
+    pub unsafe fn pop_owed<'t, T: Table + ?Sized>(
+        &self,
+        table: &'t T,
+        start: usize,
+    ) -> (u32, &'t T::Entry) {
+        // SAFETY: forwarded contract.
+        match unsafe { self.pop_entry(table, start) } {
+            Some(found) => found,
+            // SAFETY: forwarded contract.
+            None => unsafe { self.pop_owed_sweep(table, start) },
+        }
+    }
+
+    /// `pop_owed`'s sweeps, when `start`'s shard was empty.
+    ///
+    /// # Safety
+    /// As for [`pop_owed`](Self::pop_owed).
+    #[cold]
+    #[inline(never)]
+    unsafe fn pop_owed_sweep<'t, T: Table + ?Sized>(
+        &self,
+        table: &'t T,
+        start: usize,
+    ) -> (u32, &'t T::Entry) {
         loop {
             // SAFETY: forwarded contract.
-            if let Some(idx) = unsafe { self.pop_any(links, start) } {
-                return idx;
+            if let Some(found) = unsafe { self.pop_any(table, start) } {
+                return found;
             }
             spin_hint();
         }
@@ -189,7 +252,7 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     ///
     /// # Safety
     /// As for [`pop`](Self::pop).
-    pub unsafe fn count_idle<L: Links + ?Sized>(&self, links: &L, limit: usize) -> usize {
+    pub unsafe fn count_idle<T: Table + ?Sized>(&self, table: &T, limit: usize) -> usize {
         let mut count = 0;
         // Acquire (head and links): pairs with the pushes' Release CASes, for a walk at a
         // quiescent point.
@@ -197,8 +260,8 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
             let (mut idx, _) = unpack(head.load(Ordering::Acquire));
             while idx != NIL && count < limit {
                 count += 1;
-                // SAFETY: `idx` was reached from a head, so `links` handed it out (contract).
-                idx = unsafe { links.link(idx) }.load(Ordering::Acquire);
+                // SAFETY: `idx` was reached from a head, so `table` handed it out (contract).
+                idx = T::link(unsafe { table.entry(idx) }).load(Ordering::Acquire);
             }
         }
         count
@@ -232,7 +295,7 @@ mod tests {
         assert_eq!(idle(), 6);
         let mut seen = HashSet::new();
         // SAFETY: every job on `fl` came from `arena`.
-        while let Some(idx) = unsafe { fl.pop_any(&arena, 1) } {
+        while let Some((idx, _)) = unsafe { fl.pop_any(&arena, 1) } {
             assert!(seen.insert(idx), "job {idx} popped twice");
         }
         assert_eq!(seen.len(), 6);
@@ -251,7 +314,7 @@ mod tests {
                 s.spawn(move || {
                     for _ in 0..20_000 {
                         // SAFETY: every job on `fl` came from `arena`.
-                        if let Some(idx) = unsafe { fl.pop_any(arena, t % 2) } {
+                        if let Some((idx, _)) = unsafe { fl.pop_any(arena, t % 2) } {
                             let was = owned[idx as usize].swap(true, Ordering::SeqCst);
                             assert!(!was, "job {idx} owned twice");
                             owned[idx as usize].store(false, Ordering::SeqCst);

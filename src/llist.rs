@@ -2,7 +2,9 @@
 //!
 //! Each shard's list is a stack of job indices linked through the arena's stable entries; its
 //! head is one 64-bit word holding the top index (low 32 bits) and the number of jobs in the list
-//! (high 32 bits), so the queue length is known without another counter.
+//! (high 32 bits), so the queue length is known without another counter. A producer that has
+//! the job's entry at hand already (it located it when it popped the job from a freelist)
+//! pushes with it ([`JobLists::push_entry`]) rather than locate it again.
 //!
 //! Producers push; a consumer swaps the whole head out for "empty" and walks the chain it got.
 //! This is the kernel `llist` discipline, and it is free of ABA without a tag: a push never reads
@@ -42,11 +44,11 @@
 //!
 //! | operation  | concurrent with push | with take | restricted context |
 //! |------------|----------------------|-----------|--------------------|
-//! | `push`     | yes                  | yes       | yes                |
+//! | `push_entry` (`push`) | yes       | yes       | yes                |
 //! | `take`     | yes                  | yes (each job goes to exactly one taker) | no need (drainer side), but safe |
 //! | `queued`   | yes (snapshot)       | yes       | yes                |
 
-use crate::arena::{Arena, Links, NIL};
+use crate::arena::{Arena, Entry, NIL, Table};
 use crate::sync::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 
@@ -87,10 +89,21 @@ impl JobLists {
     ///
     /// # Safety
     /// The caller owns job `idx` and gives that ownership up to the list.
+    #[cfg(any(test, loom))]
     pub unsafe fn push(&self, arena: &Arena, shard: usize, idx: u32) -> usize {
+        // SAFETY: the caller owns `idx`, so `arena` allocated it; the rest is forwarded.
+        unsafe { self.push_entry(shard, idx, arena.entry(idx)) }
+    }
+
+    /// [`push`](Self::push) with the job's entry already located.
+    ///
+    /// # Safety
+    /// As for [`push`](Self::push), and `entry` is the entry of `idx` in the arena every call
+    /// on these lists uses.
+    #[inline]
+    pub unsafe fn push_entry(&self, shard: usize, idx: u32, entry: &Entry) -> usize {
         let head = &self.heads[shard];
-        // SAFETY: the caller owns `idx`, so `arena` allocated it.
-        let link = unsafe { arena.link(idx) };
+        let link = entry.link();
         // Relaxed: only the value is needed; the CAS validates it.
         let mut cur = head.load(Ordering::Relaxed);
         loop {
@@ -169,7 +182,7 @@ impl Chain {
         let mut cur = self.top;
         while cur != NIL {
             // SAFETY: `cur` came from a job list of `arena`'s jobs (contract).
-            let link = unsafe { arena.link(cur) };
+            let link = unsafe { arena.entry(cur) }.link();
             // Relaxed: these jobs are ours; the take's Acquire made their links visible.
             let next = link.load(Ordering::Relaxed);
             link.store(prev, Ordering::Relaxed);
@@ -180,7 +193,7 @@ impl Chain {
         while cur != NIL {
             // Relaxed: our own jobs, whose links we rewrote just above on this thread.
             // SAFETY: as above.
-            let next = unsafe { arena.link(cur) }.load(Ordering::Relaxed);
+            let next = unsafe { arena.entry(cur) }.link().load(Ordering::Relaxed);
             f(cur);
             cur = next;
         }

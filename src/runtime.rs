@@ -158,6 +158,8 @@ pub(crate) struct Inner {
 
 impl Inner {
     pub(crate) fn new(cfg: Config) -> Self {
+        // Ordinary context: find the rseq area now, so handlers can read the CPU from it.
+        crate::cpu::init();
         Inner {
             arena: Arena::new(),
             free: Freelist::new(cfg.shards),
@@ -454,7 +456,7 @@ impl Inner {
             #[cfg(loom)]
             model_hooks::trim_claimed();
             // SAFETY: all the runtime's jobs come from its arena; we hold the claim just won.
-            let idx = unsafe { self.free.pop_owed(&self.arena, shard) };
+            let (idx, _) = unsafe { self.free.pop_owed(&self.arena, shard) };
             // SAFETY: we popped `idx`, so we own it; idle jobs hold no payload.
             if unsafe { self.arena.free_job(&mut state, idx) }.is_err() {
                 // Could not record the index for reuse: keep the job instead.
@@ -550,13 +552,14 @@ impl Inner {
             });
             return;
         }
+        // The job is located once, by the pop, and handled through its entry from then on.
         // SAFETY: all the runtime's jobs come from its arena; the caller's claim is spent here.
-        let idx = unsafe { self.free.pop_owed(&self.arena, shard) };
+        let (idx, entry) = unsafe { self.free.pop_owed(&self.arena, shard) };
         // SAFETY: the pop made the job ours; it has a body (only trim removes bodies, and only
         // from jobs it owns).
-        unsafe { self.arena.set_payload(idx, payload) };
-        // SAFETY: ours, given up to the list.
-        let before = unsafe { self.lists.push(&self.arena, shard, idx) };
+        unsafe { entry.set_payload(payload) };
+        // SAFETY: ours, given up to the list; `entry` is `idx`'s, in the lists' arena.
+        let before = unsafe { self.lists.push_entry(shard, idx, entry) };
         if self.doorbell.after_push(before) {
             self.counters.wakes.fetch_add(1, Ordering::Relaxed);
         }

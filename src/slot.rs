@@ -308,8 +308,9 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
                     let claimed = claim.map(Claim::spend).is_some();
                     return Ok(NonNull::new(prev).map(|prev| {
                         // The previous object's claim now belongs to the new one; if we claimed,
-                        // ours goes with the old.
-                        self.detached(prev, claimed)
+                        // ours goes with the old. `inner` is this slot's runtime state,
+                        // fork-checked above.
+                        self.detached_in(inner, prev, claimed)
                     }));
                 }
                 Err(actual) => cur = actual,
@@ -340,9 +341,21 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// gives it up to the guard. It stays a raw pointer: in a readable slot, readers may still
     /// borrow the object, and rebuilding a `Box` now would assert a uniqueness they contradict.
     fn detached(&self, ptr: NonNull<()>, claimed: bool) -> Detached<'_, P> {
+        self.detached_in(self.runtime.existing().inner(), ptr, claimed)
+    }
+
+    /// [`detached`](Self::detached) with the slot's runtime state already at hand (an exchange
+    /// looked it up, fork check included, before its CAS).
+    #[inline(always)]
+    fn detached_in<'s>(
+        &'s self,
+        inner: &'s Inner,
+        ptr: NonNull<()>,
+        claimed: bool,
+    ) -> Detached<'s, P> {
         Detached {
             ptr,
-            inner: self.runtime.existing().inner(),
+            inner,
             claimed,
             readers: A::READABLE,
             _owns: PhantomData,
