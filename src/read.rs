@@ -128,8 +128,8 @@
 //! crossbeam-epoch (`pin` may allocate its thread's record and run deferred destructors). Taking
 //! crossbeam's guards as well would mean waiting for two grace-period mechanisms; one guard type
 //! for both contexts keeps one. The cost, measured in the same run (`BENCHMARKS.md`, "Protected
-//! reads"): alone, a guarded load is about 1.3 ns slower than crossbeam's `pin` + `load` (two
-//! read-modify-writes and `sched_getcpu` against one read-modify-write and a store) and faster
+//! reads"): alone, a guarded load is slower than crossbeam's `pin` + `load` (two
+//! read-modify-writes and a CPU-number lookup against one read-modify-write and a store) and faster
 //! than arc-swap's `load`; with a writer replacing the object on another CPU it is the fastest of
 //! the three, because readers on different CPUs share no cache line.
 
