@@ -108,12 +108,12 @@ mod rseq {
             return None;
         }
         let cpu: u32;
-        // SAFETY: `offset` is `__rseq_offset + 4`, so `fs:[offset]` is the `cpu_id` field of the
-        // calling thread's rseq area, which glibc places in the thread's control block for every
-        // thread it starts (the thread pointer is `fs`'s base on x86-64 Linux); it lives as long
-        // as the thread. The kernel writes the field only while the thread is not running user
-        // code, so an aligned 32-bit load reads a whole value. Not `pure`: the value changes
-        // between calls.
+        // `offset` is `__rseq_offset + 4`, so `fs:[offset]` is the `cpu_id` field of the calling
+        // thread's rseq area, which glibc places in the thread's control block for every thread
+        // it starts (the thread pointer is `fs`'s base on x86-64 Linux); it lives as long as the
+        // thread. The kernel writes the field only while the thread is not running user code, so
+        // an aligned 32-bit load reads a whole value. Not `pure`: the value changes between calls.
+        // SAFETY: a load from this thread's live rseq area (above); no memory is written.
         unsafe {
             core::arch::asm!(
                 "mov {cpu:e}, dword ptr fs:[{offset}]",

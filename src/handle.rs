@@ -285,10 +285,10 @@ impl Handle {
     fn forget_parents_drainer(&self, old: DrainerThread) {
         #[cfg(not(loom))]
         if old.held_state_at_fork() {
-            // SAFETY: that reference was counted in the state's strong count (the drainer thread
-            // had not yet dropped it when `fork` copied the process), and no thread in this
-            // process owns it: we release it on its behalf. The handle's own reference keeps the
-            // count above zero.
+            // That reference was counted in the state's strong count (the drainer thread had not
+            // yet dropped it when `fork` copied the process), and no thread in this process owns
+            // it: we release it on its behalf.
+            // SAFETY: one counted, unowned reference; the handle's own keeps the count above zero.
             unsafe { StdArc::decrement_strong_count(Arc::as_ptr(&self.inner)) };
         }
         old.forget();

@@ -673,10 +673,11 @@ impl<P: SlotPointer> Deref for Detached<'_, P> {
         // coexists with readers' shared borrows of the same object under Stacked and Tree
         // Borrows, and nobody holds, or can get, `&mut` to the object while the guard owns it
         // (readers and other `Arc`s only share it; the guard has no `DerefMut`).
-        // SAFETY: `ptr` came from `P::into_raw` and this guard owns it, so it points to a valid
+        // `ptr` came from `P::into_raw` and this guard owns it, so it points to a valid
         // `P::Target` that shared references may read until its destructor runs
         // (`SlotPointer`'s contract); the guard gives the pointer up only in `drop` and
         // `into_inner`, which the borrow of `self` excludes for the reference's lifetime.
+        // SAFETY: a live object this guard owns, borrowed shared for no longer than `&self`.
         unsafe { self.ptr.cast::<P::Target>().as_ref() }
     }
 }

@@ -127,47 +127,12 @@ fn a_forked_child_destroys_what_it_hands_over() {
         std::thread::yield_now();
     }
 
-    // SAFETY: the child only runs the checks above and leaves with `_exit`, never returning into
-    // the harness; the locks it takes (the allocator's, sigdrop's own) are not held by the
-    // parent's other threads at this point (they are idle or sleeping).
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = match catch_unwind(AssertUnwindSafe(|| in_child(rt, untouched))) {
-            Ok(Ok(())) => 0,
-            Ok(Err(code)) => code,
-            Err(_) => 99,
-        };
-        // SAFETY: ends the child at once, without running the parent's exit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let waited = loop {
-        // SAFETY: polls our own child.
-        let waited = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if waited != 0 || Instant::now() >= deadline {
-            break waited;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    if waited == 0 {
-        // SAFETY: our own child, still running.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        // SAFETY: reaps it.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-    }
+    // The closure owns both runtimes: in the parent, where it never runs, they are dropped
+    // with it, untouched by what the child did.
+    let code = run_in_child(|| in_child(rt, untouched).err().unwrap_or(0));
     release.store(true, Ordering::Release);
     reader.join().unwrap();
-    assert_eq!(waited, pid, "the child did not finish within 60 s");
-    assert!(libc::WIFEXITED(status), "child status {status:#x}");
-    assert_eq!(
-        libc::WEXITSTATUS(status),
-        0,
-        "child check failed (codes in in_child)"
-    );
-    // The parent's runtimes are untouched by what the child did.
-    drop((rt, untouched));
+    assert_eq!(code, 0, "child check failed (codes in in_child)");
 }
 
 /// Forks `child` and returns its exit status code; kills it (and fails) after 60 s.
