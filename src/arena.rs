@@ -210,16 +210,6 @@ impl Arena {
         }
     }
 
-    /// Removes and returns the payload of a job.
-    ///
-    /// # Safety
-    /// The caller owns job `idx` (took it from a job list) and it has a body.
-    #[inline]
-    pub unsafe fn take_payload(&self, idx: u32) -> Option<Payload> {
-        // SAFETY: forwarded contract; `idx` came from this arena.
-        unsafe { self.entry(idx).take_payload() }
-    }
-
     /// Allocates one job (a body, and an index for it). The job is owned by the caller and is in
     /// no list. Fails, without side effects, if memory or the index space is exhausted.
     ///
@@ -437,9 +427,9 @@ mod tests {
                 dtor: noop,
                 grace: false,
             });
-            let p = arena.take_payload(idx).unwrap();
+            let p = arena.entry(idx).take_payload().unwrap();
             assert_eq!(p.obj, obj);
-            assert!(arena.take_payload(idx).is_none());
+            assert!(arena.entry(idx).take_payload().is_none());
         }
     }
 }

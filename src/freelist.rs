@@ -46,7 +46,7 @@
 //!
 //! | operation    | concurrent with push | with pop | restricted context |
 //! |--------------|----------------------|----------|--------------------|
-//! | `push`, `push_entry` | yes          | yes      | yes                |
+//! | `push`, `push_entry`, `push_chain` | yes | yes | yes             |
 //! | `pop`, `pop_entry`, `pop_any` | yes | yes      | yes                |
 //! | `pop_owed`   | yes                  | yes      | yes (lock-free, see below) |
 //! | `count_idle` | yes (result is then only a snapshot) | yes | yes   |
@@ -105,18 +105,38 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     /// this freelist uses.
     #[inline]
     pub unsafe fn push_entry<T: Table + ?Sized>(&self, shard: usize, idx: u32, entry: &T::Entry) {
+        // SAFETY: a single job is a chain whose top is its tail; forwarded contract.
+        unsafe { self.push_chain::<T>(shard, idx, entry) }
+    }
+
+    /// Pushes a whole chain of jobs on `shard` with one CAS: `top` becomes the head and the
+    /// chain's last job, whose entry is `tail`, links to the old head. Only that one link is
+    /// written; the others stay as the chain had them (a drainer returns a job list this way
+    /// without writing into the jobs). Lock-free; safe in restricted context.
+    ///
+    /// For a pop, this is a push of `top` whose link happens to lead through the chain: every
+    /// link in it was written before this CAS (by this thread, or by threads it synchronised
+    /// with), so the Release CAS publishes them all, and the tag bump is the same.
+    ///
+    /// # Safety
+    /// The caller owns every job of the chain (none is in a list) and gives them up to the
+    /// freelist; following links from `top` reaches `tail` (`top` itself for one job), each link
+    /// written before the call by this thread or by a thread this one synchronised with; `tail`
+    /// is an entry in the table every call on this freelist uses.
+    #[inline]
+    pub unsafe fn push_chain<T: Table + ?Sized>(&self, shard: usize, top: u32, tail: &T::Entry) {
         let head = &self.heads[shard];
-        let link = T::link(entry);
+        let link = T::link(tail);
         // Relaxed: only the value is needed; the CAS below validates it.
         let mut cur = head.load(Ordering::Relaxed);
         loop {
-            let (top, tag) = unpack(cur);
-            // Relaxed: published by the Release CAS that makes `idx` the head.
-            link.store(top, Ordering::Relaxed);
-            // Release on success: publishes the link and the job's contents to the popper.
+            let (old_top, tag) = unpack(cur);
+            // Relaxed: published by the Release CAS that makes `top` the head.
+            link.store(old_top, Ordering::Relaxed);
+            // Release on success: publishes the links and the jobs' contents to the popper.
             match head.compare_exchange_weak(
                 cur,
-                pack::<TAG_BITS>(idx, tag.wrapping_add(1)),
+                pack::<TAG_BITS>(top, tag.wrapping_add(1)),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -300,6 +320,48 @@ mod tests {
         }
         assert_eq!(seen.len(), 6);
         assert_eq!(idle(), 0);
+    }
+
+    #[test]
+    fn a_job_list_chain_goes_back_whole_in_one_push() {
+        use crate::llist::JobLists;
+        let arena = Arena::new();
+        let fl: Freelist = Freelist::new(1);
+        let lists = JobLists::new(1);
+        let mut st = GrowState::default();
+        // SAFETY: `st` is this arena's only grow state.
+        let mut jobs: Vec<u32> = (0..7)
+            .map(|_| unsafe { arena.alloc_job(&mut st) }.unwrap())
+            .collect();
+        for idx in jobs.drain(..2) {
+            // SAFETY: fresh jobs, owned by us.
+            unsafe { fl.push(&arena, 0, idx) };
+        }
+        for &j in &jobs {
+            // SAFETY: fresh jobs, owned by us.
+            unsafe { lists.push(&arena, 0, j) };
+        }
+        let mut order = Vec::new();
+        // SAFETY: the chain's jobs came from `arena`.
+        let (top, last) = unsafe {
+            lists
+                .take(0)
+                .for_each_oldest_first(&arena, |idx, _| order.push(idx))
+        }
+        .expect("a non-empty chain");
+        assert_eq!(order, jobs, "oldest first");
+        // SAFETY: the walked chain is ours, linked from `top` to `last`.
+        unsafe { fl.push_chain::<Arena>(0, top, last) };
+        // SAFETY: every job on `fl` came from `arena`.
+        assert_eq!(unsafe { fl.count_idle(&arena, usize::MAX) }, 7);
+        let mut popped = Vec::new();
+        // SAFETY: as above.
+        while let Some(idx) = unsafe { fl.pop(&arena, 0) } {
+            popped.push(idx);
+        }
+        // The chain comes off first, in the order the walk left it, then the two older jobs.
+        assert_eq!(&popped[..5], &jobs[..]);
+        assert_eq!(popped.len(), 7);
     }
 
     #[test]

@@ -62,7 +62,7 @@
 //! until they are back under the bound. Under [`Policy::AlwaysDefer`] with a drainer thread it
 //! rings and waits for the drainer instead. Restricted context never helps and never waits.
 //!
-use crate::arena::{Arena, GrowState, Payload};
+use crate::arena::{Arena, Entry, GrowState, Payload};
 use crate::builder::{Config, Policy};
 use crate::cpu::current_shard;
 use crate::emergency::{Emergency, Parked};
@@ -851,7 +851,8 @@ impl Inner {
     }
 
     /// Runs what can run of a chain taken from `shard`'s list, oldest first, batches what needs
-    /// a grace period, and returns the jobs to that shard's freelist. Returns destructors run.
+    /// a grace period, and returns the jobs to that shard's freelist, whole, with one push.
+    /// Returns destructors run.
     fn run_chain(&self, shard: usize, chain: Chain, grace: &mut Vec<Payload>, all: bool) -> usize {
         let len = chain.len();
         let active = self.running.fetch_add(len, Ordering::Relaxed) + len;
@@ -860,10 +861,9 @@ impl Inner {
             .fetch_max(active, Ordering::Relaxed);
         self.counters.taken.fetch_add(len as u64, Ordering::Relaxed);
         let mut ran = 0;
-        let run_and_return = |idx: u32| {
-            // SAFETY: we took the chain, so we own `idx`; offload set its payload.
-            let payload = unsafe { self.arena.take_payload(idx) };
-            if let Some(payload) = payload {
+        let run_one = |_, entry: &Entry| {
+            // SAFETY: we took the chain, so we own the job; its offload set its payload.
+            if let Some(payload) = unsafe { entry.take_payload() } {
                 if payload.grace && !all {
                     self.batch_for_grace(grace, payload);
                 } else {
@@ -871,11 +871,13 @@ impl Inner {
                     ran += 1;
                 }
             }
-            // SAFETY: ours; back to the freelist of the shard it was offloaded on.
-            unsafe { self.free.push(&self.arena, shard, idx) };
         };
         // SAFETY: all the runtime's jobs come from its arena.
-        unsafe { chain.for_each_oldest_first(&self.arena, run_and_return) };
+        if let Some((top, last)) = unsafe { chain.for_each_oldest_first(&self.arena, run_one) } {
+            // SAFETY: the chain is ours, linked from `top` to `last` (the walk left it so); back
+            // to the freelist of the shard it was offloaded on.
+            unsafe { self.free.push_chain::<Arena>(shard, top, last) };
+        }
         // The jobs are visible in the freelist: now their claims may become credit.
         self.ledger.credit_spare(len);
         self.running.fetch_sub(len, Ordering::Relaxed);
