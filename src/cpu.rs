@@ -16,8 +16,9 @@
 //! - [`current_shard`] (any context, async-signal-safe) loads the cached offset; if there is one
 //!   (x86-64 Linux), it reads `cpu_id` with a single load relative to the thread pointer (`fs`),
 //!   and if that is non-negative it is the CPU. In every other case — not initialised yet, no
-//!   symbols, registration disabled or failed for this thread, another architecture — it calls
-//!   `sched_getcpu` (itself async-signal-safe: the rseq area again, the vDSO, or a syscall).
+//!   symbols, registration disabled or failed for this thread, another architecture — it uses
+//!   the CPU `sched_getcpu` (itself async-signal-safe: the vDSO, or a syscall) gave this thread
+//!   within its last 64 calls, kept in a `const`-initialised thread-local without a destructor.
 //!
 //! Neither path locks, allocates or initialises anything lazily, so both are safe in a signal
 //! handler. The answer may be stale by the time it is used (the thread can migrate); that costs
@@ -29,17 +30,51 @@
 pub fn current_shard(shards: usize) -> usize {
     let cpu = match rseq::cpu_id() {
         Some(cpu) => cpu,
-        None => {
-            // SAFETY: `sched_getcpu` has no preconditions.
-            let cpu = unsafe { libc::sched_getcpu() };
-            match usize::try_from(cpu) {
-                Ok(cpu) => cpu,
-                Err(_) => return 0,
-            }
-        }
+        None => hint::cpu(),
     };
     // The default is one shard per CPU, so the division is rarely needed.
     if cpu < shards { cpu } else { cpu % shards }
+}
+
+/// Without an rseq area: the CPU `sched_getcpu` gave a few calls ago.
+#[cfg(not(loom))]
+mod hint {
+    /// Calls a thread makes on the CPU it last looked up before it asks again.
+    const CALLS: u32 = 64;
+
+    std::thread_local! {
+        /// The CPU this thread last ran on and the calls left before it asks again, packed as
+        /// `cpu << 8 | left`. `const`-initialised, no destructor: safe to touch in a handler. A
+        /// handler that interrupts an update here makes its own; either may overwrite the
+        /// other, which only moves the next look-up (it is a hint).
+        static CPU_HINT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    /// `sched_getcpu` costs about as much as the push it serves (a vDSO call; a few dozen
+    /// instructions more under valgrind, where it cannot use rseq either), so a thread asks
+    /// once per [`CALLS`] calls. Async-signal-safe.
+    #[inline]
+    pub(super) fn cpu() -> usize {
+        CPU_HINT.with(|c| {
+            let v = c.get();
+            if v & 0xff != 0 {
+                c.set(v - 1);
+                return v >> 8;
+            }
+            refresh(c)
+        }) as usize
+    }
+
+    /// Looks the CPU up again (out of line: once per [`CALLS`] calls).
+    #[cold]
+    #[inline(never)]
+    fn refresh(cell: &std::cell::Cell<u32>) -> u32 {
+        // SAFETY: `sched_getcpu` has no preconditions; it is async-signal-safe (see the module
+        // docs).
+        let cpu = u32::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0) & 0xff_ffff;
+        cell.set(cpu << 8 | (CALLS - 1));
+        cpu
+    }
 }
 
 /// Looks up glibc's rseq area once, so that [`current_shard`] can read the CPU number from it.
@@ -190,5 +225,38 @@ mod tests {
             assert_eq!(current_shard(shards), expected as usize);
             assert_eq!(current_shard(1), 0);
         }
+    }
+
+    /// Pins the calling thread to `cpu`; false if it may not run there.
+    fn pin(cpu: usize) -> bool {
+        // SAFETY: a zeroed `cpu_set_t` is a valid empty set; the call has no preconditions.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+
+    /// The fallback without rseq (valgrind, older glibc) keeps `sched_getcpu`'s answer for a
+    /// bounded number of calls: after a migration it names the new CPU within 64 calls.
+    #[test]
+    fn the_cpu_hint_follows_a_migration_within_its_call_budget() {
+        std::thread::spawn(|| {
+            if !pin(0) {
+                return;
+            }
+            assert_eq!(hint::cpu(), 0, "a fresh thread looks its CPU up at once");
+            if available() < 2 || !pin(1) {
+                return;
+            }
+            let moved = (0..64).position(|_| hint::cpu() == 1);
+            assert!(moved.is_some(), "still on the old CPU after 64 calls");
+            assert!(
+                (0..200).all(|_| hint::cpu() == 1),
+                "the hint went stale while pinned"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -8,7 +8,8 @@
 //! restricted-context drop needs nothing from the pool — no claim, no freelist pop, no reserve,
 //! never the emergency area:
 //!
-//! 1. the owner (the code dropping the box, alone with it) writes `grace` and `next`;
+//! 1. the owner (the code dropping the box, alone with it) writes `next`, and `grace` if it is set
+//!    (a link is made with `grace` false and pushed once);
 //! 2. it CASes the shard's head from `next` to its node (Treiber push), retrying with the new
 //!    head on failure;
 //! 3. it rings the doorbell as a job push does (`doorbell.rs`'s `after_push`), passing the list
@@ -55,60 +56,10 @@
 //! | `taken`    | yes (snapshot)       | yes       | yes                |
 
 use crate::arena::{Dtor, Payload};
-#[cfg(loom)]
 use crate::cpu::current_shard;
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
 use std::ptr::{self, NonNull};
-
-/// Pushes a thread makes on the CPU it last looked up before it looks again (`shard_hint`).
-#[cfg(not(loom))]
-const HINT_PUSHES: u32 = 64;
-
-#[cfg(not(loom))]
-std::thread_local! {
-    /// The CPU this thread last ran on and the pushes left before it asks again, packed as
-    /// `cpu << 8 | left`. `const`-initialised, no destructor: safe to touch in a handler. A
-    /// handler that interrupts an update here makes its own; either may overwrite the other,
-    /// which only moves the next look-up (it is a hint).
-    static CPU_HINT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// The shard for this thread's next push among `shards`: the CPU it ran on a few pushes ago.
-///
-/// `sched_getcpu` costs about 3 ns here (more than the push itself), so a thread asks once per
-/// [`HINT_PUSHES`] pushes. A stale answer after a migration costs locality, never correctness:
-/// every list takes pushes from any thread. Async-signal-safe.
-#[cfg(not(loom))]
-#[inline]
-pub(crate) fn shard_hint(shards: usize) -> usize {
-    let hint = CPU_HINT.with(|c| {
-        let v = c.get();
-        if v & 0xff != 0 {
-            c.set(v - 1);
-            return v >> 8;
-        }
-        refresh_hint(c)
-    }) as usize;
-    if hint < shards { hint } else { hint % shards }
-}
-
-/// Looks the CPU up again (out of line: once per [`HINT_PUSHES`] pushes).
-#[cfg(not(loom))]
-#[cold]
-#[inline(never)]
-fn refresh_hint(cell: &std::cell::Cell<u32>) -> u32 {
-    // SAFETY: `sched_getcpu` has no preconditions; it is async-signal-safe (rseq or vDSO).
-    let cpu = u32::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0) & 0xff_ffff;
-    cell.set(cpu << 8 | (HINT_PUSHES - 1));
-    cpu
-}
-
-/// Under loom a model picks each thread's shard (`cpu.rs`).
-#[cfg(loom)]
-pub(crate) fn shard_hint(shards: usize) -> usize {
-    current_shard(shards)
-}
 
 #[cfg(loom)]
 loom::thread_local! {
@@ -191,7 +142,7 @@ impl OwnedLists {
         }
     }
 
-    /// Pushes `node` onto the list of the shard this thread's CPU hint names and returns the length the doorbell compares: the
+    /// Pushes `node` onto this CPU's list and returns the length the doorbell compares: the
     /// list's length before the push in lazy mode, else 0 if the list was empty and 1 if not.
     /// Lock-free, allocation-free: safe in restricted context.
     ///
@@ -201,9 +152,9 @@ impl OwnedLists {
     /// whichever drainer takes it).
     #[inline]
     pub(crate) unsafe fn push(&self, node: NonNull<Link>, grace: bool) -> usize {
-        let shard = shard_hint(self.shards.len());
+        let shard = current_shard(self.shards.len());
         debug_assert!(shard < self.shards.len());
-        // SAFETY: `shard_hint(n)` is below `n`.
+        // SAFETY: `current_shard(n)` is below `n`.
         let s = unsafe { self.shards.get_unchecked(shard) };
         // Before the push, so that the drainer's decrement (after its take) never underflows.
         // Relaxed: a heuristic for the lazy high watermark (module docs).
@@ -214,8 +165,11 @@ impl OwnedLists {
         };
         // SAFETY: the caller owns `node`; nobody else reads its fields until our CAS publishes it.
         let link = unsafe { node.as_ref() };
-        // SAFETY: as above: exclusive until published.
-        link.grace.with_mut(|g| unsafe { *g = grace });
+        if grace {
+            // SAFETY: as above: exclusive until published. (A link is made with `false` and
+            // pushed once, so only `true` needs writing: an owned box's own drop skips it.)
+            link.grace.with_mut(|g| unsafe { *g = true });
+        }
         // Relaxed: only compared; the CAS validates it and the pointer is never dereferenced.
         let mut cur = s.head.load(Ordering::Relaxed);
         #[cfg(loom)]
