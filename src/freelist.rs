@@ -151,7 +151,8 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     ///
     /// # Safety
     /// Every job ever pushed onto this freelist was handed out by `table` (the same table is
-    /// passed to every call).
+    /// passed to every call), and `shard` is below [`shards`](Self::shards) (the restricted
+    /// path indexes without a bounds check).
     #[inline]
     pub unsafe fn pop<T: Table + ?Sized>(&self, table: &T, shard: usize) -> Option<u32> {
         // SAFETY: forwarded contract.
@@ -168,7 +169,9 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
         table: &'t T,
         shard: usize,
     ) -> Option<(u32, &'t T::Entry)> {
-        let head = &self.heads[shard];
+        debug_assert!(shard < self.heads.len());
+        // SAFETY: `shard` is below the shard count (contract).
+        let head = unsafe { self.heads.get_unchecked(shard) };
         // Acquire: pairs with the Release CAS of the push that made `top` the head, so that the
         // link load below sees that push's link store.
         let mut cur = head.load(Ordering::Acquire);
@@ -209,8 +212,10 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
         start: usize,
     ) -> Option<(u32, &'t T::Entry)> {
         let n = self.heads.len();
-        // Own shard first, then the others in turn (no division on the fast path).
-        // SAFETY: forwarded contract.
+        // Own shard first, then the others in turn (no division on the fast path); a `start`
+        // past the end starts at shard 0.
+        let start = start.min(n);
+        // SAFETY: forwarded contract; every shard of the two ranges is below `n`.
         (start..n)
             .chain(0..start)
             .find_map(|shard| unsafe { self.pop_entry(table, shard) })
@@ -232,7 +237,8 @@ impl<const TAG_BITS: u32> Freelist<TAG_BITS> {
     /// The fast path (inlined) tries `start`'s shard once; the sweeps are out of line.
     ///
     /// # Safety
-    /// As for [`pop`](Self::pop); and the caller holds a claim (otherwise this may spin).
+    /// As for [`pop`](Self::pop), with `start` as the shard; and the caller holds a claim
+    /// (otherwise this may spin).
     #[inline]
     pub unsafe fn pop_owed<'t, T: Table + ?Sized>(
         &self,
@@ -338,7 +344,7 @@ mod tests {
             unsafe { fl.push(&arena, 0, idx) };
         }
         for &j in &jobs {
-            // SAFETY: fresh jobs, owned by us.
+            // SAFETY: fresh jobs, owned by us; shard 0 of one.
             unsafe { lists.push(&arena, 0, j) };
         }
         let mut order = Vec::new();
@@ -355,7 +361,7 @@ mod tests {
         // SAFETY: every job on `fl` came from `arena`.
         assert_eq!(unsafe { fl.count_idle(&arena, usize::MAX) }, 7);
         let mut popped = Vec::new();
-        // SAFETY: as above.
+        // SAFETY: as above; shard 0 of one.
         while let Some(idx) = unsafe { fl.pop(&arena, 0) } {
             popped.push(idx);
         }

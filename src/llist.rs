@@ -89,7 +89,8 @@ impl JobLists {
     /// job's payload must already be set. Lock-free; safe in restricted context.
     ///
     /// # Safety
-    /// The caller owns job `idx` and gives that ownership up to the list.
+    /// The caller owns job `idx` and gives that ownership up to the list; `shard` is below
+    /// [`shards`](Self::shards) (the restricted path indexes without a bounds check).
     #[cfg(any(test, loom))]
     pub unsafe fn push(&self, arena: &Arena, shard: usize, idx: u32) -> usize {
         // SAFETY: the caller owns `idx`, so `arena` allocated it; the rest is forwarded.
@@ -103,7 +104,9 @@ impl JobLists {
     /// on these lists uses.
     #[inline]
     pub unsafe fn push_entry(&self, shard: usize, idx: u32, entry: &Entry) -> usize {
-        let head = &self.heads[shard];
+        debug_assert!(shard < self.heads.len());
+        // SAFETY: `shard` is below the shard count (contract).
+        let head = unsafe { self.heads.get_unchecked(shard) };
         let link = entry.link();
         // Relaxed: only the value is needed; the CAS validates it.
         let mut cur = head.load(Ordering::Relaxed);
@@ -236,7 +239,7 @@ mod tests {
             .map(|_| unsafe { arena.alloc_job(&mut st) }.unwrap())
             .collect();
         for (i, &j) in jobs.iter().enumerate() {
-            // SAFETY: fresh jobs, owned by us.
+            // SAFETY: fresh jobs, owned by us; shard 1 of two.
             let was_empty = unsafe { lists.push(&arena, 1, j) } == 0;
             assert_eq!(was_empty, i == 0);
         }
@@ -247,7 +250,7 @@ mod tests {
         // SAFETY: the chain's jobs came from `arena`.
         assert_eq!(unsafe { chain.into_oldest_first(&arena) }, jobs);
         assert_eq!(lists.queued(), 0);
-        // SAFETY: we own `jobs[0]` again.
+        // SAFETY: we own `jobs[0]` again; shard 1 of two.
         assert_eq!(unsafe { lists.push(&arena, 1, jobs[0]) }, 0);
     }
 

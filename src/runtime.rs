@@ -455,7 +455,8 @@ impl Inner {
             // and the pop (`model_hooks`); nothing in the build that ships.
             #[cfg(loom)]
             model_hooks::trim_claimed();
-            // SAFETY: all the runtime's jobs come from its arena; we hold the claim just won.
+            // SAFETY: all the runtime's jobs come from its arena; we hold the claim just won;
+            // `shard` is below `shards`, the freelists' shard count.
             let (idx, _) = unsafe { self.free.pop_owed(&self.arena, shard) };
             // SAFETY: we popped `idx`, so we own it; idle jobs hold no payload.
             if unsafe { self.arena.free_job(&mut state, idx) }.is_err() {
@@ -553,12 +554,15 @@ impl Inner {
             return;
         }
         // The job is located once, by the pop, and handled through its entry from then on.
-        // SAFETY: all the runtime's jobs come from its arena; the caller's claim is spent here.
+        // SAFETY: all the runtime's jobs come from its arena; the caller's claim is spent here;
+        // `shard` is `current_shard(cfg.shards)`, below the shard count of the freelists and of
+        // the job lists (both made with `cfg.shards`).
         let (idx, entry) = unsafe { self.free.pop_owed(&self.arena, shard) };
         // SAFETY: the pop made the job ours; it has a body (only trim removes bodies, and only
         // from jobs it owns).
         unsafe { entry.set_payload(payload) };
-        // SAFETY: ours, given up to the list; `entry` is `idx`'s, in the lists' arena.
+        // SAFETY: ours, given up to the list; `entry` is `idx`'s, in the lists' arena; `shard`
+        // is in range (above).
         let before = unsafe { self.lists.push_entry(shard, idx, entry) };
         if self.doorbell.after_push(before) {
             self.counters.wakes.fetch_add(1, Ordering::Relaxed);

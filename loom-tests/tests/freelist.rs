@@ -52,7 +52,7 @@ fn scenario<const TAG_BITS: u32>() {
     let handler = {
         let (arena, free, owners) = (arena.clone(), free.clone(), owners.clone());
         loom::thread::spawn(move || {
-            // SAFETY: every job on `free` came from `arena`.
+            // SAFETY: every job on `free` came from `arena`; shard 0 of one.
             if let Some(idx) = unsafe { free.pop(&*arena, 0) } {
                 owners.take(idx);
                 owners.give(idx);
@@ -64,7 +64,7 @@ fn scenario<const TAG_BITS: u32>() {
 
     let mut mine = Vec::new();
     for _ in 0..3 {
-        // SAFETY: every job on `free` came from `arena`.
+        // SAFETY: every job on `free` came from `arena`; shard 0 of one.
         if let Some(idx) = unsafe { free.pop(&*arena, 0) } {
             owners.take(idx);
             mine.push(idx);
@@ -76,7 +76,7 @@ fn scenario<const TAG_BITS: u32>() {
         unsafe { free.push(&*arena, 0, first) };
         mine.remove(0);
     }
-    // SAFETY: every job on `free` came from `arena`.
+    // SAFETY: every job on `free` came from `arena`; shard 0 of one.
     if let Some(idx) = unsafe { free.pop(&*arena, 0) } {
         owners.take(idx);
         mine.push(idx);
@@ -87,7 +87,7 @@ fn scenario<const TAG_BITS: u32>() {
         // SAFETY: we own every job in `mine`.
         unsafe { free.push(&*arena, 0, idx) };
     }
-    // SAFETY: every job on `free` came from `arena`.
+    // SAFETY: every job on `free` came from `arena`; shard 0 of one.
     assert_eq!(
         unsafe { free.count_idle(&*arena, 10) },
         JOBS,

@@ -30,7 +30,7 @@ fn pushes_racing_take_all_lose_and_duplicate_nothing() {
                 let (arena, lists) = (arena.clone(), lists.clone());
                 loom::thread::spawn(move || {
                     for idx in mine {
-                        // SAFETY: each producer owns its own jobs.
+                        // SAFETY: each producer owns its own jobs; shard 0 of one.
                         unsafe { lists.push(&*arena, 0, idx) };
                     }
                 })

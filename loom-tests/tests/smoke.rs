@@ -25,7 +25,7 @@ fn freelist_pop_push_keeps_single_ownership() {
             Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
         let worker = |arena: Arc<Arena>, free: Arc<Freelist<32>>, owned: Arc<[AtomicBool; 2]>| {
             move || {
-                // SAFETY: every job on `free` came from `arena`.
+                // SAFETY: every job on `free` came from `arena`; shard 0 of one.
                 if let Some(idx) = unsafe { free.pop(&*arena, 0) } {
                     assert!(
                         !owned[idx as usize].swap(true, Ordering::SeqCst),
@@ -40,7 +40,7 @@ fn freelist_pop_push_keeps_single_ownership() {
         let t = loom::thread::spawn(worker(arena.clone(), free.clone(), owned.clone()));
         worker(arena.clone(), free.clone(), owned.clone())();
         t.join().unwrap();
-        // SAFETY: every job on `free` came from `arena`.
+        // SAFETY: every job on `free` came from `arena`; shard 0 of one.
         assert_eq!(unsafe { free.count_idle(&*arena, 10) }, 2);
     });
 }

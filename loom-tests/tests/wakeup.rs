@@ -105,7 +105,7 @@ fn every_push_is_taken_or_still_announced() {
             .map(|&job| {
                 let (arena, lists, bell) = (arena.clone(), lists.clone(), bell.clone());
                 loom::thread::spawn(move || {
-                    // SAFETY: each producer owns its own fresh job.
+                    // SAFETY: each producer owns its own fresh job; shard 0 of one.
                     let before = unsafe { lists.push(&arena, 0, job) };
                     bell.after_push(before);
                 })

@@ -270,7 +270,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
             // Replace: our claim goes to the displaced object, which comes back reserved.
             return self.elements.0[idx as usize].slot.exchange(value, claim);
         }
-        // SAFETY: the free stack only ever holds indices of `self.elements`.
+        // SAFETY: the free stack only ever holds indices of `self.elements`; it has one shard.
         let Some(idx) = (unsafe { self.free.pop(&self.elements, 0) }) else {
             drop(held);
             drop(claim);
