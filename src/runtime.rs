@@ -90,7 +90,6 @@ struct Counters {
     /// Jobs taken off the job lists by drainers.
     taken: AtomicU64,
     drained: AtomicU64,
-    wakes: AtomicU64,
     trimmed: AtomicU64,
     emergency: AtomicU64,
     leaked: AtomicU64,
@@ -515,9 +514,7 @@ impl Inner {
         }) {
             Ok(()) => {
                 self.counters.emergency.fetch_add(1, Ordering::Relaxed);
-                if self.doorbell.ring() {
-                    self.counters.wakes.fetch_add(1, Ordering::Relaxed);
-                }
+                self.doorbell.ring();
                 return;
             }
             Err(parked) => parked,
@@ -564,9 +561,7 @@ impl Inner {
         // SAFETY: ours, given up to the list; `entry` is `idx`'s, in the lists' arena; `shard`
         // is in range (above).
         let before = unsafe { self.lists.push_entry(shard, idx, entry) };
-        if self.doorbell.after_push(before) {
-            self.counters.wakes.fetch_add(1, Ordering::Relaxed);
-        }
+        self.doorbell.after_push(before);
     }
 
     /// Queues an owned box's node on this CPU's owned list and rings the doorbell as a job push
@@ -578,9 +573,7 @@ impl Inner {
     pub(crate) unsafe fn offload_owned(&self, node: NonNull<Link>, grace: bool) {
         // SAFETY: forwarded contract.
         let before = unsafe { self.owned.push(node, grace) };
-        if self.doorbell.after_push(before) {
-            self.counters.wakes.fetch_add(1, Ordering::Relaxed);
-        }
+        self.doorbell.after_push(before);
     }
 
     /// The D7 fallback: park the object; if even that fails, leak it. Never runs a destructor.
@@ -588,9 +581,7 @@ impl Inner {
         match self.emergency.park(parked) {
             Ok(()) => {
                 self.counters.emergency.fetch_add(1, Ordering::Relaxed);
-                if self.doorbell.ring() {
-                    self.counters.wakes.fetch_add(1, Ordering::Relaxed);
-                }
+                self.doorbell.ring();
             }
             Err(parked) => {
                 self.counters.leaked.fetch_add(1, Ordering::Relaxed);
@@ -613,9 +604,7 @@ impl Inner {
             Ok(Added::Open { before: 0 }) => {
                 // The first object of a batch: a drainer asleep with nothing to poll must learn
                 // that something waits (it then polls until the batch is gone).
-                if self.doorbell.nudge() {
-                    self.counters.wakes.fetch_add(1, Ordering::Relaxed);
-                }
+                self.doorbell.nudge();
                 // The drainer may have closed our last batch before it filled: the backlog is
                 // checked at the start of each batch too, so it is bounded either way.
                 if self.backlog() > self.cfg.max_pending {
@@ -675,8 +664,8 @@ impl Inner {
                     // another drainer); a stopping runtime's last cycles run everything anyway.
                     return;
                 }
-            } else if self.doorbell.ring() {
-                self.counters.wakes.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.doorbell.ring();
             }
             // Readers hold the grace period up (or the drainer is busy): wait as `synchronize`
             // does, spinning briefly, then yielding.
@@ -944,7 +933,7 @@ impl Inner {
             offloaded: taken + unparked + queued as u64 + parked,
             owned: self.owned.taken(),
             drained: relaxed(&c.drained),
-            wakes: relaxed(&c.wakes),
+            wakes: self.doorbell.wakes(),
             trimmed: relaxed(&c.trimmed),
             emergency: relaxed(&c.emergency),
             leaked: relaxed(&c.leaked),

@@ -65,7 +65,7 @@
 //! | `clear`   | yes                  | single drainer per doorbell or several `drain()` callers: yes | no need |
 //! | `sleep`   | yes                  | drainer only    | no (blocks)        |
 
-use crate::sync::{AtomicBool, AtomicU32, Ordering, fence};
+use crate::sync::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 /// When the drainer thread is woken.
@@ -112,6 +112,8 @@ pub struct Doorbell {
     has_sleeper: bool,
     /// Pushes that take a list to this length ring ([`Wake::Lazy`]); 1 for [`Wake::Immediate`].
     high_watermark: usize,
+    /// Wake-up syscalls made by producers (a statistic, Relaxed).
+    wakes: AtomicU64,
     #[cfg(loom)]
     model: ModelFutex,
 }
@@ -128,6 +130,7 @@ impl Doorbell {
                 Wake::Immediate => 0,
                 Wake::Lazy { high_watermark, .. } => high_watermark,
             },
+            wakes: AtomicU64::new(0),
             #[cfg(loom)]
             model: ModelFutex::new(),
         }
@@ -143,12 +146,20 @@ impl Doorbell {
     #[inline]
     pub fn after_push(&self, before: usize) -> bool {
         if self.high_watermark > 0 {
-            return before + 1 == self.high_watermark && self.ring();
+            return before + 1 == self.high_watermark && self.ring_after_push();
         }
         // Relaxed: only a filter for the backstop; correctness rests on the empty-list ring.
         if before > 0 && self.pending.load(Ordering::Relaxed) {
             return false;
         }
+        self.ring_after_push()
+    }
+
+    /// [`ring`](Self::ring), out of line: only the first push of a burst gets here, and keeping
+    /// it out of the push leaves that path a leaf function with no registers to save.
+    #[cold]
+    #[inline(never)]
+    fn ring_after_push(&self) -> bool {
         self.ring()
     }
 
@@ -198,7 +209,16 @@ impl Doorbell {
             return false;
         }
         self.futex_wake();
+        // Relaxed: a statistic.
+        self.wakes.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Wake-up syscalls producers have made (`ring`, `after_push`, `nudge`; a snapshot). Safe
+    /// anywhere.
+    pub fn wakes(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.wakes.load(Ordering::Relaxed)
     }
 
     /// Bumps `seq` and wakes the sleeper unconditionally (shutdown); returns whether a syscall was
