@@ -739,6 +739,7 @@ impl Inner {
     /// leave this thread — a drainer, or a thread helping — in restricted context for good:
     /// every later destructor would defer instead of run, and a runtime handle dropped there
     /// would be leaked as if in a signal handler. The depth is put back, and counted.
+    #[inline]
     fn run(&self, payload: Payload) {
         let depth = restricted::depth();
         // SAFETY: every payload was built from an owned pointer and its own destructor, and each
@@ -752,18 +753,34 @@ impl Inner {
             Ordering::Relaxed,
         );
         if restricted::depth() != depth {
-            restricted::reset_depth(depth);
-            self.counters
-                .stray_restricted
-                .fetch_add(1, Ordering::Relaxed);
+            self.put_back_depth(depth);
         }
         if let Err(panic) = result {
-            self.counters.dtor_panics.fetch_add(1, Ordering::Relaxed);
-            // Dropping the payload may panic too; contain that as well, and if even that panic's
-            // payload panics when dropped, forget it rather than let it unwind out of the drain.
-            if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(panic))) {
-                std::mem::forget(inner);
-            }
+            self.contain_panic(panic);
+        }
+    }
+
+    /// A destructor left restricted context entered (or left more than it entered): put the
+    /// depth back, and count it.
+    #[cold]
+    #[inline(never)]
+    fn put_back_depth(&self, depth: u32) {
+        restricted::reset_depth(depth);
+        self.counters
+            .stray_restricted
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A destructor panicked: count it, and drop the panic's payload without letting a second
+    /// panic unwind out of the drain.
+    #[cold]
+    #[inline(never)]
+    fn contain_panic(&self, panic: Box<dyn std::any::Any + Send>) {
+        self.counters.dtor_panics.fetch_add(1, Ordering::Relaxed);
+        // Dropping the payload may panic too; contain that as well, and if even that panic's
+        // payload panics when dropped, forget it rather than let it unwind out of the drain.
+        if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(panic))) {
+            std::mem::forget(inner);
         }
     }
 
