@@ -61,7 +61,7 @@
 //!
 //! | operation | concurrent with ring | with clear/wait | restricted context |
 //! |-----------|----------------------|-----------------|--------------------|
-//! | `ring`, `after_push`, `nudge` | yes      | yes             | yes: one swap, one add, one fence, at most one `futex` syscall (only if the drainer sleeps), errno preserved |
+//! | `ring`, `after_push`, `nudge` | yes      | yes             | yes: one swap, one add, one fence, at most one `futex` syscall (only if the drainer sleeps; then one more add, to the wake count), errno preserved |
 //! | `clear`   | yes                  | single drainer per doorbell or several `drain()` callers: yes | no need |
 //! | `sleep`   | yes                  | drainer only    | no (blocks)        |
 
