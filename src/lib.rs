@@ -254,6 +254,7 @@ pub mod model {
     pub use crate::ledger::Ledger;
     pub use crate::llist::{Chain, JobLists};
     pub use crate::reclaim::doorbell::{Doorbell, Wake};
+    pub use crate::reclaim::drainer::set_model_on_drainer;
     pub use crate::reclaim::owned_list::set_model_interrupt;
     pub use crate::runtime::model_hooks;
 }

@@ -128,6 +128,14 @@ pub(crate) fn on_a_drainer() -> bool {
     ON_DRAINER.with(|d| d.get())
 }
 
+/// Makes the calling model thread count as a drainer thread (of some runtime), as `spawn` does
+/// for the drainer's own thread, without that thread's sleep loop (loom only): a model can then
+/// run a drain cycle "on a drainer" on a thread it controls.
+#[cfg(loom)]
+pub fn set_model_on_drainer(on: bool) {
+    ON_DRAINER.with(|d| d.set(on));
+}
+
 /// Starts the drainer thread.
 #[cfg(not(loom))]
 pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<DrainerThread> {
