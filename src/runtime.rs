@@ -62,6 +62,13 @@
 //! until they are back under the bound. Under [`Policy::AlwaysDefer`] with a drainer thread it
 //! rings and waits for the drainer instead. Restricted context never helps and never waits.
 //!
+//! Who never waits for whom: a drainer thread never waits for another drainer thread; a thread
+//! holding a read guard never waits for a grace period (its guard may be what holds it up); and
+//! a thread in the middle of destroying batches (a destructor it runs retires more) counts only
+//! queued batches against the bound, never batches being destroyed — its own, or another
+//! thread's, which may be waiting for ours. Queued batches it can run itself, so every wait
+//! either runs something or waits for readers.
+//!
 use crate::arena::{Arena, Entry, GrowState, Payload};
 use crate::builder::{Config, Policy};
 use crate::cpu::current_shard;

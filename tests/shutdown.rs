@@ -21,6 +21,9 @@
 //! - `two_drainers_flooding_each_other_past_the_bound_...`: destructors on two drainers that
 //!   push another runtime past its backlog bound run its cycles rather than wait for its
 //!   drainer, which is busy doing the same.
+//! - `two_threads_destroying_batches_that_retire_past_the_bound_...`: two ordinary threads each
+//!   destroy batches whose destructors retire more objects past the bound, at the same time;
+//!   each must not wait for the batches the other is destroying (the other waits for ours).
 //!
 //! The tests with a drainer thread count the live `sigdrop-drainer` threads in
 //! `/proc/self/task`, so they are serialised with a static mutex.
@@ -30,7 +33,7 @@ mod common;
 use common::wait_until;
 use sigdrop::{Drainer, Policy, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Per-test record of destructor runs (tests in this file run in parallel).
@@ -689,4 +692,105 @@ fn destructors_that_retire_into_their_own_runtime_past_the_bound_finish() {
     );
     let report = rt.shutdown().expect("the last handle");
     assert_eq!(report.left_to_drainer, 0, "{report:?}");
+}
+
+static PAIRED_CHILDREN_DONE: AtomicU64 = AtomicU64::new(0);
+
+/// A readable object whose destruction is counted.
+struct PairedChild;
+
+impl Drop for PairedChild {
+    fn drop(&mut self) {
+        PAIRED_CHILDREN_DONE.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// An object that owns a readable slot of its own runtime; the first of each helper's batches
+/// also waits for the other helper to reach its own first one, so both are in the middle of
+/// their batches at the same time.
+struct PairedParent {
+    child: Option<ReadSlot<Box<PairedChild>>>,
+    meet: Option<Arc<Barrier>>,
+}
+
+impl Drop for PairedParent {
+    fn drop(&mut self) {
+        if let Some(meet) = self.meet.take() {
+            meet.wait();
+        }
+        drop(self.child.take()); // retired into the same runtime, past the bound
+    }
+}
+
+#[test]
+fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_each_other() {
+    // One shard and a bound of one batch; the batch size is the crate's (64).
+    const BATCH: usize = 64;
+    let rt = Runtime::builder()
+        .shards(1)
+        .max_pending(BATCH)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let meet = Arc::new(Barrier::new(2));
+    {
+        let parents: ReadSlot<Box<PairedParent>> = ReadSlot::new(&rt);
+        // Four batches of parents, stamped with a grace period this guard holds up, so they
+        // queue (the writer gives up on the bound under its own guard). The first parent of
+        // the first and the third batch waits at the barrier: each helper below takes two.
+        let _guard = read::enter();
+        for i in 0..4 * BATCH + 1 {
+            let child = ReadSlot::new(&rt);
+            assert!(child.xchg(Some(Box::new(PairedChild))).unwrap().is_none());
+            let meet = (i == 0 || i == 2 * BATCH).then(|| meet.clone());
+            let parent = Box::new(PairedParent {
+                child: Some(child),
+                meet,
+            });
+            drop(parents.xchg(Some(parent)).unwrap());
+        }
+        // Nothing of the test's is left to drop if a helper hangs (a drop would retire into
+        // the runtime and wait behind the hung helpers, hiding the failure).
+        drop(parents);
+    }
+    let start = Arc::new(Barrier::new(2));
+    let helpers: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, start) = (rt.clone(), start.clone());
+            std::thread::spawn(move || {
+                // Closing a batch of its own makes each thread help: it takes the two oldest
+                // ready batches of parents and destroys them, and every parent retires a child
+                // past the bound while the other thread is doing the same.
+                let slot: ReadSlot<Box<PairedChild>> = ReadSlot::new(&rt);
+                start.wait();
+                for _ in 0..BATCH {
+                    drop(slot.xchg(Some(Box::new(PairedChild))).unwrap());
+                }
+            })
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(20),
+        "both helpers to finish",
+        || format!("{:?}", rt.stats()),
+        || helpers.iter().all(|h| h.is_finished()),
+    );
+    for helper in helpers {
+        helper.join().unwrap();
+    }
+    // Every parent and every child, each exactly once (parents hold handles to the runtime, so
+    // drain until they are gone).
+    let children = (4 * BATCH + 1 + 2 * BATCH) as u64;
+    wait_until(
+        Duration::from_secs(20),
+        "every child to be destroyed",
+        || format!("{PAIRED_CHILDREN_DONE:?} of {children}: {:?}", rt.stats()),
+        || {
+            rt.drain().unwrap();
+            PAIRED_CHILDREN_DONE.load(Ordering::Acquire) >= children
+        },
+    );
+    let report = rt.shutdown().expect("the last handle");
+    assert_eq!(report.left_to_drainer, 0, "{report:?}");
+    assert_eq!(PAIRED_CHILDREN_DONE.load(Ordering::Acquire), children);
 }

@@ -5,10 +5,11 @@
 //! - `a_destructor_retiring_past_the_bound_never_waits_for_its_own_batch`: a producer over the
 //!   bound takes two closed batches at once (its `RUNNING_HERE` is 4, the bound 2), and the
 //!   first destructor retires one more object into the same runtime while another thread
-//!   drains. Back-pressure counts batches queued, and batches being destroyed by *other*
-//!   threads: the producer must not wait for the ones it is running. Caught when `closed_len`
-//!   also counts the calling thread's own running objects: the producer spins in `after_close`
-//!   (under the child's retire, inside the parent's destructor) until loom reports "Model
+//!   drains. A thread that is destroying batches counts only queued batches against the bound,
+//!   never batches being destroyed: the producer must not wait for the ones it is running.
+//!   Caught when `closed_len` also counts the running objects for such a thread (kit R13): the
+//!   producer spins in `after_close` (under the child's retire, inside the parent's
+//!   destructor) until loom reports "Model
 //!   exceeded maximum number of branches". The drain contains that panic as a destructor's
 //!   (P8), loom panics again at the next branch, and the test binary aborts.
 //! - `a_producer_under_its_own_guard_gives_up_on_the_bound`: a producer holding a read guard
@@ -51,10 +52,12 @@
 //!   `destructors_that_retire_into_their_own_runtime_past_the_bound_finish` has a real drainer
 //!   run destructors that retire into their own runtime past the bound;
 //! - two ordinary threads that each destroy more than the bound's worth of batches at once,
-//!   whose destructors retire into the same runtime. Each leaves out only its own running
-//!   objects, so each waits for the other's: with real threads (a barrier in the first
-//!   destructor of each) both spin in `after_close` for ever today. A loom model would need
-//!   eight parents and a drain cycle on each of two threads, beyond the budget.
+//!   whose destructors retire into the same runtime. When each left out only its own running
+//!   objects, each waited for the other's for ever (found while writing these models); now
+//!   neither counts batches being destroyed. A loom model would need eight parents and a drain
+//!   cycle on each of two threads, beyond the budget: `tests/shutdown.rs`'s
+//!   `two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_each_other`
+//!   checks it with real threads (kit R17).
 //!
 //! Bound: 2 threads, 1 shard, `max_pending` 2, 4-5 objects. The first model bounds its own
 //! preemptions at 2 (a drain cycle on each thread); the others run at the suite's bound with a

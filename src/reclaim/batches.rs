@@ -105,8 +105,8 @@ impl Shared {
 }
 
 // Objects in batches this thread has taken and is destroying: back-pressure never makes a
-// thread wait for its own batches (a destructor it runs may retire more). Ordinary context
-// only; `const`-initialised, no destructor.
+// thread that destroys batches wait for batches being destroyed, its own or another thread's
+// (`closed_len`). Ordinary context only; `const`-initialised, no destructor.
 #[cfg(not(loom))]
 std::thread_local! {
     static RUNNING_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -354,13 +354,21 @@ impl Batches {
         open + self.closed_len.load(Ordering::Relaxed)
     }
 
-    /// Objects in closed batches, queued or being destroyed by other threads (a snapshot): what
-    /// back-pressure bounds. Batches this thread is destroying are left out: waiting for them
-    /// would be waiting for itself.
+    /// Objects in closed batches, queued or being destroyed (a snapshot): what back-pressure
+    /// bounds. A thread that is destroying batches itself counts only the queued ones: waiting
+    /// for its own would be waiting for itself, and waiting for another thread's could be
+    /// waiting for a thread that waits for ours (two threads whose destructors retire past the
+    /// bound, each in the middle of its batches). Queued batches it can always run itself. The
+    /// bound then excludes batches other threads are destroying: at most what those threads
+    /// took, each finite.
     pub fn closed_len(&self) -> usize {
-        let mine = RUNNING_HERE.with(|r| r.get());
-        // Relaxed: a statistic.
-        self.closed_len.load(Ordering::Relaxed) + self.shared.running().saturating_sub(mine)
+        // Relaxed: statistics.
+        let queued = self.closed_len.load(Ordering::Relaxed);
+        if RUNNING_HERE.with(|r| r.get()) > 0 {
+            queued
+        } else {
+            queued + self.shared.running()
+        }
     }
 
     /// Whether any batch holds objects a cycle could still close or run (a snapshot).
