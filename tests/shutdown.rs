@@ -694,22 +694,11 @@ fn destructors_that_retire_into_their_own_runtime_past_the_bound_finish() {
     assert_eq!(report.left_to_drainer, 0, "{report:?}");
 }
 
-static PAIRED_CHILDREN_DONE: AtomicU64 = AtomicU64::new(0);
-
-/// A readable object whose destruction is counted.
-struct PairedChild;
-
-impl Drop for PairedChild {
-    fn drop(&mut self) {
-        PAIRED_CHILDREN_DONE.fetch_add(1, Ordering::Release);
-    }
-}
-
 /// An object that owns a readable slot of its own runtime; the first of each helper's batches
 /// also waits for the other helper to reach its own first one, so both are in the middle of
 /// their batches at the same time.
 struct PairedParent {
-    child: Option<ReadSlot<Box<PairedChild>>>,
+    child: Option<ReadSlot<Box<Child>>>,
     meet: Option<Arc<Barrier>>,
 }
 
@@ -724,6 +713,9 @@ impl Drop for PairedParent {
 
 #[test]
 fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_each_other() {
+    // Serialised with the other test that counts `Child` destructions.
+    let _serial = drainer_tests();
+    let done_before = CHILDREN_DONE.load(Ordering::Acquire);
     // One shard and a bound of one batch; the batch size is the crate's (64).
     const BATCH: usize = 64;
     let rt = Runtime::builder()
@@ -741,7 +733,7 @@ fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_eac
         let _guard = read::enter();
         for i in 0..4 * BATCH + 1 {
             let child = ReadSlot::new(&rt);
-            assert!(child.xchg(Some(Box::new(PairedChild))).unwrap().is_none());
+            assert!(child.xchg(Some(Box::new(Child))).unwrap().is_none());
             let meet = (i == 0 || i == 2 * BATCH).then(|| meet.clone());
             let parent = Box::new(PairedParent {
                 child: Some(child),
@@ -761,10 +753,10 @@ fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_eac
                 // Closing a batch of its own makes each thread help: it takes the two oldest
                 // ready batches of parents and destroys them, and every parent retires a child
                 // past the bound while the other thread is doing the same.
-                let slot: ReadSlot<Box<PairedChild>> = ReadSlot::new(&rt);
+                let slot: ReadSlot<Box<Child>> = ReadSlot::new(&rt);
                 start.wait();
                 for _ in 0..BATCH {
-                    drop(slot.xchg(Some(Box::new(PairedChild))).unwrap());
+                    drop(slot.xchg(Some(Box::new(Child))).unwrap());
                 }
             })
         })
@@ -780,17 +772,17 @@ fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_eac
     }
     // Every parent and every child, each exactly once (parents hold handles to the runtime, so
     // drain until they are gone).
-    let children = (4 * BATCH + 1 + 2 * BATCH) as u64;
+    let children = done_before + (4 * BATCH + 1 + 2 * BATCH) as u64;
     wait_until(
         Duration::from_secs(20),
         "every child to be destroyed",
-        || format!("{PAIRED_CHILDREN_DONE:?} of {children}: {:?}", rt.stats()),
+        || format!("{CHILDREN_DONE:?} of {children}: {:?}", rt.stats()),
         || {
             rt.drain().unwrap();
-            PAIRED_CHILDREN_DONE.load(Ordering::Acquire) >= children
+            CHILDREN_DONE.load(Ordering::Acquire) >= children
         },
     );
     let report = rt.shutdown().expect("the last handle");
     assert_eq!(report.left_to_drainer, 0, "{report:?}");
-    assert_eq!(PAIRED_CHILDREN_DONE.load(Ordering::Acquire), children);
+    assert_eq!(CHILDREN_DONE.load(Ordering::Acquire), children);
 }

@@ -74,12 +74,7 @@ use sigdrop::{Drainer, Owned, Policy, ReadSlot, RefSlot, Runtime, read, restrict
 use std::sync::Mutex as StdMutex;
 
 fn manual(policy: Policy) -> Runtime {
-    Runtime::builder()
-        .shards(1)
-        .headroom(1)
-        .hysteresis(0)
-        .emergency_capacity(1)
-        .max_pending(2)
+    loom_tests::smallest_runtime()
         .policy(policy)
         .drainer(Drainer::Manual)
         .build()

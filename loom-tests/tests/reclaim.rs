@@ -18,12 +18,7 @@ use sigdrop::{Drainer, Policy, ReadSlot, RefSlot, Runtime, Wake, read, restricte
 use std::time::Duration;
 
 fn builder() -> sigdrop::Builder {
-    Runtime::builder()
-        .shards(1)
-        .headroom(1)
-        .hysteresis(0)
-        .emergency_capacity(1)
-        .max_pending(2)
+    loom_tests::smallest_runtime()
 }
 
 fn manual() -> Runtime {
