@@ -52,6 +52,9 @@ struct Handle {
     /// The process's fork count when `thread` was started: if it has moved, this is a child
     /// process, where that thread does not exist.
     forks: AtomicU32,
+    /// The process's fork count when the runtime was built: if it has moved, threads of a
+    /// parent process may have been in the middle of handing boxes over.
+    built_at_fork: u32,
 }
 
 impl Runtime {
@@ -63,6 +66,7 @@ impl Runtime {
                 handles: AtomicUsize::new(1),
                 forgotten: AtomicUsize::new(0),
                 forks: AtomicU32::new(fork::count()),
+                built_at_fork: fork::count(),
             })),
         }
     }
@@ -229,10 +233,34 @@ impl Handle {
         // nobody else will; with a thread, this catches boxes queued after its last cycle, and
         // everything a drainer we did not wait for has not taken).
         while self.inner.drain() > 0 {}
+        if self.inner.owned_stalled() && self.built_at_fork == fork::count() {
+            self.wait_for_stalled_boxes();
+        }
         ShutdownReport {
             destroyed: self.inner.destroyed() - before,
             left_to_drainer: self.inner.pending(),
             drainer_waited: joined == Joined::Finished,
+        }
+    }
+
+    /// A box some thread was still pushing when the last drain took its list (preempted
+    /// between putting it on the list and linking it: a few instructions) is linked within
+    /// moments: wait for that, yielding, up to the shutdown timeout, and run it. Not in a
+    /// process forked since the runtime was built, where that thread may be one of a parent's,
+    /// which never resumes there.
+    #[cold]
+    fn wait_for_stalled_boxes(&self) {
+        let deadline = self
+            .inner
+            .cfg
+            .shutdown_timeout
+            .map(|timeout| std::time::Instant::now() + timeout);
+        while self.inner.owned_stalled() {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return;
+            }
+            crate::sync::yield_now();
+            while self.inner.drain() > 0 {}
         }
     }
 

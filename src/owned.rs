@@ -160,19 +160,24 @@ impl<T: Send + 'static> Owned<T> {
         unsafe { self.node.as_ref() }
     }
 
-    /// Hands the node to its runtime's drainer from restricted context: a push and maybe a
-    /// ring. Async-signal-safe: no allocation, no lock, no destructor.
+    /// Hands the node to its runtime's drainer from restricted context: a swap, maybe a ring,
+    /// and the link. Async-signal-safe: no allocation, no lock, no destructor.
     ///
     /// # Safety
     /// `node` is the live node of an `Owned<T>` (of some `T`) that the caller owns and gives up.
     #[inline]
     unsafe fn push(node: NonNull<Link>, grace: bool) {
-        // SAFETY: a live node (contract); `inner` sits at the same offset in every `Node<T>`
-        // (`#[repr(C)]`, right after the `Link`, whatever `T` is), so reading it through
-        // `Node<()>` is sound.
-        let inner: &Inner = unsafe { &node.cast::<Node<()>>().as_ref().inner };
-        // SAFETY: the caller gives the node up; its `destroy` frees it.
-        unsafe { inner.offload_owned(node, grace) };
+        let unlinked = {
+            // SAFETY: a live node (contract); `inner` sits at the same offset in every `Node<T>`
+            // (`#[repr(C)]`, right after the `Link`, whatever `T` is), so reading it through
+            // `Node<()>` is sound.
+            let inner: &Inner = unsafe { &node.cast::<Node<()>>().as_ref().inner };
+            // SAFETY: the caller gives the node up; its `destroy` frees it.
+            unsafe { inner.offload_owned(node, grace) }
+        };
+        // Outside the block that borrows the runtime state: once linked, the node (and with it
+        // the last reference to that state) may be gone.
+        unlinked.link();
     }
 
     /// The ordinary-context drop (out of line: the restricted push is the path to keep short).

@@ -81,7 +81,7 @@ use crate::read;
 use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
 use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain, Drainer};
-use crate::reclaim::owned_list::{Link, OwnedLists};
+use crate::reclaim::owned_list::{Link, OwnedLists, Unlinked};
 use crate::restricted;
 use crate::stats::Stats;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
@@ -572,15 +572,17 @@ impl Inner {
     }
 
     /// Queues an owned box's node on this CPU's owned list and rings the doorbell as a job push
-    /// does. Async-signal-safe: one CAS and, for the first node of a burst, the ring.
+    /// does: one swap and, for the first node of a burst, the ring. The caller links the node
+    /// after this returns, and must not touch the runtime state after that (`owned_list.rs`):
+    /// the node's reference may have been its last. Async-signal-safe.
     ///
     /// # Safety
-    /// As for `OwnedLists::push`: the caller owns the live node and gives it up.
+    /// As for `OwnedLists::push`: the caller owns the live, never-pushed node (whose reference
+    /// keeps `self` alive until it is linked) and gives it up.
     #[inline]
-    pub(crate) unsafe fn offload_owned(&self, node: NonNull<Link>, grace: bool) {
+    pub(crate) unsafe fn offload_owned(&self, node: NonNull<Link>, grace: bool) -> Unlinked {
         // SAFETY: forwarded contract.
-        let before = unsafe { self.owned.push(node, grace) };
-        self.doorbell.after_push(before);
+        unsafe { self.owned.push(node, grace, &self.doorbell) }
     }
 
     /// The D7 fallback: park the object; if even that fails, leak it. Never runs a destructor.
@@ -693,6 +695,12 @@ impl Inner {
             .peak_pending
             .fetch_max(self.pending(), Ordering::Relaxed);
         backlog
+    }
+
+    /// Whether a drain found an owned box its pusher had not linked yet, and has not run it
+    /// since (`owned_list.rs`). A snapshot; safe anywhere.
+    pub(crate) fn owned_stalled(&self) -> bool {
+        self.owned.stalled()
     }
 
     /// Everything waiting for destruction now (a snapshot).
@@ -827,6 +835,12 @@ impl Inner {
             .drained
             .fetch_add(owned as u64, Ordering::Relaxed);
         ran += owned;
+        if self.owned.stalled() {
+            // A box found unlinked (its pusher preempted mid-push) is linked by nobody who
+            // rings. If this is not the drainer thread, that thread may be going to sleep until
+            // rung: tell it work waits, as a batch's first object does (it then polls).
+            self.doorbell.nudge();
+        }
         let mut unparked = 0;
         self.emergency.drain(|parked| {
             if parked.payload.grace && !all {
@@ -855,7 +869,8 @@ impl Inner {
         self.maybe_trim();
         Cycle {
             ran,
-            waiting: self.batches.any(),
+            // A stalled owned box is linked by nobody who rings: come back for it.
+            waiting: self.batches.any() || self.owned.stalled(),
         }
     }
 
@@ -1036,7 +1051,7 @@ impl Drain for Inner {
     }
 
     fn work_waiting(&self) -> bool {
-        self.batches.any()
+        self.batches.any() || self.owned.stalled()
     }
 }
 

@@ -118,9 +118,11 @@ fn slot_of_owned_boxes_swapped_in_a_handler_needs_no_job() {
 }
 
 /// (c) A handler interrupts a restricted-context drop on the same thread, between the push's
-/// load of the list head and its CAS, and drops a box of its own (pushing onto the same list);
-/// meanwhile another thread drains. The interrupted push must retry with the head the handler
-/// left (relinking its node), so neither box is lost and each is destroyed exactly once.
+/// swap of the list head and its link, and drops a box of its own (pushing onto the same list,
+/// on top of the unlinked node); meanwhile another thread drains, and may find the interrupted
+/// node unlinked. No drain may go past it or destroy it before its link; once linked, it and
+/// everything older must be found again (from the stash), so neither box is lost and each is
+/// destroyed exactly once.
 #[test]
 fn handler_interrupting_an_owned_drop_on_the_same_thread_loses_nothing() {
     loom::model(|| {
@@ -147,6 +149,40 @@ fn handler_interrupting_an_owned_drop_on_the_same_thread_loses_nothing() {
         rt.drain().unwrap();
         assert_eq!(drops.load(Ordering::SeqCst), 2);
         assert_eq!(rt.stats().owned, 2);
+        assert_no_jobs(&rt);
+    });
+}
+
+/// (c2) Two drains race a handler's push: one may find the node unlinked and stash it while
+/// the other takes the stash and walks it again once it is linked. The stash hands the node
+/// from one drainer to the other (its `stash_next` written by the first, read by the second,
+/// with no join between them), and the value is destroyed exactly once, by one of them or by
+/// the final drain.
+#[test]
+fn a_box_stashed_unlinked_by_one_drain_is_resumed_once_by_another() {
+    loom::model(|| {
+        let rt = Arc::new(manual(1));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let boxed = Owned::new(&rt, Tracked(drops.clone()));
+        let handler = loom::thread::spawn(move || {
+            let _nmi = restricted::enter();
+            drop(boxed);
+        });
+        let drainers: Vec<_> = (0..2)
+            .map(|_| {
+                let rt = rt.clone();
+                loom::thread::spawn(move || {
+                    rt.drain().unwrap();
+                })
+            })
+            .collect();
+        handler.join().unwrap();
+        for d in drainers {
+            d.join().unwrap();
+        }
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!(rt.stats().owned, 1);
         assert_no_jobs(&rt);
     });
 }

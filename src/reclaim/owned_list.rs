@@ -3,74 +3,107 @@
 //!
 //! ## Protocol
 //!
-//! An owned box's allocation starts with a [`Link`]: the list pointer `next`, a `grace` flag and
-//! the type-erased function that destroys the whole allocation. The box *is* its own job, so a
-//! restricted-context drop needs nothing from the pool — no claim, no freelist pop, no reserve,
-//! never the emergency area:
+//! An owned box's allocation starts with a [`Link`]: the list word `next`, a drainer-only
+//! `stash_next`, and the type-erased function that destroys the whole allocation. The box *is*
+//! its own job, so a restricted-context drop needs nothing from the pool — no claim, no freelist
+//! pop, no reserve, never the emergency area. A push is one swap, as in basedrop's queue, not a
+//! load and a CAS loop:
 //!
-//! 1. the owner (the code dropping the box, alone with it) writes `next`, and `grace` if it is set
-//!    (a link is made with `grace` false and pushed once);
-//! 2. it CASes the shard's head from `next` to its node (Treiber push), retrying with the new
-//!    head on failure;
-//! 3. it rings the doorbell as a job push does (`doorbell.rs`'s `after_push`), passing the list
-//!    length before the push: in [`Wake::Immediate`](crate::Wake) only "empty or not" matters
-//!    (the head it replaced was null or not); in [`Wake::Lazy`](crate::Wake) a per-shard counter
-//!    incremented *before* the push gives the length the high watermark is compared with.
+//! 1. a node is made with `next` = `UNLINKED` (a value no node address can have) and pushed
+//!    once;
+//! 2. in lazy wake mode, the pusher increments the shard's length counter (the length the
+//!    doorbell compares with its high watermark);
+//! 3. it swaps its node into the shard's head and gets the head it replaced: the node is in the
+//!    list from here, but *unlinked*: nobody can reach what is older than it yet;
+//! 4. it rings the doorbell (`doorbell.rs`'s `after_push`) with the list's length before the
+//!    push (lazy mode: the counter; immediate mode: 0 if the head it replaced was null, else 1);
+//! 5. it *links* the node: stores the replaced head, with the grace bit if the value may still
+//!    be borrowed by readers (it left a readable slot), into `next`. That store is the pusher's
+//!    last access to anything: the node, the list, the doorbell.
 //!
-//! The drainer takes a shard's whole list with one swap to null, reverses it (oldest first) and
-//! hands each node to the cycle, which runs its destroy function — or, for a node that left a
-//! [`ReadSlot`](crate::ReadSlot) (`grace`), puts it in a batch that waits for a grace period.
+//! The drainer takes a shard's whole list with one swap to null and walks it, newest first, up
+//! to its end or to the first node still unlinked (its pusher is between steps 3 and 5:
+//! preempted there, or interrupted by a handler). It reverses the linked part in place and
+//! hands each node, oldest first, to the cycle, which runs its destroy function — or, for a node
+//! with the grace bit, puts it in a batch that waits for a grace period. An unlinked node is
+//! *stalled*: it is neither destroyed nor read further, but pushed (through `stash_next`) onto
+//! its shard's stash; every cycle first takes the stashes and walks each stalled node again
+//! from itself, once it is linked. While a stash holds a node the cycle reports work waiting,
+//! so the drainer polls instead of sleeping until rung (nobody rings for a link).
 //!
-//! Free of ABA without a tag, as the job lists are (`llist.rs`): a push never reads another
-//! node (it only writes its own node's `next`, then CASes the head, and a stale head only makes
-//! the CAS fail), and the only consumer operation is take-all, one swap that reads no node. A
-//! node may be freed by the drainer the moment after it was taken; no pusher ever dereferences
-//! the head it loaded, so that is harmless.
+//! Why the ring comes before the link: a node holds a counted reference to the runtime state
+//! (which holds these lists and the doorbell), and no node is destroyed before it is linked.
+//! So while the pusher rings, its own node keeps the state alive; once it has linked, it
+//! touches nothing. A ring after the link could find the state freed: the drainer may destroy
+//! the node, and then the last reference go, the moment the link is stored.
+//!
+//! Order: per shard, boxes run oldest first, except that boxes queued before a push that was
+//! still unlinked when the drainer took the list run after the boxes queued since (in a later
+//! cycle, once it is linked).
+//!
+//! Free of ABA without a tag: a push never reads another node (it swaps the head and writes
+//! its own `next`), and the consumer operations are take-alls, one swap that reads no node.
+//! The stash is the same shape: a drainer pushes a stalled node with a CAS (validated by the
+//! stash head only, never dereferenced), and drainers take it whole with a swap. Each node has
+//! one owner at a time: its pusher, the list, the drainer whose take (or stash take) reached
+//! it, a stash.
 //!
 //! ## Orderings
 //!
-//! - push: the node's fields (and the value in the same allocation) are written before the head
-//!   CAS, which is Release; the CAS is also Acquire so that a push that finds the list empty
-//!   happens-after the take that emptied it (the doorbell's no-lost-wake-up argument, exactly as
-//!   for job lists);
-//! - take: the swap is AcqRel: Acquire pairs with every push's Release (each push's CAS continues
-//!   the release sequence of the pushes before it), so the drainer sees every node's fields and
-//!   value; Release so that a later push that finds the list empty synchronises with it;
+//! - head swap in a push: AcqRel. Release publishes the node (its value, `destroy`) to the
+//!   taker's Acquire swap; Acquire orders a push onto an empty list after the take that
+//!   emptied it (the doorbell's no-lost-wake-up argument, exactly as for job lists).
+//! - the link store: Release, paired with the walker's Acquire load of `next`: the pusher's last
+//!   access to the node happens before the drainer destroys (or reverses into) it. The nodes
+//!   the link points to were published by their own head swaps, which come before ours in the
+//!   head's order: the taker's Acquire swap synchronises with them through the head's release
+//!   sequence (every push and take is an RMW on it), so this pair carries nothing else.
+//! - take: the swap is AcqRel: Acquire as above; Release so that a later push that finds the
+//!   list empty synchronises with it.
 //! - the take first looks at a head with a Relaxed load and skips a list it sees empty (an idle
 //!   cycle then writes nothing producers read). A push that load misses loses no wake-up: the
-//!   push precedes its ring's swap of `pending`; if the drainer's clear (an Acquire swap, made
-//!   before the load) comes after that swap in `pending`'s order, it synchronises with it and
-//!   the load sees the push; if it comes before, `pending` is set again after the clear, and
-//!   the drainer does not sleep before another cycle (`doorbell.rs`). Loom checks this
-//!   (`owned_push_racing_drainer_sleep_is_never_stranded`);
+//!   push's swap precedes its ring's swap of `pending`; if the drainer's clear (an Acquire
+//!   swap, made before the load) comes after that swap in `pending`'s order, it synchronises
+//!   with it and the load sees the push; if it comes before, `pending` is set again after the
+//!   clear, and the drainer does not sleep before another cycle (`doorbell.rs`). Loom checks
+//!   this (`owned_push_racing_drainer_sleep_is_never_stranded`).
+//! - the reversal's stores to `next` and the walk's second pass are the drainer's own accesses
+//!   to nodes it owns: Relaxed.
+//! - stash: a stalling drainer writes `stash_next` and CASes the stash head with Release; the
+//!   taker's swap is Acquire, pairing with it, so it reads `stash_next` and the node as the
+//!   stalling drainer left them. The cheap look at a stash before its swap is Relaxed, as for
+//!   heads: a stash it misses is taken by a later cycle, which the stalling drainer's own
+//!   "work waiting" answer makes sure comes.
 //! - the lazy-mode counter is Relaxed: it only decides whether to ring early (the drainer wakes
 //!   by itself within its period anyway). It is incremented before the push and decreased by
-//!   the drainer after the take, so it never goes below the number of nodes in the list.
+//!   the walks that hand its nodes over, so it never goes below the number of nodes in the
+//!   list (nodes behind a stalled one stay counted until their walk).
 //!
 //! ## Concurrency table
 //!
 //! | operation  | concurrent with push | with take | restricted context |
 //! |------------|----------------------|-----------|--------------------|
-//! | `push`     | yes                  | yes       | yes: one load, one CAS (retried only if another push or a take moved the head); in lazy mode one more `fetch_add` |
+//! | `push`     | yes                  | yes       | yes: one swap, one store, never a retry; in lazy mode one more `fetch_add` |
 //! | `take_all` | yes                  | yes (each node goes to exactly one taker) | no (it runs destructors) |
-//! | `taken`    | yes (snapshot)       | yes       | yes                |
+//! | `stalled`, `taken` | yes (snapshot) | yes     | yes                |
 
 use crate::arena::{Dtor, Payload};
 use crate::cpu::current_shard;
+use crate::reclaim::doorbell::Doorbell;
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
 use std::ptr::{self, NonNull};
 
 #[cfg(loom)]
 loom::thread_local! {
-    /// A model's "signal handler" that interrupts this thread's next push between its load of
-    /// the head and its CAS (run once, on the same loom thread: `set_model_interrupt`).
+    /// A model's "signal handler" that interrupts this thread's next push between its swap of
+    /// the head and its link, on the same loom thread (`set_model_interrupt`).
     static INTERRUPT: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
         std::cell::RefCell::new(None);
 }
 
-/// Makes the calling model thread's next owned-list push run `handler` between its load of the
-/// head and its CAS, on the same thread, as a signal landing there would (loom only).
+/// Makes the calling model thread's next owned-list push run `handler` between its swap of the
+/// head and its link store, on the same thread, as a signal landing there would (loom only).
 #[cfg(loom)]
 pub fn set_model_interrupt(handler: Box<dyn FnOnce()>) {
     INTERRUPT.with(|h| *h.borrow_mut() = Some(handler));
@@ -83,26 +116,50 @@ fn model_interrupt() {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+std::thread_local! {
+    /// A test's stand-in for a pusher preempted after its ring, before its link: run once, by
+    /// this thread's next push, at that point (`pause_next_push`).
+    static PAUSE: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Makes this thread's next push run `paused` after its ring, just before the caller links the
+/// node (tests only: a deterministic stalled node).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn pause_next_push(paused: Box<dyn FnOnce()>) {
+    PAUSE.with(|p| *p.borrow_mut() = Some(paused));
+}
+
+/// The value of `next` before the node's pusher links it: never a node's address (nodes are
+/// aligned to 8) nor such an address with [`GRACE`] set.
+const UNLINKED: usize = 0b10;
+/// The bit of a linked `next` that says the node left a readable slot (it waits for a grace
+/// period before it is destroyed).
+const GRACE: usize = 0b01;
+const _: () = assert!(std::mem::align_of::<Link>() > (UNLINKED | GRACE));
+
 /// The first field of every owned box's allocation: what the list and the drainer need.
 #[derive(Debug)]
 pub(crate) struct Link {
-    /// The next (older) node while the node is in a list. Written only by the node's owner
-    /// before its push; read only by the drainer that took the list.
-    next: UnsafeCell<*mut Link>,
-    /// Whether readers may still borrow the value (it left a readable slot): then it is
-    /// destroyed only after a grace period. Written and read like `next`.
-    grace: UnsafeCell<bool>,
+    /// [`UNLINKED`] until the node's pusher links it; then the next (older) node's address, or
+    /// null, with [`GRACE`] set if the value may still be borrowed. After a walk's reversal, the
+    /// next *newer* node (with the grace bit kept), for the walk's second pass.
+    next: AtomicPtr<Link>,
+    /// The next node in a shard's stash of stalled nodes. Written and read only by drainers
+    /// (the stash's pushes and takes order them).
+    stash_next: UnsafeCell<*mut Link>,
     /// Destroys the whole allocation, given the node's address (the `Link`'s, which is the
     /// allocation's: the `Link` comes first in a `#[repr(C)]` node).
     destroy: Dtor,
 }
 
 impl Link {
-    /// A link for a node destroyed by `destroy`.
+    /// A link for a node destroyed by `destroy`, not yet pushed.
     pub(crate) fn new(destroy: Dtor) -> Link {
         Link {
-            next: UnsafeCell::new(ptr::null_mut()),
-            grace: UnsafeCell::new(false),
+            next: AtomicPtr::new(ptr::without_provenance_mut(UNLINKED)),
+            stash_next: UnsafeCell::new(ptr::null_mut()),
             destroy,
         }
     }
@@ -111,17 +168,20 @@ impl Link {
 /// One shard: the head and, in lazy mode, the length counter, on one cache line.
 struct Shard {
     head: AtomicPtr<Link>,
-    /// Nodes pushed and not yet taken (only kept when `counted`).
+    /// Nodes pushed and not yet handed over by a walk (only kept when `counted`).
     len: AtomicUsize,
 }
 
 /// One multi-producer, take-all list of owned-box nodes per shard.
 pub(crate) struct OwnedLists {
     shards: Box<[CachePadded<Shard>]>,
+    /// Per shard, the stalled nodes drainers found unlinked (module docs). Drainers only, apart
+    /// from the heads' cache lines.
+    stashes: Box<[AtomicPtr<Link>]>,
     /// Whether pushes keep the length counter ([`Wake::Lazy`](crate::Wake) needs it for its
     /// high watermark; immediate mode only needs "was the list empty").
     counted: bool,
-    /// Nodes taken by drainers (a statistic).
+    /// Nodes handed over by drainers' walks (a statistic).
     taken: AtomicU64,
 }
 
@@ -137,111 +197,97 @@ impl OwnedLists {
                     })
                 })
                 .collect(),
+            stashes: (0..shards)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect(),
             counted,
             taken: AtomicU64::new(0),
         }
     }
 
-    /// Pushes `node` onto this CPU's list and returns the length the doorbell compares: the
-    /// list's length before the push in lazy mode, else 0 if the list was empty and 1 if not.
-    /// Lock-free, allocation-free: safe in restricted context.
+    /// Pushes `node` onto this CPU's list and rings `bell` (module docs, steps 2-4); the caller
+    /// then links it ([`Unlinked::link`], step 5) once it is done with the runtime state, which
+    /// this `&self` is part of. Lock-free, allocation-free, never retried: safe in restricted
+    /// context.
     ///
     /// # Safety
     /// `node` points to the `Link` at the start of a live owned-box allocation whose `destroy`
-    /// frees it; the caller owns it and gives that ownership up to the list (and so to
-    /// whichever drainer takes it).
+    /// frees it, never pushed before; the caller owns it and gives that ownership up to the list
+    /// (and so to whichever drainer takes it).
     #[inline]
-    pub(crate) unsafe fn push(&self, node: NonNull<Link>, grace: bool) -> usize {
+    pub(crate) unsafe fn push(
+        &self,
+        node: NonNull<Link>,
+        grace: bool,
+        bell: &Doorbell,
+    ) -> Unlinked {
         let shard = current_shard(self.shards.len());
         debug_assert!(shard < self.shards.len());
         // SAFETY: `current_shard(n)` is below `n`.
         let s = unsafe { self.shards.get_unchecked(shard) };
-        // Before the push, so that the drainer's decrement (after its take) never underflows.
-        // Relaxed: a heuristic for the lazy high watermark (module docs).
+        // Before the push, so that a walk's decrement never underflows. Relaxed: a heuristic
+        // for the lazy high watermark (module docs).
         let counted = if self.counted {
             s.len.fetch_add(1, Ordering::Relaxed)
         } else {
             0
         };
-        // SAFETY: the caller owns `node`; nobody else reads its fields until our CAS publishes it.
-        let link = unsafe { node.as_ref() };
-        if grace {
-            // SAFETY: as above: exclusive until published. (A link is made with `false` and
-            // pushed once, so only `true` needs writing: an owned box's own drop skips it.)
-            link.grace.with_mut(|g| unsafe { *g = true });
-        }
-        // Relaxed: only compared; the CAS validates it and the pointer is never dereferenced.
-        let mut cur = s.head.load(Ordering::Relaxed);
+        // AcqRel: Release publishes the node (and the value after it) to the taker's Acquire
+        // swap; Acquire orders a push onto an empty list after the take that emptied it.
+        let older = s.head.swap(node.as_ptr(), Ordering::AcqRel);
         #[cfg(loom)]
         model_interrupt();
-        loop {
-            // SAFETY: as above: exclusive until published.
-            link.next.with_mut(|n| unsafe { *n = cur });
-            // AcqRel on success: Release publishes the node (and the value after it) to the
-            // taker's Acquire swap; Acquire orders a push onto an empty list after the take that
-            // emptied it (module docs). Relaxed on failure: the value is only compared again.
-            match s.head.compare_exchange_weak(
-                cur,
-                node.as_ptr(),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => cur = actual,
-            }
-        }
-        if self.counted {
+        // Ring while our unlinked node still keeps the runtime state, and so `bell`, alive.
+        bell.after_push(if self.counted {
             counted
         } else {
-            usize::from(!cur.is_null())
+            usize::from(!older.is_null())
+        });
+        #[cfg(all(test, not(loom)))]
+        if let Some(paused) = PAUSE.with(|p| p.borrow_mut().take()) {
+            paused();
+        }
+        Unlinked {
+            node,
+            word: if grace {
+                older.map_addr(|a| a | GRACE)
+            } else {
+                older
+            },
         }
     }
 
-    /// Takes every shard's list whole and hands each node, oldest first per shard, to `f` as a
-    /// payload (`obj` is the node, `dtor` its destroy function, `grace` its flag), which then
-    /// owns it: it must destroy it, or keep it for later, exactly once. Returns the number of
-    /// nodes taken. Ordinary context (the drainer's).
+    /// Takes every shard's stash and list and hands each linked node (oldest first per list) to
+    /// `f` as a payload (`obj` is the node, `dtor` its destroy function, `grace` its flag), which
+    /// then owns it: it must destroy it, or keep it for later, exactly once. Nodes found
+    /// unlinked are stashed for a later call. Returns the number of nodes handed over. Ordinary
+    /// context (the drainer's).
     pub(crate) fn take_all(&self, mut f: impl FnMut(Payload)) -> usize {
         let mut total = 0;
-        for s in self.shards.iter() {
+        for (shard, (s, stash)) in self.shards.iter().zip(self.stashes.iter()).enumerate() {
+            let mut n = 0;
+            // Stalled nodes first: what they lead to is older than anything in the list.
+            // Relaxed: a cheap look (module docs).
+            if !stash.load(Ordering::Relaxed).is_null() {
+                // Acquire: pairs with the stalling drainers' Release CAS.
+                let mut stalled = stash.swap(ptr::null_mut(), Ordering::Acquire);
+                while let Some(node) = NonNull::new(stalled) {
+                    // SAFETY: our stash take made the node ours; its stasher wrote `stash_next`
+                    // before its Release CAS, which our Acquire swap synchronised with.
+                    stalled = unsafe { node.as_ref() }.stash_next.with(|p| unsafe { *p });
+                    // SAFETY: a stalled node we own (above), pushed and not yet walked.
+                    n += unsafe { self.walk(shard, node.as_ptr(), &mut f) };
+                }
+            }
             // Relaxed: a cheap look first, so an idle cycle writes nothing; a node pushed after
             // this load is found by the next cycle, which its ring asks for.
-            if s.head.load(Ordering::Relaxed).is_null() {
-                continue;
+            if !s.head.load(Ordering::Relaxed).is_null() {
+                // AcqRel: see the module docs.
+                let top = s.head.swap(ptr::null_mut(), Ordering::AcqRel);
+                // SAFETY: our take made the chain ours.
+                n += unsafe { self.walk(shard, top, &mut f) };
             }
-            // AcqRel: see the module docs.
-            let mut cur = s.head.swap(ptr::null_mut(), Ordering::AcqRel);
-            // Reverse in place: the nodes are ours now, so their links are ours to rewrite.
-            let mut prev: *mut Link = ptr::null_mut();
-            let mut n = 0;
-            while !cur.is_null() {
-                // SAFETY: `cur` was pushed (so it is a live node) and our take made it ours; the
-                // swap's Acquire made its fields visible.
-                let link = unsafe { &*cur };
-                // SAFETY: ours (above); no other access.
-                let next = link.next.with(|p| unsafe { *p });
-                // SAFETY: ours (above); no other access.
-                link.next.with_mut(|p| unsafe { *p = prev });
-                prev = cur;
-                cur = next;
-                n += 1;
-            }
-            let mut cur = prev;
-            while !cur.is_null() {
-                // SAFETY: ours (above). Read everything before `f`, which may free the node.
-                let link = unsafe { &*cur };
-                // SAFETY: ours; rewritten just above on this thread.
-                let next = link.next.with(|p| unsafe { *p });
-                // SAFETY: ours; written by the pusher before its Release CAS.
-                let grace = link.grace.with(|g| unsafe { *g });
-                f(Payload {
-                    obj: cur.cast(),
-                    dtor: link.destroy,
-                    grace,
-                });
-                cur = next;
-            }
-            if self.counted {
+            if n > 0 && self.counted {
                 // Relaxed: the heuristic counter (module docs).
                 s.len.fetch_sub(n, Ordering::Relaxed);
             }
@@ -254,22 +300,140 @@ impl OwnedLists {
         total
     }
 
-    /// Nodes taken by drainers so far (a snapshot). Safe anywhere.
+    /// Walks a chain from `top` (newest first) to its end or to the first node still unlinked,
+    /// which it stashes; hands the nodes before that to `f`, oldest first. Returns how many.
+    ///
+    /// # Safety
+    /// The chain from `top` (null: empty) is the caller's: taken from a shard's list, or a
+    /// stalled node taken from `shard`'s stash. Every node in it was pushed on `shard`.
+    unsafe fn walk(&self, shard: usize, top: *mut Link, f: &mut impl FnMut(Payload)) -> usize {
+        // First pass: reverse the linked part in place (the nodes are ours: so are their links,
+        // once linked).
+        let mut newer: *mut Link = ptr::null_mut();
+        let mut cur = top;
+        let mut n = 0;
+        while let Some(node) = NonNull::new(cur) {
+            // SAFETY: `cur` was pushed, so it is a live node, and it is ours (contract); the
+            // take's (or stash take's) Acquire made its fields visible.
+            let link = unsafe { node.as_ref() };
+            // Acquire: pairs with the link store (module docs).
+            let word = link.next.load(Ordering::Acquire);
+            if word.addr() == UNLINKED {
+                // SAFETY: a stalled node of `shard`, ours, and not yet walked.
+                unsafe { self.stash(shard, node) };
+                break;
+            }
+            // Relaxed: our own node (module docs); the grace bit stays.
+            link.next.store(
+                newer.map_addr(|a| a | (word.addr() & GRACE)),
+                Ordering::Relaxed,
+            );
+            newer = cur;
+            cur = word.map_addr(|a| a & !GRACE);
+            n += 1;
+        }
+        // Second pass: oldest first.
+        let mut cur = newer;
+        while let Some(node) = NonNull::new(cur) {
+            // SAFETY: ours and linked (first pass). Read everything before `f`, which may free it.
+            let link = unsafe { node.as_ref() };
+            // Relaxed: our own store in the first pass.
+            let word = link.next.load(Ordering::Relaxed);
+            f(Payload {
+                obj: cur.cast(),
+                dtor: link.destroy,
+                grace: word.addr() & GRACE != 0,
+            });
+            cur = word.map_addr(|a| a & !GRACE);
+        }
+        n
+    }
+
+    /// Pushes a stalled node onto `shard`'s stash.
+    ///
+    /// # Safety
+    /// `node` is a pushed node of `shard`, still unlinked, owned by the caller (reached by its
+    /// take), who gives it up to the stash.
+    unsafe fn stash(&self, shard: usize, node: NonNull<Link>) {
+        let stash = &self.stashes[shard];
+        // SAFETY: ours (contract); `stash_next` is only touched by drainers that own the node.
+        let link = unsafe { node.as_ref() };
+        // Relaxed: only compared; the CAS validates it and it is never dereferenced here.
+        let mut cur = stash.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: ours until the CAS below publishes it.
+            link.stash_next.with_mut(|p| unsafe { *p = cur });
+            // Release: publishes `stash_next` to the stash taker's Acquire swap. Relaxed on
+            // failure: the value is only compared again.
+            match stash.compare_exchange_weak(
+                cur,
+                node.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Whether a stash holds a node still waiting for its pusher to link it (a snapshot): the
+    /// drainer must come back by itself. Safe anywhere.
+    pub(crate) fn stalled(&self) -> bool {
+        // Relaxed: a snapshot; see the module docs.
+        self.stashes
+            .iter()
+            .any(|s| !s.load(Ordering::Relaxed).is_null())
+    }
+
+    /// Nodes handed over by drainers so far (a snapshot). Safe anywhere.
     pub(crate) fn taken(&self) -> u64 {
         // Relaxed: a statistic.
         self.taken.load(Ordering::Relaxed)
     }
 }
 
+/// A node pushed and not yet linked (module docs, between steps 3 and 5): it keeps the runtime
+/// state alive, and no walk goes past it, until [`link`](Self::link). Dropping it instead
+/// would strand the node and everything older on its list: always link.
+#[must_use = "an unlinked node strands its list until it is linked"]
+pub(crate) struct Unlinked {
+    node: NonNull<Link>,
+    /// What `next` becomes: the head the push replaced, with the grace bit.
+    word: *mut Link,
+}
+
+impl Unlinked {
+    /// Links the node (step 5): the pusher's last access to anything of the runtime's. A
+    /// drainer may destroy the node, and with it the last reference to the runtime state, the
+    /// moment this store lands, so the caller must hold no reference into that state across
+    /// the call (this takes only the node). Async-signal-safe.
+    #[inline]
+    pub(crate) fn link(self) {
+        // SAFETY: `push` made `self` from a live node it had just pushed, and an unlinked node is
+        // never destroyed (no walk hands it over), so it is live; `self` is consumed, so `next`
+        // is written once. Only the atomic is borrowed, for the store.
+        let next = unsafe { &(*self.node.as_ptr()).next };
+        // Release: pairs with the walk's Acquire load of `next` (module docs). Our last access.
+        next.store(self.word, Ordering::Release);
+    }
+}
+
 impl Drop for OwnedLists {
     fn drop(&mut self) {
         // The runtime's last cycles (`Drop for Inner`) take every list; and every node holds a
-        // handle to its runtime, so no node can be left in a runtime being dropped.
+        // handle to its runtime, so no node can be left in a runtime being dropped (a stashed
+        // one included).
         debug_assert!(
             self.shards
                 .iter()
-                .all(|s| s.head.load(Ordering::Relaxed).is_null()),
+                .all(|s| s.head.load(Ordering::Relaxed).is_null())
+                && !self.stalled(),
             "owned boxes left in a dropped runtime's lists"
         );
     }
 }
+
+#[cfg(all(test, not(loom)))]
+#[path = "owned_list_tests.rs"]
+mod tests;

@@ -1,0 +1,146 @@
+//! Owned lists with a push caught between its ring and its link (a thread preempted there),
+//! with real threads: the drain that finds the node unlinked stashes it and runs nothing it
+//! cannot reach; the node and everything older run once it is linked — by a later drain, by
+//! a drainer thread that polls for it, or by a shutdown that waits for it.
+
+use super::pause_next_push;
+use crate::{Drainer, Owned, Runtime, restricted};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Records the order values are destroyed in; fails if one is destroyed in restricted context.
+struct Logged(u32, Arc<Mutex<Vec<u32>>>);
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        assert!(!restricted::is_active(), "destroyed in restricted context");
+        self.1.lock().unwrap().push(self.0);
+    }
+}
+
+/// One shard, so that every thread's push lands on the same list.
+fn one_shard(drainer: Drainer) -> Runtime {
+    Runtime::builder()
+        .shards(1)
+        .headroom(0)
+        .hysteresis(0)
+        .drainer(drainer)
+        .build()
+        .unwrap()
+}
+
+/// Drops `boxed` in restricted context; `paused` runs in the middle of the push, after its
+/// ring, before its link.
+fn drop_paused(boxed: Owned<Logged>, paused: impl FnOnce() + 'static) {
+    pause_next_push(Box::new(paused));
+    let _nmi = restricted::enter();
+    drop(boxed);
+}
+
+/// Waits (up to 10 s, then fails) until `done` says so.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_drain_runs_what_it_reaches_and_the_unlinked_box_with_what_is_older_once_linked() {
+    let rt = Arc::new(one_shard(Drainer::Manual));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let older = Owned::new(&rt, Logged(1, log.clone()));
+    let paused = Owned::new(&rt, Logged(2, log.clone()));
+    let newer = Owned::new(&rt, Logged(3, log.clone()));
+    {
+        let _nmi = restricted::enter();
+        drop(older);
+    }
+    let ran_while_paused = Arc::new(Mutex::new(None));
+    {
+        let (rt, ran) = (rt.clone(), ran_while_paused.clone());
+        drop_paused(paused, move || {
+            // Another CPU's handler pushes on top of the unlinked node, then a drain runs.
+            std::thread::spawn(move || {
+                {
+                    let _nmi = restricted::enter();
+                    drop(newer);
+                }
+                *ran.lock().unwrap() = Some(rt.drain().unwrap());
+                assert!(rt.inner().owned_stalled(), "the unlinked node is stashed");
+            })
+            .join()
+            .unwrap();
+        });
+    }
+    // The drain reached only the newer box: the paused one and the older one were behind it.
+    assert_eq!(*ran_while_paused.lock().unwrap(), Some(1));
+    assert_eq!(*log.lock().unwrap(), [3]);
+    // Linked now: the next drain resumes from the stash, oldest first.
+    assert_eq!(rt.drain().unwrap(), 2);
+    assert_eq!(*log.lock().unwrap(), [3, 1, 2]);
+    assert!(!rt.inner().owned_stalled());
+    assert_eq!(rt.drain().unwrap(), 0);
+    assert_eq!(rt.stats().owned, 3);
+}
+
+#[test]
+fn the_drainer_thread_comes_back_for_a_box_it_found_unlinked() {
+    // A fresh drainer: its first cycle finds nothing and it sleeps until rung.
+    let rt = Arc::new(one_shard(Drainer::Thread));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let paused = Owned::new(&rt, Logged(1, log.clone()));
+    let stashed = Arc::new(AtomicBool::new(false));
+    {
+        let (rt, stashed) = (rt.clone(), stashed.clone());
+        drop_paused(paused, move || {
+            // The push rang: the drainer takes the list and finds our node unlinked.
+            wait_until("the drainer stashes the unlinked box", || {
+                rt.inner().owned_stalled()
+            });
+            stashed.store(true, Ordering::SeqCst);
+        });
+    }
+    assert!(stashed.load(Ordering::SeqCst));
+    // Nobody rings for a link: the drainer must come back for it by itself.
+    wait_until("the drainer runs the box", || {
+        log.lock().unwrap().len() == 1
+    });
+    assert!(!rt.inner().owned_stalled());
+}
+
+#[test]
+fn the_shutdown_waits_for_a_box_found_unlinked_and_runs_it() {
+    let rt = one_shard(Drainer::Manual);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let older = Owned::new(&rt, Logged(1, log.clone()));
+    let paused = Owned::new(&rt, Logged(2, log.clone()));
+    {
+        let _nmi = restricted::enter();
+        drop(older);
+    }
+    let inner = rt.inner_arc().clone();
+    let shutdown = Arc::new(Mutex::new(None));
+    {
+        let shutdown = shutdown.clone();
+        drop_paused(paused, move || {
+            // The last handle goes while our node is unlinked: its final drains stash it.
+            *shutdown.lock().unwrap() = Some(std::thread::spawn(move || rt.shutdown()));
+            wait_until("the shutdown's drain stashes the unlinked box", || {
+                inner.owned_stalled()
+            });
+        });
+    }
+    let report = shutdown
+        .lock()
+        .unwrap()
+        .take()
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("the last handle");
+    assert_eq!(report.destroyed, 2, "{report:?}");
+    assert_eq!(*log.lock().unwrap(), [1, 2]);
+}
