@@ -14,6 +14,12 @@
 //!   one, the counts are kept (its guards must still be waited for) and grace periods in the
 //!   child may wait for the parent's readers for ever: the only case that is not recovered.
 //! - **A grace period another thread was moving on** is taken over from its start.
+//! - **A box another thread was handing over** (an [`Owned`](crate::Owned) dropped in a handler,
+//!   caught between putting its node on a list and linking it) is never linked in the child:
+//!   it and the boxes queued before it on that CPU are never destroyed there (they are the
+//!   parent's, like the objects below), and while the child's drainer holds it, it polls (at
+//!   most every 16 ms) instead of sleeping until rung. A shutdown in a process forked since
+//!   the runtime was built does not wait for such a box.
 //! - **Objects the parent's drainer had taken** when `fork` ran are destroyed in the parent; the
 //!   child's copies of them are never destroyed (their destructors would run twice over the
 //!   same resources, say the same file descriptor, otherwise).

@@ -16,9 +16,11 @@
 //!
 //! Dropping the box:
 //!
-//! - in restricted context: push the node on this CPU's owned list of its runtime and ring the
-//!   doorbell like a job push (`after_push`). No ledger, no freelist, no reserve, never the
-//!   emergency area: nothing can run out. The reference stays in the node, untouched;
+//! - in restricted context: swap the node into this CPU's owned list of its runtime, ring the
+//!   doorbell like a job push (`after_push`), then link the node (store the head it replaced
+//!   into it: the last access; `owned_list.rs`). No ledger, no freelist, no reserve, never the
+//!   emergency area: nothing can run out. The reference stays in the node, untouched, and keeps
+//!   the runtime state alive until the link;
 //! - in ordinary context: under [`Policy::Auto`](crate::Policy::Auto) destroy it inline (the
 //!   value, then the allocation, then the reference); under
 //!   [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer) retire it into this CPU's open batch,
@@ -27,7 +29,9 @@
 //!
 //! The drainer's cycle takes the owned lists right after the job lists (same doorbell clear,
 //! so the same no-lost-wake-up argument holds) and destroys each node, oldest first — or, for a
-//! node that left a [`ReadSlot`](crate::ReadSlot), batches it for a grace period.
+//! node that left a [`ReadSlot`](crate::ReadSlot), batches it for a grace period. A node it
+//! finds not yet linked (its pusher preempted between the swap and the link) waits, with what
+//! is older than it, for a later cycle.
 //!
 //! In a slot, an `Owned<T>` is a *self-deferring* [`SlotPointer`]: the slot never claims a job
 //! for it (installs never fail for want of one, in any context), and a [`Detached`] holding one
@@ -36,8 +40,8 @@
 //!
 //! Exactly once: the node is owned by exactly one party at every moment — the `Owned`, a slot,
 //! a `Detached`, a list (between a push and a take), a drainer (after its take), a batch — and
-//! each hand-over is an ownership transfer (a move, the slot's atomic exchange, the list's CAS
-//! and swap). The destroy function is called only by the party that owns the node, in ordinary
+//! each hand-over is an ownership transfer (a move, the slot's atomic exchange, the list's
+//! swaps, a stalled node's stash). The destroy function is called only by the party that owns the node, in ordinary
 //! context.
 //!
 //! What the box does *not* keep alive is the runtime's drainer: that stops with the runtime's

@@ -49,7 +49,8 @@ pub enum Drainer {
 pub(crate) struct Cycle {
     /// Destructors run.
     pub ran: usize,
-    /// Whether objects are still waiting (for a grace period, or in a batch not yet closed).
+    /// Whether objects are still waiting (for a grace period, in a batch not yet closed, or an
+    /// owned box its pusher has not linked yet).
     pub waiting: bool,
 }
 
@@ -61,7 +62,8 @@ pub(crate) trait Drain: Send + Sync + 'static {
     fn doorbell(&self) -> &Doorbell;
     /// Whether the runtime is shutting down.
     fn stopping(&self) -> bool;
-    /// Whether batched objects are waiting (checked after the drainer announced it sleeps).
+    /// Whether batched objects (or owned boxes not yet linked) are waiting (checked after the
+    /// drainer announced it sleeps).
     fn work_waiting(&self) -> bool;
 }
 
