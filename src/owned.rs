@@ -225,6 +225,11 @@ impl<T: Send + 'static> Drop for Owned<T> {
     /// [`Wake::Lazy`](crate::Wake::Lazy)). Async-signal-safe. In ordinary
     /// context: destroyed inline under [`Policy::Auto`](crate::Policy::Auto), retired to the
     /// drainer under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer).
+    ///
+    /// Boxes dropped in restricted context on one CPU are destroyed in the order they were
+    /// dropped, with one exception: if the drainer looks while a drop is in the middle of its
+    /// push (its thread preempted there for a moment), the boxes dropped after it may be
+    /// destroyed first, and that box and the ones before it in the next cycle.
     #[inline]
     fn drop(&mut self) {
         if restricted::is_active() {
