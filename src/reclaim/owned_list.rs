@@ -118,17 +118,36 @@ fn model_interrupt() {
 
 #[cfg(all(test, not(loom)))]
 std::thread_local! {
-    /// A test's stand-in for a pusher preempted after its ring, before its link: run once, by
-    /// this thread's next push, at that point (`pause_next_push`).
-    static PAUSE: std::cell::RefCell<Option<Box<dyn FnOnce()>>> =
-        const { std::cell::RefCell::new(None) };
+    /// Whether this thread's next push pauses (`pause_next_push`). A `const` cell of a type
+    /// with no destructor: reading it in a handler registers nothing and allocates nothing.
+    static PAUSE_ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
+
+/// What an armed push runs, per thread: a test's stand-in for a pusher preempted after its
+/// ring, before its link. Looked at only by a thread whose push is armed.
+#[cfg(all(test, not(loom)))]
+#[allow(clippy::type_complexity)]
+static PAUSED: std::sync::Mutex<Vec<(std::thread::ThreadId, Box<dyn FnOnce() + Send>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// Makes this thread's next push run `paused` after its ring, just before the caller links the
 /// node (tests only: a deterministic stalled node).
 #[cfg(all(test, not(loom)))]
-pub(crate) fn pause_next_push(paused: Box<dyn FnOnce()>) {
-    PAUSE.with(|p| *p.borrow_mut() = Some(paused));
+pub(crate) fn pause_next_push(paused: Box<dyn FnOnce() + Send>) {
+    let me = std::thread::current().id();
+    PAUSED.lock().unwrap().push((me, paused));
+    PAUSE_ARMED.with(|a| a.set(true));
+}
+
+/// This thread's pause, taken out of `PAUSED`.
+#[cfg(all(test, not(loom)))]
+fn take_pause() -> Box<dyn FnOnce() + Send> {
+    let me = std::thread::current().id();
+    let mut paused = PAUSED.lock().unwrap();
+    let at = paused.iter().position(|(id, _)| *id == me);
+    paused
+        .swap_remove(at.expect("an armed push has its pause"))
+        .1
 }
 
 /// The value of `next` before the node's pusher links it: never a node's address (nodes are
@@ -244,8 +263,8 @@ impl OwnedLists {
             usize::from(!older.is_null())
         });
         #[cfg(all(test, not(loom)))]
-        if let Some(paused) = PAUSE.with(|p| p.borrow_mut().take()) {
-            paused();
+        if PAUSE_ARMED.with(|a| a.replace(false)) {
+            take_pause()();
         }
         Unlinked {
             node,

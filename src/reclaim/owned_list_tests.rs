@@ -32,7 +32,7 @@ fn one_shard(drainer: Drainer) -> Runtime {
 
 /// Drops `boxed` in restricted context; `paused` runs in the middle of the push, after its
 /// ring, before its link.
-fn drop_paused(boxed: Owned<Logged>, paused: impl FnOnce() + 'static) {
+fn drop_paused(boxed: Owned<Logged>, paused: impl FnOnce() + Send + 'static) {
     pause_next_push(Box::new(paused));
     let _nmi = restricted::enter();
     drop(boxed);
