@@ -116,38 +116,54 @@ fn model_interrupt() {
     }
 }
 
+/// Where a test pauses a push (`pause_next_push`).
 #[cfg(all(test, not(loom)))]
-std::thread_local! {
-    /// Whether this thread's next push pauses (`pause_next_push`). A `const` cell of a type
-    /// with no destructor: reading it in a handler registers nothing and allocates nothing.
-    static PAUSE_ARMED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PauseAt {
+    /// After the ring, before the link: a stand-in for a pusher preempted there.
+    BeforeLink,
+    /// Right after the link store: whatever the pause frees, the push must not touch again.
+    AfterLink,
 }
 
-/// What an armed push runs, per thread: a test's stand-in for a pusher preempted after its
-/// ring, before its link. Looked at only by a thread whose push is armed.
+#[cfg(all(test, not(loom)))]
+std::thread_local! {
+    /// Where this thread's next push pauses, if it does (`pause_next_push`). A `const` cell of
+    /// a type with no destructor: reading it in a handler registers nothing, allocates nothing.
+    static PAUSE_ARMED: std::cell::Cell<Option<PauseAt>> = const { std::cell::Cell::new(None) };
+}
+
+/// What an armed push runs, per thread. Looked at only by a thread whose push is armed.
 #[cfg(all(test, not(loom)))]
 #[allow(clippy::type_complexity)]
 static PAUSED: std::sync::Mutex<Vec<(std::thread::ThreadId, Box<dyn FnOnce() + Send>)>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Makes this thread's next push run `paused` after its ring, just before the caller links the
-/// node (tests only: a deterministic stalled node).
+/// Makes this thread's next push run `paused` at `at` (tests only: a deterministic stalled
+/// node, or a runtime gone the moment a box is linked).
 #[cfg(all(test, not(loom)))]
-pub(crate) fn pause_next_push(paused: Box<dyn FnOnce() + Send>) {
+pub(crate) fn pause_next_push(at: PauseAt, paused: Box<dyn FnOnce() + Send>) {
     let me = std::thread::current().id();
     PAUSED.lock().unwrap().push((me, paused));
-    PAUSE_ARMED.with(|a| a.set(true));
+    PAUSE_ARMED.with(|a| a.set(Some(at)));
 }
 
-/// This thread's pause, taken out of `PAUSED`.
+/// Runs this thread's pause if it is armed at `at`.
 #[cfg(all(test, not(loom)))]
-fn take_pause() -> Box<dyn FnOnce() + Send> {
+fn pause_if_armed(at: PauseAt) {
+    if PAUSE_ARMED.with(|a| a.get()) != Some(at) {
+        return;
+    }
+    PAUSE_ARMED.with(|a| a.set(None));
     let me = std::thread::current().id();
-    let mut paused = PAUSED.lock().unwrap();
-    let at = paused.iter().position(|(id, _)| *id == me);
-    paused
-        .swap_remove(at.expect("an armed push has its pause"))
-        .1
+    let paused = {
+        let mut paused = PAUSED.lock().unwrap();
+        let i = paused.iter().position(|(id, _)| *id == me);
+        paused
+            .swap_remove(i.expect("an armed push has its pause"))
+            .1
+    };
+    paused();
 }
 
 /// The value of `next` before the node's pusher links it: never a node's address (nodes are
@@ -263,9 +279,7 @@ impl OwnedLists {
             usize::from(!older.is_null())
         });
         #[cfg(all(test, not(loom)))]
-        if PAUSE_ARMED.with(|a| a.replace(false)) {
-            take_pause()();
-        }
+        pause_if_armed(PauseAt::BeforeLink);
         Unlinked {
             node,
             word: if grace {
@@ -435,6 +449,8 @@ impl Unlinked {
         let next = unsafe { &(*self.node.as_ptr()).next };
         // Release: pairs with the walk's Acquire load of `next` (module docs). Our last access.
         next.store(self.word, Ordering::Release);
+        #[cfg(all(test, not(loom)))]
+        pause_if_armed(PauseAt::AfterLink);
     }
 }
 

@@ -1,9 +1,11 @@
 //! Owned lists with a push caught between its ring and its link (a thread preempted there),
 //! with real threads: the drain that finds the node unlinked stashes it and runs nothing it
 //! cannot reach; the node and everything older run once it is linked — by a later drain, by
-//! a drainer thread that polls for it, or by a shutdown that waits for it.
+//! a drainer thread that polls for it, or by a shutdown that waits for it. And a push caught
+//! right after its link, while the runtime goes away: it must touch nothing of it any more
+//! (the sanitizer run, `scripts/asan.sh`, checks that with these tests).
 
-use super::pause_next_push;
+use super::{PauseAt, pause_next_push};
 use crate::{Drainer, Owned, Runtime, restricted};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +35,7 @@ fn one_shard(drainer: Drainer) -> Runtime {
 /// Drops `boxed` in restricted context; `paused` runs in the middle of the push, after its
 /// ring, before its link.
 fn drop_paused(boxed: Owned<Logged>, paused: impl FnOnce() + Send + 'static) {
-    pause_next_push(Box::new(paused));
+    pause_next_push(PauseAt::BeforeLink, Box::new(paused));
     let _nmi = restricted::enter();
     drop(boxed);
 }
@@ -143,4 +145,38 @@ fn the_shutdown_waits_for_a_box_found_unlinked_and_runs_it() {
         .expect("the last handle");
     assert_eq!(report.destroyed, 2, "{report:?}");
     assert_eq!(*log.lock().unwrap(), [1, 2]);
+}
+
+#[test]
+fn a_push_touches_nothing_of_the_runtime_once_its_box_is_linked() {
+    let rt = one_shard(Drainer::Manual);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let boxed = Owned::new(&rt, Logged(1, log.clone()));
+    let state = Arc::downgrade(&std::sync::Arc::clone(rt.inner_arc()));
+    pause_next_push(
+        PauseAt::AfterLink,
+        Box::new(move || {
+            // The moment the box is linked, another thread destroys it (the box's reference to
+            // the runtime state goes) and drops the last handle: the state is freed while the
+            // push has not returned yet. Under AddressSanitizer, any access the push still made
+            // to that state (a ring after the link, say) is a reported use after free.
+            std::thread::spawn(move || {
+                assert_eq!(rt.drain().unwrap(), 1);
+                drop(rt);
+            })
+            .join()
+            .unwrap();
+            // Gone; and with this last weak reference, its memory is freed too.
+            assert!(
+                state.upgrade().is_none(),
+                "the runtime state outlived its references"
+            );
+            drop(state);
+        }),
+    );
+    {
+        let _nmi = restricted::enter();
+        drop(boxed);
+    }
+    assert_eq!(*log.lock().unwrap(), [1]);
 }
