@@ -120,6 +120,15 @@ struct Counters {
     peak_active: AtomicUsize,
 }
 
+/// Jobs with consecutive indices dealt to the same shard when the pool grows. Jobs sit next to
+/// each other in memory in index order (their stable entries four to a cache line, their bodies
+/// allocated one after the other), and a job is written by the CPU that tears down through it:
+/// dealt one by one, neighbouring jobs would belong to different CPUs and every teardown on one
+/// CPU would take cache lines from the others (on a two-CPU host, two threads tearing down at
+/// once were 2.9x one thread; in runs of 16, 1.9x). A function of the index alone, so that runs
+/// stay whole whatever the sizes of the batches that grow them.
+const DEAL_RUN: usize = 16;
+
 /// Ready batches the thread that closes a batch runs itself (under `Policy::Auto`).
 const HELP_BATCHES: usize = 2;
 
@@ -349,15 +358,14 @@ impl Inner {
         }
     }
 
-    /// Allocates up to `n` jobs and deals them out over the shards, starting with this CPU's
-    /// (a batch grown by one thread serves teardowns on every CPU). Returns how many were made,
-    /// and the error that stopped it early, if any. The caller credits them.
+    /// Allocates up to `n` jobs and deals them out over the shards (a batch grown by one thread
+    /// serves teardowns on every CPU), in runs of [`DEAL_RUN`] by job index. Returns how many
+    /// were made, and the error that stopped it early, if any. The caller credits them.
     fn grow_locked(&self, state: &mut GrowState, n: usize) -> (usize, Option<Error>) {
         let total = self.total.load(Ordering::Relaxed);
         let room = self.cfg.max_jobs.saturating_sub(total);
         let n_ok = n.min(room);
         let shards = self.cfg.shards;
-        let first = current_shard(shards);
         let mut grown = 0;
         let mut err = (n_ok < n).then_some(Error::CapacityExceeded {
             max_jobs: self.cfg.max_jobs,
@@ -369,8 +377,10 @@ impl Inner {
                     // Relaxed: a gauge; the lock orders updates, readers take snapshots.
                     let now = self.total.fetch_add(1, Ordering::Relaxed) + 1;
                     self.counters.peak_total.fetch_max(now, Ordering::Relaxed);
-                    // SAFETY: a fresh job is owned by us until this push.
-                    unsafe { self.free.push(&self.arena, (first + grown) % shards, idx) };
+                    let home = (idx as usize / DEAL_RUN) % shards;
+                    // SAFETY: a fresh job is owned by us until this push; `home` is below the
+                    // shard count the freelists were made with.
+                    unsafe { self.free.push(&self.arena, home, idx) };
                     grown += 1;
                 }
                 Err(e) => {

@@ -367,3 +367,43 @@ fn trim_stops_at_the_headroom() {
     assert_eq!(rt.stats().spare, 4);
     quiescent_invariants(&rt, 0);
 }
+
+#[test]
+fn growth_deals_jobs_to_shards_in_runs_of_neighbouring_indices() {
+    let rt = Runtime::builder()
+        .shards(3)
+        .headroom(0)
+        .hysteresis(0)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    // Grown in batches of odd sizes: the runs follow the indices, not the batches.
+    for n in [5, 7, 11, 40, 1] {
+        rt.reserve(n).unwrap();
+    }
+    let inner = rt.inner();
+    let total = inner.stats().total;
+    assert_eq!(total, 64);
+    let mut seen = 0;
+    for shard in 0..3 {
+        // SAFETY: the freelists, arena and shard count are the runtime's own; nothing else runs,
+        // and each job popped here is pushed back below.
+        let mut jobs: Vec<u32> =
+            std::iter::from_fn(|| unsafe { inner.free.pop(&inner.arena, shard) }).collect();
+        for &idx in &jobs {
+            assert_eq!(
+                idx as usize / DEAL_RUN % 3,
+                shard,
+                "job {idx} was dealt to shard {shard}"
+            );
+        }
+        seen += jobs.len();
+        jobs.sort_unstable();
+        for idx in jobs {
+            // SAFETY: popped above, ours; back where it came from.
+            unsafe { inner.free.push(&inner.arena, shard, idx) };
+        }
+    }
+    assert_eq!(seen, total);
+    assert_eq!(rt.audit_idle(), total);
+}

@@ -13,8 +13,8 @@ pub const CHUNK: usize = 256;
 /// below the refill watermark (headroom / 2), and the drain that credits them back never lifts it
 /// above the trim watermark (headroom + headroom / 2). So install, take, teardown and drain are
 /// measured in steady state, and the pool neither grows nor trims between rounds. (With less, it
-/// grows on the installing thread's shard and trims from the draining thread's shard every round,
-/// which moves jobs between shards: see the two-thread group.)
+/// grows for the installs and trims from the draining thread every round, which moves jobs
+/// between CPUs: see the two-thread group.)
 pub fn manual_runtime(claims: usize) -> Runtime {
     Runtime::builder()
         .drainer(Drainer::Manual)

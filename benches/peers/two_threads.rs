@@ -190,8 +190,8 @@ pub fn group(c: &mut Criterion) {
         ),
         ("v2 model 2 threads", Box::new(|i| per_thread(&model, 2, i))),
         // Diagnostic rows: nothing shared at all; the default headroom (64), with which every
-        // round grows the pool on the installing threads' shards and trims it from the
-        // drainer's; and the machine's own floor for one and two threads.
+        // round grows the pool for the installs and trims it from the drainer, so jobs move
+        // between CPUs; and the machine's own floor for one and two threads.
         (
             "sigdrop 2 threads, a runtime each",
             Box::new(|i| per_thread(&separate, 2, i)),

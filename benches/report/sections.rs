@@ -130,9 +130,9 @@ const SECTIONS: &[Section] = &[
                  that start together (spinning barrier); figure per teardown per thread. sigdrop \
                  threads share one runtime whose headroom covers a round's installs. Diagnostic \
                  rows: a runtime per thread (nothing shared); the default headroom (64), with \
-                 which the pool grows on the installing threads' shards and trims from the \
-                 draining thread's shard every round, so teardowns pop from the other CPU's \
-                 freelist; and the machine's floor, three RMWs per operation on cache lines each \
+                 which every round grows the pool for the installs (jobs written by one CPU, \
+                 dealt to both shards) and trims it from the draining thread, so jobs move \
+                 between CPUs every round; and the machine's floor, three RMWs per operation on cache lines each \
                  thread has to itself.",
             ),
             Part::Table(Table {
