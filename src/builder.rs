@@ -185,8 +185,11 @@ impl Builder {
     /// dropping thread holds, say). Past it, the shutdown stops waiting, runs everything the
     /// drainer has not taken on the calling thread, and returns; the drainer keeps the objects
     /// it holds and runs them if its destructor ever returns (unless the process exits first).
-    /// [`Runtime::shutdown`](crate::Runtime::shutdown) reports what was left. Ignored with
-    /// [`Drainer::Manual`].
+    /// [`Runtime::shutdown`](crate::Runtime::shutdown) reports what was left. With
+    /// [`Drainer::Manual`] there is no drainer thread to wait for. In every mode the timeout
+    /// also caps the shutdown's wait (never longer than one second) for an
+    /// [`Owned`](crate::Owned) box that some thread is in the middle of dropping in a signal
+    /// handler.
     #[must_use]
     pub fn shutdown_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.shutdown_timeout = timeout;

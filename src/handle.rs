@@ -52,9 +52,6 @@ struct Handle {
     /// The process's fork count when `thread` was started: if it has moved, this is a child
     /// process, where that thread does not exist.
     forks: AtomicU32,
-    /// The process's fork count when the runtime was built: if it has moved, threads of a
-    /// parent process may have been in the middle of handing boxes over.
-    built_at_fork: u32,
 }
 
 impl Runtime {
@@ -66,7 +63,6 @@ impl Runtime {
                 handles: AtomicUsize::new(1),
                 forgotten: AtomicUsize::new(0),
                 forks: AtomicU32::new(fork::count()),
-                built_at_fork: fork::count(),
             })),
         }
     }
@@ -136,7 +132,12 @@ impl Runtime {
     ///   it never waits for a drainer: two runtimes whose objects own each other's last handles
     ///   do not wait for each other;
     /// - in a child process after `fork` it does not wait for the parent's drainer thread, which
-    ///   does not exist there.
+    ///   does not exist there;
+    /// - an [`Owned`](crate::Owned) box some thread is in the middle of dropping in a handler
+    ///   (preempted between putting it on its CPU's list and linking it) is waited for, yielding,
+    ///   at most one second (or the shutdown timeout, if shorter), and run with the boxes dropped
+    ///   before it; past that, or in a process forked since the runtime was built, they are
+    ///   leaked, as a box dropped after the shutdown would be.
     ///
     /// Not for signal handlers (it runs destructors); there it only gives up the handle.
     ///
@@ -233,34 +234,11 @@ impl Handle {
         // nobody else will; with a thread, this catches boxes queued after its last cycle, and
         // everything a drainer we did not wait for has not taken).
         while self.inner.drain() > 0 {}
-        if self.inner.owned_stalled() && self.built_at_fork == fork::count() {
-            self.wait_for_stalled_boxes();
-        }
+        self.inner.settle_stalled_boxes();
         ShutdownReport {
             destroyed: self.inner.destroyed() - before,
             left_to_drainer: self.inner.pending(),
             drainer_waited: joined == Joined::Finished,
-        }
-    }
-
-    /// A box some thread was still pushing when the last drain took its list (preempted
-    /// between putting it on the list and linking it: a few instructions) is linked within
-    /// moments: wait for that, yielding, up to the shutdown timeout, and run it. Not in a
-    /// process forked since the runtime was built, where that thread may be one of a parent's,
-    /// which never resumes there.
-    #[cold]
-    fn wait_for_stalled_boxes(&self) {
-        let deadline = self
-            .inner
-            .cfg
-            .shutdown_timeout
-            .map(|timeout| std::time::Instant::now() + timeout);
-        while self.inner.owned_stalled() {
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return;
-            }
-            crate::sync::yield_now();
-            while self.inner.drain() > 0 {}
         }
     }
 
@@ -440,6 +418,11 @@ impl Runtime {
     /// drainer thread it is also allowed (each object is destroyed exactly once, by whichever
     /// drainer takes it).
     ///
+    /// An [`Owned`](crate::Owned) box whose drop another thread is in the middle of (preempted
+    /// for a moment between putting it on its CPU's list and linking it there) is left, with
+    /// the boxes dropped before it on that CPU, for a later call once it is linked: a loop
+    /// `while rt.drain()? > 0 {}` may stop before them.
+    ///
     /// It never waits for readers: objects that left a [`ReadSlot`](crate::ReadSlot) are
     /// destroyed only once no read guard that could have seen them is alive, and those still
     /// borrowable stay for a later call (see [`drain_and_wait`](Self::drain_and_wait)). So it may
@@ -457,7 +440,9 @@ impl Runtime {
     /// objects left a [`ReadSlot`](crate::ReadSlot) and may still be borrowed (like
     /// [`read::synchronize`](crate::read::synchronize), it spins, then yields, never sleeps).
     /// Returns how many destructors ran. An object that another thread is handing over at the
-    /// very moment of the call may be left for the next drain.
+    /// very moment of the call may be left for the next drain, and so may the
+    /// [`Owned`](crate::Owned) boxes dropped before it on the same CPU (see
+    /// [`drain`](Self::drain)).
     ///
     /// Not for signal handlers ([`Error::Restricted`]); refused with [`Error::ReadGuardHeld`]
     /// while this thread holds a read guard, which it would wait for forever.

@@ -5,7 +5,7 @@
 //! `Owned::new(&runtime, value)` makes one allocation, a `#[repr(C)]` node:
 //!
 //! ```text
-//! [ Link { next, grace, destroy } | runtime state (a counted reference) | value: T ]
+//! [ Link { next (+ grace bit), stash_next, destroy } | runtime state (a counted reference) | value: T ]
 //! ```
 //!
 //! - the [`Link`] is the node's list entry and its type-erased destructor (`owned_list.rs`);
@@ -88,7 +88,13 @@ struct Node<T> {
 /// after the last handle is gone is leaked, never destroyed there). A box belongs to the
 /// runtime it was made with, whichever runtime's slot it sits in: that runtime destroys it. With
 /// [`Drainer::Manual`](crate::Drainer::Manual), boxes dropped in handlers wait for your next
-/// [`Runtime::drain`] (or the drop of the runtime's last handle, which runs them).
+/// [`Runtime::drain`] (or the drop of the runtime's last handle, which runs them); a box whose
+/// drop another thread was in the middle of when that drain looked, and the boxes dropped
+/// before it on that CPU, wait for a later one.
+///
+/// A handler must not leave an `Owned` drop it interrupted unfinished (by `siglongjmp` out of
+/// it, or by ending the thread): the boxes dropped before it on that CPU would then never be
+/// destroyed, and the drainer would poll for them.
 ///
 /// ```
 /// use sigdrop::{Owned, Runtime, restricted};
@@ -229,7 +235,7 @@ impl<T: Send + 'static> Drop for Owned<T> {
     /// Boxes dropped in restricted context on one CPU are destroyed in the order they were
     /// dropped, with one exception: if the drainer looks while a drop is in the middle of its
     /// push (its thread preempted there for a moment), the boxes dropped after it may be
-    /// destroyed first, and that box and the ones before it in the next cycle.
+    /// destroyed first, and that box and the ones before it in a later cycle, once it is linked.
     #[inline]
     fn drop(&mut self) {
         if restricted::is_active() {

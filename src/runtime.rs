@@ -129,6 +129,11 @@ struct Counters {
 /// stay whole whatever the sizes of the batches that grow them.
 const DEAL_RUN: usize = 16;
 
+/// The longest a shutdown waits for a box some thread is in the middle of pushing (its thread
+/// preempted for a moment between the swap and the link; or stopped, or gone for good if a
+/// handler jumped out of the push with `siglongjmp`).
+const STALLED_BOX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Ready batches the thread that closes a batch runs itself (under `Policy::Auto`).
 const HELP_BATCHES: usize = 2;
 
@@ -153,6 +158,9 @@ pub(crate) struct Inner {
     lists: JobLists,
     /// Owned boxes handed over in restricted context, each in its own node (`owned.rs`).
     owned: OwnedLists,
+    /// The process's fork count when the runtime was built: if it has moved, threads of a
+    /// parent process may have been in the middle of handing boxes over.
+    built_at_fork: u32,
     batches: Batches,
     ledger: Ledger,
     pub(crate) doorbell: Doorbell,
@@ -180,6 +188,7 @@ impl Inner {
             free: Freelist::new(cfg.shards),
             lists: JobLists::new(cfg.shards),
             owned: OwnedLists::new(cfg.shards, matches!(cfg.wake, Wake::Lazy { .. })),
+            built_at_fork: crate::fork::count(),
             batches: Batches::new(cfg.shards),
             ledger: Ledger::new(),
             doorbell: Doorbell::new(cfg.drainer == Drainer::Thread, cfg.wake),
@@ -709,8 +718,44 @@ impl Inner {
 
     /// Whether a drain found an owned box its pusher had not linked yet, and has not run it
     /// since (`owned_list.rs`). A snapshot; safe anywhere.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn owned_stalled(&self) -> bool {
         self.owned.stalled()
+    }
+
+    /// At a shutdown (the last handle's, and the drainer thread's exit): a box some thread was
+    /// still pushing when a drain took its list (preempted between putting it on the list and
+    /// linking it: a few instructions) is linked within moments. Wait for that, yielding, at
+    /// most [`STALLED_BOX_WAIT`] (or the shutdown timeout, if shorter), running it and what is
+    /// older. Nobody else would: the box's reference keeps the runtime state, and so the stash
+    /// that holds the box, alive. Not in a process forked since the runtime was built, where
+    /// that thread may be one of a parent's, which never resumes there. Ordinary context.
+    pub(crate) fn settle_stalled_boxes(&self) {
+        if !self.owned.stalled() || crate::fork::count() != self.built_at_fork {
+            return;
+        }
+        self.settle_stalled_boxes_slowly();
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_stalled_boxes_slowly(&self) {
+        let limit = self
+            .cfg
+            .shutdown_timeout
+            .map_or(STALLED_BOX_WAIT, |t| t.min(STALLED_BOX_WAIT));
+        #[cfg(not(loom))]
+        let deadline = std::time::Instant::now() + limit;
+        #[cfg(loom)]
+        let _ = limit;
+        while self.owned.stalled() {
+            #[cfg(not(loom))]
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            crate::sync::yield_now();
+            while self.drain() > 0 {}
+        }
     }
 
     /// Everything waiting for destruction now (a snapshot).
@@ -881,6 +926,7 @@ impl Inner {
             ran,
             // A stalled owned box is linked by nobody who rings: come back for it.
             waiting: self.batches.any() || self.owned.stalled(),
+            stalled: self.owned.stalled(),
         }
     }
 
@@ -1062,6 +1108,10 @@ impl Drain for Inner {
 
     fn work_waiting(&self) -> bool {
         self.batches.any() || self.owned.stalled()
+    }
+
+    fn settle(&self) {
+        self.settle_stalled_boxes();
     }
 }
 

@@ -17,8 +17,10 @@
 //! wake **only if** `sleeping` is not `AWAKE`. While the drainer runs, a ring makes no syscall.
 //!
 //! Producers of batches (ordinary-context retirement, `batches.rs`) *nudge* when they put the
-//! first object into an empty batch: `fence(SeqCst)`, and a futex wake only if `sleeping` is
-//! `IDLE`. A polling drainer comes back by itself within its period.
+//! first object into an empty batch, and so does a drain cycle that leaves an owned box its
+//! pusher has not linked yet (`owned_list.rs`; nobody rings for a link): `fence(SeqCst)`, and
+//! a futex wake only if `sleeping` is `IDLE`. A polling drainer comes back by itself within
+//! its period.
 //!
 //! The drainer, after a cycle that found nothing to run:
 //!
@@ -45,8 +47,8 @@
 //! again) and it wakes it. The futex word closes the last gap: `seq` was bumped before the fence,
 //! and the drainer read `seen` before it published `sleeping` (Release; the producer's load is
 //! Acquire), so a wake that comes before the drainer's `futex_wait` makes the kernel's value
-//! check fail and the wait return at once. The same argument, with "batches waiting" in place of
-//! `pending`, covers a nudge.
+//! check fail and the wait return at once. The same argument, with "work waiting" (batches, or
+//! owned boxes not yet linked) in place of `pending`, covers a nudge.
 //!
 //! For a push onto a non-empty list, the push that made the list non-empty is responsible. In the
 //! kernel that producer cannot be preempted between its push and its ring; in user space it can

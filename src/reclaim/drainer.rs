@@ -10,6 +10,8 @@
 //!     stop requested?  -> exit       (the shutdown, or the last reference to the runtime, runs
 //!                                     whatever is left)
 //!     ran something?   -> loop       (more may have come while we ran destructors)
+//!     a box not linked yet -> yield, loop (up to 8 times: its pusher is a few instructions
+//!                                     from linking it, and most likely just woke us)
 //!     sleep: lazy mode             -> at most the period
 //!            objects still waiting -> at most the poll interval (1 ms, doubling up to 16 ms
 //!                                     while nothing moves)
@@ -52,6 +54,9 @@ pub(crate) struct Cycle {
     /// Whether objects are still waiting (for a grace period, in a batch not yet closed, or an
     /// owned box its pusher has not linked yet).
     pub waiting: bool,
+    /// Whether an owned box its pusher has not linked yet is waiting (its pusher is most likely
+    /// the thread whose ring woke us, a few instructions from the link).
+    pub stalled: bool,
 }
 
 /// What the drainer thread drains: the runtime, seen from below.
@@ -65,6 +70,9 @@ pub(crate) trait Drain: Send + Sync + 'static {
     /// Whether batched objects (or owned boxes not yet linked) are waiting (checked after the
     /// drainer announced it sleeps).
     fn work_waiting(&self) -> bool;
+    /// Before the thread exits on a stop: finish what only this runtime's own cycles can finish
+    /// and nobody else will (bounded).
+    fn settle(&self);
 }
 
 /// The first poll interval while objects wait for readers; it doubles up to `MAX_POLL`.
@@ -72,6 +80,9 @@ const POLL: Duration = Duration::from_millis(1);
 const MAX_POLL: Duration = Duration::from_millis(32);
 /// Polls in a row that find nothing waiting before the drainer sleeps until rung.
 const QUIET_POLLS: u32 = 4;
+/// Cycles in a row that find an owned box not yet linked and yield to its pusher before the
+/// drainer falls back to polling for it.
+const STALLED_RETRIES: u32 = 8;
 
 /// The handle of a running drainer thread.
 pub(crate) struct DrainerThread {
@@ -275,17 +286,29 @@ fn run<D: Drain>(work: &D, wake: Wake) {
     // keeps coming, their producers close them when full (and help then), so the drainer does
     // not cut them into small batches that bypass the producers' back-pressure check.
     let mut slept = true;
+    // Cycles in a row that found an owned box not yet linked and yielded instead of sleeping.
+    let mut stalled_retries = 0;
     loop {
         let cycle = work.cycle(slept);
         if work.stopping() {
+            work.settle();
             return;
         }
         if cycle.ran > 0 {
             interval = POLL;
             quiet = Some(0);
             slept = false;
+            stalled_retries = 0;
             continue;
         }
+        if cycle.stalled && stalled_retries < STALLED_RETRIES {
+            // The box's pusher rang before linking it (it must: `owned_list.rs`), and is most
+            // likely just back from waking us: let it run rather than poll a millisecond later.
+            stalled_retries += 1;
+            crate::sync::yield_now();
+            continue;
+        }
+        stalled_retries = 0;
         let timeout = match wake {
             Wake::Lazy { period, .. } => Some(period),
             // Objects wait (for readers, or in a batch being filled): poll, less often the

@@ -28,8 +28,11 @@
 //! with the grace bit, puts it in a batch that waits for a grace period. An unlinked node is
 //! *stalled*: it is neither destroyed nor read further, but pushed (through `stash_next`) onto
 //! its shard's stash; every cycle first takes the stashes and walks each stalled node again
-//! from itself, once it is linked. While a stash holds a node the cycle reports work waiting,
-//! so the drainer polls instead of sleeping until rung (nobody rings for a link).
+//! from itself, once it is linked. While a stash holds a node the cycle reports work waiting
+//! (and nudges a drainer that sleeps until rung: nobody rings for a link), so the drainer
+//! thread comes back by itself: at once, yielding, a few times (the pusher is most likely the
+//! thread whose ring woke it, a few instructions from its link), then polling. A shutdown
+//! waits for the link, bounded (`Inner::settle_stalled_boxes`).
 //!
 //! Why the ring comes before the link: a node holds a counted reference to the runtime state
 //! (which holds these lists and the doorbell), and no node is destroyed before it is linked.
@@ -46,7 +49,8 @@
 //! The stash is the same shape: a drainer pushes a stalled node with a CAS (validated by the
 //! stash head only, never dereferenced), and drainers take it whole with a swap. Each node has
 //! one owner at a time: its pusher, the list, the drainer whose take (or stash take) reached
-//! it, a stash.
+//! it, a stash. (While a stalled node sits in a stash its pusher still writes its `next`; the
+//! stash writes only `stash_next`, so the two never touch the same field.)
 //!
 //! ## Orderings
 //!
@@ -299,7 +303,8 @@ impl OwnedLists {
         let mut total = 0;
         for (shard, (s, stash)) in self.shards.iter().zip(self.stashes.iter()).enumerate() {
             let mut n = 0;
-            // Stalled nodes first: what they lead to is older than anything in the list.
+            // Stalled nodes first: what they lead to is older than anything in the list. (The
+            // stash is last in, first out: of two stalled chains, the newer runs first.)
             // Relaxed: a cheap look (module docs).
             if !stash.load(Ordering::Relaxed).is_null() {
                 // Acquire: pairs with the stalling drainers' Release CAS.
