@@ -64,6 +64,7 @@
 //! | operation | concurrent with ring | with clear/wait | restricted context |
 //! |-----------|----------------------|-----------------|--------------------|
 //! | `ring`, `after_push`, `nudge` | yes      | yes             | yes: one swap, one add, one fence, at most one `futex` syscall (only if the drainer sleeps; then one more add, to the wake count), errno preserved |
+//! | `after_push_deferred`, then `Wakeup::make` | yes | yes   | yes: as `after_push`; the syscall may come after the doorbell's memory is gone (it takes the address only) |
 //! | `clear`   | yes                  | single drainer per doorbell or several `drain()` callers: yes | no need |
 //! | `sleep`   | yes                  | drainer only    | no (blocks)        |
 
@@ -147,28 +148,45 @@ impl Doorbell {
     /// own ring. Lazy mode: only the push that reaches the high watermark rings.
     #[inline]
     pub fn after_push(&self, before: usize) -> bool {
+        self.after_push_deferred(before).map(Wakeup::make).is_some()
+    }
+
+    /// [`after_push`](Self::after_push) up to the wake-up syscall, which it leaves to the caller
+    /// ([`Wakeup::make`]), who may make it after its own last access to this doorbell's memory:
+    /// the syscall needs only an address (see [`Wakeup`]). Async-signal-safe.
+    #[inline]
+    pub fn after_push_deferred(&self, before: usize) -> Option<Wakeup> {
         if self.high_watermark > 0 {
-            return before + 1 == self.high_watermark && self.ring_after_push();
+            if before + 1 != self.high_watermark {
+                return None;
+            }
+            return self.ring_after_push();
         }
         // Relaxed: only a filter for the backstop; correctness rests on the empty-list ring.
         if before > 0 && self.pending.load(Ordering::Relaxed) {
-            return false;
+            return None;
         }
         self.ring_after_push()
     }
 
-    /// [`ring`](Self::ring), out of line: only the first push of a burst gets here, and keeping
-    /// it out of the push leaves that path a leaf function with no registers to save.
+    /// [`ring`](Self::ring), deferred and out of line: only the first push of a burst gets here,
+    /// and keeping it out of the push leaves that path a leaf function with no registers to save.
     #[cold]
     #[inline(never)]
-    fn ring_after_push(&self) -> bool {
-        self.ring()
+    fn ring_after_push(&self) -> Option<Wakeup> {
+        self.ring_deferred()
     }
 
     /// Sets the pending flag and, if this call set it and the drainer sleeps, wakes it. Returns
     /// whether it issued a wake syscall. Async-signal-safe.
     #[inline]
     pub fn ring(&self) -> bool {
+        self.ring_deferred().map(Wakeup::make).is_some()
+    }
+
+    /// [`ring`](Self::ring) up to the syscall, which it returns for the caller to make.
+    #[inline]
+    fn ring_deferred(&self) -> Option<Wakeup> {
         // An RMW, never a plain load: if we find the flag already set, our swap must come before
         // the drainer's next clear in the flag's modification order, so that the clear reads our
         // write (Release) and the take after it sees our push. A load that sees `true` could be
@@ -176,7 +194,7 @@ impl Doorbell {
         // AcqRel: Acquire orders us after the drainer's last clear; Release publishes our push to
         // the drainer's next clear (Acquire).
         if self.pending.swap(true, Ordering::AcqRel) {
-            return false;
+            return None;
         }
         self.wake_if_asleep(POLLING)
     }
@@ -185,14 +203,15 @@ impl Doorbell {
     /// it only if it sleeps with no timeout. Returns whether a syscall was made.
     #[inline]
     pub fn nudge(&self) -> bool {
-        self.wake_if_asleep(IDLE)
+        self.wake_if_asleep(IDLE).map(Wakeup::make).is_some()
     }
 
     /// Bumps `seq` and wakes the drainer if `sleeping` is at least `min` (POLLING: any sleep;
-    /// IDLE: only an untimed one). The caller has published its work (`pending`, or a batch).
-    fn wake_if_asleep(&self, min: u32) -> bool {
+    /// IDLE: only an untimed one), counting the wake; the syscall itself is left to the caller.
+    /// The caller has published its work (`pending`, or a batch).
+    fn wake_if_asleep(&self, min: u32) -> Option<Wakeup> {
         if !self.has_sleeper {
-            return false;
+            return None;
         }
         // Release: pairs with the drainer's Acquire load of `seq` in `sleep` (a `seen` that
         // includes this bump comes with our work). The fences below carry the argument in every
@@ -208,12 +227,22 @@ impl Doorbell {
         // Acquire: pairs with the Release store of `sleeping` in `sleep`, so the drainer's load
         // of `seen` comes before our bump in `seq`'s modification order.
         if self.sleeping.load(Ordering::Acquire) < min {
-            return false;
+            return None;
         }
-        self.futex_wake();
-        // Relaxed: a statistic.
+        // Relaxed: a statistic. Counted before the syscall, which may come after the last access
+        // to this doorbell's memory.
         self.wakes.fetch_add(1, Ordering::Relaxed);
-        true
+        Some(self.wakeup())
+    }
+
+    /// A wake-up of whoever sleeps on `seq`, to make now or a little later.
+    fn wakeup(&self) -> Wakeup {
+        Wakeup {
+            #[cfg(not(loom))]
+            word: self.seq.as_ptr(),
+            #[cfg(loom)]
+            bell: self,
+        }
     }
 
     /// Wake-up syscalls producers have made (`ring`, `after_push`, `nudge`; a snapshot). Safe
@@ -231,7 +260,7 @@ impl Doorbell {
         if !self.has_sleeper {
             return false;
         }
-        self.futex_wake();
+        self.wakeup().make();
         true
     }
 
@@ -296,9 +325,30 @@ impl Doorbell {
         #[cfg(loom)]
         self.model.wait(&self.seq, seen, timeout.is_some());
     }
+}
 
+/// A futex wake-up decided on (and counted) by a ring or a nudge, not yet made.
+///
+/// Making it needs no memory of the doorbell's: `FUTEX_WAKE` on a private futex is keyed by the
+/// word's address alone and reads nothing at it. So a producer may make it after its last access
+/// to the runtime state, even if that state is freed in between (an owned box's push:
+/// `owned_list.rs`). If the address is reused by then for another futex word, whoever waits on
+/// that one sees one spurious wake-up, which every futex waiter must tolerate anyway (it
+/// rechecks its condition); glibc's own unlock paths rely on the same.
+#[must_use = "a wake-up decided on must be made"]
+pub struct Wakeup {
+    /// The futex word (`seq`), as an address only.
     #[cfg(not(loom))]
-    fn futex_wake(&self) {
+    word: *mut u32,
+    /// Models wake through the doorbell's model futex: models keep the runtime alive.
+    #[cfg(loom)]
+    bell: *const Doorbell,
+}
+
+impl Wakeup {
+    /// Makes the wake-up syscall. Async-signal-safe (errno preserved).
+    #[cfg(not(loom))]
+    pub fn make(self) {
         // SAFETY: `__errno_location` returns this thread's errno; saving and restoring it keeps a
         // wake from a signal handler invisible to the code it interrupted.
         let errno = unsafe { libc::__errno_location() };
@@ -314,11 +364,12 @@ impl Doorbell {
         unsafe {
             rtsan::__rtsan_disable()
         };
-        // SAFETY: FUTEX_WAKE on a live aligned u32 wakes at most one waiter and touches no memory.
+        // SAFETY: FUTEX_WAKE on a private futex takes the word's address as a key and touches no
+        // memory (see the type's docs): the address may even be freed by now.
         unsafe {
             libc::syscall(
                 libc::SYS_futex,
-                self.seq.as_ptr(),
+                self.word,
                 libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
                 1,
             );
@@ -332,9 +383,11 @@ impl Doorbell {
         unsafe { *errno = saved };
     }
 
+    /// Makes the wake-up (the model futex's).
     #[cfg(loom)]
-    fn futex_wake(&self) {
-        self.model.wake();
+    pub fn make(self) {
+        // SAFETY: loom models keep the runtime, and so the doorbell, alive until they end.
+        unsafe { (*self.bell).model.wake() };
     }
 }
 
