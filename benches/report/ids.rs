@@ -28,6 +28,7 @@ pub const D_NOOP: &str = "drain/no-op destructor";
 pub const D_BOX: &str = "drain/Box free";
 pub const D_FREE: &str = "drain/Box free alone";
 pub const LAT: &str = "latency/offload to destructor (drainer asleep)";
+pub const LAT_OWNED: &str = "latency/Owned drop to destructor (drainer asleep)";
 pub const S_NONE: &str = "signal/no offload";
 pub const S_THREAD: &str = "signal/8 offloads (drainer thread)";
 pub const S_PENDING: &str = "signal/8 offloads (pending set)";

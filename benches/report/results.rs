@@ -47,6 +47,7 @@ impl Results {
         }
         let files: BTreeMap<String, Value> = [
             "latency",
+            "latency_owned",
             "storm",
             "signal",
             "read_writers",
