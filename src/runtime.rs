@@ -723,6 +723,12 @@ impl Inner {
         self.owned.stalled()
     }
 
+    /// The owned lists (tests only).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn owned_lists(&self) -> &OwnedLists {
+        &self.owned
+    }
+
     /// At a shutdown (the last handle's, and the drainer thread's exit): a box some thread was
     /// still pushing when a drain took its list (preempted between putting it on the list and
     /// linking it: a few instructions) is linked within moments. Wait for that, yielding, at

@@ -434,6 +434,15 @@ impl OwnedLists {
             .any(|s| !s.load(Ordering::Relaxed).is_null())
     }
 
+    /// Whether every shard's list is empty (a snapshot; tests only: stashes not included).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn lists_empty(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.shards
+            .iter()
+            .all(|s| s.head.load(Ordering::Relaxed).is_null())
+    }
+
     /// Nodes handed over by drainers so far (a snapshot). Safe anywhere.
     pub(crate) fn taken(&self) -> u64 {
         // Relaxed: a statistic.

@@ -180,3 +180,89 @@ fn a_push_touches_nothing_of_the_runtime_once_its_box_is_linked() {
     }
     assert_eq!(*log.lock().unwrap(), [1]);
 }
+
+/// Fails the test if `flag` is not set within 10 s.
+fn wait_for(what: &str, flag: &AtomicBool) {
+    wait_until(what, || flag.load(Ordering::SeqCst));
+}
+
+#[test]
+fn the_drainer_thread_runs_boxes_found_unlinked_after_a_destructor_shut_its_runtime_down() {
+    /// Holds up the drainer thread until `go` is set.
+    struct Gate(Arc<AtomicBool>);
+    impl Drop for Gate {
+        fn drop(&mut self) {
+            wait_for("the gate opens", &self.0);
+        }
+    }
+    /// The runtime's last handle, given up by a destructor on its own drainer thread.
+    struct LastHandle(Option<Runtime>, Arc<AtomicBool>);
+    impl Drop for LastHandle {
+        fn drop(&mut self) {
+            drop(self.0.take());
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(0)
+        .hysteresis(0)
+        .shutdown_timeout(Some(Duration::from_millis(300)))
+        .build()
+        .unwrap();
+    let inner = rt.inner_arc().clone();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (go, shut_down) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let gate = Owned::new(&rt, Gate(go.clone()));
+    let first = Owned::new(&rt, Logged(1, log.clone()));
+    let second = Owned::new(&rt, Logged(2, log.clone()));
+    let last = Owned::new(&rt, LastHandle(Some(rt.clone()), shut_down.clone()));
+    drop(rt);
+    {
+        let _nmi = restricted::enter();
+        drop(gate); // the drainer takes it and waits in its destructor
+        drop(last); // queued behind the gate (the drainer may take both at once)
+    }
+    let second_pusher = Arc::new(Mutex::new(None));
+    {
+        let (inner, second_pusher) = (inner.clone(), second_pusher.clone());
+        drop_paused(first, move || {
+            // Open the gate: the drainer runs `last` (taken with the gate, or now with `first`
+            // on top of it), whose destructor shuts the runtime down from the drainer thread;
+            // a drain there, or the cycle that took it, stashes `first`, unlinked.
+            go.store(true, Ordering::SeqCst);
+            wait_until("the drainer stashes `first`", || inner.owned_stalled());
+            // Another thread's push, caught unlinked too: stashed too.
+            let (inner2, shut_down) = (inner.clone(), shut_down.clone());
+            let stashed = Arc::new(AtomicBool::new(false));
+            let pushed = stashed.clone();
+            *second_pusher.lock().unwrap() = Some(std::thread::spawn(move || {
+                drop_paused(second, move || {
+                    wait_until("the drainer takes `second`", || {
+                        inner2.owned_lists().lists_empty()
+                    });
+                    pushed.store(true, Ordering::SeqCst);
+                    // Linked only once `last`'s destructor has given up the last handle on
+                    // the drainer thread (that shutdown waits 300 ms for it, then gives up).
+                    wait_for("the runtime is shut down", &shut_down);
+                });
+            }));
+            wait_for("the drainer stashes `second`", &stashed);
+        });
+    }
+    // `first` is linked now, and runs. `second` is linked after that shutdown gave up: only the
+    // drainer thread, before it exits, can still run it.
+    wait_until("`second` runs", || log.lock().unwrap().contains(&2));
+    second_pusher
+        .lock()
+        .unwrap()
+        .take()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(*log.lock().unwrap(), [1, 2]);
+    assert!(!inner.owned_stalled());
+}
