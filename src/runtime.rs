@@ -623,9 +623,10 @@ impl Inner {
 
     /// Defers an object in ordinary context: into this CPU's open batch (no job, no ledger). The
     /// thread that fills a batch closes it and helps (module docs). If every open batch is busy
-    /// (only a handler that forgot to enter restricted context, interrupting an `add`, can make
-    /// that happen), the object goes with a job instead, or, with no job to be had, is destroyed
-    /// here after a grace period.
+    /// (other threads adding to or closing each of them at that instant, rare with a few
+    /// instructions under each lock; or a handler that forgot to enter restricted context,
+    /// interrupting an `add` on its own thread), the object goes with a job instead, or, with no
+    /// job to be had, is destroyed here after a grace period.
     pub(crate) fn retire(&self, payload: Payload) {
         debug_assert!(!restricted::is_active());
         match self.batches.add(current_shard(self.cfg.shards), payload) {
