@@ -11,7 +11,7 @@
 //!                                     whatever is left)
 //!     ran something?   -> loop       (more may have come while we ran destructors)
 //!     a box not linked yet -> yield, loop (up to 8 times: its pusher is a few instructions
-//!                                     from linking it, and most likely just woke us)
+//!                                     from linking it, unless it was preempted there)
 //!     sleep: lazy mode             -> at most the period
 //!            objects still waiting -> at most the poll interval (1 ms, doubling up to 16 ms
 //!                                     while nothing moves)
@@ -54,8 +54,8 @@ pub(crate) struct Cycle {
     /// Whether objects are still waiting (for a grace period, in a batch not yet closed, or an
     /// owned box its pusher has not linked yet).
     pub waiting: bool,
-    /// Whether an owned box its pusher has not linked yet is waiting (its pusher is most likely
-    /// the thread whose ring woke us, a few instructions from the link).
+    /// Whether an owned box its pusher has not linked yet is waiting (its pusher is a few
+    /// instructions from the link, unless it was preempted there).
     pub stalled: bool,
 }
 
@@ -302,8 +302,8 @@ fn run<D: Drain>(work: &D, wake: Wake) {
             continue;
         }
         if cycle.stalled && stalled_retries < STALLED_RETRIES {
-            // The box's pusher rang before linking it (it must: `owned_list.rs`), and is most
-            // likely just back from waking us: let it run rather than poll a millisecond later.
+            // The box's pusher is a few instructions from linking it (preempted there, perhaps by
+            // us): let it run rather than poll a millisecond later.
             stalled_retries += 1;
             crate::sync::yield_now();
             continue;

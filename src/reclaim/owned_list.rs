@@ -33,9 +33,9 @@
 //! its shard's stash; every cycle first takes the stashes and walks each stalled node again
 //! from itself, once it is linked. While a stash holds a node the cycle reports work waiting
 //! (and nudges a drainer that sleeps until rung: nobody rings for a link), so the drainer
-//! thread comes back by itself: at once, yielding, a few times (the pusher is most likely the
-//! thread whose ring woke it, a few instructions from its link), then polling. A shutdown
-//! waits for the link, bounded (`Inner::settle_stalled_boxes`).
+//! thread comes back by itself: at once, yielding, a few times (the pusher is a few
+//! instructions from its link, unless preempted there), then polling. A shutdown waits for
+//! the link, bounded (`Inner::settle_stalled_boxes`).
 //!
 //! Why the ring comes before the link: a node holds a counted reference to the runtime state
 //! (which holds these lists and the doorbell), and no node is destroyed before it is linked.
