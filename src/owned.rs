@@ -17,8 +17,9 @@
 //! Dropping the box:
 //!
 //! - in restricted context: swap the node into this CPU's owned list of its runtime, ring the
-//!   doorbell like a job push (`after_push`), then link the node (store the head it replaced
-//!   into it: the last access; `owned_list.rs`). No ledger, no freelist, no reserve, never the
+//!   doorbell like a job push, then link the node (store the head it replaced into it: the
+//!   last access to memory), then make the ring's wake-up syscall if it needs one (an address
+//!   only; `owned_list.rs`). No ledger, no freelist, no reserve, never the
 //!   emergency area: nothing can run out. The reference stays in the node, untouched, and keeps
 //!   the runtime state alive until the link;
 //! - in ordinary context: under [`Policy::Auto`](crate::Policy::Auto) destroy it inline (the

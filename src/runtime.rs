@@ -591,9 +591,10 @@ impl Inner {
     }
 
     /// Queues an owned box's node on this CPU's owned list and rings the doorbell as a job push
-    /// does: one swap and, for the first node of a burst, the ring. The caller links the node
-    /// after this returns, and must not touch the runtime state after that (`owned_list.rs`):
-    /// the node's reference may have been its last. Async-signal-safe.
+    /// does: one swap and, for the first node of a burst, the ring (all but its wake-up
+    /// syscall, which the returned token makes after the link). The caller links the node after
+    /// this returns, and must not touch the runtime state after that (`owned_list.rs`): the
+    /// node's reference may have been its last. Async-signal-safe.
     ///
     /// # Safety
     /// As for `OwnedLists::push`: the caller owns the live, never-pushed node (whose reference
