@@ -898,7 +898,9 @@ impl Inner {
             .drained
             .fetch_add(owned as u64, Ordering::Relaxed);
         ran += owned;
-        if self.owned.stalled() {
+        // One snapshot serves the nudge and the cycle's report.
+        let stalled = self.owned.stalled();
+        if stalled {
             // A box found unlinked (its pusher preempted mid-push) is linked by nobody who
             // rings. If this is not the drainer thread, that thread may be going to sleep until
             // rung: tell it work waits, as a batch's first object does (it then polls).
@@ -933,8 +935,8 @@ impl Inner {
         Cycle {
             ran,
             // A stalled owned box is linked by nobody who rings: come back for it.
-            waiting: self.batches.any() || self.owned.stalled(),
-            stalled: self.owned.stalled(),
+            waiting: self.batches.any() || stalled,
+            stalled,
         }
     }
 

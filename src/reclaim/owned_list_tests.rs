@@ -102,6 +102,9 @@ fn the_drainer_thread_comes_back_for_a_box_it_found_unlinked() {
             wait_until("the drainer stashes the unlinked box", || {
                 rt.inner().owned_stalled()
             });
+            // Stay preempted for longer than the drainer's few yields to us: from then on only
+            // its own coming back (polling) can find the link.
+            std::thread::sleep(Duration::from_millis(50));
             stashed.store(true, Ordering::SeqCst);
         });
     }
