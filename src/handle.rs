@@ -395,7 +395,8 @@ impl Runtime {
         &self.handle.inner
     }
 
-    /// The runtime state itself, for an [`Owned`](crate::Owned) box to keep alive.
+    /// The runtime state itself, for an [`Owned`](crate::Owned) box to count itself in.
+    #[inline]
     pub(crate) fn inner_arc(&self) -> &Arc<Inner> {
         let _ = self.inner(); // the fork check
         &self.handle.inner

@@ -5,14 +5,32 @@
 //! `Owned::new(&runtime, value)` makes one allocation, a `#[repr(C)]` node:
 //!
 //! ```text
-//! [ Link { next (+ grace bit), stash_next, destroy } | runtime state (a counted reference) | value: T ]
+//! [ Link { next (+ grace bit), stash_next, free } | runtime state (a pointer) | value: T ]
 //! ```
 //!
-//! - the [`Link`] is the node's list entry and its type-erased destructor (`owned_list.rs`);
-//! - the reference keeps the runtime's state (its lists, its doorbell) in memory for as long as
-//!   the box exists, and tells a drop where to go: one atomic increment when the box is made,
-//!   one decrement when it is destroyed (what basedrop's `Owned` pays for its collector's count);
+//! - the [`Link`] is the node's list entry and its type-erased destructor (`owned_list.rs`),
+//!   which destroys the value and frees the allocation;
+//! - the pointer tells a drop where to go: the runtime's state (its lists, its doorbell);
 //! - the value.
+//!
+//! What keeps that state in memory for as long as a box exists: the runtime counts its boxes
+//! (`OwnedLists::box_made`, `boxes_gone`), and while the count is above zero the boxes share
+//! one strong reference to the state, taken by the maker of a box that finds none, given back
+//! by whoever uncounts the last. A box costs one atomic increment when it is made (what
+//! basedrop's `Owned` pays for its collector's count) and is uncounted when it is gone:
+//!
+//! - destroyed in ordinary context (dropped, `into_inner`, or a slot's object destroyed
+//!   inline): one decrement, after the free;
+//! - retired to a batch: one decrement, once the batch holds it (a batch lives in the state,
+//!   whose last cycles run it: the box no longer needs to keep the state);
+//! - pushed onto an owned list: still counted there (it keeps the state, and so the list,
+//!   alive until it is linked); the drain cycle that walks it uncounts every node it handed
+//!   over with one decrement for the lot, so the drainer pays no atomic per box.
+//!
+//! The count is one cache line of its own, and a transition from zero takes or gives one
+//! strong reference: the maker holds a runtime handle while it counts, and a box cannot be
+//! uncounted before its `new` has returned, so the state's strong count never reaches zero
+//! while a box exists.
 //!
 //! Dropping the box:
 //!
@@ -20,10 +38,10 @@
 //!   doorbell like a job push, then link the node (store the head it replaced into it: the
 //!   last access to memory), then make the ring's wake-up syscall if it needs one (an address
 //!   only; `owned_list.rs`). No ledger, no freelist, no reserve, never the
-//!   emergency area: nothing can run out. The reference stays in the node, untouched, and keeps
-//!   the runtime state alive until the link;
+//!   emergency area: nothing can run out. The box stays counted, and so keeps the runtime
+//!   state alive, until a walk hands it over, which is after the link;
 //! - in ordinary context: under [`Policy::Auto`](crate::Policy::Auto) destroy it inline (the
-//!   value, then the allocation, then the reference); under
+//!   value, then the allocation, then the count); under
 //!   [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer) retire it into this CPU's open batch,
 //!   as a [`Detached`](crate::Detached) does — unless the runtime has shut down, when it is
 //!   destroyed inline (nobody would run the batch).
@@ -47,12 +65,12 @@
 //!
 //! What the box does *not* keep alive is the runtime's drainer: that stops with the runtime's
 //! last [`Runtime`] handle (slots hold handles, boxes do not, so that making and destroying a
-//! box costs one atomic operation each, not two). A box dropped in ordinary context after that
+//! box costs one atomic operation at most each, not two). A box dropped in ordinary context after that
 //! is destroyed inline; one dropped in a signal handler after that has nobody to destroy it and
 //! is leaked (a push onto a list nobody takes any more; not counted, to keep the push short).
 //! Keep a handle for as long as boxes may be dropped in handlers. Boxes already queued when the
-//! last handle goes are run by that handle's drop (they keep the runtime state alive from its
-//! own lists, so `Drop for Inner` alone would never see them).
+//! last handle goes are run by that handle's drop (counted, they keep the runtime state alive
+//! from its own lists, so `Drop for Inner` alone would never see them).
 
 use crate::arena::Payload;
 use crate::handle::Runtime;
@@ -60,7 +78,6 @@ use crate::pointer::{SlotPointer, sealed};
 use crate::reclaim::owned_list::Link;
 use crate::restricted;
 use crate::runtime::Inner;
-use crate::sync::Arc;
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -68,11 +85,12 @@ use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 /// The allocation behind an [`Owned<T>`]. `#[repr(C)]` with the [`Link`] first, so the node's
-/// address is its link's, and `inner` at the same offset whatever `T` is.
+/// address is its link's, and `state` at the same offset whatever `T` is.
 #[repr(C)]
 struct Node<T> {
     link: Link,
-    inner: ManuallyDrop<Arc<Inner>>,
+    /// The runtime state the box is counted in (module docs).
+    state: NonNull<Inner>,
     value: T,
 }
 
@@ -119,7 +137,7 @@ pub struct Owned<T: Send + 'static> {
 }
 
 // SAFETY: an `Owned<T>` owns its `T` like a `Box<T>` does; sending it sends the `T` (`T: Send`)
-// and a reference to the runtime's state (`Send + Sync`).
+// and a pointer to the runtime's state (which is `Sync`, and kept alive by the box's count).
 unsafe impl<T: Send + 'static> Send for Owned<T> {}
 // SAFETY: `&Owned<T>` only gives `&T` (needs `T: Sync`).
 unsafe impl<T: Send + Sync + 'static> Sync for Owned<T> {}
@@ -127,13 +145,15 @@ unsafe impl<T: Send + Sync + 'static> Sync for Owned<T> {}
 impl<T: Send + 'static> Owned<T> {
     /// Moves `value` into a new allocation that carries its own way to `runtime`'s drainer.
     ///
-    /// Not for signal handlers: it allocates (and takes a reference to the runtime's state: one
+    /// Not for signal handlers: it allocates (and counts the box in the runtime's state: one
     /// atomic increment). Make your boxes in ordinary context; a handler may then fill, swap and
     /// drop them.
     pub fn new(runtime: &Runtime, value: T) -> Owned<T> {
+        let inner = runtime.inner_arc();
+        Inner::hold_for_box(inner);
         let node = Box::new(Node {
-            link: Link::new(destroy::<T>),
-            inner: ManuallyDrop::new(Arc::clone(runtime.inner_arc())),
+            link: Link::new(free::<T>),
+            state: NonNull::from(&**inner),
             value,
         });
         Owned {
@@ -152,16 +172,17 @@ impl<T: Send + 'static> Owned<T> {
         }
         let this = ManuallyDrop::new(this);
         let node = this.node.as_ptr();
-        // We own the node and never use `this` again; `inner` and `value` are read out once
-        // each, then the allocation is freed without dropping them again (`Link` and
-        // `ManuallyDrop` have no drop glue; the value is viewed as `ManuallyDrop<T>`, which has
-        // the same layout).
-        // SAFETY: sole owner of a live node; each field moved out once, the memory freed once.
+        // We own the node and never use `this` again; the value is read out once, then the
+        // allocation is freed without dropping it again (`Link` has no drop glue; the value is
+        // viewed as `ManuallyDrop<T>`, which has the same layout), then the box uncounted.
+        // SAFETY: sole owner of a live node; the value moved out once, the memory freed once;
+        // the box was counted in `state` by `new` and is uncounted once, here, after its last
+        // access to the node; nothing of the state is borrowed across that.
         unsafe {
-            let inner = ManuallyDrop::take(&mut (*node).inner);
+            let state = (*node).state;
             let value = std::ptr::read(&(*node).value);
             drop(Box::from_raw(node.cast::<Node<ManuallyDrop<T>>>()));
-            drop(inner);
+            Inner::release_boxes(state.as_ptr(), 1);
             Ok(value)
         }
     }
@@ -179,29 +200,37 @@ impl<T: Send + 'static> Owned<T> {
     #[inline]
     unsafe fn push(node: NonNull<Link>, grace: bool) {
         let unlinked = {
-            // SAFETY: a live node (contract); `inner` sits at the same offset in every `Node<T>`
+            // SAFETY: a live node (contract); `state` sits at the same offset in every `Node<T>`
             // (`#[repr(C)]`, right after the `Link`, whatever `T` is), so reading it through
-            // `Node<()>` is sound.
-            let inner: &Inner = unsafe { &node.cast::<Node<()>>().as_ref().inner };
-            // SAFETY: the caller gives the node up; its `destroy` frees it.
+            // `Node<()>` is sound. The box is counted in that state, which keeps it alive: a
+            // pushed node stays counted until a walk hands it over, which is after its link.
+            let inner: &Inner = unsafe { node.cast::<Node<()>>().as_ref().state.as_ref() };
+            // SAFETY: the caller gives the node up; its link's destroy function frees it.
             unsafe { inner.offload_owned(node, grace) }
         };
-        // Outside the block that borrows the runtime state: once linked, the node (and with it
-        // the last reference to that state) may be gone.
+        // Outside the block that borrows the runtime state: once linked, the node may be gone,
+        // and uncounted (with it, maybe, what kept that state alive).
         unlinked.link();
     }
 
     /// The ordinary-context drop (out of line: the restricted push is the path to keep short).
     #[inline(never)]
     fn drop_ordinary(&mut self) {
-        let inner: &Inner = &self.node().inner;
+        let state = self.node().state;
+        // SAFETY: our box is counted in `state`, which keeps it alive until we uncount it.
+        let inner: &Inner = unsafe { state.as_ref() };
         let node = self.node.cast::<Link>().as_ptr().cast::<()>();
         if inner.defers_in_ordinary_context(false) && !inner.stopping() {
             inner.retire(Payload {
                 obj: node,
-                dtor: destroy::<T>,
+                dtor: free::<T>,
                 grace: false,
             });
+            // The batch (or whatever `retire` chose) holds the node now, as a plain object of
+            // the state's, which runs it before it goes: uncount the box, last. Uncounting only
+            // after `retire` returns keeps the state alive for every cycle `retire` may run.
+            // SAFETY: counted by `new`, uncounted once, here; `inner` is not used again.
+            unsafe { Inner::release_boxes(state.as_ptr(), 1) };
         } else {
             // SAFETY: we own the node and are being dropped; ordinary context.
             unsafe { destroy::<T>(node) };
@@ -209,21 +238,42 @@ impl<T: Send + 'static> Owned<T> {
     }
 }
 
-/// Destroys a node: the value, then the allocation, then the reference to the runtime (last, so
-/// that the runtime outlives the value's destructor; and if that panics, the allocation and the
-/// reference are still released as the panic unwinds).
+/// Destroys a box's node: the value, then the allocation, then uncounts the box (last, so
+/// that the runtime state outlives the value's destructor; and if that panics, the allocation
+/// is still freed and the box uncounted as the panic unwinds).
 ///
 /// # Safety
-/// `ptr` is the node of an `Owned<T>`, owned by the caller, never used again. Ordinary context.
+/// `ptr` is the node of an `Owned<T>`, owned by the caller, still counted, never used again.
+/// Ordinary context.
 unsafe fn destroy<T: Send + 'static>(ptr: *mut ()) {
+    /// Uncounts a box when dropped: after the free, on a panic too.
+    struct Uncount(NonNull<Inner>);
+    impl Drop for Uncount {
+        fn drop(&mut self) {
+            // SAFETY: the box this was made for was counted in this state by `new`; each
+            // `destroy` uncounts it once, after its last access to the node.
+            unsafe { Inner::release_boxes(self.0.as_ptr(), 1) };
+        }
+    }
+    // SAFETY: the caller owns the live node.
+    let _uncount = Uncount(unsafe { (*ptr.cast::<Node<T>>()).state });
+    // SAFETY: forwarded contract; `free` does not uncount.
+    unsafe { free::<T>(ptr) };
+}
+
+/// Destroys a node's value and frees the allocation, without uncounting the box: the node's
+/// link's destroy function, which whoever a drain's walk hands the node to calls (the cycle
+/// uncounts every node it walked, at once), as does the batch a box retired into (uncounted
+/// by its retirer).
+///
+/// # Safety
+/// `ptr` is the node of an `Owned<T>`, owned by the caller, never used again, and already
+/// uncounted or uncounted by the caller. Ordinary context.
+unsafe fn free<T: Send + 'static>(ptr: *mut ()) {
     debug_assert!(!restricted::is_active());
-    let node = ptr.cast::<Node<T>>();
-    // SAFETY: the caller owns the live node; the reference is taken out once and the node is
-    // not used after the `Box` below frees it.
-    let inner = unsafe { ManuallyDrop::take(&mut (*node).inner) };
-    // SAFETY: the node came from `Box::into_raw` in `Owned::new`.
-    drop(unsafe { Box::from_raw(node) });
-    drop(inner);
+    // SAFETY: the node came from `Box::into_raw` in `Owned::new`; `Node<T>`'s only drop glue
+    // is the value's.
+    drop(unsafe { Box::from_raw(ptr.cast::<Node<T>>()) });
 }
 
 impl<T: Send + 'static> Drop for Owned<T> {
@@ -311,7 +361,7 @@ unsafe impl<T: Send + 'static> SlotPointer for Owned<T> {
         // SAFETY: `ptr` came from `into_raw` (the caller's contract): stepping back gives the
         // node's address, within the same allocation, with its provenance.
         let node = unsafe { ptr.byte_sub(value_offset::<T>()) }.cast::<Link>();
-        // No `Owned` is rebuilt, and `push` touches only the node's link and runtime reference
+        // No `Owned` is rebuilt, and `push` touches only the node's link and runtime pointer
         // (through `&Link` and `&Node<()>`, which do not cover the value): readers may go on
         // borrowing the value.
         // SAFETY: the caller owns the node (given up as `ptr`) and gives it up to the list.
@@ -367,6 +417,59 @@ mod tests {
         assert_eq!(rt.drain().unwrap(), 0);
         let s = rt.stats();
         assert_eq!((s.owned, s.drained, s.total), (1, 1, 0));
+    }
+
+    /// The runtime state's strong count, handles and the boxes' shared reference included.
+    fn strong(rt: &Runtime) -> usize {
+        crate::sync::Arc::strong_count(rt.inner_arc())
+    }
+
+    #[test]
+    fn the_boxes_share_one_reference_to_the_runtime_given_back_by_the_last_one_gone() {
+        for policy in [Policy::Auto, Policy::AlwaysDefer] {
+            let rt = Runtime::builder()
+                .drainer(Drainer::Manual)
+                .policy(policy)
+                .build()
+                .unwrap();
+            let alone = strong(&rt);
+            let mut boxes: Vec<_> = (0..4u64).map(|i| Owned::new(&rt, i)).collect();
+            assert_eq!(
+                strong(&rt),
+                alone + 1,
+                "{policy:?}: one reference for all boxes"
+            );
+            {
+                let _nmi = restricted::enter();
+                boxes.truncate(1); // three pushes
+            }
+            assert_eq!(
+                strong(&rt),
+                alone + 1,
+                "{policy:?}: queued boxes still count"
+            );
+            assert_eq!(rt.drain().unwrap(), 3);
+            assert_eq!(strong(&rt), alone + 1, "{policy:?}: one box is left");
+            let last = boxes.pop().unwrap();
+            assert_eq!(Owned::into_inner(last).unwrap(), 0);
+            assert_eq!(strong(&rt), alone, "{policy:?}: the last box gave it back");
+            // Again from zero, ending with a walk's uncount, and with an ordinary drop.
+            drop(Owned::new(&rt, 5u64));
+            rt.drain().unwrap();
+            assert_eq!(
+                strong(&rt),
+                alone,
+                "{policy:?}: the ordinary drop gave it back"
+            );
+            let queued = Owned::new(&rt, 6u64);
+            {
+                let _nmi = restricted::enter();
+                drop(queued);
+            }
+            assert_eq!(strong(&rt), alone + 1);
+            assert_eq!(rt.drain().unwrap(), 1);
+            assert_eq!(strong(&rt), alone, "{policy:?}: the walk gave it back");
+        }
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub fn is_active() -> bool {
 }
 
 /// The current nesting depth (0 in ordinary context). May be called from a signal handler.
+#[inline]
 pub fn depth() -> u32 {
     DEPTH.with(|d| d.get())
 }

@@ -605,6 +605,38 @@ impl Inner {
         unsafe { self.owned.push(node, grace, &self.doorbell) }
     }
 
+    /// Counts an owned box being made (`owned.rs`): the first of the boxes that exist takes
+    /// the strong reference to this state that they share. Ordinary context.
+    #[inline]
+    pub(crate) fn hold_for_box(this: &Arc<Inner>) {
+        if this.owned.box_made() {
+            // SAFETY: `this` is a live `Arc`; the count added is the boxes' shared reference,
+            // given back once, by the `release_boxes` that uncounts the last of them.
+            unsafe { Arc::increment_strong_count(Arc::as_ptr(this)) };
+        }
+    }
+
+    /// Uncounts `n` owned boxes that are gone; if they were the last, gives the boxes' shared
+    /// reference back, which may free this state. Safe anywhere (a handler never gets here:
+    /// boxes are destroyed in ordinary context).
+    ///
+    /// # Safety
+    /// `this` is the state the `n` boxes were counted in by [`hold_for_box`](Self::hold_for_box),
+    /// each uncounted once, here. Unless the caller holds a strong reference of its own,
+    /// `this` may dangle once this returns: no reference into the state may live across the
+    /// call (it takes a raw pointer for that).
+    #[inline]
+    pub(crate) unsafe fn release_boxes(this: *const Inner, n: usize) {
+        // SAFETY: the boxes being uncounted keep the state alive until this decrement; the
+        // borrow ends with it.
+        let last = unsafe { (*this).owned.boxes_gone(n) };
+        if last {
+            // SAFETY: the shared reference taken by `hold_for_box`, given back once (the
+            // count went to zero here; the next box to be made takes a new one).
+            unsafe { Arc::decrement_strong_count(this) };
+        }
+    }
+
     /// The D7 fallback: park the object; if even that fails, leak it. Never runs a destructor.
     fn offload_emergency(&self, parked: Parked) {
         match self.emergency.park(parked) {
@@ -886,7 +918,7 @@ impl Inner {
         }
         // Owned boxes (`owned.rs`) come in their own nodes: no job to return, no claim.
         let mut owned = 0;
-        self.owned.take_all(|payload| {
+        let taken = self.owned.take_all(|payload| {
             if payload.grace && !all {
                 self.batch_for_grace(&mut grace, payload);
             } else {
@@ -894,6 +926,13 @@ impl Inner {
                 owned += 1;
             }
         });
+        // The boxes handed over are gone as boxes (destroyed, or batched as plain objects):
+        // uncount them at once, one decrement for the lot, not one per destructor.
+        // SAFETY: each node the walks handed over was counted by its `Owned::new` and is
+        // uncounted here only (a walked node's destroy function frees it without uncounting).
+        // Whoever runs a cycle holds a strong reference of its own (a handle, the drainer
+        // thread's, or a box being dropped here, still counted), so `self` stays valid.
+        unsafe { Inner::release_boxes(self, taken) };
         self.counters
             .drained
             .fetch_add(owned as u64, Ordering::Relaxed);

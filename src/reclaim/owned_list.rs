@@ -37,11 +37,12 @@
 //! instructions from its link, unless preempted there), then polling. A shutdown waits for
 //! the link, bounded (`Inner::settle_stalled_boxes`).
 //!
-//! Why the ring comes before the link: a node holds a counted reference to the runtime state
-//! (which holds these lists and the doorbell), and no node is destroyed before it is linked.
-//! So while the pusher rings, its own node keeps the state alive; once it has linked, it
-//! touches no memory. A ring after the link could find the state freed: the drainer may
-//! destroy the node, and then the last reference go, the moment the link is stored. Why the
+//! Why the ring comes before the link: a pushed node is still counted among the runtime's boxes
+//! ([`box_made`](OwnedLists::box_made)), which keeps the runtime state (these lists, the
+//! doorbell) alive, and no node is handed over, nor uncounted, before it is linked. So while
+//! the pusher rings, its own node keeps the state alive; once it has linked, it touches no
+//! memory. A ring after the link could find the state freed: the drainer may hand the node
+//! over and uncount it, and with it the last box go, the moment the link is stored. Why the
 //! wake-up syscall comes after the link: a drainer woken before it would find the node
 //! unlinked — and the scheduler often runs the woken drainer at once on the waker's CPU,
 //! which keeps the pusher from linking until the drainer sleeps again (measured: an owned
@@ -203,6 +204,7 @@ pub(crate) struct Link {
 
 impl Link {
     /// A link for a node destroyed by `destroy`, not yet pushed.
+    #[inline]
     pub(crate) fn new(destroy: Dtor) -> Link {
         Link {
             next: AtomicPtr::new(ptr::without_provenance_mut(UNLINKED)),
@@ -230,6 +232,12 @@ pub(crate) struct OwnedLists {
     counted: bool,
     /// Nodes handed over by drainers' walks (a statistic).
     taken: AtomicU64,
+    /// Owned boxes of this runtime that exist: made and not yet destroyed, nor handed over by a
+    /// walk. While there is one, they share one strong reference to the runtime state
+    /// (`owned.rs`); this count says who takes it ([`box_made`](Self::box_made)) and who gives
+    /// it back ([`boxes_gone`](Self::boxes_gone)). On a line of its own: every box's maker
+    /// and destroyer writes it.
+    boxes: CachePadded<AtomicUsize>,
 }
 
 impl OwnedLists {
@@ -249,7 +257,29 @@ impl OwnedLists {
                 .collect(),
             counted,
             taken: AtomicU64::new(0),
+            boxes: CachePadded::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Counts a box being made; true if no other box exists, when the caller must take the
+    /// boxes' shared reference to the runtime state. Not for signal handlers (making a box
+    /// allocates), though the count itself is one atomic increment.
+    #[inline]
+    pub(crate) fn box_made(&self) -> bool {
+        // Relaxed: as for `Arc::clone`: the maker holds a reference of its own (a runtime
+        // handle) while it counts, so the state cannot go away under the increment.
+        self.boxes.fetch_add(1, Ordering::Relaxed) == 0
+    }
+
+    /// Uncounts `n` boxes that are gone (destroyed, or handed over by a walk); true if they
+    /// were the last, when the caller must give the shared reference back. Safe anywhere.
+    #[inline]
+    pub(crate) fn boxes_gone(&self, n: usize) -> bool {
+        // AcqRel, as for an `Arc`'s decrement: Release, so that this thread's accesses to the
+        // state happen before the decrement of whoever finds the count at zero; Acquire for
+        // that thread, which then gives back the strong reference (whose last decrement frees
+        // the state, and synchronises with the earlier decrements of the strong count only).
+        n > 0 && self.boxes.fetch_sub(n, Ordering::AcqRel) == n
     }
 
     /// Pushes `node` onto this CPU's list and rings `bell` (module docs, steps 2-4); the caller
@@ -464,8 +494,8 @@ pub(crate) struct Unlinked {
 
 impl Unlinked {
     /// Links the node (step 5): the pusher's last access to anything of the runtime's. A
-    /// drainer may destroy the node, and with it the last reference to the runtime state, the
-    /// moment this store lands, so the caller must hold no reference into that state across
+    /// drainer may destroy and uncount the node, and with it what kept the runtime state alive,
+    /// the moment this store lands, so the caller must hold no reference into that state across
     /// the call (this takes only the node). Async-signal-safe.
     #[inline]
     pub(crate) fn link(self) {
@@ -487,14 +517,15 @@ impl Unlinked {
 
 impl Drop for OwnedLists {
     fn drop(&mut self) {
-        // The runtime's last cycles (`Drop for Inner`) take every list; and every node holds a
-        // handle to its runtime, so no node can be left in a runtime being dropped (a stashed
-        // one included).
+        // The runtime's last cycles (`Drop for Inner`) take every list; and while any box
+        // exists (a node on a list or in a stash included) the boxes hold a strong reference to
+        // the runtime state, so none can be left in a runtime being dropped.
         debug_assert!(
             self.shards
                 .iter()
                 .all(|s| s.head.load(Ordering::Relaxed).is_null())
-                && !self.stalled(),
+                && !self.stalled()
+                && self.boxes.load(Ordering::Relaxed) == 0,
             "owned boxes left in a dropped runtime's lists"
         );
     }
