@@ -434,6 +434,7 @@ mod tests {
                 .unwrap();
             let alone = strong(&rt);
             let mut boxes: Vec<_> = (0..4u64).map(|i| Owned::new(&rt, i)).collect();
+            assert_eq!(rt.stats().owned_alive, 4);
             assert_eq!(
                 strong(&rt),
                 alone + 1,
@@ -450,6 +451,7 @@ mod tests {
             );
             assert_eq!(rt.drain().unwrap(), 3);
             assert_eq!(strong(&rt), alone + 1, "{policy:?}: one box is left");
+            assert_eq!(rt.stats().owned_alive, 1);
             let last = boxes.pop().unwrap();
             assert_eq!(Owned::into_inner(last).unwrap(), 0);
             assert_eq!(strong(&rt), alone, "{policy:?}: the last box gave it back");
@@ -469,6 +471,7 @@ mod tests {
             assert_eq!(strong(&rt), alone + 1);
             assert_eq!(rt.drain().unwrap(), 1);
             assert_eq!(strong(&rt), alone, "{policy:?}: the walk gave it back");
+            assert_eq!(rt.stats().owned_alive, 0);
         }
     }
 

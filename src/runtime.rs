@@ -1076,6 +1076,7 @@ impl Inner {
             reserved,
             offloaded: taken + unparked + queued as u64 + parked,
             owned: self.owned.taken(),
+            owned_alive: self.owned.boxes(),
             drained: relaxed(&c.drained),
             wakes: self.doorbell.wakes(),
             trimmed: relaxed(&c.trimmed),

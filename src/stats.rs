@@ -30,6 +30,11 @@ pub struct Stats {
     /// own allocation, with no job), taken off their lists by drainers so far. Their destructors
     /// are counted in `drained` too.
     pub owned: u64,
+    /// [`Owned`](crate::Owned) boxes of this runtime that exist now: made and not yet
+    /// destroyed, nor handed to a batch or a drainer's destructor — in your hands, in slots,
+    /// or dropped in a handler and still queued. At a quiescent point after a drain, the boxes
+    /// your program holds; a box leaked with `mem::forget` stays counted.
+    pub owned_alive: usize,
     /// Deferred destructors run (by the drainer, by `Runtime::drain`, or by a thread helping;
     /// including parked objects and panicking destructors).
     pub drained: u64,

@@ -473,6 +473,12 @@ impl OwnedLists {
             .all(|s| s.head.load(Ordering::Relaxed).is_null())
     }
 
+    /// Boxes counted now (a snapshot). Safe anywhere.
+    pub(crate) fn boxes(&self) -> usize {
+        // Relaxed: a statistic.
+        self.boxes.load(Ordering::Relaxed)
+    }
+
     /// Nodes handed over by drainers so far (a snapshot). Safe anywhere.
     pub(crate) fn taken(&self) -> u64 {
         // Relaxed: a statistic.
