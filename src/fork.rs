@@ -15,11 +15,15 @@
 //!   child may wait for the parent's readers for ever: the only case that is not recovered.
 //! - **A grace period another thread was moving on** is taken over from its start.
 //! - **A box another thread was handing over** (an [`Owned`](crate::Owned) dropped in a handler,
-//!   caught between putting its node on a list and linking it) is never linked in the child:
-//!   it and the boxes queued before it on that CPU are never destroyed there (they are the
-//!   parent's, like the objects below), and while the child's drainer holds it, it polls (at
-//!   most every 16 ms) instead of sleeping until rung. A shutdown in a process forked since
-//!   the runtime was built does not wait for such a box.
+//!   caught between putting its node on a list and linking it) is never linked in the child by
+//!   that thread. The child's handler links it to nothing (it *seals* it, `owned_list_fork.rs`),
+//!   so the child's drainer destroys it, after a grace period; the boxes queued before it on
+//!   that CPU are the parent's, like the objects below, and are never destroyed there. Only if
+//!   the forking thread was itself in restricted context (a signal handler that may have
+//!   interrupted a push of its own, which links once the handler returns) is nothing sealed:
+//!   while the child's drainer then holds such a box, it polls (at most every 16 ms) instead
+//!   of sleeping until rung. A shutdown in a process forked since the runtime was built does
+//!   not wait for such a box.
 //! - **Objects the parent's drainer had taken** when `fork` ran are destroyed in the parent; the
 //!   child's copies of them are never destroyed (their destructors would run twice over the
 //!   same resources, say the same file descriptor, otherwise).
@@ -33,7 +37,8 @@
 //!   whose copy of one is taken skips that CPU's batch (the objects in it are the parent's).
 //!
 //! The handlers are registered with `pthread_atfork` once, when the first runtime is built. The
-//! child handler's counter and reader-count work touches only atomics; releasing the held
+//! child handler's counter, reader-count and sealing work touches only atomics (and the
+//! drainer-only links of stashed boxes, on the child's only thread); releasing the held
 //! locks and freeing their record is what any child that goes on to use the runtime does
 //! anyway (a child that only calls `exec` never reaches sigdrop code but this). `fork` called
 //! from a signal handler that interrupted sigdrop code holding one of these locks on the same

@@ -233,15 +233,18 @@ impl Inner {
     }
 
     /// Registers the locks a `fork` must hold (`fork.rs`): the grow lock, then the batch queue's
-    /// (the order nothing else takes them in reverse). Called once the state has its address.
+    /// (the order nothing else takes them in reverse); and the owned lists' seal, which holds
+    /// nothing but has work to do in the child. Called once the state has its address.
     pub(crate) fn register_fork_locks(&self) {
         crate::fork::register(&*self.grow);
         crate::fork::register(self.batches.fork_locks());
+        crate::fork::register(self.owned.fork_seal());
     }
 
     fn unregister_fork_locks(&self) {
         crate::fork::unregister(&*self.grow);
         crate::fork::unregister(self.batches.fork_locks());
+        crate::fork::unregister(self.owned.fork_seal());
     }
 
     /// Records whether a drainer thread runs for this runtime (`Runtime` after `fork`).

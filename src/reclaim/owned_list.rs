@@ -35,7 +35,9 @@
 //! (and nudges a drainer that sleeps until rung: nobody rings for a link), so the drainer
 //! thread comes back by itself: at once, yielding, a few times (the pusher is a few
 //! instructions from its link, unless preempted there), then polling. A shutdown waits for
-//! the link, bounded (`Inner::settle_stalled_boxes`).
+//! the link, bounded (`Inner::settle_stalled_boxes`). In a `fork` child, where a parent
+//! thread's push never links, the child's handler links such nodes to nothing
+//! (`owned_list_fork.rs`).
 //!
 //! Why the ring comes before the link: a pushed node is still counted among the runtime's boxes
 //! ([`box_made`](OwnedLists::box_made)), which keeps the runtime state (these lists, the
@@ -232,6 +234,9 @@ pub(crate) struct OwnedLists {
     counted: bool,
     /// Nodes handed over by drainers' walks (a statistic).
     taken: AtomicU64,
+    /// What `fork` registers to seal nodes a parent thread was pushing (`owned_list_fork.rs`).
+    /// In an allocation of its own, like the slices it points into.
+    fork_seal: Box<ForkSeal>,
     /// Owned boxes of this runtime that exist: made and not yet destroyed, nor handed over by a
     /// walk. While there is one, they share one strong reference to the runtime state
     /// (`owned.rs`); this count says who takes it ([`box_made`](Self::box_made)) and who gives
@@ -243,22 +248,33 @@ pub(crate) struct OwnedLists {
 impl OwnedLists {
     /// `shards` empty lists; `counted`: keep per-shard lengths (lazy wake mode).
     pub(crate) fn new(shards: usize, counted: bool) -> Self {
-        OwnedLists {
-            shards: (0..shards)
-                .map(|_| {
-                    CachePadded::new(Shard {
-                        head: AtomicPtr::new(ptr::null_mut()),
-                        len: AtomicUsize::new(0),
-                    })
+        let stashes: Box<[AtomicPtr<Link>]> = (0..shards)
+            .map(|_| AtomicPtr::new(ptr::null_mut()))
+            .collect();
+        let shards: Box<[CachePadded<Shard>]> = (0..shards)
+            .map(|_| {
+                CachePadded::new(Shard {
+                    head: AtomicPtr::new(ptr::null_mut()),
+                    len: AtomicUsize::new(0),
                 })
-                .collect(),
-            stashes: (0..shards)
-                .map(|_| AtomicPtr::new(ptr::null_mut()))
-                .collect(),
+            })
+            .collect();
+        // Moving the boxes below leaves the slices, which the seal points into, where they are.
+        let fork_seal = Box::new(ForkSeal::new(&shards, &stashes));
+        OwnedLists {
+            shards,
+            stashes,
             counted,
             taken: AtomicU64::new(0),
+            fork_seal,
             boxes: CachePadded::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// What `fork` registers for these lists (`fork.rs`): in a child, it seals the nodes a
+    /// parent thread was pushing (`owned_list_fork.rs`).
+    pub(crate) fn fork_seal(&self) -> &ForkSeal {
+        &self.fork_seal
     }
 
     /// Counts a box being made; true if no other box exists, when the caller must take the
@@ -536,6 +552,10 @@ impl Drop for OwnedLists {
         );
     }
 }
+
+#[path = "owned_list_fork.rs"]
+mod fork_seal;
+pub(crate) use fork_seal::ForkSeal;
 
 #[cfg(all(test, not(loom)))]
 #[path = "owned_list_tests.rs"]

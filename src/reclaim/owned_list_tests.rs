@@ -3,7 +3,8 @@
 //! cannot reach; the node and everything older run once it is linked — by a later drain, by
 //! a drainer thread that polls for it, or by a shutdown that waits for it. And a push caught
 //! right after its link, while the runtime goes away: it must touch nothing of it any more
-//! (the sanitizer run, `scripts/asan.sh`, checks that with these tests).
+//! (the sanitizer run, `scripts/asan.sh`, checks that with these tests). And a real `fork`
+//! while another thread is caught before its link: the child seals and runs that box.
 
 use super::{PauseAt, pause_next_push};
 use crate::{Drainer, Owned, Runtime, restricted};
@@ -268,4 +269,60 @@ fn the_drainer_thread_runs_boxes_found_unlinked_after_a_destructor_shut_its_runt
         .unwrap();
     assert_eq!(*log.lock().unwrap(), [1, 2]);
     assert!(!inner.owned_stalled());
+}
+
+#[test]
+fn a_fork_child_seals_a_box_a_parent_thread_was_pushing_and_runs_it() {
+    let rt = Arc::new(one_shard(Drainer::Manual));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let older = Owned::new(&rt, Logged(1, log.clone()));
+    let paused = Owned::new(&rt, Logged(2, log.clone()));
+    {
+        let _nmi = restricted::enter();
+        drop(older);
+    }
+    let at_link = Arc::new(AtomicBool::new(false));
+    let forked = Arc::new(AtomicBool::new(false));
+    let pusher = {
+        let (at_link, forked) = (at_link.clone(), forked.clone());
+        std::thread::spawn(move || {
+            drop_paused(paused, move || {
+                at_link.store(true, Ordering::SeqCst);
+                wait_until("the test thread forks", || forked.load(Ordering::SeqCst));
+            });
+        })
+    };
+    wait_until("the push reaches its link", || {
+        at_link.load(Ordering::SeqCst)
+    });
+    // SAFETY: the child only drains, reads plain values and calls `_exit`; the threads it does
+    // not have hold none of the locks that takes (the pusher is paused inside its push).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // The child: the pusher does not exist here. Its box must run (the one before it on
+        // the list stays the parent's), and nothing may be left stalled.
+        let code = match rt.drain_and_wait() {
+            Err(_) => 2,
+            Ok(_) if rt.inner().owned_stalled() => 3,
+            Ok(_) if *log.lock().unwrap() != [2] => 4,
+            Ok(_) if rt.stats().owned_alive != 1 => 5,
+            Ok(_) => 0,
+        };
+        // SAFETY: ends the child at once, running nothing of the parent's.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    forked.store(true, Ordering::SeqCst);
+    pusher.join().unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child failed its checks: status {status:#x} (2: drain failed, 3: a box left \
+         stalled, 4: wrong boxes destroyed, 5: wrong count of boxes alive)"
+    );
+    // The parent is untouched: its pusher linked, and both boxes run here, oldest first.
+    assert_eq!(rt.drain().unwrap(), 2);
+    assert_eq!(*log.lock().unwrap(), [1, 2]);
 }
