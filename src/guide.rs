@@ -120,7 +120,10 @@
 //! - sigdrop's own locks are never inherited taken;
 //! - dropping a runtime in the child never waits for the parent's drainer thread;
 //! - objects the parent's drainer was destroying when `fork` ran are destroyed in the parent
-//!   only (the child's copies of them are never destroyed).
+//!   only (the child's copies of them are never destroyed);
+//! - an [`Owned`](crate::Owned) box another thread was dropping in a handler at that instant is
+//!   destroyed in the child by its drainer; the boxes dropped before it on that CPU stay the
+//!   parent's (never destroyed in the child).
 //!
 //! A child that calls `exec` soon needs to do nothing. Do not call `fork` from a signal handler
 //! that may have interrupted sigdrop code on the same thread.

@@ -770,8 +770,8 @@ impl Inner {
     /// still pushing when a drain took its list (preempted between putting it on the list and
     /// linking it: a few instructions) is linked within moments. Wait for that, yielding, at
     /// most [`STALLED_BOX_WAIT`] (or the shutdown timeout, if shorter), running it and what is
-    /// older. Nobody else would: the box's reference keeps the runtime state, and so the stash
-    /// that holds the box, alive. Not in a process forked since the runtime was built, where
+    /// older. Nobody else would: the box, still counted, keeps the runtime state, and so the
+    /// stash that holds the box, alive. Not in a process forked since the runtime was built, where
     /// that thread may be one of a parent's, which never resumes there. Ordinary context.
     pub(crate) fn settle_stalled_boxes(&self) {
         if !self.owned.stalled() || crate::fork::count() != self.built_at_fork {
