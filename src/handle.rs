@@ -593,7 +593,7 @@ impl Builder {
         fork::watch();
         let (kind, wake) = (config.drainer, config.wake);
         let inner = Arc::new(Inner::new(config));
-        inner.register_fork_locks();
+        Inner::placed(&inner);
         let thread = match kind {
             Drainer::Thread => {
                 Some(drainer::spawn(inner.clone(), wake).map_err(Error::DrainerSpawn)?)

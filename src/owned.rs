@@ -10,7 +10,8 @@
 //!
 //! - the [`Link`] is the node's list entry and its type-erased destructor (`owned_list.rs`),
 //!   which destroys the value and frees the allocation;
-//! - the pointer tells a drop where to go: the runtime's state (its lists, its doorbell);
+//! - the pointer tells a drop where to go: the runtime's state (its lists, its doorbell), as
+//!   its `Arc` gives it (`Arc::as_ptr`, a pointer that covers the reference counts);
 //! - the value.
 //!
 //! What keeps that state in memory for as long as a box exists: the runtime counts its boxes
@@ -19,16 +20,19 @@
 //! by whoever uncounts the last. A box costs one atomic increment when it is made (what
 //! basedrop's `Owned` pays for its collector's count) and is uncounted when it is gone:
 //!
-//! - destroyed in ordinary context (dropped, `into_inner`, or a slot's object destroyed
-//!   inline): one decrement, after the free;
-//! - retired to a batch: one decrement, once the batch holds it (a batch lives in the state,
-//!   whose last cycles run it: the box no longer needs to keep the state);
+//! - destroyed (dropped in ordinary context, `into_inner`, or a slot's object destroyed,
+//!   inline or later from a batch, by the slot's destructor function): one decrement, after
+//!   the free;
+//! - dropped in ordinary context under `Policy::AlwaysDefer`: retired into a batch as a plain
+//!   object, with a destroy function that does not uncount, and uncounted once `retire` has
+//!   returned (a batch lives in the state, whose last cycles run it: the box no longer needs
+//!   to keep the state);
 //! - pushed onto an owned list: still counted there (it keeps the state, and so the list,
 //!   alive until it is linked); the drain cycle that walks it uncounts every node it handed
 //!   over with one decrement for the lot, so the drainer pays no atomic per box.
 //!
-//! The count is one cache line of its own, and a transition from zero takes or gives one
-//! strong reference: the maker holds a runtime handle while it counts, and a box cannot be
+//! The count is one cache line of its own, and a transition from or to zero takes or gives
+//! one strong reference (a second atomic operation, on those transitions only): the maker holds a runtime handle while it counts, and a box cannot be
 //! uncounted before its `new` has returned, so the state's strong count never reaches zero
 //! while a box exists.
 //!
@@ -65,7 +69,7 @@
 //!
 //! What the box does *not* keep alive is the runtime's drainer: that stops with the runtime's
 //! last [`Runtime`] handle (slots hold handles, boxes do not, so that making and destroying a
-//! box costs one atomic operation at most each, not two). A box dropped in ordinary context after that
+//! box costs one atomic operation each, not two, unless the count goes from or to zero). A box dropped in ordinary context after that
 //! is destroyed inline; one dropped in a signal handler after that has nobody to destroy it and
 //! is leaked (a push onto a list nobody takes any more; not counted, to keep the push short).
 //! Keep a handle for as long as boxes may be dropped in handlers. Boxes already queued when the
@@ -150,12 +154,16 @@ impl<T: Send + 'static> Owned<T> {
     /// drop them.
     pub fn new(runtime: &Runtime, value: T) -> Owned<T> {
         let inner = runtime.inner_arc();
-        Inner::hold_for_box(inner);
         let node = Box::new(Node {
             link: Link::new(free::<T>),
-            state: NonNull::from(&**inner),
+            // `Arc::as_ptr`: a pointer that covers the reference counts, which the box that
+            // turns out to be the last gives its shared reference back through.
+            // SAFETY: never null (it points into a live `Arc`).
+            state: unsafe { NonNull::new_unchecked(crate::sync::Arc::as_ptr(inner).cast_mut()) },
             value,
         });
+        // Counted once allocated: an allocation failure that panics leaves no count behind.
+        Inner::hold_for_box(inner);
         Owned {
             // SAFETY: `Box::into_raw` never returns null.
             node: unsafe { NonNull::new_unchecked(Box::into_raw(node)) },
@@ -221,16 +229,15 @@ impl<T: Send + 'static> Owned<T> {
         let inner: &Inner = unsafe { state.as_ref() };
         let node = self.node.cast::<Link>().as_ptr().cast::<()>();
         if inner.defers_in_ordinary_context(false) && !inner.stopping() {
+            // The batch (or whatever `retire` chooses) will hold the node as a plain object of
+            // the state's, which runs it before it goes: the box is uncounted when `retire` has
+            // returned (or unwound), so the state stays alive for every cycle `retire` runs.
+            let _uncount = Uncount(state);
             inner.retire(Payload {
                 obj: node,
                 dtor: free::<T>,
                 grace: false,
             });
-            // The batch (or whatever `retire` chose) holds the node now, as a plain object of
-            // the state's, which runs it before it goes: uncount the box, last. Uncounting only
-            // after `retire` returns keeps the state alive for every cycle `retire` may run.
-            // SAFETY: counted by `new`, uncounted once, here; `inner` is not used again.
-            unsafe { Inner::release_boxes(state.as_ptr(), 1) };
         } else {
             // SAFETY: we own the node and are being dropped; ordinary context.
             unsafe { destroy::<T>(node) };
@@ -246,19 +253,23 @@ impl<T: Send + 'static> Owned<T> {
 /// `ptr` is the node of an `Owned<T>`, owned by the caller, still counted, never used again.
 /// Ordinary context.
 unsafe fn destroy<T: Send + 'static>(ptr: *mut ()) {
-    /// Uncounts a box when dropped: after the free, on a panic too.
-    struct Uncount(NonNull<Inner>);
-    impl Drop for Uncount {
-        fn drop(&mut self) {
-            // SAFETY: the box this was made for was counted in this state by `new`; each
-            // `destroy` uncounts it once, after its last access to the node.
-            unsafe { Inner::release_boxes(self.0.as_ptr(), 1) };
-        }
-    }
     // SAFETY: the caller owns the live node.
     let _uncount = Uncount(unsafe { (*ptr.cast::<Node<T>>()).state });
     // SAFETY: forwarded contract; `free` does not uncount.
     unsafe { free::<T>(ptr) };
+}
+
+/// Uncounts one box when dropped (on a panic too): made by the one party that gives the box up
+/// as a box (`destroy`, after the free; `drop_ordinary`, after the retire), with the box's
+/// `state`, the `Arc` pointer it was counted in; nothing may use the state after the drop.
+struct Uncount(NonNull<Inner>);
+
+impl Drop for Uncount {
+    fn drop(&mut self) {
+        // SAFETY: the box this was made for was counted in this state by `new`, and each box
+        // gets one `Uncount`, dropped after its maker's last use of the node and of the state.
+        unsafe { Inner::release_boxes(self.0.as_ptr(), 1) };
+    }
 }
 
 /// Destroys a node's value and frees the allocation, without uncounting the box: the node's

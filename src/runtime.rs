@@ -84,7 +84,9 @@ use crate::reclaim::drainer::{Cycle, Drain, Drainer};
 use crate::reclaim::owned_list::{Link, OwnedLists, Unlinked};
 use crate::restricted;
 use crate::stats::Stats;
-use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering,
+};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 
@@ -161,6 +163,11 @@ pub(crate) struct Inner {
     /// The process's fork count when the runtime was built: if it has moved, threads of a
     /// parent process may have been in the middle of handing boxes over.
     built_at_fork: u32,
+    /// This state's address as its `Arc` gives it (`Arc::as_ptr`: a pointer that covers the
+    /// reference counts too), set by [`placed`](Self::placed): what a drain cycle gives the
+    /// owned boxes' shared reference back through (`release_boxes`). A `&self` covers only the
+    /// state's own bytes.
+    me: AtomicPtr<Inner>,
     batches: Batches,
     ledger: Ledger,
     pub(crate) doorbell: Doorbell,
@@ -189,6 +196,7 @@ impl Inner {
             lists: JobLists::new(cfg.shards),
             owned: OwnedLists::new(cfg.shards, matches!(cfg.wake, Wake::Lazy { .. })),
             built_at_fork: crate::fork::count(),
+            me: AtomicPtr::new(std::ptr::null_mut()),
             batches: Batches::new(cfg.shards),
             ledger: Ledger::new(),
             doorbell: Doorbell::new(cfg.drainer == Drainer::Thread, cfg.wake),
@@ -232,13 +240,18 @@ impl Inner {
         readers || self.cfg.policy == Policy::AlwaysDefer
     }
 
-    /// Registers the locks a `fork` must hold (`fork.rs`): the grow lock, then the batch queue's
-    /// (the order nothing else takes them in reverse); and the owned lists' seal, which holds
-    /// nothing but has work to do in the child. Called once the state has its address.
-    pub(crate) fn register_fork_locks(&self) {
-        crate::fork::register(&*self.grow);
-        crate::fork::register(self.batches.fork_locks());
-        crate::fork::register(self.owned.fork_seal());
+    /// Once the state is in its `Arc`, before anyone else sees it: records its address
+    /// ([`me`](Self::me)) and registers the locks a `fork` must hold (`fork.rs`): the grow
+    /// lock, then the batch queue's (the order nothing else takes them in reverse); and the
+    /// owned lists' seal, which holds nothing but has work to do in the child.
+    pub(crate) fn placed(this: &Arc<Inner>) {
+        // Relaxed: stored before the `Arc` is shared; whatever shares it (a clone sent to a
+        // thread, a thread spawned) orders this store before that thread's loads.
+        this.me
+            .store(Arc::as_ptr(this).cast_mut(), Ordering::Relaxed);
+        crate::fork::register(&*this.grow);
+        crate::fork::register(this.batches.fork_locks());
+        crate::fork::register(this.owned.fork_seal());
     }
 
     fn unregister_fork_locks(&self) {
@@ -597,10 +610,10 @@ impl Inner {
     /// does: one swap and, for the first node of a burst, the ring (all but its wake-up
     /// syscall, which the returned token makes after the link). The caller links the node after
     /// this returns, and must not touch the runtime state after that (`owned_list.rs`): the
-    /// node's reference may have been its last. Async-signal-safe.
+    /// node's count may have been what kept it alive. Async-signal-safe.
     ///
     /// # Safety
-    /// As for `OwnedLists::push`: the caller owns the live, never-pushed node (whose reference
+    /// As for `OwnedLists::push`: the caller owns the live, never-pushed node (whose count
     /// keeps `self` alive until it is linked) and gives it up.
     #[inline]
     pub(crate) unsafe fn offload_owned(&self, node: NonNull<Link>, grace: bool) -> Unlinked {
@@ -625,7 +638,8 @@ impl Inner {
     ///
     /// # Safety
     /// `this` is the state the `n` boxes were counted in by [`hold_for_box`](Self::hold_for_box),
-    /// each uncounted once, here. Unless the caller holds a strong reference of its own,
+    /// as its `Arc` gives it (`Arc::as_ptr`: the pointer must cover the reference counts), each
+    /// box uncounted once, here. Unless the caller holds a strong reference of its own,
     /// `this` may dangle once this returns: no reference into the state may live across the
     /// call (it takes a raw pointer for that).
     #[inline]
@@ -931,11 +945,18 @@ impl Inner {
         });
         // The boxes handed over are gone as boxes (destroyed, or batched as plain objects):
         // uncount them at once, one decrement for the lot, not one per destructor.
-        // SAFETY: each node the walks handed over was counted by its `Owned::new` and is
-        // uncounted here only (a walked node's destroy function frees it without uncounting).
-        // Whoever runs a cycle holds a strong reference of its own (a handle, the drainer
-        // thread's, or a box being dropped here, still counted), so `self` stays valid.
-        unsafe { Inner::release_boxes(self, taken) };
+        if taken > 0 {
+            // Relaxed: see `placed`; a node was pushed onto our lists, so the state was placed.
+            let me = self.me.load(Ordering::Relaxed);
+            // SAFETY: each node the walks handed over was counted by its `Owned::new` and is
+            // uncounted here only (a walked node's destroy function frees it without
+            // uncounting). `me` is the state's `Arc` pointer. Whoever runs a cycle holds a
+            // strong reference of its own (a handle, the drainer thread's, or a box being
+            // dropped here, still counted), so `self` stays valid; `Drop for Inner`, which
+            // holds none, never gets here: while a box exists the state cannot be dropped, so
+            // its lists are empty then.
+            unsafe { Inner::release_boxes(me, taken) };
+        }
         self.counters
             .drained
             .fetch_add(owned as u64, Ordering::Relaxed);

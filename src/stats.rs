@@ -30,10 +30,12 @@ pub struct Stats {
     /// own allocation, with no job), taken off their lists by drainers so far. Their destructors
     /// are counted in `drained` too.
     pub owned: u64,
-    /// [`Owned`](crate::Owned) boxes of this runtime that exist now: made and not yet
-    /// destroyed, nor handed to a batch or a drainer's destructor — in your hands, in slots,
-    /// or dropped in a handler and still queued. At a quiescent point after a drain, the boxes
-    /// your program holds; a box leaked with `mem::forget` stays counted.
+    /// [`Owned`](crate::Owned) boxes of this runtime that exist now, as boxes: made and not
+    /// yet destroyed — in your hands, in slots, or dropped in a handler and still queued. A box
+    /// stops counting when a drain takes it (or when, dropped in ordinary context under
+    /// `Policy::AlwaysDefer`, it is retired), even if it then waits in a batch for a grace
+    /// period. At a quiescent point after a drain, the boxes your program holds (a box leaked
+    /// with `mem::forget` stays counted).
     pub owned_alive: usize,
     /// Deferred destructors run (by the drainer, by `Runtime::drain`, or by a thread helping;
     /// including parked objects and panicking destructors).

@@ -367,3 +367,34 @@ fn shared_last_reference_dropped_in_a_handler_or_not_is_destroyed_once() {
         assert_no_jobs(&rt);
     });
 }
+
+/// (h) The boxes' shared reference to the runtime state, taken by the box that finds none and
+/// given back by whoever uncounts the last: one thread destroys the only box inline (its count
+/// going to zero) and then drops its runtime handle, while another makes a box (the count going
+/// from zero again), drops its own handle, and hands the box over in restricted context; a
+/// manual drain with the last handle is then what runs it. Whatever the interleaving, each
+/// value is destroyed once and the state is freed exactly once, when the last holder lets go
+/// (loom fails a model that leaks an `Arc` or frees one twice).
+#[test]
+fn boxes_taking_and_giving_back_their_shared_reference_concurrently_free_the_state_once() {
+    loom::model(|| {
+        let rt = manual(1);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let only = Owned::new(&rt, Tracked(drops.clone()));
+        let theirs = rt.clone();
+        let other = loom::thread::spawn(move || {
+            drop(only); // ordinary context: destroyed inline, uncounted (maybe to zero)
+            drop(theirs);
+        });
+        let again = Owned::new(&rt, Tracked(drops.clone())); // maybe from zero again
+        {
+            let _nmi = restricted::enter();
+            drop(again); // still counted on its list
+        }
+        other.join().unwrap();
+        assert_eq!(rt.drain().unwrap(), 1);
+        assert_eq!(rt.stats().owned_alive, 0);
+        drop(rt); // the last handle: the state goes here, with no box left to hold it
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+    });
+}

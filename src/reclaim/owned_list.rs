@@ -105,7 +105,7 @@
 use crate::arena::{Dtor, Payload};
 use crate::cpu::current_shard;
 use crate::reclaim::doorbell::{Doorbell, Wakeup};
-use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
 use std::ptr::{self, NonNull};
 
@@ -225,18 +225,22 @@ struct Shard {
 
 /// One multi-producer, take-all list of owned-box nodes per shard.
 pub(crate) struct OwnedLists {
-    shards: Box<[CachePadded<Shard>]>,
+    /// The shards, in an allocation of their own, owned through a raw pointer (from
+    /// `Box::into_raw`, freed by `Drop`) rather than a `Box`: the fork seal keeps a pointer into
+    /// them too, which a `Box`, moved as the runtime state is built, would claim for itself.
+    shards: NonNull<[CachePadded<Shard>]>,
     /// Per shard, the stalled nodes drainers found unlinked (module docs). Drainers only, apart
-    /// from the heads' cache lines.
-    stashes: Box<[AtomicPtr<Link>]>,
+    /// from the heads' cache lines. Owned like `shards`, for the same reason.
+    stashes: NonNull<[AtomicPtr<Link>]>,
     /// Whether pushes keep the length counter ([`Wake::Lazy`](crate::Wake) needs it for its
     /// high watermark; immediate mode only needs "was the list empty").
     counted: bool,
     /// Nodes handed over by drainers' walks (a statistic).
     taken: AtomicU64,
     /// What `fork` registers to seal nodes a parent thread was pushing (`owned_list_fork.rs`).
-    /// In an allocation of its own, like the slices it points into.
-    fork_seal: Box<ForkSeal>,
+    /// In an allocation of its own, shared (as the runtime's registered locks are), like the
+    /// slices it points into.
+    fork_seal: Arc<ForkSeal>,
     /// Owned boxes of this runtime that exist: made and not yet destroyed, nor handed over by a
     /// walk. While there is one, they share one strong reference to the runtime state
     /// (`owned.rs`); this count says who takes it ([`box_made`](Self::box_made)) and who gives
@@ -244,6 +248,13 @@ pub(crate) struct OwnedLists {
     /// and destroyer writes it.
     boxes: CachePadded<AtomicUsize>,
 }
+
+// SAFETY: the lists own their two slices as `Box`es would (freed once, by `Drop`); everything
+// reached through them is atomics (and `stash_next`, which only a node's owning drainer
+// touches), shared between threads as the lists' protocol says.
+unsafe impl Send for OwnedLists {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedLists {}
 
 impl OwnedLists {
     /// `shards` empty lists; `counted`: keep per-shard lengths (lazy wake mode).
@@ -259,8 +270,14 @@ impl OwnedLists {
                 })
             })
             .collect();
-        // Moving the boxes below leaves the slices, which the seal points into, where they are.
-        let fork_seal = Box::new(ForkSeal::new(&shards, &stashes));
+        // SAFETY: `Box::into_raw` never returns null.
+        let (shards, stashes) = unsafe {
+            (
+                NonNull::new_unchecked(Box::into_raw(shards)),
+                NonNull::new_unchecked(Box::into_raw(stashes)),
+            )
+        };
+        let fork_seal = Arc::new(ForkSeal::new(shards, stashes));
         OwnedLists {
             shards,
             stashes,
@@ -275,6 +292,21 @@ impl OwnedLists {
     /// parent thread was pushing (`owned_list_fork.rs`).
     pub(crate) fn fork_seal(&self) -> &ForkSeal {
         &self.fork_seal
+    }
+
+    /// The shards' heads and counters.
+    #[inline]
+    fn shards(&self) -> &[CachePadded<Shard>] {
+        // SAFETY: from `Box::into_raw` in `new`, freed only by our `Drop`; only shared
+        // references to it are ever made (its contents are atomics).
+        unsafe { self.shards.as_ref() }
+    }
+
+    /// The shards' stashes.
+    #[inline]
+    fn stashes(&self) -> &[AtomicPtr<Link>] {
+        // SAFETY: as for `shards`.
+        unsafe { self.stashes.as_ref() }
     }
 
     /// Counts a box being made; true if no other box exists, when the caller must take the
@@ -314,10 +346,11 @@ impl OwnedLists {
         grace: bool,
         bell: &Doorbell,
     ) -> Unlinked {
-        let shard = current_shard(self.shards.len());
-        debug_assert!(shard < self.shards.len());
+        let shards = self.shards();
+        let shard = current_shard(shards.len());
+        debug_assert!(shard < shards.len());
         // SAFETY: `current_shard(n)` is below `n`.
-        let s = unsafe { self.shards.get_unchecked(shard) };
+        let s = unsafe { shards.get_unchecked(shard) };
         // Before the push, so that a walk's decrement never underflows. Relaxed: a heuristic
         // for the lazy high watermark (module docs).
         let counted = if self.counted {
@@ -357,7 +390,7 @@ impl OwnedLists {
     /// context (the drainer's).
     pub(crate) fn take_all(&self, mut f: impl FnMut(Payload)) -> usize {
         let mut total = 0;
-        for (shard, (s, stash)) in self.shards.iter().zip(self.stashes.iter()).enumerate() {
+        for (shard, (s, stash)) in self.shards().iter().zip(self.stashes()).enumerate() {
             let mut n = 0;
             // Stalled nodes first: what they lead to is older than anything in the list. (The
             // stash is last in, first out: of two stalled chains, the newer runs first.)
@@ -366,9 +399,11 @@ impl OwnedLists {
                 // Acquire: pairs with the stalling drainers' Release CAS.
                 let mut stalled = stash.swap(ptr::null_mut(), Ordering::Acquire);
                 while let Some(node) = NonNull::new(stalled) {
-                    // SAFETY: our stash take made the node ours; its stasher wrote `stash_next`
+                    // SAFETY: our stash take made the node ours, so it is live.
+                    let link = unsafe { node.as_ref() };
+                    // SAFETY: a plain read of a node we own: its stasher wrote `stash_next`
                     // before its Release CAS, which our Acquire swap synchronised with.
-                    stalled = unsafe { node.as_ref() }.stash_next.with(|p| unsafe { *p });
+                    stalled = link.stash_next.with(|p| unsafe { *p });
                     // SAFETY: a stalled node we own (above), pushed and not yet walked.
                     n += unsafe { self.walk(shard, node.as_ptr(), &mut f) };
                 }
@@ -449,7 +484,7 @@ impl OwnedLists {
     /// `node` is a pushed node of `shard`, still unlinked, owned by the caller (reached by its
     /// take), who gives it up to the stash.
     unsafe fn stash(&self, shard: usize, node: NonNull<Link>) {
-        let stash = &self.stashes[shard];
+        let stash = &self.stashes()[shard];
         // SAFETY: ours (contract); `stash_next` is only touched by drainers that own the node.
         let link = unsafe { node.as_ref() };
         // Relaxed: only compared; the CAS validates it and it is never dereferenced here.
@@ -475,7 +510,7 @@ impl OwnedLists {
     /// drainer must come back by itself. Safe anywhere.
     pub(crate) fn stalled(&self) -> bool {
         // Relaxed: a snapshot; see the module docs.
-        self.stashes
+        self.stashes()
             .iter()
             .any(|s| !s.load(Ordering::Relaxed).is_null())
     }
@@ -484,7 +519,7 @@ impl OwnedLists {
     #[cfg(all(test, not(loom)))]
     pub(crate) fn lists_empty(&self) -> bool {
         // Relaxed: a snapshot.
-        self.shards
+        self.shards()
             .iter()
             .all(|s| s.head.load(Ordering::Relaxed).is_null())
     }
@@ -543,13 +578,20 @@ impl Drop for OwnedLists {
         // exists (a node on a list or in a stash included) the boxes hold a strong reference to
         // the runtime state, so none can be left in a runtime being dropped.
         debug_assert!(
-            self.shards
+            self.shards()
                 .iter()
                 .all(|s| s.head.load(Ordering::Relaxed).is_null())
                 && !self.stalled()
                 && self.boxes.load(Ordering::Relaxed) == 0,
             "owned boxes left in a dropped runtime's lists"
         );
+        // SAFETY: from `Box::into_raw` in `new`, freed once, here; the fork seal that points
+        // into them was unregistered first thing in the runtime state's `Drop`, so nothing
+        // uses them any more (the seal itself may outlive this, unused, until its last `Arc`).
+        unsafe {
+            drop(Box::from_raw(self.shards.as_ptr()));
+            drop(Box::from_raw(self.stashes.as_ptr()));
+        }
     }
 }
 

@@ -26,8 +26,8 @@ use crossbeam_utils::CachePadded;
 use std::ptr::{self, NonNull};
 
 /// What `fork` registers for a runtime's owned lists: their heads and stashes, which live in
-/// allocations of their own (the lists' boxed slices), so no `&mut` of the runtime state covers
-/// them while a `fork` looks.
+/// allocations of their own that the lists own through raw pointers, so neither a `&mut` of
+/// the runtime state nor a `Box` covers them while a `fork` looks.
 pub(crate) struct ForkSeal {
     shards: NonNull<[CachePadded<Shard>]>,
     stashes: NonNull<[AtomicPtr<Link>]>,
@@ -40,12 +40,13 @@ unsafe impl Send for ForkSeal {}
 unsafe impl Sync for ForkSeal {}
 
 impl ForkSeal {
-    /// The seal for a runtime's owned-list heads and stashes (the lists' boxed slices).
-    pub(super) fn new(shards: &[CachePadded<Shard>], stashes: &[AtomicPtr<Link>]) -> ForkSeal {
-        ForkSeal {
-            shards: NonNull::from(shards),
-            stashes: NonNull::from(stashes),
-        }
+    /// The seal for a runtime's owned-list heads and stashes (the lists' slices, owned through
+    /// raw pointers: no `Box` claims them).
+    pub(super) fn new(
+        shards: NonNull<[CachePadded<Shard>]>,
+        stashes: NonNull<[AtomicPtr<Link>]>,
+    ) -> ForkSeal {
+        ForkSeal { shards, stashes }
     }
 
     /// Seals every node left unlinked (module docs); returns how many. Only on the child's only
@@ -74,10 +75,11 @@ impl ForkSeal {
             // linked it since).
             let mut cur = stash.load(Ordering::Acquire);
             while let Some(node) = NonNull::new(cur) {
-                // SAFETY: a stashed node is live until a drainer takes the stash, and none runs;
-                // `stash_next` is written only by drainers, and none runs.
-                cur = unsafe { node.as_ref() }.stash_next.with(|p| unsafe { *p });
-                // SAFETY: as above.
+                // SAFETY: a stashed node is live until a drainer takes the stash, and none runs.
+                let link = unsafe { node.as_ref() };
+                // SAFETY: `stash_next` is written only by drainers, and none runs.
+                cur = link.stash_next.with(|p| unsafe { *p });
+                // SAFETY: live, and nothing else runs (above).
                 sealed += usize::from(unsafe { seal_node(node) });
             }
         }
