@@ -346,11 +346,13 @@ impl OwnedLists {
         grace: bool,
         bell: &Doorbell,
     ) -> Unlinked {
-        let shards = self.shards();
-        let shard = current_shard(shards.len());
-        debug_assert!(shard < shards.len());
-        // SAFETY: `current_shard(n)` is below `n`.
-        let s = unsafe { shards.get_unchecked(shard) };
+        // The length first and the slice's address only once the shard is known (as for a
+        // `Box`'s slice): fewer registers live across the CPU number's read.
+        let shard = current_shard(self.shards.len());
+        debug_assert!(shard < self.shards.len());
+        // SAFETY: `current_shard(n)` is below `n`, so the element is in the slice (live: see
+        // `shards`).
+        let s = unsafe { &*self.shards.cast::<CachePadded<Shard>>().as_ptr().add(shard) };
         // Before the push, so that a walk's decrement never underflows. Relaxed: a heuristic
         // for the lazy high watermark (module docs).
         let counted = if self.counted {
