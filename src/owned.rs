@@ -32,9 +32,9 @@
 //!   over with one decrement for the lot, so the drainer pays no atomic per box.
 //!
 //! The count is one cache line of its own, and a transition from or to zero takes or gives
-//! one strong reference (a second atomic operation, on those transitions only): the maker holds a runtime handle while it counts, and a box cannot be
-//! uncounted before its `new` has returned, so the state's strong count never reaches zero
-//! while a box exists.
+//! one strong reference (a second atomic operation, on those transitions only): the maker
+//! holds a runtime handle while it counts, and a box cannot be uncounted before its `new` has
+//! returned, so the state's strong count never reaches zero while a box exists.
 //!
 //! Dropping the box:
 //!
@@ -64,15 +64,16 @@
 //! Exactly once: the node is owned by exactly one party at every moment — the `Owned`, a slot,
 //! a `Detached`, a list (between a push and a take), a drainer (after its take), a batch — and
 //! each hand-over is an ownership transfer (a move, the slot's atomic exchange, the list's
-//! swaps, a stalled node's stash). The destroy function is called only by the party that owns the node, in ordinary
-//! context.
+//! swaps, a stalled node's stash). The destroy function is called only by the party that owns
+//! the node, in ordinary context; the count is given up once per box (module docs above).
 //!
 //! What the box does *not* keep alive is the runtime's drainer: that stops with the runtime's
 //! last [`Runtime`] handle (slots hold handles, boxes do not, so that making and destroying a
-//! box costs one atomic operation each, not two, unless the count goes from or to zero). A box dropped in ordinary context after that
-//! is destroyed inline; one dropped in a signal handler after that has nobody to destroy it and
-//! is leaked (a push onto a list nobody takes any more; not counted, to keep the push short).
-//! Keep a handle for as long as boxes may be dropped in handlers. Boxes already queued when the
+//! box costs one atomic operation each, not two, unless the count goes from or to zero). A
+//! box dropped in ordinary context after that is destroyed inline; one dropped in a signal
+//! handler after that has nobody to destroy it and is leaked (a push onto a list nobody takes
+//! any more; not counted, to keep the push short). Keep a handle for as long as boxes may be
+//! dropped in handlers. Boxes already queued when the
 //! last handle goes are run by that handle's drop (counted, they keep the runtime state alive
 //! from its own lists, so `Drop for Inner` alone would never see them).
 
