@@ -209,10 +209,11 @@ impl<T: Send + 'static> Owned<T> {
     #[inline]
     unsafe fn push(node: NonNull<Link>, grace: bool) {
         let unlinked = {
-            // SAFETY: a live node (contract); `state` sits at the same offset in every `Node<T>`
-            // (`#[repr(C)]`, right after the `Link`, whatever `T` is), so reading it through
-            // `Node<()>` is sound. The box is counted in that state, which keeps it alive: a
-            // pushed node stays counted until a walk hands it over, which is after its link.
+            // `state` sits at the same offset in every `Node<T>` (`#[repr(C)]`, right after the
+            // `Link`, whatever `T` is). The box is counted in that state, which keeps it alive:
+            // a pushed node stays counted until a walk hands it over, which is after its link.
+            // SAFETY: a live node (contract), read through `Node<()>` (same offset, above);
+            // the state it names is alive while the box is counted (above).
             let inner: &Inner = unsafe { node.cast::<Node<()>>().as_ref().state.as_ref() };
             // SAFETY: the caller gives the node up; its link's destroy function frees it.
             unsafe { inner.offload_owned(node, grace) }

@@ -948,13 +948,14 @@ impl Inner {
         if taken > 0 {
             // Relaxed: see `placed`; a node was pushed onto our lists, so the state was placed.
             let me = self.me.load(Ordering::Relaxed);
-            // SAFETY: each node the walks handed over was counted by its `Owned::new` and is
-            // uncounted here only (a walked node's destroy function frees it without
-            // uncounting). `me` is the state's `Arc` pointer. Whoever runs a cycle holds a
-            // strong reference of its own (a handle, the drainer thread's, or a box being
-            // dropped here, still counted), so `self` stays valid; `Drop for Inner`, which
-            // holds none, never gets here: while a box exists the state cannot be dropped, so
-            // its lists are empty then.
+            // Each node the walks handed over was counted by its `Owned::new` and is uncounted
+            // here only (a walked node's destroy function frees it without uncounting). Whoever
+            // runs a cycle holds a strong reference of its own (a handle, the drainer thread's,
+            // or a box being dropped here, still counted), so `self` stays valid; `Drop for
+            // Inner`, which holds none, never gets here: while a box exists the state cannot be
+            // dropped, so its lists are empty then.
+            // SAFETY: `taken` counted boxes, uncounted once (above); `me` is the state's `Arc`
+            // pointer; the caller's own reference keeps the state past the call (above).
             unsafe { Inner::release_boxes(me, taken) };
         }
         self.counters
