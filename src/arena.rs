@@ -115,6 +115,13 @@ pub struct Payload {
 }
 
 /// A job body: allocated by growth, freed by trim.
+///
+/// A cache line of its own. Bodies are allocated one after another as the pool grows, and a
+/// trim returns jobs from every shard in turn, so once a pool has been trimmed and grown again
+/// neighbouring bodies belong to jobs of different CPUs. Unaligned (48-byte allocations), two
+/// of them shared a line, and every teardown on one CPU took that line from the other: with the
+/// default headroom, two threads tearing down at once were 2.4x one thread; aligned, 2.0x.
+#[repr(align(64))]
 struct Body {
     payload: UnsafeCell<Option<Payload>>,
 }
