@@ -23,6 +23,7 @@ pub(crate) struct Config {
     pub shards: usize,
     pub headroom: usize,
     pub hysteresis: usize,
+    pub regrowth_window: Duration,
     pub emergency_capacity: usize,
     pub policy: Policy,
     pub max_jobs: usize,
@@ -54,6 +55,7 @@ pub struct Builder {
     shards: Option<usize>,
     headroom: usize,
     hysteresis: Option<usize>,
+    regrowth_window: Duration,
     emergency_capacity: usize,
     drainer: Drainer,
     policy: Policy,
@@ -72,6 +74,7 @@ impl Default for Builder {
             shards: None,
             headroom: 64,
             hysteresis: None,
+            regrowth_window: Duration::ZERO,
             emergency_capacity: 64,
             drainer: Drainer::Thread,
             policy: Policy::Auto,
@@ -88,6 +91,9 @@ pub const DEFAULT_MAX_PENDING: usize = 4096;
 
 /// How long a shutdown waits, by default, for a drainer thread that finishes no destructor.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest regrowth window accepted.
+const MAX_REGROWTH_WINDOW: Duration = Duration::from_secs(3600);
 
 /// The smallest `max_pending` accepted: one batch.
 const MIN_MAX_PENDING: usize = crate::reclaim::batches::BATCH;
@@ -120,6 +126,54 @@ impl Builder {
     #[must_use]
     pub fn hysteresis(mut self, hysteresis: usize) -> Self {
         self.hysteresis = Some(hysteresis);
+        self
+    }
+
+    /// How long the pool remembers having to grow back jobs that a trim had just freed (default:
+    /// zero, off; at most an hour). Ordinary context.
+    ///
+    /// The hysteresis above stops growth and trim from chasing each other over swings smaller
+    /// than it. A workload whose bursts are larger (a profiler that swaps out thousands of
+    /// buffers at each tick, then drains) still has every drain free what the next burst grows
+    /// back: an allocation and a free per job per burst, and teardowns on jobs another CPU has
+    /// just written (in our benchmark of two threads tearing down at once, about a fifth slower
+    /// per teardown than on jobs kept). If you know the burst size, a hysteresis that large keeps the jobs for
+    /// good. A window adapts instead: jobs grown back within it of a trim stay spare (on top of
+    /// the headroom) until a whole window passes without such regrowth; the next drain, or the
+    /// drainer thread on its own, then frees them.
+    ///
+    /// Off by default because it trades the default's promise — after a drain, at most
+    /// `headroom + hysteresis` spare jobs — for speed: with a window, after a drain the pool may
+    /// also hold [`Stats::kept`](crate::Stats::kept) jobs, at most what one burst grew back, for
+    /// at most a window after that. A single burst is still trimmed at its drain, and
+    /// [`Runtime::trim`](crate::Runtime::trim) always frees down to the headroom.
+    ///
+    /// ```
+    /// use sigdrop::{Drainer, RefSlot, Runtime, restricted};
+    /// use std::time::Duration;
+    ///
+    /// let rt = Runtime::builder()
+    ///     .drainer(Drainer::Manual)
+    ///     .regrowth_window(Duration::from_secs(1))
+    ///     .build()?;
+    /// let slots: Vec<RefSlot<Box<u64>>> = (0..1000).map(|_| RefSlot::new(&rt)).collect();
+    /// for _tick in 0..3 {
+    ///     for s in &slots {
+    ///         s.xchg(Some(Box::new(0)))?; // grows the pool when no job is spare
+    ///     }
+    ///     let _in_handler = restricted::enter(); // as a signal handler would
+    ///     slots.iter().for_each(|s| s.clear());
+    ///     drop(_in_handler);
+    ///     rt.drain()?; // the first drain trims; the next ones keep what was grown back
+    /// }
+    /// assert!(rt.stats().kept > 0);
+    /// rt.trim()?; // now, whatever the window
+    /// assert_eq!(rt.stats().kept, 0);
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    #[must_use]
+    pub fn regrowth_window(mut self, window: Duration) -> Self {
+        self.regrowth_window = window;
         self
     }
 
@@ -229,6 +283,9 @@ impl Builder {
                 return invalid("wake", "the lazy high watermark must be at least 1");
             }
         }
+        if self.regrowth_window > MAX_REGROWTH_WINDOW {
+            return invalid("regrowth_window", "must be at most one hour");
+        }
         let hysteresis = self.hysteresis.unwrap_or(self.headroom / 2);
         match self.headroom.checked_add(hysteresis) {
             None => return invalid("headroom", "headroom + hysteresis overflows"),
@@ -241,6 +298,7 @@ impl Builder {
             shards,
             headroom: self.headroom,
             hysteresis,
+            regrowth_window: self.regrowth_window,
             emergency_capacity: self.emergency_capacity,
             policy: self.policy,
             max_jobs: self.max_jobs,

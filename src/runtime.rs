@@ -26,6 +26,14 @@
 //! aims above `h`, trim never cuts below `h`, and the gap `y` between `h` and the trim trigger
 //! means the two cannot chase each other.
 //!
+//! Over time, a second hysteresis (`regrowth.rs`; off unless `Builder::regrowth_window` sets a
+//! window): jobs the pool had to grow back soon after a
+//! trim freed them are *kept*, `k` of them, and the trim trigger and target rise by `k`, until a
+//! window passes with no such regrowth. Automatic trims (after a drain cycle, a removal or an
+//! unreserve) respect `k`; `Runtime::trim` forgets it. Whether to try a trim is decided from two
+//! lock-free reads (spare, `k`); a drain cycle with jobs kept tries one anyway, under a try-lock,
+//! so that an expired `k` is noticed. The drainer thread sleeps at most a window while `k > 0`.
+//!
 //! ## Why trim may free memory while restricted-context pops run
 //!
 //! Trim claims a spare credit first, then pops; the popped job is trim's alone (every pop is an
@@ -82,6 +90,7 @@ use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
 use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain, Drainer};
 use crate::reclaim::owned_list::{Link, OwnedLists, Unlinked};
+use crate::regrowth::Regrowth;
 use crate::restricted;
 use crate::stats::Stats;
 use crate::sync::{
@@ -89,6 +98,7 @@ use crate::sync::{
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 
 /// Cumulative counters and high-water marks. Every access to them is Relaxed: they are
 /// statistics, read as snapshots by `stats()`, and nothing synchronises through them. The same
@@ -142,6 +152,13 @@ const HELP_BATCHES: usize = 2;
 /// Ready batches one drain cycle runs at most before it looks at the job lists again.
 const CYCLE_BATCHES: usize = 64;
 
+/// What the grow lock protects: the arena's growth bookkeeping, and the log of trims and
+/// regrowth that decides how many spare jobs trim keeps.
+struct Growth {
+    jobs: GrowState,
+    regrowth: Regrowth,
+}
+
 /// Test-only fault hooks.
 #[cfg(test)]
 #[derive(Default)]
@@ -174,7 +191,11 @@ pub(crate) struct Inner {
     emergency: Emergency,
     /// In an allocation of its own (shared, not owned by the runtime's fields) so that a `fork`
     /// may hold it while the runtime is being dropped (`fork.rs`).
-    grow: Arc<Mutex<GrowState>>,
+    grow: Arc<Mutex<Growth>>,
+    /// The spare jobs automatic trims keep above the headroom (`regrowth.rs`): a copy of the
+    /// log's `keep`, written under the grow lock. Relaxed everywhere: a heuristic that only
+    /// decides whether a trim is tried, like the spare count it is added to.
+    kept: AtomicUsize,
     /// Whether a drainer thread runs for this runtime now (false with `Drainer::Manual`, and in
     /// a child after `fork` until one is started, or if it could not be).
     has_thread: AtomicBool,
@@ -201,7 +222,11 @@ impl Inner {
             ledger: Ledger::new(),
             doorbell: Doorbell::new(cfg.drainer == Drainer::Thread, cfg.wake),
             emergency: Emergency::new(cfg.emergency_capacity),
-            grow: Arc::new(Mutex::new(GrowState::default())),
+            grow: Arc::new(Mutex::new(Growth {
+                jobs: GrowState::default(),
+                regrowth: Regrowth::new(cfg.regrowth_window),
+            })),
+            kept: AtomicUsize::new(0),
             has_thread: AtomicBool::new(cfg.drainer == Drainer::Thread),
             total: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
@@ -214,7 +239,7 @@ impl Inner {
         }
     }
 
-    fn lock_grow(&self) -> MutexGuard<'_, GrowState> {
+    fn lock_grow(&self) -> MutexGuard<'_, Growth> {
         // A panic while holding the lock can only come from a failed internal assertion; the
         // state it protects is updated with single assignments, so it is still consistent.
         self.grow
@@ -222,7 +247,7 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn try_lock_grow(&self) -> Option<MutexGuard<'_, GrowState>> {
+    fn try_lock_grow(&self) -> Option<MutexGuard<'_, Growth>> {
         #[cfg(not(loom))]
         return match self.grow.try_lock() {
             Ok(guard) => Some(guard),
@@ -346,7 +371,7 @@ impl Inner {
     fn give_back(&self, source: Source) {
         self.ledger.give_back(source);
         if source == Source::Spare && !restricted::is_active() {
-            self.maybe_trim();
+            self.maybe_trim(false);
         }
     }
 
@@ -358,7 +383,8 @@ impl Inner {
             return Ok(Claim::new(self, Source::Spare));
         }
         let want = self.cfg.headroom.max(1);
-        let (grown, err) = self.grow_locked(&mut state, want);
+        let (grown, err) = self.grow_locked(&mut state.jobs, want);
+        self.regrown(&mut state, grown);
         if grown == 0 {
             self.counters
                 .reserve_failures
@@ -378,8 +404,18 @@ impl Inner {
         };
         let spare = self.ledger.spare();
         if spare < self.cfg.headroom {
-            let (grown, _) = self.grow_locked(&mut state, self.cfg.headroom - spare);
+            let (grown, _) = self.grow_locked(&mut state.jobs, self.cfg.headroom - spare);
+            self.regrown(&mut state, grown);
             self.ledger.credit_spare(grown);
+        }
+    }
+
+    /// Logs growth for demand (`regrowth.rs`), with the grow lock held.
+    fn regrown(&self, state: &mut Growth, grown: usize) {
+        if grown > 0 && state.regrowth.enabled() {
+            let keep = state.regrowth.grown(grown, Instant::now());
+            // Relaxed: see `kept`.
+            self.kept.store(keep, Ordering::Relaxed);
         }
     }
 
@@ -420,7 +456,7 @@ impl Inner {
     /// Grows the pool by `n` jobs and sets them aside for restricted-context installs.
     pub(crate) fn reserve(&self, n: usize) -> Result<(), Error> {
         let mut state = self.lock_grow();
-        self.reserve_locked(&mut state, n)
+        self.reserve_locked(&mut state.jobs, n)
     }
 
     /// Grows the pool so that at least `n` jobs are reserved; returns how many it added. Under
@@ -431,7 +467,7 @@ impl Inner {
         // them all; claims and give-backs from installs in flight may move it either way.
         let short = n.saturating_sub(self.ledger.reserved());
         if short > 0 {
-            self.reserve_locked(&mut state, short)?;
+            self.reserve_locked(&mut state.jobs, short)?;
         }
         Ok(short)
     }
@@ -461,22 +497,42 @@ impl Inner {
 
     pub(crate) fn unreserve(&self, n: usize) -> usize {
         let moved = self.ledger.unreserve(n);
-        self.maybe_trim();
+        self.maybe_trim(false);
         moved
     }
 
-    fn maybe_trim(&self) {
-        if self.ledger.spare() > self.cfg.headroom + self.cfg.hysteresis {
+    /// The automatic trim: tried when the spare jobs pass the trigger, `h + y` plus the jobs
+    /// kept for regrowth; after a drain cycle also whenever jobs are kept, so that a window
+    /// that has passed is noticed (one clock read per cycle, under the try-lock).
+    fn maybe_trim(&self, after_drain: bool) {
+        let spare = self.ledger.spare();
+        let high = self.cfg.headroom + self.cfg.hysteresis;
+        if spare <= high {
+            return;
+        }
+        // Relaxed: see `kept`.
+        let kept = self.kept.load(Ordering::Relaxed);
+        if spare > high.saturating_add(kept) || (after_drain && kept > 0) {
             self.trim(false);
         }
     }
 
-    /// Frees spare jobs down to the headroom. Ordinary context only. Returns how many it freed.
-    /// With `wait == false` (the automatic trims after drains and removals) it gives up if
-    /// another thread holds the grow lock: that thread is growing or trimming, and the next
-    /// drain or removal checks again.
-    pub(crate) fn trim(&self, wait: bool) -> usize {
-        let mut state = if wait {
+    /// How long the drainer thread may sleep, at most, before a cycle should look at the jobs
+    /// kept for regrowth again: `None` while none are kept.
+    pub(crate) fn kept_for(&self) -> Option<Duration> {
+        // Relaxed: see `kept`; a stale 0 costs one sleep until rung, with memory bounded as ever.
+        (self.kept.load(Ordering::Relaxed) > 0).then_some(self.cfg.regrowth_window)
+    }
+
+    /// Frees spare jobs down to the headroom, plus the jobs kept for regrowth (`regrowth.rs`).
+    /// Ordinary context only. Returns how many it freed.
+    ///
+    /// `explicit` (`Runtime::trim`): waits for the grow lock, and forgets the kept jobs first,
+    /// so it frees down to the headroom itself. Otherwise (the automatic trims after drains and
+    /// removals) it gives up if another thread holds the grow lock: that thread is growing or
+    /// trimming, and the next drain or removal checks again.
+    pub(crate) fn trim(&self, explicit: bool) -> usize {
+        let mut state = if explicit {
             self.lock_grow()
         } else {
             match self.try_lock_grow() {
@@ -484,11 +540,23 @@ impl Inner {
                 None => return 0,
             }
         };
+        let now = state.regrowth.enabled().then(Instant::now);
+        let keep = match now {
+            Some(_) if explicit => {
+                state.regrowth.forget();
+                0
+            }
+            Some(now) => state.regrowth.keep_at(now),
+            None => 0,
+        };
+        // Relaxed: see `kept`.
+        self.kept.store(keep, Ordering::Relaxed);
+        let floor = self.cfg.headroom.saturating_add(keep);
         let shards = self.cfg.shards;
         let first = current_shard(shards);
         let mut freed = 0;
         // Claim first, then pop: the job we pop is then one nobody else was promised (D3).
-        while self.ledger.claim_spare_above(self.cfg.headroom) {
+        while self.ledger.claim_spare_above(floor) {
             // Start each pop at the next shard, so trim takes evenly from every CPU's freelist
             // rather than emptying the trimming thread's own.
             let shard = (first + freed) % shards;
@@ -500,7 +568,7 @@ impl Inner {
             // `shard` is below `shards`, the freelists' shard count.
             let (idx, _) = unsafe { self.free.pop_owed(&self.arena, shard) };
             // SAFETY: we popped `idx`, so we own it; idle jobs hold no payload.
-            if unsafe { self.arena.free_job(&mut state, idx) }.is_err() {
+            if unsafe { self.arena.free_job(&mut state.jobs, idx) }.is_err() {
                 // Could not record the index for reuse: keep the job instead.
                 // SAFETY: we still own `idx`.
                 unsafe { self.free.push(&self.arena, shard, idx) };
@@ -509,6 +577,9 @@ impl Inner {
             }
             self.total.fetch_sub(1, Ordering::Relaxed);
             freed += 1;
+        }
+        if let Some(now) = now {
+            state.regrowth.trimmed(freed, now);
         }
         self.counters
             .trimmed
@@ -995,7 +1066,7 @@ impl Inner {
         }
         ran += self.run_ready(CYCLE_BATCHES, all);
         self.backlog();
-        self.maybe_trim();
+        self.maybe_trim(true);
         Cycle {
             ran,
             // A stalled owned box is linked by nobody who rings: come back for it.
@@ -1105,6 +1176,7 @@ impl Inner {
             drained: relaxed(&c.drained),
             wakes: self.doorbell.wakes(),
             trimmed: relaxed(&c.trimmed),
+            kept: self.kept.load(Ordering::Relaxed),
             emergency: relaxed(&c.emergency),
             leaked: relaxed(&c.leaked),
             reserved_for_teardowns: relaxed(&c.reserved_for_teardowns),
@@ -1183,6 +1255,10 @@ impl Drain for Inner {
 
     fn work_waiting(&self) -> bool {
         self.batches.any() || self.owned.stalled()
+    }
+
+    fn kept_for(&self) -> Option<Duration> {
+        Inner::kept_for(self)
     }
 
     fn settle(&self) {

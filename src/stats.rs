@@ -45,6 +45,10 @@ pub struct Stats {
     pub wakes: u64,
     /// Jobs freed by trim.
     pub trimmed: u64,
+    /// Spare jobs that trim keeps for now on top of the headroom, because the pool had to grow
+    /// them back soon after a trim freed them (see
+    /// [`Builder::regrowth_window`](crate::Builder::regrowth_window)). Counted in `spare`.
+    pub kept: usize,
     /// Objects ever parked in the emergency area (should stay 0): a value with no reserved job
     /// (see [`Detached::is_reserved`](crate::Detached::is_reserved)) dropped in a handler when
     /// no spare job was left; the drainer destroys it later.

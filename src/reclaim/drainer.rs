@@ -16,6 +16,7 @@
 //!            objects still waiting -> at most the poll interval (1 ms, doubling up to 16 ms
 //!                                     while nothing moves)
 //!            nothing waiting       -> after 4 quiet polls (up to 32 ms apart), until rung
+//!                                     (at most the regrowth window while jobs are kept)
 //! }
 //! ```
 //!
@@ -70,6 +71,9 @@ pub(crate) trait Drain: Send + Sync + 'static {
     /// Whether batched objects (or owned boxes not yet linked) are waiting (checked after the
     /// drainer announced it sleeps).
     fn work_waiting(&self) -> bool;
+    /// The longest the drainer may sleep before a cycle should trim again, while the pool keeps
+    /// spare jobs it may free once enough time has passed; `None` when it keeps none.
+    fn kept_for(&self) -> Option<Duration>;
     /// Before the thread exits on a stop: finish what only this runtime's own cycles can finish
     /// and nobody else will (bounded).
     fn settle(&self);
@@ -331,7 +335,9 @@ fn run<D: Drain>(work: &D, wake: Wake) {
                 _ => {
                     quiet = None;
                     interval = POLL;
-                    None
+                    // Until rung; but no longer than the pool keeps spare jobs for a burst that
+                    // may come back, so that they are freed if it does not.
+                    work.kept_for()
                 }
             },
         };

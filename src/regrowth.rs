@@ -1,0 +1,184 @@
+//! Regrowth memory: the pool's hysteresis over time, on top of its hysteresis in count.
+//!
+//! The count hysteresis (`runtime.rs`: refill up to the headroom `h`, trim only above `h + y`)
+//! keeps growth and trim from chasing each other over swings smaller than `y`. A workload whose
+//! bursts are larger — a profiler that swaps out a few thousand buffers at every tick, a batch
+//! of installs torn down together — still makes each drain trim what the next burst grows back:
+//! every round pays an allocation and a free per job, and the jobs its teardowns pop are fresh
+//! ones, written by whichever CPU grew them.
+//!
+//! ## Protocol
+//!
+//! The log lives behind the runtime's grow lock, which every growth and every trim holds.
+//!
+//! - A trim that frees jobs starts a *window* (`Builder::regrowth_window`; off by default) and
+//!   forgets what it had counted.
+//! - Growth for demand (an install that found no spare job, or a refill below the low
+//!   watermark; not `reserve`, which asks for jobs explicitly) inside that window counts as
+//!   *regrowth*: the pool is growing back what the trim freed. `keep` becomes the regrowth
+//!   counted since that trim, if larger, and the regrowth's time is noted.
+//! - Trim frees down to `h + keep`, not `h`. Once a window passes with no regrowth, `keep`
+//!   expires: the next trim after a drain frees down to `h` again (and starts a window, so a
+//!   workload still bursting regrows once and is remembered again: one grow-and-trim round per
+//!   window at most, instead of one per burst).
+//! - An explicit [`Runtime::trim`](crate::Runtime::trim) forgets `keep` first and frees down to
+//!   `h`.
+//!
+//! So a single burst is trimmed after its drain as before (no trim preceded its growth), and
+//! the memory kept is bounded by what one burst grew back, for at most a window after its last
+//! regrowth (the drainer thread, going to sleep, sleeps at most a window while jobs are kept).
+//!
+//! `keep` is mirrored in an atomic the runtime reads without the lock to decide whether a trim
+//! is worth trying: a heuristic, like the spare count it is compared with. Nothing is freed or
+//! kept on its say-so alone: trim claims every job it frees from the ledger, under the lock.
+
+use std::time::{Duration, Instant};
+
+/// What trims and regrowth happened lately. Behind the grow lock.
+#[derive(Debug)]
+pub(crate) struct Regrowth {
+    window: Duration,
+    /// When the last trim that freed jobs ran.
+    last_trim: Option<Instant>,
+    /// Jobs grown for demand since then, within the window.
+    regrown: usize,
+    /// Spare jobs trim leaves above the headroom.
+    keep: usize,
+    /// When `keep` was last raised or confirmed by regrowth.
+    kept_since: Option<Instant>,
+}
+
+impl Regrowth {
+    /// An empty log; a zero `window` turns regrowth memory off (`keep` stays 0).
+    pub(crate) fn new(window: Duration) -> Self {
+        Regrowth {
+            window,
+            last_trim: None,
+            regrown: 0,
+            keep: 0,
+            kept_since: None,
+        }
+    }
+
+    /// Whether the log is on (a non-zero window): callers read the clock only then.
+    pub(crate) fn enabled(&self) -> bool {
+        !self.window.is_zero()
+    }
+
+    /// The pool grew `n` jobs for demand at `now`. Returns the new `keep`.
+    pub(crate) fn grown(&mut self, n: usize, now: Instant) -> usize {
+        if !self.enabled() {
+            return 0;
+        }
+        let after_trim = self
+            .last_trim
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.window);
+        if after_trim && n > 0 {
+            self.regrown = self.regrown.saturating_add(n);
+            self.keep = self.keep.max(self.regrown);
+            self.kept_since = Some(now);
+        }
+        self.keep
+    }
+
+    /// The jobs a trim at `now` leaves above the headroom: `keep`, or 0 once a window has passed
+    /// since the last regrowth (then forgotten).
+    pub(crate) fn keep_at(&mut self, now: Instant) -> usize {
+        if self
+            .kept_since
+            .is_some_and(|t| now.saturating_duration_since(t) > self.window)
+        {
+            self.forget();
+        }
+        self.keep
+    }
+
+    /// A trim at `now` freed `freed` jobs: a window starts if it freed any.
+    pub(crate) fn trimmed(&mut self, freed: usize, now: Instant) {
+        if freed > 0 {
+            self.last_trim = Some(now);
+            self.regrown = 0;
+        }
+    }
+
+    /// Forgets `keep` (an explicit trim, or an expired window).
+    pub(crate) fn forget(&mut self) {
+        self.keep = 0;
+        self.kept_since = None;
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const W: Duration = Duration::from_millis(100);
+
+    fn ms(base: Instant, n: u64) -> Instant {
+        base + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn growth_before_any_trim_is_not_regrowth() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        assert_eq!(log.grown(1000, t0), 0);
+        assert_eq!(log.keep_at(ms(t0, 1)), 0);
+    }
+
+    #[test]
+    fn growth_soon_after_a_trim_is_kept_until_a_window_without_regrowth() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        log.trimmed(1000, t0);
+        assert_eq!(log.grown(600, ms(t0, 10)), 600);
+        assert_eq!(
+            log.grown(400, ms(t0, 20)),
+            1000,
+            "regrowth adds up until the next trim"
+        );
+        // Kept across later trims while the window since the last regrowth lasts.
+        assert_eq!(log.keep_at(ms(t0, 20 + 100)), 1000);
+        log.trimmed(0, ms(t0, 20 + 100));
+        assert_eq!(log.keep_at(ms(t0, 20 + 101)), 0, "expired");
+        assert_eq!(log.keep_at(ms(t0, 20 + 50)), 0, "forgotten, not recomputed");
+    }
+
+    #[test]
+    fn growth_long_after_a_trim_is_not_regrowth() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        log.trimmed(1000, t0);
+        assert_eq!(log.grown(1000, ms(t0, 101)), 0);
+    }
+
+    #[test]
+    fn a_trim_that_frees_jobs_restarts_the_count_but_keeps_the_larger_keep() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        log.trimmed(1000, t0);
+        assert_eq!(log.grown(1000, ms(t0, 1)), 1000);
+        log.trimmed(500, ms(t0, 2));
+        assert_eq!(log.grown(200, ms(t0, 3)), 1000);
+        assert_eq!(log.grown(900, ms(t0, 4)), 1100);
+    }
+
+    #[test]
+    fn a_zero_window_keeps_nothing() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(Duration::ZERO);
+        assert!(!log.enabled());
+        log.trimmed(1000, t0);
+        assert_eq!(log.grown(1000, ms(t0, 1)), 0);
+    }
+
+    #[test]
+    fn forget_drops_the_keep_at_once() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        log.trimmed(10, t0);
+        assert_eq!(log.grown(10, t0), 10);
+        log.forget();
+        assert_eq!(log.keep_at(t0), 0);
+    }
+}

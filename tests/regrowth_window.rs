@@ -1,0 +1,196 @@
+//! The pool's hysteresis over time (`Builder::regrowth_window`, off by default): bursts larger
+//! than the count hysteresis, torn down in restricted context and drained, one after another, must not make
+//! every drain free what the next burst grows back; the jobs kept for that are freed once a
+//! window passes without regrowth (by the next drain, or by the drainer thread on its own), and
+//! at once by an explicit trim. A single burst is still trimmed at its drain.
+//!
+//! Counted in grow and trim events and in jobs, never in time; the windows are either far
+//! longer than the test (an hour) or waited out with a generous deadline.
+
+use sigdrop::{Drainer, RefSlot, Runtime, Stats, restricted};
+use std::time::{Duration, Instant};
+
+const HEADROOM: usize = 4;
+const HYSTERESIS: usize = 2;
+/// Objects per burst: far above the hysteresis.
+const BURST: usize = 64;
+const BURSTS: usize = 40;
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// `window: None`: the default (no window).
+fn runtime(window: Option<Duration>, drainer: Drainer) -> Runtime {
+    let builder = Runtime::builder()
+        .shards(2)
+        .headroom(HEADROOM)
+        .hysteresis(HYSTERESIS)
+        .drainer(drainer);
+    match window {
+        Some(window) => builder.regrowth_window(window),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
+/// Jobs ever allocated plus jobs ever freed: the pool's allocator round trips.
+fn grow_and_trim_events(s: &Stats) -> usize {
+    s.total + 2 * s.trimmed as usize
+}
+
+/// Fills every slot (ordinary context, growing the pool as needed), then tears every object
+/// down in restricted context.
+fn burst(slots: &[RefSlot<Box<u64>>]) {
+    for (i, s) in slots.iter().enumerate() {
+        assert!(s.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+    }
+    let _nmi = restricted::enter();
+    for s in slots {
+        s.clear();
+    }
+}
+
+/// Bursts with a manual drain after each: returns the stats after the last drain.
+fn drained_bursts(rt: &Runtime, slots: &[RefSlot<Box<u64>>], n: usize) -> Stats {
+    for _ in 0..n {
+        burst(slots);
+        assert_eq!(rt.drain().unwrap(), slots.len());
+    }
+    rt.stats()
+}
+
+#[test]
+fn repeated_bursts_grow_the_pool_back_once_then_keep_it() {
+    let rt = runtime(Some(HOUR), Drainer::Manual);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let s = drained_bursts(&rt, &slots, BURSTS);
+    // The first burst grows about BURST jobs and its drain trims them; the second grows them
+    // back, and from then on the pool keeps them: a few bursts' worth of events, not BURSTS'.
+    let events = grow_and_trim_events(&s);
+    assert!(
+        events <= 4 * (BURST + HEADROOM),
+        "{events} grow/trim events over {BURSTS} bursts: the pool thrashes: {s:?}"
+    );
+    assert!(
+        s.kept >= BURST - HEADROOM,
+        "the regrown jobs are kept: {s:?}"
+    );
+    assert!(s.spare >= s.kept, "kept jobs are spare ones: {s:?}");
+    assert_eq!((s.active, s.refs), (0, 0), "{s:?}");
+    assert_eq!(rt.audit_idle(), s.total, "every job is back in a freelist");
+}
+
+#[test]
+fn a_zero_window_is_the_default_and_keeps_nothing() {
+    let rt = runtime(Some(Duration::ZERO), Drainer::Manual);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let s = drained_bursts(&rt, &slots, 3);
+    assert_eq!(s.kept, 0, "{s:?}");
+    assert!(s.total <= HEADROOM + HYSTERESIS, "{s:?}");
+}
+
+#[test]
+fn by_default_every_drain_trims_what_the_next_burst_grows() {
+    let rt = runtime(None, Drainer::Manual);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let s = drained_bursts(&rt, &slots, BURSTS);
+    // What the window saves: each burst grows and each drain trims most of a burst.
+    let events = grow_and_trim_events(&s);
+    assert!(
+        events >= BURSTS * (BURST - HEADROOM - HYSTERESIS),
+        "{events} grow/trim events over {BURSTS} bursts: {s:?}"
+    );
+    assert_eq!(s.kept, 0, "{s:?}");
+    assert!(
+        s.total <= HEADROOM + HYSTERESIS,
+        "trimmed at every drain: {s:?}"
+    );
+}
+
+#[test]
+fn a_single_burst_is_still_trimmed_at_its_drain() {
+    let rt = runtime(Some(HOUR), Drainer::Manual);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let s = drained_bursts(&rt, &slots, 1);
+    assert_eq!(
+        s.kept, 0,
+        "nothing was trimmed before the burst grew: {s:?}"
+    );
+    assert!(s.total <= HEADROOM + HYSTERESIS, "{s:?}");
+    assert!(s.trimmed > 0, "{s:?}");
+}
+
+#[test]
+fn an_explicit_trim_frees_the_kept_jobs_at_once() {
+    let rt = runtime(Some(HOUR), Drainer::Manual);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let s = drained_bursts(&rt, &slots, 3);
+    assert!(s.kept > 0, "{s:?}");
+    assert!(rt.trim().unwrap() >= s.kept);
+    let s = rt.stats();
+    assert_eq!(s.kept, 0, "{s:?}");
+    assert_eq!(s.total, HEADROOM, "down to the headroom: {s:?}");
+    // Forgotten, not suspended: the next drain after a burst that grows nothing back keeps
+    // nothing either.
+    let s = drained_bursts(&rt, &slots[..1], 1);
+    assert_eq!(s.kept, 0, "{s:?}");
+}
+
+/// Polls `rt`'s stats until `done` holds, for up to `limit`; returns the last stats and
+/// whether it held.
+fn wait_for(rt: &Runtime, limit: Duration, done: impl Fn(&Stats) -> bool) -> (Stats, bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = rt.stats();
+        if done(&s) {
+            return (s, true);
+        }
+        if Instant::now() >= deadline {
+            return (s, false);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn kept_jobs_are_freed_by_the_first_drain_a_window_after_the_last_regrowth() {
+    let window = Duration::from_millis(50);
+    let rt = runtime(Some(window), Drainer::Manual);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let s = drained_bursts(&rt, &slots, 3);
+    if s.kept == 0 {
+        // The bursts were more than a window apart (a very slow machine): nothing to check.
+        eprintln!("bursts slower than the window; skipped: {s:?}");
+        return;
+    }
+    std::thread::sleep(2 * window);
+    rt.drain().unwrap();
+    let s = rt.stats();
+    assert_eq!(s.kept, 0, "{s:?}");
+    assert!(s.total <= HEADROOM + HYSTERESIS, "{s:?}");
+}
+
+#[test]
+fn the_drainer_thread_frees_kept_jobs_once_bursts_stop() {
+    let window = Duration::from_millis(250);
+    let rt = runtime(Some(window), Drainer::Thread);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let mut kept_seen = 0;
+    for round in 1..=3u64 {
+        burst(&slots);
+        let (s, done) = wait_for(&rt, Duration::from_secs(10), |s| {
+            s.drained == round * BURST as u64 && s.active == 0
+        });
+        assert!(done, "the drainer thread ran the burst: {s:?}");
+        kept_seen = kept_seen.max(s.kept);
+    }
+    eprintln!("most jobs kept while bursting: {kept_seen}");
+    // Whether jobs were kept depends on how fast the bursts came; either way, once they stop,
+    // the drainer gives the pool back without being rung again.
+    let (s, done) = wait_for(&rt, Duration::from_secs(10), |s| {
+        s.kept == 0 && s.total <= HEADROOM + HYSTERESIS
+    });
+    assert!(
+        done,
+        "kept jobs never freed (most seen kept: {kept_seen}): {s:?}"
+    );
+}
