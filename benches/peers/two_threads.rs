@@ -177,6 +177,14 @@ pub fn group(c: &mut Criterion) {
             .expect("build a manual runtime"),
         per_thread_rt: false,
     };
+    let remembering = SigdropSubject {
+        rt: Runtime::builder()
+            .drainer(Drainer::Manual)
+            .regrowth_window(Duration::from_secs(1))
+            .build()
+            .expect("build a manual runtime"),
+        per_thread_rt: false,
+    };
     let model = V2Subject {
         model: V2::new(8 * CHUNK_2T, cpus),
     };
@@ -191,7 +199,8 @@ pub fn group(c: &mut Criterion) {
         ("v2 model 2 threads", Box::new(|i| per_thread(&model, 2, i))),
         // Diagnostic rows: nothing shared at all; the default headroom (64), with which every
         // round grows the pool for the installs and trims it from the drainer, so jobs move
-        // between CPUs; and the machine's own floor for one and two threads.
+        // between CPUs; the same with a regrowth window, which keeps what the rounds grow back;
+        // and the machine's own floor for one and two threads.
         (
             "sigdrop 2 threads, a runtime each",
             Box::new(|i| per_thread(&separate, 2, i)),
@@ -199,6 +208,10 @@ pub fn group(c: &mut Criterion) {
         (
             "sigdrop 2 threads, default headroom",
             Box::new(|i| per_thread(&churning, 2, i)),
+        ),
+        (
+            "sigdrop 2 threads, default headroom, regrowth window",
+            Box::new(|i| per_thread(&remembering, 2, i)),
         ),
         (
             "3 RMWs 1 thread",
