@@ -25,8 +25,12 @@
 //!   `h`.
 //!
 //! So a single burst is trimmed after its drain as before (no trim preceded its growth), and
-//! the memory kept is bounded by what one burst grew back, for at most a window after its last
-//! regrowth (the drainer thread, going to sleep, sleeps at most a window while jobs are kept).
+//! the memory kept is bounded by what the bursts grew back since the last trim that freed
+//! jobs, and held until the first drain cycle a window after the last regrowth. With a drainer
+//! thread that cycle comes by itself: it sleeps at most a window while jobs are kept, and a
+//! grower that starts keeping jobs nudges it out of a sleep until rung (`doorbell.rs`'s
+//! store-buffering pair, as for a batch's first object), so even a workload that never hands
+//! it anything gets its memory back.
 //!
 //! `keep` is mirrored in an atomic the runtime reads without the lock to decide whether a trim
 //! is worth trying: a heuristic, like the spare count it is compared with. Nothing is freed or

@@ -410,12 +410,18 @@ impl Inner {
         }
     }
 
-    /// Logs growth for demand (`regrowth.rs`), with the grow lock held.
+    /// Logs growth for demand (`regrowth.rs`), with the grow lock held. When jobs start being
+    /// kept, a drainer thread asleep until rung is nudged, so that it sleeps at most a window
+    /// from then on (`Drain::kept_for`).
     fn regrown(&self, state: &mut Growth, grown: usize) {
         if grown > 0 && state.regrowth.enabled() {
             let keep = state.regrowth.grown(grown, Instant::now());
-            // Relaxed: see `kept`.
-            self.kept.store(keep, Ordering::Relaxed);
+            // Relaxed: see `kept`. Before the nudge, whose SeqCst fence orders it against the
+            // drainer's check of `kept_for` after it announced its sleep (`doorbell.rs`'s
+            // store-buffering pair): the drainer sees the jobs kept, or the nudge sees it asleep.
+            if self.kept.swap(keep, Ordering::Relaxed) == 0 && keep > 0 {
+                self.doorbell.nudge();
+            }
         }
     }
 

@@ -194,3 +194,30 @@ fn the_drainer_thread_frees_kept_jobs_once_bursts_stop() {
         "kept jobs never freed (most seen kept: {kept_seen}): {s:?}"
     );
 }
+
+#[test]
+fn kept_jobs_of_ordinary_bursts_are_freed_by_the_drainer_thread_it_was_never_rung_for() {
+    // Installs and removals in ordinary context only: nothing is handed to the drainer, which
+    // sleeps until rung from the start. Jobs kept must still be freed once the bursts stop.
+    let window = Duration::from_millis(250);
+    let rt = runtime(Some(window), Drainer::Thread);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    // Give the new drainer thread time to find nothing to do and go to sleep until rung.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut kept_seen = 0;
+    for _ in 0..3 {
+        for (i, s) in slots.iter().enumerate() {
+            assert!(s.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+        }
+        slots.iter().for_each(|s| s.clear()); // destroyed inline; the jobs go back as spare
+        kept_seen = kept_seen.max(rt.stats().kept);
+    }
+    assert_eq!(rt.stats().drained, 0, "nothing went through the drainer");
+    let (s, done) = wait_for(&rt, Duration::from_secs(10), |s| {
+        s.kept == 0 && s.total <= HEADROOM + HYSTERESIS
+    });
+    assert!(
+        done,
+        "kept jobs never freed (most seen kept: {kept_seen}): {s:?}"
+    );
+}

@@ -341,8 +341,11 @@ fn run<D: Drain>(work: &D, wake: Wake) {
                 }
             },
         };
-        work.doorbell()
-            .sleep(timeout, || work.stopping() || work.work_waiting());
+        // Asked only before a sleep until rung: it is called off if the pool started keeping
+        // jobs since `kept_for` was read above (the loop then sleeps at most a window).
+        work.doorbell().sleep(timeout, || {
+            work.stopping() || work.work_waiting() || work.kept_for().is_some()
+        });
         slept = true;
     }
 }
