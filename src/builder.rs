@@ -92,6 +92,10 @@ pub const DEFAULT_MAX_PENDING: usize = 4096;
 /// How long a shutdown waits, by default, for a drainer thread that finishes no destructor.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The shortest non-zero regrowth window accepted (shorter would wake the drainer thread
+/// too often while jobs are kept).
+const MIN_REGROWTH_WINDOW: Duration = Duration::from_millis(1);
+
 /// The longest regrowth window accepted.
 const MAX_REGROWTH_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -129,24 +133,25 @@ impl Builder {
         self
     }
 
-    /// How long the pool remembers having to grow back jobs that a trim had just freed (default:
-    /// zero, off; at most an hour). Ordinary context.
+    /// How long the pool remembers having to grow back jobs that a trim had just freed: zero
+    /// (the default) turns this off; otherwise between 1 ms and an hour.
     ///
     /// The hysteresis above stops growth and trim from chasing each other over swings smaller
     /// than it. A workload whose bursts are larger (a profiler that swaps out thousands of
     /// buffers at each tick, then drains) still has every drain free what the next burst grows
     /// back: an allocation and a free per job per burst, and teardowns on jobs another CPU has
     /// just written (in our benchmark of two threads tearing down at once, about a fifth slower
-    /// per teardown than on jobs kept). If you know the burst size, a hysteresis that large keeps the jobs for
-    /// good. A window adapts instead: jobs grown back within it of a trim stay spare (on top of
-    /// the headroom) until a whole window passes without such regrowth; the next drain, or the
-    /// drainer thread on its own, then frees them.
+    /// per teardown than on jobs kept). If you know the burst size, a hysteresis that large
+    /// keeps the jobs for good. A window adapts instead: jobs grown back within it of a trim
+    /// (never more than the trims freed) stay spare, on top of the headroom, until a whole window
+    /// passes without such regrowth; the first drain after that frees them (the drainer thread
+    /// looks at least once a window, so with it they go within about two windows).
     ///
     /// Off by default because it trades the default's promise — after a drain, at most
     /// `headroom + hysteresis` spare jobs — for speed: with a window, after a drain the pool may
-    /// also hold [`Stats::kept`](crate::Stats::kept) jobs, at most what one burst grew back, for
-    /// at most a window after that. A single burst is still trimmed at its drain, and
-    /// [`Runtime::trim`](crate::Runtime::trim) always frees down to the headroom.
+    /// also hold up to [`Stats::kept`](crate::Stats::kept) more. A single burst is still trimmed
+    /// at its drain, and [`Runtime::trim`](crate::Runtime::trim) always frees down to the
+    /// headroom.
     ///
     /// ```
     /// use sigdrop::{Drainer, RefSlot, Runtime, restricted};
@@ -283,8 +288,12 @@ impl Builder {
                 return invalid("wake", "the lazy high watermark must be at least 1");
             }
         }
-        if self.regrowth_window > MAX_REGROWTH_WINDOW {
-            return invalid("regrowth_window", "must be at most one hour");
+        let window = self.regrowth_window;
+        if !window.is_zero() && !(MIN_REGROWTH_WINDOW..=MAX_REGROWTH_WINDOW).contains(&window) {
+            return invalid(
+                "regrowth_window",
+                "must be zero (off) or between 1 ms and one hour",
+            );
         }
         let hysteresis = self.hysteresis.unwrap_or(self.headroom / 2);
         match self.headroom.checked_add(hysteresis) {

@@ -233,7 +233,12 @@ impl<T: Send + 'static> Owned<T> {
         if inner.defers_in_ordinary_context(false) && !inner.stopping() {
             // The batch (or whatever `retire` chooses) will hold the node as a plain object of
             // the state's, which runs it before it goes: the box is uncounted when `retire` has
-            // returned (or unwound), so the state stays alive for every cycle `retire` runs.
+            // returned (or unwound), so the state stays alive for every cycle `retire` runs,
+            // even if the last handle goes right now.
+            #[cfg(all(test, not(loom)))]
+            crate::reclaim::owned_list::pause_if_armed(
+                crate::reclaim::owned_list::PauseAt::BeforeRetire,
+            );
             let _uncount = Uncount(state);
             inner.retire(Payload {
                 obj: node,

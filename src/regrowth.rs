@@ -11,30 +11,35 @@
 //!
 //! The log lives behind the runtime's grow lock, which every growth and every trim holds.
 //!
-//! - A trim that frees jobs starts a *window* (`Builder::regrowth_window`; off by default) and
-//!   forgets what it had counted.
+//! - An automatic trim that frees jobs starts a *window* (`Builder::regrowth_window`; off by
+//!   default): the jobs it freed are *owed*, added to what earlier trims of a window still
+//!   running freed and nothing grew back yet.
 //! - Growth for demand (an install that found no spare job, or a refill below the low
-//!   watermark; not `reserve`, which asks for jobs explicitly) inside that window counts as
-//!   *regrowth*: the pool is growing back what the trim freed. `keep` becomes the regrowth
-//!   counted since that trim, if larger, and the regrowth's time is noted.
-//! - Trim frees down to `h + keep`, not `h`. Once a window passes with no regrowth, `keep`
-//!   expires: the next trim after a drain frees down to `h` again (and starts a window, so a
-//!   workload still bursting regrows once and is remembered again: one grow-and-trim round per
-//!   window at most, instead of one per burst).
-//! - An explicit [`Runtime::trim`](crate::Runtime::trim) forgets `keep` first and frees down to
-//!   `h`.
+//!   watermark; not `reserve`, which asks for jobs explicitly) inside that window grows back
+//!   owed jobs first: up to what is owed counts as *regrowth*, and the rest is new demand.
+//!   `keep` becomes the regrowth counted since the last trim that freed jobs, if larger, and
+//!   the regrowth's time is noted.
+//! - Automatic trims free down to `h + keep`, not `h`. Once a window passes with no regrowth,
+//!   `keep` expires: the first drain cycle after that frees down to `h` again (and starts a
+//!   window, so a workload still bursting regrows once and is remembered again: one
+//!   grow-and-trim round per window at most, instead of one per burst).
+//! - An explicit [`Runtime::trim`](crate::Runtime::trim) forgets everything (what is kept,
+//!   owed, regrown) and frees down to `h`.
 //!
-//! So a single burst is trimmed after its drain as before (no trim preceded its growth), and
-//! the memory kept is bounded by what the bursts grew back since the last trim that freed
-//! jobs, and held until the first drain cycle a window after the last regrowth. With a drainer
-//! thread that cycle comes by itself: it sleeps at most a window while jobs are kept, and a
-//! grower that starts keeping jobs nudges it out of a sleep until rung (`doorbell.rs`'s
-//! store-buffering pair, as for a batch's first object), so even a workload that never hands
-//! it anything gets its memory back.
+//! So `keep` never exceeds what trims freed: a single burst is trimmed after its drain as before
+//! (no trim, or a small one, preceded its growth), and the memory kept is at most what the
+//! bursts grew back of what trims had freed, held until the first drain cycle a window after
+//! the last regrowth. With a drainer thread that cycle comes by itself: while jobs are kept, it
+//! sleeps at most a window at a time (so they go at most about two windows after the last
+//! regrowth), and a grower that starts keeping jobs nudges it out of a sleep until rung
+//! (`doorbell.rs`'s store-buffering pair, as for a batch's first object), so even a workload
+//! that never hands it anything gets its memory back. With a manual drainer, at the first
+//! drain a window after the last regrowth.
 //!
 //! `keep` is mirrored in an atomic the runtime reads without the lock to decide whether a trim
-//! is worth trying: a heuristic, like the spare count it is compared with. Nothing is freed or
-//! kept on its say-so alone: trim claims every job it frees from the ledger, under the lock.
+//! is worth trying and how long the drainer thread may sleep: a heuristic, like the spare count
+//! it is compared with. Nothing is freed or kept on its say-so alone: trim claims every job it
+//! frees from the ledger, under the lock.
 
 use std::time::{Duration, Instant};
 
@@ -44,9 +49,11 @@ pub(crate) struct Regrowth {
     window: Duration,
     /// When the last trim that freed jobs ran.
     last_trim: Option<Instant>,
-    /// Jobs grown for demand since then, within the window.
+    /// Jobs freed by the trims of the current window and not grown back yet.
+    owed: usize,
+    /// Owed jobs grown back since the last trim that freed jobs.
     regrown: usize,
-    /// Spare jobs trim leaves above the headroom.
+    /// Spare jobs automatic trims leave above the headroom.
     keep: usize,
     /// When `keep` was last raised or confirmed by regrowth.
     kept_since: Option<Instant>,
@@ -58,6 +65,7 @@ impl Regrowth {
         Regrowth {
             window,
             last_trim: None,
+            owed: 0,
             regrown: 0,
             keep: 0,
             kept_since: None,
@@ -69,46 +77,53 @@ impl Regrowth {
         !self.window.is_zero()
     }
 
+    /// Whether `now` is within a window of the last trim that freed jobs.
+    fn in_window(&self, now: Instant) -> bool {
+        self.last_trim
+            .is_some_and(|t| now.saturating_duration_since(t) <= self.window)
+    }
+
     /// The pool grew `n` jobs for demand at `now`. Returns the new `keep`.
     pub(crate) fn grown(&mut self, n: usize, now: Instant) -> usize {
-        if !self.enabled() {
-            return 0;
+        if !self.enabled() || !self.in_window(now) {
+            return self.keep;
         }
-        let after_trim = self
-            .last_trim
-            .is_some_and(|t| now.saturating_duration_since(t) <= self.window);
-        if after_trim && n > 0 {
-            self.regrown = self.regrown.saturating_add(n);
+        let back = n.min(self.owed);
+        if back > 0 {
+            self.owed -= back;
+            self.regrown = self.regrown.saturating_add(back);
             self.keep = self.keep.max(self.regrown);
             self.kept_since = Some(now);
         }
         self.keep
     }
 
-    /// The jobs a trim at `now` leaves above the headroom: `keep`, or 0 once a window has passed
-    /// since the last regrowth (then forgotten).
+    /// The jobs an automatic trim at `now` leaves above the headroom: `keep`, or 0 once a window
+    /// has passed since the last regrowth (then forgotten).
     pub(crate) fn keep_at(&mut self, now: Instant) -> usize {
         if self
             .kept_since
             .is_some_and(|t| now.saturating_duration_since(t) > self.window)
         {
-            self.forget();
+            self.keep = 0;
+            self.kept_since = None;
         }
         self.keep
     }
 
-    /// A trim at `now` freed `freed` jobs: a window starts if it freed any.
+    /// An automatic trim at `now` freed `freed` jobs: they are owed, in a window starting now.
     pub(crate) fn trimmed(&mut self, freed: usize, now: Instant) {
         if freed > 0 {
+            let still_owed = if self.in_window(now) { self.owed } else { 0 };
+            self.owed = still_owed.saturating_add(freed);
             self.last_trim = Some(now);
             self.regrown = 0;
         }
     }
 
-    /// Forgets `keep` (an explicit trim, or an expired window).
-    pub(crate) fn forget(&mut self) {
-        self.keep = 0;
-        self.kept_since = None;
+    /// Forgets everything (an explicit trim).
+    pub(crate) fn reset(&mut self) {
+        *self = Regrowth::new(self.window);
     }
 }
 
@@ -157,6 +172,19 @@ mod tests {
     }
 
     #[test]
+    fn only_what_trims_freed_can_be_kept() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        // A small trim, then a first large burst: it is mostly new demand, trimmed at its drain.
+        log.trimmed(1, t0);
+        assert_eq!(log.grown(10_000, ms(t0, 1)), 1);
+        // Trims within a window add up what is owed.
+        log.trimmed(300, ms(t0, 2));
+        log.trimmed(200, ms(t0, 3));
+        assert_eq!(log.grown(900, ms(t0, 4)), 500);
+    }
+
+    #[test]
     fn a_trim_that_frees_jobs_restarts_the_count_but_keeps_the_larger_keep() {
         let t0 = Instant::now();
         let mut log = Regrowth::new(W);
@@ -164,7 +192,24 @@ mod tests {
         assert_eq!(log.grown(1000, ms(t0, 1)), 1000);
         log.trimmed(500, ms(t0, 2));
         assert_eq!(log.grown(200, ms(t0, 3)), 1000);
-        assert_eq!(log.grown(900, ms(t0, 4)), 1100);
+        assert_eq!(
+            log.grown(900, ms(t0, 4)),
+            1000,
+            "at most the 500 owed count"
+        );
+    }
+
+    #[test]
+    fn what_is_owed_lapses_with_its_window() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        log.trimmed(1000, t0);
+        log.trimmed(10, ms(t0, 150));
+        assert_eq!(
+            log.grown(1000, ms(t0, 151)),
+            10,
+            "the first trim's window had passed"
+        );
     }
 
     #[test]
@@ -177,12 +222,13 @@ mod tests {
     }
 
     #[test]
-    fn forget_drops_the_keep_at_once() {
+    fn reset_forgets_what_is_kept_and_owed() {
         let t0 = Instant::now();
         let mut log = Regrowth::new(W);
         log.trimmed(10, t0);
-        assert_eq!(log.grown(10, t0), 10);
-        log.forget();
+        assert_eq!(log.grown(5, t0), 5);
+        log.reset();
         assert_eq!(log.keep_at(t0), 0);
+        assert_eq!(log.grown(5, t0), 0, "nothing owed any more");
     }
 }

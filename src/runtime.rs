@@ -27,12 +27,13 @@
 //! means the two cannot chase each other.
 //!
 //! Over time, a second hysteresis (`regrowth.rs`; off unless `Builder::regrowth_window` sets a
-//! window): jobs the pool had to grow back soon after a
-//! trim freed them are *kept*, `k` of them, and the trim trigger and target rise by `k`, until a
-//! window passes with no such regrowth. Automatic trims (after a drain cycle, a removal or an
-//! unreserve) respect `k`; `Runtime::trim` forgets it. Whether to try a trim is decided from two
-//! lock-free reads (spare, `k`); a drain cycle with jobs kept tries one anyway, under a try-lock,
-//! so that an expired `k` is noticed. The drainer thread sleeps at most a window while `k > 0`.
+//! window): jobs the pool had to grow back soon after a trim freed them are *kept*, `k` of them,
+//! and the trim trigger and target rise by `k`, until a window passes with no such regrowth.
+//! Automatic trims (after a drain cycle, a removal or an unreserve) respect `k`;
+//! `Runtime::trim` forgets it. Whether to try a trim is decided from two lock-free reads (spare,
+//! `k`); a drain cycle with jobs kept tries one anyway, under a try-lock, whatever the spare
+//! count, so that an expired `k` is noticed and cleared. The drainer thread sleeps at most a
+//! window at a time while `k > 0`.
 //!
 //! ## Why trim may free memory while restricted-context pops run
 //!
@@ -193,8 +194,10 @@ pub(crate) struct Inner {
     /// may hold it while the runtime is being dropped (`fork.rs`).
     grow: Arc<Mutex<Growth>>,
     /// The spare jobs automatic trims keep above the headroom (`regrowth.rs`): a copy of the
-    /// log's `keep`, written under the grow lock. Relaxed everywhere: a heuristic that only
-    /// decides whether a trim is tried, like the spare count it is added to.
+    /// log's `keep`, written under the grow lock. Relaxed everywhere: a heuristic that decides
+    /// whether a trim is tried and how long the drainer thread may sleep; it guards nothing
+    /// (trim claims what it frees from the ledger). The one place it must not be missed, a
+    /// drainer going to sleep until rung, is covered by the nudge in `regrown`.
     kept: AtomicUsize,
     /// Whether a drainer thread runs for this runtime now (false with `Drainer::Manual`, and in
     /// a child after `fork` until one is started, or if it could not be).
@@ -508,12 +511,14 @@ impl Inner {
     }
 
     /// The automatic trim: tried when the spare jobs pass the trigger, `h + y` plus the jobs
-    /// kept for regrowth; after a drain cycle also whenever jobs are kept, so that a window
-    /// that has passed is noticed (one clock read per cycle, under the try-lock).
+    /// kept for regrowth; after a drain cycle also whenever jobs are kept, whatever the spare
+    /// count, so that a window that has passed is noticed and `kept` cleared (one clock read
+    /// per cycle, under the try-lock).
     fn maybe_trim(&self, after_drain: bool) {
-        let spare = self.ledger.spare();
         let high = self.cfg.headroom + self.cfg.hysteresis;
-        if spare <= high {
+        let spare = self.ledger.spare();
+        // The common case of a removal, first: one load and a compare, as without a window.
+        if spare <= high && !after_drain {
             return;
         }
         // Relaxed: see `kept`.
@@ -526,15 +531,17 @@ impl Inner {
     /// How long the drainer thread may sleep, at most, before a cycle should look at the jobs
     /// kept for regrowth again: `None` while none are kept.
     pub(crate) fn kept_for(&self) -> Option<Duration> {
-        // Relaxed: see `kept`; a stale 0 costs one sleep until rung, with memory bounded as ever.
+        // Relaxed: see `kept`; a 0 read just before a grower raises it is covered by the
+        // grower's nudge and the drainer's check after announcing its sleep (`regrown`).
         (self.kept.load(Ordering::Relaxed) > 0).then_some(self.cfg.regrowth_window)
     }
 
     /// Frees spare jobs down to the headroom, plus the jobs kept for regrowth (`regrowth.rs`).
     /// Ordinary context only. Returns how many it freed.
     ///
-    /// `explicit` (`Runtime::trim`): waits for the grow lock, and forgets the kept jobs first,
-    /// so it frees down to the headroom itself. Otherwise (the automatic trims after drains and
+    /// `explicit` (`Runtime::trim`): waits for the grow lock, and forgets the regrowth log
+    /// first (what is kept, and what trims freed), so it frees down to the headroom itself and
+    /// what it frees is not owed. Otherwise (the automatic trims after drains and
     /// removals) it gives up if another thread holds the grow lock: that thread is growing or
     /// trimming, and the next drain or removal checks again.
     pub(crate) fn trim(&self, explicit: bool) -> usize {
@@ -546,15 +553,12 @@ impl Inner {
                 None => return 0,
             }
         };
-        let now = state.regrowth.enabled().then(Instant::now);
-        let keep = match now {
-            Some(_) if explicit => {
-                state.regrowth.forget();
-                0
-            }
-            Some(now) => state.regrowth.keep_at(now),
-            None => 0,
-        };
+        if explicit {
+            state.regrowth.reset();
+        }
+        // Automatic trims log what they free; explicit ones start afresh.
+        let now = (!explicit && state.regrowth.enabled()).then(Instant::now);
+        let keep = now.map_or(0, |now| state.regrowth.keep_at(now));
         // Relaxed: see `kept`.
         self.kept.store(keep, Ordering::Relaxed);
         let floor = self.cfg.headroom.saturating_add(keep);
@@ -1182,6 +1186,7 @@ impl Inner {
             drained: relaxed(&c.drained),
             wakes: self.doorbell.wakes(),
             trimmed: relaxed(&c.trimmed),
+            // Relaxed: a snapshot, like the counters (see `kept`).
             kept: self.kept.load(Ordering::Relaxed),
             emergency: relaxed(&c.emergency),
             leaked: relaxed(&c.leaked),

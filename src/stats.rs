@@ -45,9 +45,12 @@ pub struct Stats {
     pub wakes: u64,
     /// Jobs freed by trim.
     pub trimmed: u64,
-    /// Spare jobs that trim keeps for now on top of the headroom, because the pool had to grow
-    /// them back soon after a trim freed them (see
-    /// [`Builder::regrowth_window`](crate::Builder::regrowth_window)). Counted in `spare`.
+    /// How many spare jobs above the headroom the automatic trims leave for now, because the
+    /// pool had to grow that many back soon after a trim freed them (see
+    /// [`Builder::regrowth_window`](crate::Builder::regrowth_window); always 0 without one). A
+    /// limit, not a count: `spare` may be below `headroom + kept` while jobs are in use. Back to
+    /// 0 at the first drain cycle once a window has passed without such regrowth, or at
+    /// [`Runtime::trim`](crate::Runtime::trim).
     pub kept: usize,
     /// Objects ever parked in the emergency area (should stay 0): a value with no reserved job
     /// (see [`Detached::is_reserved`](crate::Detached::is_reserved)) dropped in a handler when

@@ -90,7 +90,11 @@ fn invalid_builder_settings_name_their_field() {
     assert_invalid(b().wake(lazy(Duration::from_micros(99), 1)), "wake");
     assert_invalid(b().wake(lazy(Duration::from_secs(61), 1)), "wake");
     assert_invalid(b().wake(lazy(Duration::from_millis(1), 0)), "wake");
-    // The regrowth window is at most an hour.
+    // The regrowth window is zero (off) or between 1 ms and an hour.
+    assert_invalid(
+        b().regrowth_window(Duration::from_micros(999)),
+        "regrowth_window",
+    );
     assert_invalid(
         b().regrowth_window(Duration::from_secs(3601)),
         "regrowth_window",
@@ -114,6 +118,7 @@ fn boundary_settings_are_accepted() {
         b().wake(Wake::lazy(Duration::from_micros(100))),
         b().wake(Wake::lazy(Duration::from_secs(60))),
         b().regrowth_window(Duration::ZERO),
+        b().regrowth_window(Duration::from_millis(1)),
         b().regrowth_window(Duration::from_secs(3600)),
     ] {
         let rt = build(builder.clone()).unwrap_or_else(|e| panic!("{builder:?}: {e}"));

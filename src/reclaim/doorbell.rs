@@ -4,7 +4,9 @@
 //! ## The protocol
 //!
 //! State: `pending` (a ring is outstanding), `seq` (the futex word the drainer sleeps on) and
-//! `sleeping` (`AWAKE`, `POLLING`: asleep with a timeout, or `IDLE`: asleep until rung).
+//! `sleeping` (`AWAKE`, `POLLING`: asleep for a poll interval, or `IDLE`: asleep until rung or
+//! nudged — with, while the pool keeps jobs for regrowth, a long timeout of its own: see
+//! [`Sleep`]).
 //!
 //! Producers of jobs (teardowns in signal handlers) ring after their push:
 //!
@@ -25,8 +27,8 @@
 //! The drainer, after a cycle that found nothing to run:
 //!
 //! ```text
-//! seen = seq;  sleeping = POLLING (with a timeout) or IDLE;  fence(SeqCst)
-//! if !pending && !work_waiting(): futex_wait(seq == seen, timeout)
+//! seen = seq;  sleeping = POLLING (a poll) or IDLE;  fence(SeqCst)
+//! if !pending && (polling || !work_waiting()): futex_wait(seq == seen, timeout)
 //! sleeping = AWAKE
 //! ```
 //!
@@ -99,11 +101,21 @@ impl Wake {
     }
 }
 
+/// How the drainer sleeps ([`Doorbell::sleep`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sleep {
+    /// For a poll interval: it comes back by itself; a ring wakes it sooner, a nudge does not.
+    Poll(Duration),
+    /// Until rung or nudged, or at most the time given (while the pool keeps jobs for
+    /// regrowth, a trim should look at them again after a window).
+    Idle(Option<Duration>),
+}
+
 /// `sleeping`: the drainer runs.
 const AWAKE: u32 = 0;
-/// `sleeping`: the drainer sleeps with a timeout and will look again by itself.
+/// `sleeping`: the drainer sleeps for a poll interval and will look again by itself.
 const POLLING: u32 = 1;
-/// `sleeping`: the drainer sleeps until rung.
+/// `sleeping`: the drainer sleeps until rung or nudged (or a long time limit passes).
 const IDLE: u32 = 2;
 
 /// The pending flag, the sleeping flag and the futex word the drainer sleeps on.
@@ -278,21 +290,25 @@ impl Doorbell {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Sleeps until rung (or, with `timeout`, at most that long), unless a ring is outstanding
-    /// or, for an untimed sleep, `work_waiting` says there is work already. Ordinary context
-    /// only; the drainer's side of the module docs' protocol.
-    pub fn sleep(&self, timeout: Option<Duration>, work_waiting: impl FnOnce() -> bool) {
+    /// Sleeps as `how` says, unless a ring is outstanding or, for an idle sleep, `work_waiting`
+    /// says there is work already. Ordinary context only; the drainer's side of the module
+    /// docs' protocol.
+    pub fn sleep(&self, how: Sleep, work_waiting: impl FnOnce() -> bool) {
         // Acquire: pairs with the producers' Release bump.
         let seen = self.seq.load(Ordering::Acquire);
+        let (state, timeout) = match how {
+            Sleep::Poll(interval) => (POLLING, Some(interval)),
+            Sleep::Idle(limit) => (IDLE, limit),
+        };
         // Release: see `wake_if_asleep`.
-        let state = if timeout.is_some() { POLLING } else { IDLE };
         self.sleeping.store(state, Ordering::Release);
         // The drainer's fence of the store-buffering argument (module docs).
         fence(Ordering::SeqCst);
-        // Relaxed: the fences carry the argument. A timed sleep does not look at the batches: it
-        // comes back by itself, and batched work that is waiting but cannot move yet (a batch a
+        // Relaxed: the fences carry the argument. A poll does not look at the batches: it comes
+        // back by itself, and batched work that is waiting but cannot move yet (a batch a
         // preempted producer still holds, readers inside) must not turn it into a busy loop.
-        if !self.pending.load(Ordering::Relaxed) && (timeout.is_some() || !work_waiting()) {
+        // (An idle sleep is only chosen after a cycle found no such work.)
+        if !self.pending.load(Ordering::Relaxed) && (state == POLLING || !work_waiting()) {
             self.wait(seen, timeout);
         }
         // Relaxed: a producer that still sees us asleep makes one spare syscall, nothing worse.
@@ -462,7 +478,7 @@ mod tests {
             let bell = bell.clone();
             std::thread::spawn(move || {
                 while !bell.is_pending() {
-                    bell.sleep(None, || false);
+                    bell.sleep(Sleep::Idle(None), || false);
                 }
             })
         };

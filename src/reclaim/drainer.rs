@@ -32,7 +32,7 @@
 //! a runtime, on a drainer, leaves that runtime's drainer to finish on its own, so two runtimes
 //! whose objects own each other's last handles cannot wait for each other.
 
-use super::doorbell::{Doorbell, Wake};
+use super::doorbell::{Doorbell, Sleep, Wake};
 use crate::sync::Arc;
 use std::time::Duration;
 
@@ -313,15 +313,15 @@ fn run<D: Drain>(work: &D, wake: Wake) {
             continue;
         }
         stalled_retries = 0;
-        let timeout = match wake {
-            Wake::Lazy { period, .. } => Some(period),
+        let how = match wake {
+            Wake::Lazy { period, .. } => Sleep::Poll(period),
             // Objects wait (for readers, or in a batch being filled): poll, less often the
             // longer nothing moves.
             Wake::Immediate if cycle.waiting => {
                 quiet = Some(0);
                 let t = interval;
                 interval = (interval * 2).min(MAX_POLL / 2);
-                Some(t)
+                Sleep::Poll(t)
             }
             // Work stopped lately: a few more polls before sleeping for good, so that a producer
             // that keeps batching (and destroys its own batches) never needs a wake-up syscall.
@@ -330,21 +330,23 @@ fn run<D: Drain>(work: &D, wake: Wake) {
                     quiet = Some(q + 1);
                     let t = interval;
                     interval = (interval * 2).min(MAX_POLL);
-                    Some(t)
+                    Sleep::Poll(t)
                 }
                 _ => {
                     quiet = None;
                     interval = POLL;
-                    // Until rung; but no longer than the pool keeps spare jobs for a burst that
-                    // may come back, so that they are freed if it does not.
-                    work.kept_for()
+                    // Until rung or nudged; but no longer than the pool keeps spare jobs for a
+                    // burst that may come back, so that they are freed if it does not.
+                    Sleep::Idle(work.kept_for())
                 }
             },
         };
-        // Asked only before a sleep until rung: it is called off if the pool started keeping
-        // jobs since `kept_for` was read above (the loop then sleeps at most a window).
-        work.doorbell().sleep(timeout, || {
-            work.stopping() || work.work_waiting() || work.kept_for().is_some()
+        // Asked only before an idle sleep. One with no time limit is called off if the pool
+        // started keeping jobs since `kept_for` was read above (the loop then sleeps at most a
+        // window).
+        let untimed = how == Sleep::Idle(None);
+        work.doorbell().sleep(how, || {
+            work.stopping() || work.work_waiting() || (untimed && work.kept_for().is_some())
         });
         slept = true;
     }

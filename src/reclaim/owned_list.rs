@@ -131,7 +131,7 @@ fn model_interrupt() {
     }
 }
 
-/// Where a test pauses a push (`pause_next_push`).
+/// Where a test pauses a box's hand-over (`pause_next_push`).
 #[cfg(all(test, not(loom)))]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PauseAt {
@@ -139,6 +139,9 @@ pub(crate) enum PauseAt {
     BeforeLink,
     /// Right after the link store: whatever the pause frees, the push must not touch again.
     AfterLink,
+    /// In an ordinary-context drop that defers (`Owned::drop_ordinary`), after it found the
+    /// runtime not stopping and before it retires the box: the last handle may go right there.
+    BeforeRetire,
 }
 
 #[cfg(all(test, not(loom)))]
@@ -165,7 +168,7 @@ pub(crate) fn pause_next_push(at: PauseAt, paused: Box<dyn FnOnce() + Send>) {
 
 /// Runs this thread's pause if it is armed at `at`.
 #[cfg(all(test, not(loom)))]
-fn pause_if_armed(at: PauseAt) {
+pub(crate) fn pause_if_armed(at: PauseAt) {
     if PAUSE_ARMED.with(|a| a.get()) != Some(at) {
         return;
     }

@@ -185,6 +185,43 @@ fn a_push_touches_nothing_of_the_runtime_once_its_box_is_linked() {
     assert_eq!(*log.lock().unwrap(), [1]);
 }
 
+#[test]
+fn an_always_defer_drop_keeps_the_runtime_state_alive_through_its_retire_when_the_last_handle_goes()
+{
+    let rt = Runtime::builder()
+        .shards(1)
+        .policy(crate::Policy::AlwaysDefer)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let boxed = Owned::new(&rt, Logged(1, log.clone()));
+    let state = Arc::downgrade(&std::sync::Arc::clone(rt.inner_arc()));
+    let state_in_pause = state.clone();
+    pause_next_push(
+        PauseAt::BeforeRetire,
+        Box::new(move || {
+            // The drop found the runtime running and is about to retire the box; another
+            // thread drops the last handle right then. The box, still counted, keeps the state
+            // alive (under AddressSanitizer, a retire into a freed state is a reported use after
+            // free; without it, the box would never be destroyed).
+            std::thread::spawn(move || drop(rt)).join().unwrap();
+            assert!(
+                state_in_pause.upgrade().is_some(),
+                "the box keeps the state"
+            );
+        }),
+    );
+    drop(boxed); // ordinary context, always defer: retired
+    // Retired, then uncounted: that gave up the state's last reference, whose drop ran the
+    // batch holding the box.
+    assert_eq!(*log.lock().unwrap(), [1]);
+    assert!(
+        state.upgrade().is_none(),
+        "the state outlived its references"
+    );
+}
+
 /// Fails the test if `flag` is not set within 10 s.
 fn wait_for(what: &str, flag: &AtomicBool) {
     wait_until(what, || flag.load(Ordering::SeqCst));
