@@ -41,7 +41,8 @@
 //!
 //! A handler **must** only touch what was set up before it was installed, hand objects over
 //! with slot operations, read shared objects under [`read::enter`], and use atomics; if it
-//! installs into empty slots, keep jobs reserved for it with [`Runtime::reserve_to`]. It **must not** allocate or
+//! installs or replaces objects in slots (of anything but [`Owned`] boxes), keep jobs reserved
+//! for it with [`Runtime::reserve_to`]: each such exchange there needs one. It **must not** allocate or
 //! free, lock (a `Mutex`, the first use of a `OnceLock`), block, print, or panic (a panic in a
 //! handler aborts the process, with `fatal runtime error: failed to initiate panic`: the panic
 //! cannot unwind out of the signal frame; so no `unwrap` there either). Test that with

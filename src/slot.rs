@@ -407,7 +407,8 @@ impl<P> Rejected<P> {
     }
 
     /// The value handed back. May be called from a signal handler — but dropping the value
-    /// there would run its destructor inline; keep it, or put it somewhere for later.
+    /// there would run its destructor inline (unless it is an [`Owned`](crate::Owned) box,
+    /// which hands itself to the drainer); keep it, or put it somewhere for later.
     pub fn into_inner(self) -> P {
         self.value
     }

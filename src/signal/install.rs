@@ -169,6 +169,14 @@ impl Installed {
 
     /// Restores the disposition the signal had before [`install`] (and, if that was an earlier
     /// `install`, its handler). Ordinary context only: not from a signal handler.
+    ///
+    /// A signal still pending anywhere in the process when this returns gets the restored
+    /// disposition — for most signals, by default, the end of the process. Stop what sends it
+    /// first, and make sure nothing it already sent is still on its way: a [`ThreadTimer`]
+    /// aimed at another thread may have queued one there just before it was deleted (see
+    /// [`ThreadTimer`]).
+    ///
+    /// [`ThreadTimer`]: crate::signal::ThreadTimer
     pub fn uninstall(self) -> Result<(), Error> {
         // SAFETY: restoring a disposition that was in place before; no old value is asked for.
         if unsafe { libc::sigaction(self.signal.as_raw(), &self.previous, std::ptr::null_mut()) }

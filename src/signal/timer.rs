@@ -20,6 +20,15 @@ pub enum TimerClock {
 /// A POSIX timer that delivers a signal to one thread (`SIGEV_THREAD_ID`) at a fixed interval;
 /// deleted when dropped — always, including while unwinding (a timer left behind would keep
 /// signalling a thread that may no longer expect it).
+///
+/// Deleting the timer does not withdraw a signal it has already queued. Aimed at the thread
+/// that drops it (and not blocked there), that signal is handled before `drop` returns; aimed at
+/// another thread, it may still arrive there afterwards, whenever that thread next runs. So do
+/// not uninstall the handler ([`Installed::uninstall`](crate::signal::Installed::uninstall))
+/// right after dropping a timer aimed at another thread: the signal would find the restored
+/// disposition, which for `SIGPROF` or `SIGALRM` terminates the process. Drop each timer on its
+/// own target thread (a profiler's per-thread timers usually are), join that thread first, or
+/// leave the handler installed.
 #[derive(Debug)]
 #[must_use = "dropping the timer deletes it at once"]
 pub struct ThreadTimer {
