@@ -140,7 +140,7 @@ impl Builder {
     /// than it. A workload whose bursts are larger (a profiler that swaps out thousands of
     /// buffers at each tick, then drains) still has every drain free what the next burst grows
     /// back: an allocation and a free per job per burst, and teardowns on jobs another CPU has
-    /// just written (in our benchmark of two threads tearing down at once, about a fifth slower
+    /// just written (in our benchmark of two threads tearing down at once, about a quarter slower
     /// per teardown than on jobs kept). If you know the burst size, a hysteresis that large
     /// keeps the jobs for good. A window adapts instead: jobs grown back within it of a trim
     /// (never more than the trims freed) stay spare, on top of the headroom, until a whole window

@@ -80,7 +80,7 @@ fn repeated_bursts_grow_the_pool_back_once_then_keep_it() {
 }
 
 #[test]
-fn a_zero_window_is_the_default_and_keeps_nothing() {
+fn a_zero_window_keeps_nothing() {
     let rt = runtime(Some(Duration::ZERO), Drainer::Manual);
     let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
     let s = drained_bursts(&rt, &slots, 3);
