@@ -144,8 +144,9 @@ impl Builder {
     /// per teardown than on jobs kept). If you know the burst size, a hysteresis that large
     /// keeps the jobs for good. A window adapts instead: jobs grown back within it of a trim
     /// (never more than the trims freed) stay spare, on top of the headroom, until a whole window
-    /// passes without such regrowth; the first drain after that frees them (the drainer thread
-    /// looks at least once a window, so with it they go within about two windows).
+    /// passes without such regrowth; a drain after that frees them (the drainer thread looks at
+    /// least once a window while jobs are kept, so with it they go within about two windows;
+    /// with [`Wake::Lazy`](crate::Wake::Lazy), add the lazy period once).
     ///
     /// Off by default because it trades the default's promise — after a drain, at most
     /// `headroom + hysteresis` spare jobs — for speed: with a window, after a drain the pool may
@@ -159,7 +160,7 @@ impl Builder {
     ///
     /// let rt = Runtime::builder()
     ///     .drainer(Drainer::Manual)
-    ///     .regrowth_window(Duration::from_secs(1))
+    ///     .regrowth_window(Duration::from_secs(60))
     ///     .build()?;
     /// let slots: Vec<RefSlot<Box<u64>>> = (0..1000).map(|_| RefSlot::new(&rt)).collect();
     /// for _tick in 0..3 {

@@ -30,8 +30,9 @@
 //! (no trim, or a small one, preceded its growth), and the memory kept is at most what the
 //! bursts grew back of what trims had freed, held until the first drain cycle a window after
 //! the last regrowth. With a drainer thread that cycle comes by itself: while jobs are kept, it
-//! sleeps at most a window at a time (so they go at most about two windows after the last
-//! regrowth), and a grower that starts keeping jobs nudges it out of a sleep until rung
+//! sleeps at most a window at a time (so they go about two windows after the last regrowth at
+//! most, unless the grow lock is busy at that cycle; a lazy drainer already asleep for its
+//! period sees the kept jobs only when it wakes, and polls at most a window apart from then), and a grower that starts keeping jobs nudges it out of a sleep until rung
 //! (`doorbell.rs`'s store-buffering pair, as for a batch's first object), so even a workload
 //! that never hands it anything gets its memory back. With a manual drainer, at the first
 //! drain a window after the last regrowth.
@@ -85,7 +86,12 @@ impl Regrowth {
 
     /// The pool grew `n` jobs for demand at `now`. Returns the new `keep`.
     pub(crate) fn grown(&mut self, n: usize, now: Instant) -> usize {
-        if !self.enabled() || !self.in_window(now) {
+        if !self.enabled() {
+            return 0;
+        }
+        // An expired `keep` goes first: regrowth now must not renew it.
+        self.keep_at(now);
+        if !self.in_window(now) {
             return self.keep;
         }
         let back = n.min(self.owed);
@@ -197,6 +203,22 @@ mod tests {
             1000,
             "at most the 500 owed count"
         );
+    }
+
+    #[test]
+    fn an_expired_keep_is_not_renewed_by_later_regrowth() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        log.trimmed(1000, t0);
+        assert_eq!(log.grown(1000, ms(t0, 1)), 1000);
+        // No trim notices the expiry (the jobs are in use, say); a small trim and regrowth later.
+        log.trimmed(10, ms(t0, 90));
+        assert_eq!(
+            log.grown(10, ms(t0, 150)),
+            10,
+            "the keep of 1000 expired at 101 ms"
+        );
+        assert_eq!(log.keep_at(ms(t0, 151)), 10);
     }
 
     #[test]

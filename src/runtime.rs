@@ -387,7 +387,11 @@ impl Inner {
         }
         let want = self.cfg.headroom.max(1);
         let (grown, err) = self.grow_locked(&mut state.jobs, want);
-        self.regrown(&mut state, grown);
+        let nudge = self.regrown(&mut state, grown);
+        drop(state);
+        if nudge {
+            self.doorbell.nudge();
+        }
         if grown == 0 {
             self.counters
                 .reserve_failures
@@ -408,24 +412,29 @@ impl Inner {
         let spare = self.ledger.spare();
         if spare < self.cfg.headroom {
             let (grown, _) = self.grow_locked(&mut state.jobs, self.cfg.headroom - spare);
-            self.regrown(&mut state, grown);
+            let nudge = self.regrown(&mut state, grown);
             self.ledger.credit_spare(grown);
-        }
-    }
-
-    /// Logs growth for demand (`regrowth.rs`), with the grow lock held. When jobs start being
-    /// kept, a drainer thread asleep until rung is nudged, so that it sleeps at most a window
-    /// from then on (`Drain::kept_for`).
-    fn regrown(&self, state: &mut Growth, grown: usize) {
-        if grown > 0 && state.regrowth.enabled() {
-            let keep = state.regrowth.grown(grown, Instant::now());
-            // Relaxed: see `kept`. Before the nudge, whose SeqCst fence orders it against the
-            // drainer's check of `kept_for` after it announced its sleep (`doorbell.rs`'s
-            // store-buffering pair): the drainer sees the jobs kept, or the nudge sees it asleep.
-            if self.kept.swap(keep, Ordering::Relaxed) == 0 && keep > 0 {
+            drop(state);
+            if nudge {
                 self.doorbell.nudge();
             }
         }
+    }
+
+    /// Logs growth for demand (`regrowth.rs`), with the grow lock held. Returns whether jobs
+    /// just started being kept: the caller then nudges a drainer thread asleep until rung, once
+    /// it has dropped the lock (the drainer's cycle try-locks it), so that the drainer sleeps at
+    /// most a window from then on (`Drain::kept_for`).
+    #[must_use]
+    fn regrown(&self, state: &mut Growth, grown: usize) -> bool {
+        if grown == 0 || !state.regrowth.enabled() {
+            return false;
+        }
+        let keep = state.regrowth.grown(grown, Instant::now());
+        // Relaxed: see `kept`. Before the caller's nudge, whose SeqCst fence orders it against
+        // the drainer's check of `kept_for` after it announced its sleep (`doorbell.rs`'s
+        // store-buffering pair): the drainer sees the jobs kept, or the nudge sees it asleep.
+        self.kept.swap(keep, Ordering::Relaxed) == 0 && keep > 0
     }
 
     /// Allocates up to `n` jobs and deals them out over the shards (a batch grown by one thread
@@ -561,6 +570,12 @@ impl Inner {
         let keep = now.map_or(0, |now| state.regrowth.keep_at(now));
         // Relaxed: see `kept`.
         self.kept.store(keep, Ordering::Relaxed);
+        // An automatic trim tried after a drain only to notice an expired window frees nothing
+        // below the (raised) trigger: the count hysteresis holds with jobs kept too.
+        let trigger = (self.cfg.headroom + self.cfg.hysteresis).saturating_add(keep);
+        if !explicit && self.ledger.spare() <= trigger {
+            return 0;
+        }
         let floor = self.cfg.headroom.saturating_add(keep);
         let shards = self.cfg.shards;
         let first = current_shard(shards);

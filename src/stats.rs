@@ -49,7 +49,8 @@ pub struct Stats {
     /// pool had to grow that many back soon after a trim freed them (see
     /// [`Builder::regrowth_window`](crate::Builder::regrowth_window); always 0 without one). A
     /// limit, not a count: `spare` may be below `headroom + kept` while jobs are in use. Back to
-    /// 0 at the first drain cycle once a window has passed without such regrowth, or at
+    /// 0 at a drain cycle once a window has passed without such regrowth (normally the first;
+    /// a later one if another thread was growing or trimming the pool then), or at
     /// [`Runtime::trim`](crate::Runtime::trim).
     pub kept: usize,
     /// Objects ever parked in the emergency area (should stay 0): a value with no reserved job

@@ -80,30 +80,43 @@ fn repeated_bursts_grow_the_pool_back_once_then_keep_it() {
 }
 
 #[test]
-fn a_zero_window_keeps_nothing() {
-    let rt = runtime(Some(Duration::ZERO), Drainer::Manual);
-    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
-    let s = drained_bursts(&rt, &slots, 3);
-    assert_eq!(s.kept, 0, "{s:?}");
-    assert!(s.total <= HEADROOM + HYSTERESIS, "{s:?}");
+fn by_default_or_with_a_zero_window_every_drain_trims_what_the_next_burst_grows() {
+    for window in [None, Some(Duration::ZERO)] {
+        let rt = runtime(window, Drainer::Manual);
+        let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+        let s = drained_bursts(&rt, &slots, BURSTS);
+        // What the window saves: each burst grows and each drain trims most of a burst.
+        let events = grow_and_trim_events(&s);
+        assert!(
+            events >= BURSTS * (BURST - HEADROOM - HYSTERESIS),
+            "{window:?}: {events} grow/trim events over {BURSTS} bursts: {s:?}"
+        );
+        assert_eq!(s.kept, 0, "{window:?}: {s:?}");
+        assert!(
+            s.total <= HEADROOM + HYSTERESIS,
+            "{window:?}: trimmed at every drain: {s:?}"
+        );
+    }
 }
 
 #[test]
-fn by_default_every_drain_trims_what_the_next_burst_grows() {
-    let rt = runtime(None, Drainer::Manual);
+fn jobs_kept_raise_the_trim_trigger_as_well_as_its_target() {
+    let rt = runtime(Some(HOUR), Drainer::Manual);
     let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
-    let s = drained_bursts(&rt, &slots, BURSTS);
-    // What the window saves: each burst grows and each drain trims most of a burst.
-    let events = grow_and_trim_events(&s);
-    assert!(
-        events >= BURSTS * (BURST - HEADROOM - HYSTERESIS),
-        "{events} grow/trim events over {BURSTS} bursts: {s:?}"
+    let s = drained_bursts(&rt, &slots, 3);
+    assert!(s.kept > 0 && s.spare == HEADROOM + s.kept, "{s:?}");
+    // One spare job more than the pool keeps: within the hysteresis above the kept jobs.
+    rt.reserve(1).unwrap();
+    assert_eq!(rt.unreserve(1).unwrap(), 1);
+    let before = rt.stats();
+    assert_eq!(before.spare, HEADROOM + before.kept + 1, "{before:?}");
+    rt.drain().unwrap(); // looks at the kept jobs; nothing above the trigger to trim
+    let after = rt.stats();
+    assert_eq!(
+        after.trimmed, before.trimmed,
+        "trimmed below the trigger: {after:?}"
     );
-    assert_eq!(s.kept, 0, "{s:?}");
-    assert!(
-        s.total <= HEADROOM + HYSTERESIS,
-        "trimmed at every drain: {s:?}"
-    );
+    assert_eq!(after.kept, before.kept, "{after:?}");
 }
 
 #[test]

@@ -61,6 +61,11 @@
 //! sleeps at most one period and then drains, so no job waits longer than the period plus one
 //! drain cycle.
 //!
+//! An idle sleep may have a time limit (while the pool keeps jobs for regrowth): it publishes
+//! `IDLE` all the same, so rings and nudges wake it as they wake one without. loom's futex
+//! stand-in treats every timed wait as already over, so the models cannot tell whether a nudge
+//! woke such a sleep; `tests/regrowth_window.rs` checks it with real threads (kit mutant G7).
+//!
 //! ## Concurrency table
 //!
 //! | operation | concurrent with ring | with clear/wait | restricted context |
@@ -211,15 +216,17 @@ impl Doorbell {
         self.wake_if_asleep(POLLING)
     }
 
-    /// Tells the drainer that batched work appeared (the first object of an empty batch): wakes
-    /// it only if it sleeps with no timeout. Returns whether a syscall was made.
+    /// Tells the drainer that work appeared it would not otherwise look for (the first object of
+    /// an empty batch; jobs the pool started keeping): wakes it only if it sleeps idle
+    /// ([`Sleep::Idle`], with a time limit or not), not from a poll. Returns whether a syscall
+    /// was made.
     #[inline]
     pub fn nudge(&self) -> bool {
         self.wake_if_asleep(IDLE).map(Wakeup::make).is_some()
     }
 
     /// Bumps `seq` and wakes the drainer if `sleeping` is at least `min` (POLLING: any sleep;
-    /// IDLE: only an untimed one), counting the wake; the syscall itself is left to the caller.
+    /// IDLE: only an idle one), counting the wake; the syscall itself is left to the caller.
     /// The caller has published its work (`pending`, or a batch).
     fn wake_if_asleep(&self, min: u32) -> Option<Wakeup> {
         if !self.has_sleeper {

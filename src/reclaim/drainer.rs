@@ -314,7 +314,10 @@ fn run<D: Drain>(work: &D, wake: Wake) {
         }
         stalled_retries = 0;
         let how = match wake {
-            Wake::Lazy { period, .. } => Sleep::Poll(period),
+            // Lazy: the period, or a window if shorter while the pool keeps jobs.
+            Wake::Lazy { period, .. } => {
+                Sleep::Poll(work.kept_for().map_or(period, |window| window.min(period)))
+            }
             // Objects wait (for readers, or in a batch being filled): poll, less often the
             // longer nothing moves.
             Wake::Immediate if cycle.waiting => {
