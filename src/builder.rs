@@ -145,8 +145,8 @@ impl Builder {
     /// keeps the jobs for good. A window adapts instead: jobs grown back within it of a trim
     /// (never more than the trims freed) stay spare, on top of the headroom, until a whole window
     /// passes without such regrowth; a drain after that frees them (the drainer thread looks at
-    /// least once a window while jobs are kept, so with it they go within about two windows;
-    /// with [`Wake::Lazy`](crate::Wake::Lazy), add the lazy period once).
+    /// least once a window while jobs are kept, so with it they go within about two windows,
+    /// lazy or not).
     ///
     /// Off by default because it trades the default's promise — after a drain, at most
     /// `headroom + hysteresis` spare jobs — for speed: with a window, after a drain the pool may

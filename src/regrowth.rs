@@ -33,11 +33,11 @@
 //!
 //! With a drainer thread that cycle comes by itself. While jobs are kept it sleeps at most a
 //! window at a time, so they go about two windows after the last regrowth at most (later only
-//! if the grow lock is busy at that cycle). A grower that starts keeping jobs nudges it out of
-//! a sleep until rung (`doorbell.rs`'s store-buffering pair, as for a batch's first object), so
-//! even a workload that never hands it anything gets its memory back. A lazy drainer already
-//! asleep for its period sees the kept jobs when it wakes, and polls at most a window apart
-//! from then. With a manual drainer: at the first drain a window after the last regrowth.
+//! if the grow lock is busy at that cycle). A grower that starts keeping jobs wakes it from
+//! whatever sleep it is in, until rung or a lazy drainer's period (`doorbell.rs`'s
+//! store-buffering pair, as for a ring), so even a workload that never hands it anything gets
+//! its memory back. With a manual drainer: at the first drain a window after
+//! the last regrowth.
 //!
 //! `keep` is mirrored in an atomic the runtime reads without the lock to decide whether a trim
 //! is worth trying and how long the drainer thread may sleep: a heuristic, like the spare count

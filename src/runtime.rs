@@ -197,7 +197,7 @@ pub(crate) struct Inner {
     /// log's `keep`, written under the grow lock. Relaxed everywhere: a heuristic that decides
     /// whether a trim is tried and how long the drainer thread may sleep; it guards nothing
     /// (trim claims what it frees from the ledger). The one place it must not be missed, a
-    /// drainer going to sleep until rung, is covered by the nudge in `regrown`.
+    /// drainer going to sleep until rung, is covered by the wake-up after `regrown`.
     kept: AtomicUsize,
     /// Whether a drainer thread runs for this runtime now (false with `Drainer::Manual`, and in
     /// a child after `fork` until one is started, or if it could not be).
@@ -387,10 +387,10 @@ impl Inner {
         }
         let want = self.cfg.headroom.max(1);
         let (grown, err) = self.grow_locked(&mut state.jobs, want);
-        let nudge = self.regrown(&mut state, grown);
+        let wake = self.regrown(&mut state, grown);
         drop(state);
-        if nudge {
-            self.doorbell.nudge();
+        if wake {
+            self.doorbell.wake_any();
         }
         if grown == 0 {
             self.counters
@@ -412,28 +412,31 @@ impl Inner {
         let spare = self.ledger.spare();
         if spare < self.cfg.headroom {
             let (grown, _) = self.grow_locked(&mut state.jobs, self.cfg.headroom - spare);
-            let nudge = self.regrown(&mut state, grown);
+            let wake = self.regrown(&mut state, grown);
             self.ledger.credit_spare(grown);
             drop(state);
-            if nudge {
-                self.doorbell.nudge();
+            if wake {
+                self.doorbell.wake_any();
             }
         }
     }
 
     /// Logs growth for demand (`regrowth.rs`), with the grow lock held. Returns whether jobs
-    /// just started being kept: the caller then nudges a drainer thread asleep until rung, once
-    /// it has dropped the lock (the drainer's cycle try-locks it), so that the drainer sleeps at
-    /// most a window from then on (`Drain::kept_for`).
+    /// just started being kept: the caller then wakes a sleeping drainer thread (from any
+    /// sleep: an idle one, or a lazy drainer's period), once it has dropped the lock (the
+    /// drainer's cycle try-locks it), so that the drainer sleeps at most a window from then on
+    /// (`Drain::kept_for`).
     #[must_use]
     fn regrown(&self, state: &mut Growth, grown: usize) -> bool {
         if grown == 0 || !state.regrowth.enabled() {
             return false;
         }
         let keep = state.regrowth.grown(grown, Instant::now());
-        // Relaxed: see `kept`. Before the caller's nudge, whose SeqCst fence orders it against
-        // the drainer's check of `kept_for` after it announced its sleep (`doorbell.rs`'s
-        // store-buffering pair): the drainer sees the jobs kept, or the nudge sees it asleep.
+        // Relaxed: see `kept`. Before the caller's wake-up, whose SeqCst fence orders it
+        // against the drainer's fence after it announced its sleep (`doorbell.rs`'s
+        // store-buffering pair): the drainer sees the jobs kept (an untimed idle sleep checks
+        // `kept_for`; any sleep's futex wait sees the wake-up's bump of its word), or the
+        // wake-up sees it asleep.
         self.kept.swap(keep, Ordering::Relaxed) == 0 && keep > 0
     }
 
@@ -541,7 +544,7 @@ impl Inner {
     /// kept for regrowth again: `None` while none are kept.
     pub(crate) fn kept_for(&self) -> Option<Duration> {
         // Relaxed: see `kept`; a 0 read just before a grower raises it is covered by the
-        // grower's nudge and the drainer's check after announcing its sleep (`regrown`).
+        // grower's wake-up and the drainer's check after announcing its sleep (`regrown`).
         (self.kept.load(Ordering::Relaxed) > 0).then_some(self.cfg.regrowth_window)
     }
 

@@ -9,7 +9,7 @@
 //! a short window skips its check if its bursts took longer than the window (a stalled
 //! machine), rather than fail.
 
-use sigdrop::{Drainer, Policy, RefSlot, Runtime, Stats, restricted};
+use sigdrop::{Drainer, Policy, RefSlot, Runtime, Stats, Wake, restricted};
 use std::time::{Duration, Instant};
 
 const HEADROOM: usize = 4;
@@ -313,5 +313,41 @@ fn a_drainer_thread_sleeping_on_kept_jobs_still_wakes_for_objects_retired_in_ord
     assert!(
         done,
         "the retired object waited for the kept jobs' window: {s:?}"
+    );
+}
+
+#[test]
+fn a_lazy_drainer_asleep_for_a_long_period_is_woken_to_free_kept_jobs() {
+    // Ordinary installs and removals only, so nothing rings; the lazy drainer sleeps for its
+    // period, a minute, from the start. Jobs the pool starts keeping must wake it, so that they
+    // are freed about a window after the bursts, not at the end of that minute.
+    let rt = Runtime::builder()
+        .shards(2)
+        .headroom(HEADROOM)
+        .hysteresis(HYSTERESIS)
+        .regrowth_window(SHORT)
+        .wake(Wake::lazy(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    std::thread::sleep(Duration::from_millis(100)); // the drainer's first cycle, then its sleep
+    let start = Instant::now();
+    let mut kept_seen = 0;
+    for _ in 0..3 {
+        for (i, s) in slots.iter().enumerate() {
+            assert!(s.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+        }
+        slots.iter().for_each(|s| s.clear());
+        kept_seen = kept_seen.max(rt.stats().kept);
+    }
+    if start.elapsed() < SHORT {
+        assert!(kept_seen > 0, "{:?}", rt.stats());
+    }
+    let (s, done) = wait_for(&rt, Duration::from_secs(10), |s| {
+        s.kept == 0 && s.total <= HEADROOM + HYSTERESIS
+    });
+    assert!(
+        done,
+        "kept jobs waited for the lazy period (most seen kept: {kept_seen}): {s:?}"
     );
 }

@@ -24,6 +24,11 @@
 //! a futex wake only if `sleeping` is `IDLE`. A polling drainer comes back by itself within
 //! its period.
 //!
+//! A pool that starts keeping jobs for regrowth (`regrowth.rs`) wants the drainer to sleep
+//! less long from then on: it wakes it from any sleep as a ring does (`wake_any`: `seq += 1`,
+//! `fence(SeqCst)`, a futex wake if `sleeping` is not `AWAKE`), without setting `pending`; the
+//! drainer's next sleep is then limited to a window.
+//!
 //! The drainer, after a cycle that found nothing to run:
 //!
 //! ```text
@@ -217,12 +222,18 @@ impl Doorbell {
     }
 
     /// Tells the drainer that work appeared it would not otherwise look for (the first object of
-    /// an empty batch; jobs the pool started keeping): wakes it only if it sleeps idle
-    /// ([`Sleep::Idle`], with a time limit or not), not from a poll. Returns whether a syscall
-    /// was made.
+    /// an empty batch): wakes it only if it sleeps idle ([`Sleep::Idle`], with a time limit or
+    /// not), not from a poll. Returns whether a syscall was made.
     #[inline]
     pub fn nudge(&self) -> bool {
         self.wake_if_asleep(IDLE).map(Wakeup::make).is_some()
+    }
+
+    /// Wakes the drainer from any sleep, a poll included, without ringing: for a change in how
+    /// long it should sleep (jobs the pool started keeping, which a lazy drainer asleep for its
+    /// period would otherwise see only at the end of it). Returns whether a syscall was made.
+    pub fn wake_any(&self) -> bool {
+        self.wake_if_asleep(POLLING).map(Wakeup::make).is_some()
     }
 
     /// Bumps `seq` and wakes the drainer if `sleeping` is at least `min` (POLLING: any sleep;
