@@ -41,7 +41,10 @@ pub struct Stats {
     /// including parked objects and panicking destructors).
     pub drained: u64,
     /// Wake-up syscalls made for the drainer: by handlers handing objects over (immediate wake),
-    /// and by threads that start a batch while the drainer sleeps for good.
+    /// by threads that start a batch while the drainer sleeps for good, and (with a
+    /// [`regrowth_window`](crate::Builder::regrowth_window)) by installs that grow the pool
+    /// back and start it keeping jobs, while the drainer sleeps. Never from a handler in lazy
+    /// mode.
     pub wakes: u64,
     /// Jobs freed by trim.
     pub trimmed: u64,
