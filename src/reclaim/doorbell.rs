@@ -33,7 +33,7 @@
 //!
 //! ```text
 //! seen = seq;  sleeping = POLLING (a poll) or IDLE;  fence(SeqCst)
-//! if !pending && (polling || !work_waiting()): futex_wait(seq == seen, timeout)
+//! if !pending && !call_off(): futex_wait(seq == seen, timeout)
 //! sleeping = AWAKE
 //! ```
 //!
@@ -55,7 +55,9 @@
 //! and the drainer read `seen` before it published `sleeping` (Release; the producer's load is
 //! Acquire), so a wake that comes before the drainer's `futex_wait` makes the kernel's value
 //! check fail and the wait return at once. The same argument, with "work waiting" (batches, or
-//! owned boxes not yet linked) in place of `pending`, covers a nudge.
+//! owned boxes not yet linked) in place of `pending`, covers a nudge; and with "jobs kept since
+//! the drainer chose its sleep" in place of `pending`, `wake_any` (the drainer's `call_off`
+//! checks that for every kind of sleep).
 //!
 //! For a push onto a non-empty list, the push that made the list non-empty is responsible. In the
 //! kernel that producer cannot be preempted between its push and its ring; in user space it can
@@ -308,10 +310,10 @@ impl Doorbell {
         self.pending.load(Ordering::Acquire)
     }
 
-    /// Sleeps as `how` says, unless a ring is outstanding or, for an idle sleep, `work_waiting`
-    /// says there is work already. Ordinary context only; the drainer's side of the module
-    /// docs' protocol.
-    pub fn sleep(&self, how: Sleep, work_waiting: impl FnOnce() -> bool) {
+    /// Sleeps as `how` says, unless a ring is outstanding or `call_off`, asked once the sleep is
+    /// announced, says not to (work already waiting, for an idle sleep). Ordinary context only;
+    /// the drainer's side of the module docs' protocol.
+    pub fn sleep(&self, how: Sleep, call_off: impl FnOnce() -> bool) {
         // Acquire: pairs with the producers' Release bump.
         let seen = self.seq.load(Ordering::Acquire);
         let (state, timeout) = match how {
@@ -322,11 +324,9 @@ impl Doorbell {
         self.sleeping.store(state, Ordering::Release);
         // The drainer's fence of the store-buffering argument (module docs).
         fence(Ordering::SeqCst);
-        // Relaxed: the fences carry the argument. A poll does not look at the batches: it comes
-        // back by itself, and batched work that is waiting but cannot move yet (a batch a
-        // preempted producer still holds, readers inside) must not turn it into a busy loop.
-        // (An idle sleep is only chosen after a cycle found no such work.)
-        if !self.pending.load(Ordering::Relaxed) && (state == POLLING || !work_waiting()) {
+        // Relaxed: the fences carry the argument. What `call_off` looks at for each kind of
+        // sleep is the drainer's choice (`drainer.rs`: a poll must not look at batches).
+        if !self.pending.load(Ordering::Relaxed) && !call_off() {
             self.wait(seen, timeout);
         }
         // Relaxed: a producer that still sees us asleep makes one spare syscall, nothing worse.

@@ -313,10 +313,12 @@ fn run<D: Drain>(work: &D, wake: Wake) {
             continue;
         }
         stalled_retries = 0;
+        // Read once: the sleep is chosen from it, and called off if it changes from none.
+        let kept_for = work.kept_for();
         let how = match wake {
             // Lazy: the period, or a window if shorter while the pool keeps jobs.
             Wake::Lazy { period, .. } => {
-                Sleep::Poll(work.kept_for().map_or(period, |window| window.min(period)))
+                Sleep::Poll(kept_for.map_or(period, |window| window.min(period)))
             }
             // Objects wait (for readers, or in a batch being filled): poll, less often the
             // longer nothing moves.
@@ -340,16 +342,22 @@ fn run<D: Drain>(work: &D, wake: Wake) {
                     interval = POLL;
                     // Until rung or nudged; but no longer than the pool keeps spare jobs for a
                     // burst that may come back, so that they are freed if it does not.
-                    Sleep::Idle(work.kept_for())
+                    Sleep::Idle(kept_for)
                 }
             },
         };
-        // Asked only before an idle sleep. One with no time limit is called off if the pool
-        // started keeping jobs since `kept_for` was read above (the loop then sleeps at most a
-        // window).
-        let untimed = how == Sleep::Idle(None);
-        work.doorbell().sleep(how, || {
-            work.stopping() || work.work_waiting() || (untimed && work.kept_for().is_some())
+        // Whether to call the sleep off, asked after it is announced (the doorbell's protocol).
+        // Any sleep is called off if the pool started keeping jobs since `kept_for` was read
+        // (the loop then sleeps at most a window): the grower's wake-up may have found this
+        // thread not yet asleep. An idle sleep is also called off by work already waiting. A
+        // poll does not look at the batches: it comes back by itself, and batched work that
+        // waits but cannot move yet (a batch a preempted producer still holds, readers inside)
+        // must not turn it into a busy loop. (An idle sleep is only chosen after a cycle that
+        // found no such work.)
+        let kept_since_looked = || kept_for.is_none() && work.kept_for().is_some();
+        work.doorbell().sleep(how, || match how {
+            Sleep::Poll(_) => kept_since_looked(),
+            Sleep::Idle(_) => work.stopping() || work.work_waiting() || kept_since_looked(),
         });
         slept = true;
     }
