@@ -240,35 +240,14 @@ fn bursts_on_the_drainer_thread(rt: &Runtime, slots: &[RefSlot<Box<u64>>]) -> us
     kept_seen
 }
 
-#[test]
-fn the_drainer_thread_frees_kept_jobs_once_bursts_stop() {
-    let rt = runtime(Some(SHORT), Drainer::Thread);
-    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
-    let start = Instant::now();
-    let kept_seen = bursts_on_the_drainer_thread(&rt, &slots);
-    if start.elapsed() < SHORT {
-        assert!(kept_seen > 0, "{:?}", rt.stats());
-    }
-    // Once the bursts stop, the drainer gives the pool back without being rung again.
-    let (s, done) = wait_for(&rt, Duration::from_secs(10), |s| {
-        s.kept == 0 && s.total <= HEADROOM + HYSTERESIS
-    });
-    assert!(
-        done,
-        "kept jobs never freed (most seen kept: {kept_seen}): {s:?}"
-    );
-}
-
-#[test]
-fn kept_jobs_of_ordinary_bursts_are_freed_by_the_drainer_thread_it_was_never_rung_for() {
-    // Installs and removals in ordinary context only: nothing is handed to the drainer, which
-    // sleeps until rung from the start. Jobs kept must still be freed once the bursts stop.
-    let rt = runtime(Some(SHORT), Drainer::Thread);
-    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
-    // Give the new drainer thread time to find nothing to do and go to sleep until rung.
+/// Lets a new drainer thread find nothing to do and go to sleep, then runs three bursts of
+/// installs and removals in ordinary context only (nothing is handed to the drainer, nothing
+/// rings). Returns the most jobs `Stats::kept` showed after one; if the bursts fell inside a
+/// window, some must have been kept.
+fn ordinary_bursts_while_the_drainer_sleeps(rt: &Runtime, slots: &[RefSlot<Box<u64>>]) -> usize {
     std::thread::sleep(Duration::from_millis(100));
-    let mut kept_seen = 0;
     let start = Instant::now();
+    let mut kept_seen = 0;
     for _ in 0..3 {
         for (i, s) in slots.iter().enumerate() {
             assert!(s.xchg(Some(Box::new(i as u64))).unwrap().is_none());
@@ -280,13 +259,38 @@ fn kept_jobs_of_ordinary_bursts_are_freed_by_the_drainer_thread_it_was_never_run
         assert!(kept_seen > 0, "{:?}", rt.stats());
     }
     assert_eq!(rt.stats().drained, 0, "nothing went through the drainer");
-    let (s, done) = wait_for(&rt, Duration::from_secs(10), |s| {
+    kept_seen
+}
+
+/// Fails unless the drainer thread, on its own, frees the kept jobs within 10 s.
+fn assert_kept_jobs_freed(rt: &Runtime, kept_seen: usize, what: &str) {
+    let (s, done) = wait_for(rt, Duration::from_secs(10), |s| {
         s.kept == 0 && s.total <= HEADROOM + HYSTERESIS
     });
-    assert!(
-        done,
-        "kept jobs never freed (most seen kept: {kept_seen}): {s:?}"
-    );
+    assert!(done, "{what} (most seen kept: {kept_seen}): {s:?}");
+}
+
+#[test]
+fn the_drainer_thread_frees_kept_jobs_once_bursts_stop() {
+    let rt = runtime(Some(SHORT), Drainer::Thread);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let start = Instant::now();
+    let kept_seen = bursts_on_the_drainer_thread(&rt, &slots);
+    if start.elapsed() < SHORT {
+        assert!(kept_seen > 0, "{:?}", rt.stats());
+    }
+    // Once the bursts stop, the drainer gives the pool back without being rung again.
+    assert_kept_jobs_freed(&rt, kept_seen, "kept jobs never freed");
+}
+
+#[test]
+fn kept_jobs_of_ordinary_bursts_are_freed_by_the_drainer_thread_it_was_never_rung_for() {
+    // Installs and removals in ordinary context only: nothing is handed to the drainer, which
+    // sleeps until rung from the start. Jobs kept must still be freed once the bursts stop.
+    let rt = runtime(Some(SHORT), Drainer::Thread);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
+    let kept_seen = ordinary_bursts_while_the_drainer_sleeps(&rt, &slots);
+    assert_kept_jobs_freed(&rt, kept_seen, "kept jobs never freed");
 }
 
 #[test]
@@ -330,24 +334,6 @@ fn a_lazy_drainer_asleep_for_a_long_period_is_woken_to_free_kept_jobs() {
         .build()
         .unwrap();
     let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
-    std::thread::sleep(Duration::from_millis(100)); // the drainer's first cycle, then its sleep
-    let start = Instant::now();
-    let mut kept_seen = 0;
-    for _ in 0..3 {
-        for (i, s) in slots.iter().enumerate() {
-            assert!(s.xchg(Some(Box::new(i as u64))).unwrap().is_none());
-        }
-        slots.iter().for_each(|s| s.clear());
-        kept_seen = kept_seen.max(rt.stats().kept);
-    }
-    if start.elapsed() < SHORT {
-        assert!(kept_seen > 0, "{:?}", rt.stats());
-    }
-    let (s, done) = wait_for(&rt, Duration::from_secs(10), |s| {
-        s.kept == 0 && s.total <= HEADROOM + HYSTERESIS
-    });
-    assert!(
-        done,
-        "kept jobs waited for the lazy period (most seen kept: {kept_seen}): {s:?}"
-    );
+    let kept_seen = ordinary_bursts_while_the_drainer_sleeps(&rt, &slots);
+    assert_kept_jobs_freed(&rt, kept_seen, "kept jobs waited for the lazy period");
 }
