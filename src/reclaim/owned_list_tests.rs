@@ -4,7 +4,9 @@
 //! a drainer thread that polls for it, or by a shutdown that waits for it. And a push caught
 //! right after its link, while the runtime goes away: it must touch nothing of it any more
 //! (the sanitizer run, `scripts/asan.sh`, checks that with these tests). And a real `fork`
-//! while another thread is caught before its link: the child seals and runs that box.
+//! while another thread is caught before its link: the child seals and runs that box; and one
+//! from a handler that interrupted a push on the forking thread itself: the child must leave
+//! that box to the push's own link.
 
 use super::{PauseAt, pause_next_push};
 use crate::{Drainer, Owned, Runtime, restricted};
@@ -360,6 +362,75 @@ fn a_fork_child_seals_a_box_a_parent_thread_was_pushing_and_runs_it() {
          stalled, 4: wrong boxes destroyed, 5: wrong count of boxes alive)"
     );
     // The parent is untouched: its pusher linked, and both boxes run here, oldest first.
+    assert_eq!(rt.drain().unwrap(), 2);
+    assert_eq!(*log.lock().unwrap(), [1, 2]);
+}
+
+#[test]
+fn a_fork_from_a_handler_that_interrupted_a_push_leaves_that_box_to_its_own_link() {
+    let rt = Arc::new(one_shard(Drainer::Manual));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let older = Owned::new(&rt, Logged(1, log.clone()));
+    let paused = Owned::new(&rt, Logged(2, log.clone()));
+    {
+        let _nmi = restricted::enter();
+        drop(older);
+    }
+    // What the child found, from inside the handler: (stalled, destructors run).
+    let in_handler = Arc::new(Mutex::new(None));
+    let pid = Arc::new(std::sync::atomic::AtomicI32::new(-1));
+    {
+        let (rt, in_handler, pid) = (rt.clone(), in_handler.clone(), pid.clone());
+        // The pause stands in for a handler that interrupted the push on this thread: it runs
+        // in restricted context, between the ring and the link, and forks.
+        drop_paused(paused, move || {
+            // SAFETY: the child drains on a thread of its own, records plain values and comes
+            // back here; the parent's other threads hold none of the locks that takes but
+            // the allocator's, which glibc's `fork` makes safe to use in the child.
+            let child = unsafe { libc::fork() };
+            assert!(child >= 0, "fork failed");
+            pid.store(child, Ordering::SeqCst);
+            if child == 0 {
+                // A drainer thread of the child drains before the handler returns: the box
+                // whose push the handler interrupted is unlinked, and must stay so, to be run
+                // once the push links it. Sealed, it would be destroyed here and the link
+                // would land on freed memory, and the older box be lost.
+                std::thread::spawn(move || {
+                    let ran = rt.drain_and_wait().unwrap();
+                    *in_handler.lock().unwrap() = Some((rt.inner().owned_stalled(), ran));
+                })
+                .join()
+                .unwrap();
+            }
+        });
+    }
+    let child = pid.load(Ordering::SeqCst);
+    if child == 0 {
+        // The child, the handler returned and the push linked: both boxes run, oldest first.
+        let code = match *in_handler.lock().unwrap() {
+            None => 2,
+            Some((false, _)) => 3,
+            Some((true, ran)) if ran != 0 => 4,
+            Some(_) => match rt.drain_and_wait() {
+                Err(_) => 5,
+                Ok(_) if *log.lock().unwrap() != [1, 2] => 6,
+                Ok(_) if rt.inner().owned_stalled() => 7,
+                Ok(_) => 0,
+            },
+        };
+        // SAFETY: ends the child at once, running nothing of the parent's.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child failed its checks: status {status:#x} (2: no drain in the handler, 3: the \
+         interrupted box was not left unlinked, 4: that drain ran something, 5: drain failed, \
+         6: wrong boxes destroyed, 7: a box left stalled)"
+    );
+    // The parent is untouched: its push linked, and both boxes run here, oldest first.
     assert_eq!(rt.drain().unwrap(), 2);
     assert_eq!(*log.lock().unwrap(), [1, 2]);
 }
