@@ -118,7 +118,8 @@ struct Node<T> {
 ///
 /// A handler must not leave an `Owned` drop it interrupted unfinished (by `siglongjmp` out of
 /// it, or by ending the thread): the boxes dropped before it on that CPU would then never be
-/// destroyed, and the drainer would poll for them.
+/// destroyed, and the drainer would poll for them. [`Stats::owned_stalled`](crate::Stats)
+/// staying above 0 is the sign of it.
 ///
 /// ```
 /// use sigdrop::{Owned, Runtime, restricted};

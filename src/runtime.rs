@@ -1201,6 +1201,8 @@ impl Inner {
             offloaded: taken + unparked + queued as u64 + parked,
             owned: self.owned.taken(),
             owned_alive: self.owned.boxes(),
+            owned_stalls: self.owned.stalls(),
+            owned_stalled: self.owned.stalled_now(),
             drained: relaxed(&c.drained),
             wakes: self.doorbell.wakes(),
             trimmed: relaxed(&c.trimmed),

@@ -37,6 +37,16 @@ pub struct Stats {
     /// period. At a quiescent point after a drain, the boxes your program holds (a box leaked
     /// with `mem::forget` stays counted).
     pub owned_alive: usize,
+    /// Times a drain found an [`Owned`](crate::Owned) box dropped in a handler whose hand-over
+    /// had not finished: its thread was interrupted or preempted between the two steps of the
+    /// push. That box, and those dropped before it on the same CPU, then wait for a later drain
+    /// (the drainer thread comes back for them by itself). Each such box counts once.
+    pub owned_stalls: u64,
+    /// Boxes counted in `owned_stalls` still waiting for their hand-over to finish now. It
+    /// normally drops back to 0 within microseconds; a value that stays up means a handler
+    /// never finished a drop it started (it jumped out with `siglongjmp`, or ended its thread),
+    /// and the boxes dropped before it on that CPU are stranded: their destructors never run.
+    pub owned_stalled: usize,
     /// Deferred destructors run (by the drainer, by `Runtime::drain`, or by a thread helping;
     /// including parked objects and panicking destructors).
     pub drained: u64,

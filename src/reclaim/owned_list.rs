@@ -100,7 +100,7 @@
 //! |------------|----------------------|-----------|--------------------|
 //! | `push`     | yes                  | yes       | yes: one swap, one store, never a retry; in lazy mode one more `fetch_add` |
 //! | `take_all` | yes                  | yes (each node goes to exactly one taker) | no (it runs destructors) |
-//! | `stalled`, `taken` | yes (snapshot) | yes     | yes                |
+//! | `stalled`, `taken`, `stalls`, `stalled_now` | yes (snapshot) | yes | yes |
 
 use crate::arena::{Dtor, Payload};
 use crate::cpu::current_shard;
@@ -240,6 +240,12 @@ pub(crate) struct OwnedLists {
     counted: bool,
     /// Nodes handed over by drainers' walks (a statistic).
     taken: AtomicU64,
+    /// Nodes a walk found unlinked for the first time (a statistic: every stall counted once,
+    /// however many cycles find it unlinked again).
+    stalls: AtomicU64,
+    /// Nodes in the stashes now, waiting for their pushers' links (a statistic: up when a walk
+    /// stashes a node for the first time, down when a walk from a stash finds it linked).
+    stalled: AtomicUsize,
     /// What `fork` registers to seal nodes a parent thread was pushing (`owned_list_fork.rs`).
     /// In an allocation of its own, shared (as the runtime's registered locks are), like the
     /// slices it points into.
@@ -286,6 +292,8 @@ impl OwnedLists {
             stashes,
             counted,
             taken: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            stalled: AtomicUsize::new(0),
             fork_seal,
             boxes: CachePadded::new(AtomicUsize::new(0)),
         }
@@ -410,7 +418,7 @@ impl OwnedLists {
                     // before its Release CAS, which our Acquire swap synchronised with.
                     stalled = link.stash_next.with(|p| unsafe { *p });
                     // SAFETY: a stalled node we own (above), pushed and not yet walked.
-                    n += unsafe { self.walk(shard, node.as_ptr(), &mut f) };
+                    n += unsafe { self.walk(shard, node.as_ptr(), true, &mut f) };
                 }
             }
             // Relaxed: a cheap look first, so an idle cycle writes nothing; a node pushed after
@@ -419,7 +427,7 @@ impl OwnedLists {
                 // AcqRel: see the module docs.
                 let top = s.head.swap(ptr::null_mut(), Ordering::AcqRel);
                 // SAFETY: our take made the chain ours.
-                n += unsafe { self.walk(shard, top, &mut f) };
+                n += unsafe { self.walk(shard, top, false, &mut f) };
             }
             if n > 0 && self.counted {
                 // Relaxed: the heuristic counter (module docs).
@@ -436,11 +444,19 @@ impl OwnedLists {
 
     /// Walks a chain from `top` (newest first) to its end or to the first node still unlinked,
     /// which it stashes; hands the nodes before that to `f`, oldest first. Returns how many.
+    /// `stashed`: `top` is a stalled node taken from the stash (the statistics count a node
+    /// stashed again as the same stall).
     ///
     /// # Safety
     /// The chain from `top` (null: empty) is the caller's: taken from a shard's list, or a
     /// stalled node taken from `shard`'s stash. Every node in it was pushed on `shard`.
-    unsafe fn walk(&self, shard: usize, top: *mut Link, f: &mut impl FnMut(Payload)) -> usize {
+    unsafe fn walk(
+        &self,
+        shard: usize,
+        top: *mut Link,
+        stashed: bool,
+        f: &mut impl FnMut(Payload),
+    ) -> usize {
         // First pass: reverse the linked part in place (the nodes are ours: so are their links,
         // once linked).
         let mut newer: *mut Link = ptr::null_mut();
@@ -452,10 +468,20 @@ impl OwnedLists {
             let link = unsafe { node.as_ref() };
             // Acquire: pairs with the link store (module docs).
             let word = link.next.load(Ordering::Acquire);
+            let again = stashed && cur == top;
             if word.addr() == UNLINKED {
+                if !again {
+                    // Relaxed: statistics.
+                    self.stalls.fetch_add(1, Ordering::Relaxed);
+                    self.stalled.fetch_add(1, Ordering::Relaxed);
+                }
                 // SAFETY: a stalled node of `shard`, ours, and not yet walked.
                 unsafe { self.stash(shard, node) };
                 break;
+            }
+            if again {
+                // Relaxed: a statistic (a stalled node, linked since).
+                self.stalled.fetch_sub(1, Ordering::Relaxed);
             }
             // Relaxed: our own node (module docs); the grace bit stays.
             link.next.store(
@@ -539,6 +565,18 @@ impl OwnedLists {
     pub(crate) fn taken(&self) -> u64 {
         // Relaxed: a statistic.
         self.taken.load(Ordering::Relaxed)
+    }
+
+    /// Nodes walks found unlinked, each counted once (a snapshot). Safe anywhere.
+    pub(crate) fn stalls(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.stalls.load(Ordering::Relaxed)
+    }
+
+    /// Stalled nodes in the stashes now (a snapshot). Safe anywhere.
+    pub(crate) fn stalled_now(&self) -> usize {
+        // Relaxed: a statistic.
+        self.stalled.load(Ordering::Relaxed)
     }
 }
 

@@ -75,6 +75,10 @@ fn a_drain_runs_what_it_reaches_and_the_unlinked_box_with_what_is_older_once_lin
                 }
                 *ran.lock().unwrap() = Some(rt.drain().unwrap());
                 assert!(rt.inner().owned_stalled(), "the unlinked node is stashed");
+                // Found unlinked again: the same stall, counted once.
+                assert_eq!(rt.drain().unwrap(), 0);
+                let s = rt.stats();
+                assert_eq!((s.owned_stalls, s.owned_stalled), (1, 1), "{s:?}");
             })
             .join()
             .unwrap();
@@ -88,7 +92,12 @@ fn a_drain_runs_what_it_reaches_and_the_unlinked_box_with_what_is_older_once_lin
     assert_eq!(*log.lock().unwrap(), [3, 1, 2]);
     assert!(!rt.inner().owned_stalled());
     assert_eq!(rt.drain().unwrap(), 0);
-    assert_eq!(rt.stats().owned, 3);
+    let s = rt.stats();
+    assert_eq!(
+        (s.owned, s.owned_stalls, s.owned_stalled),
+        (3, 1, 0),
+        "{s:?}"
+    );
 }
 
 #[test]
