@@ -1,12 +1,31 @@
 //! Installing a handler through sigdrop: the trampoline the kernel calls (errno saved, restricted
 //! context entered, your function called with a [`SignalInfo`]), and [`install`] /
 //! [`install_with`] / [`Installed::uninstall`].
+//!
+//! ## Installs of one signal, in any order
+//!
+//! Every install of a signal is a link in that signal's chain: it remembers what it replaced
+//! (the disposition, and the handler in the trampoline's table). The chain lives in a table
+//! behind a lock ([`CHAINS`]), and an [`Installed`] is only the signal and its link's id, so
+//! uninstalls may come in any order:
+//!
+//! - uninstalling the newest link puts back what it replaced (`sigaction`, then the table);
+//! - uninstalling an older one changes nothing the kernel or the trampoline sees: the link
+//!   after it inherits what it replaced, so that when that one goes, it goes back past both.
+//!
+//! Installs and uninstalls hold the lock across their `sigaction` and table updates, so two
+//! threads installing the same signal at once cannot cross their links either. An `Installed`
+//! dropped without an uninstall leaves its link for good (its handler stays installed, or stays
+//! what a newer link puts back). The lock is a mutex: ordinary context only, which is all
+//! these functions may run in (the trampoline reads only the table of handlers); `fork` holds
+//! it across the copy, so a child never finds it taken.
 
 use super::{Signal, SignalInfo};
 use crate::error::Error;
 use crate::restricted;
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{AtomicPtr, Mutex, MutexGuard, Ordering};
 use libc::{c_int, c_void};
+use std::sync::Once;
 
 /// A function run inside the restricted guard when its signal arrives, told about the delivery
 /// by a [`SignalInfo`]. It must be async-signal-safe: sigdrop's restricted-context operations,
@@ -74,27 +93,73 @@ impl InstallOptions {
     }
 }
 
-/// An installed handler; [`uninstall`](Installed::uninstall) puts the previous disposition back.
-/// Dropping it leaves the handler installed.
-#[must_use = "keep it to uninstall the handler later, or drop it to leave the handler installed"]
-pub struct Installed {
+/// One install's link in its signal's chain (module docs): what it replaced.
+struct Link {
     signal: Signal,
+    id: u64,
+    /// The disposition before this install (or, once an older link went, before that one).
     previous: libc::sigaction,
-    /// The handler this install replaced in the trampoline's table (null if none).
+    /// The handler it replaced in the trampoline's table (null if none); as `previous`.
     previous_handler: *mut (),
 }
 
-// SAFETY: `previous_handler` is a function pointer kept only to be stored back; it is never
-// dereferenced as data, and `previous` is plain data, so moving them to another thread is
-// harmless.
-unsafe impl Send for Installed {}
+/// Every signal's chain of installs, oldest first, and the next link id.
+struct Chains {
+    links: Vec<Link>,
+    next_id: u64,
+}
 
-impl std::fmt::Debug for Installed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Installed")
-            .field("signal", &self.signal)
-            .finish_non_exhaustive()
+// SAFETY: `previous_handler` is a function pointer kept only to be stored back in the table; it
+// is never dereferenced as data, and `previous` is plain data, so the links may be touched from
+// whichever thread holds the lock.
+unsafe impl Send for Chains {}
+
+/// The chains (module docs). Ordinary context only.
+static CHAINS: Mutex<Chains> = Mutex::new(Chains {
+    links: Vec::new(),
+    next_id: 0,
+});
+
+/// Registers [`CHAINS`] with `fork`'s lock registry, once.
+static FORK_SAFE: Once = Once::new();
+
+/// The chains, locked. A panic while the lock was held left them as they were before its
+/// update or after it (each update is a single push, removal or field copy after its
+/// `sigaction` succeeded), so a poisoned lock is still consistent.
+///
+/// The first call registers the lock with `fork` (held by the forking thread across the
+/// `fork`, as a runtime's locks are), so that a child never finds it taken by a thread it does
+/// not have.
+fn chains() -> MutexGuard<'static, Chains> {
+    FORK_SAFE.call_once(|| {
+        crate::fork::watch();
+        crate::fork::register(&CHAINS);
+    });
+    CHAINS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An installed handler; [`uninstall`](Installed::uninstall) takes it out again, in any order
+/// with the signal's other installs. Dropping it leaves the handler installed.
+#[must_use = "keep it to uninstall the handler later, or drop it to leave the handler installed"]
+#[derive(Debug)]
+pub struct Installed {
+    signal: Signal,
+    /// Its link in the signal's chain.
+    id: u64,
+}
+
+/// Why a signal cannot have a handler, or `None`.
+fn uncatchable(signal: Signal) -> Option<&'static str> {
+    let signo = signal.as_raw();
+    if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+        return Some("SIGKILL and SIGSTOP cannot be caught");
     }
+    if signo > 31 && signo < libc::SIGRTMIN() {
+        return Some("the C library keeps the signals below SIGRTMIN for itself");
+    }
+    None
 }
 
 /// Installs `handler` for `signal` with the default [`InstallOptions`]; see [`install_with`].
@@ -110,9 +175,13 @@ pub unsafe fn install(signal: Signal, handler: Handler) -> Result<Installed, Err
 
 /// Installs `handler` for `signal`, to run in restricted context, never nested in itself and
 /// blocking no other signal (see the module docs). Replaces any handler installed through this
-/// module for that signal; uninstalling the newer one puts the older one back.
+/// module for that signal; uninstalling the newer one puts the older one back, and
+/// uninstalling the older one first leaves the newer one in place (installs of one signal may
+/// be uninstalled in any order).
 ///
 /// Ordinary context only ([`Error::Restricted`] otherwise): not from a signal handler.
+/// [`Error::InvalidConfig`] for `SIGKILL` and `SIGSTOP`, which cannot be caught, and for the
+/// signals between 31 and `SIGRTMIN`, which the C library keeps for itself.
 ///
 /// # Safety
 /// `handler` must be async-signal-safe, and replacing the signal's current disposition must not
@@ -125,6 +194,13 @@ pub unsafe fn install_with(
     if restricted::is_active() {
         return Err(Error::Restricted);
     }
+    if let Some(reason) = uncatchable(signal) {
+        return Err(Error::InvalidConfig {
+            field: "signal",
+            reason,
+        });
+    }
+    let mut chains = chains();
     let slot = &HANDLERS[signal.as_raw() as usize];
     // AcqRel: Release so that a trampoline that loads this (Acquire) sees a complete function
     // pointer; Acquire to take over the previous one.
@@ -154,11 +230,15 @@ pub unsafe fn install_with(
             source,
         });
     }
-    Ok(Installed {
+    let id = chains.next_id;
+    chains.next_id += 1;
+    chains.links.push(Link {
         signal,
+        id,
         previous,
         previous_handler,
-    })
+    });
+    Ok(Installed { signal, id })
 }
 
 impl Installed {
@@ -167,8 +247,11 @@ impl Installed {
         self.signal
     }
 
-    /// Restores the disposition the signal had before [`install`] (and, if that was an earlier
-    /// `install`, its handler). Ordinary context only: not from a signal handler.
+    /// Takes this install out. If it is the signal's newest install through this module, the
+    /// signal gets back the disposition it had before it (and, if that was an earlier
+    /// `install`, its handler); if a newer install is still in place, nothing changes now, and
+    /// uninstalling that one later goes back past both. Ordinary context only
+    /// ([`Error::Restricted`] otherwise): not from a signal handler.
     ///
     /// A signal still pending anywhere in the process when this returns gets the restored
     /// disposition — for most signals, by default, the end of the process. Stop what sends it
@@ -178,17 +261,45 @@ impl Installed {
     ///
     /// [`ThreadTimer`]: crate::signal::ThreadTimer
     pub fn uninstall(self) -> Result<(), Error> {
-        // SAFETY: restoring a disposition that was in place before; no old value is asked for.
-        if unsafe { libc::sigaction(self.signal.as_raw(), &self.previous, std::ptr::null_mut()) }
-            != 0
-        {
-            return Err(Error::Os {
-                call: "sigaction",
-                source: std::io::Error::last_os_error(),
-            });
+        if restricted::is_active() {
+            return Err(Error::Restricted);
         }
-        // Release: as in `install_with`.
-        HANDLERS[self.signal.as_raw() as usize].store(self.previous_handler, Ordering::Release);
+        let mut chains = chains();
+        let links = &mut chains.links;
+        let at = links
+            .iter()
+            .position(|l| l.id == self.id)
+            .expect("an install's link stays until its uninstall");
+        let newer = links[at + 1..]
+            .iter()
+            .position(|l| l.signal == self.signal)
+            .map(|i| at + 1 + i);
+        let link = &links[at];
+        match newer {
+            // An older install: the next one inherits what this one replaced.
+            Some(newer) => {
+                let (previous, previous_handler) = (link.previous, link.previous_handler);
+                links[newer].previous = previous;
+                links[newer].previous_handler = previous_handler;
+            }
+            None => {
+                // SAFETY: restoring a disposition that was in place before; no old value is
+                // asked for.
+                if unsafe {
+                    libc::sigaction(self.signal.as_raw(), &link.previous, std::ptr::null_mut())
+                } != 0
+                {
+                    return Err(Error::Os {
+                        call: "sigaction",
+                        source: std::io::Error::last_os_error(),
+                    });
+                }
+                // Release: as in `install_with`.
+                HANDLERS[self.signal.as_raw() as usize]
+                    .store(link.previous_handler, Ordering::Release);
+            }
+        }
+        links.remove(at);
         Ok(())
     }
 }

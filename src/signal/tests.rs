@@ -1,5 +1,5 @@
-//! The signal helpers, end to end: delivery into the restricted guard, install stacking, what a
-//! handler is told, bad settings.
+//! The signal helpers, end to end: delivery into the restricted guard, install stacking (and
+//! uninstalls in any order), what a handler is told, bad settings and uncatchable signals.
 
 use super::*;
 use crate::error::Error;
@@ -87,6 +87,77 @@ fn uninstalling_a_second_install_puts_the_first_back() {
     raise();
     assert_eq!(counts(), (1, 1));
     one.uninstall().unwrap();
+}
+
+static OLDER: AtomicU64 = AtomicU64::new(0);
+static NEWER: AtomicU64 = AtomicU64::new(0);
+fn older(_: &SignalInfo) {
+    OLDER.fetch_add(1, Ordering::Relaxed);
+}
+fn newer(_: &SignalInfo) {
+    NEWER.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The handler the kernel has for `signo` now.
+fn disposition(signo: libc::c_int) -> libc::sighandler_t {
+    // SAFETY: plain data, filled in by `sigaction`.
+    let mut now: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers; no new action.
+    let rc = unsafe { libc::sigaction(signo, std::ptr::null(), &mut now) };
+    assert_eq!(rc, 0);
+    now.sa_sigaction
+}
+
+#[test]
+fn uninstalling_the_first_install_first_leaves_the_second_in_place() {
+    // SIGCONT: nothing else in the tests sends it, and continuing a running process is all its
+    // default action does, if a mistake restored it early.
+    let signal = Signal::new(libc::SIGCONT).unwrap();
+    let raise = || {
+        // SAFETY: raising a signal whose default action is harmless here.
+        unsafe { libc::raise(libc::SIGCONT) };
+    };
+    let counts = || (OLDER.load(Ordering::Relaxed), NEWER.load(Ordering::Relaxed));
+    let before = disposition(libc::SIGCONT);
+    // SAFETY: both handlers only touch atomics.
+    let one = unsafe { install(signal, older) }.unwrap();
+    // SAFETY: as above.
+    let two = unsafe { install(signal, newer) }.unwrap();
+    // SAFETY: as above.
+    let three = unsafe { install(signal, older) }.unwrap();
+    // The oldest and the newest go first: the middle one stays in place.
+    one.uninstall().unwrap();
+    three.uninstall().unwrap();
+    raise();
+    assert_eq!(counts(), (0, 1), "the middle install handles the signal");
+    // The last one goes back past all three.
+    two.uninstall().unwrap();
+    assert_eq!(disposition(libc::SIGCONT), before);
+    raise();
+    assert_eq!(
+        counts(),
+        (0, 1),
+        "no handler of ours runs once all are uninstalled"
+    );
+}
+
+#[test]
+fn signals_that_cannot_be_caught_are_refused() {
+    for signo in [libc::SIGKILL, libc::SIGSTOP, libc::SIGRTMIN() - 1] {
+        let signal = Signal::new(signo).unwrap();
+        // SAFETY: `count` only touches atomics (and the install is refused anyway).
+        let refused = unsafe { install(signal, count) };
+        assert!(
+            matches!(
+                refused,
+                Err(Error::InvalidConfig {
+                    field: "signal",
+                    ..
+                })
+            ),
+            "signal {signo}: {refused:?}"
+        );
+    }
 }
 
 #[test]
