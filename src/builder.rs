@@ -10,7 +10,10 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Policy {
     /// Defer to the drainer only in restricted context; in ordinary context the destructor runs
-    /// inline.
+    /// inline — except for an object that left a [`ReadSlot`](crate::ReadSlot), which readers
+    /// may still borrow: it is retired into a batch and destroyed once they are gone. Batches
+    /// are destroyed by the drainer, and also by the threads that fill them (they help, and
+    /// run many of them).
     #[default]
     Auto,
     /// Always defer to the drainer, whatever the context.

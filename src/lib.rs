@@ -44,8 +44,9 @@
 //! installs or replaces objects in slots (of anything but [`Owned`] boxes), keep jobs reserved
 //! for it with [`Runtime::reserve_to`]: each such exchange there needs one. It **must not** allocate or
 //! free, lock (a `Mutex`, the first use of a `OnceLock`), block, print, or panic (a panic in a
-//! handler aborts the process, with `fatal runtime error: failed to initiate panic`: the panic
-//! cannot unwind out of the signal frame; so no `unwrap` there either). Test that with
+//! handler aborts the process: it cannot unwind out of the signal frame, and Rust prints
+//! `panic in a function that cannot unwind` or `failed to initiate panic` and aborts; so no
+//! `unwrap` there either). Test that with
 //! [`alloc_check::RestrictedAllocs`]. Embedding sigdrop in a library: see [`guide`].
 //!
 //! **The expert path.** A handler installed some other way (your own `sigaction`) must call
@@ -91,11 +92,13 @@
 //!   Readability is part of the type, so a [`RefSlot`] keeps its one-CAS replace.
 //! - In ordinary context, objects that must wait for readers (or all deferred objects, under
 //!   [`Policy::AlwaysDefer`]) need no job: they are *retired* into this CPU's batch of up to 64,
-//!   and a full batch is stamped with the grace period it needs. Nothing ever blocks waiting
-//!   for readers: the drainer polls ([`read::grace_period_passed`]), and a reader that never
-//!   leaves delays only objects readers could have seen. The thread that fills a batch destroys
-//!   ready batches itself, and when more than [`Builder::max_pending`] objects wait it helps
-//!   until they are back under the bound: memory stays bounded at any write rate.
+//!   and a full batch is stamped with the grace period it needs. The drainer never waits for
+//!   readers: it polls ([`read::grace_period_passed`]), and a reader that never leaves delays
+//!   only objects readers could have seen. The thread that fills a batch destroys ready batches
+//!   itself, and when more than [`Builder::max_pending`] objects wait it helps until they are
+//!   back under the bound — waiting for readers if they hold those objects up: memory stays
+//!   bounded at any write rate, and a read guard that is never dropped ends up stalling the
+//!   writers that retire past the bound.
 //! - An [`Owned`] box carries its own way to the drainer in the same allocation (basedrop's
 //!   `Owned`): dropped in restricted context it is one push onto this CPU's list of boxes,
 //!   which the drainer takes with the job lists — no job, no claim, nothing to reserve; a

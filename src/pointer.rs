@@ -17,7 +17,9 @@ pub(crate) mod sealed {
 /// An owning pointer that can live in a [`RefSlot`](crate::RefSlot) and be destroyed later, on
 /// another thread, through a type-erased destructor.
 ///
-/// Implemented for `Box<T>` (`T: Send`), `Arc<T>` (`T: Send + Sync`) and [`Raw<T, D>`]; sealed.
+/// Implemented for `Box<T>` (`T: Send`), `Arc<T>` (`T: Send + Sync`), [`Raw<T, D>`],
+/// [`Owned<T>`](crate::Owned) (which needs no job in a slot) and [`Shared<T>`](crate::Shared)
+/// (accounted like an `Arc`); sealed.
 /// Objects must be `'static` because their destructor may run after the code that handed them
 /// over has returned.
 ///

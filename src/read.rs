@@ -58,10 +58,11 @@
 //! synchronize = cookie = start_grace_period(); until grace_period_passed(cookie): spin, yield
 //! ```
 //!
-//! Nothing ever *waits* for a reader except [`synchronize`], which asks to: the drainer, and a
-//! writer helping it, stamp what they retire with a cookie and poll (the polled grace periods of
+//! Only [`synchronize`] waits for a reader, and what asks for it: `Runtime::drain_and_wait`,
+//! and a writer over `Builder::max_pending` (back-pressure). The drainer, and a writer helping
+//! it under the bound, stamp what they retire with a cookie and poll (the polled grace periods of
 //! Linux's sleepable RCU). A reader that never leaves keeps `completed` below the cookies of
-//! objects retired after it entered, and delays nothing else.
+//! objects retired after it entered, and delays nothing else but those writers.
 //!
 //! ## Why a grace period waits for every reader that could see a removed object
 //!

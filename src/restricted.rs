@@ -16,6 +16,12 @@
 //! guard itself) just counts one level deeper, and handlers return in LIFO order, so the count an
 //! interrupted update sees is always consistent.
 //!
+//! A thread that is not a signal handler but must never free or block either — an audio
+//! callback, a real-time control loop — may enter the guard too, for as long as it likes: every
+//! object it lets go of then goes to the drainer, as in a handler (under the default
+//! [`Policy::Auto`](crate::Policy::Auto) it would otherwise destroy them inline), and the same
+//! rules hold for it (jobs reserved for its installs; nothing that allocates or locks).
+//!
 //! ```
 //! use sigdrop::restricted;
 //!

@@ -329,8 +329,9 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     }
 
     /// Empties the slot and destroys its object: inline in ordinary context under
-    /// [`Policy::Auto`](crate::Policy::Auto), on the drainer otherwise. May be called from a
-    /// signal handler (then it defers).
+    /// [`Policy::Auto`](crate::Policy::Auto) (but a [`ReadSlot`]'s object, which readers may
+    /// still borrow, is retired and destroyed once they are gone), on the drainer otherwise.
+    /// May be called from a signal handler (then it defers).
     #[inline]
     pub fn clear(&self) {
         drop(self.take());

@@ -31,7 +31,8 @@ pub struct Stats {
     /// are counted in `drained` too.
     pub owned: u64,
     /// [`Owned`](crate::Owned) boxes of this runtime that exist now, as boxes: made and not
-    /// yet destroyed — in your hands, in slots, or dropped in a handler and still queued. A box
+    /// yet destroyed — in your hands, in slots, or dropped in a handler and still queued (a
+    /// [`Shared`](crate::Shared) value counts as one box, however many references it has). A box
     /// stops counting when a drain takes it (or when, dropped in ordinary context under
     /// `Policy::AlwaysDefer`, it is retired), even if it then waits in a batch for a grace
     /// period. At a quiescent point after a drain, the boxes your program holds (a box leaked
