@@ -26,7 +26,9 @@
 //!   not wait for such a box.
 //! - **Objects the parent's drainer had taken** when `fork` ran are destroyed in the parent; the
 //!   child's copies of them are never destroyed (their destructors would run twice over the
-//!   same resources, say the same file descriptor, otherwise).
+//!   same resources, say the same file descriptor, otherwise). The drains that took them never
+//!   end in the child, so the child's handler forgets them (`reclaim/cycle_gate.rs`): a
+//!   `drain_and_wait` there does not wait for them.
 //!
 //! - **A lock another thread held** would stay taken for ever. The locks that ordinary-context
 //!   code takes for longer than an instruction — each runtime's grow lock and batch-queue lock,

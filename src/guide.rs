@@ -33,9 +33,13 @@
 //! the runtime:
 //!
 //! - [`Drainer::Thread`](crate::Drainer::Thread) (the default): a background thread, woken by
-//!   the first hand-over of each burst. Your objects' destructors run on *that* thread, so they
-//!   must be safe to run on another thread than the one that made the object, and must not rely
-//!   on its thread-locals.
+//!   the first hand-over of each burst. Your objects' destructors run on *that* thread — except
+//!   that under the default [`Policy::Auto`](crate::Policy::Auto) objects removed in ordinary
+//!   context are destroyed by the thread that removes them: inline, or, for objects that left
+//!   a [`ReadSlot`](crate::ReadSlot), in the batches it fills and then helps destroy (most of
+//!   them, with a busy writer). So destructors must be safe to run on another thread than the
+//!   one that made the object, must not rely on its thread-locals, and may run inside your own
+//!   calls that replace or remove objects: do not hold a lock there that a destructor takes.
 //! - [`Drainer::Manual`](crate::Drainer::Manual): nobody, until someone calls
 //!   [`Runtime::drain`](crate::Runtime::drain). Choose it when your library already has a
 //!   natural safe point in ordinary context — an event loop's idle hook, a frame boundary, the
@@ -101,7 +105,8 @@
 //! destroyed when the process exits are not destroyed either (the drainer thread simply stops
 //! with the process). If a destructor must run — it flushes a file, say — clear the slot and call
 //! [`Runtime::drain_and_wait`](crate::Runtime::drain_and_wait) in ordinary context before
-//! exiting (it waits for readers if it must), or drop every handle of a runtime you own:
+//! exiting (it waits for readers if it must, and for the drainer thread if that had already
+//! taken some of the objects), or drop every handle of a runtime you own:
 //! dropping the last one stops its drainer and runs every pending destructor, without waiting
 //! for readers (none can reach the runtime's objects any more).
 //!
@@ -120,7 +125,9 @@
 //! - sigdrop's own locks are never inherited taken;
 //! - dropping a runtime in the child never waits for the parent's drainer thread;
 //! - objects the parent's drainer was destroying when `fork` ran are destroyed in the parent
-//!   only (the child's copies of them are never destroyed);
+//!   only (the child's copies of them are never destroyed), and
+//!   [`Runtime::drain_and_wait`](crate::Runtime::drain_and_wait) in the child does not wait
+//!   for them;
 //! - an [`Owned`](crate::Owned) box another thread was dropping in a handler at that instant is
 //!   destroyed in the child by its drainer; the boxes dropped before it on that CPU stay the
 //!   parent's (never destroyed in the child).

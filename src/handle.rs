@@ -438,12 +438,19 @@ impl Runtime {
     }
 
     /// Runs every destructor deferred before the call, waiting for readers if some of those
-    /// objects left a [`ReadSlot`](crate::ReadSlot) and may still be borrowed (like
-    /// [`read::synchronize`](crate::read::synchronize), it spins, then yields, never sleeps).
-    /// Returns how many destructors ran. An object that another thread is handing over at the
-    /// very moment of the call may be left for the next drain, and so may the
-    /// [`Owned`](crate::Owned) boxes dropped before it on the same CPU (see
-    /// [`drain`](Self::drain)).
+    /// objects left a [`ReadSlot`](crate::ReadSlot) and may still be borrowed, and for the
+    /// drainer thread (or any thread draining) if it had already taken some of them: when this
+    /// returns, they have all been destroyed, by this call or by the thread that took them.
+    /// It spins, then yields, never sleeps (like
+    /// [`read::synchronize`](crate::read::synchronize)). Returns how many destructors this call
+    /// ran itself. An object that another thread is handing over at the very moment of the call
+    /// may be left for the next drain, and so may the [`Owned`](crate::Owned) boxes dropped
+    /// before it on the same CPU (see [`drain`](Self::drain)).
+    ///
+    /// Called from a destructor that a drain is running, it does not wait for other drains in
+    /// progress (one of them may be waiting for this one): it runs what it finds and waits for
+    /// readers only. Do not call it while holding a lock that destructors of objects already
+    /// handed over may take: it waits for them.
     ///
     /// Not for signal handlers ([`Error::Restricted`]); refused with [`Error::ReadGuardHeld`]
     /// while this thread holds a read guard, which it would wait for forever.

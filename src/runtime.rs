@@ -88,6 +88,7 @@ use crate::ledger::{Ledger, Source};
 use crate::llist::{Chain, JobLists};
 use crate::read;
 use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
+use crate::reclaim::cycle_gate::CycleGate;
 use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain, Drainer};
 use crate::reclaim::owned_list::{Link, OwnedLists, Unlinked};
@@ -187,6 +188,10 @@ pub(crate) struct Inner {
     /// state's own bytes.
     me: AtomicPtr<Inner>,
     batches: Batches,
+    /// Every drain passes it; `drain_and_wait` waits for the drains inside (`cycle_gate.rs`).
+    /// In an allocation of its own, shared (as the grow lock), so that `fork` may reset it
+    /// while the runtime is being dropped.
+    gate: Arc<CycleGate>,
     ledger: Ledger,
     pub(crate) doorbell: Doorbell,
     emergency: Emergency,
@@ -222,6 +227,7 @@ impl Inner {
             built_at_fork: crate::fork::count(),
             me: AtomicPtr::new(std::ptr::null_mut()),
             batches: Batches::new(cfg.shards),
+            gate: Arc::new(CycleGate::new()),
             ledger: Ledger::new(),
             doorbell: Doorbell::new(cfg.drainer == Drainer::Thread, cfg.wake),
             emergency: Emergency::new(cfg.emergency_capacity),
@@ -271,7 +277,8 @@ impl Inner {
     /// Once the state is in its `Arc`, before anyone else sees it: records its address
     /// ([`me`](Self::me)) and registers the locks a `fork` must hold (`fork.rs`): the grow
     /// lock, then the batch queue's (the order nothing else takes them in reverse); and the
-    /// owned lists' seal, which holds nothing but has work to do in the child.
+    /// owned lists' seal and the drains' gate, which hold nothing but have work to do in the
+    /// child.
     pub(crate) fn placed(this: &Arc<Inner>) {
         // Relaxed: stored before the `Arc` is shared; whatever shares it (a clone sent to a
         // thread, a thread spawned) orders this store before that thread's loads.
@@ -280,12 +287,14 @@ impl Inner {
         crate::fork::register(&*this.grow);
         crate::fork::register(this.batches.fork_locks());
         crate::fork::register(this.owned.fork_seal());
+        crate::fork::register(&*this.gate);
     }
 
     fn unregister_fork_locks(&self) {
         crate::fork::unregister(&*self.grow);
         crate::fork::unregister(self.batches.fork_locks());
         crate::fork::unregister(self.owned.fork_seal());
+        crate::fork::unregister(&*self.gate);
     }
 
     /// Records whether a drainer thread runs for this runtime (`Runtime` after `fork`).
@@ -823,7 +832,10 @@ impl Inner {
             || !self.has_thread.load(Ordering::Relaxed)
             || on_a_drainer;
         if self.cfg.policy == Policy::Auto {
-            let ran = self.run_ready(HELP_BATCHES, false);
+            let ran = {
+                let _inside = self.gate.enter();
+                self.run_ready(HELP_BATCHES, false)
+            };
             if ran > 0 {
                 self.counters.helped.fetch_add(1, Ordering::Relaxed);
             }
@@ -924,6 +936,8 @@ impl Inner {
 
     /// Runs up to `max` ready batches (all batches, if `all`: nobody can read them any more).
     /// Returns the destructors run.
+    /// Callers outside a drain cycle enter the gate first (`cycle_gate.rs`): the batches taken
+    /// here are destroyed before it is left.
     fn run_ready(&self, max: usize, all: bool) -> usize {
         let mut ready: Vec<Closed> = Vec::new();
         self.batches.take_ready(max, all, &mut ready);
@@ -1020,6 +1034,9 @@ impl Inner {
     /// waits for readers. Ordinary context only.
     fn cycle_inner(&self, close_open: bool) -> Cycle {
         debug_assert!(!restricted::is_active());
+        // Inside the gate until everything taken is destroyed or closed into a batch
+        // (`cycle_gate.rs`).
+        let _inside = self.gate.enter();
         // Clear before taking: see `doorbell.rs` for why this order means no lost wake-up.
         self.doorbell.clear();
         // Once stopping, no reader can reach this runtime's objects (see `stopping_frees_all`).
@@ -1149,10 +1166,18 @@ impl Inner {
     }
 
     /// Runs every destructor deferred before the call, waiting for readers (grace periods) if
-    /// some of them need it. Ordinary context; the caller checked that this thread holds no
-    /// read guard. Returns destructors run.
+    /// some of them need it, and for the drains other threads had started on them
+    /// (`cycle_gate.rs`) — unless this thread is inside a drain itself (a destructor called
+    /// this), which must not wait for another. Ordinary context; the caller checked that this
+    /// thread holds no read guard. Returns destructors this call ran.
     pub(crate) fn drain_and_wait(&self) -> usize {
+        let waits = !CycleGate::inside_here();
         let mut ran = self.cycle_inner(true).ran;
+        if waits {
+            // Drains that took objects before ours did have run them, or closed the ones that
+            // need a grace period into batches, by the time this returns.
+            self.gate.wait_for_drains_inside();
+        }
         // Every batch closed so far has a cookie no later than this one.
         let cookie = read::start_grace_period();
         let mut spins = 0u32;
@@ -1165,6 +1190,16 @@ impl Inner {
             }
         }
         ran += self.cycle_inner(true).ran;
+        // Every batch closed before the cookie is ready now: run them all, not a cycle's share
+        // (inside the gate, for other callers of this).
+        ran += {
+            let _inside = self.gate.enter();
+            self.run_ready(usize::MAX, self.stopping())
+        };
+        if waits {
+            // And the ones another thread took first.
+            self.gate.wait_for_drains_inside();
+        }
         ran
     }
 

@@ -1,7 +1,8 @@
 //! A forked child keeps the runtime's promises: objects handed over in the child are destroyed
 //! there (its drainer thread is started again), objects that wait for readers are not held up by
-//! read guards of parent threads that do not exist in the child, and dropping a runtime whose
-//! drainer thread was the parent's neither panics nor waits.
+//! read guards of parent threads that do not exist in the child, `drain_and_wait` does not wait
+//! for a drain a parent thread was in the middle of, and dropping a runtime whose drainer thread
+//! was the parent's neither panics nor waits.
 //!
 //! The child reports through its exit status (one code per check) and never returns into the
 //! test harness.
@@ -283,6 +284,20 @@ fn a_child_does_not_wait_for_batches_its_parent_was_destroying() {
             dropped.load(Ordering::Acquire) == 1_000
         }) {
             return 30;
+        }
+        // `drain_and_wait` waits for drains in progress: not for the parent's, which nobody
+        // here will ever finish. On a thread of its own, so that a hang is reported, not waited
+        // out.
+        let returned = Arc::new(AtomicBool::new(false));
+        {
+            let (rt, returned) = (rt.clone(), returned.clone());
+            std::thread::spawn(move || {
+                let _ = rt.drain_and_wait();
+                returned.store(true, Ordering::Release);
+            });
+        }
+        if !within_5s(|| returned.load(Ordering::Acquire)) {
+            return 31;
         }
         0
     });

@@ -7,12 +7,14 @@
 //! - `batches.rs`: objects retired in ordinary context, many per unit, stamped with the grace
 //!   period they need and destroyed once a non-blocking poll says it has passed;
 //! - `drainer.rs`: the drainer thread's loop, which never waits for readers;
-//! - `owned_list.rs`: per-CPU lists of owned boxes' own nodes (no jobs), taken whole by a cycle.
+//! - `owned_list.rs`: per-CPU lists of owned boxes' own nodes (no jobs), taken whole by a cycle;
+//! - `cycle_gate.rs`: which drains in progress a `drain_and_wait` must wait for.
 //!
 //! Back-pressure (producers over the backlog bound help) is the runtime's, because it needs the
 //! job lists too: see `runtime.rs`.
 
 pub(crate) mod batches;
+pub(crate) mod cycle_gate;
 pub(crate) mod doorbell;
 pub(crate) mod drainer;
 pub(crate) mod owned_list;

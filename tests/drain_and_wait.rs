@@ -1,0 +1,143 @@
+//! `Runtime::drain_and_wait` runs every destructor deferred before the call, even when the
+//! drainer thread took them first and is still running them: it waits for that drain, not just
+//! for its own. Objects handed over in restricted context on another thread (joined before the
+//! call), destroyed slowly so that the drainer thread is in the middle of them when the call
+//! comes; every round must find every destructor run when it returns.
+
+use sigdrop::{Owned, ReadSlot, RefSlot, Runtime, restricted};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const OBJECTS: usize = 2000;
+const ROUNDS: usize = 5;
+
+/// Counts its drop after spinning a few microseconds, so that a drain of a round takes a few
+/// milliseconds.
+struct Slow(Arc<AtomicUsize>);
+
+impl Drop for Slow {
+    fn drop(&mut self) {
+        let until = Instant::now() + Duration::from_micros(2);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn drain_and_wait_waits_for_owned_boxes_the_drainer_thread_took_first() {
+    let rt = Runtime::new().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    for round in 1..=ROUNDS {
+        let boxes: Vec<Owned<Slow>> = (0..OBJECTS)
+            .map(|_| Owned::new(&rt, Slow(dropped.clone())))
+            .collect();
+        std::thread::spawn(move || {
+            let _nmi = restricted::enter();
+            drop(boxes); // each one handed to the drainer thread, which is woken at once
+        })
+        .join()
+        .unwrap();
+        rt.drain_and_wait().unwrap();
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            round * OBJECTS,
+            "round {round}: drain_and_wait returned before every box was destroyed: {:?}",
+            rt.stats()
+        );
+    }
+}
+
+#[test]
+fn drain_and_wait_waits_for_slot_objects_the_drainer_thread_took_first() {
+    let rt = Runtime::builder().headroom(OBJECTS).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let slots: Arc<Vec<RefSlot<Box<Slow>>>> =
+        Arc::new((0..OBJECTS).map(|_| RefSlot::new(&rt)).collect());
+    for round in 1..=ROUNDS {
+        for s in slots.iter() {
+            assert!(
+                s.xchg(Some(Box::new(Slow(dropped.clone()))))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let slots = slots.clone();
+        std::thread::spawn(move || {
+            let _nmi = restricted::enter();
+            slots.iter().for_each(|s| s.clear());
+        })
+        .join()
+        .unwrap();
+        rt.drain_and_wait().unwrap();
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            round * OBJECTS,
+            "round {round}: drain_and_wait returned before every object was destroyed: {:?}",
+            rt.stats()
+        );
+    }
+}
+
+#[test]
+fn drain_and_wait_waits_for_readable_objects_the_drainer_thread_batched_for_a_grace_period() {
+    // Objects of readable slots need a grace period: the drainer thread that takes them puts
+    // them in a batch of its own, closed only at the end of its cycle. The call must wait for
+    // that cycle before it starts the grace period it waits for, or the batch is left queued.
+    let rt = Runtime::builder().headroom(OBJECTS).build().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let slots: Arc<Vec<ReadSlot<Box<Slow>>>> =
+        Arc::new((0..OBJECTS).map(|_| ReadSlot::new(&rt)).collect());
+    for round in 1..=ROUNDS {
+        for s in slots.iter() {
+            assert!(
+                s.xchg(Some(Box::new(Slow(dropped.clone()))))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let slots = slots.clone();
+        std::thread::spawn(move || {
+            let _nmi = restricted::enter();
+            slots.iter().for_each(|s| s.clear());
+        })
+        .join()
+        .unwrap();
+        rt.drain_and_wait().unwrap();
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            round * OBJECTS,
+            "round {round}: drain_and_wait returned before every object was destroyed: {:?}",
+            rt.stats()
+        );
+    }
+}
+
+#[test]
+fn drain_and_wait_from_a_destructor_on_the_drainer_thread_does_not_wait_for_itself() {
+    // A destructor that calls `drain_and_wait` runs inside a drain: it must not wait for the
+    // drain it is part of (nor for another that may be waiting for it). It returns, and the
+    // rest is destroyed as usual.
+    struct Drains(Runtime, Arc<AtomicUsize>);
+    impl Drop for Drains {
+        fn drop(&mut self) {
+            self.0.drain_and_wait().unwrap();
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let rt = Runtime::new().unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let boxes: Vec<Owned<Drains>> = (0..8)
+        .map(|_| Owned::new(&rt, Drains(rt.clone(), done.clone())))
+        .collect();
+    std::thread::spawn(move || {
+        let _nmi = restricted::enter();
+        drop(boxes);
+    })
+    .join()
+    .unwrap();
+    rt.drain_and_wait().unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), 8);
+}
