@@ -13,7 +13,7 @@
 //!   inline, because a reader on another thread or in an interrupted frame may still hold it.
 //!   So every exchange claims a job for the object it may displace, the way a restricted-context
 //!   exchange of a `RefSlot` does;
-//! - [`clone_current`](Slot::clone_current) (for `Arc`s) increments the strong count of the
+//! - `clone_current` (for `Arc`s and [`Shared`]s) increments the reference count of the
 //!   object under a guard, so it can never resurrect an object whose last reference is gone: the
 //!   slot's own reference is only released by the drainer after the grace period.
 //!
@@ -26,8 +26,10 @@
 use crate::handle::Runtime;
 use crate::pointer::SlotPointer;
 use crate::read::{self, ReadGuard};
+use crate::shared::Shared;
 use crate::slot::{Detached, ReadSlot, Slot};
 use crate::sync::Ordering;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -181,5 +183,44 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
         // SAFETY: the increment made a strong reference of our own, given up to the guard as the
         // `Arc::into_raw` pointer it stands for; an `Arc` shares its target.
         Some(unsafe { Detached::unclaimed(raw, self.bound_runtime().inner()) })
+    }
+}
+
+impl<T: Send + Sync + 'static> ReadSlot<Shared<T>> {
+    /// A new reference to the value in the slot now, or `None` if it is empty; safe against a
+    /// concurrent replace or teardown, from any context (basedrop's `SharedCell::get`).
+    ///
+    /// It comes as a plain [`Shared`], to keep anywhere and drop anywhere: if it turns out to
+    /// be the last reference and is dropped in a signal handler, the value goes to the drainer
+    /// in its own allocation — no job, nothing to reserve.
+    ///
+    /// May be called from a signal handler: a read guard and one atomic increment.
+    ///
+    /// ```
+    /// use sigdrop::{ReadSlot, Runtime, Shared, restricted};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let config = ReadSlot::new(&rt);
+    /// config.xchg(Some(Shared::new(&rt, String::from("fast"))))?;
+    /// // In a signal handler:
+    /// let _restricted = restricted::enter();
+    /// let mine = config.clone_current().unwrap();
+    /// assert_eq!(*mine, "fast");
+    /// drop(mine); // not the last reference here; if it were: one push, no free()
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    #[inline]
+    pub fn clone_current(&self) -> Option<Shared<T>> {
+        let guard = read::enter();
+        let raw = NonNull::new(self.load_raw(&guard))?;
+        // SAFETY: `raw` came from `Shared::into_raw` (only `Shared`s are installed here); the
+        // slot's reference is given up only after a grace period that waits for `guard`, so the
+        // value is live and its count at least one. The rebuilt reference is never dropped:
+        // it only lends itself to `clone` (a `Shared` is a shared pointer; no copy of it ever
+        // asserts uniqueness).
+        let slots = ManuallyDrop::new(unsafe { <Shared<T> as SlotPointer>::from_raw(raw) });
+        let mine = Shared::clone(&slots);
+        drop(guard);
+        Some(mine)
     }
 }

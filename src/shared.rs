@@ -262,4 +262,42 @@ mod tests {
         rt.drain_and_wait().unwrap();
         assert_eq!(drops.load(Ordering::SeqCst), 2);
     }
+
+    #[test]
+    fn a_handler_clones_a_readable_slots_value_and_may_drop_the_last_reference_with_no_job() {
+        let rt = Runtime::builder()
+            .drainer(Drainer::Manual)
+            .headroom(0)
+            .hysteresis(0)
+            .build()
+            .unwrap();
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slot: ReadSlot<Shared<Tracked>> = ReadSlot::new(&rt);
+        assert!(slot.clone_current().is_none(), "an empty slot");
+        slot.xchg(Some(Shared::new(&rt, Tracked(drops.clone()))))
+            .unwrap();
+        let clone = {
+            let _nmi = restricted::enter();
+            let clone = slot.clone_current().expect("the slot's value");
+            assert_eq!(Shared::count(&clone), 2);
+            clone
+        };
+        slot.clear(); // the slot's reference waits for a grace period, then goes
+        rt.drain_and_wait().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "the clone keeps it");
+        assert_eq!(Shared::count(&clone), 1);
+        {
+            let _nmi = restricted::enter();
+            drop(clone); // the last reference, in a handler, with no job in the pool
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        rt.drain().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        let s = rt.stats();
+        assert_eq!(
+            (s.emergency, s.leaked, s.reserve_failures),
+            (0, 0, 0),
+            "{s:?}"
+        );
+    }
 }

@@ -8,6 +8,10 @@
 //! - no job, ever: owned boxes never touch the pool (`total`, `emergency`, `leaked` stay 0),
 //!   so nothing needs to be reserved, and nothing a handler does with them can be refused.
 //!
+//! The handler also takes references to a [`Shared`] value from a `ReadSlot` (`clone_current`)
+//! and drops them, while workers replace that value: a clone dropped there may be the last
+//! reference, and then goes to the drainer in its own allocation, again with no allocator call.
+//!
 //! Then, deterministically: with nothing reserved, handlers this thread sends itself do their
 //! operations (none can be refused), still without an allocator call.
 
@@ -19,7 +23,7 @@ use common::{
 };
 use nix::sys::pthread::pthread_kill;
 use sigdrop::alloc_check::RestrictedAllocs;
-use sigdrop::{Owned, RefSlot, Runtime, restricted};
+use sigdrop::{Owned, ReadSlot, RefSlot, Runtime, Shared, restricted};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -67,6 +71,9 @@ struct State {
     rt: Runtime,
     slots: Vec<RefSlot<Owned<Obj>>>,
     pool: Vec<RefSlot<Owned<Obj>>>,
+    /// A runtime of its own: a readable slot's install takes a job, and `rt` must have none.
+    shared_rt: Runtime,
+    shared: ReadSlot<Shared<Obj>>,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -77,6 +84,7 @@ static TEARDOWNS: AtomicU64 = AtomicU64::new(0);
 static SWAPS: AtomicU64 = AtomicU64::new(0);
 static DIRECT_DROPS: AtomicU64 = AtomicU64::new(0);
 static POOL_EMPTY: AtomicU64 = AtomicU64::new(0);
+static CLONES: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh box from the pool, or `None`. Safe code: a take and `into_inner`, which hands an
 /// owned box back even in a handler (it defers itself wherever it is dropped).
@@ -99,7 +107,7 @@ extern "C" fn on_nmi(_: libc::c_int) {
     for _ in 0..OPS_PER_SIGNAL {
         let n = CURSOR.fetch_add(1, Ordering::Relaxed);
         let slot = &st.slots[n.wrapping_mul(5) % SLOTS];
-        match n % 3 {
+        match n % 4 {
             0 => {
                 if let Some(d) = slot.take() {
                     drop(d); // a swap and a push
@@ -116,10 +124,16 @@ extern "C" fn on_nmi(_: libc::c_int) {
                     SWAPS.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            _ => {
+            2 => {
                 if let Some(b) = fresh(st, n) {
                     drop(b); // one push
                     DIRECT_DROPS.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => {
+                if let Some(c) = st.shared.clone_current() {
+                    drop(c); // one decrement; if it was the last reference, one push
+                    CLONES.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
@@ -130,6 +144,7 @@ fn handler_ops() -> u64 {
     TEARDOWNS.load(Ordering::Relaxed)
         + SWAPS.load(Ordering::Relaxed)
         + DIRECT_DROPS.load(Ordering::Relaxed)
+        + CLONES.load(Ordering::Relaxed)
 }
 
 fn refill(st: &State) {
@@ -145,6 +160,9 @@ fn worker(seed: u64, st: &State) {
     let mut rng = seed;
     while !STOP.is_set() {
         refill(st);
+        // The old value's slot reference goes after a grace period: a handler's clone may
+        // outlive it and be the last.
+        drop(st.shared.xchg(Some(Shared::new(&st.shared_rt, Obj::new()))));
         for _ in 0..16 {
             let r = xorshift(&mut rng);
             let slot = &st.slots[(r % SLOTS as u64) as usize];
@@ -171,10 +189,13 @@ fn calibrate() {
 fn owned_boxes_under_a_signal_storm_are_destroyed_once_never_in_a_handler_without_allocating() {
     calibrate();
     let rt = Runtime::new().unwrap();
+    let shared_rt = Runtime::new().unwrap();
     let st = State {
         slots: (0..SLOTS).map(|_| RefSlot::new(&rt)).collect(),
         pool: (0..POOL).map(|_| RefSlot::new(&rt)).collect(),
         rt,
+        shared: ReadSlot::new(&shared_rt),
+        shared_rt,
     };
     assert!(STATE.set(st).is_ok());
     let st = STATE.get().unwrap();
@@ -208,6 +229,7 @@ fn owned_boxes_under_a_signal_storm_are_destroyed_once_never_in_a_handler_withou
     for s in st.slots.iter().chain(&st.pool) {
         s.clear();
     }
+    st.shared.clear();
     wait_until(
         Duration::from_secs(20),
         "every box destroyed",
@@ -223,12 +245,14 @@ fn owned_boxes_under_a_signal_storm_are_destroyed_once_never_in_a_handler_withou
     );
     let s = st.rt.stats();
     eprintln!(
-        "storm: {report:?}, delivered {}, teardowns {}, swaps {}, direct drops {}, pool empty {}, self ops {self_ops}, {s:?}",
+        "storm: {report:?}, delivered {}, teardowns {}, swaps {}, direct drops {}, clones {}, pool empty {}, self ops {self_ops}, {s:?}, shared runtime {:?}",
         DELIVERED.load(Ordering::Relaxed),
         TEARDOWNS.load(Ordering::Relaxed),
         SWAPS.load(Ordering::Relaxed),
         DIRECT_DROPS.load(Ordering::Relaxed),
+        CLONES.load(Ordering::Relaxed),
         POOL_EMPTY.load(Ordering::Relaxed),
+        st.shared_rt.stats(),
     );
     assert_eq!(
         allocs.restricted(),
@@ -240,6 +264,10 @@ fn owned_boxes_under_a_signal_storm_are_destroyed_once_never_in_a_handler_withou
     assert_eq!(DTOR_IN_RESTRICTED.load(Ordering::Relaxed), 0);
     assert!(handler_ops() >= MIN_OPS, "too few handler operations");
     assert!(self_ops > 0);
+    assert!(
+        CLONES.load(Ordering::Relaxed) > 0,
+        "no Shared value cloned in a handler"
+    );
     assert_eq!(
         (s.total, s.emergency, s.leaked, s.reserve_failures),
         (0, 0, 0, 0),
