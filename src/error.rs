@@ -46,6 +46,9 @@ pub enum Error {
     /// `Runtime::global()` was reached for the first time from restricted context, where it
     /// cannot be created. Touch it once in ordinary context first.
     GlobalUninitialized,
+    /// [`Builder::build_global`](crate::Builder::build_global) came after the process-wide
+    /// runtime was created (by an earlier call, or with the defaults on first use).
+    GlobalExists,
     /// The drainer thread could not be started.
     DrainerSpawn(std::io::Error),
     /// A map bucket was locked and the caller is in restricted context, where sigdrop never
@@ -99,6 +102,9 @@ impl fmt::Display for Error {
             ),
             Error::GlobalUninitialized => f.write_str(
                 "the global runtime cannot be created from restricted context; touch it once in ordinary context first",
+            ),
+            Error::GlobalExists => f.write_str(
+                "the global runtime already exists; build_global must come before its first use",
             ),
             Error::DrainerSpawn(e) => write!(f, "could not start the drainer thread: {e}"),
             Error::WouldBlock => {

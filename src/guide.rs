@@ -27,6 +27,11 @@
 //! Do not make the choice for the application silently: if you build your own, say so in your
 //! docs (the application will see a thread named `sigdrop-drainer`).
 //!
+//! An *application* (not a library) that wants the global runtime, and the `global()` slots
+//! bound to it, with other settings builds it itself, first thing in `main`:
+//! [`Builder::build_global`](crate::Builder::build_global). A library should not: whoever comes
+//! second gets [`Error::GlobalExists`](crate::Error::GlobalExists).
+//!
 //! ## 2. Who runs destructors, and on which thread
 //!
 //! Objects your handler lets go of are destroyed later, in ordinary context, by whoever drains

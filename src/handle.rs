@@ -336,7 +336,8 @@ impl Runtime {
         Builder::default().build()
     }
 
-    /// The process-wide default runtime, created with the default settings on first use.
+    /// The process-wide default runtime, created with the default settings on first use (or
+    /// with yours, by [`Builder::build_global`] before that).
     ///
     /// May be called from a signal handler once it exists (then it is one atomic load). Reaching
     /// it for the first time from restricted context returns [`Error::GlobalUninitialized`] and
@@ -608,5 +609,37 @@ impl Builder {
             Drainer::Manual => None,
         };
         Ok(Runtime::from_parts(inner, thread))
+    }
+
+    /// Builds the runtime with these settings and makes it the process-wide one
+    /// ([`Runtime::global`]), to which the `global()` slots ([`RefSlot::global`](crate::RefSlot),
+    /// `ReadSlot::global`) are bound: for a program that wants them with other settings than
+    /// the defaults (a lazy wake, a manual drainer, another `max_pending`). Call it before
+    /// anything uses the global runtime: once it exists (created by an earlier call, or with
+    /// the defaults by a first use), this is refused with [`Error::GlobalExists`], and the
+    /// runtime it built is shut down again.
+    ///
+    /// Ordinary context only, as [`build`](Self::build).
+    ///
+    /// ```
+    /// use sigdrop::{RefSlot, Runtime, Wake};
+    /// use std::time::Duration;
+    ///
+    /// static SAMPLES: RefSlot<Box<[u64; 64]>> = RefSlot::global();
+    ///
+    /// // First thing in main: handlers that drop samples never make a wake-up syscall.
+    /// let rt = Runtime::builder()
+    ///     .wake(Wake::lazy(Duration::from_millis(10)))
+    ///     .build_global()?;
+    /// assert_eq!(Runtime::global()?.id(), rt.id());
+    /// SAMPLES.xchg(Some(Box::new([0; 64])))?; // bound to that runtime
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    #[cfg(not(loom))]
+    pub fn build_global(self) -> Result<&'static Runtime, Error> {
+        let rt = self.build()?;
+        // Refused: the runtime just built comes back, and is dropped (shut down) here.
+        GLOBAL.set(rt).map_err(|_| Error::GlobalExists)?;
+        Ok(GLOBAL.get().expect("set just above"))
     }
 }
