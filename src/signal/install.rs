@@ -23,9 +23,8 @@
 use super::{Signal, SignalInfo};
 use crate::error::Error;
 use crate::restricted;
-use crate::sync::{AtomicPtr, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicBool, AtomicPtr, Mutex, MutexGuard, Ordering};
 use libc::{c_int, c_void};
-use std::sync::Once;
 
 /// A function run inside the restricted guard when its signal arrives, told about the delivery
 /// by a [`SignalInfo`]. It must be async-signal-safe: sigdrop's restricted-context operations,
@@ -121,7 +120,7 @@ static CHAINS: Mutex<Chains> = Mutex::new(Chains {
 });
 
 /// Registers [`CHAINS`] with `fork`'s lock registry, once.
-static FORK_SAFE: Once = Once::new();
+static FORK_SAFE: AtomicBool = AtomicBool::new(false);
 
 /// The chains, locked. A panic while the lock was held left them as they were before its
 /// update or after it (each update is a single push, removal or field copy after its
@@ -129,12 +128,17 @@ static FORK_SAFE: Once = Once::new();
 ///
 /// The first call registers the lock with `fork` (held by the forking thread across the
 /// `fork`, as a runtime's locks are), so that a child never finds it taken by a thread it does
-/// not have.
+/// not have. Not with a `Once`: registering waits for `fork`'s registry, which a `fork` in
+/// progress holds, and a child copied then would find the `Once` running for ever, and hang in
+/// its first install. Other first callers go on without waiting for the registration (a
+/// `fork` in that moment, while another thread holds the lock, is the one case not covered).
 fn chains() -> MutexGuard<'static, Chains> {
-    FORK_SAFE.call_once(|| {
+    // Relaxed: only elects the one caller that registers; the registry's own lock orders the
+    // registration against `fork`.
+    if !FORK_SAFE.load(Ordering::Relaxed) && !FORK_SAFE.swap(true, Ordering::Relaxed) {
         crate::fork::watch();
         crate::fork::register(&CHAINS);
-    });
+    }
     CHAINS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
