@@ -28,7 +28,10 @@
 //!   child's copies of them are never destroyed (their destructors would run twice over the
 //!   same resources, say the same file descriptor, otherwise). The drains that took them never
 //!   end in the child, so the child's handler forgets them (`reclaim/cycle_gate.rs`): a
-//!   `drain_and_wait` there does not wait for them.
+//!   `drain_and_wait` there does not wait for them. (A `fork` from a signal handler that
+//!   interrupted the forking thread's own drain between two steps of entering or leaving the
+//!   gate can leave a count off by one in the child, and its `drain_and_wait` waiting for ever:
+//!   another reason not to fork from a handler that interrupted sigdrop code.)
 //!
 //! - **A lock another thread held** would stay taken for ever. The locks that ordinary-context
 //!   code takes for longer than an instruction — each runtime's grow lock and batch-queue lock,

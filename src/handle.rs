@@ -451,7 +451,9 @@ impl Runtime {
     /// Called from a destructor that a drain is running, it does not wait for other drains in
     /// progress (one of them may be waiting for this one): it runs what it finds and waits for
     /// readers only. Do not call it while holding a lock that destructors of objects already
-    /// handed over may take: it waits for them.
+    /// handed over may take: it waits for them; and a destructor that never returns (it blocks
+    /// for good, or leaves its thread with `siglongjmp` or `pthread_exit`) makes every later
+    /// call wait for ever.
     ///
     /// Not for signal handlers ([`Error::Restricted`]); refused with [`Error::ReadGuardHeld`]
     /// while this thread holds a read guard, which it would wait for forever.

@@ -787,7 +787,13 @@ impl Inner {
     /// job to be had, is destroyed here after a grace period.
     pub(crate) fn retire(&self, payload: Payload) {
         debug_assert!(!restricted::is_active());
-        match self.batches.add(current_shard(self.cfg.shards), payload) {
+        // A batch this fills is in no structure until it is closed: the gate is entered while it
+        // is still locked, and left once it is queued, so `drain_and_wait` waits for it.
+        let on_full = || self.gate.enter();
+        match self
+            .batches
+            .add(current_shard(self.cfg.shards), payload, on_full)
+        {
             Ok(Added::Open { before: 0 }) => {
                 // The first object of a batch: a drainer asleep with nothing to poll must learn
                 // that something waits (it then polls until the batch is gone).
@@ -799,8 +805,9 @@ impl Inner {
                 }
             }
             Ok(Added::Open { .. }) => {}
-            Ok(Added::Full(items, grace)) => {
+            Ok(Added::Full(items, grace, inside)) => {
                 self.batches.close(items, grace);
+                drop(inside);
                 self.after_close();
             }
             Err(payload) => {
@@ -1033,6 +1040,12 @@ impl Inner {
     /// period, batch the rest, close open batches (`close_open`), run ready batches, trim. Never
     /// waits for readers. Ordinary context only.
     fn cycle_inner(&self, close_open: bool) -> Cycle {
+        self.cycle_closing(close_open, false)
+    }
+
+    /// [`cycle_inner`](Self::cycle_inner); with `wait_open`, an open batch some thread is
+    /// adding to is waited for rather than left to a later cycle (`drain_and_wait`).
+    fn cycle_closing(&self, close_open: bool, wait_open: bool) -> Cycle {
         debug_assert!(!restricted::is_active());
         // Inside the gate until everything taken is destroyed or closed into a batch
         // (`cycle_gate.rs`).
@@ -1107,7 +1120,7 @@ impl Inner {
         // (Acquire) before this close stamps it: the cookie covers it (`batches.rs`).
         self.batches.close_new(grace, true);
         if close_open || all {
-            self.batches.close_open();
+            self.batches.close_open(wait_open);
         }
         ran += self.run_ready(CYCLE_BATCHES, all);
         self.backlog();
@@ -1172,13 +1185,36 @@ impl Inner {
     /// thread holds no read guard. Returns destructors this call ran.
     pub(crate) fn drain_and_wait(&self) -> usize {
         let waits = !CycleGate::inside_here();
-        let mut ran = self.cycle_inner(true).ran;
+        // Every open batch is closed, one another thread is adding to included: an object
+        // retired before the call is then in a closed batch, or in one a drain holds.
+        let mut ran = self.cycle_closing(true, waits).ran;
         if waits {
             // Drains that took objects before ours did have run them, or closed the ones that
             // need a grace period into batches, by the time this returns.
             self.gate.wait_for_drains_inside();
         }
-        // Every batch closed so far has a cookie no later than this one.
+        self.wait_for_grace_period();
+        // Also walks the owned boxes a drain found unlinked and stashed, linked since.
+        ran += self.cycle_inner(true).ran;
+        ran += self.run_ready_batches();
+        if waits {
+            // And the ones another thread took first.
+            self.gate.wait_for_drains_inside();
+            // A box that was stashed when this was called, and needs a grace period, was
+            // batched after the grace period above started (by the cycle just above, or by
+            // another drain, which has closed its batch by now): one more round for it.
+            if self.batches.any() {
+                self.wait_for_grace_period();
+                ran += self.run_ready_batches();
+                self.gate.wait_for_drains_inside();
+            }
+        }
+        ran
+    }
+
+    /// Waits until a grace period started now has passed (every batch closed so far is then
+    /// ready), spinning, then yielding. The caller holds no read guard.
+    fn wait_for_grace_period(&self) {
         let cookie = read::start_grace_period();
         let mut spins = 0u32;
         while !read::grace_period_passed(cookie) {
@@ -1189,18 +1225,13 @@ impl Inner {
                 crate::sync::yield_now();
             }
         }
-        ran += self.cycle_inner(true).ran;
-        // Every batch closed before the cookie is ready now: run them all, not a cycle's share
-        // (inside the gate, for other callers of this).
-        ran += {
-            let _inside = self.gate.enter();
-            self.run_ready(usize::MAX, self.stopping())
-        };
-        if waits {
-            // And the ones another thread took first.
-            self.gate.wait_for_drains_inside();
-        }
-        ran
+    }
+
+    /// Runs every ready batch, not a cycle's share, inside the gate (for other callers of
+    /// `drain_and_wait`).
+    fn run_ready_batches(&self) -> usize {
+        let _inside = self.gate.enter();
+        self.run_ready(usize::MAX, self.stopping())
     }
 
     /// Counts idle jobs by walking the freelists (bounded by `total`); exact when quiescent.

@@ -4,9 +4,9 @@
 //! call), destroyed slowly so that the drainer thread is in the middle of them when the call
 //! comes; every round must find every destructor run when it returns.
 
-use sigdrop::{Owned, ReadSlot, RefSlot, Runtime, restricted};
+use sigdrop::{Drainer, Owned, Policy, ReadSlot, RefSlot, Runtime, restricted};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const OBJECTS: usize = 2000;
@@ -111,6 +111,74 @@ fn drain_and_wait_waits_for_readable_objects_the_drainer_thread_batched_for_a_gr
             round * OBJECTS,
             "round {round}: drain_and_wait returned before every object was destroyed: {:?}",
             rt.stats()
+        );
+    }
+}
+
+/// This thread retires an object of its own into a batch (a `ReadSlot` clear; a `RefSlot` clear
+/// under `Policy::AlwaysDefer`) while two other threads keep retiring into the same CPU's open
+/// batch, then calls `drain_and_wait`: its object must be destroyed when the call returns, even
+/// if another thread held that batch's lock at the call, or had just filled it and not yet
+/// queued it. Returns the rounds in which it was not.
+fn own_retired_object_missed(policy: Policy, drainer: Drainer, readable: bool) -> usize {
+    const BATCH_ROUNDS: usize = 3000;
+    let rt = Runtime::builder()
+        .shards(1)
+        .policy(policy)
+        .drainer(drainer)
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, stop) = (rt.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let read: ReadSlot<Box<u64>> = ReadSlot::new(&rt);
+                let plain: RefSlot<Box<u64>> = RefSlot::new(&rt);
+                while !stop.load(Ordering::Relaxed) {
+                    if readable {
+                        let _ = read.xchg(Some(Box::new(1)));
+                        read.clear();
+                    } else {
+                        let _ = plain.xchg(Some(Box::new(1)));
+                        plain.clear();
+                    }
+                }
+            })
+        })
+        .collect();
+    let read: ReadSlot<Box<Slow>> = ReadSlot::new(&rt);
+    let plain: RefSlot<Box<Slow>> = RefSlot::new(&rt);
+    let mut missed = 0;
+    for _ in 0..BATCH_ROUNDS {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let mine = Box::new(Slow(dropped.clone()));
+        if readable {
+            assert!(read.xchg(Some(mine)).unwrap().is_none());
+            read.clear();
+        } else {
+            assert!(plain.xchg(Some(mine)).unwrap().is_none());
+            plain.clear();
+        }
+        rt.drain_and_wait().unwrap();
+        if dropped.load(Ordering::SeqCst) == 0 {
+            missed += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    missed
+}
+
+#[test]
+fn drain_and_wait_waits_for_its_own_object_in_a_batch_other_threads_are_filling() {
+    for drainer in [Drainer::Manual, Drainer::Thread] {
+        let read = own_retired_object_missed(Policy::Auto, drainer, true);
+        let plain = own_retired_object_missed(Policy::AlwaysDefer, drainer, false);
+        assert_eq!(
+            (read, plain),
+            (0, 0),
+            "{drainer:?}: rounds whose own object was not destroyed (ReadSlot, AlwaysDefer RefSlot)"
         );
     }
 }

@@ -146,11 +146,41 @@ unsafe impl Send for Batches {}
 unsafe impl Sync for Batches {}
 
 /// What `add` did.
-pub(crate) enum Added {
+pub(crate) enum Added<G> {
     /// The object is in an open batch, which held `before` objects.
     Open { before: usize },
-    /// The object filled its batch, which the caller must close.
-    Full(Vec<Payload>, bool),
+    /// The object filled its batch, which the caller must close; with what `on_full` made while
+    /// the batch was still locked.
+    Full(Vec<Payload>, bool, G),
+}
+
+/// Yields a waiting `close_open` gives a locked open batch before it leaves it to a later
+/// cycle: a holder is in the middle of an `add` (a push, at worst a trip to the queue's lock).
+const OPEN_WAIT: u32 = 10_000;
+
+impl Open {
+    /// Takes the batch's lock: once, or with `wait`, until it is free (spinning, then
+    /// yielding, at most [`OPEN_WAIT`] times). Whether it was taken.
+    fn lock(&self, wait: bool) -> bool {
+        let mut tries = 0u32;
+        // Acquire: as in `add` (the Release unlock of the last holder).
+        while self
+            .locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            if !wait || tries >= OPEN_WAIT {
+                return false;
+            }
+            tries += 1;
+            if tries < 64 {
+                crate::sync::spin_hint();
+            } else {
+                crate::sync::yield_now();
+            }
+        }
+        true
+    }
 }
 
 impl Batches {
@@ -180,8 +210,16 @@ impl Batches {
 
     /// Adds an object to an open batch, starting with `shard`'s. Ordinary context. Gives the
     /// object back if every open batch is locked (the caller hands it over some other way).
+    /// If the object fills its batch, `on_full` runs before the batch's lock is released (the
+    /// runtime enters its drains' gate there: from then until the close, the batch is in no
+    /// structure a drain could find it in).
     #[inline]
-    pub fn add(&self, shard: usize, payload: Payload) -> Result<Added, Payload> {
+    pub fn add<G>(
+        &self,
+        shard: usize,
+        payload: Payload,
+        on_full: impl FnOnce() -> G,
+    ) -> Result<Added<G>, Payload> {
         let shards = self.open.len();
         for i in 0..shards {
             let open = &self.open[(shard + i) % shards];
@@ -202,7 +240,7 @@ impl Batches {
                 }
                 batch.push(payload);
                 if batch.len() >= BATCH {
-                    Added::Full(std::mem::take(batch), payload.grace)
+                    Added::Full(std::mem::take(batch), payload.grace, on_full())
                 } else {
                     Added::Open {
                         before: batch.len() - 1,
@@ -217,7 +255,7 @@ impl Batches {
             open.len.store(n, Ordering::Relaxed);
             // Release: hands the batches to the next holder.
             open.locked.store(false, Ordering::Release);
-            if let Added::Full(items, _) = &added {
+            if let Added::Full(items, ..) = &added {
                 // Counted before it is queued, so `pending` never misses it.
                 // Relaxed: a statistic.
                 self.closed_len.fetch_add(items.len(), Ordering::Relaxed);
@@ -251,18 +289,18 @@ impl Batches {
     }
 
     /// Closes every open batch that is not locked now. Ordinary context (the drainer's cycle).
-    pub fn close_open(&self) {
+    /// With `wait`, a batch locked by a thread adding to it is waited for (spinning, then
+    /// yielding; given up after [`OPEN_WAIT`] yields, which only a holder stopped for that long
+    /// takes), so that an object added before the call is closed by it, or is in the batch the
+    /// holder filled (`add`'s `on_full`).
+    pub fn close_open(&self, wait: bool) {
         for open in self.open.iter() {
-            // Relaxed: a hint; a batch we miss is closed on a later cycle.
+            // Relaxed: a hint; a batch we miss is closed on a later cycle. (An object added
+            // before the call is counted in it, or went out in a batch `add` filled.)
             if open.len.load(Ordering::Relaxed) == 0 {
                 continue;
             }
-            // Acquire / Release: as in `add`.
-            if open
-                .locked
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
+            if !open.lock(wait) {
                 continue;
             }
             // SAFETY: we hold `locked`.
