@@ -213,12 +213,14 @@ impl<T: Send + Sync + 'static> ReadSlot<Shared<T>> {
     pub fn clone_current(&self) -> Option<Shared<T>> {
         let guard = read::enter();
         let raw = NonNull::new(self.load_raw(&guard))?;
-        // SAFETY: `raw` came from `Shared::into_raw` (only `Shared`s are installed here); the
-        // slot's reference is given up only after a grace period that waits for `guard`, so the
-        // value is live and its count at least one. The rebuilt reference is never dropped:
-        // it only lends itself to `clone` (a `Shared` is a shared pointer; no copy of it ever
-        // asserts uniqueness).
-        let slots = ManuallyDrop::new(unsafe { <Shared<T> as SlotPointer>::from_raw(raw) });
+        // The slot's own reference, rebuilt only to lend itself to `clone`, and never dropped
+        // (a `Shared` is a shared pointer: no copy of it ever asserts uniqueness).
+        let slots = ManuallyDrop::new(
+            // SAFETY: `raw` came from `Shared::into_raw` (only `Shared`s are installed here);
+            // the slot gives its reference up only after a grace period that waits for
+            // `guard`, so the value is live and its count at least one.
+            unsafe { <Shared<T> as SlotPointer>::from_raw(raw) },
+        );
         let mine = Shared::clone(&slots);
         drop(guard);
         Some(mine)

@@ -50,24 +50,24 @@ fn drain_and_wait_waits_for_owned_boxes_the_drainer_thread_took_first() {
     }
 }
 
-#[test]
-fn drain_and_wait_waits_for_slot_objects_the_drainer_thread_took_first() {
-    let rt = Runtime::builder().headroom(OBJECTS).build().unwrap();
+/// Fills `slots` with slow objects, clears them all in restricted context on another thread
+/// (joined), then calls `drain_and_wait`: every object must be destroyed when it returns, round
+/// after round, whoever took them first.
+fn cleared_in_a_handler_then_drain_and_wait<S: Send + Sync + 'static>(
+    rt: &Runtime,
+    slots: Arc<Vec<S>>,
+    fill: impl Fn(&S, Box<Slow>),
+    clear: fn(&S),
+) {
     let dropped = Arc::new(AtomicUsize::new(0));
-    let slots: Arc<Vec<RefSlot<Box<Slow>>>> =
-        Arc::new((0..OBJECTS).map(|_| RefSlot::new(&rt)).collect());
     for round in 1..=ROUNDS {
         for s in slots.iter() {
-            assert!(
-                s.xchg(Some(Box::new(Slow(dropped.clone()))))
-                    .unwrap()
-                    .is_none()
-            );
+            fill(s, Box::new(Slow(dropped.clone())));
         }
         let slots = slots.clone();
         std::thread::spawn(move || {
             let _nmi = restricted::enter();
-            slots.iter().for_each(|s| s.clear());
+            slots.iter().for_each(clear);
         })
         .join()
         .unwrap();
@@ -82,37 +82,30 @@ fn drain_and_wait_waits_for_slot_objects_the_drainer_thread_took_first() {
 }
 
 #[test]
+fn drain_and_wait_waits_for_slot_objects_the_drainer_thread_took_first() {
+    let rt = Runtime::builder().headroom(OBJECTS).build().unwrap();
+    let slots = Arc::new((0..OBJECTS).map(|_| RefSlot::new(&rt)).collect());
+    cleared_in_a_handler_then_drain_and_wait(
+        &rt,
+        slots,
+        |s, v| assert!(s.xchg(Some(v)).unwrap().is_none()),
+        RefSlot::clear,
+    );
+}
+
+#[test]
 fn drain_and_wait_waits_for_readable_objects_the_drainer_thread_batched_for_a_grace_period() {
     // Objects of readable slots need a grace period: the drainer thread that takes them puts
     // them in a batch of its own, closed only at the end of its cycle. The call must wait for
     // that cycle before it starts the grace period it waits for, or the batch is left queued.
     let rt = Runtime::builder().headroom(OBJECTS).build().unwrap();
-    let dropped = Arc::new(AtomicUsize::new(0));
-    let slots: Arc<Vec<ReadSlot<Box<Slow>>>> =
-        Arc::new((0..OBJECTS).map(|_| ReadSlot::new(&rt)).collect());
-    for round in 1..=ROUNDS {
-        for s in slots.iter() {
-            assert!(
-                s.xchg(Some(Box::new(Slow(dropped.clone()))))
-                    .unwrap()
-                    .is_none()
-            );
-        }
-        let slots = slots.clone();
-        std::thread::spawn(move || {
-            let _nmi = restricted::enter();
-            slots.iter().for_each(|s| s.clear());
-        })
-        .join()
-        .unwrap();
-        rt.drain_and_wait().unwrap();
-        assert_eq!(
-            dropped.load(Ordering::SeqCst),
-            round * OBJECTS,
-            "round {round}: drain_and_wait returned before every object was destroyed: {:?}",
-            rt.stats()
-        );
-    }
+    let slots = Arc::new((0..OBJECTS).map(|_| ReadSlot::new(&rt)).collect());
+    cleared_in_a_handler_then_drain_and_wait(
+        &rt,
+        slots,
+        |s, v| assert!(s.xchg(Some(v)).unwrap().is_none()),
+        ReadSlot::clear,
+    );
 }
 
 /// This thread retires an object of its own into a batch (a `ReadSlot` clear; a `RefSlot` clear

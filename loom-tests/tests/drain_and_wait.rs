@@ -3,33 +3,23 @@
 //! before the call is destroyed when it returns, even when the other drain took it first and
 //! is still running it (`src/reclaim/cycle_gate.rs`).
 //!
+//! The object is a `Canary`: destroyed exactly once, never in restricted context, its contents
+//! published along with it.
+//!
 //! Bound: 3 threads (a "handler" that hands one object over and is joined before the call, a
 //! concurrent drain, the caller), 1 shard, manual drainer; the suite's preemption bound.
 #![cfg(loom)]
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom_tests::canary::Canary;
+use loom_tests::smallest_runtime;
 use sigdrop::{Drainer, Owned, RefSlot, Runtime, restricted};
 
-/// Counts its destructions and checks where they happen.
-struct Tracked(Arc<AtomicUsize>);
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        assert!(
-            !restricted::is_active(),
-            "destructor ran in restricted context"
-        );
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
+/// The suite's smallest runtime, drained by hand, with `headroom` spare jobs.
 fn manual(headroom: usize) -> Runtime {
-    Runtime::builder()
-        .shards(1)
+    smallest_runtime()
         .headroom(headroom)
-        .hysteresis(0)
-        .emergency_capacity(1)
         .drainer(Drainer::Manual)
         .build()
         .unwrap()
@@ -70,7 +60,7 @@ fn drain_and_wait_waits_for_an_owned_box_another_drain_took() {
     loom::model(|| {
         let rt = manual(0);
         let drops = Arc::new(AtomicUsize::new(0));
-        let boxed = Owned::new(&rt, Tracked(drops.clone()));
+        let boxed = Owned::new(&rt, Canary::new(&drops));
         hand_over_then_drain_and_wait(&rt, &drops, move || drop(boxed));
     });
 }
@@ -82,11 +72,7 @@ fn drain_and_wait_waits_for_a_slot_object_another_drain_took() {
         let rt = manual(1);
         let drops = Arc::new(AtomicUsize::new(0));
         let slot = RefSlot::new(&rt);
-        assert!(
-            slot.xchg(Some(Box::new(Tracked(drops.clone()))))
-                .unwrap()
-                .is_none()
-        );
+        assert!(slot.xchg(Some(Canary::boxed(&drops))).unwrap().is_none());
         hand_over_then_drain_and_wait(&rt, &drops, move || slot.clear());
     });
 }

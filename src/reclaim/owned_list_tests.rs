@@ -319,8 +319,9 @@ fn the_drainer_thread_runs_boxes_found_unlinked_after_a_destructor_shut_its_runt
     assert!(!inner.owned_stalled());
 }
 
-#[test]
-fn a_fork_child_seals_a_box_a_parent_thread_was_pushing_and_runs_it() {
+/// A one-shard manual runtime whose list holds box 1 (dropped in restricted context, linked),
+/// its destruction log, and box 2, for the test to drop with a pause in its push.
+fn one_box_queued_and_one_to_push() -> (Arc<Runtime>, Arc<Mutex<Vec<u32>>>, Owned<Logged>) {
     let rt = Arc::new(one_shard(Drainer::Manual));
     let log = Arc::new(Mutex::new(Vec::new()));
     let older = Owned::new(&rt, Logged(1, log.clone()));
@@ -329,6 +330,12 @@ fn a_fork_child_seals_a_box_a_parent_thread_was_pushing_and_runs_it() {
         let _nmi = restricted::enter();
         drop(older);
     }
+    (rt, log, paused)
+}
+
+#[test]
+fn a_fork_child_seals_a_box_a_parent_thread_was_pushing_and_runs_it() {
+    let (rt, log, paused) = one_box_queued_and_one_to_push();
     let at_link = Arc::new(AtomicBool::new(false));
     let forked = Arc::new(AtomicBool::new(false));
     let pusher = {
@@ -377,14 +384,7 @@ fn a_fork_child_seals_a_box_a_parent_thread_was_pushing_and_runs_it() {
 
 #[test]
 fn a_fork_from_a_handler_that_interrupted_a_push_leaves_that_box_to_its_own_link() {
-    let rt = Arc::new(one_shard(Drainer::Manual));
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let older = Owned::new(&rt, Logged(1, log.clone()));
-    let paused = Owned::new(&rt, Logged(2, log.clone()));
-    {
-        let _nmi = restricted::enter();
-        drop(older);
-    }
+    let (rt, log, paused) = one_box_queued_and_one_to_push();
     // What the child found, from inside the handler: (stalled, destructors run).
     let in_handler = Arc::new(Mutex::new(None));
     let pid = Arc::new(std::sync::atomic::AtomicI32::new(-1));
