@@ -182,7 +182,7 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
         drop(guard);
         // SAFETY: the increment made a strong reference of our own, given up to the guard as the
         // `Arc::into_raw` pointer it stands for; an `Arc` shares its target.
-        Some(unsafe { Detached::unclaimed(raw, self.bound_runtime().inner()) })
+        Some(unsafe { Detached::unclaimed(raw, self) })
     }
 }
 

@@ -22,6 +22,11 @@
 //!   CAS; if none is available the new value is refused and the slot is unchanged;
 //! - take: swap with `null`; the claim leaves with the object, inside a [`Detached`] guard.
 //!
+//! The slot's runtime is looked up (and a global slot's created) only by an exchange that
+//! claims or that finds the slot empty, so before any object goes in; a slot that holds one
+//! therefore has a runtime, which the install's Release published. A replace in ordinary
+//! context and a take never look it up: the [`Detached`] guard does, when it needs it.
+//!
 //! If an install raced with a take and finds the slot empty, it claims and retries; if it claimed
 //! and then finds the slot full again, its replace moves the old claim to the new object and its
 //! own goes with the displaced one. Every loop iteration that fails does so because another
@@ -199,11 +204,6 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         self.runtime.get()
     }
 
-    /// The runtime of a slot that holds, or held, an object (see `Binding::existing`).
-    pub(crate) fn bound_runtime(&self) -> &Runtime {
-        self.runtime.existing()
-    }
-
     /// Whether the slot is empty now. May be called from a signal handler.
     pub fn is_empty(&self) -> bool {
         // Relaxed: a snapshot; the pointer is not dereferenced.
@@ -269,27 +269,33 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         // A self-deferring pointer (`Owned`) needs no job in any context: a slot of them holds
         // no claims, and callers never claim for one.
         debug_assert!(!(P::SELF_DEFERRING && claim.is_some()));
-        let inner = match self.runtime.get() {
-            Ok(runtime) => runtime.inner(),
-            // `claim` (if any) is dropped: back to its counter.
-            Err(error) => return Err(Rejected::new(new, error)),
-        };
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
-        // moves the old object's claim to the new one and takes none: one CAS. (A readable
-        // slot's displaced object is retired into a batch there, which needs no job.)
+        // moves the old object's claim to the new one and takes none: one CAS, and no look at
+        // the runtime (the old object's guard looks it up when it needs it). (A readable slot's
+        // displaced object is retired into a batch there, which needs no job.)
         let claim_always = restricted::is_active();
         let mut claim = claim;
         let raw = new.into_raw().as_ptr();
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
         let mut cur = self.ptr.load(Ordering::Relaxed);
         loop {
-            if !P::SELF_DEFERRING && (cur.is_null() || claim_always) && claim.is_none() {
-                match inner.claim_for_install() {
-                    Ok(got) => claim = Some(got),
+            // The runtime is looked up (created, for a global slot's first install) before
+            // anything can go into an empty slot, so a slot that holds an object has one: a
+            // later exchange's Acquire, or a take's, reads it through the Release below.
+            if (cur.is_null() || claim_always) && claim.is_none() {
+                let claimed = self
+                    .runtime
+                    .get()
+                    .and_then(|runtime| match P::SELF_DEFERRING {
+                        false => runtime.inner().claim_for_install().map(Some),
+                        true => Ok(None),
+                    });
+                match claimed {
+                    Ok(got) => claim = got,
                     Err(error) => {
                         // SAFETY: `raw` came from `into_raw` of `new` just above and was never
-                        // shared.
+                        // shared (every CAS that could have published it failed).
                         let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
                         return Err(Rejected::new(value, error));
                     }
@@ -306,12 +312,9 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
                     // Installed: a claim we hold is spent, on the new object (empty slot) or on
                     // the displaced one (restricted context, or a race with a take).
                     let claimed = claim.map(Claim::spend).is_some();
-                    return Ok(NonNull::new(prev).map(|prev| {
-                        // The previous object's claim now belongs to the new one; if we claimed,
-                        // ours goes with the old. `inner` is this slot's runtime state,
-                        // fork-checked above.
-                        self.detached_in(inner, prev, claimed)
-                    }));
+                    // The previous object's claim now belongs to the new one; if we claimed,
+                    // ours goes with the old.
+                    return Ok(NonNull::new(prev).map(|prev| self.detached(prev, claimed)));
                 }
                 Err(actual) => cur = actual,
             }
@@ -341,22 +344,14 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// the caller owns it (it came from `into_raw` of a `P` with this slot's destructor) and
     /// gives it up to the guard. It stays a raw pointer: in a readable slot, readers may still
     /// borrow the object, and rebuilding a `Box` now would assert a uniqueness they contradict.
-    fn detached(&self, ptr: NonNull<()>, claimed: bool) -> Detached<'_, P> {
-        self.detached_in(self.runtime.existing().inner(), ptr, claimed)
-    }
-
-    /// [`detached`](Self::detached) with the slot's runtime state already at hand (an exchange
-    /// looked it up, fork check included, before its CAS).
+    ///
+    /// The guard looks the runtime up only when it needs it (a replace's guard unwrapped in
+    /// ordinary context never does): the slot held the object, so its runtime exists.
     #[inline(always)]
-    fn detached_in<'s>(
-        &'s self,
-        inner: &'s Inner,
-        ptr: NonNull<()>,
-        claimed: bool,
-    ) -> Detached<'s, P> {
+    fn detached(&self, ptr: NonNull<()>, claimed: bool) -> Detached<'_, P> {
         Detached {
             ptr,
-            inner,
+            runtime: &self.runtime,
             claimed,
             readers: A::READABLE,
             _owns: PhantomData,
@@ -526,7 +521,9 @@ pub struct Detached<'a, P: SlotPointer> {
     /// guard. Not rebuilt as a `P` while readers may borrow the object: rebuilding a `Box`
     /// asserts uniqueness over its target, which a reader's `&T` contradicts.
     ptr: NonNull<()>,
-    inner: &'a Inner,
+    /// The runtime of the slot it left, which exists (the slot held the object), looked up when
+    /// the guard needs it ([`inner`](Self::inner)).
+    runtime: &'a Binding,
     /// Whether the object holds a claim on an idle job. A take, or any exchange in restricted
     /// context, hands one out; an ordinary-context replace does not (the claim stayed in the slot
     /// with the new object), and dropping such a value under deferral claims one then.
@@ -538,18 +535,19 @@ pub struct Detached<'a, P: SlotPointer> {
     _owns: PhantomData<P>,
 }
 
-// SAFETY: a `Detached` owns one `P` (held as its raw pointer) and borrows the runtime's state;
-// sending it sends the `P` (`SlotPointer: Send`) and a `&Inner` (`Inner: Sync`, asserted below).
+// SAFETY: a `Detached` owns one `P` (held as its raw pointer) and borrows its slot's binding to
+// a runtime; sending it sends the `P` (`SlotPointer: Send`) and a `&Binding` (`Binding: Sync`,
+// asserted below).
 unsafe impl<P: SlotPointer> Send for Detached<'_, P> {}
 // SAFETY: through `&Detached` another thread gets only `&P::Target` (`Deref`, `Debug`; hence the
 // bound), copies of the two flags, and, for an `Arc<T>`, a new strong reference (`clone_arc`,
 // sound on any thread because `Arc<T>` is a `SlotPointer` only for `T: Send + Sync`).
 unsafe impl<P: SlotPointer> Sync for Detached<'_, P> where P::Target: Sync {}
 
-/// `Send for Detached` sends a `&Inner`.
+/// `Send for Detached` sends a `&Binding`.
 const _: fn() = || {
     fn sync<T: Sync>() {}
-    sync::<Inner>();
+    sync::<Binding>();
 };
 
 impl<'a, P: SlotPointer> Detached<'a, P> {
@@ -559,14 +557,20 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// `ptr` came from `P::into_raw` and the caller gives that ownership up to the guard; `P`
     /// shares its target (an `Arc`), so rebuilding it while readers borrow the target asserts no
     /// uniqueness.
-    pub(crate) unsafe fn unclaimed(ptr: NonNull<()>, inner: &'a Inner) -> Self {
+    pub(crate) unsafe fn unclaimed<A: Access>(ptr: NonNull<()>, slot: &'a Slot<P, A>) -> Self {
         Detached {
             ptr,
-            inner,
+            runtime: &slot.runtime,
             claimed: false,
             readers: false,
             _owns: PhantomData,
         }
+    }
+
+    /// The runtime state of the slot the object left, fork check included.
+    #[inline(always)]
+    fn inner(&self) -> &'a Inner {
+        self.runtime.existing().inner()
     }
 
     /// Whether this value holds a reserved job, so that dropping it in restricted context is
@@ -587,7 +591,7 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// unchanged and the error says why. May be called from a signal handler.
     pub fn reserve(&mut self) -> Result<(), Error> {
         if !self.claimed && !P::SELF_DEFERRING {
-            self.inner.claim_for_value()?.spend();
+            self.inner().claim_for_value()?.spend();
             self.claimed = true;
         }
         Ok(())
@@ -604,7 +608,7 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// is refused, and the guard comes back, if this thread holds a read guard (it would wait
     /// for itself). An object from a [`RefSlot`], or a reference from
     /// [`clone_current`](Slot::clone_current), comes back at once.
-    #[inline]
+    #[inline(always)]
     pub fn into_inner(self) -> Result<P, Self> {
         // An owned box from a write-only slot defers itself: a handler may have it back.
         if restricted::is_active() && (self.readers || !P::SELF_DEFERRING) {
@@ -625,7 +629,7 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
         // target (above).
         let value = unsafe { P::from_raw(this.ptr) };
         if this.claimed {
-            this.inner.release_claim();
+            this.inner().release_claim();
         }
         Ok(value)
     }
@@ -709,16 +713,17 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
             };
             // The claim, if any, travels with the object into the job. In restricted context the
             // object is always taken (at worst parked or leaked, counted).
-            let kept = self.inner.defer(payload, self.claimed);
+            let kept = self.inner().defer(payload, self.claimed);
             debug_assert!(kept.is_none());
             return;
         }
+        let inner = self.inner();
         if self.claimed {
             // Give the job back first: the destructor is user code and may panic.
-            self.inner.release_claim();
+            inner.release_claim();
         }
-        if self.inner.defers_in_ordinary_context(self.readers) {
-            self.inner.retire(Payload {
+        if inner.defers_in_ordinary_context(self.readers) {
+            inner.retire(Payload {
                 obj: obj.as_ptr(),
                 dtor: P::DESTRUCTOR,
                 grace: self.readers,

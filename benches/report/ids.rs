@@ -2,6 +2,7 @@
 
 pub const SWAP: &str = "slot/AtomicPtr::swap";
 pub const RAW: &str = "slot/RawSlot::xchg";
+pub const LOAD_CAS: &str = "slot/AtomicPtr load + compare_exchange";
 pub const REPLACE: &str = "slot/RefSlot replace present->present";
 pub const INSTALL: &str = "slot/RefSlot install into empty";
 pub const TAKE: &str = "slot/RefSlot take out";

@@ -47,12 +47,15 @@ const SECTIONS: &[Section] = &[
                  slots with the inverse operation untimed in between, in steady state (no growth \
                  or trim in the timed region). The three RMWs (a swap and two CASes on separate \
                  cache lines) are the floor of the restricted path: a teardown's take, freelist \
-                 pop and job-list push.",
+                 pop and job-list push. A load followed by a compare-and-swap of the same word \
+                 is the floor of a replace that must know what it displaces (an empty slot \
+                 needs a job first); `RawSlot::xchg`, which need not, is a bare swap.",
             ),
             Part::Table(Table {
                 rows: &[
                     ("`AtomicPtr::swap`", SWAP),
                     ("`RawSlot::xchg`", RAW),
+                    ("`AtomicPtr` load + `compare_exchange`", LOAD_CAS),
                     ("`RefSlot` replace present -> present", REPLACE),
                     ("`RefSlot` install into empty", INSTALL),
                     ("`RefSlot` take out (`take` + `into_inner`)", TAKE),

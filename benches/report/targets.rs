@@ -18,12 +18,6 @@ pub struct Target {
 const RATIOS: &[(&str, &str, &str, f64)] = &[
     ("`RawSlot::xchg` ≤ 1.05x `AtomicPtr::swap`", RAW, SWAP, 1.05),
     (
-        "`RefSlot` replace (present -> present) ≤ 1.25x `AtomicPtr::swap`",
-        REPLACE,
-        SWAP,
-        1.25,
-    ),
-    (
         "install into empty ≤ 2.5x `AtomicPtr::swap`",
         INSTALL,
         SWAP,
@@ -144,6 +138,15 @@ pub fn all(r: &Results) -> Vec<Target> {
         "restricted teardown ≤ 120 instructions without a wake (callgrind; issue 12)",
         instructions(per_teardown_ir),
         at_most(per_teardown_ir, 120.0),
+    );
+    add(
+        "`RefSlot` replace (present -> present) ≤ 1.25x `AtomicPtr::swap`",
+        format!(
+            "{} (the machine's floor for a compare-and-swap replace, load + CAS: {})",
+            ratio(r.ratio(REPLACE, SWAP)),
+            ratio(r.ratio(LOAD_CAS, SWAP))
+        ),
+        at_most(r.ratio(REPLACE, SWAP), 1.25),
     );
     add(
         "two threads: per-thread teardown ≤ 1.3x one thread",
