@@ -1,24 +1,26 @@
-//! Job storage: a stable index table whose links never move, and job bodies that can be freed.
+//! Job storage: a stable index table whose entries never move and are never freed while the
+//! arena lives.
 //!
 //! A *job* is named by a `u32` index. Each index owns an [`Entry`] in a table of buckets that
 //! double in size (bucket `b` holds `FIRST << b` entries), so an index maps to its entry with a
 //! few shifts and entries never move once created. Buckets live until the arena is dropped.
 //!
-//! An entry holds exactly what a lock-free list needs to read without owning the job — the
-//! `link` to the next index — plus a pointer to the job's *body* (the object pointer and its
-//! destructor), which only the job's current owner touches. This split is what lets trim give
-//! memory back without a grace period:
+//! An entry holds the `link` to the next index (what a lock-free list needs to read without
+//! owning the job) and the job's payload (the object pointer and its destructor), which only
+//! the job's current owner touches. Because entries are never freed, trim needs no grace period:
 //!
 //! - a concurrent (possibly stale) pop in `freelist.rs` only ever loads `link` of an index it saw
-//!   at a list head; `link` lives in a bucket, and buckets are never freed while the arena lives;
+//!   at a list head, and `link` stays valid memory for as long as the arena lives;
 //! - trim first *owns* a job (it popped it after claiming its credit in the ledger), so nobody
-//!   else can reach the body; it frees the body and recycles the index.
+//!   else can reach its payload; it recycles the index, and a later growth hands it out again.
 //!
-//! What trim cannot return is the entry itself: 16 bytes per index at the high-water mark of
-//! live jobs. Recycled indices are reused before the table grows, so the table is bounded by the
-//! peak pool size, while body memory (the job proper, 24 bytes plus allocator overhead) follows
-//! the pool down. (The payload could live in the entry instead, saving the body's pointer load;
-//! then no memory at all would follow the pool down, which is what the bodies are kept for.)
+//! What this costs: the table's memory follows the pool's high-water mark, not its current size
+//! (32 bytes per index, two entries to a cache line); trim returns jobs to nobody but the
+//! recycle list, and growth allocates nothing but, now and then, a new bucket. An earlier layout
+//! kept the payload in a separately allocated body, so that trim could free it: growth then
+//! paid an allocation per job, every teardown one more cache line, and neighbouring bodies of
+//! jobs dealt to different CPUs shared lines, which two threads tearing down at once passed
+//! between them.
 //!
 //! ## Locating a job once
 //!
@@ -39,7 +41,7 @@
 use crate::error::Error;
 use crate::sync::{AtomicPtr, AtomicU32, Ordering, UnsafeCell};
 use std::alloc::{Layout, alloc, dealloc};
-use std::ptr::{self, NonNull};
+use std::ptr;
 
 /// The index that means "no job": the end of every list.
 pub const NIL: u32 = u32::MAX;
@@ -114,25 +116,13 @@ pub struct Payload {
     pub grace: bool,
 }
 
-/// A job body: allocated by growth, freed by trim.
-///
-/// Not aligned to a cache line, though after a trim and a regrowth neighbouring bodies may
-/// belong to different CPUs' jobs, and a line then moves between them at every teardown.
-/// Measured both ways: aligned, two threads tearing down at once with the default headroom took
-/// 63 ns per teardown instead of 74, but growth goes through `posix_memalign`, and an install
-/// that grows the pool took 152 ns per job instead of 82, with a third more peak memory. (Trim
-/// freeing a run of jobs per shard, so that regrowth reuses memory for one CPU at a time, did
-/// not help: 81 ns.)
-struct Body {
-    payload: UnsafeCell<Option<Payload>>,
-}
-
-/// The stable part of a job: its list link, and its body.
+/// A job: its list link and its payload, in one place that never moves.
 pub struct Entry {
     /// Next index in whichever list holds this job (freelist or job list).
     link: AtomicU32,
-    /// The body; `None` while the index is recycled (no job behind it).
-    body: UnsafeCell<Option<NonNull<Body>>>,
+    /// The object handed over; `Some` from the offload that queued the job until the drain that
+    /// runs it.
+    payload: UnsafeCell<Option<Payload>>,
 }
 
 impl Entry {
@@ -146,32 +136,21 @@ impl Entry {
     /// Stores the payload of this entry's job.
     ///
     /// # Safety
-    /// The caller owns the job (popped it from a freelist and has not pushed it anywhere), and it
-    /// has a body (it came from a freelist, where only jobs with bodies are kept).
+    /// The caller owns the job (popped it from a freelist and has not pushed it anywhere).
     #[inline]
     pub unsafe fn set_payload(&self, payload: Payload) {
-        // SAFETY: ownership of the job makes this the only access to the entry's body pointer
-        // and to the body; the body is live because only trim frees bodies, and only of jobs it
-        // owns; that the job has one is the caller's contract.
-        unsafe {
-            let body = self.body.with(|b| *b);
-            debug_assert!(body.is_some(), "job without body");
-            let body = body.unwrap_unchecked();
-            body.as_ref().payload.with_mut(|p| *p = Some(payload));
-        }
+        // SAFETY: ownership of the job makes this the only access to its payload.
+        unsafe { self.payload.with_mut(|p| *p = Some(payload)) }
     }
 
     /// Removes and returns the payload of this entry's job.
     ///
     /// # Safety
-    /// The caller owns the job (took it from a job list) and it has a body.
+    /// The caller owns the job (took it from a job list).
     #[inline]
     pub unsafe fn take_payload(&self) -> Option<Payload> {
         // SAFETY: as in `set_payload`: the caller owns the job, so no other access exists.
-        unsafe {
-            let body = self.body.with(|b| *b).expect("job without body");
-            body.as_ref().payload.with_mut(|p| (*p).take())
-        }
+        unsafe { self.payload.with_mut(|p| (*p).take()) }
     }
 }
 
@@ -180,7 +159,7 @@ impl Entry {
 pub struct GrowState {
     /// Indices below this have had an entry created.
     next_index: u32,
-    /// Indices whose body trim freed, ready for reuse.
+    /// Indices trim gave back, ready for reuse.
     free_indices: Vec<u32>,
 }
 
@@ -190,10 +169,10 @@ pub struct Arena {
 }
 
 // SAFETY: entries are reached through atomics (`link`) or through the owner-only protocol
-// documented on each method; bodies hold raw object pointers that are `Send` by the runtime's
-// contract (every object handed over is `Send`).
+// documented on each method; payloads hold raw object pointers that are `Send` by the
+// runtime's contract (every object handed over is `Send`).
 unsafe impl Send for Arena {}
-// SAFETY: as above; shared access never races on a body because only an owner touches one.
+// SAFETY: as above; shared access never races on a payload because only an owner touches one.
 unsafe impl Sync for Arena {}
 
 /// Splits an index into (bucket, offset within bucket).
@@ -210,6 +189,18 @@ fn bucket_len(bucket: usize) -> usize {
     1usize << (FIRST_SHIFT as usize + bucket)
 }
 
+/// A bucket of `len` entries, aligned to a cache line: entries are four to a line, and growth
+/// deals them to the shards in runs of `DEAL_RUN` indices (`runtime.rs`; a multiple of
+/// four, from a multiple of four), so that no line holds entries of two CPUs' jobs. Unaligned (a
+/// boxed slice, 16 bytes), every run's first and last line were shared with the neighbouring
+/// runs, and two threads tearing down at once wrote them both.
+fn bucket_layout(len: usize) -> Option<Layout> {
+    // Two entries to a line (four would do as well), so a run of jobs covers whole lines.
+    #[cfg(not(loom))]
+    const _: () = assert!(64 % std::mem::size_of::<Entry>() == 0);
+    Layout::array::<Entry>(len).ok()?.align_to(64).ok()
+}
+
 impl Arena {
     /// An empty arena; no memory is allocated until the first job.
     pub fn new() -> Self {
@@ -218,8 +209,9 @@ impl Arena {
         }
     }
 
-    /// Allocates one job (a body, and an index for it). The job is owned by the caller and is in
-    /// no list. Fails, without side effects, if memory or the index space is exhausted.
+    /// Allocates one job: an index (recycled, or new, with a new bucket when the table needs
+    /// one), holding no payload. The job is owned by the caller and is in no list. Fails,
+    /// without side effects, if memory or the index space is exhausted.
     ///
     /// Ordinary context only.
     ///
@@ -227,34 +219,7 @@ impl Arena {
     /// `state` is the one grow state used with this arena (a second one would hand out indices
     /// that are already owned).
     pub unsafe fn alloc_job(&self, state: &mut GrowState) -> Result<u32, Error> {
-        let layout = Layout::new::<Body>();
-        // SAFETY: `Body` is not zero-sized.
-        let raw = unsafe { alloc(layout) }.cast::<Body>();
-        let Some(body) = NonNull::new(raw) else {
-            return Err(Error::OutOfMemory);
-        };
-        // SAFETY: `raw` is a fresh allocation of `Body`'s layout.
-        unsafe {
-            raw.write(Body {
-                payload: UnsafeCell::new(None),
-            })
-        };
-        let idx = match self.alloc_index(state) {
-            Ok(idx) => idx,
-            Err(e) => {
-                // SAFETY: `raw` was initialised above and never shared.
-                unsafe {
-                    raw.drop_in_place();
-                    dealloc(raw.cast(), layout);
-                }
-                return Err(e);
-            }
-        };
-        // SAFETY: `idx` is either fresh or recycled by trim (and `state` is this arena's only
-        // grow state); in both cases no list holds it and nobody owns it but us, so we are the
-        // only one touching its body pointer.
-        unsafe { self.entry(idx).body.with_mut(|b| *b = Some(body)) };
-        Ok(idx)
+        self.alloc_index(state)
     }
 
     fn alloc_index(&self, state: &mut GrowState) -> Result<u32, Error> {
@@ -268,15 +233,21 @@ impl Arena {
         let (bucket, offset) = locate(idx);
         if offset == 0 {
             let len = bucket_len(bucket);
-            let mut entries = Vec::new();
-            entries
-                .try_reserve_exact(len)
-                .map_err(|_| Error::OutOfMemory)?;
-            entries.extend((0..len).map(|_| Entry {
-                link: AtomicU32::new(NIL),
-                body: UnsafeCell::new(None),
-            }));
-            let base = Box::into_raw(entries.into_boxed_slice()).cast::<Entry>();
+            let layout = bucket_layout(len).ok_or(Error::OutOfMemory)?;
+            // SAFETY: the layout is not zero-sized (a bucket holds at least one entry).
+            let base = unsafe { alloc(layout) }.cast::<Entry>();
+            if base.is_null() {
+                return Err(Error::OutOfMemory);
+            }
+            for i in 0..len {
+                // SAFETY: `i < len`, inside the fresh allocation made for `len` entries.
+                unsafe {
+                    base.add(i).write(Entry {
+                        link: AtomicU32::new(NIL),
+                        payload: UnsafeCell::new(None),
+                    })
+                };
+            }
             // Release: publishes the initialised entries to every later `entry()` (Acquire).
             // Belt and braces: the freelist push that hands out the first index of this bucket
             // (Release, after this store) already carries the entries to whoever pops it.
@@ -286,28 +257,21 @@ impl Arena {
         Ok(idx)
     }
 
-    /// Frees a job's body and recycles its index. Fails (keeping the job) only if the recycle
-    /// list cannot grow; the caller then keeps the job as it was.
+    /// Recycles a job's index (trim). Fails (keeping the job) only if the recycle list cannot
+    /// grow; the caller then keeps the job as it was.
     ///
     /// # Safety
-    /// The caller owns job `idx`, it has a body, and it holds no payload.
+    /// The caller owns job `idx`, and it holds no payload.
     pub unsafe fn free_job(&self, state: &mut GrowState, idx: u32) -> Result<(), Error> {
         state
             .free_indices
             .try_reserve(1)
             .map_err(|_| Error::OutOfMemory)?;
-        // SAFETY: ownership of `idx` (caller's contract) makes this the only access to its body
-        // pointer and body; a stale pop elsewhere may still load `link`, which stays valid.
-        unsafe {
-            let body = self
-                .entry(idx)
-                .body
-                .with_mut(|b| (*b).take())
-                .expect("job without body");
-            debug_assert!(body.as_ref().payload.with(|p| (*p).is_none()));
-            body.as_ptr().drop_in_place();
-            dealloc(body.as_ptr().cast(), Layout::new::<Body>());
-        }
+        // SAFETY: ownership of `idx` (caller's contract) makes this the only access to its
+        // payload (a stale pop elsewhere may still load `link`, which stays valid). Read in
+        // every build: the models see trim's access, so trim racing an owner would show.
+        let idle = unsafe { self.entry(idx).payload.with(|p| (*p).is_none()) };
+        debug_assert!(idle, "trimmed a job that holds a payload");
         state.free_indices.push(idx);
         Ok(())
     }
@@ -350,20 +314,14 @@ impl Drop for Arena {
                 continue;
             }
             let len = bucket_len(bucket);
-            // SAFETY: `base` came from `Box::into_raw` of a boxed slice of exactly `len` entries,
-            // and `&mut self` means no other access to it exists.
-            let entries = unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(base, len)) };
-            for entry in entries.iter() {
-                // SAFETY: exclusive access through `&mut self`.
-                let body = entry.body.with_mut(|b| unsafe { (*b).take() });
-                if let Some(body) = body {
-                    // SAFETY: `body` was allocated in `alloc_job` with `Body`'s layout and
-                    // initialised there; `&mut self` means nobody else can reach it.
-                    unsafe {
-                        body.as_ptr().drop_in_place();
-                        dealloc(body.as_ptr().cast(), Layout::new::<Body>());
-                    }
-                }
+            // SAFETY: `base` was allocated in `alloc_index` for exactly `len` entries, all
+            // initialised there, and `&mut self` means no other access to them exists; each
+            // entry is dropped once (payloads are plain data: the runtime ran or leaked every
+            // object before dropping its arena), then the bucket is freed with the layout it
+            // was allocated with (which `bucket_layout` gave then, for the same `len`).
+            unsafe {
+                ptr::slice_from_raw_parts_mut(base, len).drop_in_place();
+                dealloc(base.cast(), bucket_layout(len).expect("allocated before"));
             }
         }
     }
@@ -428,7 +386,7 @@ mod tests {
         // SAFETY: `st` is this arena's only grow state.
         let idx = unsafe { arena.alloc_job(&mut st) }.unwrap();
         let obj = 0x1000 as *mut ();
-        // SAFETY: we own `idx`, which has a body.
+        // SAFETY: we own `idx`.
         unsafe {
             arena.entry(idx).set_payload(Payload {
                 obj,
