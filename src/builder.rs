@@ -121,7 +121,10 @@ impl Builder {
     }
 
     /// Spare jobs kept for future installs (default 64). Growth refills to this many spare jobs
-    /// once fewer than half remain; trim frees back down to it.
+    /// once fewer than half remain; trim frees back down to it. (A freed job's memory, 32
+    /// bytes, stays in the runtime's job table for the next growth to reuse: the table follows
+    /// the largest the pool has been, [`Stats::peak_total`](crate::Stats::peak_total), and is
+    /// freed with the runtime.)
     #[must_use]
     pub fn headroom(mut self, headroom: usize) -> Self {
         self.headroom = headroom;
@@ -142,9 +145,9 @@ impl Builder {
     /// The hysteresis above stops growth and trim from chasing each other over swings smaller
     /// than it. A workload whose bursts are larger (a profiler that swaps out thousands of
     /// buffers at each tick, then drains) still has every drain free what the next burst grows
-    /// back: an allocation and a free per job per burst, and teardowns on jobs another CPU has
-    /// just written (in our benchmark of two threads tearing down at once, about a quarter slower
-    /// per teardown than on jobs kept). If you know the burst size, a hysteresis that large
+    /// back: bookkeeping per job per burst (no allocation: a freed job's memory is kept for
+    /// reuse), and teardowns on jobs the growing CPU has just written. If you know the burst
+    /// size, a hysteresis that large
     /// keeps the jobs for good. A window adapts instead: jobs grown back within it of a trim
     /// (never more than the trims freed) stay spare, on top of the headroom, until a whole window
     /// passes without such regrowth; a drain after that frees them (the drainer thread looks at
