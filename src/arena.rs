@@ -380,6 +380,23 @@ mod tests {
     }
 
     #[test]
+    fn each_block_of_entries_starts_a_cache_line() {
+        let arena = Arena::new();
+        let mut st = GrowState::default();
+        let first = 1usize << FIRST_SHIFT;
+        // Indices 0 and `first` start the first two blocks.
+        for _ in 0..=first {
+            // SAFETY: `st` is this arena's only grow state.
+            unsafe { arena.alloc_job(&mut st) }.unwrap();
+        }
+        for idx in [0, first as u32] {
+            // SAFETY: allocated above.
+            let at = unsafe { arena.entry(idx) } as *const Entry as usize;
+            assert_eq!(at % 64, 0, "block of index {idx} at {at:#x}");
+        }
+    }
+
+    #[test]
     fn payload_round_trips() {
         unsafe fn noop(_: *mut ()) {}
         let arena = Arena::new();
