@@ -77,7 +77,7 @@ impl Default for Builder {
             shards: None,
             headroom: 64,
             hysteresis: None,
-            regrowth_window: Duration::ZERO,
+            regrowth_window: DEFAULT_REGROWTH_WINDOW,
             emergency_capacity: 64,
             drainer: Drainer::Thread,
             policy: Policy::Auto,
@@ -107,6 +107,11 @@ const MIN_MAX_PENDING: usize = crate::reclaim::batches::BATCH;
 
 /// The shortest lazy period accepted (shorter is a busy drainer, not a lazy one).
 const MIN_PERIOD: Duration = Duration::from_micros(100);
+
+/// The default regrowth window ([`Builder::regrowth_window`]): long enough to span the
+/// ticks of a sampling profiler or the frames of an audio callback, short enough that the jobs
+/// kept for bursts that have stopped are trimmed within about two seconds.
+const DEFAULT_REGROWTH_WINDOW: Duration = Duration::from_secs(1);
 
 /// The longest lazy period accepted.
 const MAX_PERIOD: Duration = Duration::from_secs(60);
@@ -139,8 +144,8 @@ impl Builder {
         self
     }
 
-    /// How long the pool remembers having to grow back jobs that a trim had just freed: zero
-    /// (the default) turns this off; otherwise between 1 ms and an hour.
+    /// How long the pool remembers having to grow back jobs that a trim had just freed: one
+    /// second by default; zero turns this off; otherwise between 1 ms and an hour.
     ///
     /// The hysteresis above stops growth and trim from chasing each other over swings smaller
     /// than it. A workload whose bursts are larger (a profiler that swaps out thousands of
@@ -154,11 +159,14 @@ impl Builder {
     /// least once a window while jobs are kept, so with it they go within about two windows,
     /// lazy or not).
     ///
-    /// Off by default because it trades the default's promise — after a drain, at most
-    /// `headroom + hysteresis` spare jobs — for speed: with a window, after a drain the pool may
-    /// also hold up to [`Stats::kept`](crate::Stats::kept) more. A single burst is still trimmed
-    /// at its drain, and [`Runtime::trim`](crate::Runtime::trim) always frees down to the
-    /// headroom.
+    /// On by default: a freed job's memory stays in the runtime for the next growth anyway (see
+    /// [`headroom`](Self::headroom)), so what a window keeps is jobs, not memory, and the
+    /// trim-and-regrow round it saves is what made two threads tearing down at once with the
+    /// default settings much slower per teardown than one (`BENCHMARKS.md`). What it trades: with
+    /// a window, after a drain the pool may hold up to [`Stats::kept`](crate::Stats::kept) spare
+    /// jobs on top of `headroom + hysteresis`; a zero window keeps that count exact. A single
+    /// burst is still trimmed at its drain, and [`Runtime::trim`](crate::Runtime::trim) always
+    /// frees down to the headroom.
     ///
     /// ```
     /// use sigdrop::{Drainer, RefSlot, Runtime, restricted};

@@ -78,8 +78,8 @@
 //!   [`Drainer::Manual`]) takes each list whole, runs destructors oldest first (catching panics),
 //!   returns the jobs and credits their claims back, then trims the pool towards
 //!   `refs + active + headroom`, with hysteresis so growth and trim never chase each other
-//!   (and, if you set a [`Builder::regrowth_window`], keeps for a while what bursts larger than
-//!   the hysteresis keep growing back).
+//!   (and, for a [`Builder::regrowth_window`], one second by default, keeps what bursts larger
+//!   than the hysteresis keep growing back).
 //! - Because a claim is taken before an object becomes visible and a credit is published only
 //!   after its job is back in a freelist, a teardown in a signal handler always finds its job
 //!   (lock-free: it never waits for the thread it interrupted). A value that leaves a slot with

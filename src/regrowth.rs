@@ -12,9 +12,9 @@
 //!
 //! The log lives behind the runtime's grow lock, which every growth and every trim holds.
 //!
-//! - An automatic trim that frees jobs starts a *window* (`Builder::regrowth_window`; off by
-//!   default): the jobs it freed are *owed*, added to what earlier trims of a window still
-//!   running freed and nothing grew back yet.
+//! - An automatic trim that frees jobs starts a *window* (`Builder::regrowth_window`; one
+//!   second by default): the jobs it freed are *owed*, added to what earlier trims of a window
+//!   still running freed and nothing grew back yet.
 //! - Growth for demand (an install that found no spare job, or a refill below the low
 //!   watermark; not `reserve`, which asks for jobs explicitly) inside that window grows back
 //!   owed jobs first: up to what is owed counts as *regrowth*, and the rest is new demand.

@@ -61,7 +61,7 @@ pub struct Stats {
     pub trimmed: u64,
     /// How many spare jobs above the headroom the automatic trims leave for now, because the
     /// pool had to grow that many back soon after a trim freed them (see
-    /// [`Builder::regrowth_window`](crate::Builder::regrowth_window); always 0 without one). A
+    /// [`Builder::regrowth_window`](crate::Builder::regrowth_window); always 0 with a zero one). A
     /// limit, not a count: `spare` may be below `headroom + kept` while jobs are in use. Back to
     /// 0 at a drain cycle once a window has passed without such regrowth (normally the first;
     /// a later one if another thread was growing or trimming the pool then), or at

@@ -1,5 +1,7 @@
 //! P5 bounded memory: after a drain the job pool is back within `refs + active + headroom +
-//! hysteresis`, on every teardown path, and the gauges agree with the freelists.
+//! hysteresis + kept`, on every teardown path, and the gauges agree with the freelists. (`kept`
+//! is what the default regrowth window keeps of what bursts grew back, never more than trims
+//! freed; `tests/regrowth_window.rs` checks it, and that a zero window keeps nothing.)
 //!
 //! `main_workload`: 100_000 install/teardown cycles over 8 slots on a manual-drainer runtime with
 //! the default headroom (64) and hysteresis (32), mixing ordinary teardown, restricted teardown
@@ -15,8 +17,9 @@
 //!
 //! The margin, from the runtime's watermarks: trim runs when more than `headroom + hysteresis`
 //! jobs are spare and frees down to `headroom`; growth never aims above `headroom` spare. So at a
-//! quiescent point spare <= headroom + hysteresis, and `total = idle + active = spare + reserved +
-//! refs + active` (reserved is 0 here).
+//! quiescent point spare <= headroom + hysteresis + kept, and `total = idle + active = spare +
+//! reserved + refs + active` (reserved is 0 here). An explicit trim at the end brings the pool
+//! down to the headroom whatever is kept.
 
 use sigdrop::{Drainer, RefSlot, Runtime, Stats, restricted};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,8 +78,8 @@ fn check_quiescent(rt: &Runtime, slots: &[RefSlot<Box<Obj>>], when: &str) -> Sta
     );
     assert_eq!(s.idle, s.spare + s.reserved + s.refs, "{when}: {s:?}");
     assert!(
-        s.total <= s.refs + s.active + HEADROOM + HYSTERESIS,
-        "{when}: pool above refs + active + headroom + hysteresis: {s:?}"
+        s.total <= s.refs + s.active + HEADROOM + HYSTERESIS + s.kept,
+        "{when}: pool above refs + active + headroom + hysteresis + kept: {s:?}"
     );
     assert_eq!((s.emergency, s.leaked), (0, 0), "{when}: {s:?}");
     s
@@ -155,7 +158,7 @@ fn main_workload() {
     eprintln!("kinds {kinds:?}, refused {refused}, max window {max_window}, {s:?}");
 
     assert_eq!(s.refs, 0);
-    assert!(s.total <= HEADROOM + HYSTERESIS, "{s:?}");
+    assert!(s.total <= HEADROOM + HYSTERESIS + s.kept, "{s:?}");
     assert_eq!(s.drained, s.offloaded);
     // Every object destroyed exactly once in total, never in restricted context.
     assert_eq!(
@@ -182,6 +185,9 @@ fn main_workload() {
         s.trimmed > 0,
         "pool grew past the bound but never trimmed: {s:?}"
     );
+    rt.trim().unwrap();
+    let s = rt.stats();
+    assert_eq!((s.total, s.kept), (HEADROOM, 0), "{s:?}");
 }
 
 #[test]

@@ -170,17 +170,17 @@ pub fn group(c: &mut Criterion) {
         rt: manual_runtime(2 * (CHUNK_2T + 1)),
         per_thread_rt: true,
     };
-    let churning = SigdropSubject {
+    let defaults = SigdropSubject {
         rt: Runtime::builder()
             .drainer(Drainer::Manual)
             .build()
             .expect("build a manual runtime"),
         per_thread_rt: false,
     };
-    let remembering = SigdropSubject {
+    let forgetting = SigdropSubject {
         rt: Runtime::builder()
             .drainer(Drainer::Manual)
-            .regrowth_window(Duration::from_secs(1))
+            .regrowth_window(Duration::ZERO)
             .build()
             .expect("build a manual runtime"),
         per_thread_rt: false,
@@ -197,21 +197,22 @@ pub fn group(c: &mut Criterion) {
             Box::new(|i| per_thread(&sigdrop, 2, i)),
         ),
         ("v2 model 2 threads", Box::new(|i| per_thread(&model, 2, i))),
-        // Diagnostic rows: nothing shared at all; the default headroom (64), with which every
-        // round grows the pool for the installs and trims it from the drainer, so jobs move
-        // between CPUs; the same with a regrowth window, which keeps what the rounds grow back;
-        // and the machine's own floor for one and two threads.
+        // Diagnostic rows: nothing shared at all; the default settings (headroom 64, and a
+        // regrowth window that keeps what the rounds grow back once the first trim freed it);
+        // the same without the window, with which every round grows the pool for the installs
+        // and trims it from the drainer, so jobs move between CPUs; and the machine's own floor
+        // for one and two threads.
         (
             "sigdrop 2 threads, a runtime each",
             Box::new(|i| per_thread(&separate, 2, i)),
         ),
         (
-            "sigdrop 2 threads, default headroom",
-            Box::new(|i| per_thread(&churning, 2, i)),
+            "sigdrop 2 threads, default settings",
+            Box::new(|i| per_thread(&defaults, 2, i)),
         ),
         (
-            "sigdrop 2 threads, default headroom, regrowth window",
-            Box::new(|i| per_thread(&remembering, 2, i)),
+            "sigdrop 2 threads, default headroom, no regrowth window",
+            Box::new(|i| per_thread(&forgetting, 2, i)),
         ),
         (
             "3 RMWs 1 thread",

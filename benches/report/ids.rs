@@ -20,8 +20,9 @@ pub const L_EPOCH: &str = "lifecycle/crossbeam-epoch";
 pub const TT_S1: &str = "two_threads/sigdrop 1 thread";
 pub const TT_S2: &str = "two_threads/sigdrop 2 threads";
 pub const TT_SSEP: &str = "two_threads/sigdrop 2 threads, a runtime each";
-pub const TT_DEF: &str = "two_threads/sigdrop 2 threads, default headroom";
-pub const TT_REGROW: &str = "two_threads/sigdrop 2 threads, default headroom, regrowth window";
+pub const TT_DEF: &str = "two_threads/sigdrop 2 threads, default settings";
+pub const TT_NO_WINDOW: &str =
+    "two_threads/sigdrop 2 threads, default headroom, no regrowth window";
 pub const TT_F1: &str = "two_threads/3 RMWs 1 thread";
 pub const TT_F2: &str = "two_threads/3 RMWs 2 threads";
 pub const TT_V1: &str = "two_threads/v2 model 1 thread";

@@ -132,12 +132,12 @@ const SECTIONS: &[Section] = &[
                 "Restricted teardowns on each thread, thread t pinned to CPU t, rounds of 1024 \
                  that start together (spinning barrier); figure per teardown per thread. sigdrop \
                  threads share one runtime whose headroom covers a round's installs. Diagnostic \
-                 rows: a runtime per thread (nothing shared); the default headroom (64), with \
-                 which every round grows the pool for the installs (jobs written by one CPU, \
-                 dealt to both shards) and trims it from the draining thread, so jobs move \
-                 between CPUs every round; the same with a regrowth window of 1 s \
-                 (`Builder::regrowth_window`, off by default), with which the pool keeps the jobs \
-                 it grew back after the first trim; and the machine's floor, three RMWs per \
+                 rows: a runtime per thread (nothing shared); the default settings (headroom 64 \
+                 and a regrowth window of 1 s, with which the pool keeps the jobs it grew back \
+                 after the first trim); the same with no window (`Builder::regrowth_window` \
+                 zero), with which every round grows the pool for the installs (jobs written by \
+                 one CPU, dealt to both shards) and trims it from the draining thread, so jobs \
+                 move between CPUs every round; and the machine's floor, three RMWs per \
                  operation on cache lines each thread has to itself.",
             ),
             Part::Table(Table {
@@ -145,10 +145,10 @@ const SECTIONS: &[Section] = &[
                     ("sigdrop, 1 thread", TT_S1),
                     ("sigdrop, 2 threads", TT_S2),
                     ("sigdrop, 2 threads, a runtime each (diagnostic)", TT_SSEP),
-                    ("sigdrop, 2 threads, default headroom (diagnostic)", TT_DEF),
+                    ("sigdrop, 2 threads, default settings (diagnostic)", TT_DEF),
                     (
-                        "sigdrop, 2 threads, default headroom, regrowth window 1 s (diagnostic)",
-                        TT_REGROW,
+                        "sigdrop, 2 threads, default headroom, no regrowth window (diagnostic)",
+                        TT_NO_WINDOW,
                     ),
                     ("3 RMWs, 1 thread (floor)", TT_F1),
                     ("3 RMWs, 2 threads (floor)", TT_F2),
