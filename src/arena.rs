@@ -383,13 +383,14 @@ mod tests {
     fn each_block_of_entries_starts_a_cache_line() {
         let arena = Arena::new();
         let mut st = GrowState::default();
-        let first = 1usize << FIRST_SHIFT;
-        // Indices 0 and `first` start the first two blocks.
-        for _ in 0..=first {
+        let first = 1u32 << FIRST_SHIFT;
+        // The first four blocks start at these indices (each block twice the last).
+        let starts = [0, first, 3 * first, 7 * first];
+        for _ in 0..=starts[3] {
             // SAFETY: `st` is this arena's only grow state.
             unsafe { arena.alloc_job(&mut st) }.unwrap();
         }
-        for idx in [0, first as u32] {
+        for idx in starts {
             // SAFETY: allocated above.
             let at = unsafe { arena.entry(idx) } as *const Entry as usize;
             assert_eq!(at % 64, 0, "block of index {idx} at {at:#x}");
