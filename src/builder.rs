@@ -133,10 +133,7 @@ impl Builder {
     }
 
     /// Spare jobs kept for future installs (default 64). Growth refills to this many spare jobs
-    /// once fewer than half remain; trim frees back down to it. (A freed job's memory, 32
-    /// bytes, stays in the runtime's job table for the next growth to reuse: the table follows
-    /// the largest the pool has been, [`Stats::peak_total`](crate::Stats::peak_total), and is
-    /// freed with the runtime.)
+    /// once fewer than half remain; trim frees back down to it.
     #[must_use]
     pub fn headroom(mut self, headroom: usize) -> Self {
         self.headroom = headroom;
@@ -157,23 +154,23 @@ impl Builder {
     /// The hysteresis above stops growth and trim from chasing each other over swings smaller
     /// than it. A workload whose bursts are larger (a profiler that swaps out thousands of
     /// buffers at each tick, then drains) still has every drain free what the next burst grows
-    /// back: bookkeeping per job per burst (no allocation: a freed job's memory is kept for
-    /// reuse), and teardowns on jobs the growing CPU has just written. If you know the burst
-    /// size, a hysteresis that large
+    /// back: bookkeeping per job and an allocation and a free per 16 jobs, per burst, and
+    /// teardowns on jobs another CPU has just written. If you know the burst size, a hysteresis
+    /// that large
     /// keeps the jobs for good. A window adapts instead: jobs grown back within it of a trim
     /// (never more than the trims freed) stay spare, on top of the headroom, until a whole window
     /// passes without such regrowth; a drain after that frees them (the drainer thread looks at
     /// least once a window while jobs are kept, so with it they go within about two windows,
     /// lazy or not).
     ///
-    /// On by default: a freed job's memory stays in the runtime for the next growth anyway (see
-    /// [`headroom`](Self::headroom)), so what a window keeps is jobs, not memory, and the
-    /// trim-and-regrow round it saves is what made two threads tearing down at once with the
-    /// default settings much slower per teardown than one (`BENCHMARKS.md`). What it trades: with
-    /// a window, after a drain the pool may hold up to [`Stats::kept`](crate::Stats::kept) spare
-    /// jobs on top of `headroom + hysteresis`; a zero window keeps that count exact. A single
-    /// burst is still trimmed at its drain, and [`Runtime::trim`](crate::Runtime::trim) always
-    /// frees down to the headroom.
+    /// On by default, because the trim-and-regrow round it saves is what made two threads
+    /// tearing down at once with the default settings much slower per teardown than one
+    /// (`BENCHMARKS.md`). What it trades: with a window, after a drain the pool may hold up to
+    /// [`Stats::kept`](crate::Stats::kept) spare jobs (a 24-byte allocation each) on top of
+    /// `headroom + hysteresis`, for as long as bursts keep growing them back and about two
+    /// windows after; a zero window keeps that count exact. A single burst is still trimmed at
+    /// its drain, and [`Runtime::trim`](crate::Runtime::trim) always frees down to the
+    /// headroom.
     ///
     /// ```
     /// use sigdrop::{Drainer, RefSlot, Runtime, restricted};

@@ -101,9 +101,7 @@
 //! - `emergency` and `leaked`: must stay 0. Non-zero means a handler let go of objects that had
 //!   no job set aside (see [`Detached::is_reserved`](crate::Detached::is_reserved)) faster than
 //!   the spare jobs could cover.
-//! - `total` and `peak_total`: the jobs in the pool now, and the most it has held; the memory
-//!   sigdrop keeps for them follows `peak_total` (32 bytes a job), as a freed job's memory is
-//!   kept for the next growth.
+//! - `total` and `peak_total`: the memory sigdrop holds, in jobs.
 //!
 //! ## 5. Process exit
 //!

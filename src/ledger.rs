@@ -55,7 +55,7 @@
 //!
 //! Which pair carries which argument (they are not interchangeable):
 //!
-//! - *Safety* — the popped job is the popper's alone and its link and payload are what its pusher
+//! - *Safety* — the popped job is the popper's alone and its link and body are what its pusher
 //!   wrote: carried by the freelist's own pair (push CAS Release -> the Acquire of the head
 //!   load the pop's CAS validates), and by the CASes' atomicity; this pair plays no part in it.
 //!   That a unit of credit goes to exactly one claimant is the claim CAS's atomicity, at any

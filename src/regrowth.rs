@@ -4,9 +4,9 @@
 //! keeps growth and trim from chasing each other over swings smaller than `y`. A workload whose
 //! bursts are larger — a profiler that swaps out a few thousand buffers at every tick, a batch
 //! of installs torn down together — still makes each drain trim what the next burst grows back:
-//! every round pays a trim and a regrowth per job (no allocation: a trimmed job's memory stays in
-//! the arena's table, `arena.rs`; but a claim, a pop and a push under the grow lock each way),
-//! and the jobs its teardowns pop are fresh ones, written by whichever CPU grew them.
+//! every round pays bookkeeping per job and an allocation and a free per run of jobs
+//! (`arena.rs`), and the jobs its teardowns pop are fresh ones, written by whichever CPU grew
+//! them.
 //!
 //! ## Protocol
 //!

@@ -35,14 +35,14 @@
 //! count, so that an expired `k` is noticed and cleared. The drainer thread sleeps at most a
 //! window at a time while `k > 0`.
 //!
-//! ## Why trim may recycle jobs while restricted-context pops run
+//! ## Why trim may free memory while restricted-context pops run
 //!
 //! Trim claims a spare credit first, then pops; the popped job is trim's alone (every pop is an
-//! ownership transfer, see `freelist.rs`). A concurrent pop elsewhere may still hold the
-//! recycled job's *index* from a stale head, and may load its link — but links live in the
-//! arena's stable entries, which are never freed while the runtime lives, and only a job's owner
-//! touches its payload. So no pop can read freed memory, and no grace period is needed for
-//! trim.
+//! ownership transfer, see `freelist.rs`). A concurrent pop elsewhere may still hold the freed
+//! job's *index* from a stale head, and may load its link — but links live in the arena's stable
+//! entries, which are never freed while the runtime lives; only the body (payload storage) is
+//! freed, and only its owner ever touches a body. So no pop can read freed memory, and no grace
+//! period is needed for trim.
 //!
 //! ## Reclamation (the `reclaim` module has the pieces)
 //!
@@ -135,13 +135,13 @@ struct Counters {
 }
 
 /// Jobs with consecutive indices dealt to the same shard when the pool grows. Jobs sit next to
-/// each other in memory in index order (two entries to a cache line, buckets aligned to one), and
-/// a job is written by the CPU that tears down through it:
+/// each other in memory in index order (their stable entries four to a cache line, their bodies
+/// allocated one after the other), and a job is written by the CPU that tears down through it:
 /// dealt one by one, neighbouring jobs would belong to different CPUs and every teardown on one
 /// CPU would take cache lines from the others (on a two-CPU host, two threads tearing down at
 /// once were 2.9x one thread; in runs of 16, 1.9x). A function of the index alone, so that runs
 /// stay whole whatever the sizes of the batches that grow them.
-const DEAL_RUN: usize = 16;
+const DEAL_RUN: usize = crate::arena::RUN;
 
 /// The longest a shutdown waits for a box some thread is in the middle of pushing (its thread
 /// preempted for a moment between the swap and the link; or stopped, or gone for good if a
@@ -705,7 +705,8 @@ impl Inner {
         // `shard` is `current_shard(cfg.shards)`, below the shard count of the freelists and of
         // the job lists (both made with `cfg.shards`).
         let (idx, entry) = unsafe { self.free.pop_owed(&self.arena, shard) };
-        // SAFETY: the pop made the job ours.
+        // SAFETY: the pop made the job ours; it has a body (only trim removes bodies, and only
+        // from jobs it owns).
         unsafe { entry.set_payload(payload) };
         // SAFETY: ours, given up to the list; `entry` is `idx`'s, in the lists' arena; `shard`
         // is in range (above).
@@ -1374,7 +1375,7 @@ impl Drop for Inner {
         // defer more (it may own slots of other runtimes, not of this one), so loop until a
         // cycle finds nothing. Bounded: nothing here waits for readers.
         while self.cycle_inner(true).ran > 0 {}
-        // The arena's Drop frees every bucket of jobs.
+        // The arena's Drop frees every job body and bucket.
     }
 }
 

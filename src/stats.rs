@@ -57,7 +57,7 @@ pub struct Stats {
     /// back and start it keeping jobs, while the drainer sleeps. Never from a handler in lazy
     /// mode.
     pub wakes: u64,
-    /// Jobs freed by trim (their memory is kept for the next growth: see `peak_total`).
+    /// Jobs freed by trim.
     pub trimmed: u64,
     /// How many spare jobs above the headroom the automatic trims leave for now, because the
     /// pool had to grow that many back soon after a trim freed them (see
@@ -109,8 +109,7 @@ pub struct Stats {
     /// would defer every later destructor, and leak a runtime whose last handle it dropped, as
     /// if in a signal handler. Non-zero means a destructor misuses restricted context.
     pub stray_restricted: u64,
-    /// Highest `total` seen: the runtime's job table holds this many jobs' memory (32 bytes
-    /// each) until the runtime is dropped.
+    /// Highest `total` seen.
     pub peak_total: usize,
     /// Highest number of jobs one drain cycle found queued.
     pub peak_active: usize,

@@ -34,7 +34,7 @@ fn runtime(window: Option<Duration>, drainer: Drainer) -> Runtime {
     .unwrap()
 }
 
-/// Jobs ever allocated plus jobs ever freed: the pool's allocator round trips.
+/// Jobs ever grown plus jobs ever trimmed: the pool's round trips.
 fn grow_and_trim_events(s: &Stats) -> usize {
     s.total + 2 * s.trimmed as usize
 }

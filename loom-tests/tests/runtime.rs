@@ -114,9 +114,9 @@ fn replace_take_and_drain_on_one_slot_destroy_each_object_once() {
 }
 
 /// g. Trim vs pop: an ordinary teardown whose claim release trims the pool (headroom 0, so the
-/// freed job is recycled at once) races a restricted teardown popping its own job. If trim
-/// could recycle a job another party owns, loom would see the two accesses to that job's payload
-/// cell race; if it could take the handler's job, the handler would spin without end.
+/// freed job's body is returned at once) races a restricted teardown popping its own job. If trim
+/// could free a body another party owns, loom would see the two accesses to that job's cells
+/// race; if it could take the handler's job, the handler would spin without end.
 #[test]
 fn trim_never_frees_a_job_a_restricted_pop_relies_on() {
     loom::model(|| {
