@@ -378,9 +378,13 @@ fn main() {
     } else {
         Wake::Immediate
     };
+    // No regrowth window: with no headroom every drain trims, and the installs that grow the
+    // pool back would wake a lazy drainer to look at the jobs kept (ordinary context, but
+    // counted in `Stats::wakes`, which must count the handlers' wake-ups only).
     let rt = Runtime::builder()
         .headroom(0)
         .hysteresis(0)
+        .regrowth_window(Duration::ZERO)
         .wake(wake)
         .build()
         .expect("runtime with a drainer thread");

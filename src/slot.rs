@@ -269,11 +269,16 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         // A self-deferring pointer (`Owned`) needs no job in any context: a slot of them holds
         // no claims, and callers never claim for one.
         debug_assert!(!(P::SELF_DEFERRING && claim.is_some()));
+        // A caller's claim came from the slot's own runtime, which it holds: only map slots
+        // claim first, and they are bound to a handle (a global slot must look its runtime up,
+        // below, before anything goes in).
+        debug_assert!(claim.is_none() || matches!(self.runtime, Binding::Handle(_)));
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
-        // moves the old object's claim to the new one and takes none: one CAS, and no look at
-        // the runtime (the old object's guard looks it up when it needs it). (A readable slot's
-        // displaced object is retired into a batch there, which needs no job.)
+        // moves the old object's claim to the new one and takes none: one CAS, and no claim or
+        // guard state from the runtime (the old object's guard looks it up when it needs it).
+        // (A readable slot's displaced object is retired into a batch there, which needs no
+        // job.)
         let claim_always = restricted::is_active();
         let mut claim = claim;
         let raw = new.into_raw().as_ptr();
@@ -309,6 +314,14 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
                 .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(prev) => {
+                    if claim.is_none() && !claim_always {
+                        // An ordinary replace that looked nothing up: the runtime's fork check
+                        // (in a child after `fork`, this first use restarts its drainer), which
+                        // every other exchange made when it looked the runtime up. The runtime
+                        // exists: the slot held `prev`, or this call looked it up (an owned box
+                        // into an empty slot).
+                        let _ = self.runtime.existing().inner();
+                    }
                     // Installed: a claim we hold is spent, on the new object (empty slot) or on
                     // the displaced one (restricted context, or a race with a take).
                     let claimed = claim.map(Claim::spend).is_some();
