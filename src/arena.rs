@@ -16,9 +16,10 @@
 //!
 //! Bodies live in *slabs*: one allocation, aligned to a cache line, holds the bodies of a run
 //! of [`RUN`] consecutive indices, and growth deals a run's jobs to one CPU (`runtime.rs`), so
-//! the cache lines of a slab, like the lines of a run's entries (four to a line, buckets aligned
-//! to a line), hold one CPU's jobs only. A slab is made when the first job of its run is, and
-//! freed when trim gives up the last one still in use (the grow state counts them).
+//! the cache lines of a slab, like the lines of a run's entries (buckets are aligned to a line,
+//! and a run's entries fill whole lines on 64-bit targets), hold one CPU's jobs only. A slab is
+//! made when the first job of its run is, and freed when trim gives up the last one still in
+//! use (the grow state counts them).
 //!
 //! What trim cannot return is the entry itself: 16 bytes per index at the high-water mark of
 //! live jobs. Recycled indices are reused before the table grows, so the table is bounded by the
@@ -161,8 +162,8 @@ impl Entry {
     #[inline]
     pub unsafe fn set_payload(&self, payload: Payload) {
         // SAFETY: ownership of the job makes this the only access to the entry's body pointer
-        // and to the body; the body is live because only trim frees bodies, and only of jobs it
-        // owns; that the job has one is the caller's contract.
+        // and to the body; the job has a body (the caller's contract), and a slab is freed only
+        // when no index of its run has one, so the body is live.
         unsafe {
             let body = self.body.with(|b| *b);
             debug_assert!(body.is_some(), "job without body");
@@ -190,7 +191,7 @@ impl Entry {
 pub struct GrowState {
     /// Indices below this have had an entry created.
     next_index: u32,
-    /// Indices whose body trim gave up, ready for reuse.
+    /// Indices ready for reuse: trimmed ones, and fresh ones a failed growth gave back.
     free_indices: Vec<u32>,
     /// Per run of [`RUN`] indices: its slab of bodies, while any of them is in use.
     runs: Vec<RunSlab>,
@@ -204,9 +205,13 @@ struct RunSlab {
     live: u8,
 }
 
-// SAFETY: the slab pointers are allocations the grow state's owner manages under its lock; they
-// are dereferenced only there (and in the arena's `Drop`), never through a shared `GrowState`.
-unsafe impl Send for GrowState {}
+// `live` counts the run's jobs.
+const _: () = assert!(RUN <= u8::MAX as usize);
+
+// SAFETY: a `RunSlab` stands for sole ownership of its slab's allocation (bodies of plain data,
+// no drop glue), which the grow state's owner manages under its lock; moving it to another
+// thread moves that ownership.
+unsafe impl Send for RunSlab {}
 
 /// A slab: [`RUN`] bodies, aligned to a cache line, so that the bodies of jobs dealt to one CPU
 /// share lines with nobody else's.
@@ -324,11 +329,14 @@ impl Arena {
     /// `state` is the one grow state used with this arena (a second one would hand out indices
     /// that are already owned).
     pub unsafe fn alloc_job(&self, state: &mut GrowState) -> Result<u32, Error> {
-        // Room to give the index back if the body cannot be had.
-        state
-            .free_indices
-            .try_reserve(1)
-            .map_err(|_| Error::OutOfMemory)?;
+        // Room to give the index back if the body cannot be had (a recycled index, popped,
+        // leaves room for itself).
+        if state.free_indices.is_empty() {
+            state
+                .free_indices
+                .try_reserve(1)
+                .map_err(|_| Error::OutOfMemory)?;
+        }
         let idx = self.alloc_index(state)?;
         let body = match state.body_for(idx) {
             Ok(body) => body,
@@ -418,7 +426,7 @@ impl Table for Arena {
     #[inline]
     unsafe fn entry(&self, idx: u32) -> &Entry {
         let (bucket, offset) = locate(idx);
-        // Acquire: pairs with the Release store that published the bucket in `alloc_job`. Not
+        // Acquire: pairs with the Release store that published the bucket in `alloc_index`. Not
         // load-bearing: every caller learned `idx` through a freelist or job list whose push
         // (Release) follows that store and whose pop or take (Acquire) precedes this load, and
         // that pair is what carries the argument; this one keeps the reasoning local. loom
@@ -438,18 +446,30 @@ impl Table for Arena {
 
 impl Drop for Arena {
     fn drop(&mut self) {
-        // The slabs of the runs still in use, found through their jobs' bodies (the grow state,
-        // which counts them, is its owner's); freed once each, after the walk.
-        let mut slabs: Vec<NonNull<Body>> = Vec::new();
-        let mut first = 0usize;
+        // The slabs of the runs still in use are found through their jobs' bodies (the grow
+        // state, which counts them, is its owner's). The walk goes up the indices and a run's
+        // are consecutive, so a slab's bodies come together: each is freed when the walk moves
+        // past it (a run may span buckets in models, whose first bucket is tiny; slabs do not
+        // depend on buckets).
+        let mut slab: Option<NonNull<Body>> = None;
+        let free_slab = |slab: NonNull<Body>| {
+            // SAFETY: a slab still in use when the arena goes (a job's body points into it):
+            // allocated with `slab_layout`, its `RUN` bodies initialised when it was made, freed
+            // once (the walk leaves it once), and with the arena gone nothing can reach it.
+            unsafe {
+                ptr::slice_from_raw_parts_mut(slab.as_ptr(), RUN).drop_in_place();
+                dealloc(slab.as_ptr().cast(), slab_layout());
+            }
+        };
         for (bucket, slot) in self.buckets.iter_mut().enumerate() {
             let base = slot.with_mut_ptr();
-            let len = bucket_len(bucket);
-            let start = first;
-            first += len;
             if base.is_null() {
-                continue;
+                // Buckets are made in order: none after this one either.
+                break;
             }
+            let len = bucket_len(bucket);
+            // The bucket's first index: the lengths of the buckets before it.
+            let start = len - (1usize << FIRST_SHIFT);
             // SAFETY: `base` was allocated in `alloc_index` for exactly `len` entries, all
             // initialised there, and `&mut self` means no other access to them exists.
             let entries = unsafe { &*ptr::slice_from_raw_parts(base, len) };
@@ -457,7 +477,12 @@ impl Drop for Arena {
                 // SAFETY: exclusive access through `&mut self`.
                 if let Some(body) = entry.body.with_mut(|b| unsafe { (*b).take() }) {
                     // SAFETY: a body sits at its index's place in its run's slab (`body_for`).
-                    slabs.push(unsafe { body.sub((start + offset) % RUN) });
+                    let its = unsafe { body.sub((start + offset) % RUN) };
+                    if slab != Some(its)
+                        && let Some(done) = slab.replace(its)
+                    {
+                        free_slab(done);
+                    }
                 }
             }
             // SAFETY: as above; each entry is dropped once, then the bucket is freed with the
@@ -467,16 +492,8 @@ impl Drop for Arena {
                 dealloc(base.cast(), bucket_layout(len).expect("allocated before"));
             }
         }
-        slabs.sort_unstable();
-        slabs.dedup();
-        for slab in slabs {
-            // SAFETY: a slab still in use when the arena goes (its jobs' bodies were found
-            // above): allocated with `slab_layout`, its `RUN` bodies initialised when it was made,
-            // and with the arena gone nothing can reach it.
-            unsafe {
-                ptr::slice_from_raw_parts_mut(slab.as_ptr(), RUN).drop_in_place();
-                dealloc(slab.as_ptr().cast(), slab_layout());
-            }
+        if let Some(last) = slab {
+            free_slab(last);
         }
     }
 }

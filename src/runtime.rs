@@ -27,8 +27,9 @@
 //! means the two cannot chase each other.
 //!
 //! Over time, a second hysteresis (`regrowth.rs`; a window of one second by default, set by
-//! `Builder::regrowth_window`, zero for none): jobs the pool had to grow back soon after a trim freed them are *kept*, `k` of them,
-//! and the trim trigger and target rise by `k`, until a window passes with no such regrowth.
+//! `Builder::regrowth_window`, zero for none): jobs the pool had to grow back soon after a trim
+//! freed them are *kept*, `k` of them, and the trim trigger and target rise by `k`, until a
+//! window passes with no such regrowth.
 //! Automatic trims (after a drain cycle, a removal or an unreserve) respect `k`;
 //! `Runtime::trim` forgets it. Whether to try a trim is decided from two lock-free reads (spare,
 //! `k`); a drain cycle with jobs kept tries one anyway, under a try-lock, whatever the spare
