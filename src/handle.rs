@@ -323,9 +323,9 @@ static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
 
 impl Runtime {
     /// A builder with the defaults: one shard per CPU, headroom 64, hysteresis 32, a regrowth
-    /// window of one second, emergency capacity 64, at most 4096 objects pending, a drainer thread woken at once
-    /// ([`Wake::Immediate`](crate::Wake::Immediate)), [`Policy::Auto`]. May be called anywhere
-    /// (it allocates nothing); building is for ordinary context.
+    /// window of one second, emergency capacity 64, at most 4096 objects pending, a drainer
+    /// thread woken at once ([`Wake::Immediate`](crate::Wake::Immediate)), [`Policy::Auto`].
+    /// May be called anywhere (it allocates nothing); building is for ordinary context.
     pub fn builder() -> Builder {
         Builder::default()
     }

@@ -1,8 +1,9 @@
-//! The pool's hysteresis over time (`Builder::regrowth_window`, one second by default): bursts larger
-//! than the count hysteresis, torn down in restricted context and drained one after another,
-//! must not make every drain free what the next burst grows back; the jobs kept for that are
-//! freed once a window passes without regrowth (by the next drain, or by the drainer thread on
-//! its own), and at once by an explicit trim. A single burst is still trimmed at its drain.
+//! The pool's hysteresis over time (`Builder::regrowth_window`, one second by default): bursts
+//! larger than the count hysteresis, torn down in restricted context and drained one after
+//! another, must not make every drain free what the next burst grows back; the jobs kept for
+//! that are freed once a window passes without regrowth (by the next drain, or by the drainer
+//! thread on its own), and at once by an explicit trim. A single burst is still trimmed at its
+//! drain.
 //!
 //! Asserted in grow and trim events and in jobs, never on time. The windows are either far
 //! longer than a test (an hour) or short ones waited out with a generous deadline; a test with
