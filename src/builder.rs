@@ -156,16 +156,16 @@ impl Builder {
     /// buffers at each tick, then drains) still has every drain free what the next burst grows
     /// back: bookkeeping per job and an allocation and a free per 16 jobs, per burst, and
     /// teardowns on jobs another CPU has just written. If you know the burst size, a hysteresis
-    /// that large
-    /// keeps the jobs for good. A window adapts instead: jobs grown back within it of a trim
-    /// (never more than the trims freed) stay spare, on top of the headroom, until a whole window
-    /// passes without such regrowth; a drain after that frees them (the drainer thread looks at
-    /// least once a window while jobs are kept, so with it they go within about two windows,
-    /// lazy or not).
+    /// that large keeps the jobs for good. A window adapts instead: jobs grown back within it of
+    /// a trim (never more than the trims freed) stay spare, on top of the headroom, until a
+    /// whole window passes without such regrowth; a drain after that frees them (the drainer
+    /// thread looks at least once a window while jobs are kept, so with it they go within about
+    /// two windows, lazy or not).
     ///
-    /// On by default, because the trim-and-regrow round it saves is what made two threads
-    /// tearing down at once with the default settings much slower per teardown than one
-    /// (`BENCHMARKS.md`). What it trades: with a window, after a drain the pool may hold up to
+    /// On by default, for the workloads that burst again and again: in our benchmark of two
+    /// threads tearing down bursts at once with the default settings, a teardown took 8-16%
+    /// less time with the window than without in five runs of six (`BENCHMARKS.md` has one
+    /// run, both ways). What it trades: with a window, after a drain the pool may hold up to
     /// [`Stats::kept`](crate::Stats::kept) spare jobs (a 24-byte allocation each) on top of
     /// `headroom + hysteresis`, for as long as bursts keep growing them back and about two
     /// windows after; a zero window keeps that count exact. A single burst is still trimmed at

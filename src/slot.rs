@@ -24,8 +24,9 @@
 //!
 //! The slot's runtime is looked up (and a global slot's created) only by an exchange that
 //! claims or that finds the slot empty, so before any object goes in; a slot that holds one
-//! therefore has a runtime, which the install's Release published. A replace in ordinary
-//! context and a take never look it up: the [`Detached`] guard does, when it needs it.
+//! therefore has a runtime, which the install's Release published. A take never looks it up,
+//! and a replace in ordinary context only after its CAS, for the runtime's fork check; the
+//! [`Detached`] guard looks it up when it needs it.
 //!
 //! If an install raced with a take and finds the slot empty, it claims and retries; if it claimed
 //! and then finds the slot full again, its replace moves the old claim to the new object and its
