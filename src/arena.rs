@@ -529,22 +529,23 @@ mod tests {
         assert!(o < bucket_len(b));
     }
 
+    /// A job of `arena`, whose only grow state is `st` (every test keeps one per arena).
+    fn alloc(arena: &Arena, st: &mut GrowState) -> u32 {
+        // SAFETY: `st` is this arena's only grow state (the callers' rule).
+        unsafe { arena.alloc_job(st) }.unwrap()
+    }
+
     #[test]
     fn indices_are_recycled_after_free() {
         let arena = Arena::new();
         let mut st = GrowState::default();
-        // `st` is this arena's only grow state in every `alloc_job` call below.
-        let alloc = |st: &mut GrowState| {
-            // SAFETY: `st` is this arena's only grow state.
-            unsafe { arena.alloc_job(st) }.unwrap()
-        };
-        let a = alloc(&mut st);
-        let b = alloc(&mut st);
+        let a = alloc(&arena, &mut st);
+        let b = alloc(&arena, &mut st);
         assert_ne!(a, b);
         // SAFETY: we own `a`; it holds no payload.
         unsafe { arena.free_job(&mut st, a).unwrap() };
-        assert_eq!(alloc(&mut st), a);
-        let c = alloc(&mut st);
+        assert_eq!(alloc(&arena, &mut st), a);
+        let c = alloc(&arena, &mut st);
         assert_ne!(c, a);
         assert_ne!(c, b);
     }
@@ -557,8 +558,7 @@ mod tests {
         // The first four blocks start at these indices (each block twice the last).
         let starts = [0, first, 3 * first, 7 * first];
         for _ in 0..=starts[3] {
-            // SAFETY: `st` is this arena's only grow state.
-            unsafe { arena.alloc_job(&mut st) }.unwrap();
+            alloc(&arena, &mut st);
         }
         for idx in starts {
             // SAFETY: allocated above.
@@ -571,16 +571,12 @@ mod tests {
     fn a_runs_slab_lives_while_one_of_its_jobs_does() {
         let arena = Arena::new();
         let mut st = GrowState::default();
-        let alloc = |st: &mut GrowState| {
-            // SAFETY: `st` is this arena's only grow state.
-            unsafe { arena.alloc_job(st) }.unwrap()
-        };
         let free = |st: &mut GrowState, idx| {
-            // SAFETY: as above; every job freed here is one we allocated, in no list, holding no
-            // payload, freed once.
+            // SAFETY: `st` is this arena's only grow state; every job freed here is one we
+            // allocated, in no list, holding no payload, freed once.
             unsafe { arena.free_job(st, idx) }.unwrap()
         };
-        let jobs: Vec<u32> = (0..=RUN).map(|_| alloc(&mut st)).collect();
+        let jobs: Vec<u32> = (0..=RUN).map(|_| alloc(&arena, &mut st)).collect();
         assert_eq!(jobs, (0..=RUN as u32).collect::<Vec<_>>());
         let slab = |st: &GrowState, run: usize| st.runs[run].base;
         let first = slab(&st, 0).unwrap();
@@ -595,7 +591,7 @@ mod tests {
         assert_eq!(slab(&st, 0), None);
         assert!(slab(&st, 1).is_some());
         // Growth reuses an index of the run, with a new slab.
-        let again = alloc(&mut st);
+        let again = alloc(&arena, &mut st);
         assert!((again as usize) < RUN, "{again}");
         assert!(slab(&st, 0).is_some());
     }
@@ -605,8 +601,7 @@ mod tests {
         unsafe fn noop(_: *mut ()) {}
         let arena = Arena::new();
         let mut st = GrowState::default();
-        // SAFETY: `st` is this arena's only grow state.
-        let idx = unsafe { arena.alloc_job(&mut st) }.unwrap();
+        let idx = alloc(&arena, &mut st);
         let obj = 0x1000 as *mut ();
         // SAFETY: we own `idx`, which has a body.
         unsafe {
