@@ -33,8 +33,9 @@
 //!
 //! The count is one cache line of its own, and a transition from or to zero takes or gives
 //! one strong reference (a second atomic operation, on those transitions only): the maker
-//! holds a runtime handle while it counts, and a box cannot be uncounted before its `new` has
-//! returned, so the state's strong count never reaches zero while a box exists.
+//! holds a runtime handle while it counts (or, for a clone, the box it clones, counted in the
+//! same state), and a box cannot be uncounted before its `new` or `clone` has returned, so the
+//! state's strong count never reaches zero while a box exists.
 //!
 //! Dropping the box:
 //!
@@ -165,7 +166,8 @@ impl<T: Send + 'static> Owned<T> {
             value,
         });
         // Counted once allocated: an allocation failure that panics leaves no count behind.
-        Inner::hold_for_box(inner);
+        // SAFETY: `inner` is the state's `Arc`, kept alive by the runtime handle we borrow.
+        unsafe { Inner::hold_for_box(crate::sync::Arc::as_ptr(inner)) };
         Owned {
             // SAFETY: `Box::into_raw` never returns null.
             node: unsafe { NonNull::new_unchecked(Box::into_raw(node)) },
@@ -333,6 +335,42 @@ impl<T: Send + 'static> DerefMut for Owned<T> {
     }
 }
 
+impl<T: Clone + Send + 'static> Clone for Owned<T> {
+    /// A new box holding a clone of the value, made with the same runtime.
+    ///
+    /// Not for signal handlers: it allocates. This is the same as for `Box::clone`, and so is
+    /// the value's own `clone`. It counts the new box in the runtime's state: one atomic
+    /// increment.
+    ///
+    /// ```
+    /// use sigdrop::{Owned, Runtime};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let template = Owned::new(&rt, vec![0u64; 4]);
+    /// let mut buffer = template.clone();
+    /// buffer[0] = 7;
+    /// assert_eq!((template[0], buffer[0]), (0, 7));
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    fn clone(&self) -> Self {
+        let state = self.node().state;
+        let node = Box::new(Node {
+            link: Link::new(free::<T>),
+            state,
+            value: self.node().value.clone(),
+        });
+        // Counted once allocated, as in `new`.
+        // SAFETY: `state` is the `Arc` pointer our own box is counted in, and our box, still
+        // counted (we borrow it), keeps that state alive across the call.
+        unsafe { Inner::hold_for_box(state.as_ptr()) };
+        Owned {
+            // SAFETY: `Box::into_raw` never returns null.
+            node: unsafe { NonNull::new_unchecked(Box::into_raw(node)) },
+            _owns: PhantomData,
+        }
+    }
+}
+
 impl<T: Send + fmt::Debug + 'static> fmt::Debug for Owned<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Owned").field(&**self).finish()
@@ -436,6 +474,38 @@ mod tests {
         assert_eq!(rt.drain().unwrap(), 0);
         let s = rt.stats();
         assert_eq!((s.owned, s.drained, s.total), (1, 1, 0));
+    }
+
+    #[test]
+    fn a_clone_is_a_box_of_its_own_counted_and_destroyed_once() {
+        let rt = manual();
+        let drops = Arc::new(AtomicUsize::new(0));
+        #[derive(Debug)]
+        struct Cloned(Tracked, u64);
+        impl Clone for Cloned {
+            fn clone(&self) -> Self {
+                Cloned(Tracked(self.0.0.clone()), self.1)
+            }
+        }
+        let alone = strong(&rt);
+        let mut original = Owned::new(&rt, Cloned(Tracked(drops.clone()), 1));
+        let mut copy = original.clone();
+        copy.1 = 2;
+        assert_eq!((original.1, copy.1), (1, 2), "two values");
+        assert_ne!(&*original as *const Cloned, &*copy as *const Cloned);
+        assert_eq!(rt.stats().owned_alive, 2);
+        assert_eq!(strong(&rt), alone + 1, "one reference for both boxes");
+        original.1 = 3;
+        {
+            let _nmi = restricted::enter();
+            drop(copy);
+        }
+        drop(original); // ordinary context: inline
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!(rt.drain().unwrap(), 1);
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert_eq!(rt.stats().owned_alive, 0);
+        assert_eq!(strong(&rt), alone, "the boxes' reference given back");
     }
 
     /// The runtime state's strong count, handles and the boxes' shared reference included.

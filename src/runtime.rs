@@ -732,12 +732,19 @@ impl Inner {
 
     /// Counts an owned box being made (`owned.rs`): the first of the boxes that exist takes
     /// the strong reference to this state that they share. Ordinary context.
+    ///
+    /// # Safety
+    /// `this` is the state as its `Arc` gives it (`Arc::as_ptr`), and the caller keeps it alive
+    /// across the call with a reference of its own: a runtime handle, or a box still counted in
+    /// it (the box being cloned).
     #[inline]
-    pub(crate) fn hold_for_box(this: &Arc<Inner>) {
-        if this.owned.box_made() {
-            // SAFETY: `this` is a live `Arc`; the count added is the boxes' shared reference,
-            // given back once, by the `release_boxes` that uncounts the last of them.
-            unsafe { Arc::increment_strong_count(Arc::as_ptr(this)) };
+    pub(crate) unsafe fn hold_for_box(this: *const Inner) {
+        // SAFETY: alive across the call (contract).
+        if unsafe { (*this).owned.box_made() } {
+            // SAFETY: an `Arc` pointer to a live state (contract); the count added is the
+            // boxes' shared reference, given back once, by the `release_boxes` that uncounts the
+            // last of them.
+            unsafe { Arc::increment_strong_count(this) };
         }
     }
 

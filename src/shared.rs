@@ -3,8 +3,9 @@
 //! ## Protocol
 //!
 //! A `Shared<T>` is an `Owned<Counted<T>>` whose node every clone points to; `Counted` puts a
-//! reference count in front of the value. Nobody ever gets `&mut` to the node, so the copies of
-//! the `Owned` pointer never alias a mutable borrow.
+//! reference count in front of the value. Only `get_mut` ever gets `&mut` to the node, and only
+//! through the one reference left (below), so the copies of the `Owned` pointer never alias a
+//! mutable borrow.
 //!
 //! - clone: `refs += 1` (Relaxed, as `Arc`: a new reference is made from a live one, which keeps
 //!   the count above zero);
@@ -13,7 +14,12 @@
 //!   destruction) and drops the `Owned` — which, in restricted context, is one push onto this
 //!   CPU's owned list, and in ordinary context is an inline destroy (or a retire under
 //!   `Policy::AlwaysDefer`). So the last reference can be let go of anywhere; only one of the
-//!   droppers ever owns the node, because only one sees the count go from 1 to 0.
+//!   droppers ever owns the node, because only one sees the count go from 1 to 0;
+//! - get_mut: `refs == 1` (Acquire, pairing with the Release decrements of the references that
+//!   are gone, so their uses of the value happen before the mutable borrow) through `&mut self`.
+//!   A count of one means no other reference exists, and none can be made while we hold the
+//!   only one mutably: every reference is made from a live one, and a slot holding the value
+//!   holds a reference of its own, given up only after the grace period its readers need.
 //!
 //! In a slot, a `Shared<T>` is accounted like an `Arc<T>` (with a job): a slot's reference to an
 //! object that readers may borrow ([`ReadSlot`](crate::ReadSlot)) must be given up only after a
@@ -87,6 +93,34 @@ impl<T: Send + Sync + 'static> Shared<T> {
     pub fn count(this: &Self) -> usize {
         // Relaxed: a snapshot.
         this.owned.refs.load(Ordering::Relaxed)
+    }
+
+    /// The value, mutably, if this is its only reference (as `Arc::get_mut`); `None` while
+    /// another reference exists, a slot's included.
+    ///
+    /// May be called from a signal handler: one atomic load.
+    ///
+    /// ```
+    /// use sigdrop::{Runtime, Shared};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let mut config = Shared::new(&rt, String::from("fast"));
+    /// let other = config.clone();
+    /// assert!(Shared::get_mut(&mut config).is_none()); // `other` may be reading it
+    /// drop(other);
+    /// Shared::get_mut(&mut config).unwrap().push_str("er");
+    /// assert_eq!(*config, "faster");
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn get_mut(this: &mut Self) -> Option<&mut T> {
+        // Acquire: pairs with the Release decrement of every reference gone (module docs).
+        if this.owned.refs.load(Ordering::Acquire) == 1 {
+            // Ours alone: no other reference exists and `&mut this` keeps any from being made
+            // (module docs).
+            Some(&mut this.owned.value)
+        } else {
+            None
+        }
     }
 
     /// Whether two references point to the same value. May be called from a signal handler.
@@ -230,6 +264,42 @@ mod tests {
         drop(c.clone());
         drop(c);
         assert_eq!(drops.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn get_mut_is_refused_while_another_reference_exists_a_slots_included() {
+        let rt = manual();
+        let mut mine = Shared::new(&rt, vec![1u64]);
+        Shared::get_mut(&mut mine)
+            .expect("the only reference")
+            .push(2);
+        let other = mine.clone();
+        assert!(Shared::get_mut(&mut mine).is_none(), "another reference");
+        drop(other);
+        Shared::get_mut(&mut mine)
+            .expect("the other one is gone")
+            .push(3);
+        assert_eq!(*mine, [1, 2, 3]);
+
+        // A readable slot's reference lasts until the grace period after it leaves the slot.
+        let read: ReadSlot<Shared<Vec<u64>>> = ReadSlot::new(&rt);
+        read.xchg(Some(mine.clone())).unwrap();
+        assert!(Shared::get_mut(&mut mine).is_none(), "the slot's reference");
+        let guard = crate::read::enter();
+        let seen = read.load(&guard).unwrap();
+        read.clear();
+        rt.drain().unwrap();
+        assert!(
+            Shared::get_mut(&mut mine).is_none(),
+            "a reader borrows it: the slot's reference waits for the grace period"
+        );
+        assert_eq!(*seen, [1, 2, 3]);
+        drop(guard);
+        rt.drain_and_wait().unwrap();
+        Shared::get_mut(&mut mine)
+            .expect("the grace period has passed")
+            .push(4);
+        assert_eq!(*mine, [1, 2, 3, 4]);
     }
 
     #[test]

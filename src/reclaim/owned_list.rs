@@ -326,7 +326,8 @@ impl OwnedLists {
     #[inline]
     pub(crate) fn box_made(&self) -> bool {
         // Relaxed: as for `Arc::clone`: the maker holds a reference of its own (a runtime
-        // handle) while it counts, so the state cannot go away under the increment.
+        // handle, or the counted box it clones) while it counts, so the state cannot go away
+        // under the increment.
         self.boxes.fetch_add(1, Ordering::Relaxed) == 0
     }
 
