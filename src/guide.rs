@@ -93,7 +93,8 @@
 //!   [`Drainer::Manual`](crate::Drainer::Manual), handlers' objects wait until somebody calls
 //!   `drain`. Objects that left a [`ReadSlot`](crate::ReadSlot) also wait for the readers that
 //!   may hold them: a read guard that is never dropped keeps those (and only those) pending.
-//! - `wakes`: wake-up syscalls; with [`Wake::Lazy`](crate::Wake::Lazy) handlers make none.
+//! - `wakes`: wake-up syscalls; `restricted_wakes`: those your handlers made (with
+//!   [`Wake::Lazy`](crate::Wake::Lazy), none until a CPU's queue reaches the high watermark).
 //! - `reserved`, `reserve_failures`: jobs left for your handler, and installs it had to give up.
 //!   `reserved_for_teardowns`: reserved jobs that values without a job of their own, dropped in
 //!   handlers, had to take (should stay 0; see [`Runtime::reserve`](crate::Runtime::reserve)

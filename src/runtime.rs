@@ -1279,6 +1279,7 @@ impl Inner {
             owned_stalled: self.owned.stalled_now(),
             drained: relaxed(&c.drained),
             wakes: self.doorbell.wakes(),
+            restricted_wakes: self.doorbell.restricted_wakes(),
             trimmed: relaxed(&c.trimmed),
             // Relaxed: a snapshot, like the counters (see `kept`).
             kept: self.kept.load(Ordering::Relaxed),

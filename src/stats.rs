@@ -57,6 +57,12 @@ pub struct Stats {
     /// back and start it keeping jobs, while the drainer sleeps. Never from a handler in lazy
     /// mode.
     pub wakes: u64,
+    /// Of `wakes`, those made in restricted context: by signal handlers handing objects over
+    /// (and code under [`restricted::enter`](crate::restricted::enter)). What to check when a
+    /// handler must make no syscall: installs and batches in ordinary context count in `wakes`
+    /// only. With [`Wake::Lazy`](crate::Wake::Lazy), a handler wakes the drainer only when one
+    /// CPU's queue reaches the high watermark.
+    pub restricted_wakes: u64,
     /// Jobs freed by trim.
     pub trimmed: u64,
     /// How many spare jobs above the headroom the automatic trims leave for now, because the

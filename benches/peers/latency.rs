@@ -102,7 +102,8 @@ fn measure<T>(
             "max_ns": samples.last().copied().unwrap_or(0),
             "offloaded": after.offloaded - before.offloaded,
             "owned": after.owned - before.owned,
-            "wakes": after.wakes - before.wakes,
+            // The hand-overs' wake-ups (restricted context), not the installs'.
+            "wakes": after.restricted_wakes - before.restricted_wakes,
         }),
     );
 }

@@ -226,13 +226,9 @@ fn storm_in_mode(
     wake: Wake,
     out: &mut serde_json::Map<String, serde_json::Value>,
 ) {
-    // No regrowth window: `Stats::wakes` also counts the wake-ups installs (ordinary context)
-    // make when the pool starts keeping jobs for one; the wakes reported are the handlers'.
-    let rt = Runtime::builder()
-        .wake(wake)
-        .regrowth_window(Duration::ZERO)
-        .build()
-        .expect("runtime");
+    // Default settings otherwise; the wakes reported are the handlers' (`restricted_wakes`), not
+    // those the worker's installs make when the pool starts keeping jobs.
+    let rt = Runtime::builder().wake(wake).build().expect("runtime");
     let slots = MODES[index].get_or_init(|| (0..64).map(|_| RefSlot::new(&rt)).collect());
     LATENCY_N.store(0, Ordering::Relaxed);
     HANDLER_NS.store(0, Ordering::Relaxed);
@@ -283,7 +279,7 @@ fn storm_in_mode(
         .map(|l| l.load(Ordering::Relaxed))
         .collect();
     samples.sort_unstable();
-    let wakes = after.wakes - before.wakes;
+    let wakes = after.restricted_wakes - before.restricted_wakes;
     let figures = [
         ("signals_sent", sent as f64),
         ("signals", handled as f64),

@@ -117,7 +117,8 @@ pub fn group(c: &mut Criterion) {
         "signal.json",
         &json!({
             "offloaded": after.offloaded - before.offloaded,
-            "wakes": after.wakes - before.wakes,
+            // The handlers' wake-ups.
+            "wakes": after.restricted_wakes - before.restricted_wakes,
         }),
     );
 }

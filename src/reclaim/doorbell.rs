@@ -141,6 +141,8 @@ pub struct Doorbell {
     high_watermark: usize,
     /// Wake-up syscalls made by producers (a statistic, Relaxed).
     wakes: AtomicU64,
+    /// Of `wakes`, those made in restricted context: by signal handlers (a statistic, Relaxed).
+    restricted_wakes: AtomicU64,
     #[cfg(loom)]
     model: ModelFutex,
 }
@@ -158,6 +160,7 @@ impl Doorbell {
                 Wake::Lazy { high_watermark, .. } => high_watermark,
             },
             wakes: AtomicU64::new(0),
+            restricted_wakes: AtomicU64::new(0),
             #[cfg(loom)]
             model: ModelFutex::new(),
         }
@@ -261,9 +264,13 @@ impl Doorbell {
         if self.sleeping.load(Ordering::Acquire) < min {
             return None;
         }
-        // Relaxed: a statistic. Counted before the syscall, which may come after the last access
-        // to this doorbell's memory.
+        // Relaxed: statistics. Counted before the syscall, which may come after the last access
+        // to this doorbell's memory. (The depth is a thread-local without initialiser or
+        // destructor: safe to read in a handler.)
         self.wakes.fetch_add(1, Ordering::Relaxed);
+        if crate::restricted::is_active() {
+            self.restricted_wakes.fetch_add(1, Ordering::Relaxed);
+        }
         Some(self.wakeup())
     }
 
@@ -282,6 +289,12 @@ impl Doorbell {
     pub fn wakes(&self) -> u64 {
         // Relaxed: a statistic.
         self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Of [`wakes`](Self::wakes), those made in restricted context (a snapshot). Safe anywhere.
+    pub fn restricted_wakes(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.restricted_wakes.load(Ordering::Relaxed)
     }
 
     /// Bumps `seq` and wakes the sleeper unconditionally (shutdown); returns whether a syscall was
@@ -506,6 +519,42 @@ mod tests {
         }
         assert!(bell.ring());
         sleeper.join().unwrap();
+        assert_eq!(
+            (bell.wakes(), bell.restricted_wakes()),
+            (1, 0),
+            "ordinary context"
+        );
+    }
+
+    #[test]
+    fn a_ring_in_restricted_context_counts_as_a_handlers_wake() {
+        let bell = Arc::new(Doorbell::new(true, Wake::Immediate));
+        for round in 1..=2u64 {
+            bell.clear();
+            let sleeper = {
+                let bell = bell.clone();
+                std::thread::spawn(move || {
+                    while !bell.is_pending() {
+                        bell.sleep(Sleep::Idle(None), || false);
+                    }
+                })
+            };
+            while bell.sleeping.load(Ordering::Acquire) != IDLE {
+                std::thread::yield_now();
+            }
+            let restricted = round == 2;
+            let woke = {
+                let _nmi = restricted.then(crate::restricted::enter);
+                bell.ring()
+            };
+            assert!(woke);
+            sleeper.join().unwrap();
+            assert_eq!(
+                (bell.wakes(), bell.restricted_wakes()),
+                (round, u64::from(restricted)),
+                "round {round}"
+            );
+        }
     }
 
     #[test]
