@@ -222,8 +222,9 @@ const SECTIONS: &[Section] = &[
                  restricted context, as fast as it can, against the drainer thread. Drain cycles \
                  are bounded from below by the cycles that took a job list (counted from the \
                  destructors) plus the drainer's sleeps (each preceded by a cycle that found \
-                 nothing); the target holds if wakes ≤ that + 1 (only the swap that sets the \
-                 pending flag wakes, and only a drain cycle clears it).",
+                 nothing); the target holds if the teardowns' wakes (`Stats::restricted_wakes`) \
+                 ≤ that + 1 (only the swap that sets the pending flag wakes, and only a drain \
+                 cycle clears it).",
             ),
             Note(storm_table),
         ],
@@ -352,9 +353,10 @@ const SECTIONS: &[Section] = &[
             Text(
                 "A storm of signals at one worker thread (about 20 000/s aimed), whose handler \
                  tears one object down per signal (deferred with its job); the worker refills \
-                 the slots. Measured per mode in the same run: wake-up syscalls per handled \
-                 signal, the handler's own time per signal (entry to exit, the wake included), \
-                 and the latency from the handler letting the object go to its destructor.",
+                 the slots; default settings otherwise. Measured per mode in the same run: the \
+                 handlers' wake-up syscalls (`Stats::restricted_wakes`) per handled signal, the \
+                 handler's own time per signal (entry to exit, the wake included), and the \
+                 latency from the handler letting the object go to its destructor.",
             ),
             Note(wake_modes_table),
         ],
