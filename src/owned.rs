@@ -336,20 +336,28 @@ impl<T: Send + 'static> DerefMut for Owned<T> {
 }
 
 impl<T: Clone + Send + 'static> Clone for Owned<T> {
-    /// A new box holding a clone of the value, made with the same runtime.
+    /// A new box holding `T::clone` of the value, made with the same runtime.
     ///
     /// Not for signal handlers: it allocates. This is the same as for `Box::clone`, and so is
     /// the value's own `clone`. It counts the new box in the runtime's state: one atomic
     /// increment.
+    ///
+    /// The clone is whatever `T::clone` makes: a `Vec`'s clone has room for its elements only,
+    /// not the spare capacity of the original. For buffers a handler fills, make each one with
+    /// [`Owned::new`] and `Vec::with_capacity`, and have the handler check `len() < capacity()`
+    /// before it pushes.
     ///
     /// ```
     /// use sigdrop::{Owned, Runtime};
     ///
     /// let rt = Runtime::new()?;
     /// let template = Owned::new(&rt, vec![0u64; 4]);
-    /// let mut buffer = template.clone();
-    /// buffer[0] = 7;
-    /// assert_eq!((template[0], buffer[0]), (0, 7));
+    /// let mut copy = template.clone();
+    /// copy[0] = 7;
+    /// assert_eq!((template[0], copy[0]), (0, 7));
+    ///
+    /// let empty = Owned::new(&rt, Vec::<u64>::with_capacity(1024));
+    /// assert_eq!(empty.clone().capacity(), 0); // `Vec::clone` keeps no spare room
     /// # Ok::<(), sigdrop::Error>(())
     /// ```
     fn clone(&self) -> Self {

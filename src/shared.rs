@@ -98,6 +98,12 @@ impl<T: Send + Sync + 'static> Shared<T> {
     /// The value, mutably, if this is its only reference (as `Arc::get_mut`); `None` while
     /// another reference exists, a slot's included.
     ///
+    /// A reference that left a [`ReadSlot`](crate::ReadSlot) still exists until the grace
+    /// period its readers need has passed and a drain has destroyed it: after a `take`, get the
+    /// slot's reference back with [`Detached::into_inner`](crate::Detached::into_inner) (which
+    /// waits for that grace period), or drop it and call
+    /// [`Runtime::drain_and_wait`](crate::Runtime::drain_and_wait).
+    ///
     /// May be called from a signal handler: one atomic load.
     ///
     /// ```

@@ -72,8 +72,9 @@ use std::sync::Arc;
 /// emptied from a signal handler. Used through its two aliases: [`RefSlot<P>`] (writers only)
 /// and [`ReadSlot<P>`] (readers may borrow its object under a [`ReadGuard`](crate::read::ReadGuard)).
 ///
-/// Every object in the slot owns a reserved job in its runtime, so tearing it down in restricted
-/// context never allocates and never runs its destructor there: the object goes to the drainer.
+/// Every object in the slot owns a reserved job in its runtime (an [`Owned`](crate::Owned) box
+/// needs none: its allocation carries it), so tearing it down in restricted context never
+/// allocates and never runs its destructor there: the object goes to the drainer.
 ///
 /// ```
 /// use sigdrop::{Drainer, RefSlot, Runtime};

@@ -35,8 +35,10 @@ pub struct Stats {
     /// [`Shared`](crate::Shared) value counts as one box, however many references it has). A box
     /// stops counting when a drain takes it (or when, dropped in ordinary context under
     /// `Policy::AlwaysDefer`, it is retired), even if it then waits in a batch for a grace
-    /// period. At a quiescent point after a drain, the boxes your program holds (a box leaked
-    /// with `mem::forget` stays counted).
+    /// period. A `Shared` value stays counted while any reference to it exists, a reference
+    /// that left a [`ReadSlot`](crate::ReadSlot) and waits for its grace period included. At a
+    /// quiescent point after [`Runtime::drain_and_wait`](crate::Runtime::drain_and_wait), the
+    /// boxes your program holds (a box leaked with `mem::forget` stays counted).
     pub owned_alive: usize,
     /// Times a drain found an [`Owned`](crate::Owned) box dropped in a handler whose hand-over
     /// had not finished: its thread was interrupted or preempted between the two steps of the
@@ -54,8 +56,8 @@ pub struct Stats {
     /// Wake-up syscalls made for the drainer: by handlers handing objects over (immediate wake),
     /// by threads that start a batch while the drainer sleeps for good, and (with a
     /// [`regrowth_window`](crate::Builder::regrowth_window)) by installs that grow the pool
-    /// back and start it keeping jobs, while the drainer sleeps. Never from a handler in lazy
-    /// mode.
+    /// back and start it keeping jobs, while the drainer sleeps. The handlers' share is
+    /// `restricted_wakes`.
     pub wakes: u64,
     /// Of `wakes`, those made in restricted context: by signal handlers handing objects over
     /// (and code under [`restricted::enter`](crate::restricted::enter)). What to check when a
