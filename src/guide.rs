@@ -69,7 +69,9 @@
 //!   (it adds only what is missing), and [`Stats::reserved`](crate::Stats::reserved) says how
 //!   many are left. A handler that finds none gets its value back
 //!   ([`Rejected`](crate::Rejected)) and the slot is unchanged; decide what your handler does
-//!   then (drop the sample and count it as lost, say), since it cannot wait.
+//!   then (drop the sample and count it as lost, say), since it cannot wait. Dropped there, the
+//!   value goes to the drainer as one without a job does (a spare job, else the emergency
+//!   area, else leaked: counted in [`Stats`](crate::Stats)), never destroyed in the handler.
 //! - Replacing an object with another in a handler also takes a job, for the object it
 //!   displaces.
 //! - A handler uses reserved jobs first, then spare ones if there happen to be any: only the

@@ -225,6 +225,7 @@ pub mod read;
 mod read_slot;
 mod reclaim;
 mod regrowth;
+mod rejected;
 pub mod restricted;
 mod runtime;
 mod shared;
@@ -243,8 +244,9 @@ pub use pointer::{Destroy, Raw, SlotPointer};
 pub use read_slot::{Access, Readable, WriteOnly};
 pub use reclaim::doorbell::Wake;
 pub use reclaim::drainer::Drainer;
+pub use rejected::Rejected;
 pub use shared::Shared;
-pub use slot::{Detached, RawSlot, ReadSlot, RefSlot, Rejected, Slot};
+pub use slot::{Detached, RawSlot, ReadSlot, RefSlot, Slot};
 pub use stats::Stats;
 
 /// The README's examples, compiled and run as doc tests.

@@ -58,6 +58,7 @@ use crate::error::Error;
 use crate::handle::Runtime;
 use crate::pointer::SlotPointer;
 use crate::read_slot::{Access, Readable, WriteOnly};
+use crate::rejected::Rejected;
 use crate::restricted;
 use crate::runtime::{Claim, Inner};
 use crate::sync::{AtomicPtr, Ordering};
@@ -291,20 +292,24 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
             // anything can go into an empty slot, so a slot that holds an object has one: a
             // later exchange's Acquire, or a take's, reads it through the Release below.
             if (cur.is_null() || claim_always) && claim.is_none() {
-                let claimed = self
-                    .runtime
-                    .get()
-                    .and_then(|runtime| match P::SELF_DEFERRING {
-                        false => runtime.inner().claim_for_install().map(Some),
-                        true => Ok(None),
-                    });
+                // A refusal keeps the runtime, if there is one, to hand the value to if it is
+                // dropped in restricted context (`rejected.rs`).
+                let claimed = match self.runtime.get() {
+                    Ok(runtime) if !P::SELF_DEFERRING => runtime
+                        .inner()
+                        .claim_for_install()
+                        .map(Some)
+                        .map_err(|error| (error, Some(runtime))),
+                    Ok(_) => Ok(None),
+                    Err(error) => Err((error, None)),
+                };
                 match claimed {
                     Ok(got) => claim = got,
-                    Err(error) => {
+                    Err((error, runtime)) => {
                         // SAFETY: `raw` came from `into_raw` of `new` just above and was never
                         // shared (every CAS that could have published it failed).
                         let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
-                        return Err(Rejected::new(value, error));
+                        return Err(Rejected::new(value, error, runtime));
                     }
                 }
             }
@@ -385,86 +390,6 @@ impl<P: SlotPointer, A: Access> fmt::Debug for Slot<P, A> {
         f.debug_struct(if A::READABLE { "ReadSlot" } else { "RefSlot" })
             .field("empty", &self.is_empty())
             .finish_non_exhaustive()
-    }
-}
-
-/// A value whose install was refused; it holds the value, untouched, and the reason.
-///
-/// It is a [`std::error::Error`] and converts into [`Error`], so `?` works in functions that
-/// return either (or a `Box<dyn Error>`). **`?` drops the value**, which runs its destructor
-/// inline: fine in ordinary context, which is where installs usually fail; in a signal handler
-/// keep the value with [`into_parts`](Self::into_parts) instead.
-///
-/// ```
-/// use sigdrop::{RefSlot, Runtime};
-///
-/// fn install(slot: &RefSlot<Box<u32>>) -> Result<(), sigdrop::Error> {
-///     slot.xchg(Some(Box::new(7)))?; // a refusal becomes its `Error`, dropping the Box
-///     Ok(())
-/// }
-/// let rt = Runtime::new()?;
-/// install(&RefSlot::new(&rt))?;
-/// # Ok::<(), sigdrop::Error>(())
-/// ```
-pub struct Rejected<P> {
-    value: P,
-    error: Error,
-}
-
-impl<P> Rejected<P> {
-    #[cold]
-    pub(crate) fn new(value: P, error: Error) -> Self {
-        Rejected { value, error }
-    }
-
-    /// The value handed back. May be called from a signal handler — but dropping the value
-    /// there would run its destructor inline (unless it is an [`Owned`](crate::Owned) box,
-    /// which hands itself to the drainer); keep it, or put it somewhere for later.
-    pub fn into_inner(self) -> P {
-        self.value
-    }
-
-    /// Why it was refused. May be called from a signal handler.
-    pub fn error(&self) -> &Error {
-        &self.error
-    }
-
-    /// The reason, dropping the value, which runs its destructor inline: ordinary context only
-    /// (in a signal handler use [`into_parts`](Self::into_parts) and keep the value).
-    pub fn into_error(self) -> Error {
-        self.error
-    }
-
-    /// Both parts. May be called from a signal handler.
-    pub fn into_parts(self) -> (P, Error) {
-        (self.value, self.error)
-    }
-}
-
-impl<P> fmt::Debug for Rejected<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rejected")
-            .field("error", &self.error)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<P> fmt::Display for Rejected<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "install refused: {}", self.error)
-    }
-}
-
-impl<P> std::error::Error for Rejected<P> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
-
-impl<P> From<Rejected<P>> for Error {
-    /// The reason; the value is dropped, which runs its destructor inline (ordinary context).
-    fn from(rejected: Rejected<P>) -> Error {
-        rejected.into_error()
     }
 }
 

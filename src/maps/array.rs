@@ -5,7 +5,8 @@
 use crate::error::Error;
 use crate::handle::Runtime;
 use crate::pointer::SlotPointer;
-use crate::slot::{Detached, RefSlot, Rejected};
+use crate::rejected::Rejected;
+use crate::slot::{Detached, RefSlot};
 
 /// A fixed-length array of reserve-accounted slots.
 ///
@@ -24,6 +25,8 @@ use crate::slot::{Detached, RefSlot, Rejected};
 /// ```
 pub struct KptrArray<P: SlotPointer> {
     slots: Box<[RefSlot<P>]>,
+    /// The slots' runtime, for a refused insert (an index out of range) to hand its value to.
+    runtime: Runtime,
 }
 
 impl<P: SlotPointer> KptrArray<P> {
@@ -35,6 +38,7 @@ impl<P: SlotPointer> KptrArray<P> {
         }
         Ok(KptrArray {
             slots: (0..len).map(|_| RefSlot::new(runtime)).collect(),
+            runtime: runtime.clone(),
         })
     }
 }
@@ -72,6 +76,7 @@ impl<P: SlotPointer> KptrArray<P> {
                     index,
                     len: self.len(),
                 },
+                Some(&self.runtime),
             )),
         }
     }

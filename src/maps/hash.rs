@@ -32,8 +32,9 @@ use crate::error::Error;
 use crate::freelist::Freelist;
 use crate::handle::Runtime;
 use crate::pointer::SlotPointer;
+use crate::rejected::Rejected;
 use crate::restricted;
-use crate::slot::{Detached, RefSlot, Rejected};
+use crate::slot::{Detached, RefSlot};
 use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering, UnsafeCell};
 #[cfg(not(loom))]
 use crossbeam_utils::Backoff;
@@ -255,7 +256,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
         } else {
             match self.runtime.inner().claim_for_install() {
                 Ok(claim) => Some(claim),
-                Err(error) => return Err(Rejected::new(value, error)),
+                Err(error) => return Err(Rejected::new(value, error, Some(&self.runtime))),
             }
         };
         let bucket = self.bucket(&key);
@@ -263,7 +264,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
             Ok(held) => held,
             Err(error) => {
                 drop(claim);
-                return Err(Rejected::new(value, error));
+                return Err(Rejected::new(value, error, Some(&self.runtime)));
             }
         };
         if let Some((_, idx)) = self.find(&held, bucket, &key) {
@@ -275,7 +276,8 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
             drop(held);
             drop(claim);
             let capacity = self.capacity();
-            return Err(Rejected::new(value, Error::MapFull { capacity }));
+            let error = Error::MapFull { capacity };
+            return Err(Rejected::new(value, error, Some(&self.runtime)));
         };
         let element = &self.elements.0[idx as usize];
         // The element's slot is empty (elements on the free stack always are) and only we can
@@ -393,7 +395,7 @@ mod tests {
             assert!(matches!(map.delete(&1), Err(Error::WouldBlock)));
             let rejected = map.insert(1, Box::new(2)).unwrap_err();
             assert!(matches!(rejected.error(), Error::WouldBlock));
-            rejected.into_inner() // kept: freeing it here would free in restricted context
+            rejected.into_inner() // kept for later (dropped here, it would go to the drainer)
         };
         assert_eq!(*refused, 2);
         drop(refused); // ordinary context again
