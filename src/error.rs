@@ -55,6 +55,9 @@ pub enum Error {
     /// waits (rather than spin against the code it interrupted). The map is unchanged; retry
     /// later, e.g. on the next signal.
     WouldBlock,
+    /// The slot already holds an object ([`Slot::try_install`](crate::Slot::try_install) puts
+    /// one only into an empty slot). The slot is unchanged.
+    Occupied,
     /// A fixed-capacity map has no free element for a new key.
     MapFull {
         /// The map's capacity.
@@ -110,6 +113,7 @@ impl fmt::Display for Error {
             Error::WouldBlock => {
                 f.write_str("map bucket busy and waiting is not allowed in restricted context")
             }
+            Error::Occupied => f.write_str("the slot already holds an object"),
             Error::MapFull { capacity } => write!(f, "map full ({capacity} entries)"),
             Error::OutOfRange { index, len } => {
                 write!(f, "index {index} out of range for length {len}")

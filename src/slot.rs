@@ -341,6 +341,76 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         }
     }
 
+    /// Puts `new` in the slot if it is empty; if the slot holds an object, leaves it there and
+    /// hands `new` back with [`Error::Occupied`]. What [`replace`](Self::replace) would displace
+    /// stays where it is: a handler can pass a value to a thread that takes it out of the slot,
+    /// without dropping one that thread has not taken yet.
+    ///
+    /// Like an install into an empty slot it needs a job (none for an
+    /// [`Owned`](crate::Owned) box), so it may be refused for want of one as
+    /// [`xchg`](Self::xchg) says; a refusal for any reason gives the job back. One load, and when
+    /// the slot is empty a claim and one compare-and-swap.
+    ///
+    /// May be called from a signal handler. There it never allocates: it uses a job reserved
+    /// with [`Runtime::reserve`] (or a spare one).
+    ///
+    /// ```
+    /// use sigdrop::{Error, RefSlot, Runtime};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let full: RefSlot<Box<[u64; 4]>> = RefSlot::new(&rt);
+    /// full.try_install(Box::new([1; 4]))?;
+    /// let refused = full.try_install(Box::new([2; 4])).unwrap_err();
+    /// assert!(matches!(refused.error(), Error::Occupied));
+    /// assert_eq!(refused.into_inner()[0], 2); // handed back; the slot still holds the first
+    /// assert_eq!(full.take().unwrap()[0], 1);
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn try_install(&self, new: P) -> Result<(), Rejected<P>> {
+        // Relaxed: a first look, to refuse without a claim; the CAS below decides.
+        if !self.ptr.load(Ordering::Relaxed).is_null() {
+            return Err(Rejected::new(new, Error::Occupied, self.runtime.get().ok()));
+        }
+        // The runtime first, as for any install into an empty slot (`exchange`): its fork
+        // check, and for a global slot its creation, before anything can go in.
+        let runtime = match self.runtime.get() {
+            Ok(runtime) => runtime,
+            Err(error) => return Err(Rejected::new(new, error, None)),
+        };
+        let inner = runtime.inner();
+        let claim = match P::SELF_DEFERRING {
+            true => None,
+            false => match inner.claim_for_install() {
+                Ok(claim) => Some(claim),
+                Err(error) => return Err(Rejected::new(new, error, Some(runtime))),
+            },
+        };
+        let raw = new.into_raw().as_ptr();
+        // AcqRel on success, as in `exchange`: Release publishes the object (and the runtime
+        // lookup above) to whoever takes it (Acquire). Relaxed on failure: we only learn that
+        // the slot is occupied.
+        match self
+            .ptr
+            .compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => {
+                // Spent on the object now in the slot.
+                if let Some(claim) = claim {
+                    claim.spend();
+                }
+                Ok(())
+            }
+            Err(_) => {
+                // Dropped unspent: the claim goes back to the counter it came from.
+                drop(claim);
+                // SAFETY: `raw` came from `into_raw` of `new` just above and was never shared
+                // (the CAS that would have published it failed).
+                let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
+                Err(Rejected::new(value, Error::Occupied, Some(runtime)))
+            }
+        }
+    }
+
     /// Empties the slot, returning its object (with its claim) in a [`Detached`] guard. One
     /// atomic swap. May be called from a signal handler.
     #[inline]

@@ -1,5 +1,6 @@
-//! A value whose install a signal handler had refused, let go right there (the `Rejected`
-//! dropped, or turned into its `Error` by `?`), is never destroyed in the handler: it goes to
+//! A value whose install a signal handler had refused (for want of a job, or because
+//! `try_install` found the slot full), let go right there (the `Rejected` dropped, or turned
+//! into its `Error` by `?`), is never destroyed in the handler: it goes to
 //! the drainer as a value without a job does (a spare job, else the emergency area, else
 //! leaked, and counted), and the drainer destroys it once. Real signals: the handler raises
 //! nothing, allocates nothing and frees nothing; its values come from `Box::into_raw`.
@@ -27,10 +28,12 @@ impl Drop for Obj {
 /// The slot the handler installs into, and the value it installs (from `Box::into_raw`).
 static SLOT: OnceLock<RefSlot<Box<Obj>>> = OnceLock::new();
 static VALUE: AtomicPtr<Obj> = AtomicPtr::new(ptr::null_mut());
-/// How the handler lets a refused value go: `DROP` or `QUESTION_MARK`.
+/// How the handler installs, and lets a refused value go: `DROP` or `QUESTION_MARK` after a
+/// `replace`, or `TRY_INSTALL` (dropped after a `try_install`, refused if the slot is full).
 static HOW: AtomicU8 = AtomicU8::new(DROP);
 const DROP: u8 = 0;
 const QUESTION_MARK: u8 = 1;
+const TRY_INSTALL: u8 = 2;
 /// Installs the handler saw refused.
 static REFUSED: AtomicUsize = AtomicUsize::new(0);
 
@@ -59,7 +62,8 @@ fn on_signal(_: &SignalInfo) {
                 true
             }
         },
-        _ => install_from_handler(slot, value).is_err(),
+        QUESTION_MARK => install_from_handler(slot, value).is_err(),
+        _ => slot.try_install(value).is_err(), // the refusal dropped at once
     };
     if refused {
         REFUSED.fetch_add(1, Ordering::SeqCst);
@@ -128,5 +132,18 @@ fn a_refused_value_let_go_in_a_handler_goes_to_the_drainer() {
         "installed with the reserved job"
     );
     assert!(!SLOT.get().unwrap().is_empty());
+
+    // An install that never displaces, into the full slot: refused, and the value dropped
+    // there goes to the emergency area (no spare job), destroyed by the next drain.
+    raise_with(TRY_INSTALL);
+    assert_eq!(REFUSED.load(Ordering::SeqCst), 3, "occupied");
+    assert_eq!(
+        DESTROYED.load(Ordering::SeqCst),
+        1,
+        "not destroyed in the handler"
+    );
+    assert_eq!(rt.stats().emergency, 2, "{:?}", rt.stats());
+    assert_eq!(rt.drain().unwrap(), 1);
+    assert_eq!(DESTROYED.load(Ordering::SeqCst), 2);
     assert_eq!(DESTROYED_IN_HANDLER.load(Ordering::SeqCst), 0);
 }
