@@ -82,3 +82,44 @@ fn a_refused_insert_gives_a_reserved_claim_back_to_the_reserve_while_trim_runs()
         assert_eq!(rt.audit_idle(), s.total);
     });
 }
+
+/// Two installs that never displace race into one empty slot: exactly one goes in, and the
+/// loser, which may have claimed a job before its compare-and-swap failed, gives the claim
+/// back. (Breaking it on purpose, the loser keeping its claim — mutation kit T1 — leaves a
+/// claim owed to nothing: `refs` stays at 1 once the slot is empty again.)
+#[test]
+fn racing_try_installs_one_wins_and_the_loser_gives_its_claim_back() {
+    loom::model(|| {
+        let rt = Runtime::builder()
+            .shards(1)
+            .headroom(0)
+            .hysteresis(0)
+            .drainer(Drainer::Manual)
+            .build()
+            .unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(RefSlot::<Box<Canary>>::new(&rt));
+        let other = {
+            let slot = slot.clone();
+            let boxed = Canary::boxed(&drops);
+            loom::thread::spawn(move || slot.try_install(boxed).map_err(|r| r.into_parts()))
+        };
+        let mine = slot
+            .try_install(Canary::boxed(&drops))
+            .map_err(|r| r.into_parts());
+        let theirs = other.join().unwrap();
+        let wins = [&mine, &theirs].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "exactly one install goes in");
+        for refused in [mine, theirs] {
+            if let Err((value, error)) = refused {
+                assert!(matches!(error, Error::Occupied), "{error}");
+                drop(value);
+            }
+        }
+        slot.clear();
+        assert_eq!(drops.load(Ordering::SeqCst), 2);
+        let s = rt.stats();
+        assert_eq!((s.refs, s.active), (0, 0), "a claim owed to nothing: {s:?}");
+        assert_eq!(rt.audit_idle(), s.total);
+    });
+}
