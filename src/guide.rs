@@ -96,7 +96,8 @@
 //!   `drain`. Objects that left a [`ReadSlot`](crate::ReadSlot) also wait for the readers that
 //!   may hold them: a read guard that is never dropped keeps those (and only those) pending.
 //! - `wakes`: wake-up syscalls; `restricted_wakes`: those your handlers made (with
-//!   [`Wake::Lazy`](crate::Wake::Lazy), none until a CPU's queue reaches the high watermark).
+//!   [`Wake::Lazy`](crate::Wake::Lazy), none unless a CPU's queue reaches the high watermark or
+//!   a handler parks an object in the emergency area).
 //! - `reserved`, `reserve_failures`: jobs left for your handler, and installs it had to give up.
 //!   `reserved_for_teardowns`: reserved jobs that values without a job of their own, dropped in
 //!   handlers, had to take (should stay 0; see [`Runtime::reserve`](crate::Runtime::reserve)

@@ -74,7 +74,7 @@
 //!   in a [`Detached`] guard; dropping that guard fills the job the claim stands for and pushes
 //!   it on this CPU's job list. The drainer is woken as [`Wake`] says: at once (one `futex`
 //!   syscall, only if it sleeps) or lazily, on a period, so that handlers make no syscall (unless
-//!   a CPU's queue reaches the lazy mode's high watermark).
+//!   a CPU's queue reaches the lazy mode's high watermark, or an object has to be parked).
 //! - The drainer ([`Drainer::Thread`], or your own calls to [`Runtime::drain`] with
 //!   [`Drainer::Manual`]) takes each list whole, runs destructors oldest first (catching panics),
 //!   returns the jobs and credits their claims back, then trims the pool towards

@@ -204,6 +204,13 @@ impl<T: Send + 'static> Owned<T> {
         unsafe { self.node.as_ref() }
     }
 
+    /// The value's address, with the allocation's provenance, made without a reference to the
+    /// node (so without one that covers its link or a `Shared` count next to the value).
+    pub(crate) fn value_ptr(&self) -> *mut T {
+        // SAFETY: a place projection into the live node we own (no read, no reference).
+        unsafe { &raw mut (*self.node.as_ptr()).value }
+    }
+
     /// Hands the node to its runtime's drainer from restricted context: a swap, maybe a ring,
     /// and the link. Async-signal-safe: no allocation, no lock, no destructor.
     ///
@@ -339,8 +346,8 @@ impl<T: Clone + Send + 'static> Clone for Owned<T> {
     /// A new box holding `T::clone` of the value, made with the same runtime.
     ///
     /// Not for signal handlers: it allocates. This is the same as for `Box::clone`, and so is
-    /// the value's own `clone`. It counts the new box in the runtime's state: one atomic
-    /// increment.
+    /// the value's own `clone`. Besides those, one atomic increment (the runtime counts the
+    /// boxes that exist, [`Stats::owned_alive`](crate::Stats)).
     ///
     /// The clone is whatever `T::clone` makes: a `Vec`'s clone has room for its elements only,
     /// not the spare capacity of the original. For buffers a handler fills, make each one with
@@ -512,6 +519,26 @@ mod tests {
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert_eq!(rt.drain().unwrap(), 1);
         assert_eq!(drops.load(Ordering::SeqCst), 2);
+        assert_eq!(rt.stats().owned_alive, 0);
+        assert_eq!(strong(&rt), alone, "the boxes' reference given back");
+    }
+
+    #[test]
+    fn a_clone_whose_value_panics_leaves_no_box_counted() {
+        #[derive(Debug)]
+        struct PanicsOnClone;
+        impl Clone for PanicsOnClone {
+            fn clone(&self) -> Self {
+                panic!("clone refused");
+            }
+        }
+        let rt = manual();
+        let alone = strong(&rt);
+        let original = Owned::new(&rt, PanicsOnClone);
+        let cloned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| original.clone()));
+        assert!(cloned.is_err());
+        assert_eq!(rt.stats().owned_alive, 1, "only the original");
+        drop(original);
         assert_eq!(rt.stats().owned_alive, 0);
         assert_eq!(strong(&rt), alone, "the boxes' reference given back");
     }

@@ -214,7 +214,8 @@ impl<T: Send + Sync + 'static> ReadSlot<Shared<T>> {
         let guard = read::enter();
         let raw = NonNull::new(self.load_raw(&guard))?;
         // The slot's own reference, rebuilt only to lend itself to `clone`, and never dropped
-        // (a `Shared` is a shared pointer: no copy of it ever asserts uniqueness).
+        // (a `Shared` is a shared pointer: a copy asserts uniqueness only in `get_mut`, when the
+        // count says it is the one reference left, which it cannot while the slot holds one).
         let slots = ManuallyDrop::new(
             // SAFETY: `raw` came from `Shared::into_raw` (only `Shared`s are installed here);
             // the slot gives its reference up only after a grace period that waits for

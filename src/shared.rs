@@ -121,9 +121,12 @@ impl<T: Send + Sync + 'static> Shared<T> {
     pub fn get_mut(this: &mut Self) -> Option<&mut T> {
         // Acquire: pairs with the Release decrement of every reference gone (module docs).
         if this.owned.refs.load(Ordering::Acquire) == 1 {
+            let counted = this.owned.value_ptr();
             // Ours alone: no other reference exists and `&mut this` keeps any from being made
-            // (module docs).
-            Some(&mut this.owned.value)
+            // (module docs). The borrow covers the value only, not the count beside it (as
+            // `Arc::get_mut` does).
+            // SAFETY: a live value (our reference keeps it), borrowed for as long as `this`.
+            Some(unsafe { &mut *(&raw mut (*counted).value) })
         } else {
             None
         }
@@ -146,8 +149,10 @@ impl<T: Send + Sync + 'static> Clone for Shared<T> {
             std::process::abort();
         }
         Shared {
-            // SAFETY: a bitwise copy of the pointer to the shared node; every copy only ever
-            // reads through it, and only the reference that takes the count to zero drops it.
+            // SAFETY: a bitwise copy of the pointer to the shared node; copies only read through
+            // it, but for `get_mut`, which writes only while its reference is the one left (the
+            // count excludes it while any copy exists), and only the reference that takes the
+            // count to zero drops it.
             owned: unsafe { std::ptr::read(&self.owned) },
         }
     }

@@ -63,7 +63,8 @@ pub struct Stats {
     /// (and code under [`restricted::enter`](crate::restricted::enter)). What to check when a
     /// handler must make no syscall: installs and batches in ordinary context count in `wakes`
     /// only. With [`Wake::Lazy`](crate::Wake::Lazy), a handler wakes the drainer only when one
-    /// CPU's queue reaches the high watermark.
+    /// CPU's queue reaches the high watermark, or when it parks an object in the emergency area
+    /// (`emergency`, which should stay 0).
     pub restricted_wakes: u64,
     /// Jobs freed by trim.
     pub trimmed: u64,

@@ -93,8 +93,10 @@ pub enum Wake {
     #[default]
     Immediate,
     /// The drainer wakes by itself every `period`; a handler wakes it only when one CPU's queue
-    /// reaches `high_watermark` objects. In a steady signal storm the handlers make no syscall at
-    /// all; an object waits at most `period` plus one drain cycle.
+    /// reaches `high_watermark` objects, or when it has to park an object in the emergency area
+    /// (which should not happen: [`Stats::emergency`](crate::Stats)). In a steady signal storm
+    /// the handlers make no syscall at all; an object waits at most `period` plus one drain
+    /// cycle.
     Lazy {
         /// How often the drainer wakes by itself.
         period: Duration,
@@ -265,8 +267,8 @@ impl Doorbell {
             return None;
         }
         // Relaxed: statistics. Counted before the syscall, which may come after the last access
-        // to this doorbell's memory. (The depth is a thread-local without initialiser or
-        // destructor: safe to read in a handler.)
+        // to this doorbell's memory. (The depth is a `const` thread-local without a destructor:
+        // safe to read in a handler; under loom it is the model's thread-local.)
         self.wakes.fetch_add(1, Ordering::Relaxed);
         if crate::restricted::is_active() {
             self.restricted_wakes.fetch_add(1, Ordering::Relaxed);
@@ -529,6 +531,12 @@ mod tests {
     #[test]
     fn a_ring_in_restricted_context_counts_as_a_handlers_wake() {
         let bell = Arc::new(Doorbell::new(true, Wake::Immediate));
+        {
+            // Nobody sleeps: no syscall, nothing counted.
+            let _nmi = crate::restricted::enter();
+            assert!(!bell.ring());
+        }
+        assert_eq!((bell.wakes(), bell.restricted_wakes()), (0, 0));
         for round in 1..=2u64 {
             bell.clear();
             let sleeper = {
