@@ -126,7 +126,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
             // (module docs). The borrow covers the value only, not the count beside it (as
             // `Arc::get_mut` does).
             // SAFETY: a live value (our reference keeps it), borrowed for as long as `this`.
-            Some(unsafe { &mut *(&raw mut (*counted).value) })
+            Some(unsafe { &mut (*counted).value })
         } else {
             None
         }
