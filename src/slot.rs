@@ -20,7 +20,10 @@
 //! - replace in restricted context: the old object will have to be deferred from there, where
 //!   no job can be grown, so a claim for it is taken (from reserved or spare jobs) *before* the
 //!   CAS; if none is available the new value is refused and the slot is unchanged;
-//! - take: swap with `null`; the claim leaves with the object, inside a [`Detached`] guard.
+//! - take: swap with `null`; the claim leaves with the object, inside a [`Detached`] guard;
+//! - install only into an empty slot (`try_install`): a first look refuses a full slot with no
+//!   claim; otherwise claim, then CAS `null -> new` once: if another install got there first,
+//!   the claim goes back and the value is refused (`Occupied`). It never displaces anything.
 //!
 //! The slot's runtime is looked up (and a global slot's created) only by an exchange that
 //! claims or that finds the slot empty, so before any object goes in; a slot that holds one
@@ -49,6 +52,7 @@
 //! | operation        | concurrent with any other | restricted context                         |
 //! |------------------|---------------------------|--------------------------------------------|
 //! | `xchg(Some)`     | yes                       | yes; needs a reserved or spare job if the slot is empty |
+//! | `try_install`    | yes                       | yes; needs a reserved or spare job; refused if full |
 //! | `xchg(None)`, `take` | yes                   | yes; the value comes back in a [`Detached`] |
 //! | `clear`, `Drop`  | yes                       | yes; the object is deferred to the drainer  |
 //! | `is_empty`       | yes                       | yes                                         |
