@@ -3,9 +3,9 @@
 //! ## Protocol
 //!
 //! A `Shared<T>` is an `Owned<Counted<T>>` whose node every clone points to; `Counted` puts a
-//! reference count in front of the value. Only `get_mut` ever gets `&mut` to the node, and only
-//! through the one reference left (below), so the copies of the `Owned` pointer never alias a
-//! mutable borrow.
+//! reference count in front of the value. Only `get_mut` ever writes through it (a `&mut` to the
+//! value, never to the node or its count), and only through the one reference left (below), so
+//! the copies of the `Owned` pointer never alias a mutable borrow.
 //!
 //! - clone: `refs += 1` (Relaxed, as `Arc`: a new reference is made from a live one, which keeps
 //!   the count above zero);
