@@ -148,13 +148,13 @@ impl<T: Send + Sync + 'static> Clone for Shared<T> {
             // async-signal-safe.
             std::process::abort();
         }
-        Shared {
-            // SAFETY: a bitwise copy of the pointer to the shared node; copies only read through
-            // it, but for `get_mut`, which writes only while its reference is the one left (the
-            // count excludes it while any copy exists), and only the reference that takes the
-            // count to zero drops it.
-            owned: unsafe { std::ptr::read(&self.owned) },
-        }
+        // A bitwise copy of the pointer to the shared node. Copies only read through it, but for
+        // `get_mut`, which writes only while its reference is the one left (the count excludes
+        // that while any copy exists).
+        // SAFETY: a copy of a pointer to a live node; only the reference that takes the count
+        // to zero drops it (`Drop`), so the copy never frees what the others still use.
+        let owned = unsafe { std::ptr::read(&self.owned) };
+        Shared { owned }
     }
 }
 

@@ -504,9 +504,9 @@ mod tests {
         assert!(!bell.is_pending());
     }
 
-    #[test]
-    fn ring_wakes_a_sleeper() {
-        let bell = Arc::new(Doorbell::new(true, Wake::Immediate));
+    /// A drainer-like thread that sleeps idle until `bell` is rung, returned once it sleeps (so
+    /// that the next ring must wake it with a syscall).
+    fn asleep_until_rung(bell: &Arc<Doorbell>) -> std::thread::JoinHandle<()> {
         let sleeper = {
             let bell = bell.clone();
             std::thread::spawn(move || {
@@ -515,10 +515,16 @@ mod tests {
                 }
             })
         };
-        // Wait until it sleeps, so that the ring must wake it with a syscall.
         while bell.sleeping.load(Ordering::Acquire) != IDLE {
             std::thread::yield_now();
         }
+        sleeper
+    }
+
+    #[test]
+    fn ring_wakes_a_sleeper() {
+        let bell = Arc::new(Doorbell::new(true, Wake::Immediate));
+        let sleeper = asleep_until_rung(&bell);
         assert!(bell.ring());
         sleeper.join().unwrap();
         assert_eq!(
@@ -539,17 +545,7 @@ mod tests {
         assert_eq!((bell.wakes(), bell.restricted_wakes()), (0, 0));
         for round in 1..=2u64 {
             bell.clear();
-            let sleeper = {
-                let bell = bell.clone();
-                std::thread::spawn(move || {
-                    while !bell.is_pending() {
-                        bell.sleep(Sleep::Idle(None), || false);
-                    }
-                })
-            };
-            while bell.sleeping.load(Ordering::Acquire) != IDLE {
-                std::thread::yield_now();
-            }
+            let sleeper = asleep_until_rung(&bell);
             let restricted = round == 2;
             let woke = {
                 let _nmi = restricted.then(crate::restricted::enter);
