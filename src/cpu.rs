@@ -15,7 +15,9 @@
 //!   `__rseq_offset + 4` in a static atomic. It never runs in a signal handler: `dlsym` may lock.
 //! - [`current_shard`] (any context, async-signal-safe) loads the cached offset; if there is one
 //!   (x86-64 Linux), it reads `cpu_id` with a single load relative to the thread pointer (`fs`),
-//!   and if that is non-negative it is the CPU. In every other case — not initialised yet, no
+//!   and if that is non-negative it is the CPU (one unsigned compare with the shard count
+//!   settles both that and whether the CPU needs the modulo, which is out of line). In every
+//!   other case — not initialised yet, no
 //!   symbols, registration disabled or failed for this thread, another architecture — it uses
 //!   the CPU `sched_getcpu` (itself async-signal-safe: the vDSO, or a syscall) gave this thread
 //!   within its last 64 calls, kept in a `const`-initialised thread-local without a destructor.
@@ -29,11 +31,31 @@
 #[inline]
 pub fn current_shard(shards: usize) -> usize {
     let cpu = match rseq::cpu_id() {
-        Some(cpu) => cpu,
+        // A negative id (no area registered for this thread) reads as 2^31 or more, so one
+        // compare below sends it, and a CPU beyond the shards, to the out-of-line path.
+        Some(raw) => raw as usize,
         None => hint::cpu(),
     };
-    // The default is one shard per CPU, so the division is rarely needed.
-    if cpu < shards { cpu } else { cpu % shards }
+    // The default is one shard per CPU, so the rest is rarely needed.
+    if cpu < shards {
+        cpu
+    } else {
+        beyond(cpu, shards)
+    }
+}
+
+/// [`current_shard`] for a CPU number at or past the shard count, or an rseq `cpu_id` that is
+/// negative (read as an unsigned number): out of line, off the push's path.
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn beyond(cpu: usize, shards: usize) -> usize {
+    let cpu = if cpu > i32::MAX as usize {
+        hint::cpu()
+    } else {
+        cpu
+    };
+    cpu % shards
 }
 
 /// Without an rseq area: the CPU `sched_getcpu` gave a few calls ago.
@@ -132,11 +154,11 @@ mod rseq {
         (size >= 8).then(|| offset.wrapping_add(4) as usize)
     }
 
-    /// The CPU number from this thread's rseq area, if `init` found one and the kernel fills it
-    /// for this thread. Async-signal-safe: one relaxed load and one load from the thread's own
-    /// control block.
+    /// The `cpu_id` field of this thread's rseq area, if `init` found one: the CPU number, or
+    /// (as an `i32`) negative if the kernel does not fill the area for this thread.
+    /// Async-signal-safe: one relaxed load and one load from the thread's own control block.
     #[inline(always)]
-    pub(super) fn cpu_id() -> Option<usize> {
+    pub(super) fn cpu_id() -> Option<u32> {
         // Relaxed: see `init`.
         let offset = CPU_ID_OFFSET.load(Ordering::Relaxed);
         if offset >= UNAVAILABLE {
@@ -157,9 +179,9 @@ mod rseq {
                 options(nostack, preserves_flags, readonly),
             );
         }
-        // Negative: no area registered for this thread (`RSEQ_CPU_ID_UNINITIALIZED` or
-        // `RSEQ_CPU_ID_REGISTRATION_FAILED`).
-        usize::try_from(cpu as i32).ok()
+        // Negative as an `i32` if no area is registered for this thread
+        // (`RSEQ_CPU_ID_UNINITIALIZED` or `RSEQ_CPU_ID_REGISTRATION_FAILED`): the caller's.
+        Some(cpu)
     }
 }
 
@@ -169,7 +191,7 @@ mod rseq {
     pub(super) fn init() {}
 
     #[inline(always)]
-    pub(super) fn cpu_id() -> Option<usize> {
+    pub(super) fn cpu_id() -> Option<u32> {
         None
     }
 }
@@ -215,7 +237,7 @@ mod tests {
         };
         // SAFETY: no preconditions.
         let expected = unsafe { libc::sched_getcpu() };
-        if let Some(cpu) = rseq::cpu_id()
+        if let Some(cpu) = rseq::cpu_id().filter(|&raw| raw as i32 >= 0)
             && pinned
         {
             assert_eq!(cpu as i32, expected);

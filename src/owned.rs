@@ -158,7 +158,7 @@ impl<T: Send + 'static> Owned<T> {
     pub fn new(runtime: &Runtime, value: T) -> Owned<T> {
         let inner = runtime.inner_arc();
         let node = Box::new(Node {
-            link: Link::new(free::<T>),
+            link: inner.owned_link(free::<T>),
             // `Arc::as_ptr`: a pointer that covers the reference counts, which the box that
             // turns out to be the last gives its shared reference back through.
             // SAFETY: never null (it points into a live `Arc`).
@@ -369,8 +369,10 @@ impl<T: Clone + Send + 'static> Clone for Owned<T> {
     /// ```
     fn clone(&self) -> Self {
         let state = self.node().state;
+        // SAFETY: our box, still counted (we borrow it), keeps its state alive.
+        let link = unsafe { state.as_ref() }.owned_link(free::<T>);
         let node = Box::new(Node {
-            link: Link::new(free::<T>),
+            link,
             state,
             value: self.node().value.clone(),
         });

@@ -79,7 +79,7 @@
 //! thread's, which may be waiting for ours. Queued batches it can run itself, so every wait
 //! either runs something or waits for readers.
 //!
-use crate::arena::{Arena, Entry, GrowState, Payload};
+use crate::arena::{Arena, Dtor, Entry, GrowState, Payload};
 use crate::builder::{Config, Policy};
 use crate::cpu::current_shard;
 use crate::emergency::{Emergency, Parked};
@@ -728,6 +728,13 @@ impl Inner {
     pub(crate) unsafe fn offload_owned(&self, node: NonNull<Link>, grace: bool) -> Unlinked {
         // SAFETY: forwarded contract.
         unsafe { self.owned.push(node, grace, &self.doorbell) }
+    }
+
+    /// The list entry of a new owned box of this runtime, destroyed by `destroy`: it names the
+    /// lists [`offload_owned`](Self::offload_owned) pushes it onto. Ordinary context.
+    #[inline]
+    pub(crate) fn owned_link(&self, destroy: Dtor) -> Link {
+        Link::new(destroy, &self.owned)
     }
 
     /// Counts an owned box being made (`owned.rs`): the first of the boxes that exist takes

@@ -191,8 +191,17 @@ impl Doorbell {
             }
             return self.ring_after_push();
         }
+        self.after_push_immediate(before == 0)
+    }
+
+    /// [`after_push_deferred`](Self::after_push_deferred) for a caller that knows this doorbell
+    /// has no high watermark ([`Wake::Immediate`]), and so needs only whether the list was empty
+    /// before its push. Async-signal-safe.
+    #[inline]
+    pub fn after_push_immediate(&self, was_empty: bool) -> Option<Wakeup> {
+        debug_assert_eq!(self.high_watermark, 0);
         // Relaxed: only a filter for the backstop; correctness rests on the empty-list ring.
-        if before > 0 && self.pending.load(Ordering::Relaxed) {
+        if !was_empty && self.pending.load(Ordering::Relaxed) {
             return None;
         }
         self.ring_after_push()

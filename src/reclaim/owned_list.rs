@@ -9,8 +9,9 @@
 //! pop, no reserve, never the emergency area. A push is one swap, as in basedrop's queue, not a
 //! load and a CAS loop:
 //!
-//! 1. a node is made with `next` = `UNLINKED` (a value no node address can have) and pushed
-//!    once;
+//! 1. a node is made with `next` = `UNLINKED` (a value no node address can have) and the
+//!    address of its lists' shards (so that a push reaches its shard from the node, with one
+//!    load less than through the runtime state), and pushed once;
 //! 2. in lazy wake mode, the pusher increments the shard's length counter (the length the
 //!    doorbell compares with its high watermark);
 //! 3. it swaps its node into the shard's head and gets the head it replaced: the node is in the
@@ -205,16 +206,21 @@ pub(crate) struct Link {
     /// Destroys the whole allocation, given the node's address (the `Link`'s, which is the
     /// allocation's: the `Link` comes first in a `#[repr(C)]` node).
     destroy: Dtor,
+    /// The first shard of the lists the node is pushed onto (theirs: `OwnedLists::shards`), so
+    /// that a push finds its shard from the node itself, not through the runtime state: one
+    /// dependent load less before the swap.
+    shards: NonNull<CachePadded<Shard>>,
 }
 
 impl Link {
-    /// A link for a node destroyed by `destroy`, not yet pushed.
+    /// A link for a node of `lists`, destroyed by `destroy`, not yet pushed.
     #[inline]
-    pub(crate) fn new(destroy: Dtor) -> Link {
+    pub(crate) fn new(destroy: Dtor, lists: &OwnedLists) -> Link {
         Link {
             next: AtomicPtr::new(ptr::without_provenance_mut(UNLINKED)),
             stash_next: UnsafeCell::new(ptr::null_mut()),
             destroy,
+            shards: lists.shards.cast(),
         }
     }
 }
@@ -349,8 +355,8 @@ impl OwnedLists {
     ///
     /// # Safety
     /// `node` points to the `Link` at the start of a live owned-box allocation whose `destroy`
-    /// frees it, never pushed before; the caller owns it and gives that ownership up to the list
-    /// (and so to whichever drainer takes it).
+    /// frees it, made by [`Link::new`] for these lists, never pushed before; the caller owns it
+    /// and gives that ownership up to the list (and so to whichever drainer takes it).
     #[inline]
     pub(crate) unsafe fn push(
         &self,
@@ -358,32 +364,37 @@ impl OwnedLists {
         grace: bool,
         bell: &Doorbell,
     ) -> Unlinked {
-        // The length first and the slice's address only once the shard is known (as for a
-        // `Box`'s slice): fewer registers live across the CPU number's read.
+        // The shard from the CPU number and the count, the slice's address from the node.
         let shard = current_shard(self.shards.len());
         debug_assert!(shard < self.shards.len());
-        // SAFETY: `current_shard(n)` is below `n`, so the element is in the slice (live: see
+        // SAFETY: the caller owns the live node (contract).
+        let first = unsafe { node.as_ref() }.shards;
+        debug_assert_eq!(first, self.shards.cast());
+        // SAFETY: the node's `shards` is ours (`Link::new` took it from these lists: contract),
+        // and `current_shard(n)` is below `n`, so the element is in the slice (live: see
         // `shards`).
-        let s = unsafe { &*self.shards.cast::<CachePadded<Shard>>().as_ptr().add(shard) };
-        // Before the push, so that a walk's decrement never underflows. Relaxed: a heuristic
-        // for the lazy high watermark (module docs).
-        let counted = if self.counted {
-            s.len.fetch_add(1, Ordering::Relaxed)
-        } else {
-            0
+        let s = unsafe { &*first.as_ptr().add(shard) };
+        let swap = || {
+            // AcqRel: Release publishes the node (and the value after it) to the taker's Acquire
+            // swap; Acquire orders a push onto an empty list after the take that emptied it.
+            let older = s.head.swap(node.as_ptr(), Ordering::AcqRel);
+            #[cfg(loom)]
+            model_interrupt();
+            older
         };
-        // AcqRel: Release publishes the node (and the value after it) to the taker's Acquire
-        // swap; Acquire orders a push onto an empty list after the take that emptied it.
-        let older = s.head.swap(node.as_ptr(), Ordering::AcqRel);
-        #[cfg(loom)]
-        model_interrupt();
         // Ring while our unlinked node still keeps the runtime state, and so `bell`, alive; the
-        // wake-up syscall, if the ring needs one, waits until after the link.
-        let wakeup = bell.after_push_deferred(if self.counted {
-            counted
+        // wake-up syscall, if the ring needs one, waits until after the link. The two modes
+        // apart, so that the immediate one (the default) tests nothing it does not need.
+        let (older, wakeup) = if self.counted {
+            // Before the push, so that a walk's decrement never underflows. Relaxed: a
+            // heuristic for the lazy high watermark (module docs).
+            let before = s.len.fetch_add(1, Ordering::Relaxed);
+            let older = swap();
+            (older, bell.after_push_deferred(before))
         } else {
-            usize::from(!older.is_null())
-        });
+            let older = swap();
+            (older, bell.after_push_immediate(older.is_null()))
+        };
         #[cfg(all(test, not(loom)))]
         pause_if_armed(PauseAt::BeforeLink);
         Unlinked {
