@@ -31,8 +31,7 @@
 #[inline]
 pub fn current_shard(shards: usize) -> usize {
     let cpu = match rseq::cpu_id() {
-        // A negative id (no area registered for this thread) reads as 2^31 or more, so one
-        // compare below sends it, and a CPU beyond the shards, to the out-of-line path.
+        // A negative id reads as 2^31 or more: the out-of-line path asks the hint.
         Some(raw) => raw as usize,
         None => hint::cpu(),
     };
@@ -40,22 +39,37 @@ pub fn current_shard(shards: usize) -> usize {
     if cpu < shards {
         cpu
     } else {
-        beyond(cpu, shards)
+        shard_beyond(cpu, shards)
     }
 }
 
-/// [`current_shard`] for a CPU number at or past the shard count, or an rseq `cpu_id` that is
-/// negative (read as an unsigned number): out of line, off the push's path.
+/// The calling thread's CPU number from its rseq area, for a caller that keeps every other case
+/// off its own path by passing a number not below its shard count to [`shard_beyond`]: the CPU,
+/// or 2^31 or more if there is no rseq area to read (`usize::MAX`) or it has no CPU number (a
+/// negative `cpu_id`, read as unsigned). One load from a static and one from the thread's
+/// control block, no call. Async-signal-safe.
+#[cfg(not(loom))]
+#[inline]
+pub fn current_cpu() -> usize {
+    match rseq::cpu_id() {
+        Some(raw) => raw as usize,
+        None => usize::MAX,
+    }
+}
+
+/// The shard among `shards` for a [`current_cpu`] number that is not below `shards`: the CPU
+/// modulo the count, asking `sched_getcpu` (through the hint) for a number the rseq area did
+/// not have. Out of line, off the push's path. Async-signal-safe.
 #[cfg(not(loom))]
 #[cold]
 #[inline(never)]
-fn beyond(cpu: usize, shards: usize) -> usize {
+pub fn shard_beyond(cpu: usize, shards: usize) -> usize {
     let cpu = if cpu > i32::MAX as usize {
         hint::cpu()
     } else {
         cpu
     };
-    cpu % shards
+    if cpu < shards { cpu } else { cpu % shards }
 }
 
 /// Without an rseq area: the CPU `sched_getcpu` gave a few calls ago.
@@ -204,7 +218,19 @@ loom::thread_local! {
 /// Under loom there are no CPUs: a model picks each thread's shard with [`set_model_shard`].
 #[cfg(loom)]
 pub fn current_shard(shards: usize) -> usize {
-    MODEL_SHARD.with(|s| s.get()) % shards
+    shard_beyond(current_cpu(), shards)
+}
+
+/// Under loom, the shard the model picked for this thread ([`set_model_shard`]).
+#[cfg(loom)]
+pub fn current_cpu() -> usize {
+    MODEL_SHARD.with(|s| s.get())
+}
+
+/// Under loom, the modulo.
+#[cfg(loom)]
+pub fn shard_beyond(cpu: usize, shards: usize) -> usize {
+    cpu % shards
 }
 
 /// Sets the calling model thread's shard (loom only).

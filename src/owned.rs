@@ -218,19 +218,15 @@ impl<T: Send + 'static> Owned<T> {
     /// `node` is the live node of an `Owned<T>` (of some `T`) that the caller owns and gives up.
     #[inline]
     unsafe fn push(node: NonNull<Link>, grace: bool) {
-        let unlinked = {
-            // `state` sits at the same offset in every `Node<T>` (`#[repr(C)]`, right after the
-            // `Link`, whatever `T` is). The box is counted in that state, which keeps it alive:
-            // a pushed node stays counted until a walk hands it over, which is after its link.
-            // SAFETY: a live node (contract), read through `Node<()>` (same offset, above);
-            // the state it names is alive while the box is counted (above).
-            let inner: &Inner = unsafe { node.cast::<Node<()>>().as_ref().state.as_ref() };
-            // SAFETY: the caller gives the node up; its link's destroy function frees it.
-            unsafe { inner.offload_owned(node, grace) }
-        };
-        // Outside the block that borrows the runtime state: once linked, the node may be gone,
-        // and uncounted (with it, maybe, what kept that state alive).
-        unlinked.link();
+        // `state` sits at the same offset in every `Node<T>` (`#[repr(C)]`, right after the
+        // `Link`, whatever `T` is). The box is counted in that state, which keeps it alive: a
+        // pushed node stays counted until a walk hands it over, which is after its link, the
+        // push's last access (so no reference into the state is held across it).
+        // SAFETY: a live node (contract), read through `Node<()>` (same offset, above).
+        let state = unsafe { node.cast::<Node<()>>().as_ref().state };
+        // SAFETY: the state the box is counted in; the caller gives the node up, and its link's
+        // destroy function frees it.
+        unsafe { Inner::offload_owned(state.as_ptr(), node, grace) };
     }
 
     /// The ordinary-context drop (out of line: the restricted push is the path to keep short).

@@ -92,7 +92,7 @@ use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
 use crate::reclaim::cycle_gate::CycleGate;
 use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain, Drainer};
-use crate::reclaim::owned_list::{Link, OwnedLists, Unlinked};
+use crate::reclaim::owned_list::{Link, OwnedLists};
 use crate::regrowth::Regrowth;
 use crate::restricted;
 use crate::stats::Stats;
@@ -715,19 +715,27 @@ impl Inner {
         self.doorbell.after_push(before);
     }
 
-    /// Queues an owned box's node on this CPU's owned list and rings the doorbell as a job push
-    /// does: one swap and, for the first node of a burst, the ring (all but its wake-up
-    /// syscall, which the returned token makes after the link). The caller links the node after
-    /// this returns, and must not touch the runtime state after that (`owned_list.rs`): the
-    /// node's count may have been what kept it alive. Async-signal-safe.
+    /// Queues an owned box's node on this CPU's owned list, rings the doorbell as a job push
+    /// does (one swap and, for the first node of a burst, the ring), links the node, then makes
+    /// the ring's wake-up syscall if it needs one (`owned_list.rs`). Takes the state as a raw
+    /// pointer: the node's count may be what keeps it alive, and a drainer may uncount the node
+    /// the moment it is linked. Async-signal-safe.
     ///
     /// # Safety
-    /// As for `OwnedLists::push`: the caller owns the live, never-pushed node (whose count
-    /// keeps `self` alive until it is linked) and gives it up.
+    /// `this` is the state the node is counted in; the caller owns the live node (made with
+    /// [`owned_link`](Self::owned_link) of this state, never pushed) and gives it up.
     #[inline]
-    pub(crate) unsafe fn offload_owned(&self, node: NonNull<Link>, grace: bool) -> Unlinked {
-        // SAFETY: forwarded contract.
-        unsafe { self.owned.push(node, grace, &self.doorbell) }
+    pub(crate) unsafe fn offload_owned(this: *const Inner, node: NonNull<Link>, grace: bool) {
+        // SAFETY: place projections (no reference) into the state the node keeps alive;
+        // forwarded contract.
+        unsafe {
+            OwnedLists::push(
+                &raw const (*this).owned,
+                &raw const (*this).doorbell,
+                node,
+                grace,
+            )
+        }
     }
 
     /// The list entry of a new owned box of this runtime, destroyed by `destroy`: it names the

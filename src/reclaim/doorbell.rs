@@ -185,26 +185,31 @@ impl Doorbell {
     /// the syscall needs only an address (see [`Wakeup`]). Async-signal-safe.
     #[inline]
     pub fn after_push_deferred(&self, before: usize) -> Option<Wakeup> {
-        if self.high_watermark > 0 {
-            if before + 1 != self.high_watermark {
-                return None;
-            }
-            return self.ring_after_push();
-        }
-        self.after_push_immediate(before == 0)
-    }
-
-    /// [`after_push_deferred`](Self::after_push_deferred) for a caller that knows this doorbell
-    /// has no high watermark ([`Wake::Immediate`]), and so needs only whether the list was empty
-    /// before its push. Async-signal-safe.
-    #[inline]
-    pub fn after_push_immediate(&self, was_empty: bool) -> Option<Wakeup> {
-        debug_assert_eq!(self.high_watermark, 0);
-        // Relaxed: only a filter for the backstop; correctness rests on the empty-list ring.
-        if !was_empty && self.pending.load(Ordering::Relaxed) {
+        if self.quiet_after_push(before) {
             return None;
         }
         self.ring_after_push()
+    }
+
+    /// Whether a push onto a list that held `before` objects may skip the ring
+    /// ([`after_push`](Self::after_push) says when it may). A caller that answers `false` rings
+    /// with [`ring_deferred`](Self::ring_deferred). Async-signal-safe.
+    #[inline]
+    pub fn quiet_after_push(&self, before: usize) -> bool {
+        if self.high_watermark > 0 {
+            return before + 1 != self.high_watermark;
+        }
+        self.quiet_after_push_immediate(before == 0)
+    }
+
+    /// [`quiet_after_push`](Self::quiet_after_push) for a caller that knows this doorbell has no
+    /// high watermark ([`Wake::Immediate`]), and so needs only whether the list was empty before
+    /// its push. Async-signal-safe.
+    #[inline]
+    pub fn quiet_after_push_immediate(&self, was_empty: bool) -> bool {
+        debug_assert_eq!(self.high_watermark, 0);
+        // Relaxed: only a filter for the backstop; correctness rests on the empty-list ring.
+        !was_empty && self.pending.load(Ordering::Relaxed)
     }
 
     /// [`ring`](Self::ring), deferred and out of line: only the first push of a burst gets here,
@@ -222,9 +227,11 @@ impl Doorbell {
         self.ring_deferred().map(Wakeup::make).is_some()
     }
 
-    /// [`ring`](Self::ring) up to the syscall, which it returns for the caller to make.
+    /// [`ring`](Self::ring) up to the syscall, which it returns for the caller to make (after
+    /// its own last access to this doorbell's memory, if it likes: see [`Wakeup`]).
+    /// Async-signal-safe.
     #[inline]
-    fn ring_deferred(&self) -> Option<Wakeup> {
+    pub fn ring_deferred(&self) -> Option<Wakeup> {
         // An RMW, never a plain load: if we find the flag already set, our swap must come before
         // the drainer's next clear in the flag's modification order, so that the clear reads our
         // write (Release) and the take after it sees our push. A load that sees `true` could be

@@ -104,7 +104,7 @@
 //! | `stalled`, `taken`, `stalls`, `stalled_now` | yes (snapshot) | yes | yes |
 
 use crate::arena::{Dtor, Payload};
-use crate::cpu::current_shard;
+use crate::cpu::{current_cpu, shard_beyond};
 use crate::reclaim::doorbell::{Doorbell, Wakeup};
 use crate::sync::{Arc, AtomicPtr, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
@@ -348,66 +348,119 @@ impl OwnedLists {
         n > 0 && self.boxes.fetch_sub(n, Ordering::AcqRel) == n
     }
 
-    /// Pushes `node` onto this CPU's list and rings `bell` (module docs, steps 2-4); the caller
-    /// then links it ([`Unlinked::link`], step 5) once it is done with the runtime state, which
-    /// this `&self` is part of. Lock-free, allocation-free, never retried: safe in restricted
-    /// context.
+    /// Pushes `node` onto this CPU's list of `lists`, rings `bell`, links the node, then makes
+    /// the ring's wake-up syscall if it needs one (module docs, steps 2-6). Lock-free,
+    /// allocation-free, never retried: safe in restricted context.
+    ///
+    /// Raw pointers, not references: the lists and the doorbell are part of the runtime state,
+    /// which the node keeps alive only until it is linked (a reference argument would claim them
+    /// for the whole call). The path that rings and the one for a CPU past the shard count are
+    /// out of line and end the push themselves, so the common one saves no registers.
     ///
     /// # Safety
-    /// `node` points to the `Link` at the start of a live owned-box allocation whose `destroy`
-    /// frees it, made by [`Link::new`] for these lists, never pushed before; the caller owns it
-    /// and gives that ownership up to the list (and so to whichever drainer takes it).
+    /// - `node` points to the `Link` at the start of a live owned-box allocation whose `destroy`
+    ///   frees it, made by [`Link::new`] for `lists`, never pushed before; the caller owns it
+    ///   and gives that ownership up to the list (and so to whichever drainer takes it).
+    /// - `lists` and `bell` are the lists and doorbell of one runtime state, which the node,
+    ///   counted there, keeps alive until it is linked.
     #[inline]
     pub(crate) unsafe fn push(
-        &self,
+        lists: *const OwnedLists,
+        bell: *const Doorbell,
         node: NonNull<Link>,
         grace: bool,
-        bell: &Doorbell,
-    ) -> Unlinked {
-        // The shard from the CPU number and the count, the slice's address from the node.
-        let shard = current_shard(self.shards.len());
-        debug_assert!(shard < self.shards.len());
-        // SAFETY: the caller owns the live node (contract).
-        let first = unsafe { node.as_ref() }.shards;
-        debug_assert_eq!(first, self.shards.cast());
-        // SAFETY: the node's `shards` is ours (`Link::new` took it from these lists: contract),
-        // and `current_shard(n)` is below `n`, so the element is in the slice (live: see
-        // `shards`).
-        let s = unsafe { &*first.as_ptr().add(shard) };
-        let swap = || {
-            // AcqRel: Release publishes the node (and the value after it) to the taker's Acquire
-            // swap; Acquire orders a push onto an empty list after the take that emptied it.
-            let older = s.head.swap(node.as_ptr(), Ordering::AcqRel);
-            #[cfg(loom)]
-            model_interrupt();
-            older
-        };
-        // Ring while our unlinked node still keeps the runtime state, and so `bell`, alive; the
-        // wake-up syscall, if the ring needs one, waits until after the link. The two modes
-        // apart, so that the immediate one (the default) tests nothing it does not need.
-        let (older, wakeup) = if self.counted {
-            // Before the push, so that a walk's decrement never underflows. Relaxed: a
-            // heuristic for the lazy high watermark (module docs).
-            let before = s.len.fetch_add(1, Ordering::Relaxed);
-            let older = swap();
-            (older, bell.after_push_deferred(before))
+    ) {
+        let cpu = current_cpu();
+        // SAFETY: the lists are alive while our node is unlinked (contract); a read of the
+        // slice pointer's length, no reference made.
+        let shards = unsafe { (*lists).shards.len() };
+        if cpu < shards {
+            // SAFETY: forwarded contract; `cpu` is below the shard count.
+            unsafe { Self::push_onto(lists, bell, node, grace, cpu) }
         } else {
-            let older = swap();
-            (older, bell.after_push_immediate(older.is_null()))
-        };
-        #[cfg(all(test, not(loom)))]
-        pause_if_armed(PauseAt::BeforeLink);
-        Unlinked {
-            node,
-            word: if grace {
-                older.map_addr(|a| a | GRACE)
-            } else {
-                older
-            },
-            wakeup,
+            // SAFETY: forwarded contract.
+            unsafe { Self::push_beyond(lists, bell, node, grace, cpu, shards) }
         }
     }
 
+    /// [`push`](Self::push) for a CPU number at or past the shard count (or none).
+    ///
+    /// # Safety
+    /// [`push`](Self::push)'s; `shards` is the lists' shard count.
+    #[cold]
+    #[inline(never)]
+    unsafe fn push_beyond(
+        lists: *const OwnedLists,
+        bell: *const Doorbell,
+        node: NonNull<Link>,
+        grace: bool,
+        cpu: usize,
+        shards: usize,
+    ) {
+        // SAFETY: forwarded contract; `shard_beyond` answers below `shards`.
+        unsafe { Self::push_onto(lists, bell, node, grace, shard_beyond(cpu, shards)) }
+    }
+
+    /// [`push`](Self::push) onto `shard`.
+    ///
+    /// # Safety
+    /// [`push`](Self::push)'s; `shard` is below the lists' shard count.
+    #[inline(always)]
+    unsafe fn push_onto(
+        lists: *const OwnedLists,
+        bell: *const Doorbell,
+        node: NonNull<Link>,
+        grace: bool,
+        shard: usize,
+    ) {
+        let (word, quiet) = {
+            // SAFETY: alive while our node is unlinked (contract), and these references end
+            // before the link.
+            let (lists, bell) = unsafe { (&*lists, &*bell) };
+            debug_assert!(shard < lists.shards.len());
+            // SAFETY: the caller owns the live node (contract).
+            let first = unsafe { node.as_ref() }.shards;
+            debug_assert_eq!(first, lists.shards.cast());
+            // SAFETY: the node's `shards` is these lists' (`Link::new` took it from them:
+            // contract), and `shard` is below their count, so the element is in the slice
+            // (live: see `shards`).
+            let s = unsafe { &*first.as_ptr().add(shard) };
+            let swap = || {
+                // AcqRel: Release publishes the node (and the value after it) to the taker's
+                // Acquire swap; Acquire orders a push onto an empty list after the take that
+                // emptied it.
+                let older = s.head.swap(node.as_ptr(), Ordering::AcqRel);
+                #[cfg(loom)]
+                model_interrupt();
+                older
+            };
+            // The two modes apart, so that the immediate one (the default) tests nothing it
+            // does not need.
+            let (older, quiet) = if lists.counted {
+                // Before the push, so that a walk's decrement never underflows. Relaxed: a
+                // heuristic for the lazy high watermark (module docs).
+                let before = s.len.fetch_add(1, Ordering::Relaxed);
+                let older = swap();
+                (older, bell.quiet_after_push(before))
+            } else {
+                let older = swap();
+                (older, bell.quiet_after_push_immediate(older.is_null()))
+            };
+            let word = if grace {
+                older.map_addr(|a| a | GRACE)
+            } else {
+                older
+            };
+            (word, quiet)
+        };
+        if quiet {
+            // SAFETY: our node, pushed just now and not linked.
+            unsafe { link(node, word, None) };
+        } else {
+            // SAFETY: as above; the doorbell is alive while our node is unlinked (contract).
+            unsafe { ring_and_link(bell, node, word) };
+        }
+    }
     /// Takes every shard's stash and list and hands each linked node (oldest first per list) to
     /// `f` as a payload (`obj` is the node, `dtor` its destroy function, `grace` its flag), which
     /// then owns it: it must destroy it, or keep it for later, exactly once. Nodes found
@@ -592,38 +645,46 @@ impl OwnedLists {
     }
 }
 
-/// A node pushed and not yet linked (module docs, between steps 3 and 5): it keeps the runtime
-/// state alive, and no walk goes past it, until [`link`](Self::link). Dropping it instead
-/// would strand the node and everything older on its list: always link.
-#[must_use = "an unlinked node strands its list until it is linked"]
-pub(crate) struct Unlinked {
-    node: NonNull<Link>,
-    /// What `next` becomes: the head the push replaced, with the grace bit.
-    word: *mut Link,
-    /// The ring's wake-up syscall, made after the link (it needs no memory of the runtime's).
-    wakeup: Option<Wakeup>,
+/// Rings `bell` for a push that needs it (step 4), then links the node and makes the ring's
+/// wake-up syscall, if any (steps 5 and 6). Out of line: only the first push of a burst (in lazy
+/// mode, the one that reaches the high watermark) gets here.
+///
+/// # Safety
+/// `node` was pushed just now by the caller, who has not linked it; `bell` is the doorbell of
+/// the runtime state the node is counted in (alive while it is unlinked).
+#[cold]
+#[inline(never)]
+unsafe fn ring_and_link(bell: *const Doorbell, node: NonNull<Link>, word: *mut Link) {
+    // SAFETY: alive while our node is unlinked (contract); the reference ends here.
+    let wakeup = unsafe { &*bell }.ring_deferred();
+    // SAFETY: forwarded contract.
+    unsafe { link(node, word, wakeup) };
 }
 
-impl Unlinked {
-    /// Links the node (step 5): the pusher's last access to anything of the runtime's. A
-    /// drainer may destroy and uncount the node, and with it what kept the runtime state alive,
-    /// the moment this store lands, so the caller must hold no reference into that state across
-    /// the call (this takes only the node). Async-signal-safe.
-    #[inline]
-    pub(crate) fn link(self) {
-        // SAFETY: `push` made `self` from a live node it had just pushed, and an unlinked node is
-        // never destroyed (no walk hands it over), so it is live; `self` is consumed, so `next`
-        // is written once. Only the atomic is borrowed, for the store.
-        let next = unsafe { &(*self.node.as_ptr()).next };
-        // Release: pairs with the walk's Acquire load of `next` (module docs). Our last access.
-        next.store(self.word, Ordering::Release);
-        #[cfg(all(test, not(loom)))]
-        pause_if_armed(PauseAt::AfterLink);
-        // Only now: a drainer woken before the link could find the node unlinked (and, woken on
-        // this CPU, keep us from linking it). The syscall needs only an address (`Wakeup`).
-        if let Some(wakeup) = self.wakeup {
-            wakeup.make();
-        }
+/// Links a node pushed just now (step 5): stores `word`, the head its push replaced (with the
+/// grace bit), into its `next`: the pusher's last access to anything of the runtime's. Then
+/// makes the ring's wake-up syscall, if it needs one (step 6), which uses an address only. A
+/// drainer may destroy and uncount the node, and with it what kept the runtime state alive, the
+/// moment the store lands, so the caller holds no reference into that state across the call.
+/// Async-signal-safe.
+///
+/// # Safety
+/// `node` was pushed just now by the caller, who links it once, here.
+#[inline(always)]
+unsafe fn link(node: NonNull<Link>, word: *mut Link, wakeup: Option<Wakeup>) {
+    #[cfg(all(test, not(loom)))]
+    pause_if_armed(PauseAt::BeforeLink);
+    // SAFETY: an unlinked node is never destroyed (no walk hands it over), so it is live; only
+    // the atomic is borrowed, for the store.
+    let next = unsafe { &(*node.as_ptr()).next };
+    // Release: pairs with the walk's Acquire load of `next` (module docs). Our last access.
+    next.store(word, Ordering::Release);
+    #[cfg(all(test, not(loom)))]
+    pause_if_armed(PauseAt::AfterLink);
+    // Only now: a drainer woken before the link could find the node unlinked (and, woken on
+    // this CPU, keep us from linking it). The syscall needs only an address (`Wakeup`).
+    if let Some(wakeup) = wakeup {
+        wakeup.make();
     }
 }
 
