@@ -287,10 +287,59 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         // (A readable slot's displaced object is retired into a batch there, which needs no
         // job.)
         let claim_always = restricted::is_active();
-        let mut claim = claim;
         let raw = new.into_raw().as_ptr();
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
         let mut cur = self.ptr.load(Ordering::Relaxed);
+        if claim.is_none() && !claim_always && !cur.is_null() {
+            // An ordinary replace of a full slot, the common case, on a path of its own that
+            // carries no claim: the displaced object's claim stays with the new one. It makes
+            // the runtime's fork check (in a child after `fork`, this first use restarts its
+            // drainer), which every other exchange makes when it looks the runtime up: before
+            // the CAS for a slot bound to a handle, so that its loads overlap the slot's; after
+            // it for a global slot, whose runtime is known to exist only once a CAS has read the
+            // object it displaced (whose install looked the runtime up first).
+            let handle = match &self.runtime {
+                Binding::Handle(runtime) => {
+                    let _ = runtime.inner();
+                    true
+                }
+                #[cfg(not(loom))]
+                Binding::Global => false,
+            };
+            while let Some(old) = NonNull::new(cur) {
+                // Orderings as in `exchange_claiming`.
+                match self
+                    .ptr
+                    .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Relaxed)
+                {
+                    Ok(_) => {
+                        if !handle {
+                            let _ = self.runtime.existing().inner();
+                        }
+                        return Ok(Some(self.detached(old, false)));
+                    }
+                    Err(actual) => cur = actual,
+                }
+            }
+        }
+        // SAFETY: `raw` came from `into_raw` of `new` just above and was never shared (every
+        // CAS that could have published it failed).
+        unsafe { self.exchange_claiming(raw, claim, cur, claim_always) }
+    }
+
+    /// [`exchange`](Self::exchange) from its first look at the slot (`cur`), for every case
+    /// that may need a claim: an empty slot, restricted context, or a claim the caller took.
+    ///
+    /// # Safety
+    /// `raw` came from `P::into_raw` and was never shared: the caller gives it up.
+    #[inline(always)]
+    unsafe fn exchange_claiming<'s: 'c, 'c>(
+        &'s self,
+        raw: *mut (),
+        mut claim: Option<Claim<'c>>,
+        mut cur: *mut (),
+        claim_always: bool,
+    ) -> Result<Option<Detached<'s, P>>, Rejected<P>> {
         loop {
             // The runtime is looked up (created, for a global slot's first install) before
             // anything can go into an empty slot, so a slot that holds an object has one: a
@@ -310,8 +359,8 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
                 match claimed {
                     Ok(got) => claim = got,
                     Err((error, runtime)) => {
-                        // SAFETY: `raw` came from `into_raw` of `new` just above and was never
-                        // shared (every CAS that could have published it failed).
+                        // SAFETY: `raw` is ours and unshared (contract, and every CAS that
+                        // could have published it failed).
                         let value = unsafe { P::from_raw(NonNull::new_unchecked(raw)) };
                         return Err(Rejected::new(value, error, runtime));
                     }
@@ -326,11 +375,10 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
             {
                 Ok(prev) => {
                     if claim.is_none() && !claim_always {
-                        // An ordinary replace that looked nothing up: the runtime's fork check
-                        // (in a child after `fork`, this first use restarts its drainer), which
-                        // every other exchange made when it looked the runtime up. The runtime
-                        // exists: the slot held `prev`, or this call looked it up (an owned box
-                        // into an empty slot).
+                        // An ordinary exchange that claimed nothing (an owned box, which
+                        // needs no claim, into a slot found empty) made no fork check: make it,
+                        // as above. The runtime exists: the slot held `prev`, or this call
+                        // looked it up.
                         let _ = self.runtime.existing().inner();
                     }
                     // Installed: a claim we hold is spent, on the new object (empty slot) or on
