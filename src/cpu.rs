@@ -17,10 +17,10 @@
 //!   (x86-64 Linux), it reads `cpu_id` with a single load relative to the thread pointer (`fs`),
 //!   and if that is non-negative it is the CPU (one unsigned compare with the shard count
 //!   settles both that and whether the CPU needs the modulo, which is out of line). In every
-//!   other case — not initialised yet, no
-//!   symbols, registration disabled or failed for this thread, another architecture — it uses
-//!   the CPU `sched_getcpu` (itself async-signal-safe: the vDSO, or a syscall) gave this thread
-//!   within its last 64 calls, kept in a `const`-initialised thread-local without a destructor.
+//!   other case — not initialised yet, no symbols, registration disabled or failed for this
+//!   thread, another architecture — it uses the CPU `sched_getcpu` (itself async-signal-safe:
+//!   the vDSO, or a syscall) gave this thread within its last 64 calls, kept in a
+//!   `const`-initialised thread-local without a destructor.
 //!
 //! Neither path locks, allocates or initialises anything lazily, so both are safe in a signal
 //! handler. The answer may be stale by the time it is used (the thread can migrate); that costs
