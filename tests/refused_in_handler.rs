@@ -5,29 +5,18 @@
 //! leaked, and counted), and the drainer destroys it once. Real signals: the handler raises
 //! nothing, allocates nothing and frees nothing; its values come from `Box::into_raw`.
 
+mod common;
+
+use common::counted::{Counted, DESTROYED, DESTROYED_IN_RESTRICTED};
 use sigdrop::signal::{self, Signal, SignalInfo};
-use sigdrop::{Drainer, Error, RefSlot, Runtime, restricted};
+use sigdrop::{Drainer, Error, RefSlot, Runtime};
 use std::ptr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
-static DESTROYED: AtomicUsize = AtomicUsize::new(0);
-static DESTROYED_IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
-
-struct Obj;
-
-impl Drop for Obj {
-    fn drop(&mut self) {
-        if restricted::is_active() {
-            DESTROYED_IN_HANDLER.fetch_add(1, Ordering::SeqCst);
-        }
-        DESTROYED.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// The slot the handler installs into, and the value it installs (from `Box::into_raw`).
-static SLOT: OnceLock<RefSlot<Box<Obj>>> = OnceLock::new();
-static VALUE: AtomicPtr<Obj> = AtomicPtr::new(ptr::null_mut());
+static SLOT: OnceLock<RefSlot<Box<Counted>>> = OnceLock::new();
+static VALUE: AtomicPtr<Counted> = AtomicPtr::new(ptr::null_mut());
 /// How the handler installs, and lets a refused value go: `DROP` or `QUESTION_MARK` after a
 /// `replace`, or `TRY_INSTALL` (dropped after a `try_install`, refused if the slot is full).
 static HOW: AtomicU8 = AtomicU8::new(DROP);
@@ -37,7 +26,7 @@ const TRY_INSTALL: u8 = 2;
 /// Installs the handler saw refused.
 static REFUSED: AtomicUsize = AtomicUsize::new(0);
 
-fn install_from_handler(slot: &RefSlot<Box<Obj>>, value: Box<Obj>) -> Result<(), Error> {
+fn install_from_handler(slot: &RefSlot<Box<Counted>>, value: Box<Counted>) -> Result<(), Error> {
     drop(slot.replace(value)?); // a refusal becomes its `Error` here, letting the value go
     Ok(())
 }
@@ -72,7 +61,7 @@ fn on_signal(_: &SignalInfo) {
 
 fn raise_with(how: u8) {
     HOW.store(how, Ordering::SeqCst);
-    VALUE.store(Box::into_raw(Box::new(Obj)), Ordering::SeqCst);
+    VALUE.store(Box::into_raw(Box::new(Counted)), Ordering::SeqCst);
     // SAFETY: raising a signal whose handler is installed, on this thread.
     assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
     assert!(VALUE.load(Ordering::SeqCst).is_null(), "the handler ran");
@@ -145,5 +134,5 @@ fn a_refused_value_let_go_in_a_handler_goes_to_the_drainer() {
     assert_eq!(rt.stats().emergency, 2, "{:?}", rt.stats());
     assert_eq!(rt.drain().unwrap(), 1);
     assert_eq!(DESTROYED.load(Ordering::SeqCst), 2);
-    assert_eq!(DESTROYED_IN_HANDLER.load(Ordering::SeqCst), 0);
+    assert_eq!(DESTROYED_IN_RESTRICTED.load(Ordering::SeqCst), 0);
 }

@@ -23,9 +23,10 @@
 
 mod common;
 
+use common::counted::{Counted, DESTROYED_IN_RESTRICTED};
 use common::{StopFlag, storm_workers, wait_until};
 use sigdrop::signal::{self, Signal, SignalInfo};
-use sigdrop::{Drainer, Error, KptrHash, ReadSlot, RefSlot, Runtime, restricted};
+use sigdrop::{Drainer, Error, KptrHash, ReadSlot, RefSlot, Runtime};
 use std::cell::UnsafeCell;
 use std::hash::{Hash, Hasher};
 use std::ptr;
@@ -39,21 +40,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Objects made and destroyed, and destructors run in restricted context (must stay 0).
-static DESTROYED: AtomicUsize = AtomicUsize::new(0);
-static DTOR_IN_RESTRICTED: AtomicUsize = AtomicUsize::new(0);
-
-struct Obj;
-
-impl Drop for Obj {
-    fn drop(&mut self) {
-        if restricted::is_active() {
-            DTOR_IN_RESTRICTED.fetch_add(1, Ordering::SeqCst);
-        }
-        DESTROYED.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 /// When set, the next `==` on a [`TrapKey`] raises [`SIG`] on the calling thread (and clears the
@@ -94,12 +80,12 @@ const OP_RESERVE_TO: u8 = 4;
 /// Everything a test's handler may touch, set up in ordinary context before it is installed.
 struct Harness {
     rt: Runtime,
-    map: KptrHash<TrapKey, Box<Obj>>,
-    slot: RefSlot<Box<Obj>>,
-    read: ReadSlot<Arc<Obj>>,
+    map: KptrHash<TrapKey, Box<Counted>>,
+    slot: RefSlot<Box<Counted>>,
+    read: ReadSlot<Arc<Counted>>,
     op: AtomicU8,
     /// The box the handler installs (made in ordinary context); a refused one comes back here.
-    value: AtomicPtr<Obj>,
+    value: AtomicPtr<Counted>,
     /// The last error the handler met, written by the handler and read by the test after
     /// `raise` returned (the handler ran to completion on the test's own thread by then).
     error: UnsafeCell<Option<Error>>,
@@ -129,7 +115,7 @@ impl Harness {
     fn arm_value(&self) {
         let old = self
             .value
-            .swap(Box::into_raw(Box::new(Obj)), Ordering::SeqCst);
+            .swap(Box::into_raw(Box::new(Counted)), Ordering::SeqCst);
         if !old.is_null() {
             // SAFETY: every pointer in `value` came from `Box::into_raw`; the swap made it ours.
             drop(unsafe { Box::from_raw(old) });
@@ -186,7 +172,7 @@ fn on_signal(_: &SignalInfo) {
         // SAFETY: from `Box::into_raw`; the swap made it ours.
         (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
     };
-    let give_back = |value: Box<Obj>| h.value.store(Box::into_raw(value), Ordering::SeqCst);
+    let give_back = |value: Box<Counted>| h.value.store(Box::into_raw(value), Ordering::SeqCst);
     match h.op.load(Ordering::SeqCst) {
         OP_MAP_INSERT => {
             let Some(value) = take_value() else { return };
@@ -261,7 +247,12 @@ fn a_refused_map_insert_in_a_handler_keeps_the_reservation() {
     let rt = lean();
     // Capacity 1: one element, one bucket for every key.
     let h = Harness::new(&rt, 1);
-    assert!(h.map.insert(TrapKey(1), Box::new(Obj)).unwrap().is_none()); // its own job
+    assert!(
+        h.map
+            .insert(TrapKey(1), Box::new(Counted))
+            .unwrap()
+            .is_none()
+    ); // its own job
     rt.reserve(1).unwrap();
     let s = rt.stats();
     assert_eq!((s.reserved, s.spare, s.refs), (1, 0, 1), "{s:?}");
@@ -301,7 +292,7 @@ fn a_refused_map_insert_in_a_handler_keeps_the_reservation() {
     assert!(!h.slot.is_empty());
     let s = rt.stats();
     assert_eq!((s.reserved, s.spare, s.refs), (0, 0, 2), "{s:?}");
-    assert_eq!(DTOR_IN_RESTRICTED.load(Ordering::SeqCst), 0);
+    assert_eq!(DESTROYED_IN_RESTRICTED.load(Ordering::SeqCst), 0);
 }
 
 /// Item 3 under a storm: a worker thread inserts and deletes key 1 of a one-element map while
@@ -374,7 +365,7 @@ fn refused_map_inserts_under_a_storm_spend_no_reservation() {
                 if h.value.load(Ordering::SeqCst).is_null() {
                     h.arm_value();
                 }
-                if let Err(rejected) = h.map.insert(TrapKey(1), Box::new(Obj)) {
+                if let Err(rejected) = h.map.insert(TrapKey(1), Box::new(Counted)) {
                     assert!(matches!(rejected.error(), Error::MapFull { .. }));
                 }
                 let _ = h.map.delete(&TrapKey(1));
@@ -401,7 +392,7 @@ fn refused_map_inserts_under_a_storm_spend_no_reservation() {
         RESERVE - spent,
         "reserved jobs lost to refusals: {s:?}"
     );
-    assert_eq!(DTOR_IN_RESTRICTED.load(Ordering::SeqCst), 0);
+    assert_eq!(DESTROYED_IN_RESTRICTED.load(Ordering::SeqCst), 0);
     wait_until(
         Duration::from_secs(5),
         "quiescence",
@@ -425,7 +416,7 @@ fn a_value_without_a_job_dropped_in_a_handler_spares_the_reservation() {
         .build()
         .unwrap();
     let h = Harness::new(&rt, 1);
-    h.read.xchg(Some(Arc::new(Obj))).unwrap(); // grows the job it holds
+    h.read.xchg(Some(Arc::new(Counted))).unwrap(); // grows the job it holds
     rt.reserve(3).unwrap();
     assert_eq!(rt.unreserve(1).unwrap(), 1);
     let counts = || {
@@ -457,7 +448,7 @@ fn a_value_without_a_job_dropped_in_a_handler_spares_the_reservation() {
     // Two clones went with jobs, one was parked: all three go now, none of them the last
     // reference (the slot holds one).
     assert_eq!(rt.drain().unwrap(), 3);
-    assert_eq!(DTOR_IN_RESTRICTED.load(Ordering::SeqCst), 0);
+    assert_eq!(DESTROYED_IN_RESTRICTED.load(Ordering::SeqCst), 0);
     assert_eq!(
         Arc::strong_count(&h.read.clone_current().unwrap().into_inner().ok().unwrap()),
         2
@@ -602,7 +593,7 @@ fn concurrent_reserve_to_calls_never_overshoot() {
     assert_eq!(rt.reserve_to(TARGET).unwrap(), TARGET - left);
     assert_eq!(rt.stats().reserved, TARGET);
     rt.drain().unwrap();
-    assert_eq!(DTOR_IN_RESTRICTED.load(Ordering::SeqCst), 0);
+    assert_eq!(DESTROYED_IN_RESTRICTED.load(Ordering::SeqCst), 0);
 }
 
 /// A handler install that finds no job says so with numbers: the runtime that refused (here not

@@ -4,22 +4,11 @@
 //! restricted context falls back to spare jobs, then the emergency area, then a counted leak —
 //! never an inline destructor. Also checks that `offloaded` never goes down.
 
+mod common;
+
+use common::counted::{Counted, DESTROYED, DESTROYED_IN_RESTRICTED};
 use sigdrop::{Drainer, RefSlot, Runtime, restricted};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static DROPS: AtomicUsize = AtomicUsize::new(0);
-static IN_RESTRICTED: AtomicUsize = AtomicUsize::new(0);
-
-struct T;
-
-impl Drop for T {
-    fn drop(&mut self) {
-        if restricted::is_active() {
-            IN_RESTRICTED.fetch_add(1, Ordering::SeqCst);
-        }
-        DROPS.fetch_add(1, Ordering::SeqCst);
-    }
-}
+use std::sync::atomic::Ordering;
 
 fn tight() -> Runtime {
     Runtime::builder()
@@ -36,9 +25,9 @@ fn tight() -> Runtime {
 fn replaced_values_are_unreserved_until_reserved_and_never_run_in_a_handler() {
     let rt = tight();
     let slot = RefSlot::new(&rt);
-    slot.xchg(Some(Box::new(T))).unwrap();
+    slot.xchg(Some(Box::new(Counted))).unwrap();
     let mut olds: Vec<_> = (0..4)
-        .map(|_| slot.xchg(Some(Box::new(T))).unwrap().unwrap())
+        .map(|_| slot.xchg(Some(Box::new(Counted))).unwrap().unwrap())
         .collect();
     assert!(olds.iter().all(|o| !o.is_reserved()));
     assert!(slot.take().unwrap().is_reserved());
@@ -59,7 +48,7 @@ fn replaced_values_are_unreserved_until_reserved_and_never_run_in_a_handler() {
     // Two deferred normally, one parked (no spare job, area of one cell), one leaked.
     assert_eq!(after.emergency - before.emergency, 1);
     assert_eq!(after.leaked - before.leaked, 1);
-    assert_eq!(IN_RESTRICTED.load(Ordering::SeqCst), 0);
+    assert_eq!(DESTROYED_IN_RESTRICTED.load(Ordering::SeqCst), 0);
 
     let drained = rt.drain().unwrap();
     let last = rt.stats();
@@ -68,7 +57,7 @@ fn replaced_values_are_unreserved_until_reserved_and_never_run_in_a_handler() {
     assert_eq!(last.offloaded, 3);
     // The taken value (reserved) was dropped in ordinary context above: 1 + 3 = 4 destroyed,
     // one leaked on purpose and counted.
-    assert_eq!(DROPS.load(Ordering::SeqCst), 4);
+    assert_eq!(DESTROYED.load(Ordering::SeqCst), 4);
     assert_eq!(last.active, 0);
     assert_eq!(rt.audit_idle(), last.total);
 }

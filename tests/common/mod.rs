@@ -12,6 +12,8 @@
 // Each test file compiles its own copy of this module and uses only some of it.
 #![allow(dead_code)]
 
+pub mod counted;
+
 use nix::sys::pthread::{Pthread, pthread_kill, pthread_self};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use std::sync::atomic::{AtomicBool, Ordering};
