@@ -396,6 +396,15 @@ impl Runtime {
         &self.handle.inner
     }
 
+    /// The runtime state without the fork check, for restricted context, where the check can
+    /// never act: `after_fork` returns at once there (a handler cannot start a thread; the next
+    /// ordinary use does), so a teardown in a handler skips its loads.
+    #[inline(always)]
+    pub(crate) fn inner_in_restricted(&self) -> &Inner {
+        debug_assert!(restricted::is_active());
+        &self.handle.inner
+    }
+
     /// The runtime state itself, for an [`Owned`](crate::Owned) box to count itself in.
     #[inline]
     pub(crate) fn inner_arc(&self) -> &Arc<Inner> {

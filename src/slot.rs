@@ -775,7 +775,11 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
             };
             // The claim, if any, travels with the object into the job. In restricted context the
             // object is always taken (at worst parked or leaked, counted).
-            let kept = self.inner().defer(payload, self.claimed);
+            let kept = self
+                .runtime
+                .existing()
+                .inner_in_restricted()
+                .defer(payload, self.claimed);
             debug_assert!(kept.is_none());
             return;
         }

@@ -2,8 +2,9 @@
 
 /// Gauges and counters of a [`Runtime`](crate::Runtime), read with relaxed loads one after the
 /// other: figures read while other threads work may be from slightly different instants (and the
-/// derived ones, `refs`, `idle` and `offloaded`, can be off by what is in flight then). At a quiescent point (no install, teardown or drain in flight) they are
-/// consistent, and then `total == idle + active` and `idle == spare + reserved + refs`.
+/// derived ones, `refs`, `idle` and `offloaded`, can be off by what is in flight then). At a
+/// quiescent point (no install, teardown or drain in flight) they are consistent, and then
+/// `total == idle + active` and `idle == spare + reserved + refs`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -21,10 +22,10 @@ pub struct Stats {
     /// Idle jobs set aside by `Runtime::reserve` and `Runtime::reserve_to` for
     /// restricted-context installs.
     pub reserved: usize,
-    /// Objects handed to the drainer with a job (teardowns in signal handlers). Derived, to keep the teardown path free of a counter: what the
-    /// drainers have taken, plus what is queued or parked now. While a drainer is between taking
-    /// a list and counting it, a snapshot can read low by that list's length; at a quiescent point
-    /// it is exact.
+    /// Objects handed to the drainer with a job (teardowns in signal handlers). Derived, to keep
+    /// the teardown path free of a counter: what the drainers have taken, plus what is queued or
+    /// parked now. While a drainer is between taking a list and counting it, a snapshot can read
+    /// low by that list's length; at a quiescent point it is exact.
     pub offloaded: u64,
     /// [`Owned`](crate::Owned) boxes handed to the drainer in restricted context (each in its
     /// own allocation, with no job), taken off their lists by drainers so far. Their destructors
