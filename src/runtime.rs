@@ -319,15 +319,13 @@ impl Inner {
     /// used, reserved first (they are set aside for exactly this); in ordinary context the pool
     /// grows if none is spare. The claim remembers where it came from: an install refused after
     /// claiming drops it, which gives it back there.
+    ///
+    /// Inlined into the install: the ordinary path is one RMW and a compare; refill, growth and
+    /// the restricted-context order are out of line, so the install keeps its registers.
+    #[inline]
     pub(crate) fn claim_for_install(&self) -> Result<Claim<'_>, Error> {
         if restricted::is_active() {
-            if self.ledger.claim_reserved() {
-                return Ok(Claim::new(self, Source::Reserved));
-            }
-            if self.ledger.claim_spare().is_some() {
-                return Ok(Claim::new(self, Source::Spare));
-            }
-            return Err(self.no_spare_job());
+            return self.claim_for_install_restricted();
         }
         match self.ledger.claim_spare() {
             Some(left) => {
@@ -338,6 +336,19 @@ impl Inner {
             }
             None => self.grow_for_install(),
         }
+    }
+
+    /// [`claim_for_install`](Self::claim_for_install) in restricted context: reserved jobs
+    /// first (they are set aside for exactly this), then spare ones; never grows.
+    #[inline(never)]
+    fn claim_for_install_restricted(&self) -> Result<Claim<'_>, Error> {
+        if self.ledger.claim_reserved() {
+            return Ok(Claim::new(self, Source::Reserved));
+        }
+        if self.ledger.claim_spare().is_some() {
+            return Ok(Claim::new(self, Source::Spare));
+        }
+        Err(self.no_spare_job())
     }
 
     /// Claims a job for a value that is leaving a slot without one (`Detached::reserve`). In
@@ -389,6 +400,8 @@ impl Inner {
     }
 
     /// Slow path: no spare job. Grows a batch whose first job is this install's own claim.
+    #[cold]
+    #[inline(never)]
     fn grow_for_install(&self) -> Result<Claim<'_>, Error> {
         let mut state = self.lock_grow();
         // Somebody may have grown or released while we waited.
@@ -415,6 +428,9 @@ impl Inner {
     }
 
     /// Opportunistic refill up to the headroom; skipped if another thread holds the grow lock.
+    /// Out of line: one install in half a headroom's worth gets here.
+    #[cold]
+    #[inline(never)]
     fn refill(&self) {
         let Some(mut state) = self.try_lock_grow() else {
             return;
