@@ -137,9 +137,10 @@
 //! short: [`restricted::enter`], slot exchanges and takes, reading or dropping a [`Detached`],
 //! dropping an [`Owned`] (and using one: it derefs mutably), [`read::enter`], [`ReadSlot::load`],
 //! [`ReadSlot::clone_current`], [`Runtime::stats`] and [`Runtime::id`] may; building a runtime
-//! and [`Owned::new`] (they allocate) may not, nor may [`Runtime::reserve`],
-//! [`Runtime::reserve_to`], [`Runtime::drain`], [`Runtime::trim`] and [`read::synchronize`]
-//! (they refuse with [`Error::Restricted`]).
+//! and [`Owned::new`] or cloning an `Owned` (they allocate) may not, nor may
+//! [`Runtime::reserve`], [`Runtime::reserve_to`], [`Runtime::drain`], [`Runtime::trim`] and
+//! [`read::synchronize`] (they refuse with [`Error::Restricted`]). Code that may run on either
+//! side makes boxes with [`Owned::try_new`] and [`Owned::try_clone`], which refuse there too.
 //!
 //! ## What becomes of objects at shutdown
 //!

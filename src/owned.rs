@@ -79,11 +79,13 @@
 //! from its own lists, so `Drop for Inner` alone would never see them).
 
 use crate::arena::Payload;
+use crate::error::Error;
 use crate::handle::Runtime;
 use crate::pointer::{SlotPointer, sealed};
 use crate::reclaim::owned_list::Link;
 use crate::restricted;
 use crate::runtime::Inner;
+use std::alloc::{Layout, alloc, handle_alloc_error};
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -155,24 +157,83 @@ impl<T: Send + 'static> Owned<T> {
     /// Not for signal handlers: it allocates (and counts the box in the runtime's state: one
     /// atomic increment). Make your boxes in ordinary context; a handler may then fill, swap and
     /// drop them.
+    ///
+    /// If the allocator fails, this calls [`handle_alloc_error`] as `Box::new` does;
+    /// [`try_new`](Self::try_new) hands the value back instead, and refuses in a handler.
     pub fn new(runtime: &Runtime, value: T) -> Owned<T> {
-        let inner = runtime.inner_arc();
-        let node = Box::new(Node {
-            link: inner.owned_link(free::<T>),
-            // `Arc::as_ptr`: a pointer that covers the reference counts, which the box that
-            // turns out to be the last gives its shared reference back through.
-            // SAFETY: never null (it points into a live `Arc`).
-            state: unsafe { NonNull::new_unchecked(crate::sync::Arc::as_ptr(inner).cast_mut()) },
-            value,
-        });
-        // Counted once allocated: an allocation failure that panics leaves no count behind.
-        // SAFETY: `inner` is the state's `Arc`, kept alive by the runtime handle we borrow.
-        unsafe { Inner::hold_for_box(crate::sync::Arc::as_ptr(inner)) };
-        Owned {
-            // SAFETY: `Box::into_raw` never returns null.
-            node: unsafe { NonNull::new_unchecked(Box::into_raw(node)) },
-            _owns: PhantomData,
+        // SAFETY: the state of `runtime`, whose handle we borrow across the call.
+        match unsafe { Self::alloc_node(Self::state_of(runtime), value) } {
+            Ok(owned) => owned,
+            Err(_) => handle_alloc_error(Layout::new::<Node<T>>()),
         }
+    }
+
+    /// As [`new`](Self::new), but it refuses, handing `value` back with the reason, where `new`
+    /// must not be used or cannot succeed:
+    ///
+    /// - in restricted context (a signal handler under
+    ///   [`restricted::enter`](crate::restricted::enter)) with [`Error::Restricted`], at once
+    ///   and without touching the allocator: make boxes beforehand, in ordinary context, and
+    ///   hand them to the handler (through a slot, for instance);
+    /// - when the allocator fails, with [`Error::OutOfMemory`] (nothing is counted then).
+    ///
+    /// May be called from a signal handler (it refuses there).
+    ///
+    /// ```
+    /// use sigdrop::{Error, Owned, Runtime, restricted};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let buffer = Owned::try_new(&rt, [0u64; 64]).map_err(|(_, e)| e)?;
+    /// assert_eq!(buffer.len(), 64);
+    ///
+    /// let _in_a_handler = restricted::enter();
+    /// let (value, error) = Owned::try_new(&rt, 7u64).unwrap_err();
+    /// assert!(matches!(error, Error::Restricted));
+    /// assert_eq!(value, 7); // handed back, nothing allocated
+    /// # drop(_in_a_handler);
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn try_new(runtime: &Runtime, value: T) -> Result<Owned<T>, (T, Error)> {
+        if restricted::is_active() {
+            return Err((value, Error::Restricted));
+        }
+        // SAFETY: the state of `runtime`, whose handle we borrow across the call.
+        unsafe { Self::alloc_node(Self::state_of(runtime), value) }
+            .map_err(|value| (value, Error::OutOfMemory))
+    }
+
+    /// The state a new box of `runtime` is counted in, fork check made: `Arc::as_ptr`, a
+    /// pointer that covers the reference counts, which the box that turns out to be the last
+    /// gives its shared reference back through.
+    fn state_of(runtime: &Runtime) -> NonNull<Inner> {
+        let inner = runtime.inner_arc();
+        // SAFETY: never null (it points into a live `Arc`).
+        unsafe { NonNull::new_unchecked(crate::sync::Arc::as_ptr(inner).cast_mut()) }
+    }
+
+    /// A new box holding `value`, counted in `state`; the value back if the allocator fails.
+    ///
+    /// # Safety
+    /// `state` is a runtime state's `Arc` pointer, which the caller keeps alive across the call
+    /// (it borrows a handle of that runtime, or a box counted in that state).
+    unsafe fn alloc_node(state: NonNull<Inner>, value: T) -> Result<Owned<T>, T> {
+        let layout = Layout::new::<Node<T>>();
+        // SAFETY: not zero-sized: a node holds its link.
+        let Some(node) = NonNull::new(unsafe { alloc(layout) }.cast::<Node<T>>()) else {
+            return Err(value);
+        };
+        // SAFETY: the caller keeps the state alive.
+        let link = unsafe { state.as_ref() }.owned_link(free::<T>);
+        // SAFETY: a fresh allocation with the layout of a `Node<T>`, written once before
+        // anything reads it; it is freed as a `Box<Node<T>>` (same layout, same allocator).
+        unsafe { node.as_ptr().write(Node { link, state, value }) };
+        // Counted once allocated: a refused allocation leaves no count behind.
+        // SAFETY: the caller's contract.
+        unsafe { Inner::hold_for_box(state.as_ptr()) };
+        Ok(Owned {
+            node,
+            _owns: PhantomData,
+        })
     }
 
     /// The value, out of its allocation (which is freed). Ordinary context: in restricted
@@ -364,23 +425,42 @@ impl<T: Clone + Send + 'static> Clone for Owned<T> {
     /// # Ok::<(), sigdrop::Error>(())
     /// ```
     fn clone(&self) -> Self {
-        let state = self.node().state;
-        // SAFETY: our box, still counted (we borrow it), keeps its state alive.
-        let link = unsafe { state.as_ref() }.owned_link(free::<T>);
-        let node = Box::new(Node {
-            link,
-            state,
-            value: self.node().value.clone(),
-        });
-        // Counted once allocated, as in `new`.
         // SAFETY: `state` is the `Arc` pointer our own box is counted in, and our box, still
         // counted (we borrow it), keeps that state alive across the call.
-        unsafe { Inner::hold_for_box(state.as_ptr()) };
-        Owned {
-            // SAFETY: `Box::into_raw` never returns null.
-            node: unsafe { NonNull::new_unchecked(Box::into_raw(node)) },
-            _owns: PhantomData,
+        match unsafe { Self::alloc_node(self.node().state, self.node().value.clone()) } {
+            Ok(owned) => owned,
+            Err(_) => handle_alloc_error(Layout::new::<Node<T>>()),
         }
+    }
+}
+
+impl<T: Clone + Send + 'static> Owned<T> {
+    /// As [`clone`](Clone::clone), but it refuses where `clone` must not be used or cannot
+    /// succeed: in restricted context with [`Error::Restricted`], at once (`T::clone` is not
+    /// called, and nothing is allocated); when the allocator fails for the box, with
+    /// [`Error::OutOfMemory`] (the clone of the value is dropped, and nothing is counted). May be
+    /// called from a signal handler (it refuses there).
+    ///
+    /// ```
+    /// use sigdrop::{Error, Owned, Runtime, restricted};
+    ///
+    /// let rt = Runtime::new()?;
+    /// let template = Owned::new(&rt, [1u64; 8]);
+    /// let copy = template.try_clone()?;
+    /// assert_eq!(*copy, *template);
+    ///
+    /// let _in_a_handler = restricted::enter();
+    /// assert!(matches!(template.try_clone(), Err(Error::Restricted)));
+    /// # drop(_in_a_handler);
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Owned<T>, Error> {
+        if restricted::is_active() {
+            return Err(Error::Restricted);
+        }
+        // SAFETY: as in `clone`.
+        unsafe { Self::alloc_node(self.node().state, self.node().value.clone()) }
+            .map_err(|_| Error::OutOfMemory)
     }
 }
 
@@ -487,6 +567,30 @@ mod tests {
         assert_eq!(rt.drain().unwrap(), 0);
         let s = rt.stats();
         assert_eq!((s.owned, s.drained, s.total), (1, 1, 0));
+    }
+
+    #[test]
+    fn try_new_and_try_clone_refuse_in_restricted_context_and_count_nothing() {
+        let rt = manual();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let made = Owned::try_new(&rt, [3u64; 4]).expect("ordinary context");
+        assert_eq!(rt.stats().owned_alive, 1);
+        let nmi = restricted::enter();
+        let (back, error) = match Owned::try_new(&rt, Tracked(drops.clone())) {
+            Err(refused) => refused,
+            Ok(_) => panic!("made a box in restricted context"),
+        };
+        assert!(matches!(error, Error::Restricted), "{error:?}");
+        assert!(Arc::ptr_eq(&back.0, &drops), "the very value came back");
+        assert!(matches!(made.try_clone(), Err(Error::Restricted)));
+        assert_eq!(rt.stats().owned_alive, 1, "nothing counted");
+        drop(nmi);
+        drop(back); // in ordinary context, where its destructor may run
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        let copy = made.try_clone().expect("ordinary context");
+        assert_eq!((*copy, rt.stats().owned_alive), ([3; 4], 2));
+        drop((made, copy));
+        assert_eq!(rt.stats().owned_alive, 0);
     }
 
     #[test]

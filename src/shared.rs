@@ -26,6 +26,7 @@
 //! grace period, and a node has one list link, not one per reference.
 
 use crate::arena::Dtor;
+use crate::error::Error;
 use crate::handle::Runtime;
 use crate::owned::Owned;
 use crate::pointer::{SlotPointer, sealed};
@@ -86,6 +87,24 @@ impl<T: Send + Sync + 'static> Shared<T> {
                     value,
                 },
             )),
+        }
+    }
+
+    /// As [`new`](Self::new), but it refuses, handing `value` back with the reason, where `new`
+    /// must not be used or cannot succeed: in restricted context with [`Error::Restricted`]
+    /// (at once, without touching the allocator), and with [`Error::OutOfMemory`] when the
+    /// allocator fails. May be called from a signal handler (it refuses there): see
+    /// [`Owned::try_new`].
+    pub fn try_new(runtime: &Runtime, value: T) -> Result<Shared<T>, (T, Error)> {
+        let counted = Counted {
+            refs: AtomicUsize::new(1),
+            value,
+        };
+        match Owned::try_new(runtime, counted) {
+            Ok(owned) => Ok(Shared {
+                owned: ManuallyDrop::new(owned),
+            }),
+            Err((counted, error)) => Err((counted.value, error)),
         }
     }
 
@@ -246,6 +265,24 @@ mod tests {
 
     fn manual() -> Runtime {
         Runtime::builder().drainer(Drainer::Manual).build().unwrap()
+    }
+
+    #[test]
+    fn try_new_refuses_in_a_handler_and_hands_the_value_back() {
+        let rt = manual();
+        {
+            let _nmi = restricted::enter();
+            let (back, error) = match Shared::try_new(&rt, 42u64) {
+                Err(refused) => refused,
+                Ok(_) => panic!("made a shared value in restricted context"),
+            };
+            assert!(matches!(error, Error::Restricted), "{error:?}");
+            assert_eq!(back, 42);
+        }
+        assert_eq!(rt.stats().owned_alive, 0, "nothing counted");
+        let made = Shared::try_new(&rt, 42u64).expect("ordinary context");
+        assert_eq!((*made, Shared::count(&made)), (42, 1));
+        assert_eq!(rt.stats().owned_alive, 1);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `const`-initialised thread-local budget is exhausted, so only the code under test sees the
 //! failures (tests in this file run on parallel threads, each with its own budget).
 
-use sigdrop::{Drainer, Error, RefSlot, Runtime, restricted};
+use sigdrop::{Drainer, Error, Owned, RefSlot, Runtime, Shared, restricted};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,4 +263,38 @@ fn restricted_install_without_spare_job_is_refused_not_grown() {
         (0, 0, 1),
         "{s:?}"
     );
+}
+
+#[test]
+fn owned_boxes_made_without_memory_hand_the_value_back_and_count_nothing() {
+    let rt = manual(0, 0);
+    let template = Owned::new(&rt, [5u64; 16]);
+    let alive = rt.stats().owned_alive;
+    let refused_before = REFUSED.load(Ordering::Relaxed);
+    let (made, cloned, shared) = with_budget(0, || {
+        (
+            Owned::try_new(&rt, [9u64; 16]),
+            template.try_clone(),
+            Shared::try_new(&rt, [7u64; 16]),
+        )
+    });
+    assert!(REFUSED.load(Ordering::Relaxed) >= refused_before + 3);
+    match made {
+        Err((value, Error::OutOfMemory)) => assert_eq!(value, [9; 16], "the very value"),
+        other => panic!("Owned::try_new without memory: {:?}", other.map(|b| *b)),
+    }
+    assert!(matches!(cloned, Err(Error::OutOfMemory)), "{cloned:?}");
+    match shared {
+        Err((value, Error::OutOfMemory)) => assert_eq!(value, [7; 16]),
+        other => panic!("Shared::try_new without memory: {:?}", other.map(|b| *b)),
+    }
+    assert_eq!(
+        rt.stats().owned_alive,
+        alive,
+        "a refused box is not counted"
+    );
+    // With memory again, the same calls succeed.
+    let copy = template.try_clone().expect("memory is back");
+    assert_eq!(*copy, [5; 16]);
+    assert_eq!(rt.stats().owned_alive, alive + 1);
 }

@@ -12,6 +12,10 @@
 //! and drops them, while workers replace that value: a clone dropped there may be the last
 //! reference, and then goes to the drainer in its own allocation, again with no allocator call.
 //!
+//! Making a box allocates, so the handler also tries to, with `Owned::try_new` and
+//! `Owned::try_clone`: both must refuse with `Error::Restricted` and hand the value back, with no
+//! allocator call either.
+//!
 //! Then, deterministically: with nothing reserved, handlers this thread sends itself do their
 //! operations (none can be refused), still without an allocator call.
 
@@ -23,7 +27,7 @@ use common::{
 };
 use nix::sys::pthread::pthread_kill;
 use sigdrop::alloc_check::RestrictedAllocs;
-use sigdrop::{Owned, ReadSlot, RefSlot, Runtime, Shared, restricted};
+use sigdrop::{Error, Owned, ReadSlot, RefSlot, Runtime, Shared, restricted};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -42,6 +46,13 @@ const MIN_OPS: u64 = 1_000;
 /// A value with a heap part, so a destructor run in a handler would free.
 struct Obj {
     _payload: Vec<u64>,
+}
+
+impl Clone for Obj {
+    /// Counted as made, like `Obj::new` (a handler's `try_clone` must never call it).
+    fn clone(&self) -> Obj {
+        Obj::new()
+    }
 }
 
 static CREATED: AtomicU64 = AtomicU64::new(0);
@@ -85,6 +96,10 @@ static SWAPS: AtomicU64 = AtomicU64::new(0);
 static DIRECT_DROPS: AtomicU64 = AtomicU64::new(0);
 static POOL_EMPTY: AtomicU64 = AtomicU64::new(0);
 static CLONES: AtomicU64 = AtomicU64::new(0);
+/// `Owned::try_new` and `Owned::try_clone` calls in the handler refused as they should be
+/// (`Error::Restricted`, the value handed back), and any other outcome.
+static REFUSED_MAKES: AtomicU64 = AtomicU64::new(0);
+static WRONG_MAKES: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh box from the pool, or `None`. Safe code: a take and `into_inner`, which hands an
 /// owned box back even in a handler (it defers itself wherever it is dropped).
@@ -137,6 +152,19 @@ extern "C" fn on_nmi(_: libc::c_int) {
                 }
             }
         }
+    }
+    // Making a box allocates, so in a handler both ways of making one refuse at once, and
+    // hand the value back. (Formatting a failure here would allocate: count it instead.)
+    match Owned::try_new(&st.rt, 7u64) {
+        Err((7, Error::Restricted)) => REFUSED_MAKES.fetch_add(1, Ordering::Relaxed),
+        _ => WRONG_MAKES.fetch_add(1, Ordering::Relaxed),
+    };
+    if let Some(b) = fresh(st, CURSOR.load(Ordering::Relaxed)) {
+        match b.try_clone() {
+            Err(Error::Restricted) => REFUSED_MAKES.fetch_add(1, Ordering::Relaxed),
+            _ => WRONG_MAKES.fetch_add(1, Ordering::Relaxed),
+        };
+        drop(b); // one push
     }
 }
 
@@ -268,6 +296,12 @@ fn owned_boxes_under_a_signal_storm_are_destroyed_once_never_in_a_handler_withou
         CLONES.load(Ordering::Relaxed) > 0,
         "no Shared value cloned in a handler"
     );
+    assert_eq!(
+        WRONG_MAKES.load(Ordering::Relaxed),
+        0,
+        "a box made in a handler"
+    );
+    assert!(REFUSED_MAKES.load(Ordering::Relaxed) >= DELIVERED.load(Ordering::Relaxed));
     assert_eq!(
         (s.total, s.emergency, s.leaked, s.reserve_failures),
         (0, 0, 0, 0),
