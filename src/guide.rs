@@ -149,7 +149,8 @@
 //! Install it through [`signal::install`](crate::signal::install), which enters restricted
 //! context for you and preserves `errno`. If your library must install it another way (it
 //! chains to a previous handler, say), make [`restricted::enter`](crate::restricted::enter)
-//! its first statement. Either way, test it with
+//! its first statement, after [`signal::ErrnoGuard::save`](crate::signal::ErrnoGuard::save) if
+//! your handler makes system calls of its own (sigdrop's own calls preserve `errno`). Either way, test it with
 //! [`alloc_check::RestrictedAllocs`](crate::alloc_check::RestrictedAllocs): it counts
 //! allocations made in your handler, and tells you when your handler never ran in restricted
 //! context at all.

@@ -212,6 +212,8 @@ mod arena;
 mod builder;
 mod cpu;
 mod emergency;
+#[cfg(not(loom))]
+mod errno;
 mod error;
 mod fork;
 mod freelist;

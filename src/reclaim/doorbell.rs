@@ -414,11 +414,9 @@ impl Wakeup {
     /// Makes the wake-up syscall. Async-signal-safe (errno preserved).
     #[cfg(not(loom))]
     pub fn make(self) {
-        // SAFETY: `__errno_location` returns this thread's errno; saving and restoring it keeps a
-        // wake from a signal handler invisible to the code it interrupted.
-        let errno = unsafe { libc::__errno_location() };
-        // SAFETY: as above; reading our own errno.
-        let saved = unsafe { *errno };
+        // Put back when we return: a wake from a signal handler stays invisible to the code it
+        // interrupted.
+        let _errno = crate::errno::ErrnoGuard::save();
         // The one syscall sigdrop makes in restricted context. Under RealtimeSanitizer
         // (`--cfg sigdrop_rtsan`, see scripts/rtsan.sh) it is the only exemption — unless
         // `--cfg sigdrop_rtsan_strict` removes it, to show that lazy wake needs none: a futex wake
@@ -444,8 +442,6 @@ impl Wakeup {
         unsafe {
             rtsan::__rtsan_enable()
         };
-        // SAFETY: restoring the errno saved above, on the same thread.
-        unsafe { *errno = saved };
     }
 
     /// Makes the wake-up (the model futex's).

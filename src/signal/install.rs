@@ -20,7 +20,7 @@
 //! these functions may run in (the trampoline reads only the table of handlers); `fork` holds
 //! it across the copy, so a child never finds it taken.
 
-use super::{Signal, SignalInfo};
+use super::{ErrnoGuard, Signal, SignalInfo};
 use crate::error::Error;
 use crate::restricted;
 use crate::sync::{AtomicBool, AtomicPtr, Mutex, MutexGuard, Ordering};
@@ -39,11 +39,8 @@ static HANDLERS: [AtomicPtr<()>; 65] = [const { AtomicPtr::new(std::ptr::null_mu
 // installed through it, is checked as real-time code.
 #[cfg_attr(sigdrop_rtsan, sanitize(realtime = "nonblocking"))]
 extern "C" fn trampoline(signo: c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
-    // SAFETY: `__errno_location` returns this thread's errno; reading and restoring it keeps the
-    // handler invisible to the code it interrupted.
-    let errno = unsafe { libc::__errno_location() };
-    // SAFETY: as above.
-    let saved = unsafe { *errno };
+    // Saved first and put back last: the handler stays invisible to the code it interrupted.
+    let _errno = ErrnoGuard::save();
     {
         // Always first: a handler installed through sigdrop runs in restricted context.
         let _nmi = restricted::enter();
@@ -62,8 +59,6 @@ extern "C" fn trampoline(signo: c_int, info: *mut libc::siginfo_t, context: *mut
             handler(&info);
         }
     }
-    // SAFETY: as above.
-    unsafe { *errno = saved };
 }
 
 /// How [`install_with`] installs a handler. The default is what [`install`] does.

@@ -43,6 +43,7 @@
 //! | [`current_tid`]                                     | yes                    | one `gettid` syscall                   |
 //! | [`ThreadTimer`]                                     | no                     | `timer_create`/`timer_delete`          |
 //! | [`Storm`]                                           | no                     | owns a thread that calls `tgkill`      |
+//! | [`ErrnoGuard::save`], dropping an [`ErrnoGuard`]    | yes                    | for handlers installed another way     |
 
 mod alt_stack;
 mod info;
@@ -53,6 +54,7 @@ mod storm;
 mod tests;
 mod timer;
 
+pub use crate::errno::ErrnoGuard;
 pub use alt_stack::AltStack;
 pub use info::SignalInfo;
 pub use install::{Handler, InstallOptions, Installed, install, install_with};

@@ -1,5 +1,6 @@
 //! The signal helpers, end to end: delivery into the restricted guard, install stacking (and
-//! uninstalls in any order), what a handler is told, bad settings and uncatchable signals.
+//! uninstalls in any order), what a handler is told, bad settings and uncatchable signals, and
+//! `errno` put back around a handler.
 
 use super::*;
 use crate::error::Error;
@@ -222,4 +223,25 @@ fn signal_numbers_are_checked() {
     assert_eq!(rt.as_raw(), libc::SIGRTMIN() + 1);
     assert!(Signal::realtime(1000).is_err());
     assert_eq!(Signal::SIGPROF.to_string(), "SIGPROF");
+}
+
+fn clobber_errno(_: &SignalInfo) {
+    // SAFETY: closing an invalid descriptor only fails, with EBADF.
+    unsafe { libc::close(-1) };
+}
+
+#[test]
+fn the_trampoline_puts_errno_back() {
+    // No other test here uses this signal.
+    let signal = Signal::realtime(3).unwrap();
+    // SAFETY: `clobber_errno` makes one failing syscall.
+    let installed = unsafe { install(signal, clobber_errno) }.unwrap();
+    // SAFETY: this thread's errno.
+    unsafe { *libc::__errno_location() = libc::EAGAIN };
+    // SAFETY: raising a signal whose handler is installed (delivered to this thread).
+    unsafe { libc::raise(signal.as_raw()) };
+    // SAFETY: as above.
+    let after = unsafe { *libc::__errno_location() };
+    installed.uninstall().unwrap();
+    assert_eq!(after, libc::EAGAIN, "the handler's EBADF leaked out");
 }
