@@ -324,7 +324,15 @@ impl Inner {
     /// the restricted-context order are out of line, so the install keeps its registers.
     #[inline]
     pub(crate) fn claim_for_install(&self) -> Result<Claim<'_>, Error> {
-        if restricted::is_active() {
+        self.claim_for_install_in(restricted::is_active())
+    }
+
+    /// [`claim_for_install`](Self::claim_for_install) for a caller that has just checked
+    /// whether this thread is in restricted context (`restricted`), saving the second look.
+    #[inline]
+    pub(crate) fn claim_for_install_in(&self, restricted: bool) -> Result<Claim<'_>, Error> {
+        debug_assert_eq!(restricted, restricted::is_active());
+        if restricted {
             return self.claim_for_install_restricted();
         }
         match self.ledger.claim_spare() {

@@ -329,6 +329,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
 
     /// [`exchange`](Self::exchange) from its first look at the slot (`cur`), for every case
     /// that may need a claim: an empty slot, restricted context, or a claim the caller took.
+    /// `claim_always`: whether this thread is in restricted context (the caller just looked).
     ///
     /// # Safety
     /// `raw` came from `P::into_raw` and was never shared: the caller gives it up.
@@ -350,7 +351,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
                 let claimed = match self.runtime.get() {
                     Ok(runtime) if !P::SELF_DEFERRING => runtime
                         .inner()
-                        .claim_for_install()
+                        .claim_for_install_in(claim_always)
                         .map(Some)
                         .map_err(|error| (error, Some(runtime))),
                     Ok(_) => Ok(None),
