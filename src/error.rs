@@ -13,7 +13,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The allocator refused memory while growing the job pool.
+    /// The allocator refused memory: while growing the job pool, or for a new
+    /// [`Owned`](crate::Owned) box ([`Owned::try_new`](crate::Owned::try_new),
+    /// [`Owned::try_clone`](crate::Owned::try_clone), [`Shared::try_new`](crate::Shared::try_new)).
     OutOfMemory,
     /// Growing would exceed the runtime's job limit (`Builder::max_jobs`).
     CapacityExceeded {
@@ -85,7 +87,7 @@ impl fmt::Display for Error {
             Error::InvalidConfig { field, reason } => {
                 write!(f, "invalid runtime configuration: {field}: {reason}")
             }
-            Error::OutOfMemory => f.write_str("out of memory while growing the job pool"),
+            Error::OutOfMemory => f.write_str("out of memory (growing the job pool, or for a new box)"),
             Error::CapacityExceeded { max_jobs } => {
                 write!(f, "job pool limit of {max_jobs} jobs reached")
             }
