@@ -79,7 +79,7 @@
 //! thread's, which may be waiting for ours. Queued batches it can run itself, so every wait
 //! either runs something or waits for readers.
 //!
-use crate::arena::{Arena, Dtor, Entry, GrowState, Payload};
+use crate::arena::{Arena, Dtor, Entry, GrowState, Payload, deal_shard};
 use crate::builder::{Config, Policy};
 use crate::cpu::current_shard;
 use crate::emergency::{Emergency, Parked};
@@ -134,15 +134,6 @@ struct Counters {
     peak_total: AtomicUsize,
     peak_active: AtomicUsize,
 }
-
-/// Jobs with consecutive indices dealt to the same shard when the pool grows. Jobs sit next to
-/// each other in memory in index order (their stable entries four to a cache line, their bodies
-/// allocated one after the other), and a job is written by the CPU that tears down through it:
-/// dealt one by one, neighbouring jobs would belong to different CPUs and every teardown on one
-/// CPU would take cache lines from the others (on a two-CPU host, two threads tearing down at
-/// once were 2.9x one thread; in runs of 16, 1.9x). A function of the index alone, so that runs
-/// stay whole whatever the sizes of the batches that grow them.
-const DEAL_RUN: usize = crate::arena::RUN;
 
 /// The longest a shutdown waits for a box some thread is in the middle of pushing (its thread
 /// preempted for a moment between the swap and the link; or stopped, or gone for good if a
@@ -475,7 +466,8 @@ impl Inner {
     }
 
     /// Allocates up to `n` jobs and deals them out over the shards (a batch grown by one thread
-    /// serves teardowns on every CPU), in runs of [`DEAL_RUN`] by job index. Returns how many
+    /// serves teardowns on every CPU), in runs of neighbouring indices ([`deal_shard`]: one CPU's
+    /// jobs keep to lines, and past the first few hundred jobs to pages, of their own). Returns how many
     /// were made, and the error that stopped it early, if any. The caller credits them.
     fn grow_locked(&self, state: &mut GrowState, n: usize) -> (usize, Option<Error>) {
         let total = self.total.load(Ordering::Relaxed);
@@ -493,7 +485,7 @@ impl Inner {
                     // Relaxed: a gauge; the lock orders updates, readers take snapshots.
                     let now = self.total.fetch_add(1, Ordering::Relaxed) + 1;
                     self.counters.peak_total.fetch_max(now, Ordering::Relaxed);
-                    let home = (idx as usize / DEAL_RUN) % shards;
+                    let home = deal_shard(idx, shards);
                     // SAFETY: a fresh job is owned by us until this push; `home` is below the
                     // shard count the freelists were made with.
                     unsafe { self.free.push(&self.arena, home, idx) };

@@ -392,7 +392,7 @@ fn growth_deals_jobs_to_shards_in_runs_of_neighbouring_indices() {
             std::iter::from_fn(|| unsafe { inner.free.pop(&inner.arena, shard) }).collect();
         for &idx in &jobs {
             assert_eq!(
-                idx as usize / DEAL_RUN % 3,
+                idx as usize / crate::arena::RUN % 3,
                 shard,
                 "job {idx} was dealt to shard {shard}"
             );
