@@ -315,9 +315,9 @@ pub const DEAL_RUN_MAX: usize = 256;
 /// Why runs, and why long ones: a job is written by the CPU that tears down through it, and its
 /// entry and body sit next to the entries and bodies of its neighbouring indices. In runs of
 /// one slab (256 bytes of entries), two threads tearing down at once on a two-CPU host cost
-/// 1.6-2.2x one thread each, the thread that also drained paying most; the CPUs' hardware
+/// 1.6-3.0x one thread each, the thread that also drained paying most; the CPUs' hardware
 /// prefetchers, following one CPU's run into the next, took the other CPU's lines. In runs of a
-/// page (where those prefetchers stop) the same test measured 1.0-1.1x. (A function of the
+/// page (where those prefetchers stop) the same tests measured 0.9-1.2x. (A function of the
 /// index alone, so that runs stay whole whatever the sizes of the batches that grow them.)
 pub fn deal_shard(idx: u32, shards: usize) -> usize {
     let (bucket, offset) = locate(idx);

@@ -150,7 +150,7 @@
 //! context for you and preserves `errno`. If your library must install it another way (it
 //! chains to a previous handler, say), make [`restricted::enter`](crate::restricted::enter)
 //! its first statement, after [`signal::ErrnoGuard::save`](crate::signal::ErrnoGuard::save) if
-//! your handler makes system calls of its own (sigdrop's own calls preserve `errno`). Either way, test it with
-//! [`alloc_check::RestrictedAllocs`](crate::alloc_check::RestrictedAllocs): it counts
-//! allocations made in your handler, and tells you when your handler never ran in restricted
-//! context at all.
+//! your handler makes system calls of its own (sigdrop's own calls preserve `errno`). Either
+//! way, test it with [`alloc_check::RestrictedAllocs`](crate::alloc_check::RestrictedAllocs): it
+//! counts allocations made in your handler, and tells you when your handler never ran in
+//! restricted context at all.
