@@ -87,7 +87,7 @@ impl fmt::Display for Error {
             Error::InvalidConfig { field, reason } => {
                 write!(f, "invalid runtime configuration: {field}: {reason}")
             }
-            Error::OutOfMemory => f.write_str("out of memory (growing the job pool, or for a new box)"),
+            Error::OutOfMemory => f.write_str("out of memory (for the job pool, or a new box)"),
             Error::CapacityExceeded { max_jobs } => {
                 write!(f, "job pool limit of {max_jobs} jobs reached")
             }
