@@ -49,11 +49,14 @@
 //! from a signal handler that interrupted sigdrop code holding one of these locks on the same
 //! thread would wait for itself: do not fork from such a handler.
 
-/// What holding an object's fork locks looks like: dropping it releases them.
+/// What holding an object's fork locks looks like: dropping it releases them. (Loom builds
+/// register no fork handlers, so there nothing holds them.)
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) trait Held {}
 impl<T> Held for T {}
 
 /// A lock that no other thread may hold when `fork` copies it.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) trait ForkLocks: Send + Sync {
     /// Takes the lock (waiting for it); dropping the result releases it.
     fn hold(&self) -> Box<dyn Held + '_>;

@@ -251,7 +251,8 @@ impl Handle {
 
     /// In a child process after `fork`: starts a drainer thread in place of the parent's, which
     /// does not exist here. Ordinary context only (a handler cannot start a thread; the next
-    /// ordinary use will).
+    /// ordinary use will). (Loom builds have no `fork`.)
+    #[cfg(not(loom))]
     #[cold]
     #[inline(never)]
     fn after_fork(&self) {

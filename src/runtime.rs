@@ -289,7 +289,9 @@ impl Inner {
         crate::fork::unregister(&*self.gate);
     }
 
-    /// Records whether a drainer thread runs for this runtime (`Runtime` after `fork`).
+    /// Records whether a drainer thread runs for this runtime (`Runtime` after `fork`; loom
+    /// builds have no `fork`).
+    #[cfg(not(loom))]
     pub(crate) fn set_has_thread(&self, running: bool) {
         // Relaxed: read by `after_close` to choose between waiting for the drainer and running
         // cycles itself; a stale value for a moment only picks the other (both are correct).

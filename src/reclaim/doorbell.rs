@@ -344,7 +344,7 @@ impl Doorbell {
     /// Sleeps as `how` says, unless a ring is outstanding or `call_off`, asked once the sleep is
     /// announced, says not to (work already waiting, for an idle sleep). Ordinary context only;
     /// the drainer's side of the module docs' protocol.
-    pub fn sleep(&self, how: Sleep, call_off: impl FnOnce() -> bool) {
+    pub(crate) fn sleep(&self, how: Sleep, call_off: impl FnOnce() -> bool) {
         // Acquire: pairs with the producers' Release bump.
         let seen = self.seq.load(Ordering::Acquire);
         let (state, timeout) = match how {

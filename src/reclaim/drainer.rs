@@ -202,7 +202,9 @@ pub(crate) enum Joined {
     /// destructor that dropped the last handle, or another runtime's). The thread finishes on
     /// its own after its current destructor.
     NotWaited,
-    /// Still running a destructor when the timeout passed; it finishes on its own.
+    /// Still running a destructor when the timeout passed; it finishes on its own. (Loom
+    /// builds wait without a timeout.)
+    #[cfg_attr(loom, allow(dead_code))]
     TimedOut,
     /// The thread does not exist in this process (a child after `fork`).
     Gone,
