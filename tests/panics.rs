@@ -120,9 +120,13 @@ fn panicking_destructors_are_caught_counted_and_do_not_stop_the_drainer() {
     wait_for(&rt, "every object to be drained", |s| s.drained == OBJECTS);
     let s = rt.stats();
     let expected_panics = (0..OBJECTS).filter(|&id| panics(id)).count() as u64;
+    // Into a batch; or, if every open batch is busy at that instant (other threads adding to or
+    // closing each of them: under load it happens), with a job. Never destroyed inline.
     assert_eq!(
-        s.batched, OBJECTS,
-        "AlwaysDefer defers every teardown (in ordinary context, in batches): {s:?}"
+        s.batched + s.offloaded,
+        OBJECTS,
+        "AlwaysDefer defers every teardown (in ordinary context: in batches, else with jobs): \
+         {s:?}"
     );
     assert_eq!(s.drained, OBJECTS, "{s:?}");
     assert_eq!(s.dtor_panics, expected_panics, "{s:?}");
