@@ -240,7 +240,10 @@ impl Builder {
     /// them, as [`read::synchronize`](crate::read::synchronize) would — unless it holds a read
     /// guard itself, when it goes on over the bound rather than wait for itself. Signal handlers
     /// never help and never wait: their objects are counted, and bounded by the jobs they hold.
-    /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it.
+    /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it,
+    /// and a thread that fills a batch closes it (64 objects) before it checks: with more such
+    /// threads than CPUs, allow a batch for each. An object retired while every open batch is
+    /// busy goes with a job (see [`Stats::offloaded`](crate::Stats)), within the same bound.
     #[must_use]
     pub fn max_pending(mut self, max_pending: usize) -> Self {
         self.max_pending = max_pending;

@@ -91,7 +91,8 @@
 //! - `pending` and `peak_pending`: objects handed over and not yet destroyed (the backlog), now
 //!   and at its highest. Threads that hand objects over in ordinary context keep it under
 //!   [`Builder::max_pending`](crate::Builder::max_pending) by helping (plus one open batch of
-//!   up to 64 per CPU); objects from handlers are bounded by the jobs they hold. With
+//!   up to 64 per CPU, and the batch each of them may be closing at that moment); objects from
+//!   handlers are bounded by the jobs they hold. With
 //!   [`Drainer::Manual`](crate::Drainer::Manual), handlers' objects wait until somebody calls
 //!   `drain`. Objects that left a [`ReadSlot`](crate::ReadSlot) also wait for the readers that
 //!   may hold them: a read guard that is never dropped keeps those (and only those) pending.

@@ -146,6 +146,41 @@ const HELP_BATCHES: usize = 2;
 /// Ready batches one drain cycle runs at most before it looks at the job lists again.
 const CYCLE_BATCHES: usize = 64;
 
+// How many chains of jobs this thread is running (`run_chain`; nested if a destructor drains).
+// A chain's jobs count in the backlog until they are run or batched, except on the thread
+// running it, whose destructors may retire objects and must not wait for their own chain
+// (`backlog`). Ordinary context only; `const`-initialised, no destructor.
+#[cfg(not(loom))]
+std::thread_local! {
+    static CHAINS_HERE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static CHAINS_HERE: std::cell::Cell<u32> = std::cell::Cell::new(0);
+}
+
+/// This thread runs a chain while one lives (the count goes back down on a panic too).
+struct ChainHere;
+
+impl ChainHere {
+    fn enter() -> ChainHere {
+        CHAINS_HERE.with(|c| c.set(c.get() + 1));
+        ChainHere
+    }
+
+    /// Whether this thread is running a chain.
+    fn active() -> bool {
+        CHAINS_HERE.with(|c| c.get()) > 0
+    }
+}
+
+impl Drop for ChainHere {
+    fn drop(&mut self) {
+        CHAINS_HERE.with(|c| c.set(c.get() - 1));
+    }
+}
+
 /// What the grow lock protects: the arena's growth bookkeeping, and the log of trims and
 /// regrowth that decides how many spare jobs trim keeps.
 struct Growth {
@@ -201,6 +236,10 @@ pub(crate) struct Inner {
     has_thread: AtomicBool,
     total: AtomicUsize,
     running: AtomicUsize,
+    /// Of the jobs in `running`, those whose objects their chain has already closed into
+    /// batches, where `closed_len` counts them too (`run_chain`): left out of the backlog and
+    /// of `pending`, which would count them twice.
+    chain_batched: AtomicUsize,
     counters: Counters,
     pub(crate) stop: AtomicBool,
     #[cfg(test)]
@@ -231,6 +270,7 @@ impl Inner {
             has_thread: AtomicBool::new(cfg.drainer == Drainer::Thread),
             total: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
+            chain_batched: AtomicUsize::new(0),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             #[cfg(test)]
@@ -864,6 +904,13 @@ impl Inner {
                     }
                     self.run(payload);
                     self.counters.drained.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                // Queued with a job, which the backlog counts: the bound holds on this path too.
+                // (Writers that outnumber the shards find every open batch busy often, and
+                // without this check kept queuing jobs, and growing the pool, past the bound.)
+                if self.backlog() > self.cfg.max_pending {
+                    self.after_close();
                 }
             }
         }
@@ -917,10 +964,24 @@ impl Inner {
         }
     }
 
-    /// Objects waiting in closed batches and job lists: what `max_pending` bounds. Also records
-    /// the peak of everything pending.
+    /// Objects waiting in closed batches, in job lists and in the chains drainers took from
+    /// them: what `max_pending` bounds. Also records the peak of everything pending.
+    ///
+    /// A taken chain's objects count until they are destroyed or closed into a batch (then as
+    /// the batch's). Uncounted from the take, they let a writer see the lists empty out the
+    /// moment a drainer took them, and queue as many again while that drainer was still
+    /// batching the first ones for their grace period. Not on a thread that runs a chain
+    /// itself: a destructor of that chain retiring an object would wait for its own chain (as
+    /// `closed_len` leaves out the batches for the thread running them).
     fn backlog(&self) -> usize {
-        let backlog = self.batches.closed_len() + self.lists.queued();
+        // Read against the objects' flow, as in `pending`.
+        let closed = self.batches.closed_len();
+        let taken = if ChainHere::active() {
+            0
+        } else {
+            self.taken_waiting()
+        };
+        let backlog = closed + taken + self.lists.queued();
         self.counters
             .peak_pending
             .fetch_max(self.pending(), Ordering::Relaxed);
@@ -977,10 +1038,10 @@ impl Inner {
 
     /// Everything waiting for destruction now (a snapshot).
     pub(crate) fn pending(&self) -> usize {
-        self.batches.len()
-            + self.lists.queued()
-            + self.running.load(Ordering::Relaxed)
-            + self.emergency.parked()
+        // Read against the objects' flow (lists, then chains taken, then batches): one that
+        // moves on between two reads is missed for this snapshot, never counted twice (which
+        // could count a whole list twice, and `peak_pending` is checked against the bound).
+        self.batches.len() + self.taken_waiting() + self.lists.queued() + self.emergency.parked()
     }
 
     /// Runs up to `max` ready batches (all batches, if `all`: nobody can read them any more).
@@ -1101,7 +1162,7 @@ impl Inner {
         for shard in 0..self.lists.shards() {
             let chain = self.lists.take(shard);
             if !chain.is_empty() {
-                ran += self.run_chain(shard, chain, &mut grace, all);
+                ran += self.run_chain(shard, chain, all);
             }
         }
         // Owned boxes (`owned.rs`) come in their own nodes: no job to return, no claim.
@@ -1183,10 +1244,28 @@ impl Inner {
         }
     }
 
+    /// Objects of the chains drainers took that are neither destroyed nor in a closed batch yet
+    /// (a snapshot: while a chain ends, it may read low by that chain's last partial batch).
+    ///
+    /// `chain_batched` is read first: a chain that ends between the two reads takes its jobs out
+    /// of `running`, then its batched objects out of `chain_batched`; read the other way round,
+    /// the old `running` less the new `chain_batched` would count those objects twice (they are
+    /// in `closed_len` by then). Read this way, the snapshot reads low for that moment instead.
+    fn taken_waiting(&self) -> usize {
+        // Relaxed: statistics and a heuristic, like the other counts of the backlog. The order
+        // arguments of these snapshots (here, `pending`, `Batches::len`) rely on the reads and
+        // the updates being seen in program order, as x86 sees them; a weaker CPU may still
+        // show one snapshot an object twice, for a moment.
+        let batched = self.chain_batched.load(Ordering::Relaxed);
+        self.running.load(Ordering::Relaxed).saturating_sub(batched)
+    }
+
     /// Runs what can run of a chain taken from `shard`'s list, oldest first, batches what needs
-    /// a grace period, and returns the jobs to that shard's freelist, whole, with one push.
-    /// Returns destructors run.
-    fn run_chain(&self, shard: usize, chain: Chain, grace: &mut Vec<Payload>, all: bool) -> usize {
+    /// a grace period (in batches of its own: the objects move from the chain's count to the
+    /// batches' as each batch closes), and returns the jobs to that shard's freelist, whole,
+    /// with one push. Returns destructors run.
+    fn run_chain(&self, shard: usize, chain: Chain, all: bool) -> usize {
+        let _here = ChainHere::enter();
         let len = chain.len();
         let active = self.running.fetch_add(len, Ordering::Relaxed) + len;
         self.counters
@@ -1194,11 +1273,21 @@ impl Inner {
             .fetch_max(active, Ordering::Relaxed);
         self.counters.taken.fetch_add(len as u64, Ordering::Relaxed);
         let mut ran = 0;
+        let mut grace: Vec<Payload> = Vec::new();
+        let mut batched = 0;
         let run_one = |_, entry: &Entry| {
             // SAFETY: we took the chain, so we own the job; its offload set its payload.
             if let Some(payload) = unsafe { entry.take_payload() } {
                 if payload.grace && !all {
-                    self.batch_for_grace(grace, payload);
+                    grace.push(payload);
+                    if grace.len() >= BATCH {
+                        // Out of the chain's count before into the batches': a snapshot may
+                        // miss them for a moment, never count them twice.
+                        // Relaxed: a statistic (see `taken_waiting`).
+                        self.chain_batched.fetch_add(BATCH, Ordering::Relaxed);
+                        batched += BATCH;
+                        self.batches.close_new(std::mem::take(&mut grace), true);
+                    }
                 } else {
                     self.run(payload);
                     ran += 1;
@@ -1214,6 +1303,14 @@ impl Inner {
         // The jobs are visible in the freelist: now their claims may become credit.
         self.ledger.credit_spare(len);
         self.running.fetch_sub(len, Ordering::Relaxed);
+        if batched > 0 {
+            // Relaxed: a statistic (see `taken_waiting`).
+            self.chain_batched.fetch_sub(batched, Ordering::Relaxed);
+        }
+        // The rest of the chain's objects that need a grace period: a partial batch. Every one
+        // was removed from its slot before it was queued, and we took it (Acquire) before this
+        // close stamps it: the cookie covers it (`batches.rs`).
+        self.batches.close_new(grace, true);
         self.counters
             .drained
             .fetch_add(ran as u64, Ordering::Relaxed);

@@ -22,7 +22,9 @@ pub struct Stats {
     /// Idle jobs set aside by `Runtime::reserve` and `Runtime::reserve_to` for
     /// restricted-context installs.
     pub reserved: usize,
-    /// Objects handed to the drainer with a job (teardowns in signal handlers). Derived, to keep
+    /// Objects handed to the drainer with a job: teardowns in signal handlers, and objects
+    /// retired in ordinary context at an instant when every open batch was busy (other threads
+    /// adding to each; with more writer threads than CPUs, a few percent of them). Derived, to keep
     /// the teardown path free of a counter: what the drainers have taken, plus what is queued or
     /// parked now. While a drainer is between taking a list and counting it, a snapshot can read
     /// low by that list's length; at a quiescent point it is exact.
@@ -103,8 +105,10 @@ pub struct Stats {
     /// boxes dropped in handlers are not in it: they need no job, and their push counts nothing
     /// (see `owned`).
     pub pending: usize,
-    /// Highest `pending` seen when a batch closed or a drain cycle ended: what
-    /// [`Builder::max_pending`](crate::Builder::max_pending) bounds (plus each CPU's open batch).
+    /// Highest `pending` seen when a thread handing objects over checked the backlog, or a drain
+    /// cycle ended: what [`Builder::max_pending`](crate::Builder::max_pending) bounds (plus the
+    /// batches it leaves out of the bound: each CPU's open batch, and the batches threads are
+    /// closing at that moment).
     pub peak_pending: usize,
     /// Objects destroyed out of batches: those retired in ordinary context (objects that left
     /// readable slots, or every deferred object under `Policy::AlwaysDefer`) and those that came

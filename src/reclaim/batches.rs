@@ -345,9 +345,11 @@ impl Batches {
             if ready {
                 let batch = queue.closed.remove(i).expect("index checked above");
                 let n = batch.items.len();
-                // Relaxed: statistics (moved from queued to running, here and in all).
-                self.shared.running.fetch_add(n, Ordering::Relaxed);
+                // Relaxed: statistics (moved from queued to running, here and in all). Out of
+                // one count before into the next: a snapshot may miss them for a moment (it
+                // reads the counts against this flow), never count them twice.
                 self.closed_len.fetch_sub(n, Ordering::Relaxed);
+                self.shared.running.fetch_add(n, Ordering::Relaxed);
                 RUNNING_HERE.with(|r| r.set(r.get() + n));
                 out.push(batch);
             } else {
@@ -375,13 +377,24 @@ impl Batches {
         }
     }
 
-    /// Objects in batches, open, closed or being destroyed (a snapshot).
+    /// Objects in batches, open, closed or being destroyed (a snapshot). The counts are read
+    /// against the objects' flow (being destroyed, then closed, then open): an object that moves
+    /// on between two reads is missed by this snapshot, never counted twice.
     pub fn len(&self) -> usize {
-        // Relaxed: a statistic.
-        self.waiting() + self.shared.running()
+        // Relaxed: statistics.
+        let running = self.shared.running();
+        let closed = self.closed_len.load(Ordering::Relaxed);
+        let open: usize = self
+            .open
+            .iter()
+            .map(|o| o.len.load(Ordering::Relaxed))
+            .sum();
+        running + closed + open
     }
 
-    /// Objects in open batches and in closed batches no drainer has taken (a snapshot).
+    /// Objects in open batches and in closed batches no drainer has taken (a snapshot). Read
+    /// with the flow (open, then closed): an object closed between the reads counts twice
+    /// rather than not at all, so that `any` never misses one.
     fn waiting(&self) -> usize {
         // Relaxed: statistics.
         let open: usize = self
@@ -400,13 +413,13 @@ impl Batches {
     /// bound then excludes batches other threads are destroying: at most what those threads
     /// took, each finite.
     pub fn closed_len(&self) -> usize {
-        // Relaxed: statistics.
-        let queued = self.closed_len.load(Ordering::Relaxed);
-        if RUNNING_HERE.with(|r| r.get()) > 0 {
-            queued
+        // Relaxed: statistics, read against the flow (see `len`).
+        let running = if RUNNING_HERE.with(|r| r.get()) > 0 {
+            0
         } else {
-            queued + self.shared.running()
-        }
+            self.shared.running()
+        };
+        running + self.closed_len.load(Ordering::Relaxed)
     }
 
     /// Whether any batch holds objects a cycle could still close or run (a snapshot).

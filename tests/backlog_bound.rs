@@ -1,0 +1,181 @@
+//! The backlog bound (`Builder::max_pending`) on the paths that hand objects over with jobs.
+//!
+//! More writers than shards: writers that retire objects in ordinary context as fast as they
+//! can, four of them on one shard, stay within the bound, and so does the job pool.
+//!
+//! With one shard there is one open batch, so writers often find it locked by another (adding
+//! to it, or preempted while it held the lock). Such a writer hands its object over with a job
+//! instead. That path once skipped the back-pressure: with three writers on a two-CPU machine
+//! the backlog reached 72 715 objects against a bound of 4096, and the pool 48 368 jobs, growing
+//! for as long as the writers ran. Bounds are asserted on counts, never on time.
+//!
+//! And the other side of the bound: a drain's own destructors, retiring objects while the
+//! chain of jobs they came in is longer than the bound, never wait for that chain.
+
+use sigdrop::{Drainer, Policy, ReadSlot, RefSlot, Runtime, restricted};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The bound under test (smaller than the default, so the writers hit it constantly).
+const MAX_PENDING: usize = 512;
+/// Objects per batch (`BATCH` in the crate); each shard's open batch is not yet counted.
+const BATCH: usize = 64;
+/// Shards: one open batch for every writer to contend for.
+const SHARDS: usize = 1;
+/// Writer threads (more than the shards, and than the CPUs of a small machine).
+const WRITERS: usize = 4;
+/// Spare jobs the pool keeps (the default).
+const HEADROOM: usize = 64;
+/// How long the writers run flat out.
+const WRITE_FOR: Duration = Duration::from_millis(1500);
+
+static MADE: AtomicU64 = AtomicU64::new(0);
+static DESTROYED: AtomicU64 = AtomicU64::new(0);
+
+struct Obj;
+
+impl Obj {
+    fn new() -> Arc<Obj> {
+        MADE.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Obj)
+    }
+}
+
+impl Drop for Obj {
+    fn drop(&mut self) {
+        DESTROYED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn writers_outnumbering_shards_stay_within_the_bound() {
+    let rt = Runtime::builder()
+        .shards(SHARDS)
+        .headroom(HEADROOM)
+        .max_pending(MAX_PENDING)
+        // No jobs kept for regrowth: the pool's bound below is the backlog's plus the headroom.
+        .regrowth_window(Duration::ZERO)
+        .build()
+        .unwrap();
+    let slots: Vec<ReadSlot<Arc<Obj>>> = (0..WRITERS).map(|_| ReadSlot::new(&rt)).collect();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for slot in &slots {
+            let stop = &stop;
+            s.spawn(move || {
+                // Relaxed: a stop flag; the scope's join orders everything after it.
+                while !stop.load(Ordering::Relaxed) {
+                    drop(slot.replace(Obj::new()).unwrap());
+                }
+            });
+        }
+        let until = Instant::now() + WRITE_FOR;
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    drop(slots);
+    rt.drain_and_wait().unwrap();
+    let s = rt.stats();
+    let (made, destroyed) = (
+        MADE.load(Ordering::Relaxed),
+        DESTROYED.load(Ordering::Relaxed),
+    );
+    eprintln!("{made} objects; {s:?}");
+
+    // The path under test was taken: some objects went with a job (the only way an ordinary
+    // retirement is offloaded), because the one open batch was busy.
+    assert!(
+        s.offloaded > 0,
+        "no retirement found the open batch busy: the test did not exercise the fallback: {s:?}"
+    );
+    // The bound, plus the open batch, plus per writer the batch it may be closing (each closes
+    // its batch, then checks the backlog), or the object it may be handing over with a job.
+    let bound = MAX_PENDING + BATCH * (SHARDS + WRITERS);
+    assert!(
+        s.peak_pending <= bound,
+        "backlog {} over the bound {bound}: {s:?}",
+        s.peak_pending
+    );
+    // Jobs: those queued (within the backlog's bound), those a drainer took and has not given
+    // back yet (at most what the lists held when it took them: within the bound too, though
+    // once their objects are batched the backlog no longer counts them), the spare ones the
+    // pool keeps (the headroom, and half as many again before a trim: the hysteresis), and one
+    // per writer claiming.
+    let pool_bound = 2 * bound + HEADROOM + HEADROOM / 2 + WRITERS;
+    assert!(
+        s.peak_total <= pool_bound,
+        "job pool peaked at {} jobs, over {pool_bound}: {s:?}",
+        s.peak_total
+    );
+    assert_eq!(made, destroyed, "every object destroyed once: {s:?}");
+    assert_eq!((s.emergency, s.leaked), (0, 0), "{s:?}");
+}
+
+/// An object whose destructor retires another (`Policy::AlwaysDefer`: into a batch).
+struct Retiring {
+    inner: RefSlot<Box<u64>>,
+}
+
+impl Drop for Retiring {
+    fn drop(&mut self) {
+        self.inner.clear();
+        INNER_RETIRED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+static INNER_RETIRED: AtomicU64 = AtomicU64::new(0);
+
+/// Objects torn down in restricted context, each with a job: one chain, longer than the bound.
+const CHAIN: usize = 200;
+/// The smallest bound accepted (one batch).
+const SMALL_BOUND: usize = 64;
+/// Far longer than the drain takes (milliseconds); it never returns if it waits for itself.
+const DRAIN_WAIT: Duration = Duration::from_secs(30);
+
+#[test]
+fn destructors_retiring_past_the_bound_never_wait_for_their_own_chain() {
+    // A manual drainer: the thread that calls `drain` is the only one that runs destructors,
+    // so a wait for the chain it is running would never end.
+    let rt = Runtime::builder()
+        .drainer(Drainer::Manual)
+        .policy(Policy::AlwaysDefer)
+        .max_pending(SMALL_BOUND)
+        .headroom(CHAIN)
+        .build()
+        .unwrap();
+    let slots: Vec<RefSlot<Box<Retiring>>> = (0..CHAIN).map(|_| RefSlot::new(&rt)).collect();
+    for slot in &slots {
+        let inner = RefSlot::new(&rt);
+        inner.xchg(Some(Box::new(7))).unwrap();
+        slot.xchg(Some(Box::new(Retiring { inner }))).unwrap();
+    }
+    {
+        // As a signal handler would: each object goes with a job, onto this CPU's list.
+        let _restricted = restricted::enter();
+        for slot in &slots {
+            slot.clear();
+        }
+    }
+    assert_eq!(rt.stats().pending, CHAIN);
+    // One cycle takes the whole chain; each destructor retires an object, and the first of
+    // every batch checks the backlog, which is over the bound as long as the chain is counted.
+    // A drain that waited for its own chain would never return: fail instead of hanging.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rt.drain().unwrap();
+            done.send(()).unwrap();
+        });
+        if finished.recv_timeout(DRAIN_WAIT).is_err() {
+            eprintln!("the drain waited for its own chain: {:?}", rt.stats());
+            std::process::abort();
+        }
+    });
+    assert_eq!(INNER_RETIRED.load(Ordering::Relaxed), CHAIN as u64);
+    rt.drain_and_wait().unwrap();
+    let s = rt.stats();
+    assert_eq!((s.pending, s.drained), (0, 2 * CHAIN as u64), "{s:?}");
+}
