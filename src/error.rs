@@ -6,9 +6,10 @@ use std::fmt;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A builder value that cannot be honoured.
+    /// A builder value, or an argument (a signal number, a timer interval, a storm's
+    /// targets), that cannot be honoured.
     InvalidConfig {
-        /// The builder setting at fault.
+        /// The builder setting, or the argument, at fault.
         field: &'static str,
         /// What is wrong with it.
         reason: &'static str,
@@ -84,16 +85,18 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidConfig { field, reason } => {
-                write!(f, "invalid runtime configuration: {field}: {reason}")
-            }
+            Error::InvalidConfig { field, reason } => write!(f, "invalid {field}: {reason}"),
             Error::OutOfMemory => f.write_str("out of memory (for the job pool, or a new box)"),
             Error::CapacityExceeded { max_jobs } => {
                 write!(f, "job pool limit of {max_jobs} jobs reached")
             }
-            Error::Restricted => f.write_str("operation not allowed in restricted context"),
+            Error::Restricted => f.write_str(
+                "not allowed in restricted context (inside restricted::enter, as in a signal \
+                 handler): it may allocate or block; call it from ordinary code",
+            ),
             Error::ReadGuardHeld => f.write_str(
-                "operation would wait for a grace period while this thread holds a read guard",
+                "would wait for a grace period while this thread holds a read guard, that is for \
+                 itself: drop the guard first",
             ),
             Error::NoSpareJob {
                 runtime,

@@ -155,3 +155,9 @@
 //! way, test it with [`alloc_check::RestrictedAllocs`](crate::alloc_check::RestrictedAllocs): it
 //! counts allocations made in your handler, and tells you when your handler never ran in
 //! restricted context at all.
+//!
+//! sigdrop's own threads (the drainer, a [`signal::Storm`](crate::signal::Storm)'s sender)
+//! block no signals, so a process-directed signal (`SIGPROF` from `setitimer`, say) may run
+//! your handler on them, in the middle of a drain. That is safe: everything a handler may call
+//! allows for interrupting any sigdrop code, the drainer's included. A profiler will see the
+//! drainer's samples too, as it should: it is your process's CPU time.

@@ -48,6 +48,10 @@ impl Storm {
     }
 
     /// Signals sent so far. May be called from a signal handler.
+    ///
+    /// More than the handler runs, as a rule: a standard (non-real-time) signal sent while the
+    /// same signal is already pending for that thread is merged with it, and runs the handler
+    /// once. Real-time signals queue instead (up to the process's limit).
     pub fn sent(&self) -> u64 {
         // Relaxed: a statistic (exact after `stop`, which joins the thread).
         self.sent.load(Ordering::Relaxed)
