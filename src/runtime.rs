@@ -995,6 +995,13 @@ impl Inner {
         self.owned.stalled()
     }
 
+    /// Wakes the drainer thread from any sleep, as a ring's wake-up would (tests only: one whose
+    /// push is paused before its link, when the ring's syscall waits for the link).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn wake_drainer(&self) {
+        self.doorbell.wake_any();
+    }
+
     /// The owned lists (tests only).
     #[cfg(all(test, not(loom)))]
     pub(crate) fn owned_lists(&self) -> &OwnedLists {

@@ -110,7 +110,10 @@ fn the_drainer_thread_comes_back_for_a_box_it_found_unlinked() {
     {
         let (rt, stashed) = (rt.clone(), stashed.clone());
         drop_paused(paused, move || {
-            // The push rang: the drainer takes the list and finds our node unlinked.
+            // The push rang: the drainer takes the list and finds our node unlinked. If the
+            // drainer was asleep by then, the ring's wake-up syscall waits for the link (after
+            // this pause): make it here instead.
+            rt.inner().wake_drainer();
             wait_until("the drainer stashes the unlinked box", || {
                 rt.inner().owned_stalled()
             });
