@@ -18,11 +18,13 @@
 //! of [`RUN`] consecutive indices, and growth deals whole slabs to one CPU each ([`deal_shard`],
 //! used by `runtime.rs`), so the cache lines of a slab, like the lines of its entries (buckets
 //! are aligned to a line, and a run's entries fill whole lines on 64-bit targets), hold one
-//! CPU's jobs only. Past the first buckets growth deals a page of entries (256 jobs, 16 slabs
-//! allocated one after the other) to one CPU, and such buckets are aligned to a page: the
-//! hardware prefetchers, which follow a CPU's run into the next one but stop at a page, then
-//! stop fetching the other CPU's lines. A slab is made when the first job of its run is, and
-//! freed when trim gives up the last one still in use (the grow state counts them).
+//! CPU's jobs only. In buckets of at least `512 * shards` entries growth deals a page of
+//! entries (256 jobs) to one CPU, and such buckets are aligned to a page: the hardware
+//! prefetchers, which follow a CPU's run into the next one but stop at a page, then stop
+//! fetching the other CPU's entry lines. (The run's 16 slabs are allocated one after the
+//! other, but the allocator decides where: nothing keeps them from other memory.) A slab is
+//! made when the first job of its run is, and freed when trim gives up the last one still in
+//! use (the grow state counts them).
 //!
 //! What trim cannot return is the entry itself: 16 bytes per index at the high-water mark of
 //! live jobs. Recycled indices are reused before the table grows, so the table is bounded by the
@@ -309,8 +311,12 @@ pub const DEAL_RUN_MAX: usize = 256;
 /// The shard that growth deals job `idx` to, of `shards`: runs of consecutive indices go to the
 /// shards in turn, each run at least [`RUN`] indices (one slab) and at most [`DEAL_RUN_MAX`].
 /// Within a bucket, the run is the longest power of two that still gives every shard two runs
-/// of the bucket, so a small pool is spread over the shards about as evenly as a large one
-/// (to within one run).
+/// of the bucket (so runs reach a page only in buckets of at least `512 * shards` entries).
+/// The turn goes on from one bucket to the next, as if the runs of all buckets were dealt one
+/// after the other: a pool of `k` runs leaves no shard empty once `k >= shards`, and the
+/// shards' shares of any pool differ by at most a run of its largest bucket. (Starting every
+/// bucket at shard 0 favoured the low shards in every bucket: 64 shards and 960 jobs left
+/// 32 shards without one, and their CPUs all took jobs from the same few others.)
 ///
 /// Why runs, and why long ones: a job is written by the CPU that tears down through it, and its
 /// entry and body sit next to the entries and bodies of its neighbouring indices. In runs of
@@ -321,7 +327,10 @@ pub const DEAL_RUN_MAX: usize = 256;
 /// index alone, so that runs stay whole whatever the sizes of the batches that grow them.)
 pub fn deal_shard(idx: u32, shards: usize) -> usize {
     let (bucket, offset) = locate(idx);
-    (offset / deal_run(bucket_len(bucket), shards)) % shards.max(1)
+    let earlier: usize = (0..bucket)
+        .map(|b| bucket_len(b) / deal_run(bucket_len(b), shards))
+        .sum();
+    (earlier + offset / deal_run(bucket_len(bucket), shards)) % shards.max(1)
 }
 
 /// The run [`deal_shard`] deals a bucket of `len` entries in.
@@ -596,6 +605,40 @@ mod tests {
             .collect();
         assert_eq!(runs, [0, 1, 0, 1]);
         assert!((960..960 + DEAL_RUN_MAX as u32).all(|i| deal_shard(i, 2) == 0));
+    }
+
+    #[test]
+    fn dealing_goes_on_from_bucket_to_bucket_so_every_pool_is_spread() {
+        for shards in [1, 2, 3, 5, 8, 64, 200] {
+            let mut per_shard = vec![0usize; shards];
+            let mut runs = 0;
+            let mut largest_run = 0;
+            let mut last = None;
+            for idx in 0..(1u32 << 17) {
+                let shard = deal_shard(idx, shards);
+                assert!(shard < shards);
+                if Some(shard) != last || locate(idx).1 == 0 {
+                    // A new run: the next shard in turn, across bucket boundaries too.
+                    if let Some(last) = last {
+                        assert_eq!(shard, (last + 1) % shards, "{idx} of {shards}");
+                    }
+                    runs += 1;
+                    largest_run = largest_run.max(deal_run(bucket_len(locate(idx).0), shards));
+                }
+                last = Some(shard);
+                per_shard[shard] += 1;
+                // Every pool, whatever its size: no shard left out once there are runs enough,
+                // and the shares within a run of the largest bucket of each other.
+                let (min, max) = (
+                    *per_shard.iter().min().unwrap(),
+                    *per_shard.iter().max().unwrap(),
+                );
+                if runs >= shards {
+                    assert!(min > 0, "{} jobs, {shards} shards: {per_shard:?}", idx + 1);
+                }
+                assert!(max - min <= largest_run, "{} jobs: {per_shard:?}", idx + 1);
+            }
+        }
     }
 
     #[test]

@@ -509,7 +509,7 @@ impl Inner {
 
     /// Allocates up to `n` jobs and deals them out over the shards (a batch grown by one thread
     /// serves teardowns on every CPU), in runs of neighbouring indices ([`deal_shard`]: one
-    /// CPU's jobs keep to lines, and past the first few hundred jobs to pages, of their own).
+    /// CPU's jobs keep to lines, and in large enough buckets to pages, of their own).
     /// Returns how many were made, and the error that stopped it early, if any. The caller
     /// credits them.
     fn grow_locked(&self, state: &mut GrowState, n: usize) -> (usize, Option<Error>) {
