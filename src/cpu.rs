@@ -105,6 +105,9 @@ mod hint {
     #[cold]
     #[inline(never)]
     fn refresh(cell: &std::cell::Cell<u32>) -> u32 {
+        // A failing `sched_getcpu` (no vDSO, a kernel without `getcpu`) sets `errno`, and this
+        // may run in a signal handler: put it back, as every call sigdrop makes there does.
+        let _errno = crate::errno::ErrnoGuard::save();
         // SAFETY: `sched_getcpu` has no preconditions; it is async-signal-safe (see the module
         // docs).
         let cpu = u32::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0) & 0xff_ffff;
