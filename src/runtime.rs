@@ -88,7 +88,7 @@ use crate::freelist::Freelist;
 use crate::ledger::{Ledger, Source};
 use crate::llist::{Chain, JobLists};
 use crate::read;
-use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
+use crate::reclaim::batches::{Added, BATCH, BatchCounts, Batches, Closed};
 use crate::reclaim::cycle_gate::CycleGate;
 use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain, Drainer};
@@ -158,6 +158,23 @@ std::thread_local! {
 #[cfg(loom)]
 loom::thread_local! {
     static CHAINS_HERE: std::cell::Cell<u32> = std::cell::Cell::new(0);
+}
+
+/// Where the objects waiting for destruction are (`Inner::pending_counts`).
+struct PendingCounts {
+    batches: BatchCounts,
+    /// In chains drainers took and have neither run nor batched.
+    taken: usize,
+    /// In job lists.
+    queued: usize,
+    /// In the emergency area.
+    parked: usize,
+}
+
+impl PendingCounts {
+    fn all(&self) -> usize {
+        self.batches.all() + self.taken + self.queued + self.parked
+    }
 }
 
 /// This thread runs a chain while one lives (the count goes back down on a panic too).
@@ -974,18 +991,12 @@ impl Inner {
     /// itself: a destructor of that chain retiring an object would wait for its own chain (as
     /// `closed_len` leaves out the batches for the thread running them).
     fn backlog(&self) -> usize {
-        // Read against the objects' flow, as in `pending`.
-        let closed = self.batches.closed_len();
-        let taken = if ChainHere::active() {
-            0
-        } else {
-            self.taken_waiting()
-        };
-        let backlog = closed + taken + self.lists.queued();
+        let counts = self.pending_counts();
         self.counters
             .peak_pending
-            .fetch_max(self.pending(), Ordering::Relaxed);
-        backlog
+            .fetch_max(counts.all(), Ordering::Relaxed);
+        let taken = if ChainHere::active() { 0 } else { counts.taken };
+        counts.batches.bounded() + taken + counts.queued
     }
 
     /// Whether a drain found an owned box its pusher had not linked yet, and has not run it
@@ -1045,10 +1056,20 @@ impl Inner {
 
     /// Everything waiting for destruction now (a snapshot).
     pub(crate) fn pending(&self) -> usize {
-        // Read against the objects' flow (lists, then chains taken, then batches): one that
-        // moves on between two reads is missed for this snapshot, never counted twice (which
-        // could count a whole list twice, and `peak_pending` is checked against the bound).
-        self.batches.len() + self.taken_waiting() + self.lists.queued() + self.emergency.parked()
+        self.pending_counts().all()
+    }
+
+    /// Where the objects waiting for destruction are (a snapshot), read against their flow
+    /// (batches, then chains taken, then lists): one that moves on between two reads is missed
+    /// by this snapshot, never counted twice (which could count a whole list twice, and
+    /// `peak_pending` is checked against the bound).
+    fn pending_counts(&self) -> PendingCounts {
+        PendingCounts {
+            batches: self.batches.counts(),
+            taken: self.taken_waiting(),
+            queued: self.lists.queued(),
+            parked: self.emergency.parked(),
+        }
     }
 
     /// Runs up to `max` ready batches (all batches, if `all`: nobody can read them any more).

@@ -53,6 +53,38 @@ pub(crate) struct Closed {
     pub items: Vec<Payload>,
 }
 
+/// How many objects the batches hold (`Batches::counts`).
+pub(crate) struct BatchCounts {
+    /// In batches a thread is destroying.
+    pub running: usize,
+    /// In closed batches still queued.
+    pub closed: usize,
+    /// In open batches (not yet counted by back-pressure).
+    pub open: usize,
+}
+
+impl BatchCounts {
+    /// Everything the batches hold.
+    pub fn all(&self) -> usize {
+        self.running + self.closed + self.open
+    }
+
+    /// Objects in closed batches, queued or being destroyed: what back-pressure bounds. A
+    /// thread that is destroying batches itself counts only the queued ones: waiting for its
+    /// own would be waiting for itself, and waiting for another thread's could be waiting for a
+    /// thread that waits for ours (two threads whose destructors retire past the bound, each in
+    /// the middle of its batches). Queued batches it can always run itself. The bound then
+    /// excludes batches other threads are destroying: at most what those threads took, each
+    /// finite.
+    pub fn bounded(&self) -> usize {
+        if RUNNING_HERE.with(|r| r.get()) > 0 {
+            self.closed
+        } else {
+            self.closed + self.running
+        }
+    }
+}
+
 /// One shard's open batches: `[plain, grace]`.
 struct Open {
     locked: AtomicBool,
@@ -377,19 +409,23 @@ impl Batches {
         }
     }
 
-    /// Objects in batches, open, closed or being destroyed (a snapshot). The counts are read
-    /// against the objects' flow (being destroyed, then closed, then open): an object that moves
-    /// on between two reads is missed by this snapshot, never counted twice.
-    pub fn len(&self) -> usize {
+    /// The batches' counts (a snapshot), read against the objects' flow (being destroyed, then
+    /// closed, then open): an object that moves on between two reads is missed by this
+    /// snapshot, never counted twice.
+    pub fn counts(&self) -> BatchCounts {
         // Relaxed: statistics.
         let running = self.shared.running();
         let closed = self.closed_len.load(Ordering::Relaxed);
-        let open: usize = self
+        let open = self
             .open
             .iter()
             .map(|o| o.len.load(Ordering::Relaxed))
             .sum();
-        running + closed + open
+        BatchCounts {
+            running,
+            closed,
+            open,
+        }
     }
 
     /// Objects in open batches and in closed batches no drainer has taken (a snapshot). Read
@@ -403,23 +439,6 @@ impl Batches {
             .map(|o| o.len.load(Ordering::Relaxed))
             .sum();
         open + self.closed_len.load(Ordering::Relaxed)
-    }
-
-    /// Objects in closed batches, queued or being destroyed (a snapshot): what back-pressure
-    /// bounds. A thread that is destroying batches itself counts only the queued ones: waiting
-    /// for its own would be waiting for itself, and waiting for another thread's could be
-    /// waiting for a thread that waits for ours (two threads whose destructors retire past the
-    /// bound, each in the middle of its batches). Queued batches it can always run itself. The
-    /// bound then excludes batches other threads are destroying: at most what those threads
-    /// took, each finite.
-    pub fn closed_len(&self) -> usize {
-        // Relaxed: statistics, read against the flow (see `len`).
-        let running = if RUNNING_HERE.with(|r| r.get()) > 0 {
-            0
-        } else {
-            self.shared.running()
-        };
-        running + self.closed_len.load(Ordering::Relaxed)
     }
 
     /// Whether any batch holds objects a cycle could still close or run (a snapshot).
