@@ -156,9 +156,11 @@ impl Builder {
     /// buffers at each tick, then drains) still has every drain free what the next burst grows
     /// back: bookkeeping per job and an allocation and a free per 16 jobs, per burst, and
     /// teardowns on jobs another CPU has just written. If you know the burst size, a hysteresis
-    /// that large keeps the jobs for good. A window adapts instead: jobs grown back within it of
-    /// a trim (never more than the trims freed) stay spare, on top of the headroom, until a
-    /// whole window passes without such regrowth; a drain after that frees them (the drainer
+    /// that large keeps the jobs for good. A window adapts instead: when jobs are grown back
+    /// within it of a trim (never more than the trims freed), they and the spare jobs that trim
+    /// left stay spare, on top of the headroom, so bursts that grow larger are kept at their
+    /// larger size, until a whole window passes without such regrowth; a drain after that frees
+    /// them (the drainer
     /// thread looks at least once a window while jobs are kept, so with it they go within about
     /// two windows, lazy or not).
     ///

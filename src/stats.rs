@@ -72,7 +72,8 @@ pub struct Stats {
     /// Jobs freed by trim.
     pub trimmed: u64,
     /// How many spare jobs above the headroom the automatic trims leave for now, because the
-    /// pool had to grow that many back soon after a trim freed them (see
+    /// workload used that many soon after a trim: what the trim left above the headroom, plus
+    /// what the pool then had to grow back of what it freed (see
     /// [`Builder::regrowth_window`](crate::Builder::regrowth_window); always 0 with a zero one). A
     /// limit, not a count: `spare` may be below `headroom + kept` while jobs are in use. Back to
     /// 0 at a drain cycle once a window has passed without such regrowth (normally the first;

@@ -83,6 +83,32 @@ fn repeated_bursts_grow_the_pool_back_once_then_keep_it() {
 }
 
 #[test]
+fn bursts_that_grow_larger_are_kept_at_the_larger_size() {
+    let rt = runtime(Some(HOUR), Drainer::Manual);
+    let slots: Vec<RefSlot<Box<u64>>> = (0..2 * BURST).map(|_| RefSlot::new(&rt)).collect();
+    // A small burst teaches the pool to keep about BURST jobs; then small and large bursts
+    // take turns. Each large one needs what the last trim kept plus what it freed: once grown
+    // back, that is kept too, instead of being trimmed after every large burst and grown back
+    // by the next (BURST jobs a round, as when only the regrowth itself was counted).
+    for round in 0..BURSTS {
+        let n = if round % 2 == 0 { BURST } else { 2 * BURST };
+        burst(&slots[..n]);
+        assert_eq!(rt.drain().unwrap(), n);
+    }
+    let s = rt.stats();
+    let events = grow_and_trim_events(&s);
+    assert!(
+        events <= 4 * (2 * BURST + HEADROOM),
+        "{events} grow/trim events over {BURSTS} bursts: the pool thrashes: {s:?}"
+    );
+    assert!(
+        s.kept >= 2 * BURST - HEADROOM,
+        "the large bursts' jobs are kept: {s:?}"
+    );
+    assert_eq!(rt.audit_idle(), s.total, "every job is back in a freelist");
+}
+
+#[test]
 fn by_default_the_pool_keeps_what_bursts_grow_back() {
     let rt = runtime(None, Drainer::Manual);
     let slots: Vec<RefSlot<Box<u64>>> = (0..BURST).map(|_| RefSlot::new(&rt)).collect();
