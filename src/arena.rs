@@ -14,22 +14,31 @@
 //! - trim first *owns* a job (it popped it after claiming its credit in the ledger), so nobody
 //!   else can reach the body; it gives the body up and recycles the index.
 //!
-//! Bodies live in *slabs*: one allocation, aligned to a cache line, holds the bodies of a run
-//! of [`RUN`] consecutive indices, and growth deals whole slabs to one CPU each ([`deal_shard`],
-//! used by `runtime.rs`), so the cache lines of a slab, like the lines of its entries (buckets
-//! are aligned to a line, and a run's entries fill whole lines on 64-bit targets), hold one
-//! CPU's jobs only. In buckets of at least `512 * shards` entries growth deals a page of
-//! entries (256 jobs) to one CPU, and such buckets are aligned to a page: the hardware
-//! prefetchers, which follow a CPU's run into the next one but stop at a page, then stop
-//! fetching the other CPU's entry lines. (The run's 16 slabs are allocated one after the
-//! other, but the allocator decides where: nothing keeps them from other memory.) A slab is
-//! made when the first job of its run is, and freed when trim gives up the last one still in
-//! use (the grow state counts them).
+//! Growth deals jobs to the CPUs in *runs* of consecutive indices, 16 to 256 of them
+//! ([`deal_shard`], used by `runtime.rs`), and the bodies of a run live in one allocation, its
+//! *slab*, aligned to a cache line, so the cache lines of a slab, like the lines of its
+//! entries (buckets are aligned to a line, and a run's entries fill whole lines on 64-bit
+//! targets), hold one CPU's jobs only. In buckets of at least `512 * shards` entries a run is a
+//! page of entries (256 jobs): such buckets are aligned to a page, and such a run's slab fills
+//! whole pages of its own (6 KiB of bodies, padded to 8), so the hardware prefetchers, which
+//! follow a CPU's writes to the end of its page, fetch neither the other CPU's entry lines
+//! nor its bodies nor anybody else's allocations (the explanation our measurements leave:
+//! these VMs have no performance counters to show it directly). A slab is made when the first job of its
+//! run is, and freed when trim gives up the last one still in use (the grow state counts
+//! them).
+//!
+//! Slabs were [`RUN`] bodies each at first, allocated one by one as growth reached them: the
+//! allocator placed them among other memory (the objects the growing threads allocated, the
+//! other CPU's slabs), and with the default settings, whose pool is grown a few dozen jobs at
+//! a time by whichever thread installs, the thread that also drained took 15-59 ns per
+//! teardown in a two-thread test where one thread alone takes about 10, against 11-19 ns with a
+//! slab per run (and 9-12 ns for a pool grown at once by one thread).
 //!
 //! What trim cannot return is the entry itself: 16 bytes per index at the high-water mark of
 //! live jobs. Recycled indices are reused before the table grows, so the table is bounded by the
-//! peak pool size, while body memory (24 bytes a job) follows the pool down by runs: a job
-//! still in use keeps its run's slab, 16 bodies, alive.
+//! peak pool size, while body memory (24 bytes a job, 32 in page-sized runs) follows the pool
+//! down by runs: a job still in use keeps its run's slab alive, 16 to 256 bodies (at most
+//! 8 KiB).
 //!
 //! Two layouts were measured against this one (two threads tearing down at once, which the
 //! first made share lines): a body allocated per job, with neighbouring bodies of different
@@ -63,9 +72,9 @@ use std::ptr::{self, NonNull};
 /// The index that means "no job": the end of every list.
 pub const NIL: u32 = u32::MAX;
 
-/// Consecutive indices whose bodies share one allocation (a *slab*), and which growth deals to
-/// the same CPU's freelist (`runtime.rs`): a slab's bodies, and a run's entries (four to a
-/// cache line), belong to one CPU's jobs.
+/// The shortest run of consecutive indices that growth deals to one CPU's freelist
+/// (`runtime.rs`, [`deal_shard`]): a run's entries (four to a cache line) fill whole lines,
+/// and its bodies are one slab ([`slab_len`]).
 pub const RUN: usize = 16;
 
 /// A table of list links that stays put while any list over it is in use: what the lock-free
@@ -198,54 +207,75 @@ pub struct GrowState {
     next_index: u32,
     /// Indices ready for reuse: trimmed ones, and fresh ones a failed growth gave back.
     free_indices: Vec<u32>,
-    /// Per run of [`RUN`] indices: its slab of bodies, while any of them is in use.
-    runs: Vec<RunSlab>,
+    /// Per bucket, per run of it that growth deals to one shard ([`slab_len`]): its slab of
+    /// bodies, while any of them is in use.
+    runs: Vec<Vec<RunSlab>>,
 }
 
-/// The bodies of one run of [`RUN`] consecutive indices, in one allocation aligned to a cache
-/// line, and how many of them belong to jobs now.
+/// The bodies of one run that growth deals to one shard, in one allocation ([`slab_layout`]),
+/// and how many of them belong to jobs now.
 #[derive(Debug, Default)]
 struct RunSlab {
     base: Option<NonNull<Body>>,
-    live: u8,
+    live: u16,
 }
 
 // `live` counts the run's jobs.
-const _: () = assert!(RUN <= u8::MAX as usize);
+const _: () = assert!(DEAL_RUN_MAX <= u16::MAX as usize);
 
 // SAFETY: a `RunSlab` stands for sole ownership of its slab's allocation (bodies of plain data,
 // no drop glue), which the grow state's owner manages under its lock; moving it to another
 // thread moves that ownership.
 unsafe impl Send for RunSlab {}
 
-/// A slab: [`RUN`] bodies, aligned to a cache line, so that the bodies of jobs dealt to one CPU
-/// share lines with nobody else's.
-fn slab_layout() -> Layout {
-    Layout::array::<Body>(RUN)
-        .and_then(|l| l.align_to(64))
+/// The bodies in a slab of bucket `bucket`'s runs, for `shards` shards: the run growth deals
+/// to one shard there ([`deal_shard`]), or the whole bucket if it is shorter (in models only).
+fn slab_len(bucket: usize, shards: usize) -> usize {
+    let len = bucket_len(bucket);
+    deal_run(len, shards).min(len)
+}
+
+/// A slab of `n` bodies: aligned to a cache line, so that the bodies of jobs dealt to one CPU
+/// share lines with nobody else's; and a slab of a page or more is whole pages, so that no
+/// other allocation shares its pages either (the prefetchers follow a CPU's writes to the end
+/// of its page, see [`deal_shard`]).
+fn slab_layout(n: usize) -> Layout {
+    let bodies = Layout::array::<Body>(n).expect("a small layout");
+    let page_or_line = if bodies.size() >= 4096 { 4096 } else { 64 };
+    bodies
+        .align_to(page_or_line)
         .expect("a small layout")
+        .pad_to_align()
 }
 
 impl GrowState {
     /// The body of job `idx`, about to be handed out: its place in its run's slab, allocating
-    /// the slab (all [`RUN`] bodies initialised empty) if no job of the run is in use.
-    fn body_for(&mut self, idx: u32) -> Result<NonNull<Body>, Error> {
-        let run = idx as usize / RUN;
-        if self.runs.len() <= run {
+    /// the slab (all its bodies initialised empty) if no job of the run is in use.
+    fn body_for(&mut self, idx: u32, shards: usize) -> Result<NonNull<Body>, Error> {
+        let (bucket, offset) = locate(idx);
+        let n = slab_len(bucket, shards);
+        if self.runs.len() <= bucket {
             self.runs
-                .try_reserve(run + 1 - self.runs.len())
+                .try_reserve(bucket + 1 - self.runs.len())
                 .map_err(|_| Error::OutOfMemory)?;
-            self.runs.resize_with(run + 1, RunSlab::default);
+            self.runs.resize_with(bucket + 1, Vec::new);
         }
-        let slab = &mut self.runs[run];
+        let runs = &mut self.runs[bucket];
+        if runs.is_empty() {
+            let count = bucket_len(bucket) / n;
+            runs.try_reserve_exact(count)
+                .map_err(|_| Error::OutOfMemory)?;
+            runs.resize_with(count, RunSlab::default);
+        }
+        let slab = &mut runs[offset / n];
         let base = match slab.base {
             Some(base) => base,
             None => {
                 // SAFETY: the layout is not zero-sized.
-                let raw = unsafe { alloc(slab_layout()) }.cast::<Body>();
+                let raw = unsafe { alloc(slab_layout(n)) }.cast::<Body>();
                 let base = NonNull::new(raw).ok_or(Error::OutOfMemory)?;
-                for i in 0..RUN {
-                    // SAFETY: `i < RUN`, inside the fresh allocation of `RUN` bodies.
+                for i in 0..n {
+                    // SAFETY: `i < n`, inside the fresh allocation of `n` bodies.
                     unsafe {
                         raw.add(i).write(Body {
                             payload: UnsafeCell::new(None),
@@ -257,22 +287,24 @@ impl GrowState {
             }
         };
         slab.live += 1;
-        // SAFETY: `idx % RUN < RUN`, inside the slab.
-        Ok(unsafe { base.add(idx as usize % RUN) })
+        // SAFETY: `offset % n < n`, inside the slab.
+        Ok(unsafe { base.add(offset % n) })
     }
 
     /// Job `idx`'s body is no longer in use: the last of its run frees the slab.
-    fn body_gone(&mut self, idx: u32) {
-        let slab = &mut self.runs[idx as usize / RUN];
+    fn body_gone(&mut self, idx: u32, shards: usize) {
+        let (bucket, offset) = locate(idx);
+        let n = slab_len(bucket, shards);
+        let slab = &mut self.runs[bucket][offset / n];
         slab.live -= 1;
         if slab.live == 0 {
             let base = slab.base.take().expect("a run in use has a slab");
             // SAFETY: no job of the run holds a body of this slab any more (`live` counted them
-            // all out), so nothing else can reach it; its `RUN` bodies were initialised when it
-            // was made, and it was allocated with `slab_layout`.
+            // all out), so nothing else can reach it; its `n` bodies were initialised when it
+            // was made, and it was allocated with `slab_layout(n)`.
             unsafe {
-                ptr::slice_from_raw_parts_mut(base.as_ptr(), RUN).drop_in_place();
-                dealloc(base.as_ptr().cast(), slab_layout());
+                ptr::slice_from_raw_parts_mut(base.as_ptr(), n).drop_in_place();
+                dealloc(base.as_ptr().cast(), slab_layout(n));
             }
         }
     }
@@ -281,6 +313,8 @@ impl GrowState {
 /// The job table.
 pub struct Arena {
     buckets: [AtomicPtr<Entry>; BUCKETS],
+    /// The shards growth deals jobs to ([`deal_shard`]): a slab holds the bodies of one run.
+    shards: usize,
 }
 
 // SAFETY: entries are reached through atomics (`link`) or through the owner-only protocol
@@ -309,7 +343,8 @@ fn bucket_len(bucket: usize) -> usize {
 pub const DEAL_RUN_MAX: usize = 256;
 
 /// The shard that growth deals job `idx` to, of `shards`: runs of consecutive indices go to the
-/// shards in turn, each run at least [`RUN`] indices (one slab) and at most [`DEAL_RUN_MAX`].
+/// shards in turn, each run at least [`RUN`] indices and at most [`DEAL_RUN_MAX`], its bodies
+/// one slab.
 /// Within a bucket, the run is the longest power of two that still gives every shard two runs
 /// of the bucket (so runs reach a page only in buckets of at least `512 * shards` entries).
 /// The turn goes on from one bucket to the next, as if the runs of all buckets were dealt one
@@ -357,10 +392,12 @@ fn bucket_layout(len: usize) -> Option<Layout> {
 }
 
 impl Arena {
-    /// An empty arena; no memory is allocated until the first job.
-    pub fn new() -> Self {
+    /// An empty arena whose jobs growth deals to `shards` shards ([`deal_shard`]); no memory is
+    /// allocated until the first job.
+    pub fn new(shards: usize) -> Self {
         Arena {
             buckets: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            shards: shards.max(1),
         }
     }
 
@@ -383,7 +420,7 @@ impl Arena {
                 .map_err(|_| Error::OutOfMemory)?;
         }
         let idx = self.alloc_index(state)?;
-        let body = match state.body_for(idx) {
+        let body = match state.body_for(idx, self.shards) {
             Ok(body) => body,
             Err(e) => {
                 // Nothing else changed: the index goes back for the next growth.
@@ -454,7 +491,7 @@ impl Arena {
                 .expect("job without body");
             debug_assert!(body.as_ref().payload.with(|p| (*p).is_none()));
         }
-        state.body_gone(idx);
+        state.body_gone(idx, self.shards);
         state.free_indices.push(idx);
         Ok(())
     }
@@ -493,17 +530,16 @@ impl Drop for Arena {
     fn drop(&mut self) {
         // The slabs of the runs still in use are found through their jobs' bodies (the grow
         // state, which counts them, is its owner's). The walk goes up the indices and a run's
-        // are consecutive, so a slab's bodies come together: each is freed when the walk moves
-        // past it (a run may span buckets in models, whose first bucket is tiny; slabs do not
-        // depend on buckets).
-        let mut slab: Option<NonNull<Body>> = None;
-        let free_slab = |slab: NonNull<Body>| {
+        // are consecutive, in one bucket, so a slab's bodies come together: each is freed when
+        // the walk moves past it.
+        let mut slab: Option<(NonNull<Body>, usize)> = None;
+        let free_slab = |(slab, n): (NonNull<Body>, usize)| {
             // SAFETY: a slab still in use when the arena goes (a job's body points into it):
-            // allocated with `slab_layout`, its `RUN` bodies initialised when it was made, freed
+            // allocated with `slab_layout(n)`, its `n` bodies initialised when it was made, freed
             // once (the walk leaves it once), and with the arena gone nothing can reach it.
             unsafe {
-                ptr::slice_from_raw_parts_mut(slab.as_ptr(), RUN).drop_in_place();
-                dealloc(slab.as_ptr().cast(), slab_layout());
+                ptr::slice_from_raw_parts_mut(slab.as_ptr(), n).drop_in_place();
+                dealloc(slab.as_ptr().cast(), slab_layout(n));
             }
         };
         for (bucket, slot) in self.buckets.iter_mut().enumerate() {
@@ -513,8 +549,7 @@ impl Drop for Arena {
                 break;
             }
             let len = bucket_len(bucket);
-            // The bucket's first index: the lengths of the buckets before it.
-            let start = len - (1usize << FIRST_SHIFT);
+            let n = slab_len(bucket, self.shards);
             // SAFETY: `base` was allocated in `alloc_index` for exactly `len` entries, all
             // initialised there, and `&mut self` means no other access to them exists.
             let entries = unsafe { &*ptr::slice_from_raw_parts(base, len) };
@@ -522,7 +557,7 @@ impl Drop for Arena {
                 // SAFETY: exclusive access through `&mut self`.
                 if let Some(body) = entry.body.with_mut(|b| unsafe { (*b).take() }) {
                     // SAFETY: a body sits at its index's place in its run's slab (`body_for`).
-                    let its = unsafe { body.sub((start + offset) % RUN) };
+                    let its = (unsafe { body.sub(offset % n) }, n);
                     if slab != Some(its)
                         && let Some(done) = slab.replace(its)
                     {
@@ -643,7 +678,7 @@ mod tests {
 
     #[test]
     fn a_page_sized_run_of_entries_starts_on_a_page() {
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let mut st = GrowState::default();
         // SAFETY: `st` is this arena's only grow state.
         let jobs: Vec<u32> = (0..2048)
@@ -681,7 +716,7 @@ mod tests {
 
     #[test]
     fn indices_are_recycled_after_free() {
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let mut st = GrowState::default();
         let a = alloc(&arena, &mut st);
         let b = alloc(&arena, &mut st);
@@ -696,7 +731,7 @@ mod tests {
 
     #[test]
     fn each_block_of_entries_starts_a_cache_line() {
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let mut st = GrowState::default();
         let first = 1u32 << FIRST_SHIFT;
         // The first four blocks start at these indices (each block twice the last).
@@ -713,20 +748,23 @@ mod tests {
 
     #[test]
     fn a_runs_slab_lives_while_one_of_its_jobs_does() {
-        let arena = Arena::new();
+        let arena = Arena::new(2);
         let mut st = GrowState::default();
         let free = |st: &mut GrowState, idx| {
             // SAFETY: `st` is this arena's only grow state; every job freed here is one we
             // allocated, in no list, holding no payload, freed once.
             unsafe { arena.free_job(st, idx) }.unwrap()
         };
-        let jobs: Vec<u32> = (0..=RUN).map(|_| alloc(&arena, &mut st)).collect();
-        assert_eq!(jobs, (0..=RUN as u32).collect::<Vec<_>>());
-        let slab = |st: &GrowState, run: usize| st.runs[run].base;
+        // The first bucket's runs, for two shards: one slab of `n` bodies each.
+        let n = slab_len(0, 2);
+        assert_eq!(n, RUN);
+        let jobs: Vec<u32> = (0..=n).map(|_| alloc(&arena, &mut st)).collect();
+        assert_eq!(jobs, (0..=n as u32).collect::<Vec<_>>());
+        let slab = |st: &GrowState, run: usize| st.runs[0][run].base;
         let first = slab(&st, 0).unwrap();
         assert_eq!(first.as_ptr() as usize % 64, 0, "slabs start a cache line");
         // The whole run but one: its slab stays.
-        for &idx in &jobs[1..RUN] {
+        for &idx in &jobs[1..n] {
             free(&mut st, idx);
         }
         assert_eq!(slab(&st, 0), Some(first));
@@ -736,14 +774,48 @@ mod tests {
         assert!(slab(&st, 1).is_some());
         // Growth reuses an index of the run, with a new slab.
         let again = alloc(&arena, &mut st);
-        assert!((again as usize) < RUN, "{again}");
+        assert!((again as usize) < n, "{again}");
         assert!(slab(&st, 0).is_some());
+    }
+
+    #[test]
+    fn a_slab_holds_one_shards_run_and_a_page_sized_one_whole_pages() {
+        let arena = Arena::new(2);
+        let mut st = GrowState::default();
+        let jobs: Vec<u32> = (0..2048).map(|_| alloc(&arena, &mut st)).collect();
+        // SAFETY: every index below was handed out above, and we own it: reading its body
+        // pointer races with nothing.
+        let body = |idx: u32| unsafe { arena.entry(idx).body.with(|b| *b) }.unwrap();
+        for idx in 0..2047u32 {
+            // A run's bodies are consecutive: the slab is the run's, and none crosses a run.
+            let (bucket, offset) = locate(idx);
+            let n = slab_len(bucket, 2);
+            let next_in_run = (offset + 1) % n != 0 && offset + 1 < bucket_len(bucket);
+            if next_in_run {
+                // SAFETY: both bodies are in the slab of `idx`'s run.
+                assert_eq!(unsafe { body(idx).add(1) }, body(idx + 1), "{idx}");
+                assert_eq!(deal_shard(idx, 2), deal_shard(idx + 1, 2), "{idx}");
+            }
+        }
+        // The bucket of 1024 entries (indices 960..1984) goes in runs of a page of entries:
+        // their bodies fill whole pages of their own.
+        assert_eq!(slab_len(4, 2), DEAL_RUN_MAX);
+        let layout = slab_layout(DEAL_RUN_MAX);
+        assert_eq!((layout.align(), layout.size() % 4096), (4096, 0));
+        for idx in (960u32..1984).step_by(DEAL_RUN_MAX) {
+            assert_eq!(body(idx).as_ptr().addr() % 4096, 0, "slab of {idx}");
+        }
+        for idx in jobs {
+            // SAFETY: ours, in no list, no payload; freed once each.
+            unsafe { arena.free_job(&mut st, idx) }.unwrap();
+        }
+        assert!(st.runs.iter().flatten().all(|slab| slab.base.is_none()));
     }
 
     #[test]
     fn payload_round_trips() {
         unsafe fn noop(_: *mut ()) {}
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let mut st = GrowState::default();
         let idx = alloc(&arena, &mut st);
         let obj = 0x1000 as *mut ();

@@ -154,7 +154,7 @@ impl Builder {
     /// The hysteresis above stops growth and trim from chasing each other over swings smaller
     /// than it. A workload whose bursts are larger (a profiler that swaps out thousands of
     /// buffers at each tick, then drains) still has every drain free what the next burst grows
-    /// back: bookkeeping per job and an allocation and a free per 16 jobs, per burst, and
+    /// back: bookkeeping per job and an allocation and a free per run of 16 to 256 jobs, per burst, and
     /// teardowns on jobs another CPU has just written. If you know the burst size, a hysteresis
     /// that large keeps the jobs for good. A window adapts instead: when jobs are grown back
     /// within it of a trim (never more than the trims freed), they and the spare jobs that trim

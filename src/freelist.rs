@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn pop_is_lifo_per_shard_and_drains_all_shards() {
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let fl = filled(&arena, 6, 3);
         // SAFETY: every job on `fl` came from `arena`.
         let idle = || unsafe { fl.count_idle(&arena, usize::MAX) };
@@ -331,7 +331,7 @@ mod tests {
     #[test]
     fn a_job_list_chain_goes_back_whole_in_one_push() {
         use crate::llist::JobLists;
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let fl: Freelist = Freelist::new(1);
         let lists = JobLists::new(1);
         let mut st = GrowState::default();
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn concurrent_pop_push_never_duplicates_ownership() {
         use std::sync::atomic::AtomicBool;
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let fl = filled(&arena, 8, 2);
         let owned: Vec<AtomicBool> = (0..8).map(|_| AtomicBool::new(false)).collect();
         std::thread::scope(|s| {

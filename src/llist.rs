@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn take_returns_oldest_first_and_reports_empty_transitions() {
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let mut st = GrowState::default();
         let lists = JobLists::new(2);
         // SAFETY: `st` is this arena's only grow state.
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn concurrent_pushes_and_takes_lose_nothing() {
-        let arena = Arena::new();
+        let arena = Arena::new(1);
         let mut st = GrowState::default();
         let lists = JobLists::new(1);
         let per = 2000;

@@ -268,7 +268,7 @@ impl Inner {
         // Ordinary context: find the rseq area now, so handlers can read the CPU from it.
         crate::cpu::init();
         Inner {
-            arena: Arena::new(),
+            arena: Arena::new(cfg.shards),
             free: Freelist::new(cfg.shards),
             lists: JobLists::new(cfg.shards),
             owned: OwnedLists::new(cfg.shards, matches!(cfg.wake, Wake::Lazy { .. })),
