@@ -23,9 +23,9 @@
 //! whole pages of its own (6 KiB of bodies, padded to 8), so the hardware prefetchers, which
 //! follow a CPU's writes to the end of its page, fetch neither the other CPU's entry lines
 //! nor its bodies nor anybody else's allocations (the explanation our measurements leave:
-//! these VMs have no performance counters to show it directly). A slab is made when the first job of its
-//! run is, and freed when trim gives up the last one still in use (the grow state counts
-//! them).
+//! these VMs have no performance counters to show it directly). A slab is made when the first
+//! job of its run is, and freed when trim gives up the last one still in use (the grow state
+//! counts them).
 //!
 //! Slabs were [`RUN`] bodies each at first, allocated one by one as growth reached them: the
 //! allocator placed them among other memory (the objects the growing threads allocated, the

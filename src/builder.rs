@@ -154,23 +154,22 @@ impl Builder {
     /// The hysteresis above stops growth and trim from chasing each other over swings smaller
     /// than it. A workload whose bursts are larger (a profiler that swaps out thousands of
     /// buffers at each tick, then drains) still has every drain free what the next burst grows
-    /// back: bookkeeping per job and an allocation and a free per run of 16 to 256 jobs, per burst, and
-    /// teardowns on jobs another CPU has just written. If you know the burst size, a hysteresis
-    /// that large keeps the jobs for good. A window adapts instead: when jobs are grown back
-    /// within it of a trim (never more than the trims freed), they and the spare jobs that trim
-    /// left stay spare, on top of the headroom, so bursts that grow larger are kept at their
-    /// larger size, until a whole window passes without such regrowth; a drain after that frees
-    /// them (the drainer
-    /// thread looks at least once a window while jobs are kept, so with it they go within about
-    /// two windows, lazy or not).
+    /// back: bookkeeping per job and an allocation and a free per run of 16 to 256 jobs, per
+    /// burst, and teardowns on jobs another CPU has just written. If you know the burst size, a
+    /// hysteresis that large keeps the jobs for good. A window adapts instead: when jobs are
+    /// grown back within it of a trim (never more than the trims freed), they and the spare jobs
+    /// that trim left stay spare, on top of the headroom, so bursts that grow larger are kept at
+    /// their larger size, until a whole window passes without such regrowth; a drain after that
+    /// frees them (the drainer thread looks at least once a window while jobs are kept, so with
+    /// it they go within about two windows, lazy or not).
     ///
     /// On by default, for the workloads that burst again and again: in our benchmark of two
     /// threads tearing down bursts at once with the default settings, a teardown took 8-16%
     /// less time with the window than without in five runs of six (`BENCHMARKS.md` has one
     /// run, both ways). What it trades: with a window, after a drain the pool may hold up to
-    /// [`Stats::kept`](crate::Stats::kept) spare jobs (a 24-byte allocation each) on top of
-    /// `headroom + hysteresis`, for as long as bursts keep growing them back and about two
-    /// windows after; a zero window keeps that count exact. A single burst is still trimmed at
+    /// [`Stats::kept`](crate::Stats::kept) spare jobs (24 to 32 bytes of allocation each) on
+    /// top of `headroom + hysteresis`, for as long as bursts keep growing them back and about
+    /// two windows after; a zero window keeps that count exact. A single burst is still trimmed at
     /// its drain, and [`Runtime::trim`](crate::Runtime::trim) always frees down to the
     /// headroom.
     ///

@@ -62,8 +62,8 @@ pub(crate) struct Regrowth {
     owed: usize,
     /// Owed jobs grown back since the last trim that freed jobs.
     regrown: usize,
-    /// The `keep` that trim freed down to (above the headroom): what the workload had before it
-    /// needed the regrowth.
+    /// The `keep` the last trim that freed jobs freed down to (above the headroom): what the
+    /// workload had before it needed the regrowth.
     kept_at_trim: usize,
     /// Spare jobs automatic trims leave above the headroom.
     keep: usize,
