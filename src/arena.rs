@@ -36,9 +36,13 @@
 //!
 //! What trim cannot return is the entry itself: 16 bytes per index at the high-water mark of
 //! live jobs. Recycled indices are reused before the table grows, so the table is bounded by the
-//! peak pool size, while body memory (24 bytes a job, 32 in page-sized runs) follows the pool
-//! down by runs: a job still in use keeps its run's slab alive, 16 to 256 bodies (at most
-//! 8 KiB).
+//! peak pool size, while body memory (24 bytes a job, 32 in page-sized runs, on 64-bit
+//! targets) follows the pool down by runs: every job trim has not freed (in use or spare)
+//! keeps its run's slab alive, 16 to 256 bodies (at most 8 KiB). So a pool trimmed to `k` jobs
+//! keeps at most `8 KiB * k` of bodies, and usually far less: two threads, rounds of 3 000 to
+//! 5 000 jobs each trimmed to 64 after its drain, kept 57-137 KiB of slabs (slabs of 16 bodies
+//! kept 15-21 KiB there: the price of the layout above; the entries of those pools, which no
+//! trim returns, take 80 KiB).
 //!
 //! Two layouts were measured against this one (two threads tearing down at once, which the
 //! first made share lines): a body allocated per job, with neighbouring bodies of different
@@ -344,18 +348,17 @@ pub const DEAL_RUN_MAX: usize = 256;
 
 /// The shard that growth deals job `idx` to, of `shards`: runs of consecutive indices go to the
 /// shards in turn, each run at least [`RUN`] indices and at most [`DEAL_RUN_MAX`], its bodies
-/// one slab.
-/// Within a bucket, the run is the longest power of two that still gives every shard two runs
-/// of the bucket (so runs reach a page only in buckets of at least `512 * shards` entries).
-/// The turn goes on from one bucket to the next, as if the runs of all buckets were dealt one
-/// after the other: a pool of `k` runs leaves no shard empty once `k >= shards`, and the
-/// shards' shares of any pool differ by at most a run of its largest bucket. (Starting every
-/// bucket at shard 0 favoured the low shards in every bucket: 64 shards and 960 jobs left
-/// 32 shards without one, and their CPUs all took jobs from the same few others.)
+/// one slab. Within a bucket, the run is the longest power of two that still gives every shard two
+/// runs of the bucket (so runs reach a page only in buckets of at least `512 * shards` entries).
+/// The turn goes on from one bucket to the next, as if the runs of all buckets were dealt one after
+/// the other: a pool of `k` runs leaves no shard empty once `k >= shards`, and the shards' shares
+/// of any pool differ by at most a run of its largest bucket. (Starting every bucket at shard 0
+/// favoured the low shards in every bucket: 64 shards and 960 jobs left 32 shards without one, and
+/// their CPUs all took jobs from the same few others.)
 ///
 /// Why runs, and why long ones: a job is written by the CPU that tears down through it, and its
 /// entry and body sit next to the entries and bodies of its neighbouring indices. In runs of
-/// one slab (256 bytes of entries), two threads tearing down at once on a two-CPU host cost
+/// 16 jobs (256 bytes of entries), two threads tearing down at once on a two-CPU host cost
 /// 1.6-3.0x one thread each, the thread that also drained paying most; the CPUs' hardware
 /// prefetchers, following one CPU's run into the next, took the other CPU's lines. In runs of a
 /// page (where those prefetchers stop) the same tests measured 0.9-1.2x. (A function of the

@@ -167,10 +167,10 @@ impl Builder {
     /// threads tearing down bursts at once with the default settings, a teardown took 8-16%
     /// less time with the window than without in five runs of six (`BENCHMARKS.md` has one
     /// run, both ways). What it trades: with a window, after a drain the pool may hold up to
-    /// [`Stats::kept`](crate::Stats::kept) spare jobs (24 to 32 bytes of allocation each) on
+    /// [`Stats::kept`](crate::Stats::kept) spare jobs (their bodies, 24 to 32 bytes each) on
     /// top of `headroom + hysteresis`, for as long as bursts keep growing them back and about
-    /// two windows after; a zero window keeps that count exact. A single burst is still trimmed at
-    /// its drain, and [`Runtime::trim`](crate::Runtime::trim) always frees down to the
+    /// two windows after; a zero window keeps that count exact. A single burst is still trimmed
+    /// at its drain, and [`Runtime::trim`](crate::Runtime::trim) always frees down to the
     /// headroom.
     ///
     /// ```

@@ -19,12 +19,13 @@
 //!   watermark; not `reserve`, which asks for jobs explicitly) inside that window grows back
 //!   owed jobs first: up to what is owed counts as *regrowth*, and the rest is new demand.
 //!   `keep` becomes what the last trim that freed jobs kept (its `keep`) plus the regrowth
-//!   counted since, if larger, and the regrowth's time is noted. (What that trim kept was used
-//!   too before the regrowth was needed: counting the regrowth alone, a workload whose bursts
-//!   grew from one size to a larger one kept the smaller size, and every larger burst trimmed
-//!   and grew back the difference, a thousand jobs a round in a measured case.)
+//!   counted since, and the regrowth's time is noted. (What that trim kept was used too before
+//!   the regrowth was needed, even if the keep it came from has expired since: counting the
+//!   regrowth alone, a workload whose bursts grew from one size to a larger one kept the
+//!   smaller size, and every larger burst trimmed and grew back the difference, a thousand
+//!   jobs a round in a measured case.) Never less than before: `keep` was what that trim kept.
 //! - Automatic trims free down to `h + keep`, not `h`. Once a window passes with no regrowth,
-//!   `keep` expires (and what the last trim kept with it): the first drain cycle after that
+//!   `keep` expires: the first drain cycle after that
 //!   frees down to `h` again (and starts a window, so a workload still bursting regrows once
 //!   and is remembered again: one grow-and-trim round per window at most, instead of one per
 //!   burst).
@@ -110,9 +111,7 @@ impl Regrowth {
         if back > 0 {
             self.owed -= back;
             self.regrown = self.regrown.saturating_add(back);
-            self.keep = self
-                .keep
-                .max(self.kept_at_trim.saturating_add(self.regrown));
+            self.keep = self.kept_at_trim.saturating_add(self.regrown);
             self.kept_since = Some(now);
         }
         self.keep
@@ -125,9 +124,8 @@ impl Regrowth {
             .kept_since
             .is_some_and(|t| now.saturating_duration_since(t) > self.window)
         {
-            // What the last trim kept expires with it: later regrowth must not bring it back.
+            // Not `kept_at_trim`: regrowth after that trim still shows what it kept was used.
             self.keep = 0;
-            self.kept_at_trim = 0;
             self.kept_since = None;
         }
         self.keep
@@ -247,16 +245,41 @@ mod tests {
     fn an_expired_keep_is_not_renewed_by_later_regrowth() {
         let t0 = Instant::now();
         let mut log = Regrowth::new(W);
+        log.trimmed(2000, t0);
+        assert_eq!(log.grown(1000, ms(t0, 1)), 1000);
+        // Growth after the trim's window: not regrowth, and the keep of 1000 expired at 101 ms.
+        assert_eq!(log.grown(10, ms(t0, 150)), 0);
+        // A trim that finds it expired frees down to the headroom; regrowth after it counts
+        // from there.
+        assert_eq!(log.keep_at(ms(t0, 160)), 0);
+        log.trimmed(10, ms(t0, 160));
+        assert_eq!(log.grown(10, ms(t0, 170)), 10);
+        assert_eq!(log.keep_at(ms(t0, 171)), 10);
+    }
+
+    #[test]
+    fn regrowth_counts_what_the_trim_before_it_kept_even_once_that_keep_expired() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
         log.trimmed(1000, t0);
         assert_eq!(log.grown(1000, ms(t0, 1)), 1000);
-        // No trim notices the expiry (the jobs are in use, say); a small trim and regrowth later.
-        log.trimmed(10, ms(t0, 90));
-        assert_eq!(
-            log.grown(10, ms(t0, 150)),
-            10,
-            "the keep of 1000 expired at 101 ms"
-        );
-        assert_eq!(log.keep_at(ms(t0, 151)), 10);
+        // A trim while the keep still holds: it keeps 1000 and frees 500. The keep expires at
+        // 101 ms, but regrowth after that trim shows the 1000 it kept were used.
+        assert_eq!(log.keep_at(ms(t0, 95)), 1000);
+        log.trimmed(500, ms(t0, 95));
+        assert_eq!(log.grown(500, ms(t0, 105)), 1500);
+    }
+
+    #[test]
+    fn a_trim_that_frees_nothing_changes_nothing() {
+        let t0 = Instant::now();
+        let mut log = Regrowth::new(W);
+        log.trimmed(1000, t0);
+        assert_eq!(log.grown(500, ms(t0, 1)), 500);
+        assert_eq!(log.keep_at(ms(t0, 2)), 500);
+        log.trimmed(0, ms(t0, 2));
+        // Still the regrowth since the trim that freed the 1000 (which kept none).
+        assert_eq!(log.grown(100, ms(t0, 3)), 600);
     }
 
     #[test]

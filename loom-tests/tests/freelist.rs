@@ -38,7 +38,7 @@ impl Owners {
 }
 
 fn scenario<const TAG_BITS: u32>() {
-    let arena = Arc::new(Arena::new(2));
+    let arena = Arc::new(Arena::new(1));
     let free = Arc::new(Freelist::<TAG_BITS>::new(1));
     let owners = Arc::new(Owners::new());
     let mut state = GrowState::default();

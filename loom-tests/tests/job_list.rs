@@ -11,7 +11,7 @@ use sigdrop::model::{Arena, GrowState, JobLists};
 #[test]
 fn pushes_racing_take_all_lose_and_duplicate_nothing() {
     loom::model(|| {
-        let arena = Arc::new(Arena::new(2));
+        let arena = Arc::new(Arena::new(1));
         let lists = Arc::new(JobLists::new(1));
         let mut state = GrowState::default();
         let jobs: Vec<Vec<u32>> = (0..2)

@@ -12,7 +12,7 @@ use sigdrop::model::{Arena, Freelist, GrowState};
 #[test]
 fn freelist_pop_push_keeps_single_ownership() {
     loom::model(|| {
-        let arena = Arc::new(Arena::new(2));
+        let arena = Arc::new(Arena::new(1));
         let free = Arc::new(Freelist::<32>::new(1));
         let mut state = GrowState::default();
         for _ in 0..2 {

@@ -92,7 +92,7 @@ fn every_push_is_taken_or_still_announced() {
     use sigdrop::model::{Arena, Doorbell, GrowState, JobLists, Wake};
 
     loom::model(|| {
-        let arena = Arc::new(Arena::new(2));
+        let arena = Arc::new(Arena::new(1));
         let lists = Arc::new(JobLists::new(1));
         let bell = Arc::new(Doorbell::new(false, Wake::Immediate));
         let mut state = GrowState::default();
