@@ -24,8 +24,8 @@
 //! follow a CPU's writes to the end of its page, fetch neither the other CPU's entry lines
 //! nor its bodies nor anybody else's allocations (the explanation our measurements leave:
 //! these VMs have no performance counters to show it directly). A slab is made when the first
-//! job of its run is, and freed when trim gives up the last one still in use (the grow state
-//! counts them).
+//! job of its run is, and freed when trim gives up the last job of the run it had not freed
+//! (the grow state counts them).
 //!
 //! Slabs were [`RUN`] bodies each at first, allocated one by one as growth reached them: the
 //! allocator placed them among other memory (the objects the growing threads allocated, the
@@ -212,7 +212,7 @@ pub struct GrowState {
     /// Indices ready for reuse: trimmed ones, and fresh ones a failed growth gave back.
     free_indices: Vec<u32>,
     /// Per bucket, per run of it that growth deals to one shard ([`slab_len`]): its slab of
-    /// bodies, while any of them is in use.
+    /// bodies, while any job of the run exists (trim has not freed them all).
     runs: Vec<Vec<RunSlab>>,
 }
 
@@ -254,7 +254,7 @@ fn slab_layout(n: usize) -> Layout {
 
 impl GrowState {
     /// The body of job `idx`, about to be handed out: its place in its run's slab, allocating
-    /// the slab (all its bodies initialised empty) if no job of the run is in use.
+    /// the slab (all its bodies initialised empty) if the run has none (no job of it exists).
     fn body_for(&mut self, idx: u32, shards: usize) -> Result<NonNull<Body>, Error> {
         let (bucket, offset) = locate(idx);
         let n = slab_len(bucket, shards);
