@@ -533,10 +533,14 @@ impl Runtime {
         self.inner().reserve(n)
     }
 
-    /// Makes sure at least `n` jobs are reserved for installs in restricted context, growing the
-    /// pool by the shortfall; returns how many it added (0 if `n` or more were reserved already).
-    /// Call it in ordinary code to top the reservation up as handlers use it; see
-    /// [`reserve`](Self::reserve) for how handlers use jobs.
+    /// Makes sure at least `n` jobs are reserved for installs in restricted context: the
+    /// shortfall is taken from the spare jobs first (the jobs handlers used come back spare once
+    /// drained), and the pool grows by the rest; returns how many it added to the reservation
+    /// (0 if `n` or more were reserved already). Call it in ordinary code to top the
+    /// reservation up as handlers use it; see [`reserve`](Self::reserve) for how handlers use
+    /// jobs. A top-up every round grows the pool in the first rounds only: growth it needed
+    /// soon after a trim is kept, as an install's is
+    /// ([`Builder::regrowth_window`](crate::Builder::regrowth_window)).
     ///
     /// Concurrent calls do not add for the same shortfall twice: `reserve_to(8)` from several
     /// threads at once leaves 8 reserved, not more. Counted as it runs, the reservation may

@@ -15,9 +15,10 @@
 //! - An automatic trim that frees jobs starts a *window* (`Builder::regrowth_window`; one
 //!   second by default): the jobs it freed are *owed*, added to what earlier trims of a window
 //!   still running freed and nothing grew back yet.
-//! - Growth for demand (an install that found no spare job, or a refill below the low
-//!   watermark; not `reserve`, which asks for jobs explicitly) inside that window grows back
-//!   owed jobs first: up to what is owed counts as *regrowth*, and the rest is new demand.
+//! - Growth for demand (an install that found no spare job, a refill below the low
+//!   watermark, or a `reserve_to` top-up short of spare jobs; not `reserve`, which asks for
+//!   more jobs explicitly) inside that window grows back owed jobs first: up to what is owed
+//!   counts as *regrowth*, and the rest is new demand.
 //!   `keep` becomes what the last trim that freed jobs kept (its `keep`) plus the regrowth
 //!   counted since, and the regrowth's time is noted. (What that trim kept was used too before
 //!   the regrowth was needed, even if the keep it came from has expired since: counting the

@@ -573,8 +573,32 @@ impl Inner {
         // Every credit `reserve` and `reserve_to` make happens under this lock, so this load sees
         // them all; claims and give-backs from installs in flight may move it either way.
         let short = n.saturating_sub(self.ledger.reserved());
-        if short > 0 {
-            self.reserve_locked(&mut state.jobs, short)?;
+        if short == 0 {
+            return Ok(0);
+        }
+        // Spare jobs first: the jobs a reservation's installs used come back spare once drained,
+        // and a top-up that grew new ones instead left those for trim, every round (a pool
+        // topped up to 1 000 each tick grew and trimmed 1 000 jobs a tick).
+        let mut taken = 0;
+        while taken < short && self.ledger.claim_spare().is_some() {
+            taken += 1;
+        }
+        let rest = short - taken;
+        let mut wake = false;
+        if rest > 0 {
+            if let Err(e) = self.reserve_locked(&mut state.jobs, rest) {
+                // Nothing reserved on failure: the spare jobs taken go back.
+                self.ledger.credit_spare(taken);
+                return Err(e);
+            }
+            // Growth for the same demand every round, like an install's: logged, so that the
+            // trims between rounds keep what the next round would grow back (`regrowth.rs`).
+            wake = self.regrown(&mut state, rest);
+        }
+        self.ledger.credit_reserved(taken);
+        drop(state);
+        if wake {
+            self.doorbell.wake_any();
         }
         Ok(short)
     }

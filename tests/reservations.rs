@@ -26,7 +26,7 @@ mod common;
 use common::counted::{Counted, DESTROYED_IN_RESTRICTED};
 use common::{StopFlag, storm_workers, wait_until};
 use sigdrop::signal::{self, Signal, SignalInfo};
-use sigdrop::{Drainer, Error, KptrHash, ReadSlot, RefSlot, Runtime};
+use sigdrop::{Drainer, Error, KptrHash, ReadSlot, RefSlot, Runtime, restricted};
 use std::cell::UnsafeCell;
 use std::hash::{Hash, Hasher};
 use std::ptr;
@@ -501,6 +501,46 @@ fn reserve_to_tops_the_reservation_up() {
     assert_eq!((s.reserved, s.spare, s.total), (4, 0, 5), "{s:?}");
     assert_eq!(rt.reserve_to(7).unwrap(), 3);
     assert_eq!(rt.stats().total, 8);
+}
+
+/// A reservation topped up every round with `reserve_to`, spent by replaces in restricted
+/// context and drained, as a profiler's tick does: the jobs the replaces used come back spare
+/// and are reserved again, so the pool grows in the first rounds only, instead of growing the
+/// whole reservation anew each round while trim frees the last round's.
+#[test]
+fn a_reservation_topped_up_every_round_reuses_the_jobs_handlers_gave_back() {
+    const N: usize = 1000;
+    const ROUNDS: usize = 30;
+    let _serial = serial();
+    let rt = Runtime::builder()
+        .drainer(Drainer::Manual)
+        .regrowth_window(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let slots: Vec<RefSlot<Box<u64>>> = (0..N).map(|_| RefSlot::new(&rt)).collect();
+    for (i, s) in slots.iter().enumerate() {
+        assert!(s.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+    }
+    for round in 0..ROUNDS {
+        rt.reserve_to(N).unwrap();
+        let fresh: Vec<Box<u64>> = (0..N as u64).map(Box::new).collect();
+        {
+            let _nmi = restricted::enter();
+            for (s, value) in slots.iter().zip(fresh) {
+                let old = s.xchg(Some(value)).unwrap();
+                assert!(old.is_some_and(|old| old.is_reserved()), "round {round}");
+            }
+        }
+        assert_eq!(rt.drain().unwrap(), N);
+    }
+    let s = rt.stats();
+    let headroom = 64;
+    assert!(
+        s.trimmed as usize <= N + headroom,
+        "trim frees the top-ups' jobs round after round: {s:?}"
+    );
+    assert!(s.total <= 2 * N + 2 * headroom, "{s:?}");
+    assert_eq!((s.reserved, s.emergency, s.leaked), (0, 0, 0), "{s:?}");
 }
 
 /// Threads calling `reserve_to` at once never add for the same shortfall twice, while a handler
