@@ -11,9 +11,11 @@
 //! with the default settings the first time anyone asks for it. [`Runtime::builder`](crate::Runtime::builder) makes a
 //! runtime of your own.
 //!
-//! - **Use the global one** when the defaults suit you (a drainer thread, 64 spare jobs) and you
-//!   want to cost the application nothing extra when several libraries use sigdrop: they share
-//!   one background thread and one pool. Call `Runtime::global()` once in ordinary context (for
+//! - **Use the global one** when the defaults suit you (a drainer thread, a headroom of 64
+//!   spare jobs, grown by the first install: a handler's install before then finds none and
+//!   needs a [reservation](crate::Runtime::reserve_to)) and you want to cost the application
+//!   nothing extra when several libraries use sigdrop: they share one background thread and
+//!   one pool. Call `Runtime::global()` once in ordinary context (for
 //!   example in your `init` function) *before* installing your handler: reached for the first
 //!   time from a handler it cannot be created there, and answers
 //!   [`Error::GlobalUninitialized`](crate::Error::GlobalUninitialized) instead.
