@@ -166,6 +166,13 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
     /// drainer — it might be the last reference by then — using a reserved or spare job (see
     /// [`Detached::is_reserved`]).
     ///
+    /// So a handler that clones and drops at a high rate (thousands a second per thread) spends a
+    /// job per clone until the drainer gives it back; once the spare and reserved jobs and the
+    /// emergency area are used up, a clone dropped there is leaked (counted in
+    /// [`Stats::leaked`](crate::Stats::leaked)), and the object with it, for its count never
+    /// reaches zero. For such handlers use a `ReadSlot<Shared<T>>`, whose clones need no job
+    /// ([`ReadSlot::<Shared<T>>::clone_current`](ReadSlot::clone_current)).
+    ///
     /// May be called from a signal handler: a read guard and one atomic increment.
     #[inline]
     pub fn clone_current(&self) -> Option<Detached<'_, Arc<T>>> {
