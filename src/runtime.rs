@@ -93,6 +93,7 @@ use crate::reclaim::cycle_gate::CycleGate;
 use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain, Drainer};
 use crate::reclaim::owned_list::{Link, OwnedLists};
+use crate::reclaim::taken_jobs::TakenJobs;
 use crate::regrowth::Regrowth;
 use crate::restricted;
 use crate::stats::Stats;
@@ -252,11 +253,10 @@ pub(crate) struct Inner {
     /// a child after `fork` until one is started, or if it could not be).
     has_thread: AtomicBool,
     total: AtomicUsize,
-    running: AtomicUsize,
-    /// Of the jobs in `running`, those whose objects their chain has already closed into
-    /// batches, where `closed_len` counts them too (`run_chain`): left out of the backlog and
-    /// of `pending`, which would count them twice.
-    chain_batched: AtomicUsize,
+    /// The jobs drainers took and are running, and those of them whose objects their chain
+    /// has already closed into batches (left out of the backlog and of `pending`, which would
+    /// count them twice).
+    taken: TakenJobs,
     counters: Counters,
     pub(crate) stop: AtomicBool,
     #[cfg(test)]
@@ -286,8 +286,7 @@ impl Inner {
             kept: AtomicUsize::new(0),
             has_thread: AtomicBool::new(cfg.drainer == Drainer::Thread),
             total: AtomicUsize::new(0),
-            running: AtomicUsize::new(0),
-            chain_batched: AtomicUsize::new(0),
+            taken: TakenJobs::new(),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             #[cfg(test)]
@@ -335,6 +334,8 @@ impl Inner {
             .store(Arc::as_ptr(this).cast_mut(), Ordering::Relaxed);
         crate::fork::register(&*this.grow);
         crate::fork::register(this.batches.fork_locks());
+        crate::fork::register(this.batches.fork_open());
+        crate::fork::register(&this.taken);
         crate::fork::register(this.owned.fork_seal());
         crate::fork::register(&*this.gate);
     }
@@ -342,6 +343,8 @@ impl Inner {
     fn unregister_fork_locks(&self) {
         crate::fork::unregister(&*self.grow);
         crate::fork::unregister(self.batches.fork_locks());
+        crate::fork::unregister(self.batches.fork_open());
+        crate::fork::unregister(&self.taken);
         crate::fork::unregister(self.owned.fork_seal());
         crate::fork::unregister(&*self.gate);
     }
@@ -1090,7 +1093,7 @@ impl Inner {
     fn pending_counts(&self) -> PendingCounts {
         PendingCounts {
             batches: self.batches.counts(),
-            taken: self.taken_waiting(),
+            taken: self.taken.waiting(),
             queued: self.lists.queued(),
             parked: self.emergency.parked(),
         }
@@ -1296,22 +1299,6 @@ impl Inner {
         }
     }
 
-    /// Objects of the chains drainers took that are neither destroyed nor in a closed batch yet
-    /// (a snapshot: while a chain ends, it may read low by that chain's last partial batch).
-    ///
-    /// `chain_batched` is read first: a chain that ends between the two reads takes its jobs out
-    /// of `running`, then its batched objects out of `chain_batched`; read the other way round,
-    /// the old `running` less the new `chain_batched` would count those objects twice (they are
-    /// in `closed_len` by then). Read this way, the snapshot reads low for that moment instead.
-    fn taken_waiting(&self) -> usize {
-        // Relaxed: statistics and a heuristic, like the other counts of the backlog. The order
-        // arguments of these snapshots (here, `pending`, `Batches::len`) rely on the reads and
-        // the updates being seen in program order, as x86 sees them; a weaker CPU may still
-        // show one snapshot an object twice, for a moment.
-        let batched = self.chain_batched.load(Ordering::Relaxed);
-        self.running.load(Ordering::Relaxed).saturating_sub(batched)
-    }
-
     /// Runs what can run of a chain taken from `shard`'s list, oldest first, batches what needs
     /// a grace period (in batches of its own: the objects move from the chain's count to the
     /// batches' as each batch closes), and returns the jobs to that shard's freelist, whole,
@@ -1319,7 +1306,7 @@ impl Inner {
     fn run_chain(&self, shard: usize, chain: Chain, all: bool) -> usize {
         let _here = ChainHere::enter();
         let len = chain.len();
-        let active = self.running.fetch_add(len, Ordering::Relaxed) + len;
+        let active = self.taken.take(len);
         self.counters
             .peak_active
             .fetch_max(active, Ordering::Relaxed);
@@ -1335,8 +1322,7 @@ impl Inner {
                     if grace.len() >= BATCH {
                         // Out of the chain's count before into the batches': a snapshot may
                         // miss them for a moment, never count them twice.
-                        // Relaxed: a statistic (see `taken_waiting`).
-                        self.chain_batched.fetch_add(BATCH, Ordering::Relaxed);
+                        self.taken.batched(BATCH);
                         batched += BATCH;
                         self.batches.close_new(std::mem::take(&mut grace), true);
                     }
@@ -1354,11 +1340,7 @@ impl Inner {
         }
         // The jobs are visible in the freelist: now their claims may become credit.
         self.ledger.credit_spare(len);
-        self.running.fetch_sub(len, Ordering::Relaxed);
-        if batched > 0 {
-            // Relaxed: a statistic (see `taken_waiting`).
-            self.chain_batched.fetch_sub(batched, Ordering::Relaxed);
-        }
+        self.taken.finished(len, batched);
         // The rest of the chain's objects that need a grace period: a partial batch. Every one
         // was removed from its slot before it was queued, and we took it (Acquire) before this
         // close stamps it: the cookie covers it (`batches.rs`).
@@ -1442,7 +1424,7 @@ impl Inner {
         let unparked = self.emergency.unparked() as u64;
         let queued = self.lists.queued();
         let parked = self.emergency.parked() as u64;
-        let running = self.running.load(Ordering::Relaxed);
+        let running = self.taken.running();
         let total = self.total.load(Ordering::Relaxed);
         let spare = self.ledger.spare();
         let reserved = self.ledger.reserved();

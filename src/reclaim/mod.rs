@@ -8,7 +8,8 @@
 //!   period they need and destroyed once a non-blocking poll says it has passed;
 //! - `drainer.rs`: the drainer thread's loop, which never waits for readers;
 //! - `owned_list.rs`: per-CPU lists of owned boxes' own nodes (no jobs), taken whole by a cycle;
-//! - `cycle_gate.rs`: which drains in progress a `drain_and_wait` must wait for.
+//! - `cycle_gate.rs`: which drains in progress a `drain_and_wait` must wait for;
+//! - `taken_jobs.rs`: the count of jobs drainers took and are running (forgotten after `fork`).
 //!
 //! Back-pressure (producers over the backlog bound help) is the runtime's, because it needs the
 //! job lists too: see `runtime.rs`.
@@ -18,3 +19,4 @@ pub(crate) mod cycle_gate;
 pub(crate) mod doorbell;
 pub(crate) mod drainer;
 pub(crate) mod owned_list;
+pub(crate) mod taken_jobs;
