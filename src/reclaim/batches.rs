@@ -341,15 +341,18 @@ impl Batches {
             };
             // Relaxed: a statistic and a hint; the lock orders the batches themselves.
             open.len.store(n, Ordering::Relaxed);
-            // Release: hands the batches to the next holder.
-            open.locked.store(false, Ordering::Release);
             if let Added::Full(items, ..) = &added {
-                // Counted before it is queued, so `pending` never misses it.
+                // Out of the open count, then into the closed one (snapshots read them the
+                // other way round: never twice), before it is queued and before the lock goes:
+                // a writer preempted after unlocking no longer hides a whole batch from the
+                // backlog checks of the others, who would add past the bound meanwhile.
                 // Relaxed: a statistic.
                 self.shared
                     .closed_len
                     .fetch_add(items.len(), Ordering::Relaxed);
             }
+            // Release: hands the batches to the next holder.
+            open.locked.store(false, Ordering::Release);
             return Ok(added);
         }
         Err(payload)
