@@ -570,10 +570,22 @@ mod tests {
         ));
         // Shard 0's lock taken, as by a thread caught in a push when another thread forked.
         assert!(batches.open.0[0].lock(false));
+        // The parent's copy of that batch, whose storage the child's handler leaks (it may be
+        // half-written there): freed here, so that the leak checkers see the handler's work
+        // only.
+        // SAFETY: we hold the batch's lock; a bitwise copy, which the handler overwrites
+        // without dropping, so the storage is owned once, by `parents`.
+        let parents = std::mem::ManuallyDrop::new(
+            batches.open.0[0]
+                .batches
+                .with_mut(|b| unsafe { std::ptr::read(b) }),
+        );
         batches.fork_open().after_fork_in_child();
         // In the child: that batch is free and empty, without its (the parent's) object; the
         // other, which nobody held, is as it was, and a drain closes it without waiting.
         assert!(!batches.open.0[0].locked.load(Ordering::Relaxed));
+        // The handler did overwrite it (else the storage would be the batch's still).
+        drop(std::mem::ManuallyDrop::into_inner(parents));
         assert_eq!(batches.counts().open, 1);
         batches.close_open(true);
         assert_eq!((batches.counts().open, batches.counts().closed), (0, 1));
