@@ -256,7 +256,9 @@ pub(crate) struct Inner {
     /// The jobs drainers took and are running, and those of them whose objects their chain
     /// has already closed into batches (left out of the backlog and of `pending`, which would
     /// count them twice).
-    taken: TakenJobs,
+    /// In an allocation of its own, which `fork`'s child handler may reach while the runtime
+    /// is being dropped (`fork.rs`).
+    taken: Arc<TakenJobs>,
     counters: Counters,
     pub(crate) stop: AtomicBool,
     #[cfg(test)]
@@ -286,7 +288,7 @@ impl Inner {
             kept: AtomicUsize::new(0),
             has_thread: AtomicBool::new(cfg.drainer == Drainer::Thread),
             total: AtomicUsize::new(0),
-            taken: TakenJobs::new(),
+            taken: Arc::new(TakenJobs::new()),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             #[cfg(test)]
@@ -334,8 +336,7 @@ impl Inner {
             .store(Arc::as_ptr(this).cast_mut(), Ordering::Relaxed);
         crate::fork::register(&*this.grow);
         crate::fork::register(this.batches.fork_locks());
-        crate::fork::register(this.batches.fork_open());
-        crate::fork::register(&this.taken);
+        crate::fork::register(&*this.taken);
         crate::fork::register(this.owned.fork_seal());
         crate::fork::register(&*this.gate);
     }
@@ -343,8 +344,7 @@ impl Inner {
     fn unregister_fork_locks(&self) {
         crate::fork::unregister(&*self.grow);
         crate::fork::unregister(self.batches.fork_locks());
-        crate::fork::unregister(self.batches.fork_open());
-        crate::fork::unregister(&self.taken);
+        crate::fork::unregister(&*self.taken);
         crate::fork::unregister(self.owned.fork_seal());
         crate::fork::unregister(&*self.gate);
     }

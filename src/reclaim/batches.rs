@@ -105,20 +105,18 @@ struct Queue {
 // came from `SlotPointer`s); it is only reached through its mutex.
 unsafe impl Send for Queue {}
 
-/// One shard's open batches each; what `fork` registers for its child handler.
-pub(crate) struct OpenBatches(Box<[CachePadded<Open>]>);
-
 /// Every batch of one runtime.
 pub(crate) struct Batches {
-    open: OpenBatches,
-    /// The queue and the count of objects being destroyed, in an allocation of their own
-    /// (shared, not owned by the runtime's fields) so that a `fork` may hold the lock while the
-    /// runtime is being dropped (`fork.rs`).
+    /// The batches and their counts, in an allocation of their own (shared, not owned by the
+    /// runtime's fields) so that a `fork` may hold the queue's lock, and its child handler
+    /// reach the open batches, while the runtime is being dropped (`fork.rs`).
     shared: Arc<Shared>,
 }
 
-/// What `fork` registers: the queue's lock, and the count it resets in a child.
+/// What `fork` registers: the queue's lock, and what its child handler resets.
 pub(crate) struct Shared {
+    /// One shard's open batches each.
+    open: Box<[CachePadded<Open>]>,
     queue: Mutex<Queue>,
     /// Objects in closed batches still queued, counted from their close (before they are
     /// queued) until a drainer takes them.
@@ -171,6 +169,7 @@ impl crate::fork::ForkLocks for Shared {
     }
 
     fn after_fork_in_child(&self) {
+        self.abandon_open_batches_held_by_vanished_threads();
         // The batches being destroyed were the parent's threads' (or, if it forked from a
         // destructor, the forking thread's own, which it finishes: then the count drops below
         // what is forgotten, and `running` saturates): nobody here will finish the others.
@@ -191,23 +190,15 @@ impl crate::fork::ForkLocks for Shared {
 // SAFETY: an open batch is only touched by the holder of its `locked` flag (Acquire to take,
 // Release to give back); the queue is behind a mutex; payload objects are `Send` by the
 // runtime's contract (they came from `SlotPointer`s).
-unsafe impl Send for Batches {}
+unsafe impl Send for Shared {}
 // SAFETY: as above.
-unsafe impl Sync for Batches {}
-// SAFETY: as for `Batches`: the open batches are only touched by their locks' holders.
-unsafe impl Send for OpenBatches {}
-// SAFETY: as above.
-unsafe impl Sync for OpenBatches {}
+unsafe impl Sync for Shared {}
 
-impl crate::fork::ForkLocks for OpenBatches {
-    /// Nothing: an open batch's lock is held for a push, and `close_open` never waits for it
-    /// for long; the child's handler below deals with one a vanished thread held.
-    fn hold(&self) -> Box<dyn crate::fork::Held + '_> {
-        Box::new(())
-    }
-
-    fn after_fork_in_child(&self) {
-        for open in self.0.iter() {
+impl Shared {
+    /// In a child after `fork`: an open batch's lock is not taken around `fork` (it is held for
+    /// a push, and `close_open` never waits for it long), so one may be inherited taken.
+    fn abandon_open_batches_held_by_vanished_threads(&self) {
+        for open in self.open.iter() {
             // Relaxed: the child has one thread, the one that forked, and it holds no open
             // batch's lock (`add` is ordinary-context code and never forks; a fork from a
             // handler that interrupted one is not supported, `fork.rs`): a lock taken here was
@@ -270,8 +261,8 @@ impl Open {
 impl Batches {
     pub fn new(shards: usize) -> Self {
         Batches {
-            open: OpenBatches(
-                (0..shards)
+            shared: Arc::new(Shared {
+                open: (0..shards)
                     .map(|_| {
                         CachePadded::new(Open {
                             locked: AtomicBool::new(false),
@@ -280,8 +271,6 @@ impl Batches {
                         })
                     })
                     .collect(),
-            ),
-            shared: Arc::new(Shared {
                 queue: Mutex::new(Queue {
                     closed: VecDeque::new(),
                     recycled: Vec::new(),
@@ -308,9 +297,9 @@ impl Batches {
         payload: Payload,
         on_full: impl FnOnce() -> G,
     ) -> Result<Added<G>, Payload> {
-        let shards = self.open.0.len();
+        let shards = self.shared.open.len();
         for i in 0..shards {
-            let open = &self.open.0[(shard + i) % shards];
+            let open = &self.shared.open[(shard + i) % shards];
             // Acquire: pairs with the Release unlock of the last holder: its pushes are ours.
             if open
                 .locked
@@ -393,7 +382,7 @@ impl Batches {
     /// takes), so that an object added before the call is closed by it, or is in the batch the
     /// holder filled (`add`'s `on_full`).
     pub fn close_open(&self, wait: bool) {
-        for open in self.open.0.iter() {
+        for open in self.shared.open.iter() {
             // Relaxed: a hint; a batch we miss is closed on a later cycle. (An object added
             // before the call is counted in it, or went out in a batch `add` filled.)
             if open.len.load(Ordering::Relaxed) == 0 {
@@ -488,8 +477,8 @@ impl Batches {
         let running = self.shared.running();
         let closed = self.shared.closed_len.load(Ordering::Relaxed);
         let open = self
+            .shared
             .open
-            .0
             .iter()
             .map(|o| o.len.load(Ordering::Relaxed))
             .sum();
@@ -506,8 +495,8 @@ impl Batches {
     fn waiting(&self) -> usize {
         // Relaxed: statistics.
         let open: usize = self
+            .shared
             .open
-            .0
             .iter()
             .map(|o| o.len.load(Ordering::Relaxed))
             .sum();
@@ -524,11 +513,6 @@ impl Batches {
     /// What `fork` registers (`fork.rs`): the queue's lock.
     pub fn fork_locks(&self) -> &Shared {
         &self.shared
-    }
-
-    /// What `fork` registers (`fork.rs`) for the open batches' child handler.
-    pub fn fork_open(&self) -> &OpenBatches {
-        &self.open
     }
 
     fn lock(&self) -> crate::sync::MutexGuard<'_, Queue> {
@@ -569,21 +553,21 @@ mod tests {
             Ok(Added::Open { before: 0 })
         ));
         // Shard 0's lock taken, as by a thread caught in a push when another thread forked.
-        assert!(batches.open.0[0].lock(false));
+        assert!(batches.shared.open[0].lock(false));
         // The parent's copy of that batch, whose storage the child's handler leaks (it may be
         // half-written there): freed here, so that the leak checkers see the handler's work
         // only.
         // SAFETY: we hold the batch's lock; a bitwise copy, which the handler overwrites
         // without dropping, so the storage is owned once, by `parents`.
         let parents = std::mem::ManuallyDrop::new(
-            batches.open.0[0]
+            batches.shared.open[0]
                 .batches
                 .with_mut(|b| unsafe { std::ptr::read(b) }),
         );
-        batches.fork_open().after_fork_in_child();
+        batches.fork_locks().after_fork_in_child();
         // In the child: that batch is free and empty, without its (the parent's) object; the
         // other, which nobody held, is as it was, and a drain closes it without waiting.
-        assert!(!batches.open.0[0].locked.load(Ordering::Relaxed));
+        assert!(!batches.shared.open[0].locked.load(Ordering::Relaxed));
         // The handler did overwrite it (else the storage would be the batch's still).
         drop(std::mem::ManuallyDrop::into_inner(parents));
         assert_eq!(batches.counts().open, 1);
