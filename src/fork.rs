@@ -28,7 +28,10 @@
 //!   child's copies of them are never destroyed (their destructors would run twice over the
 //!   same resources, say the same file descriptor, otherwise). The drains that took them never
 //!   end in the child, so the child's handler forgets them (`reclaim/cycle_gate.rs`): a
-//!   `drain_and_wait` there does not wait for them. (A `fork` from a signal handler that
+//!   `drain_and_wait` there does not wait for them, and the counts of what the parent's
+//!   threads had in flight — batches and chains being destroyed, a batch filled but not yet
+//!   queued — are reset to what the child holds (`reclaim/batches.rs`,
+//!   `reclaim/taken_jobs.rs`), so they stay in no `pending` and no backlog. (A `fork` from a signal handler that
 //!   interrupted the forking thread's own drain between two steps of entering or leaving the
 //!   gate can leave a count off by one in the child, and its `drain_and_wait` waiting for ever:
 //!   another reason not to fork from a handler that interrupted sigdrop code.)
