@@ -207,12 +207,14 @@ impl Shared {
             if !open.locked.load(Ordering::Relaxed) {
                 continue;
             }
-            // SAFETY: the lock's holder is gone, so nothing else touches `batches`; the old
-            // batches may be half-written by its push, so they are overwritten without being
-            // read or dropped (leaked: their objects are the parent's, like those of the
-            // batches the parent's drainers had taken).
-            open.batches
-                .with_mut(|b| unsafe { std::ptr::write(b, [Vec::new(), Vec::new()]) });
+            // The old batches may be half-written by the vanished holder's push, so they are
+            // overwritten without being read or dropped (leaked: their objects are the
+            // parent's, like those of the batches the parent's drainers had taken).
+            open.batches.with_mut(|b| {
+                // SAFETY: the lock's holder is gone, so nothing else touches `batches`; `b`
+                // points to them, valid for writes; nothing is dropped (above).
+                unsafe { std::ptr::write(b, [Vec::new(), Vec::new()]) }
+            });
             // Relaxed: as above.
             open.len.store(0, Ordering::Relaxed);
             open.locked.store(false, Ordering::Relaxed);
@@ -438,6 +440,7 @@ impl Batches {
                 // Relaxed: statistics (moved from queued to running, here and in all). Out of
                 // one count before into the next: a snapshot may miss them for a moment (it
                 // reads the counts against this flow), never count them twice.
+                // (`queued` is only written under the queue's lock, which we hold.)
                 #[cfg(not(loom))]
                 self.shared.queued.fetch_sub(n, Ordering::Relaxed);
                 self.shared.closed_len.fetch_sub(n, Ordering::Relaxed);
@@ -557,13 +560,11 @@ mod tests {
         // The parent's copy of that batch, whose storage the child's handler leaks (it may be
         // half-written there): freed here, so that the leak checkers see the handler's work
         // only.
-        // SAFETY: we hold the batch's lock; a bitwise copy, which the handler overwrites
-        // without dropping, so the storage is owned once, by `parents`.
-        let parents = std::mem::ManuallyDrop::new(
-            batches.shared.open[0]
-                .batches
-                .with_mut(|b| unsafe { std::ptr::read(b) }),
-        );
+        let parents = std::mem::ManuallyDrop::new(batches.shared.open[0].batches.with_mut(|b| {
+            // SAFETY: we hold the batch's lock; a bitwise copy, which the handler overwrites
+            // without dropping, so the storage is owned once, by `parents`.
+            unsafe { std::ptr::read(b) }
+        }));
         batches.fork_locks().after_fork_in_child();
         // In the child: that batch is free and empty, without its (the parent's) object; the
         // other, which nobody held, is as it was, and a drain closes it without waiting.
