@@ -20,7 +20,7 @@
 //! | operation           | concurrent with any other | restricted context                      |
 //! |---------------------|---------------------------|-----------------------------------------|
 //! | `load`              | yes (one load)            | yes                                     |
-//! | `clone_current`     | yes (guard + one increment) | yes; drop the clone there and it is deferred |
+//! | `clone_current`     | yes (guard + one increment) | yes; a clone dropped there is a decrement while the slot keeps the object, else deferred |
 //! | `xchg`, `take`, `clear`, `Drop` | yes           | yes; needs a reserved or spare job for `xchg(Some)` |
 
 use crate::handle::Runtime;
@@ -28,7 +28,6 @@ use crate::pointer::SlotPointer;
 use crate::read::{self, ReadGuard};
 use crate::shared::Shared;
 use crate::slot::{Detached, ReadSlot, Slot};
-use crate::sync::Ordering;
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -147,12 +146,7 @@ impl<P: SlotPointer> Slot<P, Readable> {
     /// shared reference), valid while `guard` is.
     #[inline]
     fn load_raw(&self, guard: &ReadGuard) -> *mut () {
-        let _ = guard;
-        // SeqCst: L in `read.rs`: after the guard's SeqCst increment, so that a grace period
-        // either sees this reader or the object was never visible to this load (loom cannot
-        // check this ordering, see `sync::model_seq_cst_fence`: do not weaken it). Also Acquire:
-        // pairs with the Release exchange that installed the object, so its contents are seen.
-        self.ptr.load(Ordering::SeqCst)
+        self.core.load_raw(guard)
     }
 }
 
@@ -162,15 +156,18 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
     ///
     /// It comes in an unreserved [`Detached`]: in ordinary context take the `Arc` out with
     /// [`into_inner`](Detached::into_inner) (no grace period needed: nobody borrows through a
-    /// fresh reference) or just use it through `Deref`. Dropped in a signal handler it goes to the
-    /// drainer — it might be the last reference by then — using a reserved or spare job (see
-    /// [`Detached::is_reserved`]).
+    /// fresh reference) or just use it through `Deref`. Dropped in a signal handler while the
+    /// slot still holds the same object, it is a plain decrement of the count, which cannot be
+    /// the last one (the slot's own reference outlives the check): no job, nothing deferred.
+    /// Dropped there after the object has left the slot, it might be the last reference, so it
+    /// goes to the drainer using a reserved or spare job (see [`Detached::is_reserved`]).
     ///
-    /// So a handler that clones and drops at a high rate (thousands a second per thread) spends a
-    /// job per clone until the drainer gives it back; once the spare and reserved jobs and the
-    /// emergency area are used up, a clone dropped there is leaked (counted in
-    /// [`Stats::leaked`](crate::Stats::leaked)), and the object with it, for its count never
-    /// reaches zero. For such handlers use a `ReadSlot<Shared<T>>`, whose clones need no job
+    /// So a handler may clone and drop at any rate while the object stays installed. Clones that
+    /// outlive a replace each spend a job until the drainer gives it back; once the spare and
+    /// reserved jobs and the emergency area are used up, such a clone dropped in a handler is
+    /// leaked (counted in [`Stats::leaked`](crate::Stats::leaked)), and the object with it, for
+    /// its count never reaches zero. Handlers that keep clones across frequent replaces should
+    /// use a `ReadSlot<Shared<T>>`, whose clones never need a job
     /// ([`ReadSlot::<Shared<T>>::clone_current`](ReadSlot::clone_current)).
     ///
     /// May be called from a signal handler: a read guard and one atomic increment.
@@ -188,8 +185,9 @@ impl<T: Send + Sync + 'static> ReadSlot<Arc<T>> {
         unsafe { Arc::increment_strong_count(ptr) };
         drop(guard);
         // SAFETY: the increment made a strong reference of our own, given up to the guard as the
-        // `Arc::into_raw` pointer it stands for; an `Arc` shares its target.
-        Some(unsafe { Detached::unclaimed(raw, self) })
+        // `Arc::into_raw` pointer it stands for; an `Arc` shares its target; `raw` was loaded
+        // from this readable slot.
+        Some(unsafe { Detached::cloned(raw, self) })
     }
 }
 

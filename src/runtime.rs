@@ -752,7 +752,8 @@ impl Inner {
     }
 
     /// Defers, in restricted context, an object that holds no claim (a clone from
-    /// `clone_current`, or a value an ordinary replace displaced and nobody reserved). In this
+    /// `clone_current` whose object has left its slot, a refused install's value, or a value an
+    /// ordinary replace displaced and nobody reserved). In this
     /// order: a spare job; else the emergency area (the drainer empties it); else a reserved job
     /// (counted: it was promised to an install, but leaking is worse); else it is leaked, counted.
     /// Spare before reserved so that such teardowns do not eat the jobs set aside for installs.

@@ -61,11 +61,12 @@ use crate::arena::Payload;
 use crate::error::Error;
 use crate::handle::Runtime;
 use crate::pointer::SlotPointer;
+use crate::read::{self, ReadGuard};
 use crate::read_slot::{Access, Readable, WriteOnly};
 use crate::rejected::Rejected;
 use crate::restricted;
 use crate::runtime::{Claim, Inner};
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{self, AtomicPtr, Ordering};
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
@@ -94,9 +95,17 @@ use std::sync::Arc;
 /// # Ok::<(), sigdrop::Error>(())
 /// ```
 pub struct Slot<P: SlotPointer, A: Access> {
-    pub(crate) ptr: AtomicPtr<()>,
-    runtime: Binding,
+    pub(crate) core: SlotCore,
     _owns: PhantomData<(P, A)>,
+}
+
+/// A slot without its types: the pointer and the runtime it accounts in. What a [`Detached`]
+/// borrows, to find the runtime and, for a clone, to look at the slot again.
+pub(crate) struct SlotCore {
+    /// The object's `P::into_raw` pointer, or null.
+    pub(crate) ptr: AtomicPtr<()>,
+    /// The runtime the object's claim belongs to.
+    runtime: Binding,
 }
 
 /// Which runtime a slot accounts in.
@@ -134,6 +143,21 @@ impl Binding {
     }
 }
 
+impl SlotCore {
+    /// The slot's pointer now, with the provenance `P::into_raw` gave it (not narrowed to a
+    /// shared reference), loaded under `guard`: in a readable slot, an object seen here is not
+    /// destroyed, nor the slot's reference to it released, before `guard` is dropped.
+    #[inline]
+    pub(crate) fn load_raw(&self, guard: &ReadGuard) -> *mut () {
+        let _ = guard;
+        // SeqCst: L in `read.rs`: after the guard's SeqCst increment, so that a grace period
+        // either sees this reader or the object was never visible to this load (loom cannot
+        // check this ordering, see `sync::model_seq_cst_fence`: do not weaken it). Also Acquire:
+        // pairs with the Release exchange that installed the object, so its contents are seen.
+        self.ptr.load(Ordering::SeqCst)
+    }
+}
+
 /// A slot that only writers use: install, replace, take, clear (see [`Slot`]). Its exchanges
 /// are the cheapest (an ordinary-context replace is one CAS).
 pub type RefSlot<P> = Slot<P, WriteOnly>;
@@ -160,8 +184,10 @@ impl<P: SlotPointer> Slot<P, WriteOnly> {
 impl<P: SlotPointer, A: Access> Slot<P, A> {
     pub(crate) fn empty(runtime: &Runtime) -> Self {
         Slot {
-            ptr: AtomicPtr::new(ptr::null_mut()),
-            runtime: Binding::Handle(runtime.clone()),
+            core: SlotCore {
+                ptr: AtomicPtr::new(ptr::null_mut()),
+                runtime: Binding::Handle(runtime.clone()),
+            },
             _owns: PhantomData,
         }
     }
@@ -197,8 +223,10 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     #[cfg(not(loom))]
     pub const fn global() -> Self {
         Slot {
-            ptr: AtomicPtr::new(ptr::null_mut()),
-            runtime: Binding::Global,
+            core: SlotCore {
+                ptr: AtomicPtr::new(ptr::null_mut()),
+                runtime: Binding::Global,
+            },
             _owns: PhantomData,
         }
     }
@@ -208,13 +236,13 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// restricted context ([`Error::GlobalUninitialized`]) or when creating it fails; in
     /// ordinary context it creates it.
     pub fn runtime(&self) -> Result<&Runtime, Error> {
-        self.runtime.get()
+        self.core.runtime.get()
     }
 
     /// Whether the slot is empty now. May be called from a signal handler.
     pub fn is_empty(&self) -> bool {
         // Relaxed: a snapshot; the pointer is not dereferenced.
-        self.ptr.load(Ordering::Relaxed).is_null()
+        self.core.ptr.load(Ordering::Relaxed).is_null()
     }
 
     /// Exchanges the slot's content. `Some(new)` installs `new`, `None` empties the slot.
@@ -279,7 +307,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         // A caller's claim came from the slot's own runtime, which it holds: only map slots
         // claim first, and they are bound to a handle (a global slot must look its runtime up,
         // below, before anything goes in).
-        debug_assert!(claim.is_none() || matches!(self.runtime, Binding::Handle(_)));
+        debug_assert!(claim.is_none() || matches!(self.core.runtime, Binding::Handle(_)));
         // In restricted context the object we may displace needs a job of its own to be
         // deferred with, so a claim is taken even for a replace. In ordinary context a replace
         // moves the old object's claim to the new one and takes none: one CAS, and no claim or
@@ -289,7 +317,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         let claim_always = restricted::is_active();
         let raw = new.into_raw().as_ptr();
         // Relaxed: the value is only compared, never dereferenced; the CAS validates it.
-        let mut cur = self.ptr.load(Ordering::Relaxed);
+        let mut cur = self.core.ptr.load(Ordering::Relaxed);
         if claim.is_none() && !claim_always && !cur.is_null() {
             // An ordinary replace of a full slot, the common case, on a path of its own that
             // carries no claim: the displaced object's claim stays with the new one. It makes
@@ -298,7 +326,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
             // the CAS for a slot bound to a handle, so that its loads overlap the slot's; after
             // it for a global slot, whose runtime is known to exist only once a CAS has read the
             // object it displaced (whose install looked the runtime up first).
-            let handle = match &self.runtime {
+            let handle = match &self.core.runtime {
                 Binding::Handle(runtime) => {
                     let _ = runtime.inner();
                     true
@@ -309,12 +337,13 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
             while let Some(old) = NonNull::new(cur) {
                 // Orderings as in `exchange_claiming`.
                 match self
+                    .core
                     .ptr
                     .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Relaxed)
                 {
                     Ok(_) => {
                         if !handle {
-                            let _ = self.runtime.existing().inner();
+                            let _ = self.core.runtime.existing().inner();
                         }
                         return Ok(Some(self.detached(old, false)));
                     }
@@ -348,7 +377,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
             if (cur.is_null() || claim_always) && claim.is_none() {
                 // A refusal keeps the runtime, if there is one, to hand the value to if it is
                 // dropped in restricted context (`rejected.rs`).
-                let claimed = match self.runtime.get() {
+                let claimed = match self.core.runtime.get() {
                     Ok(runtime) if !P::SELF_DEFERRING => runtime
                         .inner()
                         .claim_for_install_in(claim_always)
@@ -371,6 +400,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
             // Acquire makes us the owner of the previous object's contents.
             // Relaxed on failure: the value read is only compared.
             match self
+                .core
                 .ptr
                 .compare_exchange(cur, raw, Ordering::AcqRel, Ordering::Relaxed)
             {
@@ -380,7 +410,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
                         // needs no claim, into a slot found empty) made no fork check: make it,
                         // as above. The runtime exists: the slot held `prev`, or this call
                         // looked it up.
-                        let _ = self.runtime.existing().inner();
+                        let _ = self.core.runtime.existing().inner();
                     }
                     // Installed: a claim we hold is spent, on the new object (empty slot) or on
                     // the displaced one (restricted context, or a race with a take).
@@ -421,12 +451,16 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// ```
     pub fn try_install(&self, new: P) -> Result<(), Rejected<P>> {
         // Relaxed: a first look, to refuse without a claim; the CAS below decides.
-        if !self.ptr.load(Ordering::Relaxed).is_null() {
-            return Err(Rejected::new(new, Error::Occupied, self.runtime.get().ok()));
+        if !self.core.ptr.load(Ordering::Relaxed).is_null() {
+            return Err(Rejected::new(
+                new,
+                Error::Occupied,
+                self.core.runtime.get().ok(),
+            ));
         }
         // The runtime first, as for any install into an empty slot (`exchange`): its fork
         // check, and for a global slot its creation, before anything can go in.
-        let runtime = match self.runtime.get() {
+        let runtime = match self.core.runtime.get() {
             Ok(runtime) => runtime,
             Err(error) => return Err(Rejected::new(new, error, None)),
         };
@@ -442,10 +476,12 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
         // AcqRel on success, as in `exchange`: Release publishes the object (and the runtime
         // lookup above) to whoever takes it (Acquire). Relaxed on failure: we only learn that
         // the slot is occupied.
-        match self
-            .ptr
-            .compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Relaxed)
-        {
+        match self.core.ptr.compare_exchange(
+            ptr::null_mut(),
+            raw,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => {
                 // Spent on the object now in the slot.
                 if let Some(claim) = claim {
@@ -469,7 +505,7 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     #[inline]
     pub fn take(&self) -> Option<Detached<'_, P>> {
         // Acquire: we become the owner of the object and must see its contents.
-        let prev = self.ptr.swap(ptr::null_mut(), Ordering::Acquire);
+        let prev = self.core.ptr.swap(ptr::null_mut(), Ordering::Acquire);
         // The claim leaves with the object (a self-deferring one has none).
         NonNull::new(prev).map(|p| self.detached(p, !P::SELF_DEFERRING))
     }
@@ -494,9 +530,10 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     fn detached(&self, ptr: NonNull<()>, claimed: bool) -> Detached<'_, P> {
         Detached {
             ptr,
-            runtime: &self.runtime,
+            slot: &self.core,
             claimed,
             readers: A::READABLE,
+            cloned: false,
             _owns: PhantomData,
         }
     }
@@ -584,9 +621,9 @@ pub struct Detached<'a, P: SlotPointer> {
     /// guard. Not rebuilt as a `P` while readers may borrow the object: rebuilding a `Box`
     /// asserts uniqueness over its target, which a reader's `&T` contradicts.
     ptr: NonNull<()>,
-    /// The runtime of the slot it left, which exists (the slot held the object), looked up when
-    /// the guard needs it ([`inner`](Self::inner)).
-    runtime: &'a Binding,
+    /// The slot it left (or was cloned from), whose runtime exists (the slot held the object)
+    /// and is looked up when the guard needs it ([`inner`](Self::inner)).
+    slot: &'a SlotCore,
     /// Whether the object holds a claim on an idle job. A take, or any exchange in restricted
     /// context, hands one out; an ordinary-context replace does not (the claim stayed in the slot
     /// with the new object), and dropping such a value under deferral claims one then.
@@ -594,38 +631,46 @@ pub struct Detached<'a, P: SlotPointer> {
     /// Whether readers may still borrow the object (it left a readable slot): it is then
     /// destroyed only after a grace period, and rebuilt as a `P` only after one.
     readers: bool,
+    /// Whether this is a reference `clone_current` took from a readable slot (an `Arc`'s): while
+    /// that slot still holds the same object, the slot's own reference outlives any read guard
+    /// that sees it there, so under such a guard dropping this one is never the last decrement.
+    cloned: bool,
     /// We own a `P` (drop check, variance).
     _owns: PhantomData<P>,
 }
 
-// SAFETY: a `Detached` owns one `P` (held as its raw pointer) and borrows its slot's binding to
-// a runtime; sending it sends the `P` (`SlotPointer: Send`) and a `&Binding` (`Binding: Sync`,
-// asserted below).
+// SAFETY: a `Detached` owns one `P` (held as its raw pointer) and borrows its slot's pointer
+// and binding to a runtime; sending it sends the `P` (`SlotPointer: Send`) and a `&SlotCore`
+// (`SlotCore: Sync`, asserted below: an atomic pointer and a binding).
 unsafe impl<P: SlotPointer> Send for Detached<'_, P> {}
 // SAFETY: through `&Detached` another thread gets only `&P::Target` (`Deref`, `Debug`; hence the
-// bound), copies of the two flags, and, for an `Arc<T>`, a new strong reference (`clone_arc`,
+// bound), copies of the flags, and, for an `Arc<T>`, a new strong reference (`clone_arc`,
 // sound on any thread because `Arc<T>` is a `SlotPointer` only for `T: Send + Sync`).
 unsafe impl<P: SlotPointer> Sync for Detached<'_, P> where P::Target: Sync {}
 
-/// `Send for Detached` sends a `&Binding`.
+/// `Send for Detached` sends a `&SlotCore`.
 const _: fn() = || {
     fn sync<T: Sync>() {}
-    sync::<Binding>();
+    sync::<SlotCore>();
 };
 
 impl<'a, P: SlotPointer> Detached<'a, P> {
-    /// A new owned reference that no reader borrows through (`clone_current`), holding no claim.
+    /// A new owned reference that no reader borrows through, cloned from the object in `slot`
+    /// (`clone_current`), holding no claim.
     ///
     /// # Safety
     /// `ptr` came from `P::into_raw` and the caller gives that ownership up to the guard; `P`
     /// shares its target (an `Arc`), so rebuilding it while readers borrow the target asserts no
-    /// uniqueness.
-    pub(crate) unsafe fn unclaimed<A: Access>(ptr: NonNull<()>, slot: &'a Slot<P, A>) -> Self {
+    /// uniqueness, and dropping it while another reference exists only decrements a count.
+    /// `ptr` was loaded from `slot`, a readable slot, whose own reference to an object is
+    /// released only after a grace period.
+    pub(crate) unsafe fn cloned(ptr: NonNull<()>, slot: &'a Slot<P, Readable>) -> Self {
         Detached {
             ptr,
-            runtime: &slot.runtime,
+            slot: &slot.core,
             claimed: false,
             readers: false,
+            cloned: true,
             _owns: PhantomData,
         }
     }
@@ -633,14 +678,38 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
     /// The runtime state of the slot the object left, fork check included.
     #[inline(always)]
     fn inner(&self) -> &'a Inner {
-        self.runtime.existing().inner()
+        self.slot.runtime.existing().inner()
+    }
+
+    /// Drops a clone's reference in restricted context with no job, if that is sure not to be
+    /// the last one: under a read guard, the slot it was cloned from still holds the object, so
+    /// the slot's reference is released only after a grace period that waits for the guard.
+    /// (If the object was installed again since the clone, the reference alive is the new
+    /// install's: any install's will do.) Whether it did; if not, the reference is still owned.
+    #[inline]
+    fn release_clone_while_installed(&self) -> bool {
+        debug_assert!(self.cloned && !self.readers);
+        let guard = read::enter();
+        if self.slot.load_raw(&guard) != self.ptr.as_ptr() {
+            return false;
+        }
+        // (Models may run another thread here: loom does not see the count.)
+        sync::model_switch_point();
+        // SAFETY: `ptr` came from `P::into_raw` and this guard owns it (a clone's, an `Arc`'s:
+        // `cloned`'s contract); the slot's reference to the same object is alive until `guard`
+        // drops (above), so rebuilding and dropping ours is a decrement that cannot reach zero:
+        // no destructor runs here. The caller gives `ptr` up if this returns true.
+        drop(unsafe { P::from_raw(self.ptr) });
+        drop(guard);
+        true
     }
 
     /// Whether this value holds a reserved job, so that dropping it in restricted context is
     /// guaranteed to defer it without a fallback. True for values taken out of a slot and for
     /// every value that left a slot in restricted context; false for the value an
     /// ordinary-context replace displaced (see [`Slot::xchg`]) and for a clone from
-    /// [`clone_current`](Slot::clone_current). May be called anywhere.
+    /// [`clone_current`](Slot::clone_current) (which needs a job only if it is dropped in a
+    /// signal handler after its object has left the slot). May be called anywhere.
     pub fn is_reserved(&self) -> bool {
         // A self-deferring pointer ([`Owned`](crate::Owned)) needs no job at all.
         self.claimed || P::SELF_DEFERRING
@@ -769,6 +838,10 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
                 unsafe { P::defer_raw(obj, self.readers) };
                 return;
             }
+            if self.cloned && !self.claimed && self.release_clone_while_installed() {
+                // Not the last reference: no job needed, none spent.
+                return;
+            }
             let payload = Payload {
                 obj: obj.as_ptr(),
                 dtor: P::DESTRUCTOR,
@@ -777,6 +850,7 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
             // The claim, if any, travels with the object into the job. In restricted context the
             // object is always taken (at worst parked or leaked, counted).
             let kept = self
+                .slot
                 .runtime
                 .existing()
                 .inner_in_restricted()

@@ -46,6 +46,18 @@ pub(crate) fn yield_now() {
     std::thread::yield_now();
 }
 
+/// A point where a loom model may run another thread; nothing in the build that ships.
+///
+/// loom switches threads only at operations it instruments, and an `Arc`'s reference count is
+/// not one of them: without this, no model could run another thread between a read guard's exit
+/// and a decrement of a count that guard protects, and so none could tell whether the decrement
+/// comes first. Placed just before such an operation.
+#[inline(always)]
+pub(crate) fn model_switch_point() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
 /// A `SeqCst` fence in loom models only; nothing in the build that ships.
 ///
 /// loom does not model `SeqCst` on loads, stores and read-modify-writes (it treats them as

@@ -8,7 +8,7 @@
 //!    install that the reservation covers succeeds. Deterministic (a key type whose `==` raises
 //!    the signal while the interrupted thread holds the bucket lock), and under a storm from
 //!    another thread.
-//! 2. A value with no job of its own dropped in a handler (a clone from `clone_current`) uses a
+//! 2. A value with no job of its own dropped in a handler (a refused install's) uses a
 //!    spare job, else the emergency area, and spends a reservation only when both are gone.
 //! 3. `reserve_to` tops up to a target: idempotent, exact under concurrent callers, refused in a
 //!    handler, and refused before allocating beyond `max_jobs`.
@@ -23,15 +23,15 @@
 
 mod common;
 
-use common::counted::{Counted, DESTROYED_IN_RESTRICTED};
+use common::counted::{Counted, DESTROYED, DESTROYED_IN_RESTRICTED};
 use common::{StopFlag, storm_workers, wait_until};
 use sigdrop::signal::{self, Signal, SignalInfo};
-use sigdrop::{Drainer, Error, KptrHash, ReadSlot, RefSlot, Runtime, restricted};
+use sigdrop::{Drainer, Error, KptrHash, RefSlot, Runtime, restricted};
 use std::cell::UnsafeCell;
 use std::hash::{Hash, Hasher};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 const SIG: Signal = Signal::SIGUSR1;
@@ -72,8 +72,9 @@ const OP_NONE: u8 = 0;
 const OP_MAP_INSERT: u8 = 1;
 /// Installs `value` into `slot`.
 const OP_SLOT_INSTALL: u8 = 2;
-/// Clones the object of `read` (no job of its own) and drops the clone.
-const OP_DROP_CLONE: u8 = 3;
+/// Offers `value` to `slot` with `try_install`; the slot is full, so it is refused, and the
+/// refusal (a value with no job of its own) is dropped in the handler.
+const OP_DROP_REFUSED: u8 = 3;
 /// Calls `reserve_to(1)` (refused there).
 const OP_RESERVE_TO: u8 = 4;
 
@@ -82,7 +83,6 @@ struct Harness {
     rt: Runtime,
     map: KptrHash<TrapKey, Box<Counted>>,
     slot: RefSlot<Box<Counted>>,
-    read: ReadSlot<Arc<Counted>>,
     op: AtomicU8,
     /// The box the handler installs (made in ordinary context); a refused one comes back here.
     value: AtomicPtr<Counted>,
@@ -103,7 +103,6 @@ impl Harness {
             rt: rt.clone(),
             map: KptrHash::new(rt, map_capacity).unwrap(),
             slot: RefSlot::new(rt),
-            read: ReadSlot::new(rt),
             op: AtomicU8::new(OP_NONE),
             value: AtomicPtr::new(ptr::null_mut()),
             error: UnsafeCell::new(None),
@@ -202,7 +201,15 @@ fn on_signal(_: &SignalInfo) {
                 }
             }
         }
-        OP_DROP_CLONE => drop(h.read.clone_current()),
+        OP_DROP_REFUSED => {
+            let Some(value) = take_value() else { return };
+            match h.slot.try_install(value) {
+                Ok(()) => {
+                    h.installed.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(refused) => drop(refused),
+            }
+        }
         OP_RESERVE_TO => {
             if let Err(error) = h.rt.reserve_to(1) {
                 record(h, error);
@@ -401,8 +408,8 @@ fn refused_map_inserts_under_a_storm_spend_no_reservation() {
     );
 }
 
-/// The teardown order: a value with no job of its own (a clone from `clone_current`) dropped in
-/// a handler uses a spare job, then the emergency area, and only then a reserved job; the
+/// The teardown order: a value with no job of its own (here a refused install's) dropped in a
+/// handler uses a spare job, then the emergency area, and only then a reserved job; the
 /// reservation left still serves a handler install.
 #[test]
 fn a_value_without_a_job_dropped_in_a_handler_spares_the_reservation() {
@@ -416,7 +423,7 @@ fn a_value_without_a_job_dropped_in_a_handler_spares_the_reservation() {
         .build()
         .unwrap();
     let h = Harness::new(&rt, 1);
-    h.read.xchg(Some(Arc::new(Counted))).unwrap(); // grows the job it holds
+    h.slot.xchg(Some(Box::new(Counted))).unwrap(); // grows the job it holds
     rt.reserve(3).unwrap();
     assert_eq!(rt.unreserve(1).unwrap(), 1);
     let counts = || {
@@ -430,14 +437,19 @@ fn a_value_without_a_job_dropped_in_a_handler_spares_the_reservation() {
         )
     };
     assert_eq!(counts(), (2, 1, 0, 0, 0));
+    let refuse = || {
+        h.arm_value();
+        h.signal(OP_DROP_REFUSED);
+        assert_eq!(h.installed.load(Ordering::SeqCst), 0, "the slot is full");
+    };
     with_handler(&h, || {
-        h.signal(OP_DROP_CLONE);
+        refuse();
         assert_eq!(counts(), (2, 0, 0, 0, 0), "first: a spare job");
-        h.signal(OP_DROP_CLONE);
+        refuse();
         assert_eq!(counts(), (2, 0, 1, 0, 0), "then: the emergency area");
-        h.signal(OP_DROP_CLONE);
+        refuse();
         assert_eq!(counts(), (1, 0, 1, 1, 0), "last: a reserved job, counted");
-        // The reservation left is still there for an install.
+        // The reservation left is still there for a replace (for the object it displaces).
         h.arm_value();
         h.signal(OP_SLOT_INSTALL);
         if let Some(error) = h.take_error() {
@@ -445,16 +457,18 @@ fn a_value_without_a_job_dropped_in_a_handler_spares_the_reservation() {
         }
     });
     assert_eq!(counts(), (0, 0, 1, 1, 0));
-    // Two clones went with jobs, one was parked: all three go now, none of them the last
-    // reference (the slot holds one).
-    assert_eq!(rt.drain().unwrap(), 3);
+    // Two refused values went with jobs, one was parked, and the replace displaced the first
+    // object: all four go now.
+    let destroyed = DESTROYED.load(Ordering::SeqCst);
+    assert_eq!(rt.drain().unwrap(), 4);
+    assert_eq!(DESTROYED.load(Ordering::SeqCst), destroyed + 4);
     assert_eq!(DESTROYED_IN_RESTRICTED.load(Ordering::SeqCst), 0);
-    assert_eq!(
-        Arc::strong_count(&h.read.clone_current().unwrap().into_inner().ok().unwrap()),
-        2
-    );
     let s = rt.stats();
-    assert_eq!((s.active, s.pending, s.refs), (0, 0, 2), "{s:?}");
+    assert_eq!(
+        (s.active, s.pending, s.refs),
+        (0, 0, 1),
+        "the slot's object: {s:?}"
+    );
     assert_eq!(rt.audit_idle(), s.total);
 }
 
