@@ -96,7 +96,8 @@ use std::sync::Arc;
 /// ```
 pub struct Slot<P: SlotPointer, A: Access> {
     pub(crate) core: SlotCore,
-    _owns: PhantomData<(P, A)>,
+    /// We own a `P` (drop check, variance, and the auto traits: see `Owns`).
+    _owns: PhantomData<(Owns<P>, A)>,
 }
 
 /// A slot without its types: the pointer and the runtime it accounts in. What a [`Detached`]
@@ -166,12 +167,17 @@ pub type RefSlot<P> = Slot<P, WriteOnly>;
 /// from any context (see [`Slot`] and [`Slot::load`]).
 pub type ReadSlot<P> = Slot<P, Readable>;
 
-// SAFETY: the slot owns at most one `P` and hands it to whichever thread takes it; `P: Send`
-// (a `SlotPointer` bound) makes that sound. Shared access only uses atomics; borrowing the
-// object from another thread (`ReadSlot::load`) requires `P::Target: Sync` where it is offered.
-unsafe impl<P: SlotPointer, A: Access> Send for Slot<P, A> {}
-// SAFETY: as above: `&Slot` lets any thread take the `P` out, which needs only `P: Send`.
-unsafe impl<P: SlotPointer, A: Access> Sync for Slot<P, A> {}
+/// What a slot owns, for the auto traits: a `P`, so the slot is `Send` when `P` is, and `Sync`
+/// when `P` is `Send` (not `Sync`): through `&Slot` a thread can only move the `P` out whole
+/// (a take) or put one in; borrowing the object from another thread (`ReadSlot::load`) requires
+/// `P::Target: Sync` where it is offered. Auto traits, not impls bounded by `SlotPointer`, so
+/// that a type may hold a slot of boxes of itself (`struct Node { next: RefSlot<Box<Node>> }`):
+/// the compiler accepts a cycle of auto-trait goals, not one through `SlotPointer`.
+struct Owns<P>(PhantomData<P>);
+
+// SAFETY: see `Owns`: shared access to a slot moves a `P` between threads, which `P: Send`
+// allows, and never shares a `&P`.
+unsafe impl<P: Send> Sync for Owns<P> {}
 
 impl<P: SlotPointer> Slot<P, WriteOnly> {
     /// An empty slot whose objects are accounted in `runtime`. May be called from a signal

@@ -43,9 +43,22 @@ use std::mem::MaybeUninit;
 
 struct Element<K, P: SlotPointer> {
     next: AtomicU32,
-    key: UnsafeCell<MaybeUninit<K>>,
+    key: KeyCell<K>,
     slot: RefSlot<P>,
 }
+
+/// An element's key, read and written only by the holder of its bucket's lock (or by the one
+/// operation that owns the element off any chain), which may be any thread.
+struct KeyCell<K>(UnsafeCell<MaybeUninit<K>>);
+
+// SAFETY: see `KeyCell`: a key is moved in and read on whichever thread holds the lock, so
+// sending or sharing the map sends and shares keys: `K: Send + Sync`. (Bounds on auto traits
+// only, so that a map may hold boxes of the type that holds it: the compiler accepts a cycle of
+// auto-trait goals, not one through `SlotPointer`. The map is then `Send` and `Sync` by its
+// fields: its values live in `RefSlot`s, which are for any `P: Send`.)
+unsafe impl<K: Send + Sync> Send for KeyCell<K> {}
+// SAFETY: as above.
+unsafe impl<K: Send + Sync> Sync for KeyCell<K> {}
 
 struct Bucket {
     locked: AtomicBool,
@@ -92,13 +105,6 @@ pub struct KptrHash<K, P: SlotPointer> {
     len: AtomicUsize,
 }
 
-// SAFETY: keys are read and written only by the holder of their bucket's lock (or by the one
-// operation that owns an element off any chain), which may be any thread: `K: Send + Sync`.
-// Values live in `RefSlot`s, which are `Send + Sync` for `P: SlotPointer`.
-unsafe impl<K: Send + Sync, P: SlotPointer> Send for KptrHash<K, P> {}
-// SAFETY: as above.
-unsafe impl<K: Send + Sync, P: SlotPointer> Sync for KptrHash<K, P> {}
-
 /// Releases a bucket lock when dropped.
 struct Locked<'a>(&'a Bucket);
 
@@ -127,7 +133,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
             (0..capacity)
                 .map(|_| Element {
                     next: AtomicU32::new(NIL),
-                    key: UnsafeCell::new(MaybeUninit::uninit()),
+                    key: KeyCell(UnsafeCell::new(MaybeUninit::uninit())),
                     slot: RefSlot::new(runtime),
                 })
                 .collect(),
@@ -225,7 +231,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
                 // (before it was linked, under this lock) and nobody writes it while we hold it.
                 unsafe { (*k).assume_init_ref() == key }
             };
-            let found = element.key.with(key_matches);
+            let found = element.key.0.with(key_matches);
             if found {
                 return Some((prev, idx));
             }
@@ -285,7 +291,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
         let previous = element.slot.exchange(value, claim);
         debug_assert!(matches!(previous, Ok(None)));
         // SAFETY: the element is ours (popped, not yet on a chain): no other access.
-        element.key.with_mut(|k| unsafe { (*k).write(key) });
+        element.key.0.with_mut(|k| unsafe { (*k).write(key) });
         // Relaxed (links, head): under the bucket lock, whose Release in `Locked::drop` publishes
         // them to the next holder's Acquire. `len` is a snapshot statistic.
         element

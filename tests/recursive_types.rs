@@ -1,0 +1,142 @@
+//! Types that hold slots of themselves — a linked list whose nodes hold a `RefSlot<Box<Node>>`,
+//! a tree of maps, a chain of `Owned` boxes — compile, are `Send` and `Sync`, and tear down from
+//! a signal handler: the handler empties the head, the drainer destroys every node, none of
+//! them in the handler.
+//!
+//! The handler is installed on one signal for the whole file, so the file holds one signal test.
+
+mod common;
+
+use common::{NMI, install_handler, restore_handler, this_thread, wait_until};
+use nix::sys::pthread::pthread_kill;
+use sigdrop::{KptrArray, KptrHash, Owned, ReadSlot, RefSlot, Runtime, Shared, restricted};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Short enough that dropping the nodes one inside another stays well within a thread's stack.
+const NODES: usize = 200;
+
+static DESTROYED: AtomicUsize = AtomicUsize::new(0);
+static DTOR_IN_RESTRICTED: AtomicUsize = AtomicUsize::new(0);
+/// The sum of the destroyed nodes' values: with the count, each node destroyed once.
+static VALUES_DESTROYED: AtomicUsize = AtomicUsize::new(0);
+
+/// A singly linked list node: its successor lives in a slot of its own.
+struct Node {
+    value: usize,
+    next: RefSlot<Box<Node>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if restricted::is_active() {
+            DTOR_IN_RESTRICTED.fetch_add(1, Ordering::Relaxed);
+        }
+        VALUES_DESTROYED.fetch_add(self.value, Ordering::Relaxed);
+        DESTROYED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// More shapes that hold sigdrop's containers of themselves.
+#[allow(dead_code)]
+struct TreeOfMaps {
+    children: KptrHash<u64, Box<TreeOfMaps>>,
+}
+#[allow(dead_code)]
+struct TreeOfArrays {
+    children: KptrArray<Box<TreeOfArrays>>,
+}
+#[allow(dead_code)]
+struct SharedChain {
+    next: ReadSlot<Shared<SharedChain>>,
+}
+#[allow(dead_code)]
+struct ArcChain {
+    next: ReadSlot<Arc<ArcChain>>,
+}
+#[allow(dead_code)]
+struct OwnedChain {
+    next: RefSlot<Owned<OwnedChain>>,
+}
+
+fn send_sync<T: Send + Sync>() {}
+
+#[test]
+fn recursive_types_are_send_and_sync_and_so_are_slots_of_unshared_objects() {
+    send_sync::<Node>();
+    send_sync::<TreeOfMaps>();
+    send_sync::<TreeOfArrays>();
+    send_sync::<SharedChain>();
+    send_sync::<ArcChain>();
+    send_sync::<OwnedChain>();
+    // Shared access to a slot only moves its object in and out whole: `Send` objects suffice.
+    send_sync::<RefSlot<Box<Cell<u32>>>>();
+    send_sync::<ReadSlot<Box<Cell<u32>>>>();
+    send_sync::<RefSlot<Owned<Cell<u32>>>>();
+    send_sync::<KptrHash<u64, Box<Cell<u32>>>>();
+    send_sync::<KptrArray<Box<Cell<u32>>>>();
+}
+
+struct State {
+    head: RefSlot<Box<Node>>,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+
+extern "C" fn on_nmi(_: libc::c_int) {
+    let _nmi = restricted::enter();
+    if let Some(st) = STATE.get() {
+        st.head.clear(); // the first node goes to the drainer, and the rest with it
+    }
+}
+
+#[test]
+fn a_linked_list_torn_down_in_a_handler_is_destroyed_by_the_drainer() {
+    let rt = Runtime::new().unwrap();
+    let head: RefSlot<Box<Node>> = RefSlot::new(&rt);
+    // Built back to front: each new node takes the list so far as its successor.
+    for value in (0..NODES).rev() {
+        let node = Box::new(Node {
+            value,
+            next: RefSlot::new(&rt),
+        });
+        if let Some(rest) = head.take() {
+            node.next
+                .xchg(Some(rest.into_inner().ok().unwrap()))
+                .unwrap();
+        }
+        head.xchg(Some(node)).unwrap();
+    }
+    assert!(STATE.set(State { head }).is_ok());
+    let st = STATE.get().unwrap();
+    assert_eq!(rt.stats().refs, NODES, "one installed object per node");
+
+    // Touch the restricted-context thread-local before any handler can run (see restricted.rs).
+    assert!(!restricted::is_active());
+    let previous = install_handler(NMI, on_nmi);
+    // The handler has run when `pthread_kill` to this thread returns.
+    pthread_kill(this_thread(), NMI).expect("pthread_kill self");
+    restore_handler(NMI, &previous);
+    assert!(st.head.is_empty());
+    wait_until(
+        Duration::from_secs(20),
+        "every node destroyed",
+        || {
+            format!(
+                "destroyed {} {:?}",
+                DESTROYED.load(Ordering::Relaxed),
+                rt.stats()
+            )
+        },
+        || DESTROYED.load(Ordering::Relaxed) == NODES,
+    );
+    assert_eq!(
+        VALUES_DESTROYED.load(Ordering::Relaxed),
+        NODES * (NODES - 1) / 2
+    );
+    assert_eq!(DTOR_IN_RESTRICTED.load(Ordering::Relaxed), 0);
+    let s = rt.stats();
+    assert_eq!((s.refs, s.emergency, s.leaked), (0, 0, 0), "{s:?}");
+}
