@@ -222,6 +222,7 @@ mod handle;
 mod ledger;
 mod llist;
 mod maps;
+mod nested;
 mod owned;
 mod pointer;
 pub mod read;

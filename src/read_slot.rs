@@ -8,11 +8,14 @@
 //! - [`load`](Slot::load) reads the pointer with one `SeqCst` load under a
 //!   [`ReadGuard`](crate::read::ReadGuard); the reference it returns borrows both the slot and the
 //!   guard, so it cannot outlive either (the compiler enforces the verifier's parent/child rule);
-//! - every object that leaves the slot — replaced or taken, in any context, or left in it when
-//!   the slot is dropped — is destroyed by the drainer after a grace period (`read.rs`), never
-//!   inline, because a reader on another thread or in an interrupted frame may still hold it.
-//!   So every exchange claims a job for the object it may displace, the way a restricted-context
-//!   exchange of a `RefSlot` does;
+//! - every object that leaves the slot — replaced or taken, in any context — is destroyed after
+//!   a grace period (`read.rs`), never inline, because a reader on another thread or in an
+//!   interrupted frame may still hold it: in ordinary context it is retired into a batch (no
+//!   job), in restricted context it goes to the drainer with a job, as a `RefSlot`'s does;
+//! - the object still in the slot when the slot itself is dropped is the exception: every
+//!   reference `load` gave out borrows the slot, and dropping it takes `&mut`, so none is left.
+//!   It is destroyed as a `RefSlot`'s would be, with no grace period, so a list whose nodes hold
+//!   the next in a `ReadSlot` is torn down at once, not a grace period per node;
 //! - `clone_current` (for `Arc`s and [`Shared`]s) increments the reference count of the
 //!   object under a guard, so it can never resurrect an object whose last reference is gone: the
 //!   slot's own reference is only released by the drainer after the grace period.

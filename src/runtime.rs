@@ -87,6 +87,7 @@ use crate::error::Error;
 use crate::freelist::Freelist;
 use crate::ledger::{Ledger, Source};
 use crate::llist::{Chain, JobLists};
+use crate::nested;
 use crate::read;
 use crate::reclaim::batches::{Added, BATCH, BatchCounts, Batches, Closed};
 use crate::reclaim::cycle_gate::CycleGate;
@@ -1145,11 +1146,25 @@ impl Inner {
     /// leave this thread — a drainer, or a thread helping — in restricted context for good:
     /// every later destructor would defer instead of run, and a runtime handle dropped there
     /// would be leaked as if in a signal handler. The depth is put back, and counted.
+    ///
+    /// Objects the destructor lets go of, which a slot would destroy inline, are destroyed
+    /// after it returns, one after another (`nested.rs`), by the outermost such call on this
+    /// thread.
     #[inline]
     fn run(&self, payload: Payload) {
+        let running = nested::Running::enter();
+        self.run_one(payload);
+        running.destroy_put_aside(|payload| self.run_one(payload));
+    }
+
+    /// Runs one destructor (see [`run`](Self::run)).
+    #[inline]
+    fn run_one(&self, payload: Payload) {
         let depth = restricted::depth();
         // SAFETY: every payload was built from an owned pointer and its own destructor, and each
-        // job or batch is taken by exactly one drainer, so this is the one call of `dtor(obj)`.
+        // job or batch is taken by exactly one drainer, and each object put aside
+        // (`nested.rs`) is taken once by the thread that put it aside, so this is the one call
+        // of `dtor(obj)`.
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
         // A plain load and store, not a read-modify-write: it only has to change (a lost bump
         // from a concurrent drainer still changes it). Relaxed: compared, never synchronised on.

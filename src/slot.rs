@@ -60,6 +60,7 @@
 use crate::arena::Payload;
 use crate::error::Error;
 use crate::handle::Runtime;
+use crate::nested;
 use crate::pointer::SlotPointer;
 use crate::read::{self, ReadGuard};
 use crate::read_slot::{Access, Readable, WriteOnly};
@@ -546,8 +547,18 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
 }
 
 impl<P: SlotPointer, A: Access> Drop for Slot<P, A> {
+    /// Destroys the object in the slot, as [`clear`](Slot::clear) does, except that a
+    /// [`ReadSlot`]'s object needs no grace period here: every reference `load` gave out
+    /// borrows the slot, and `&mut self` means no borrow of the slot is left. (Whoever drops a
+    /// slot that readers reached by other means — inside an object retired from another
+    /// readable slot, say — waited for those readers first: that is what gave it `&mut`.) So a
+    /// chain of objects that each hold the next in a `ReadSlot` is torn down at once, not a
+    /// grace period per link.
     fn drop(&mut self) {
-        self.clear();
+        if let Some(mut detached) = self.take() {
+            detached.readers = false;
+            drop(detached);
+        }
     }
 }
 
@@ -880,9 +891,20 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
             // this one: it left a write-only slot, or it is a fresh `Arc` reference from
             // `clone_current`, whose rebuild asserts no uniqueness.
             debug_assert!(!self.readers);
-            // SAFETY: `obj` came from `P::into_raw` and this guard owns it; it is given up here,
-            // once (above), while no reader borrows its target in a way a `P` could contradict.
-            drop(unsafe { P::from_raw(obj) });
+            // Inside a deferred destructor, the drain destroys it once that one has returned
+            // (`nested.rs`): a chain of objects is destroyed in a loop, not by recursion. The
+            // payload owns `obj` from here (given up once: put aside, or handed back below).
+            let payload = Payload {
+                obj: obj.as_ptr(),
+                dtor: P::DESTRUCTOR,
+                grace: false,
+            };
+            if nested::put_aside(payload).is_err() {
+                // SAFETY: `obj` came from `P::into_raw` and this guard owns it; it is given up
+                // here, once (above), while no reader borrows its target in a way a `P` could
+                // contradict.
+                drop(unsafe { P::from_raw(obj) });
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Types that hold slots of themselves — a linked list whose nodes hold a `RefSlot<Box<Node>>`,
 //! a tree of maps, a chain of `Owned` boxes — compile, are `Send` and `Sync`, and tear down from
 //! a signal handler: the handler empties the head, the drainer destroys every node, none of
-//! them in the handler.
+//! them in the handler, and none one inside another: a list of 100 000 nodes does not overflow
+//! the drainer's stack. A list in `ReadSlot`s goes as fast: one drain destroys it all, without a
+//! grace period per node (a slot being dropped has no readers left).
 //!
 //! The handler is installed on one signal for the whole file, so the file holds one signal test.
 
@@ -9,14 +11,16 @@ mod common;
 
 use common::{NMI, install_handler, restore_handler, this_thread, wait_until};
 use nix::sys::pthread::pthread_kill;
-use sigdrop::{KptrArray, KptrHash, Owned, ReadSlot, RefSlot, Runtime, Shared, restricted};
+use sigdrop::{
+    Drainer, KptrArray, KptrHash, Owned, ReadSlot, RefSlot, Runtime, Shared, restricted,
+};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// Short enough that dropping the nodes one inside another stays well within a thread's stack.
-const NODES: usize = 200;
+/// Long enough that destroying the nodes one inside another would overflow a thread's stack.
+const NODES: usize = 100_000;
 
 static DESTROYED: AtomicUsize = AtomicUsize::new(0);
 static DTOR_IN_RESTRICTED: AtomicUsize = AtomicUsize::new(0);
@@ -139,4 +143,50 @@ fn a_linked_list_torn_down_in_a_handler_is_destroyed_by_the_drainer() {
     assert_eq!(DTOR_IN_RESTRICTED.load(Ordering::Relaxed), 0);
     let s = rt.stats();
     assert_eq!((s.refs, s.emergency, s.leaked), (0, 0, 0), "{s:?}");
+}
+
+/// A list node whose successor readers may follow.
+struct ReadNode {
+    next: ReadSlot<Box<ReadNode>>,
+}
+
+static READ_NODES_DESTROYED: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for ReadNode {
+    fn drop(&mut self) {
+        READ_NODES_DESTROYED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn one_drain_destroys_a_whole_list_of_readable_slots() {
+    let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    let head: ReadSlot<Box<ReadNode>> = ReadSlot::new(&rt);
+    for _ in 0..NODES {
+        let node = Box::new(ReadNode {
+            next: ReadSlot::new(&rt),
+        });
+        if let Some(rest) = head.take() {
+            // A grace period per node while building: nobody reads yet, so each is short.
+            node.next
+                .xchg(Some(rest.into_inner().ok().unwrap()))
+                .unwrap();
+        }
+        head.xchg(Some(node)).unwrap();
+    }
+    let guard = sigdrop::read::enter();
+    let mut length = 0;
+    let mut cursor = head.load(&guard);
+    while let Some(node) = cursor {
+        length += 1;
+        cursor = node.next.load(&guard);
+    }
+    drop(guard);
+    assert_eq!(length, NODES);
+    head.clear(); // the head waits for a grace period; the rest of the list does not
+    assert_eq!(READ_NODES_DESTROYED.load(Ordering::Relaxed), 0);
+    rt.drain_and_wait().unwrap();
+    assert_eq!(READ_NODES_DESTROYED.load(Ordering::Relaxed), NODES);
+    let s = rt.stats();
+    assert_eq!((s.refs, s.pending), (0, 0), "{s:?}");
 }

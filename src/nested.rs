@@ -1,0 +1,182 @@
+//! Objects that deferred destructors let go of, destroyed one after another instead of one
+//! inside another.
+//!
+//! A drain runs a deferred destructor. If that object holds a slot, the slot's drop destroys the
+//! slot's object inline (ordinary context), whose destructor may drop a slot of its own, and so
+//! on: a list of a million nodes, each holding the next one in a slot, would recurse a million
+//! frames deep and overflow the stack of the drainer thread. So while a thread runs deferred
+//! destructors, an object a slot would destroy inline is put aside here instead, and the drain
+//! destroys it once the destructor that let go of it has returned, then whatever that one put
+//! aside, and so on, before it goes on with its queue. A list needs one place at a time; a tree
+//! as many as the children of the nodes on one path. When every place is taken the object is
+//! destroyed inline after all, as it would have been without this: recursion then goes no
+//! deeper than what did not fit.
+//!
+//! ```text
+//! run(payload):   depth += 1
+//!                 destructor(payload)        (a slot dropped inside: put_aside, if room)
+//!                 if depth == 1: while take() -> p: destructor(p)   (they may put aside more)
+//!                 depth -= 1
+//! ```
+//!
+//! Objects put aside are destroyed by the same thread, before the drain call that ran the
+//! outermost destructor returns: a `drain_and_wait` that destroyed a list's head has destroyed
+//! the whole list. They are destroyed as the slot would have destroyed them (inline, ordinary
+//! context), so they are not counted as drained: nothing queued them.
+//!
+//! Per thread, `const`-initialised, no destructor. Ordinary context only: a signal handler's
+//! slots never destroy inline (their objects go to the drainer), so it never comes here, and a
+//! handler that interrupts a thread in the middle of these operations does not touch them.
+
+use crate::arena::Payload;
+use std::cell::Cell;
+
+/// Objects one thread can hold aside at a time.
+pub(crate) const CAPACITY: usize = 32;
+
+/// One thread's objects put aside, and how deep in deferred destructors it is.
+struct Aside {
+    /// Deferred destructors this thread is running, one inside another (a destructor may
+    /// itself call a drain).
+    depth: Cell<u32>,
+    /// How many of `items` hold an object: the first `len`.
+    len: Cell<usize>,
+    items: [Cell<Option<Payload>>; CAPACITY],
+}
+
+impl Aside {
+    const fn new() -> Aside {
+        Aside {
+            depth: Cell::new(0),
+            len: Cell::new(0),
+            items: [const { Cell::new(None) }; CAPACITY],
+        }
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static ASIDE: Aside = const { Aside::new() };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static ASIDE: Aside = Aside::new();
+}
+
+/// Puts an object aside for the deferred destructor this thread is running to have destroyed
+/// after it returns; hands it back if this thread runs none, or has no room left.
+#[inline]
+pub(crate) fn put_aside(payload: Payload) -> Result<(), Payload> {
+    ASIDE.with(|aside| {
+        let len = aside.len.get();
+        if aside.depth.get() == 0 || len == CAPACITY {
+            return Err(payload);
+        }
+        aside.items[len].set(Some(payload));
+        aside.len.set(len + 1);
+        Ok(())
+    })
+}
+
+/// The object put aside last, if any.
+fn take() -> Option<Payload> {
+    ASIDE.with(|aside| {
+        let len = aside.len.get().checked_sub(1)?;
+        aside.len.set(len);
+        aside.items[len].take()
+    })
+}
+
+/// This thread is running a deferred destructor while one lives (the depth goes back down on a
+/// panic too).
+pub(crate) struct Running {
+    outermost: bool,
+}
+
+impl Running {
+    /// Counts a deferred destructor about to run on this thread.
+    #[inline]
+    pub(crate) fn enter() -> Running {
+        let depth = ASIDE.with(|aside| {
+            let depth = aside.depth.get() + 1;
+            aside.depth.set(depth);
+            depth
+        });
+        Running {
+            outermost: depth == 1,
+        }
+    }
+
+    /// Destroys, with `destroy`, every object put aside while this (outermost) destructor ran,
+    /// and those their destructors put aside in turn, last first. Does nothing for a destructor
+    /// that runs inside another: the outermost one's loop takes its objects.
+    #[inline]
+    pub(crate) fn destroy_put_aside(&self, mut destroy: impl FnMut(Payload)) {
+        if !self.outermost {
+            return;
+        }
+        while let Some(payload) = take() {
+            destroy(payload);
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        ASIDE.with(|aside| aside.depth.set(aside.depth.get() - 1));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn payload(n: usize) -> Payload {
+        unsafe fn nothing(_: *mut ()) {}
+        Payload {
+            obj: std::ptr::without_provenance_mut(n),
+            dtor: nothing,
+            grace: false,
+        }
+    }
+
+    #[test]
+    fn nothing_is_put_aside_outside_a_deferred_destructor() {
+        assert!(put_aside(payload(1)).is_err());
+    }
+
+    #[test]
+    fn the_outermost_destructor_destroys_what_was_put_aside_last_first() {
+        let outer = Running::enter();
+        put_aside(payload(1)).unwrap();
+        {
+            // A drain inside a destructor: its own destructor's objects wait for the outer loop.
+            let inner = Running::enter();
+            put_aside(payload(2)).unwrap();
+            let mut seen = Vec::new();
+            inner.destroy_put_aside(|p| seen.push(p.obj.addr()));
+            assert!(seen.is_empty());
+        }
+        let mut seen = Vec::new();
+        outer.destroy_put_aside(|p| seen.push(p.obj.addr()));
+        assert_eq!(seen, [2, 1]);
+        drop(outer);
+        assert!(put_aside(payload(3)).is_err(), "depth back to zero");
+    }
+
+    #[test]
+    fn a_full_thread_hands_objects_back() {
+        let running = Running::enter();
+        for n in 0..CAPACITY {
+            put_aside(payload(n)).unwrap();
+        }
+        assert_eq!(
+            put_aside(payload(CAPACITY)).unwrap_err().obj.addr(),
+            CAPACITY
+        );
+        let mut count = 0;
+        running.destroy_put_aside(|_| count += 1);
+        assert_eq!(count, CAPACITY);
+    }
+}
