@@ -8,9 +8,10 @@
 //! destructors, an object a slot would destroy inline is put aside here instead, and the drain
 //! destroys it once the destructor that let go of it has returned, then whatever that one put
 //! aside, and so on, before it goes on with its queue. A list needs one place at a time; a tree
-//! as many as the children of the nodes on one path. When every place is taken the object is
-//! destroyed inline after all, as it would have been without this: recursion then goes no
-//! deeper than what did not fit.
+//! as many as the children of the nodes on one path. The first `CAPACITY` places are a fixed
+//! array; more go into a vector the thread keeps for this (it allocates: drains run in ordinary
+//! context). Only if that vector cannot be reached (the thread is exiting and has destroyed its
+//! thread-locals) is an object destroyed inline, as it would have been without this.
 //!
 //! ```text
 //! run(payload):   depth += 1
@@ -24,14 +25,15 @@
 //! the whole list. They are destroyed as the slot would have destroyed them (inline, ordinary
 //! context), so they are not counted as drained: nothing queued them.
 //!
-//! Per thread, `const`-initialised, no destructor. Ordinary context only: a signal handler's
-//! slots never destroy inline (their objects go to the drainer), so it never comes here, and a
-//! handler that interrupts a thread in the middle of these operations does not touch them.
+//! Per thread, `const`-initialised; the array has no destructor, the overflow vector has one
+//! and is reached with `try_with`. Ordinary context only: a signal handler's slots never destroy
+//! inline (their objects go to the drainer), so it never comes here, and a handler that
+//! interrupts a thread in the middle of these operations does not touch them.
 
 use crate::arena::Payload;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
-/// Objects one thread can hold aside at a time.
+/// Objects one thread holds aside in its fixed array; more go into its overflow vector.
 pub(crate) const CAPACITY: usize = 32;
 
 /// One thread's objects put aside, and how deep in deferred destructors it is.
@@ -64,25 +66,66 @@ loom::thread_local! {
     static ASIDE: Aside = Aside::new();
 }
 
+// Objects put aside once the array is full, last on top. Its buffer is kept for the thread's
+// next overflow, and freed when the thread exits.
+#[cfg(not(loom))]
+std::thread_local! {
+    static OVERFLOW: RefCell<Vec<Payload>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static OVERFLOW: RefCell<Vec<Payload>> = RefCell::new(Vec::new());
+}
+
 /// Puts an object aside for the deferred destructor this thread is running to have destroyed
-/// after it returns; hands it back if this thread runs none, or has no room left.
+/// after it returns; hands it back if this thread runs none (or, exiting, has destroyed its
+/// overflow vector already). Ordinary context: it may allocate.
 #[inline]
 pub(crate) fn put_aside(payload: Payload) -> Result<(), Payload> {
-    ASIDE.with(|aside| {
+    let full = ASIDE.with(|aside| {
         let len = aside.len.get();
-        if aside.depth.get() == 0 || len == CAPACITY {
+        if aside.depth.get() == 0 {
             return Err(payload);
+        }
+        if len == CAPACITY {
+            return Ok(Some(payload));
         }
         aside.items[len].set(Some(payload));
         aside.len.set(len + 1);
-        Ok(())
-    })
+        Ok(None)
+    })?;
+    match full {
+        None => Ok(()),
+        Some(payload) => overflow(payload),
+    }
 }
 
-/// The object put aside last, if any.
+/// Puts an object aside in the overflow vector.
+#[cold]
+#[inline(never)]
+fn overflow(payload: Payload) -> Result<(), Payload> {
+    OVERFLOW
+        .try_with(|overflow| overflow.borrow_mut().push(payload))
+        .map_err(|_| payload)
+}
+
+/// The object put aside last, if any: the overflow vector's top, else the array's.
 fn take() -> Option<Payload> {
+    // The vector holds objects only while the array is full, and they came after its.
+    let from_overflow = || {
+        OVERFLOW
+            .try_with(|overflow| overflow.borrow_mut().pop())
+            .ok()
+            .flatten()
+    };
     ASIDE.with(|aside| {
         let len = aside.len.get().checked_sub(1)?;
+        if len + 1 == CAPACITY
+            && let Some(payload) = from_overflow()
+        {
+            return Some(payload);
+        }
         aside.len.set(len);
         aside.items[len].take()
     })
@@ -166,17 +209,18 @@ mod tests {
     }
 
     #[test]
-    fn a_full_thread_hands_objects_back() {
+    fn past_the_array_objects_go_into_the_overflow_vector_and_still_come_back_last_first() {
         let running = Running::enter();
-        for n in 0..CAPACITY {
-            put_aside(payload(n)).unwrap();
+        let n = 3 * CAPACITY;
+        for i in 0..n {
+            put_aside(payload(i)).unwrap();
         }
-        assert_eq!(
-            put_aside(payload(CAPACITY)).unwrap_err().obj.addr(),
-            CAPACITY
-        );
-        let mut count = 0;
-        running.destroy_put_aside(|_| count += 1);
-        assert_eq!(count, CAPACITY);
+        let mut seen = Vec::new();
+        running.destroy_put_aside(|p| seen.push(p.obj.addr()));
+        assert_eq!(seen, (0..n).rev().collect::<Vec<_>>());
+        // Empty again, array and vector both.
+        let mut more = 0;
+        running.destroy_put_aside(|_| more += 1);
+        assert_eq!(more, 0);
     }
 }

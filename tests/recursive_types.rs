@@ -190,3 +190,52 @@ fn one_drain_destroys_a_whole_list_of_readable_slots() {
     let s = rt.stats();
     assert_eq!((s.refs, s.pending), (0, 0), "{s:?}");
 }
+
+/// Leaves a wide node holds before its successor: more than a thread can put aside at once.
+const LEAVES: usize = 40;
+const WIDE_NODES: usize = 20_000;
+
+/// A list node that holds many objects of its own in slots, then its successor.
+struct WideNode {
+    _leaves: KptrArray<Box<u64>>,
+    next: RefSlot<Box<WideNode>>,
+}
+
+static WIDE_NODES_DESTROYED: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for WideNode {
+    fn drop(&mut self) {
+        WIDE_NODES_DESTROYED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_list_of_wide_nodes_is_destroyed_in_a_loop_too() {
+    let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    let head: RefSlot<Box<WideNode>> = RefSlot::new(&rt);
+    for _ in 0..WIDE_NODES {
+        let leaves = KptrArray::new(&rt, LEAVES).unwrap();
+        for (i, leaf) in leaves.slots().iter().enumerate() {
+            leaf.xchg(Some(Box::new(i as u64))).unwrap();
+        }
+        let node = Box::new(WideNode {
+            _leaves: leaves,
+            next: RefSlot::new(&rt),
+        });
+        if let Some(rest) = head.take() {
+            node.next
+                .xchg(Some(rest.into_inner().ok().unwrap()))
+                .unwrap();
+        }
+        head.xchg(Some(node)).unwrap();
+    }
+    let installed = rt.stats().refs;
+    assert_eq!(installed, WIDE_NODES * (LEAVES + 1));
+    let guard = restricted::enter();
+    head.clear(); // in restricted context: the head goes to the drain below
+    drop(guard);
+    rt.drain_and_wait().unwrap();
+    assert_eq!(WIDE_NODES_DESTROYED.load(Ordering::Relaxed), WIDE_NODES);
+    let s = rt.stats();
+    assert_eq!((s.refs, s.pending), (0, 0), "{s:?}");
+}
