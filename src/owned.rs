@@ -81,6 +81,7 @@
 use crate::arena::Payload;
 use crate::error::Error;
 use crate::handle::Runtime;
+use crate::nested;
 use crate::pointer::{SlotPointer, sealed};
 use crate::reclaim::owned_list::Link;
 use crate::restricted;
@@ -313,8 +314,18 @@ impl<T: Send + 'static> Owned<T> {
                 grace: false,
             });
         } else {
-            // SAFETY: we own the node and are being dropped; ordinary context.
-            unsafe { destroy::<T>(node) };
+            // Inside a deferred destructor, the drain destroys it once that one has returned
+            // (`nested.rs`): a chain of boxes is destroyed in a loop, not by recursion. The box
+            // stays counted until `destroy` runs, which keeps the state alive.
+            let payload = Payload {
+                obj: node,
+                dtor: destroy::<T>,
+                grace: false,
+            };
+            if nested::put_aside(payload).is_err() {
+                // SAFETY: we own the node and are being dropped; ordinary context.
+                unsafe { destroy::<T>(node) };
+            }
         }
     }
 }

@@ -239,3 +239,48 @@ fn a_list_of_wide_nodes_is_destroyed_in_a_loop_too() {
     let s = rt.stats();
     assert_eq!((s.refs, s.pending), (0, 0), "{s:?}");
 }
+
+/// A node that owns its successor directly, in an `Owned` box (no slot), or shares it.
+struct BoxNode {
+    _next: Option<Owned<BoxNode>>,
+    _shared_next: Option<Shared<BoxNode>>,
+}
+
+static BOX_NODES_DESTROYED: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for BoxNode {
+    fn drop(&mut self) {
+        BOX_NODES_DESTROYED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn chains_of_owned_and_shared_boxes_are_destroyed_in_a_loop_too() {
+    let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    let mut owned: Option<Owned<BoxNode>> = None;
+    let mut shared: Option<Shared<BoxNode>> = None;
+    for _ in 0..NODES {
+        owned = Some(Owned::new(
+            &rt,
+            BoxNode {
+                _next: owned.take(),
+                _shared_next: None,
+            },
+        ));
+        shared = Some(Shared::new(
+            &rt,
+            BoxNode {
+                _next: None,
+                _shared_next: shared.take(),
+            },
+        ));
+    }
+    let guard = restricted::enter();
+    drop(owned); // in restricted context: the first box goes to the drain below
+    drop(shared);
+    drop(guard);
+    assert_eq!(BOX_NODES_DESTROYED.load(Ordering::Relaxed), 0);
+    rt.drain_and_wait().unwrap();
+    assert_eq!(BOX_NODES_DESTROYED.load(Ordering::Relaxed), 2 * NODES);
+    assert_eq!(rt.stats().owned_alive, 0);
+}
