@@ -698,6 +698,40 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
         self.slot.runtime.existing().inner()
     }
 
+    /// Hands the object to the drainer from restricted context; `claimed` says whether this
+    /// guard holds a claim, which then travels with it into the job. The object is always
+    /// taken (at worst parked or leaked, counted), so this gives `ptr` up: only `drop` calls
+    /// it, as its last use of the guard.
+    #[inline(always)]
+    fn defer_in_restricted(&self, claimed: bool) {
+        let payload = Payload {
+            obj: self.ptr.as_ptr(),
+            dtor: P::DESTRUCTOR,
+            grace: self.readers,
+        };
+        let kept = self
+            .slot
+            .runtime
+            .existing()
+            .inner_in_restricted()
+            .defer(payload, claimed);
+        debug_assert!(kept.is_none());
+    }
+
+    /// [`drop`](Drop::drop) in restricted context, for an object without a claim (out of line:
+    /// taken objects and those every restricted exchange displaces hold one): a clone's
+    /// reference is a plain decrement while its slot keeps the object; anything else is
+    /// deferred with whatever job can be found.
+    #[cold]
+    #[inline(never)]
+    fn drop_unclaimed_in_restricted(&self) {
+        if self.cloned && self.release_clone_while_installed() {
+            // Not the last reference: no job needed, none spent.
+            return;
+        }
+        self.defer_in_restricted(false);
+    }
+
     /// Drops a clone's reference in restricted context with no job, if that is sure not to be
     /// the last one: under a read guard, the slot it was cloned from still holds the object, so
     /// the slot's reference is released only after a grace period that waits for the guard.
@@ -855,24 +889,12 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
                 unsafe { P::defer_raw(obj, self.readers) };
                 return;
             }
-            if self.cloned && !self.claimed && self.release_clone_while_installed() {
-                // Not the last reference: no job needed, none spent.
+            if !self.claimed {
+                self.drop_unclaimed_in_restricted();
                 return;
             }
-            let payload = Payload {
-                obj: obj.as_ptr(),
-                dtor: P::DESTRUCTOR,
-                grace: self.readers,
-            };
-            // The claim, if any, travels with the object into the job. In restricted context the
-            // object is always taken (at worst parked or leaked, counted).
-            let kept = self
-                .slot
-                .runtime
-                .existing()
-                .inner_in_restricted()
-                .defer(payload, self.claimed);
-            debug_assert!(kept.is_none());
+            // The claim travels with the object into the job.
+            self.defer_in_restricted(true);
             return;
         }
         let inner = self.inner();
