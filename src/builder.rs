@@ -15,11 +15,11 @@ pub enum Policy {
     /// are destroyed by the drainer, and also by the threads that fill them (they help, and
     /// run many of them).
     ///
-    /// "Inline" has one refinement: inside a destructor that sigdrop runs (a drain's), an
-    /// object that destructor lets go of through a slot is destroyed right after it returns,
-    /// on the same thread and before the drain goes on, rather than inside it. So a list whose
-    /// nodes each hold the next one in a slot is destroyed in a loop, not by a recursion that
-    /// could overflow the drainer's stack.
+    /// "Inline" has one refinement: an object that a destructor lets go of through a slot or an
+    /// [`Owned`](crate::Owned) box is destroyed right after that destructor returns, on the
+    /// same thread and before the call that started it returns, rather than inside it. So a
+    /// list whose nodes each hold the next one in a slot is destroyed in a loop, not by a
+    /// recursion that could overflow the stack.
     #[default]
     Auto,
     /// Always defer to the drainer, whatever the context.

@@ -56,6 +56,16 @@
 //! A destructor that panics on the drainer is caught and counted
 //! ([`Stats::dtor_panics`](crate::Stats::dtor_panics)); it does not take the thread down.
 //!
+//! Objects may hold slots of their own — a list whose nodes hold the next one in a
+//! [`RefSlot`](crate::RefSlot) or a [`ReadSlot`](crate::ReadSlot), a tree of
+//! [`KptrHash`](crate::KptrHash) maps, boxes that own the next [`Owned`](crate::Owned) box.
+//! Tearing down the head — from a handler, so that the drainer destroys it, or inline in
+//! ordinary context — destroys the whole structure in a loop, one object after another, never
+//! one destructor inside another, so a list of any length cannot overflow the stack of the
+//! thread destroying it; and the slots inside a destroyed object need no grace period of their
+//! own (the readers that could reach them left before their owner's destructor ran), so a list
+//! of readable slots goes as fast as the rest.
+//!
 //! ## 3. Sizing what the handler may need
 //!
 //! Taking an object *out* of a slot in a handler never needs memory: the slot set aside what

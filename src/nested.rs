@@ -20,6 +20,10 @@
 //!                 depth -= 1
 //! ```
 //!
+//! The same holds outside drains: an object a slot (or an `Owned` box) destroys inline in
+//! ordinary context is destroyed by `destroy_in_a_loop`, which is that loop with this object as
+//! the outermost destructor, so clearing the head of a long list on any thread is a loop too.
+//!
 //! Objects put aside are destroyed by the same thread, before the drain call that ran the
 //! outermost destructor returns: a `drain_and_wait` that destroyed a list's head has destroyed
 //! the whole list. They are destroyed as the slot would have destroyed them (inline, ordinary
@@ -163,6 +167,30 @@ impl Running {
             destroy(payload);
         }
     }
+}
+
+/// Destroys `payload` now, in ordinary context, and then, one after another, the objects its
+/// destructor puts aside, and theirs: an object a slot destroys inline outside any drain (a
+/// replace or a clear under `Policy::Auto`) takes its whole chain down in a loop too. A panic
+/// in a destructor unwinds to the caller, as it would have from the inline destruction, once the
+/// objects put aside so far are destroyed.
+///
+/// # Safety
+/// `payload.obj` is owned by the caller, who gives it up: `payload.dtor` is its destructor and
+/// this is its one call; ordinary context.
+pub(crate) unsafe fn destroy_in_a_loop(payload: Payload) {
+    /// Destroys what was put aside, on return and on unwind alike.
+    struct Rest(Running);
+    impl Drop for Rest {
+        fn drop(&mut self) {
+            // SAFETY: every object put aside was given up by its owner with its destructor
+            // (`put_aside`'s callers), and `take` hands each out once.
+            self.0.destroy_put_aside(|p| unsafe { (p.dtor)(p.obj) });
+        }
+    }
+    let _rest = Rest(Running::enter());
+    // SAFETY: the caller's contract.
+    unsafe { (payload.dtor)(payload.obj) };
 }
 
 impl Drop for Running {

@@ -322,9 +322,11 @@ impl<T: Send + 'static> Owned<T> {
                 dtor: destroy::<T>,
                 grace: false,
             };
-            if nested::put_aside(payload).is_err() {
-                // SAFETY: we own the node and are being dropped; ordinary context.
-                unsafe { destroy::<T>(node) };
+            if let Err(payload) = nested::put_aside(payload) {
+                // Outside any drain: destroyed now, and whatever it lets go of in a loop after it.
+                // SAFETY: we own the node and are being dropped, and `destroy` is its destructor;
+                // ordinary context.
+                unsafe { nested::destroy_in_a_loop(payload) };
             }
         }
     }

@@ -921,11 +921,12 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
                 dtor: P::DESTRUCTOR,
                 grace: false,
             };
-            if nested::put_aside(payload).is_err() {
-                // SAFETY: `obj` came from `P::into_raw` and this guard owns it; it is given up
-                // here, once (above), while no reader borrows its target in a way a `P` could
-                // contradict.
-                drop(unsafe { P::from_raw(obj) });
+            if let Err(payload) = nested::put_aside(payload) {
+                // Outside any drain: destroyed now, and whatever it lets go of in a loop after it.
+                // SAFETY: `obj` came from `P::into_raw` and this guard owns it, and `P::DESTRUCTOR`
+                // rebuilds and drops the `P`; it is given up here, once (above), while no reader
+                // borrows its target in a way a `P` could contradict; ordinary context.
+                unsafe { nested::destroy_in_a_loop(payload) };
             }
         }
     }

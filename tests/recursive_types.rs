@@ -284,3 +284,50 @@ fn chains_of_owned_and_shared_boxes_are_destroyed_in_a_loop_too() {
     assert_eq!(BOX_NODES_DESTROYED.load(Ordering::Relaxed), 2 * NODES);
     assert_eq!(rt.stats().owned_alive, 0);
 }
+
+/// A list node for the ordinary-context teardown below.
+struct PlainNode {
+    next: RefSlot<Box<PlainNode>>,
+    _boxed_next: Option<Owned<PlainNode>>,
+}
+
+static PLAIN_NODES_DESTROYED: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for PlainNode {
+    fn drop(&mut self) {
+        PLAIN_NODES_DESTROYED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn lists_torn_down_in_ordinary_context_are_destroyed_in_a_loop_at_once() {
+    let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    let head: RefSlot<Box<PlainNode>> = RefSlot::new(&rt);
+    let mut boxed: Option<Owned<PlainNode>> = None;
+    for _ in 0..NODES {
+        let node = Box::new(PlainNode {
+            next: RefSlot::new(&rt),
+            _boxed_next: None,
+        });
+        if let Some(rest) = head.take() {
+            node.next
+                .xchg(Some(rest.into_inner().ok().unwrap()))
+                .unwrap();
+        }
+        head.xchg(Some(node)).unwrap();
+        boxed = Some(Owned::new(
+            &rt,
+            PlainNode {
+                next: RefSlot::new(&rt),
+                _boxed_next: boxed.take(),
+            },
+        ));
+    }
+    // Ordinary context, Policy::Auto: destroyed by this call, on this thread's stack.
+    head.clear();
+    assert_eq!(PLAIN_NODES_DESTROYED.load(Ordering::Relaxed), NODES);
+    drop(boxed);
+    assert_eq!(PLAIN_NODES_DESTROYED.load(Ordering::Relaxed), 2 * NODES);
+    let s = rt.stats();
+    assert_eq!((s.refs, s.pending, s.owned_alive), (0, 0, 0), "{s:?}");
+}
