@@ -213,6 +213,36 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_destructor_unwinds_after_what_it_put_aside_is_destroyed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static CHILDREN: AtomicUsize = AtomicUsize::new(0);
+        unsafe fn child(_: *mut ()) {
+            CHILDREN.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe fn parent(_: *mut ()) {
+            for n in 0..3 * CAPACITY {
+                let p = Payload {
+                    obj: std::ptr::without_provenance_mut(n),
+                    dtor: child,
+                    grace: false,
+                };
+                put_aside(p).unwrap();
+            }
+            panic!("the parent's destructor");
+        }
+        let payload = Payload {
+            obj: std::ptr::null_mut(),
+            dtor: parent,
+            grace: false,
+        };
+        // SAFETY: the destructors above own nothing.
+        let unwound = std::panic::catch_unwind(|| unsafe { destroy_in_a_loop(payload) });
+        assert!(unwound.is_err());
+        assert_eq!(CHILDREN.load(Ordering::Relaxed), 3 * CAPACITY);
+        assert!(put_aside(payload).is_err(), "depth back to zero");
+    }
+
+    #[test]
     fn nothing_is_put_aside_outside_a_deferred_destructor() {
         assert!(put_aside(payload(1)).is_err());
     }
