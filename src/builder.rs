@@ -15,11 +15,13 @@ pub enum Policy {
     /// are destroyed by the drainer, and also by the threads that fill them (they help, and
     /// run many of them).
     ///
-    /// "Inline" has one refinement: an object that a destructor lets go of through a slot or an
-    /// [`Owned`](crate::Owned) box is destroyed right after that destructor returns, on the
-    /// same thread and before the call that started it returns, rather than inside it. So a
-    /// list whose nodes each hold the next one in a slot is destroyed in a loop, not by a
-    /// recursion that could overflow the stack.
+    /// "Inline" has one refinement, for deep structures: an object that a destructor lets go of
+    /// through a slot or an [`Owned`](crate::Owned) box more than 32 destructors deep (one
+    /// inside another) is destroyed right after the outermost of them returns, on the same
+    /// thread and before the call that started it returns, rather than inside it. So a list
+    /// whose nodes each hold the next one in a slot is destroyed in a loop, not by a recursion
+    /// that could overflow the stack; anything shallower is destroyed exactly inline (a
+    /// destructor that clears a slot may rely on the slot's object being gone).
     #[default]
     Auto,
     /// Always defer to the drainer, whatever the context.

@@ -60,11 +60,12 @@
 //! [`RefSlot`](crate::RefSlot) or a [`ReadSlot`](crate::ReadSlot), a tree of
 //! [`KptrHash`](crate::KptrHash) maps, boxes that own the next [`Owned`](crate::Owned) box.
 //! Tearing down the head — from a handler, so that the drainer destroys it, or inline in
-//! ordinary context — destroys the whole structure in a loop, one object after another, never
-//! one destructor inside another, so a list of any length cannot overflow the stack of the
-//! thread destroying it; and the slots inside a destroyed object need no grace period of their
-//! own (the readers that could reach them left before their owner's destructor ran), so a list
-//! of readable slots goes as fast as the rest.
+//! ordinary context — destroys the whole structure at once, and never more than 32 destructors
+//! one inside another: past that depth the rest is destroyed in a loop after the outermost
+//! destructor returns, so a list of any length cannot overflow the stack of the thread
+//! destroying it. And the slots inside a destroyed object need no grace period of their own
+//! (the readers that could reach them left before their owner's destructor ran), so a list of
+//! readable slots goes as fast as the rest.
 //!
 //! ## 3. Sizing what the handler may need
 //!

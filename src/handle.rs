@@ -513,7 +513,8 @@ impl Runtime {
     ///   touches neither count, and its job becomes spare once the drainer is done with it.
     /// - A value with no job of its own dropped in a handler (see
     ///   [`Detached::is_reserved`](crate::Detached::is_reserved): a clone from
-    ///   [`clone_current`](crate::ReadSlot::clone_current), or a value displaced by an
+    ///   [`clone_current`](crate::ReadSlot::clone_current) whose object has left the slot — while
+    ///   the slot keeps it, a clone's drop is a plain decrement — or a value displaced by an
     ///   ordinary-context replace that was never reserved) takes a spare job; with none it is
     ///   parked in the emergency area ([`Stats::emergency`]), which the drainer empties; if that is
     ///   full it takes a reserved job ([`Stats::reserved_for_teardowns`]), because leaking is

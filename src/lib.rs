@@ -89,7 +89,9 @@
 //!   never runs in the handler.
 //! - A [`ReadSlot`] can also be read, from any context: [`ReadSlot::load`] borrows its object
 //!   under a [`read::enter`] guard (wait-free: one atomic increment, one decrement). An object
-//!   that leaves it is destroyed only once no guard that could have seen it is alive.
+//!   that leaves it is destroyed only once no guard that could have seen it is alive. (The one
+//!   still in it when the slot itself is dropped needs no wait: nothing borrows from a slot
+//!   being dropped.)
 //!   Readability is part of the type, so a [`RefSlot`] keeps its one-CAS replace.
 //! - In ordinary context, objects that must wait for readers (or all deferred objects, under
 //!   [`Policy::AlwaysDefer`]) need no job: they are *retired* into this CPU's batch of up to 64,

@@ -314,16 +314,16 @@ impl<T: Send + 'static> Owned<T> {
                 grace: false,
             });
         } else {
-            // Inside a deferred destructor, the drain destroys it once that one has returned
-            // (`nested.rs`): a chain of boxes is destroyed in a loop, not by recursion. The box
-            // stays counted until `destroy` runs, which keeps the state alive.
+            // Destroyed now, unless this thread is already deep in destructors: then after the
+            // outermost one returns (`nested.rs`), so that a chain of boxes is destroyed in a
+            // loop, never by a recursion that could overflow the stack. The box stays counted
+            // until `destroy` runs, which keeps the state alive.
             let payload = Payload {
                 obj: node,
                 dtor: destroy::<T>,
                 grace: false,
             };
             if let Err(payload) = nested::put_aside(payload) {
-                // Outside any drain: destroyed now, and whatever it lets go of in a loop after it.
                 // SAFETY: we own the node and are being dropped, and `destroy` is its destructor;
                 // ordinary context.
                 unsafe { nested::destroy_in_a_loop(payload) };

@@ -370,7 +370,9 @@ pub(crate) fn after_fork_in_child() {
 }
 
 /// A read-side critical section: while it is alive, no object that a
-/// [`ReadSlot`](crate::ReadSlot) held when it was entered is destroyed.
+/// [`ReadSlot`](crate::ReadSlot) held when it was entered is destroyed — unless that slot
+/// itself is dropped, which borrows through it rule out (dropping a slot needs `&mut`, and
+/// every reference `load` gives out borrows the slot).
 ///
 /// References borrowed under a guard cannot outlive it:
 ///

@@ -18,7 +18,8 @@
 //!   the next in a `ReadSlot` is torn down at once, not a grace period per node;
 //! - `clone_current` (for `Arc`s and [`Shared`]s) increments the reference count of the
 //!   object under a guard, so it can never resurrect an object whose last reference is gone: the
-//!   slot's own reference is only released by the drainer after the grace period.
+//!   slot's own reference is only released after a grace period (or by the slot's drop, which
+//!   cannot run while `clone_current` borrows the slot).
 //!
 //! | operation           | concurrent with any other | restricted context                      |
 //! |---------------------|---------------------------|-----------------------------------------|

@@ -913,16 +913,24 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
             // this one: it left a write-only slot, or it is a fresh `Arc` reference from
             // `clone_current`, whose rebuild asserts no uniqueness.
             debug_assert!(!self.readers);
-            // Inside a deferred destructor, the drain destroys it once that one has returned
-            // (`nested.rs`): a chain of objects is destroyed in a loop, not by recursion. The
-            // payload owns `obj` from here (given up once: put aside, or handed back below).
+            if P::SELF_DEFERRING {
+                // An owned box's own drop applies its own runtime's policy (which may not be the
+                // slot's) and keeps deep chains from recursing.
+                // SAFETY: `obj` came from `P::into_raw` and this guard owns it; it is given up
+                // here, once (above); an owned box is in no readable slot here (`readers`).
+                drop(unsafe { P::from_raw(obj) });
+                return;
+            }
+            // Destroyed now, unless this thread is already deep in destructors: then after the
+            // outermost one returns (`nested.rs`), so that a chain of objects in slots is
+            // destroyed in a loop, never by a recursion that could overflow the stack. The
+            // payload owns `obj` from here (given up once: put aside, or destroyed below).
             let payload = Payload {
                 obj: obj.as_ptr(),
                 dtor: P::DESTRUCTOR,
                 grace: false,
             };
             if let Err(payload) = nested::put_aside(payload) {
-                // Outside any drain: destroyed now, and whatever it lets go of in a loop after it.
                 // SAFETY: `obj` came from `P::into_raw` and this guard owns it, and `P::DESTRUCTOR`
                 // rebuilds and drops the `P`; it is given up here, once (above), while no reader
                 // borrows its target in a way a `P` could contradict; ordinary context.
