@@ -17,7 +17,11 @@
 #   borrowing objects from ReadSlots while others replace and tear them down: a destructor run
 #   before a grace period ends is a use-after-free), tests/reservations.rs (handlers whose map
 #   inserts are refused while the pool trims, handler installs on reserved jobs, values without
-#   a job of their own parked or deferred from handlers, reserve_to racing handler installs)
+#   a job of their own parked or deferred from handlers, reserve_to racing handler installs),
+#   tests/arc_clones_in_handler.rs (`Arc` clones dropped in handlers: a count decremented under a
+#   read guard must never be the last), tests/recursive_types.rs and
+#   tests/nested_destruction.rs (lists and trees of slots torn down in a loop: every object put
+#   aside is destroyed once, none lost)
 # built with RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address -Cunsafe-allow-abi-mismatch=sanitizer"
 # --target x86_64-unknown-linux-gnu (stable toolchain; own target dir, target-asan).
 # Clean means: every test binary exits 0 and no AddressSanitizer/LeakSanitizer report appears.
@@ -58,8 +62,9 @@ unset CARGO_ENCODED_RUSTFLAGS
 
 suites=(--lib --test signal_stress --test no_alloc_in_handler --test exerciser --test handle_lifetime
     --test protected_reads --test owned_in_handler --test shutdown --test fork --test detached
-    --test reservations --test refused_in_handler --test try_install)
-binaries=13 # test binaries those flags select
+    --test reservations --test refused_in_handler --test try_install --test arc_clones_in_handler
+    --test recursive_types --test nested_destruction)
+binaries=16 # test binaries those flags select
 echo "asan.sh: cargo test -p sigdrop --release --target $triple ${suites[*]} under -Zsanitizer=address"
 set +e
 RUSTC_BOOTSTRAP=1 \
