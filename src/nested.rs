@@ -54,11 +54,14 @@ const KEPT_OVERFLOW: usize = 1024;
 
 /// One thread's objects put aside, and how deep in deferred destructors it is.
 struct Aside {
-    /// Deferred destructors this thread is running, one inside another (a destructor may
-    /// itself call a drain).
+    /// Destructors this thread is running one inside another (a drain's, or
+    /// `destroy_in_a_loop`'s).
     depth: Cell<u32>,
     /// How many of `items` hold an object: the first `len`.
     len: Cell<usize>,
+    /// Whether the overflow vector was used since the outermost loop last looked, so that a
+    /// loop that did not need it does not touch it.
+    overflowed: Cell<bool>,
     items: [Cell<Option<Payload>>; CAPACITY],
 }
 
@@ -67,6 +70,7 @@ impl Aside {
         Aside {
             depth: Cell::new(0),
             len: Cell::new(0),
+            overflowed: Cell::new(false),
             items: [const { Cell::new(None) }; CAPACITY],
         }
     }
@@ -114,7 +118,10 @@ pub(crate) fn put_aside(payload: Payload) -> Result<(), Payload> {
     })?;
     match full {
         None => Ok(()),
-        Some(payload) => overflow(payload),
+        Some(payload) => {
+            ASIDE.with(|aside| aside.overflowed.set(true));
+            overflow(payload)
+        }
     }
 }
 
@@ -180,12 +187,14 @@ impl Running {
             destroy(payload);
         }
         // A vector grown for one wide structure is not kept for the thread's lifetime.
-        let _ = OVERFLOW.try_with(|overflow| {
-            let mut overflow = overflow.borrow_mut();
-            if overflow.capacity() > KEPT_OVERFLOW {
-                *overflow = Vec::new();
-            }
-        });
+        if ASIDE.with(|aside| aside.overflowed.replace(false)) {
+            let _ = OVERFLOW.try_with(|overflow| {
+                let mut overflow = overflow.borrow_mut();
+                if overflow.capacity() > KEPT_OVERFLOW {
+                    *overflow = Vec::new();
+                }
+            });
+        }
     }
 }
 
