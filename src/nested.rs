@@ -15,12 +15,22 @@
 //! `INLINE_DEPTH` levels deep.
 //!
 //! ```text
-//! destroy(payload):   depth += 1            (a drain's run, or destroy_in_a_loop)
-//!                     destructor(payload)   (inside: a slot's object is destroyed the same way
-//!                                            while depth < INLINE_DEPTH, else put aside)
-//!                     if depth == 1: while take() -> p: destroy(p)
-//!                     depth -= 1
+//! a drain's batch or chain (Running):    depth += 1
+//!                                        run each destructor
+//!                                        if depth == 1: while take() -> p: destructor(p)
+//!                                        depth -= 1
+//! destroy_inline(payload, destroy):      if depth >= INLINE_DEPTH: put_aside(payload); return
+//!   (a slot's or an owned box's          depth += 1
+//!    inline destruction)                 destroy()      (may call destroy_inline again)
+//!                                        if depth == 1: while take() -> p: destructor(p)
+//!                                        depth -= 1
 //! ```
+//!
+//! The loop runs before the depth goes back down, so the objects it destroys are never
+//! outermost themselves: what they put aside comes back to the same loop, not to a loop nested
+//! inside it. A drain counts one level for a whole chain or batch, not one per destructor: a
+//! thread-local access per destructor cost the drain of a no-op destructor 7 ns (8.5 ns to
+//! 15.7 ns). An inline destruction costs about 2 ns more than without this.
 //!
 //! The places: a list needs one at a time; a tree as many as the children of the nodes on one
 //! path below `INLINE_DEPTH`. The first `CAPACITY` are a fixed array; more go into a vector the
@@ -52,42 +62,38 @@ pub(crate) const CAPACITY: usize = 32;
 /// Overflow capacity a thread keeps after a loop; a larger vector is freed.
 const KEPT_OVERFLOW: usize = 1024;
 
-/// One thread's objects put aside, and how deep in deferred destructors it is.
-struct Aside {
-    /// Destructors this thread is running one inside another (a drain's, or
-    /// `destroy_in_a_loop`'s).
+/// How deep one thread is in destructors, and how much it holds aside: a few words of their
+/// own, apart from the places, because every inline destruction reads and writes them.
+struct Level {
+    /// Levels of destructors this thread is in, one inside another (a drain's batch or chain,
+    /// or a `destroy_inline`).
     depth: Cell<u32>,
-    /// How many of `items` hold an object: the first `len`.
+    /// How many places of `PLACES` hold an object: the first `len`.
     len: Cell<usize>,
     /// Whether the overflow vector was used since the outermost loop last looked, so that a
     /// loop that did not need it does not touch it.
     overflowed: Cell<bool>,
-    items: [Cell<Option<Payload>>; CAPACITY],
 }
 
-impl Aside {
-    const fn new() -> Aside {
-        Aside {
-            depth: Cell::new(0),
-            len: Cell::new(0),
-            overflowed: Cell::new(false),
-            items: [const { Cell::new(None) }; CAPACITY],
-        }
-    }
-}
+type Places = [Cell<Option<Payload>>; CAPACITY];
 
 #[cfg(not(loom))]
 std::thread_local! {
-    static ASIDE: Aside = const { Aside::new() };
+    static LEVEL: Level = const {
+        Level { depth: Cell::new(0), len: Cell::new(0), overflowed: Cell::new(false) }
+    };
+    static PLACES: Places = const { [const { Cell::new(None) }; CAPACITY] };
 }
 
 #[cfg(loom)]
 loom::thread_local! {
-    static ASIDE: Aside = Aside::new();
+    static LEVEL: Level =
+        Level { depth: Cell::new(0), len: Cell::new(0), overflowed: Cell::new(false) };
+    static PLACES: Places = [const { Cell::new(None) }; CAPACITY];
 }
 
-// Objects put aside once the array is full, last on top. Its buffer is kept for the thread's
-// next overflow, and freed when the thread exits.
+// Objects put aside once the places are full, last on top. Its buffer is kept for the thread's
+// next overflow, up to `KEPT_OVERFLOW`, and freed when the thread exits.
 #[cfg(not(loom))]
 std::thread_local! {
     static OVERFLOW: RefCell<Vec<Payload>> = const { RefCell::new(Vec::new()) };
@@ -99,75 +105,52 @@ loom::thread_local! {
 }
 
 /// Puts an object aside, for the outermost destructor this thread is running to have destroyed
-/// after it returns, if this thread is `INLINE_DEPTH` destructors deep; else hands it back, to
-/// be destroyed now with [`destroy_in_a_loop`] (also if, exiting, the thread has destroyed its
-/// overflow vector already). Ordinary context: it may allocate.
-#[inline]
-pub(crate) fn put_aside(payload: Payload) -> Result<(), Payload> {
-    let full = ASIDE.with(|aside| {
-        let len = aside.len.get();
-        if aside.depth.get() < INLINE_DEPTH {
-            return Err(payload);
-        }
-        if len == CAPACITY {
-            return Ok(Some(payload));
-        }
-        aside.items[len].set(Some(payload));
-        aside.len.set(len + 1);
-        Ok(None)
-    })?;
-    match full {
-        None => Ok(()),
-        Some(payload) => {
-            ASIDE.with(|aside| aside.overflowed.set(true));
-            overflow(payload)
-        }
-    }
-}
-
-/// Puts an object aside in the overflow vector.
+/// after it returns (the thread is `INLINE_DEPTH` destructors deep); hands it back if, exiting,
+/// the thread has destroyed its overflow vector already. Ordinary context: it may allocate.
 #[cold]
 #[inline(never)]
-fn overflow(payload: Payload) -> Result<(), Payload> {
-    OVERFLOW
-        .try_with(|overflow| overflow.borrow_mut().push(payload))
-        .map_err(|_| payload)
+fn put_aside(payload: Payload) -> Result<(), Payload> {
+    let len = LEVEL.with(|level| level.len.get());
+    if len == CAPACITY {
+        LEVEL.with(|level| level.overflowed.set(true));
+        return OVERFLOW
+            .try_with(|overflow| overflow.borrow_mut().push(payload))
+            .map_err(|_| payload);
+    }
+    PLACES.with(|places| places[len].set(Some(payload)));
+    LEVEL.with(|level| level.len.set(len + 1));
+    Ok(())
 }
 
-/// The object put aside last, if any: the overflow vector's top, else the array's.
+/// The object put aside last, if any: the overflow vector's top, else the last place's.
 fn take() -> Option<Payload> {
-    // The vector holds objects only while the array is full, and they came after its.
-    let from_overflow = || {
-        OVERFLOW
+    let len = LEVEL.with(|level| level.len.get()).checked_sub(1)?;
+    // The vector holds objects only while the places are full, and they came after theirs.
+    if len + 1 == CAPACITY
+        && let Some(payload) = OVERFLOW
             .try_with(|overflow| overflow.borrow_mut().pop())
             .ok()
             .flatten()
-    };
-    ASIDE.with(|aside| {
-        let len = aside.len.get().checked_sub(1)?;
-        if len + 1 == CAPACITY
-            && let Some(payload) = from_overflow()
-        {
-            return Some(payload);
-        }
-        aside.len.set(len);
-        aside.items[len].take()
-    })
+    {
+        return Some(payload);
+    }
+    LEVEL.with(|level| level.len.set(len));
+    PLACES.with(|places| places[len].take())
 }
 
-/// This thread is running a deferred destructor while one lives (the depth goes back down on a
-/// panic too).
+/// This thread is running deferred destructors (a drain's chain or batch) while one lives: one
+/// level (the depth goes back down on a panic too).
 pub(crate) struct Running {
     outermost: bool,
 }
 
 impl Running {
-    /// Counts a deferred destructor about to run on this thread.
+    /// Counts a destructor about to run on this thread.
     #[inline]
     pub(crate) fn enter() -> Running {
-        let depth = ASIDE.with(|aside| {
-            let depth = aside.depth.get() + 1;
-            aside.depth.set(depth);
+        let depth = LEVEL.with(|level| {
+            let depth = level.depth.get() + 1;
+            level.depth.set(depth);
             depth
         });
         Running {
@@ -179,51 +162,74 @@ impl Running {
     /// and those their destructors put aside in turn, last first. Does nothing for a destructor
     /// that runs inside another: the outermost one's loop takes its objects.
     #[inline]
-    pub(crate) fn destroy_put_aside(&self, mut destroy: impl FnMut(Payload)) {
-        if !self.outermost {
-            return;
-        }
-        while let Some(payload) = take() {
-            destroy(payload);
-        }
-        // A vector grown for one wide structure is not kept for the thread's lifetime.
-        if ASIDE.with(|aside| aside.overflowed.replace(false)) {
-            let _ = OVERFLOW.try_with(|overflow| {
-                let mut overflow = overflow.borrow_mut();
-                if overflow.capacity() > KEPT_OVERFLOW {
-                    *overflow = Vec::new();
-                }
-            });
+    pub(crate) fn destroy_put_aside(&self, destroy: impl FnMut(Payload)) {
+        if self.outermost && LEVEL.with(|level| level.len.get() > 0 || level.overflowed.get()) {
+            destroy_all(destroy);
         }
     }
 }
 
-/// Destroys `payload` now, in ordinary context, one level deeper; if this is the outermost
-/// destructor on this thread, then also, one after another, the objects put aside below it,
-/// and theirs. A panic in a destructor unwinds to the caller, as it would have from a plain
-/// inline destruction (once the objects put aside so far are destroyed, if outermost).
+/// The loop of [`Running::destroy_put_aside`], out of line: most destructors put nothing aside.
+#[cold]
+#[inline(never)]
+fn destroy_all(mut destroy: impl FnMut(Payload)) {
+    while let Some(payload) = take() {
+        destroy(payload);
+    }
+    // A vector grown for one wide structure is not kept for the thread's lifetime.
+    if LEVEL.with(|level| level.overflowed.replace(false)) {
+        let _ = OVERFLOW.try_with(|overflow| {
+            let mut overflow = overflow.borrow_mut();
+            if overflow.capacity() > KEPT_OVERFLOW {
+                *overflow = Vec::new();
+            }
+        });
+    }
+}
+
+/// Destroys an object that a slot or an owned box destroys inline (ordinary context): now,
+/// with `destroy`, one level deeper in destructors — unless this thread is `INLINE_DEPTH` deep
+/// already: then `payload` is put aside for the outermost destructor's loop. If this is the
+/// outermost destructor on the thread, the objects put aside below it are destroyed after it,
+/// one after another, and theirs. A panic in a destructor unwinds to the caller, as it would
+/// have from a plain inline destruction (once the objects put aside so far are destroyed, if
+/// outermost).
 ///
 /// # Safety
-/// `payload.obj` is owned by the caller, who gives it up: `payload.dtor` is its destructor and
-/// this is its one call; ordinary context.
-pub(crate) unsafe fn destroy_in_a_loop(payload: Payload) {
-    /// Destroys what was put aside, on return and on unwind alike.
-    struct Rest(Running);
-    impl Drop for Rest {
+/// The caller owns the object and gives it up; `destroy` and `payload` (its pointer and its
+/// destructor) each destroy it, and exactly one of them is used; ordinary context.
+#[inline]
+pub(crate) unsafe fn destroy_inline(payload: Payload, destroy: impl FnOnce()) {
+    let depth = LEVEL.with(|level| level.depth.get());
+    if depth >= INLINE_DEPTH && put_aside(payload).is_ok() {
+        return;
+    }
+    // One level deeper for as long as `destroy` runs, on return and on unwind alike; the
+    // outermost level then destroys what was put aside below it.
+    struct Level(bool);
+    impl Drop for Level {
+        #[inline]
         fn drop(&mut self) {
-            // SAFETY: every object put aside was given up by its owner with its destructor
-            // (`put_aside`'s callers), and `take` hands each out once.
-            self.0.destroy_put_aside(|p| unsafe { (p.dtor)(p.obj) });
+            // Still one level deep while the loop runs: the objects it destroys are not
+            // outermost themselves, so what they put aside comes back to this loop, not to a
+            // loop of their own inside it.
+            if self.0 && LEVEL.with(|level| level.len.get() > 0 || level.overflowed.get()) {
+                // SAFETY: every object put aside was given up by its owner with its destructor
+                // (`destroy_inline`'s callers), and `take` hands each out once.
+                destroy_all(|p| unsafe { (p.dtor)(p.obj) });
+            }
+            LEVEL.with(|level| level.depth.set(level.depth.get() - 1));
         }
     }
-    let _rest = Rest(Running::enter());
-    // SAFETY: the caller's contract.
-    unsafe { (payload.dtor)(payload.obj) };
+    LEVEL.with(|level| level.depth.set(depth + 1));
+    let _level = Level(depth == 0);
+    destroy();
 }
 
 impl Drop for Running {
+    #[inline]
     fn drop(&mut self) {
-        ASIDE.with(|aside| aside.depth.set(aside.depth.get() - 1));
+        LEVEL.with(|level| level.depth.set(level.depth.get() - 1));
     }
 }
 
@@ -246,15 +252,55 @@ mod tests {
     }
 
     #[test]
-    fn objects_are_destroyed_inline_until_the_inline_depth() {
-        assert!(put_aside(payload(1)).is_err(), "no destructor running");
-        let mut levels: Vec<Running> = (1..INLINE_DEPTH).map(|_| Running::enter()).collect();
-        assert!(put_aside(payload(2)).is_err(), "one level short");
-        levels.push(Running::enter());
-        put_aside(payload(3)).unwrap();
-        let mut seen = Vec::new();
-        levels[0].destroy_put_aside(|p| seen.push(p.obj.addr()));
-        assert_eq!(seen, [3]);
+    fn a_chain_is_destroyed_inline_to_the_inline_depth_then_in_a_loop_never_deeper() {
+        use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+        const LINKS: usize = 5 * INLINE_DEPTH as usize + 3;
+        static GONE: [AtomicBool; LINKS] = [const { AtomicBool::new(false) }; LINKS];
+        static DEPTHS: [AtomicU32; LINKS] = [const { AtomicU32::new(0) }; LINKS];
+        /// Links whose successor was gone when their `destroy_inline` of it returned.
+        static INLINE: AtomicUsize = AtomicUsize::new(0);
+        fn link_payload(n: usize) -> Payload {
+            Payload {
+                obj: std::ptr::without_provenance_mut(n),
+                dtor: link,
+                grace: false,
+            }
+        }
+        /// Link `n`'s destructor: destroys link `n + 1` as a slot would.
+        unsafe fn link(obj: *mut ()) {
+            let n = obj.addr();
+            DEPTHS[n].store(LEVEL.with(|l| l.depth.get()), Ordering::Relaxed);
+            if n + 1 < LINKS {
+                let next = link_payload(n + 1);
+                // SAFETY: the links own nothing.
+                unsafe { destroy_inline(next, || link(next.obj)) };
+                if GONE[n + 1].load(Ordering::Relaxed) {
+                    INLINE.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            GONE[n].store(true, Ordering::Relaxed);
+        }
+        let first = link_payload(0);
+        // SAFETY: the links own nothing.
+        unsafe { destroy_inline(first, || link(first.obj)) };
+        assert!(
+            GONE.iter().all(|g| g.load(Ordering::Relaxed)),
+            "every link destroyed"
+        );
+        let depths: Vec<u32> = DEPTHS.iter().map(|d| d.load(Ordering::Relaxed)).collect();
+        assert!(
+            depths.iter().all(|&d| (1..=INLINE_DEPTH).contains(&d)),
+            "never deeper than the inline depth, never outside a level: {depths:?}"
+        );
+        assert_eq!(
+            depths[..INLINE_DEPTH as usize],
+            (1..=INLINE_DEPTH).collect::<Vec<_>>()
+        );
+        // The first links, and every link within a run of the loop, destroyed their successor
+        // inline: all but the one in each `INLINE_DEPTH` that reached the depth.
+        let runs = (LINKS - 1).div_ceil(INLINE_DEPTH as usize);
+        assert_eq!(INLINE.load(Ordering::Relaxed), LINKS - 1 - (runs - 1));
+        assert_eq!(LEVEL.with(|l| (l.depth.get(), l.len.get())), (0, 0));
     }
 
     #[test]
@@ -273,7 +319,7 @@ mod tests {
         levels[0].destroy_put_aside(|p| seen.push(p.obj.addr()));
         assert_eq!(seen, [2, 1]);
         drop(levels);
-        assert!(put_aside(payload(3)).is_err(), "depth back to zero");
+        assert_eq!(LEVEL.with(|l| l.depth.get()), 0);
     }
 
     #[test]
@@ -329,11 +375,12 @@ mod tests {
             grace: false,
         };
         // SAFETY: the destructors above own nothing.
-        let unwound = std::panic::catch_unwind(|| unsafe { destroy_in_a_loop(payload) });
+        let unwound =
+            std::panic::catch_unwind(|| unsafe { destroy_inline(payload, || parent(payload.obj)) });
         assert!(unwound.is_err());
         assert_eq!(CHILDREN.load(Ordering::Relaxed), 3 * CAPACITY);
         assert!(
-            ASIDE.with(|a| (a.depth.get(), a.len.get())) == (0, 0),
+            LEVEL.with(|l| (l.depth.get(), l.len.get())) == (0, 0),
             "depth back to zero, nothing left aside"
         );
     }

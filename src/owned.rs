@@ -323,11 +323,9 @@ impl<T: Send + 'static> Owned<T> {
                 dtor: destroy::<T>,
                 grace: false,
             };
-            if let Err(payload) = nested::put_aside(payload) {
-                // SAFETY: we own the node and are being dropped, and `destroy` is its destructor;
-                // ordinary context.
-                unsafe { nested::destroy_in_a_loop(payload) };
-            }
+            // SAFETY: we own the node and are being dropped, and `destroy` is its destructor,
+            // used once: by the closure or through the payload; ordinary context.
+            unsafe { nested::destroy_inline(payload, || destroy::<T>(node)) };
         }
     }
 }

@@ -948,7 +948,7 @@ impl Inner {
                         });
                         return;
                     }
-                    self.run(payload);
+                    self.destroying(|| self.run(payload));
                     self.counters.drained.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -1114,9 +1114,11 @@ impl Inner {
                 self.counters.grace_periods.fetch_add(1, Ordering::Relaxed);
             }
             let n = batch.items.len();
-            for payload in batch.items.iter() {
-                self.run(*payload);
-            }
+            self.destroying(|| {
+                for payload in batch.items.iter() {
+                    self.run(*payload);
+                }
+            });
             self.batches.finished(batch.items, n);
             ran += n;
         }
@@ -1140,6 +1142,17 @@ impl Inner {
         self.counters.heartbeat.load(Ordering::Relaxed)
     }
 
+    /// Runs `f`, which runs deferred destructors, as one level of destructors on this thread
+    /// (`nested.rs`): objects those destructors let go of deep in a structure are put aside, and
+    /// if this is the outermost level, destroyed here once `f` has returned, one after another.
+    #[inline]
+    fn destroying<R>(&self, f: impl FnOnce() -> R) -> R {
+        let running = nested::Running::enter();
+        let result = f();
+        running.destroy_put_aside(|payload| self.run(payload));
+        result
+    }
+
     /// Runs one destructor, catching a panic. The caller counts it in `drained`.
     ///
     /// A destructor that forgets a [`RestrictedGuard`](crate::restricted::RestrictedGuard) would
@@ -1147,19 +1160,11 @@ impl Inner {
     /// every later destructor would defer instead of run, and a runtime handle dropped there
     /// would be leaked as if in a signal handler. The depth is put back, and counted.
     ///
-    /// Objects the destructor lets go of, which a slot would destroy inline, are destroyed
-    /// after it returns, one after another (`nested.rs`), by the outermost such call on this
-    /// thread.
+    /// Called inside [`destroying`](Self::destroying), which counts the destructors this thread
+    /// runs for `nested.rs` (once for a whole chain or batch: a thread-local access per
+    /// destructor doubled the cost of draining a no-op one).
     #[inline]
     fn run(&self, payload: Payload) {
-        let running = nested::Running::enter();
-        self.run_one(payload);
-        running.destroy_put_aside(|payload| self.run_one(payload));
-    }
-
-    /// Runs one destructor (see [`run`](Self::run)).
-    #[inline]
-    fn run_one(&self, payload: Payload) {
         let depth = restricted::depth();
         // SAFETY: every payload was built from an owned pointer and its own destructor, and each
         // job or batch is taken by exactly one drainer, and each object put aside
@@ -1238,13 +1243,15 @@ impl Inner {
         }
         // Owned boxes (`owned.rs`) come in their own nodes: no job to return, no claim.
         let mut owned = 0;
-        let taken = self.owned.take_all(|payload| {
-            if payload.grace && !all {
-                self.batch_for_grace(&mut grace, payload);
-            } else {
-                self.run(payload);
-                owned += 1;
-            }
+        let taken = self.destroying(|| {
+            self.owned.take_all(|payload| {
+                if payload.grace && !all {
+                    self.batch_for_grace(&mut grace, payload);
+                } else {
+                    self.run(payload);
+                    owned += 1;
+                }
+            })
         });
         // The boxes handed over are gone as boxes (destroyed, or batched as plain objects):
         // uncount them at once, one decrement for the lot, not one per destructor.
@@ -1274,17 +1281,19 @@ impl Inner {
             self.doorbell.nudge();
         }
         let mut unparked = 0;
-        self.emergency.drain(|parked| {
-            if parked.payload.grace && !all {
-                self.batch_for_grace(&mut grace, parked.payload);
-            } else {
-                self.run(parked.payload);
-                unparked += 1;
-            }
-            if parked.claimed {
-                // The parked object kept its claim; its job is idle in a freelist.
-                self.ledger.credit_spare(1);
-            }
+        self.destroying(|| {
+            self.emergency.drain(|parked| {
+                if parked.payload.grace && !all {
+                    self.batch_for_grace(&mut grace, parked.payload);
+                } else {
+                    self.run(parked.payload);
+                    unparked += 1;
+                }
+                if parked.claimed {
+                    // The parked object kept its claim; its job is idle in a freelist.
+                    self.ledger.credit_spare(1);
+                }
+            });
         });
         self.counters
             .drained
@@ -1349,7 +1358,9 @@ impl Inner {
             }
         };
         // SAFETY: all the runtime's jobs come from its arena.
-        if let Some((top, last)) = unsafe { chain.for_each_oldest_first(&self.arena, run_one) } {
+        let walked =
+            self.destroying(|| unsafe { chain.for_each_oldest_first(&self.arena, run_one) });
+        if let Some((top, last)) = walked {
             // SAFETY: the chain is ours, linked from `top` to `last` (the walk left it so); back
             // to the freelist of the shard it was offloaded on.
             unsafe { self.free.push_chain::<Arena>(shard, top, last) };

@@ -923,19 +923,17 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
             }
             // Destroyed now, unless this thread is already deep in destructors: then after the
             // outermost one returns (`nested.rs`), so that a chain of objects in slots is
-            // destroyed in a loop, never by a recursion that could overflow the stack. The
-            // payload owns `obj` from here (given up once: put aside, or destroyed below).
+            // destroyed in a loop, never by a recursion that could overflow the stack.
             let payload = Payload {
                 obj: obj.as_ptr(),
                 dtor: P::DESTRUCTOR,
                 grace: false,
             };
-            if let Err(payload) = nested::put_aside(payload) {
-                // SAFETY: `obj` came from `P::into_raw` and this guard owns it, and `P::DESTRUCTOR`
-                // rebuilds and drops the `P`; it is given up here, once (above), while no reader
-                // borrows its target in a way a `P` could contradict; ordinary context.
-                unsafe { nested::destroy_in_a_loop(payload) };
-            }
+            // SAFETY: `obj` came from `P::into_raw` and this guard owns it; the closure and
+            // `P::DESTRUCTOR` each rebuild and drop the `P`, and `destroy_inline` uses one of
+            // them: it is given up here, once (above), while no reader borrows its target in a
+            // way a `P` could contradict; ordinary context.
+            unsafe { nested::destroy_inline(payload, || drop(P::from_raw(obj))) };
         }
     }
 }
