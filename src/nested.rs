@@ -40,7 +40,9 @@
 //!
 //! Objects put aside are destroyed by the same thread, before the outermost call returns (a
 //! drain, a `clear`): a `drain_and_wait` that destroyed a list's head has destroyed the whole
-//! list. They are destroyed as the slot would have destroyed them (inline, ordinary context), so
+//! list — also inside a destructor, where it starts from the outermost level again
+//! (`Outermost`). A panic in a destructor the loop runs does not stop the loop, nor keep the
+//! thread from leaving its level (see `destroy_all_then_leave`). They are destroyed as the slot would have destroyed them (inline, ordinary context), so
 //! they are not counted as drained: nothing queued them. (A destructor panic among them is
 //! counted in the runtime whose drain ran the outermost destructor.)
 //!
@@ -50,7 +52,9 @@
 //! interrupts a thread in the middle of these operations does not touch them.
 
 use crate::arena::Payload;
+use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 /// Destructors one inside another that run inline before objects are put aside: bounds the
 /// stack a destruction uses to about this many levels of a structure's nesting.
@@ -214,16 +218,80 @@ pub(crate) unsafe fn destroy_inline(payload: Payload, destroy: impl FnOnce()) {
             // outermost themselves, so what they put aside comes back to this loop, not to a
             // loop of their own inside it.
             if self.0 && LEVEL.with(|level| level.len.get() > 0 || level.overflowed.get()) {
-                // SAFETY: every object put aside was given up by its owner with its destructor
-                // (`destroy_inline`'s callers), and `take` hands each out once.
-                destroy_all(|p| unsafe { (p.dtor)(p.obj) });
+                destroy_all_then_leave();
+            } else {
+                LEVEL.with(|level| level.depth.set(level.depth.get() - 1));
             }
-            LEVEL.with(|level| level.depth.set(level.depth.get() - 1));
         }
     }
     LEVEL.with(|level| level.depth.set(depth + 1));
     let _level = Level(depth == 0);
     destroy();
+}
+
+/// The outermost inline level's loop, then leaving the level. A destructor in the loop that
+/// panics does not stop it: every object put aside is destroyed, the level is left (else the
+/// thread would never be outermost again, and what it put aside later would never be
+/// destroyed), and then the first panic goes on unwinding, as it would have from the inline
+/// destruction — unless the thread is unwinding already (the outermost destructor panicked):
+/// then it is dropped, for a second panic would abort the process.
+#[cold]
+#[inline(never)]
+fn destroy_all_then_leave() {
+    let mut first = None;
+    destroy_all(|p| {
+        // SAFETY: every object put aside was given up by its owner with its destructor
+        // (`destroy_inline`'s callers), and `take` hands each out once.
+        let destroyed = catch_unwind(AssertUnwindSafe(|| unsafe { (p.dtor)(p.obj) }));
+        if let Err(panic) = destroyed {
+            match first {
+                None => first = Some(panic),
+                Some(_) => drop_panic(panic),
+            }
+        }
+    });
+    LEVEL.with(|level| level.depth.set(level.depth.get() - 1));
+    if let Some(panic) = first {
+        if std::thread::panicking() {
+            drop_panic(panic);
+        } else {
+            resume_unwind(panic);
+        }
+    }
+}
+
+/// Drops a panic's payload, which may panic in turn: that one is forgotten.
+fn drop_panic(panic: Box<dyn Any + Send>) {
+    if let Err(inner) = catch_unwind(AssertUnwindSafe(move || drop(panic))) {
+        std::mem::forget(inner);
+    }
+}
+
+/// Makes this thread's levels start again from the outermost while it lives, and puts the
+/// depth back when it goes: for a `drain_and_wait` called inside a destructor, so that
+/// everything it destroys — a deep structure included — is destroyed before it returns, as it
+/// promises, and not by the loop of the destructor that called it. (That loop finds fewer
+/// objects put aside afterwards, if this one destroyed some of its own: they go earlier than
+/// they would have, never later than inline destruction would have destroyed them.) The stack
+/// then grows by up to `INLINE_DEPTH` more levels for each such call inside a destructor.
+pub(crate) struct Outermost {
+    depth: u32,
+}
+
+impl Outermost {
+    #[inline]
+    pub(crate) fn enter() -> Outermost {
+        Outermost {
+            depth: LEVEL.with(|level| level.depth.replace(0)),
+        }
+    }
+}
+
+impl Drop for Outermost {
+    #[inline]
+    fn drop(&mut self) {
+        LEVEL.with(|level| level.depth.set(self.depth));
+    }
 }
 
 impl Drop for Running {

@@ -1384,6 +1384,9 @@ impl Inner {
     /// this), which must not wait for another. Ordinary context; the caller checked that this
     /// thread holds no read guard. Returns destructors this call ran.
     pub(crate) fn drain_and_wait(&self) -> usize {
+        // Inside a destructor too, what this destroys is destroyed before it returns
+        // (`nested.rs`).
+        let _outermost = nested::Outermost::enter();
         let waits = !CycleGate::inside_here();
         // Every open batch is closed, one another thread is adding to included: an object
         // retired before the call is then in a closed batch, or in one a drain holds.

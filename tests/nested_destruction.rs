@@ -3,8 +3,10 @@
 //! - clearing a slot (or dropping one) destroys its object before the call returns, as it does
 //!   anywhere in ordinary context, as long as the structure is not deeper than the levels
 //!   sigdrop destroys inline (a deep one is destroyed in a loop after the outermost destructor);
-//! - a `drain_and_wait` it calls destroys what it drains, and what those objects hold, before it
-//!   returns;
+//! - a `drain_and_wait` it calls destroys what it drains, and what those objects hold, however
+//!   deep, before it returns;
+//! - a destructor that panics deep in a structure leaves nothing of it behind, and the panic
+//!   comes out of the call that started the teardown, as from any inline destructor;
 //! - an `Owned` box it lets go of through a slot of another runtime keeps its own runtime's
 //!   policy.
 
@@ -62,59 +64,108 @@ fn a_slot_cleared_in_a_drained_destructor_has_destroyed_its_object_when_clear_re
     assert_eq!(seen.load(Ordering::SeqCst), 1, "the child outlived clear()");
 }
 
-/// Holds a child in a slot of `b`.
-struct HoldsChild {
-    _child: RefSlot<Box<Flag>>,
+/// A list node; the list's nodes count their destructions in `gone`.
+struct ListNode {
+    next: RefSlot<Box<ListNode>>,
+    gone: Arc<AtomicUsize>,
+    /// Panics in its destructor (after counting itself).
+    panics: bool,
 }
 
-/// Drains `other` in its destructor and records whether the grandchild was gone by then.
+impl Drop for ListNode {
+    fn drop(&mut self) {
+        self.gone.fetch_add(1, Ordering::SeqCst);
+        if self.panics {
+            panic!("a list node's destructor");
+        }
+    }
+}
+
+/// A list of `len` nodes in slots of `rt`, deep enough that most of it is destroyed in a loop;
+/// node `panics_at` panics in its destructor.
+fn list(
+    rt: &Runtime,
+    len: usize,
+    gone: &Arc<AtomicUsize>,
+    panics_at: usize,
+) -> RefSlot<Box<ListNode>> {
+    let head: RefSlot<Box<ListNode>> = RefSlot::new(rt);
+    for i in (0..len).rev() {
+        let node = Box::new(ListNode {
+            next: RefSlot::new(rt),
+            gone: gone.clone(),
+            panics: i == panics_at,
+        });
+        if let Some(rest) = head.take() {
+            node.next
+                .xchg(Some(rest.into_inner().ok().unwrap()))
+                .unwrap();
+        }
+        head.xchg(Some(node)).unwrap();
+    }
+    head
+}
+
+const LIST: usize = 100;
+
+/// Drains `other` in its destructor and records how many list nodes were gone by then.
 struct DrainsOther {
     other: Runtime,
-    grandchild_gone: Arc<AtomicBool>,
+    gone: Arc<AtomicUsize>,
     seen: Arc<AtomicUsize>,
 }
 
 impl Drop for DrainsOther {
     fn drop(&mut self) {
         self.other.drain_and_wait().unwrap();
-        let gone = self.grandchild_gone.load(Ordering::SeqCst);
-        self.seen.store(if gone { 1 } else { 2 }, Ordering::SeqCst);
+        self.seen
+            .store(self.gone.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 }
 
 #[test]
 fn a_drain_and_wait_inside_a_destructor_destroys_what_it_drains_whole() {
     let (a, b) = (manual(), manual());
-    let gone = Arc::new(AtomicBool::new(false));
+    let gone = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(AtomicUsize::new(0));
-    let held = RefSlot::new(&b);
-    let parent = Box::new(HoldsChild {
-        _child: RefSlot::new(&b),
-    });
-    parent
-        ._child
-        .xchg(Some(Box::new(Flag(gone.clone()))))
-        .unwrap();
-    held.xchg(Some(parent)).unwrap();
+    let head = list(&b, LIST, &gone, usize::MAX);
     let drains = RefSlot::new(&a);
     drains
         .xchg(Some(Box::new(DrainsOther {
             other: b.clone(),
-            grandchild_gone: gone.clone(),
+            gone: gone.clone(),
             seen: seen.clone(),
         })))
         .unwrap();
     {
         let _handler = restricted::enter();
-        held.clear(); // queued in b
+        head.clear(); // queued in b
         drains.clear(); // queued in a
     }
     assert_eq!(a.drain().unwrap(), 1);
     assert_eq!(
         seen.load(Ordering::SeqCst),
-        1,
-        "b's drain left the child alive"
+        LIST,
+        "b's drain_and_wait returned with nodes of the list alive"
     );
+}
+
+#[test]
+fn a_destructor_that_panics_deep_in_a_list_leaves_no_node_behind_and_the_thread_as_it_was() {
+    let rt = manual();
+    let gone = Arc::new(AtomicUsize::new(0));
+    let head = list(&rt, LIST, &gone, LIST / 2);
+    let cleared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| head.clear()));
+    assert!(
+        cleared.is_err(),
+        "the panic comes out of clear, as from an inline destructor"
+    );
+    assert_eq!(gone.load(Ordering::SeqCst), LIST, "every node destroyed");
+    // The thread is back at its outermost level: a new list goes whole too.
+    let again = Arc::new(AtomicUsize::new(0));
+    let head = list(&rt, 2 * LIST, &again, usize::MAX);
+    head.clear();
+    assert_eq!(again.load(Ordering::SeqCst), 2 * LIST);
 }
 
 /// Counts its destructions.
