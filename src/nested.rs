@@ -442,9 +442,10 @@ mod tests {
             dtor: parent,
             grace: false,
         };
-        // SAFETY: the destructors above own nothing.
-        let unwound =
-            std::panic::catch_unwind(|| unsafe { destroy_inline(payload, || parent(payload.obj)) });
+        let unwound = std::panic::catch_unwind(|| {
+            // SAFETY: the destructors above own nothing.
+            unsafe { destroy_inline(payload, || parent(payload.obj)) }
+        });
         assert!(unwound.is_err());
         assert_eq!(CHILDREN.load(Ordering::Relaxed), 3 * CAPACITY);
         assert!(

@@ -1166,10 +1166,10 @@ impl Inner {
     #[inline]
     fn run(&self, payload: Payload) {
         let depth = restricted::depth();
-        // SAFETY: every payload was built from an owned pointer and its own destructor, and each
-        // job or batch is taken by exactly one drainer, and each object put aside
-        // (`nested.rs`) is taken once by the thread that put it aside, so this is the one call
-        // of `dtor(obj)`.
+        // Every payload was built from an owned pointer and its own destructor; each job or
+        // batch is taken by exactly one drainer, each object put aside (`nested.rs`) once by
+        // the thread that put it aside.
+        // SAFETY: so this is the one call of `dtor(obj)` (above).
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
         // A plain load and store, not a read-modify-write: it only has to change (a lost bump
         // from a concurrent drainer still changes it). Relaxed: compared, never synchronised on.

@@ -746,10 +746,10 @@ impl<'a, P: SlotPointer> Detached<'a, P> {
         }
         // (Models may run another thread here: loom does not see the count.)
         sync::model_switch_point();
-        // SAFETY: `ptr` came from `P::into_raw` and this guard owns it (a clone's, an `Arc`'s:
-        // `cloned`'s contract); the slot's reference to the same object is alive until `guard`
-        // drops (above), so rebuilding and dropping ours is a decrement that cannot reach zero:
-        // no destructor runs here. The caller gives `ptr` up if this returns true.
+        // `ptr` came from `P::into_raw` and this guard owns it (a clone's, an `Arc`'s: `cloned`'s
+        // contract); the slot's reference to the same object is alive until `guard` drops
+        // (above). The caller gives `ptr` up if this returns true.
+        // SAFETY: so rebuilding and dropping ours is a decrement that cannot reach zero.
         drop(unsafe { P::from_raw(self.ptr) });
         drop(guard);
         true
@@ -929,10 +929,10 @@ impl<P: SlotPointer> Drop for Detached<'_, P> {
                 dtor: P::DESTRUCTOR,
                 grace: false,
             };
-            // SAFETY: `obj` came from `P::into_raw` and this guard owns it; the closure and
+            // `obj` came from `P::into_raw` and this guard owns it; the closure and
             // `P::DESTRUCTOR` each rebuild and drop the `P`, and `destroy_inline` uses one of
-            // them: it is given up here, once (above), while no reader borrows its target in a
-            // way a `P` could contradict; ordinary context.
+            // them, while no reader borrows the target in a way a `P` could contradict.
+            // SAFETY: so `obj` is given up here, once (above); ordinary context.
             unsafe { nested::destroy_inline(payload, || drop(P::from_raw(obj))) };
         }
     }

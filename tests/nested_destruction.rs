@@ -10,6 +10,9 @@
 //! - an `Owned` box it lets go of through a slot of another runtime keeps its own runtime's
 //!   policy.
 
+mod common;
+
+use common::lists::push_front;
 use sigdrop::{Drainer, Owned, Policy, RefSlot, Runtime, restricted};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -96,12 +99,7 @@ fn list(
             gone: gone.clone(),
             panics: i == panics_at,
         });
-        if let Some(rest) = head.take() {
-            node.next
-                .xchg(Some(rest.into_inner().ok().unwrap()))
-                .unwrap();
-        }
-        head.xchg(Some(node)).unwrap();
+        push_front(&head, node, |n| &n.next);
     }
     head
 }

@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::lists::push_front;
 use common::{NMI, install_handler, restore_handler, this_thread, wait_until};
 use nix::sys::pthread::pthread_kill;
 use sigdrop::{
@@ -106,12 +107,7 @@ fn a_linked_list_torn_down_in_a_handler_is_destroyed_by_the_drainer() {
             value,
             next: RefSlot::new(&rt),
         });
-        if let Some(rest) = head.take() {
-            node.next
-                .xchg(Some(rest.into_inner().ok().unwrap()))
-                .unwrap();
-        }
-        head.xchg(Some(node)).unwrap();
+        push_front(&head, node, |n| &n.next);
     }
     assert!(STATE.set(State { head }).is_ok());
     let st = STATE.get().unwrap();
@@ -166,13 +162,7 @@ fn one_drain_destroys_a_whole_list_of_readable_slots() {
         let node = Box::new(ReadNode {
             next: ReadSlot::new(&rt),
         });
-        if let Some(rest) = head.take() {
-            // A grace period per node while building: nobody reads yet, so each is short.
-            node.next
-                .xchg(Some(rest.into_inner().ok().unwrap()))
-                .unwrap();
-        }
-        head.xchg(Some(node)).unwrap();
+        push_front(&head, node, |n| &n.next);
     }
     let guard = sigdrop::read::enter();
     let mut length = 0;
@@ -222,12 +212,7 @@ fn a_list_of_wide_nodes_is_destroyed_in_a_loop_too() {
             _leaves: leaves,
             next: RefSlot::new(&rt),
         });
-        if let Some(rest) = head.take() {
-            node.next
-                .xchg(Some(rest.into_inner().ok().unwrap()))
-                .unwrap();
-        }
-        head.xchg(Some(node)).unwrap();
+        push_front(&head, node, |n| &n.next);
     }
     let installed = rt.stats().refs;
     assert_eq!(installed, WIDE_NODES * (LEAVES + 1));
@@ -309,12 +294,7 @@ fn lists_torn_down_in_ordinary_context_are_destroyed_in_a_loop_at_once() {
             next: RefSlot::new(&rt),
             _boxed_next: None,
         });
-        if let Some(rest) = head.take() {
-            node.next
-                .xchg(Some(rest.into_inner().ok().unwrap()))
-                .unwrap();
-        }
-        head.xchg(Some(node)).unwrap();
+        push_front(&head, node, |n| &n.next);
         boxed = Some(Owned::new(
             &rt,
             PlainNode {

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod counted;
+pub mod lists;
 
 use nix::sys::pthread::{Pthread, pthread_kill, pthread_self};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
