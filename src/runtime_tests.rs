@@ -407,3 +407,43 @@ fn growth_deals_jobs_to_shards_in_runs_of_neighbouring_indices() {
     assert_eq!(seen, total);
     assert_eq!(rt.audit_idle(), total);
 }
+
+#[test]
+fn a_taken_chain_counts_in_the_backlog_before_its_drainer_counts_it_as_running() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(128)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let inner = rt.inner();
+    let slots: Vec<RefSlot<Box<u64>>> = (0..100).map(|_| RefSlot::new(&rt)).collect();
+    for s in &slots {
+        assert!(s.xchg(Some(Box::new(1))).unwrap().is_none());
+    }
+    {
+        let _nmi = restricted::enter();
+        for s in &slots {
+            s.clear();
+        }
+    }
+    assert_eq!(inner.backlog(), 100);
+    // The drain stops between the take and the chain's count, as a drainer preempted there.
+    let (paused_tx, paused_rx) = std::sync::mpsc::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    *inner.faults.pause_after_take.lock().unwrap() = Some(Box::new(move || {
+        paused_tx.send(()).unwrap();
+        resume_rx.recv().unwrap();
+    }));
+    std::thread::scope(|scope| {
+        let drainer = scope.spawn(|| rt.drain().unwrap());
+        paused_rx.recv().unwrap();
+        let (queued, backlog) = (inner.lists.queued(), inner.backlog());
+        resume_tx.send(()).unwrap();
+        assert_eq!(drainer.join().unwrap(), 100);
+        assert_eq!(queued, 0, "the list was taken");
+        // Writers comparing the backlog with `max_pending` still saw the chain.
+        assert_eq!(backlog, 100);
+    });
+    assert_eq!((inner.backlog(), inner.taken.announced()), (0, 0));
+}
