@@ -101,7 +101,10 @@
 //!   itself, and when more than [`Builder::max_pending`] objects wait it helps until they are
 //!   back under the bound — waiting for readers if they hold those objects up: memory stays
 //!   bounded at any write rate, and a read guard that is never dropped ends up stalling the
-//!   writers that retire past the bound.
+//!   writers that retire past the bound. The exception is a writer that holds a read guard
+//!   itself (read, copy, replace under one guard): it cannot wait for a grace period its own
+//!   guard holds up, so it goes on past the bound. Replace outside the guard (take what you
+//!   need from the read, drop the guard, then replace) to keep such writers bounded.
 //! - An [`Owned`] box carries its own way to the drainer in the same allocation (basedrop's
 //!   `Owned`): dropped in restricted context it is one push onto this CPU's list of boxes,
 //!   which the drainer takes with the job lists — no job, no claim, nothing to reserve; a

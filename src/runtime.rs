@@ -1014,6 +1014,11 @@ impl Inner {
                     return;
                 }
             } else {
+                if read::is_active() || self.stopping() {
+                    // As above: the drainer thread would wait for this thread's own guard (and
+                    // a stopping runtime's drainer thread may be gone).
+                    return;
+                }
                 self.doorbell.ring();
             }
             // Readers hold the grace period up (or the drainer is busy): wait as `synchronize`

@@ -10,7 +10,9 @@
 //! for as long as the writers ran. Bounds are asserted on counts, never on time.
 //!
 //! And the other side of the bound: a drain's own destructors, retiring objects while the
-//! chain of jobs they came in is longer than the bound, never wait for that chain.
+//! chain of jobs they came in is longer than the bound, never wait for that chain; and a writer
+//! that holds a read guard itself goes on past the bound rather than wait for a grace period
+//! its own guard holds up, whoever runs the destructors.
 
 use sigdrop::{Drainer, Policy, ReadSlot, RefSlot, Runtime, restricted};
 use std::sync::Arc;
@@ -178,4 +180,56 @@ fn destructors_retiring_past_the_bound_never_wait_for_their_own_chain() {
     rt.drain_and_wait().unwrap();
     let s = rt.stats();
     assert_eq!((s.pending, s.drained), (0, 2 * CHAIN as u64), "{s:?}");
+}
+
+/// A writer that replaces the object it has just read, under its own read guard (read, copy,
+/// update): the objects it displaces wait for a grace period that guard holds up, so past the
+/// bound it must go on rather than wait. With a drainer thread and `Policy::AlwaysDefer` it
+/// waited for that thread, which could destroy nothing: after `max_pending` + 1 replaces it
+/// spun for good.
+#[test]
+fn a_writer_holding_a_read_guard_goes_on_past_the_bound_whoever_drains() {
+    const REPLACES: u64 = 4 * SMALL_BOUND as u64;
+    for (policy, drainer) in [
+        (Policy::AlwaysDefer, Drainer::Thread),
+        (Policy::Auto, Drainer::Thread),
+        (Policy::AlwaysDefer, Drainer::Manual),
+    ] {
+        let rt = Runtime::builder()
+            .policy(policy)
+            .drainer(drainer)
+            .max_pending(SMALL_BOUND)
+            .build()
+            .unwrap();
+        let slot: ReadSlot<Box<u64>> = ReadSlot::new(&rt);
+        slot.xchg(Some(Box::new(0))).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let guard = sigdrop::read::enter();
+                for i in 1..=REPLACES {
+                    let seen = *slot.load(&guard).expect("the slot is never empty");
+                    assert_eq!(seen, i - 1);
+                    drop(slot.replace(Box::new(i)).unwrap());
+                }
+                drop(guard);
+                done.send(()).unwrap();
+            });
+            if finished.recv_timeout(DRAIN_WAIT).is_err() {
+                eprintln!(
+                    "{policy:?}, {drainer:?}: a writer waited for its own read guard: {:?}",
+                    rt.stats()
+                );
+                std::process::abort();
+            }
+        });
+        // Once the guard is gone, everything it held up is destroyed.
+        rt.drain_and_wait().unwrap();
+        let s = rt.stats();
+        assert_eq!(
+            (s.pending, s.drained),
+            (0, REPLACES),
+            "{policy:?}, {drainer:?}: {s:?}"
+        );
+    }
 }
