@@ -330,7 +330,11 @@ impl Builder {
         match self.headroom.checked_add(hysteresis) {
             None => return invalid("headroom", "headroom + hysteresis overflows"),
             Some(high) if high > self.max_jobs => {
-                return invalid("headroom", "headroom + hysteresis exceeds max_jobs");
+                return invalid(
+                    "headroom",
+                    "headroom + hysteresis (64 + 32 unless set) exceeds max_jobs: \
+                     lower headroom (and hysteresis) or raise max_jobs",
+                );
             }
             Some(_) => {}
         }

@@ -118,7 +118,13 @@
 //!   for the order in which such values take jobs).
 //! - `emergency` and `leaked`: must stay 0. Non-zero means a handler let go of objects that had
 //!   no job set aside (see [`Detached::is_reserved`](crate::Detached::is_reserved)) faster than
-//!   the spare jobs could cover.
+//!   the spare jobs could cover. The usual ones: clones of an `Arc` from
+//!   [`ReadSlot::clone_current`](crate::ReadSlot::clone_current) that a handler drops after
+//!   the object was replaced (use a [`ReadSlot<Shared<T>>`](crate::Shared), whose clones never
+//!   need a job, or keep the reference only as long as the read needs it, and read under
+//!   [`read::enter`](crate::read::enter) with [`load`](crate::ReadSlot::load) instead), and
+//!   values an ordinary-context replace displaced that ordinary code moved into the handler's
+//!   reach (call [`Detached::reserve`](crate::Detached::reserve) on them first).
 //! - `total` and `peak_total`: the memory sigdrop holds, in jobs.
 //!
 //! ## 5. Process exit

@@ -27,7 +27,7 @@
 //!
 //! let rt = Runtime::new()?;
 //! let slot = SLOT.get_or_init(|| RefSlot::new(&rt));
-//! slot.xchg(Some(Box::new(vec![0u8; 4096]))).map_err(|r| r.into_error())?;
+//! slot.xchg(Some(Box::new(vec![0u8; 4096])))?;
 //! // SAFETY: `on_usr1` only uses sigdrop's restricted-context operations and a set OnceLock.
 //! let installed = unsafe { signal::install(Signal::SIGUSR1, on_usr1) }?;
 //! // SAFETY: raising a signal whose handler is installed.

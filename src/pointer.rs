@@ -21,7 +21,22 @@ pub(crate) mod sealed {
 /// [`Owned<T>`](crate::Owned) (which needs no job in a slot) and [`Shared<T>`](crate::Shared)
 /// (accounted like an `Arc`); sealed.
 /// Objects must be `'static` because their destructor may run after the code that handed them
-/// over has returned.
+/// over has returned, and sized: a slot holds one thin pointer (one atomic word), so a
+/// `Box<dyn Fn(..)>` or an `Arc<[T]>` does not fit. Put the unsized value in a sized one and
+/// store a box of that:
+///
+/// ```
+/// use sigdrop::{ReadSlot, Runtime};
+///
+/// struct Handler(Box<dyn Fn(u32) -> u32 + Send + Sync>);
+///
+/// let rt = Runtime::new()?;
+/// let slot: ReadSlot<Box<Handler>> = ReadSlot::new(&rt);
+/// slot.xchg(Some(Box::new(Handler(Box::new(|x| x + 1)))))?;
+/// let guard = sigdrop::read::enter();
+/// assert_eq!(slot.load(&guard).map(|h| (h.0)(1)), Some(2));
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
 ///
 /// # Safety
 ///

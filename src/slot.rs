@@ -825,7 +825,10 @@ impl<T: Send + Sync + 'static> Detached<'_, Arc<T>> {
     /// for a grace period: an `Arc` is shared, so nobody is disturbed.
     ///
     /// May be called from a signal handler; but dropping the `Arc` there may run `T`'s
-    /// destructor, so keep it or put it in a slot (whose teardown defers it).
+    /// destructor, so keep it or put it in a slot (whose teardown defers it). A handler that
+    /// only needs the object for a while should keep the `Detached` itself instead: dropped
+    /// there, it is deferred (or, for a clone whose object is still in its slot, a plain
+    /// decrement), never destroyed in the handler.
     ///
     /// ```
     /// use std::sync::Arc;

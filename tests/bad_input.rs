@@ -78,6 +78,13 @@ fn invalid_builder_settings_name_their_field() {
     assert_invalid(b().max_jobs(10).headroom(0).hysteresis(11), "headroom");
     // The default headroom (64 + 32) does not fit a 1-job pool either.
     assert_invalid(b().max_jobs(1), "headroom");
+    // Setting only max_jobs gets an error about the headroom: it says what the defaults are
+    // and what to change.
+    let message = build(b().max_jobs(4)).unwrap_err().to_string();
+    assert!(
+        message.contains("64 + 32") && message.contains("raise max_jobs"),
+        "{message}"
+    );
     // The backlog bound is at least one batch.
     assert_invalid(b().max_pending(0), "max_pending");
     assert_invalid(b().max_pending(63), "max_pending");

@@ -10,6 +10,25 @@ use crate::slot::{Detached, RefSlot};
 
 /// A fixed-length array of reserve-accounted slots.
 ///
+/// Its slots are [`RefSlot`](crate::RefSlot)s, which hold objects for their owner and cannot be
+/// read in place (what a slot holds is only reached by taking it out). For objects that
+/// handlers or other threads read by index while they are replaced (a registry of handlers,
+/// say), use an array of [`ReadSlot`](crate::ReadSlot)s instead, which may be a `static`:
+///
+/// ```
+/// use sigdrop::ReadSlot;
+///
+/// struct Entry { calls_before_stop: u64 }
+/// static REGISTRY: [ReadSlot<Box<Entry>>; 65] = [const { ReadSlot::global() }; 65];
+///
+/// REGISTRY[10].xchg(Some(Box::new(Entry { calls_before_stop: 3 })))?;
+/// let guard = sigdrop::read::enter(); // from any context, a handler included
+/// assert_eq!(REGISTRY[10].load(&guard).map(|e| e.calls_before_stop), Some(3));
+/// # drop(guard);
+/// # REGISTRY[10].clear();
+/// # Ok::<(), sigdrop::Error>(())
+/// ```
+///
 /// ```
 /// use sigdrop::{Drainer, KptrArray, Runtime, restricted};
 ///

@@ -76,6 +76,10 @@ impl<K, P: SlotPointer> Links for Elements<K, P> {
 
 /// A fixed-capacity map from `K` to objects held in reserve-accounted slots.
 ///
+/// The map holds objects for their owner: values go in, come out (`take`) or are torn down
+/// (`delete`), but are not read in place. To read objects by a small integer key while others
+/// replace them, use an array of [`ReadSlot`](crate::ReadSlot)s (see [`KptrArray`](crate::KptrArray)).
+///
 /// Keys are `Copy` so that removing one never runs a destructor; hashing uses std's SipHash with
 /// keys drawn when the map is made, which allocates nothing. A key type's `Hash` and `Eq` must be
 /// async-signal-safe if the map is used from a handler (true of integers, tuples and arrays of

@@ -9,9 +9,9 @@
 //! static SEEN: AtomicUsize = AtomicUsize::new(0);
 //!
 //! fn on_usr2(info: &SignalInfo) {
-//!     // Already in restricted context: sigdrop's slot operations defer every destructor.
-//!     assert!(sigdrop::restricted::is_active());
-//!     if info.interrupted_pc().is_some() {
+//!     // Already in restricted context: sigdrop's slot operations defer every destructor. (No
+//!     // `assert!` or `unwrap` here: a handler must not panic. Count, and check outside.)
+//!     if sigdrop::restricted::is_active() && info.interrupted_pc().is_some() {
 //!         SEEN.fetch_add(1, Ordering::Relaxed); // atomics only: no allocation, no lock
 //!     }
 //! }
