@@ -135,15 +135,12 @@ impl JobLists {
         Chain { top, len }
     }
 
-    /// Jobs currently queued on `shard`'s list (a snapshot).
-    pub fn queued_on(&self, shard: usize) -> usize {
-        // Relaxed: a snapshot (statistics and the backlog heuristic); nothing is read through it.
-        unpack(self.heads[shard].load(Ordering::Relaxed)).1 as usize
-    }
-
     /// Jobs currently queued on all lists (a snapshot).
     pub fn queued(&self) -> usize {
-        (0..self.heads.len()).map(|s| self.queued_on(s)).sum()
+        self.heads
+            .iter()
+            .map(|h| unpack(h.load(Ordering::Relaxed)).1 as usize)
+            .sum()
     }
 }
 

@@ -167,9 +167,6 @@ struct PendingCounts {
     batches: BatchCounts,
     /// In chains drainers took and have neither run nor batched.
     taken: usize,
-    /// In lists drainers are about to take, or took and have not counted in `taken` yet (the
-    /// backlog's only: until the take they are in `queued` too).
-    announced: usize,
     /// In job lists.
     queued: usize,
     /// In the emergency area.
@@ -216,20 +213,6 @@ struct Growth {
 pub(crate) struct Faults {
     /// Offloads that act as if the freelists were empty.
     pub fail_pops: AtomicUsize,
-    /// Run once by the next drain cycle between a non-empty list's take and its chain's count:
-    /// a stand-in for a drainer preempted there.
-    #[allow(clippy::type_complexity)]
-    pub pause_after_take: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-#[cfg(test)]
-impl Faults {
-    fn after_take(&self) {
-        let paused = self.pause_after_take.lock().unwrap().take();
-        if let Some(paused) = paused {
-            paused();
-        }
-    }
 }
 
 /// The shared state behind every handle, the drainer thread and every slot.
@@ -1038,9 +1021,7 @@ impl Inner {
     /// A taken chain's objects count until they are destroyed or closed into a batch (then as
     /// the batch's). Uncounted from the take, they let a writer see the lists empty out the
     /// moment a drainer took them, and queue as many again while that drainer was still
-    /// batching the first ones for their grace period. A chain counts from just before its
-    /// take, announced with its list's length (`taken_jobs.rs`), so a drainer preempted between
-    /// the take and counting the chain hides nothing. Not on a thread that runs a chain
+    /// batching the first ones for their grace period. Not on a thread that runs a chain
     /// itself: a destructor of that chain retiring an object would wait for its own chain (as
     /// `closed_len` leaves out the batches for the thread running them).
     fn backlog(&self) -> usize {
@@ -1048,11 +1029,7 @@ impl Inner {
         self.counters
             .peak_pending
             .fetch_max(counts.all(), Ordering::Relaxed);
-        let taken = if ChainHere::active() {
-            0
-        } else {
-            counts.taken + counts.announced
-        };
+        let taken = if ChainHere::active() { 0 } else { counts.taken };
         counts.batches.bounded() + taken + counts.queued
     }
 
@@ -1124,7 +1101,6 @@ impl Inner {
         PendingCounts {
             batches: self.batches.counts(),
             taken: self.taken.waiting(),
-            announced: self.taken.announced(),
             queued: self.lists.queued(),
             parked: self.emergency.parked(),
         }
@@ -1265,17 +1241,9 @@ impl Inner {
         let mut ran = 0;
         let mut grace: Vec<Payload> = Vec::new();
         for shard in 0..self.lists.shards() {
-            // Announced before the take and withdrawn once the chain counts as running, so
-            // that writers' back-pressure sees the chain in between (`taken_jobs.rs`).
-            let announced = self.lists.queued_on(shard);
-            self.taken.announce(announced);
             let chain = self.lists.take(shard);
-            if chain.is_empty() {
-                self.taken.withdraw(announced);
-            } else {
-                #[cfg(test)]
-                self.faults.after_take();
-                ran += self.run_chain(shard, chain, announced, all);
+            if !chain.is_empty() {
+                ran += self.run_chain(shard, chain, all);
             }
         }
         // Owned boxes (`owned.rs`) come in their own nodes: no job to return, no claim.
@@ -1364,12 +1332,11 @@ impl Inner {
     /// Runs what can run of a chain taken from `shard`'s list, oldest first, batches what needs
     /// a grace period (in batches of its own: the objects move from the chain's count to the
     /// batches' as each batch closes), and returns the jobs to that shard's freelist, whole,
-    /// with one push. Returns destructors run. `announced`: the jobs the list was announced with
-    /// before the take, withdrawn once the chain counts as running.
-    fn run_chain(&self, shard: usize, chain: Chain, announced: usize, all: bool) -> usize {
+    /// with one push. Returns destructors run.
+    fn run_chain(&self, shard: usize, chain: Chain, all: bool) -> usize {
         let _here = ChainHere::enter();
         let len = chain.len();
-        let active = self.taken.take(len, announced);
+        let active = self.taken.take(len);
         self.counters
             .peak_active
             .fetch_max(active, Ordering::Relaxed);

@@ -2,16 +2,6 @@
 //! `runtime.rs`), and of those, the ones whose objects their chain has already closed into
 //! batches (where the batches' count has them too).
 //!
-//! A drainer *announces* the jobs a list holds just before it takes the list, and withdraws the
-//! announcement once the chain is counted as running. Between the take and that count the
-//! chain's jobs are in no list and in no count; a drainer preempted there hid them from the
-//! backlog that writers compare with `max_pending` (which could then be exceeded by up to the
-//! bound again). The announcement counts in the backlog only, not in the pending statistics:
-//! until the take, the jobs are in their list's count too, and the backlog may count them
-//! twice for that moment (which only makes a writer help early), where a statistic would
-//! report them twice. Jobs pushed between the announcement and the take are covered once
-//! counted as running, a few instructions later.
-//!
 //! In a child after `fork`, the chains the parent's drainers had taken are never finished:
 //! their threads are not there. The child's handler forgets them, as the batch queue forgets
 //! the batches being destroyed (`batches.rs`): else every count read here stays up for ever in
@@ -24,8 +14,6 @@ use crate::sync::{AtomicUsize, Ordering};
 pub(crate) struct TakenJobs {
     running: AtomicUsize,
     batched: AtomicUsize,
-    /// Jobs announced by drainers about to take a list, not yet counted in `running`.
-    announced: AtomicUsize,
     /// In a child after `fork`: `running` and `batched` at the fork, the parent's drainers'
     /// (0 otherwise). Never in loom models, which have no `fork`.
     #[cfg(not(loom))]
@@ -37,49 +25,15 @@ impl TakenJobs {
         TakenJobs {
             running: AtomicUsize::new(0),
             batched: AtomicUsize::new(0),
-            announced: AtomicUsize::new(0),
             #[cfg(not(loom))]
             forgotten: [AtomicUsize::new(0), AtomicUsize::new(0)],
         }
     }
 
-    /// A list holding `n` jobs is about to be taken: they count in the backlog until
-    /// [`take`](Self::take) (or [`withdraw`](Self::withdraw), if the take found nothing)
-    /// withdraws the announcement.
-    pub(crate) fn announce(&self, n: usize) {
-        if n > 0 {
-            // Relaxed: as in `take`.
-            self.announced.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-
-    /// Withdraws an announcement of `n` jobs, saturating: in a child after `fork` the count was
-    /// reset under an announcement the forking thread may still withdraw.
-    pub(crate) fn withdraw(&self, n: usize) {
-        if n > 0 {
-            // Relaxed: as in `take`.
-            let _ = self
-                .announced
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
-                    Some(a.saturating_sub(n))
-                });
-        }
-    }
-
-    /// A chain of `len` jobs taken, whose list was announced with `announced` jobs; returns the
-    /// jobs running now. Counted before the announcement is withdrawn, so that a snapshot
-    /// between the two counts the chain twice rather than not at all.
-    pub(crate) fn take(&self, len: usize, announced: usize) -> usize {
+    /// A chain of `len` jobs taken; returns the jobs running now.
+    pub(crate) fn take(&self, len: usize) -> usize {
         // Relaxed: statistics and a heuristic (the backlog), like every count here.
-        let running = self.running.fetch_add(len, Ordering::Relaxed) + len;
-        self.withdraw(announced);
-        running
-    }
-
-    /// Jobs announced and not yet counted as running (a snapshot): for the backlog only.
-    pub(crate) fn announced(&self) -> usize {
-        // Relaxed: as in `take`.
-        self.announced.load(Ordering::Relaxed)
+        self.running.fetch_add(len, Ordering::Relaxed) + len
     }
 
     /// `n` of a chain's objects closed into a batch (after the batches counted them: a
@@ -147,10 +101,6 @@ impl crate::fork::ForkLocks for TakenJobs {
             self.forgotten[0].store(self.running.load(Ordering::Relaxed), Ordering::Relaxed);
             self.forgotten[1].store(self.batched.load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        // An announcement is the parent's drainers' (the forking thread makes one only inside
-        // a drain cycle, between two instructions it does not fork in, unless a handler forks
-        // there: its withdrawal then saturates).
-        self.announced.store(0, Ordering::Relaxed);
     }
 }
 
@@ -163,44 +113,16 @@ mod tests {
     fn a_child_after_fork_forgets_the_chains_the_parents_drainers_were_running() {
         let taken = TakenJobs::new();
         // The parent's drainer: a chain of 300 jobs, 64 of whose objects went to a batch.
-        assert_eq!(taken.take(300, 0), 300);
+        assert_eq!(taken.take(300), 300);
         taken.batched(64);
         assert_eq!((taken.running(), taken.waiting()), (300, 236));
         taken.after_fork_in_child();
         // In the child nobody finishes that chain: it counts nowhere.
         assert_eq!((taken.running(), taken.waiting()), (0, 0));
         // The child's own drains count as before.
-        assert_eq!(taken.take(10, 0), 310);
+        assert_eq!(taken.take(10), 310);
         assert_eq!((taken.running(), taken.waiting()), (10, 10));
         taken.finished(10, 0);
         assert_eq!((taken.running(), taken.waiting()), (0, 0));
-    }
-
-    #[test]
-    fn an_announced_list_counts_until_its_chain_counts_as_running() {
-        let taken = TakenJobs::new();
-        taken.announce(5);
-        assert_eq!((taken.announced(), taken.waiting()), (5, 0));
-        // Two more were pushed before the take: the chain holds 7.
-        assert_eq!(taken.take(7, 5), 7);
-        assert_eq!((taken.announced(), taken.waiting()), (0, 7));
-        // A list announced and found empty by the take (another drainer took it first).
-        taken.announce(3);
-        taken.withdraw(3);
-        assert_eq!(taken.announced(), 0);
-    }
-
-    #[test]
-    fn a_child_after_fork_forgets_the_announcements_of_the_parents_drainers() {
-        let taken = TakenJobs::new();
-        taken.announce(40); // a parent's drainer, about to take a list
-        taken.announce(2); // the forking thread, interrupted there by a handler that forks
-        taken.after_fork_in_child();
-        assert_eq!(taken.announced(), 0);
-        // The forking thread's withdrawal saturates instead of wrapping around.
-        assert_eq!(taken.take(2, 2), 2);
-        assert_eq!(taken.announced(), 0);
-        taken.announce(4);
-        assert_eq!(taken.announced(), 4);
     }
 }
