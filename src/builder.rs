@@ -79,11 +79,16 @@ pub struct Builder {
 /// The largest shard count accepted.
 pub const MAX_SHARDS: usize = 1 << 12;
 
+/// The default headroom (its hysteresis defaults to half of it), which the headroom error
+/// message spells out.
+const DEFAULT_HEADROOM: usize = 64;
+const _: () = assert!(DEFAULT_HEADROOM == 64, "update the headroom error message");
+
 impl Default for Builder {
     fn default() -> Self {
         Builder {
             shards: None,
-            headroom: 64,
+            headroom: DEFAULT_HEADROOM,
             hysteresis: None,
             regrowth_window: DEFAULT_REGROWTH_WINDOW,
             emergency_capacity: 64,

@@ -990,19 +990,15 @@ impl Inner {
                 if cycle.ran > 0 {
                     continue;
                 }
-                if read::is_active() || on_a_drainer || self.stopping() {
-                    // Give up on the bound rather than wait: the grace period may be waiting for
-                    // this thread's own guard; a drainer never waits for readers (nor for
-                    // another drainer); a stopping runtime's last cycles run everything anyway.
-                    return;
-                }
             } else {
-                if read::is_active() || self.stopping() {
-                    // As above: the drainer thread would wait for this thread's own guard (and
-                    // a stopping runtime's drainer thread may be gone).
-                    return;
-                }
                 self.doorbell.ring();
+            }
+            if read::is_active() || on_a_drainer || self.stopping() {
+                // Give up on the bound rather than wait, whoever runs the destructors: the grace
+                // period may be waiting for this thread's own guard; a drainer never waits for
+                // readers (nor for another drainer); a stopping runtime's last cycles run
+                // everything anyway (and its drainer thread may be gone).
+                return;
             }
             // Readers hold the grace period up (or the drainer is busy): wait as `synchronize`
             // does, spinning briefly, then yielding.
