@@ -4,6 +4,9 @@
 //! - `manual_drainer_runs_everything_at_drop`: objects offloaded in restricted context (a guard
 //!   on this thread; no signal needed) and never drained, others still in slots; the last handle
 //!   is held by a slot. Dropping it runs them all.
+//! - `the_shutdown_runs_what_its_own_drains_hand_over`: a chain of owned boxes whose destructors
+//!   each hand the next box over in restricted context, after the drain that runs them took its
+//!   lists: the shutdown drains until a drain finds nothing, and runs every link.
 //! - `last_handle_dropped_by_a_destructor_on_the_drainer`: the last handle is owned by an object
 //!   whose destructor runs on the drainer thread itself. No deadlock (bounded waits), everything
 //!   queued before and after it runs, and the drainer thread exits.
@@ -31,7 +34,7 @@
 mod common;
 
 use common::wait_until;
-use sigdrop::{Drainer, Policy, ReadSlot, RefSlot, Runtime, read, restricted};
+use sigdrop::{Drainer, Owned, Policy, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -152,6 +155,48 @@ fn manual_drainer_runs_everything_at_drop() {
             tracker.ran[id].store(1, Ordering::Relaxed); // for the check below
         }
     }
+    tracker.assert_each_ran_once();
+}
+
+/// One link of a chain of owned boxes whose destructor hands the next link over as a signal
+/// handler would (in restricted context): each link reaches the drainer only once the one
+/// before it has been destroyed, by a drain that has already taken its lists.
+struct HandsOver {
+    obj: Obj,
+    next: Option<Owned<HandsOver>>,
+}
+
+impl Drop for HandsOver {
+    fn drop(&mut self) {
+        let _nmi = restricted::enter();
+        drop(self.next.take());
+        // `obj` is dropped after this, back in ordinary context: it counts as run then.
+        let _ = &self.obj;
+    }
+}
+
+#[test]
+fn the_shutdown_runs_what_its_own_drains_hand_over() {
+    const LINKS: usize = 6;
+    let tracker = Tracker::new(LINKS);
+    let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    let mut chain = None;
+    for id in (0..LINKS).rev() {
+        let obj = Obj {
+            id,
+            tracker: Arc::clone(&tracker),
+        };
+        chain = Some(Owned::new(&rt, HandsOver { obj, next: chain }));
+    }
+    {
+        let _nmi = restricted::enter();
+        drop(chain);
+    }
+    assert_eq!(tracker.ran_total(), 0, "nothing runs before the shutdown");
+    // Each drain of the shutdown destroys one link, which hands the next one over after that
+    // drain took the lists: only draining until a drain finds nothing runs them all.
+    let report = rt.shutdown().expect("the last handle");
+    assert_eq!(report.destroyed, LINKS as u64, "{report:?}");
     tracker.assert_each_ran_once();
 }
 
