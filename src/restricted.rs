@@ -21,6 +21,13 @@
 //! object it lets go of then goes to the drainer, as in a handler (under the default
 //! [`Policy::Auto`](crate::Policy::Auto) it would otherwise destroy them inline), and the same
 //! rules hold for it (jobs reserved for its installs; nothing that allocates or locks).
+//! Such a thread usually must not make syscalls either: with the default
+//! [`Wake::Immediate`](crate::Wake::Immediate), the first object of each burst it hands over
+//! wakes a sleeping drainer thread with one `futex` call: about one per callback, if most
+//! callbacks hand something over. Build its runtime with [`Wake::lazy`](crate::Wake::lazy)
+//! (the drainer wakes by itself; no syscall until a CPU's queue reaches the high watermark) or
+//! with [`Drainer::Manual`](crate::Drainer::Manual) (you drain; never a wake-up), and watch
+//! [`Stats::restricted_wakes`](crate::Stats::restricted_wakes).
 //!
 //! ```
 //! use sigdrop::restricted;

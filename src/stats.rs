@@ -54,7 +54,9 @@ pub struct Stats {
     /// and the boxes dropped before it on that CPU are stranded: their destructors never run.
     pub owned_stalled: usize,
     /// Deferred destructors run (by the drainer, by `Runtime::drain`, or by a thread helping;
-    /// including parked objects and panicking destructors).
+    /// including parked objects and panicking destructors). A destructor here is what a slot or
+    /// a handler let go of, not necessarily a value freed: a slot giving up its reference to a
+    /// [`Shared`](crate::Shared) or an `Arc` that is still referenced elsewhere counts too.
     pub drained: u64,
     /// Wake-up syscalls made for the drainer: by handlers handing objects over (immediate wake),
     /// by threads that start a batch while the drainer sleeps for good, and (with a
