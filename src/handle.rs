@@ -103,8 +103,11 @@ pub struct ShutdownReport {
     /// on any thread.
     pub destroyed: u64,
     /// Objects still waiting when the shutdown returned: the drainer thread holds them and runs
-    /// them when the destructor it is running returns (unless the process exits first). Zero
-    /// unless `drainer_waited` is false.
+    /// them when the destructor it is running returns (unless the process exits first), with
+    /// whatever that destructor hands over. Zero unless `drainer_waited` is false. Like
+    /// [`Stats::pending`](crate::Stats::pending), it leaves out [`Owned`](crate::Owned) and
+    /// [`Shared`](crate::Shared) boxes, which are counted nowhere on their way to the drainer
+    /// (so that handing one over stays one swap); the drainer runs those too.
     pub left_to_drainer: usize,
     /// Whether the shutdown waited for the drainer thread until it finished (also true with
     /// [`Drainer::Manual`], which has none). False when it gave up on a drainer stuck in one

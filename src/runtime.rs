@@ -1564,6 +1564,12 @@ impl Drain for Inner {
     }
 
     fn settle(&self) {
+        // What this thread's last cycle handed over it did not run: boxes a destructor of that
+        // cycle (or a handler elsewhere) dropped after the cycle had taken its lists. The
+        // shutdown may have stopped waiting for this thread long ago (a destructor outlived its
+        // timeout) and drained for the last time; the boxes keep the runtime state alive, so
+        // `Drop for Inner` would never run them either: this thread is the last that can.
+        while self.cycle_inner(true).ran > 0 {}
         self.settle_stalled_boxes();
     }
 }

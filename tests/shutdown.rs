@@ -4,6 +4,9 @@
 //! - `manual_drainer_runs_everything_at_drop`: objects offloaded in restricted context (a guard
 //!   on this thread; no signal needed) and never drained, others still in slots; the last handle
 //!   is held by a slot. Dropping it runs them all.
+//! - `boxes_a_stuck_destructor_hands_over_after_the_shutdown_gave_up_...`: a destructor that
+//!   outlives the shutdown's timeout, then hands the owned boxes it owns over in restricted
+//!   context: the drainer thread runs them before it exits (nobody else is left to).
 //! - `the_shutdown_runs_what_its_own_drains_hand_over`: a chain of owned boxes whose destructors
 //!   each hand the next box over in restricted context, after the drain that runs them took its
 //!   lists: the shutdown drains until a drain finds nothing, and runs every link.
@@ -197,6 +200,80 @@ fn the_shutdown_runs_what_its_own_drains_hand_over() {
     // drain took the lists: only draining until a drain finds nothing runs them all.
     let report = rt.shutdown().expect("the last handle");
     assert_eq!(report.destroyed, LINKS as u64, "{report:?}");
+    tracker.assert_each_ran_once();
+}
+
+static BLOCKER_ENTERED: AtomicBool = AtomicBool::new(false);
+static BLOCKER_RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// An owned box whose destructor waits (up to 20 s) until the test releases it, then hands the
+/// boxes it owns over in restricted context, as code shared with a signal handler would.
+struct Blocker {
+    kids: Vec<Owned<Obj>>,
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        BLOCKER_ENTERED.store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !BLOCKER_RELEASE.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _nmi = restricted::enter();
+        self.kids.clear();
+    }
+}
+
+#[test]
+fn boxes_a_stuck_destructor_hands_over_after_the_shutdown_gave_up_are_run_by_its_drainer() {
+    let _serial = drainer_tests();
+    let baseline = drainer_threads();
+    const KIDS: usize = 50;
+    let tracker = Tracker::new(KIDS);
+    // One shard: the kids land on the list the drainer's cycle has already taken.
+    let rt = Runtime::builder()
+        .shards(1)
+        .shutdown_timeout(Some(Duration::from_millis(200)))
+        .build()
+        .unwrap();
+    let kids = (0..KIDS)
+        .map(|id| {
+            let obj = Obj {
+                id,
+                tracker: Arc::clone(&tracker),
+            };
+            Owned::new(&rt, obj)
+        })
+        .collect();
+    let blocker = Owned::new(&rt, Blocker { kids });
+    {
+        let _nmi = restricted::enter();
+        drop(blocker); // to the drainer, which waits in its destructor
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the drainer to enter the blocking destructor",
+        || format!("{:?}", rt.stats()),
+        || BLOCKER_ENTERED.load(Ordering::Acquire),
+    );
+    let report = rt.shutdown().expect("the last handle");
+    assert!(!report.drainer_waited, "{report:?}");
+    assert_eq!(tracker.ran_total(), 0, "the kids are still the blocker's");
+    // The destructor returns long after the shutdown did, and hands its kids over: the drainer
+    // thread, the only one left that can, runs them before it exits.
+    BLOCKER_RELEASE.store(true, Ordering::Release);
+    wait_until(
+        Duration::from_secs(10),
+        "every kid to be destroyed and the drainer to exit",
+        || {
+            format!(
+                "{} of {KIDS} kids destroyed, {} drainer threads (baseline {baseline})",
+                tracker.ran_total(),
+                drainer_threads()
+            )
+        },
+        || tracker.ran_total() == KIDS as u64 && drainer_threads() == baseline,
+    );
     tracker.assert_each_ran_once();
 }
 

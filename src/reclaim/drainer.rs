@@ -7,8 +7,9 @@
 //! ```text
 //! loop {
 //!     cycle                          (clear pending, take the lists, run what is ready, trim)
-//!     stop requested?  -> exit       (the shutdown, or the last reference to the runtime, runs
-//!                                     whatever is left)
+//!     stop requested?  -> settle, exit (cycles until one runs nothing: what the last cycle's
+//!                                     destructors handed over; the shutdown, or the last
+//!                                     reference to the runtime, runs whatever else is left)
 //!     ran something?   -> loop       (more may have come while we ran destructors)
 //!     a box not linked yet -> yield, loop (up to 8 times: its pusher is a few instructions
 //!                                     from linking it, unless it was preempted there)
@@ -75,7 +76,8 @@ pub(crate) trait Drain: Send + Sync + 'static {
     /// spare jobs it may free once enough time has passed; `None` when it keeps none.
     fn kept_for(&self) -> Option<Duration>;
     /// Before the thread exits on a stop: finish what only this runtime's own cycles can finish
-    /// and nobody else will (bounded).
+    /// and nobody else will: what its last cycle's destructors handed over (cycles until one
+    /// runs nothing), then boxes still being linked (a bounded wait).
     fn settle(&self);
 }
 
