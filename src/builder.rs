@@ -253,7 +253,11 @@ impl Builder {
     /// until the backlog is back under the bound; if readers hold a grace period up, it waits for
     /// them, as [`read::synchronize`](crate::read::synchronize) would — unless it holds a read
     /// guard itself, when it goes on over the bound rather than wait for itself. Signal handlers
-    /// never help and never wait: their objects are counted, and bounded by the jobs they hold.
+    /// never help and never wait: the ordinary code that supplies them is what keeps their
+    /// objects bounded. An install that finds no spare job while the backlog is over the bound
+    /// helps in the same way before it grows the pool (the jobs it needs are the ones waiting),
+    /// and the maker of an [`Owned`](crate::Owned) box helps when boxes dropped in handlers pile
+    /// up faster than drain cycles take them (they hold no job and count nowhere until taken).
     /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it,
     /// and a thread that fills a batch closes it (64 objects) before it checks: with more such
     /// threads than CPUs, allow a batch for each. An object retired while every open batch is

@@ -93,6 +93,12 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
+/// The maker of a box that takes the runtime's count of boxes past a multiple of this looks
+/// whether the drainers keep up with the boxes handed over in restricted context
+/// (`Inner::keep_up_with_boxes`): while boxes pile up, one box made in this many (by any
+/// thread); never while the count stays within such a stretch.
+const KEEP_UP_EVERY: usize = 64;
+
 /// The allocation behind an [`Owned<T>`]. `#[repr(C)]` with the [`Link`] first, so the node's
 /// address is its link's, and `state` at the same offset whatever `T` is.
 #[repr(C)]
@@ -158,6 +164,15 @@ impl<T: Send + 'static> Owned<T> {
     /// Not for signal handlers: it allocates (and counts the box in the runtime's state: one
     /// atomic increment). Make your boxes in ordinary context; a handler may then fill, swap and
     /// drop them.
+    ///
+    /// Boxes dropped in handlers are counted nowhere on their way to the drainer, so the code
+    /// that makes them keeps them bounded: when boxes wait and no drain cycle has finished for
+    /// a while (looked at once per 64 boxes made), `new` first runs a drain cycle itself (or,
+    /// under [`Policy::AlwaysDefer`](crate::Policy::AlwaysDefer) with a drainer thread, waits
+    /// for that thread's next one), as a thread over
+    /// [`Builder::max_pending`](crate::Builder::max_pending) does. Boxes made faster than one
+    /// drainer destroys them are then destroyed by their makers too, and the boxes waiting stay
+    /// within a few times 64 per maker.
     ///
     /// If the allocator fails, this calls [`handle_alloc_error`] as `Box::new` does;
     /// [`try_new`](Self::try_new) hands the value back instead, and refuses in a handler.
@@ -230,7 +245,13 @@ impl<T: Send + 'static> Owned<T> {
         unsafe { node.as_ptr().write(Node { link, state, value }) };
         // Counted once allocated: a refused allocation leaves no count behind.
         // SAFETY: the caller's contract.
-        unsafe { Inner::hold_for_box(state.as_ptr()) };
+        let before = unsafe { Inner::hold_for_box(state.as_ptr()) };
+        if before % KEEP_UP_EVERY == KEEP_UP_EVERY - 1 {
+            // Past a multiple of `KEEP_UP_EVERY` boxes: look whether drainers keep up with the
+            // boxes dropped in handlers (and help if not).
+            // SAFETY: the caller keeps the state alive, and so does the box just counted.
+            unsafe { state.as_ref() }.keep_up_with_boxes();
+        }
         Ok(Owned {
             node,
             _owns: PhantomData,

@@ -113,6 +113,8 @@ use std::time::{Duration, Instant};
 struct Counters {
     /// Jobs taken off the job lists by drainers.
     taken: AtomicU64,
+    /// Drain cycles finished (by anyone).
+    cycles: AtomicU64,
     drained: AtomicU64,
     trimmed: AtomicU64,
     emergency: AtomicU64,
@@ -260,6 +262,9 @@ pub(crate) struct Inner {
     /// In an allocation of its own, which `fork`'s child handler may reach while the runtime
     /// is being dropped (`fork.rs`).
     taken: Arc<TakenJobs>,
+    /// `Counters::cycles` as the last maker of boxes to look saw it (`keep_up_with_boxes`;
+    /// `u64::MAX` before the first look).
+    cycles_seen_by_makers: AtomicU64,
     counters: Counters,
     pub(crate) stop: AtomicBool,
     #[cfg(test)]
@@ -290,6 +295,8 @@ impl Inner {
             has_thread: AtomicBool::new(cfg.drainer == Drainer::Thread),
             total: AtomicUsize::new(0),
             taken: Arc::new(TakenJobs::new()),
+            // No look yet: the first maker to look only records what it saw.
+            cycles_seen_by_makers: AtomicU64::new(u64::MAX),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             #[cfg(test)]
@@ -465,6 +472,15 @@ impl Inner {
     #[cold]
     #[inline(never)]
     fn grow_for_install(&self) -> Result<Claim<'_>, Error> {
+        // No spare job because objects wait for destruction holding them: help first, as a
+        // thread handing objects over does, rather than grow the pool (and the backlog with it)
+        // for installs whose objects handlers tear down faster than the drainer destroys them.
+        if self.backlog() > self.cfg.max_pending {
+            self.after_close();
+            if self.ledger.claim_spare().is_some() {
+                return Ok(Claim::new(self, Source::Spare));
+            }
+        }
         let mut state = self.lock_grow();
         // Somebody may have grown or released while we waited.
         if self.ledger.claim_spare().is_some() {
@@ -494,6 +510,12 @@ impl Inner {
     #[cold]
     #[inline(never)]
     fn refill(&self) {
+        // Spare jobs run low because objects wait for destruction holding them: help (their
+        // jobs come back) rather than grow the pool, as `grow_for_install` does.
+        if self.backlog() > self.cfg.max_pending {
+            self.after_close();
+            return;
+        }
         let Some(mut state) = self.try_lock_grow() else {
             return;
         };
@@ -851,21 +873,24 @@ impl Inner {
     }
 
     /// Counts an owned box being made (`owned.rs`): the first of the boxes that exist takes
-    /// the strong reference to this state that they share. Ordinary context.
+    /// the strong reference to this state that they share. Returns the boxes there were before
+    /// it. Ordinary context.
     ///
     /// # Safety
     /// `this` is the state as its `Arc` gives it (`Arc::as_ptr`), and the caller keeps it alive
     /// across the call with a reference of its own: a runtime handle, or a box still counted in
     /// it (the box being cloned).
     #[inline]
-    pub(crate) unsafe fn hold_for_box(this: *const Inner) {
+    pub(crate) unsafe fn hold_for_box(this: *const Inner) -> usize {
         // SAFETY: alive across the call (contract).
-        if unsafe { (*this).owned.box_made() } {
+        let before = unsafe { (*this).owned.box_made() };
+        if before == 0 {
             // SAFETY: an `Arc` pointer to a live state (contract); the count added is the
             // boxes' shared reference, given back once, by the `release_boxes` that uncounts the
             // last of them.
             unsafe { Arc::increment_strong_count(this) };
         }
+        before
     }
 
     /// Uncounts `n` owned boxes that are gone; if they were the last, gives the boxes' shared
@@ -966,13 +991,8 @@ impl Inner {
     fn after_close(&self) {
         // Destructors may run on this thread under Policy::Auto, and under AlwaysDefer only when
         // nobody else would run them (a manual drainer) and the backlog is over the bound — or
-        // when this thread is a drainer (a destructor retiring into this runtime): a drainer
-        // never waits for another, which may be waiting for it the same way.
-        let on_a_drainer = crate::reclaim::drainer::on_a_drainer();
-        let runs_here = self.cfg.policy == Policy::Auto
-            // Relaxed: see `set_has_thread`.
-            || !self.has_thread.load(Ordering::Relaxed)
-            || on_a_drainer;
+        // when this thread is a drainer (a destructor retiring into this runtime).
+        let (runs_here, on_a_drainer) = self.helps_here();
         if self.cfg.policy == Policy::Auto {
             let ran = {
                 let _inside = self.gate.enter();
@@ -982,8 +1002,31 @@ impl Inner {
                 self.counters.helped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        self.help_while(runs_here, on_a_drainer, || {
+            self.backlog() > self.cfg.max_pending
+        });
+    }
+
+    /// Whether this thread may run destructors to keep a backlog bounded: under `Policy::Auto`,
+    /// and under `AlwaysDefer` when nobody else would (a manual drainer) — or when this thread
+    /// is a drainer (a destructor handing objects over to this runtime): a drainer never waits
+    /// for another, which may be waiting for it the same way. The second answer: whether this
+    /// thread is a drainer.
+    fn helps_here(&self) -> (bool, bool) {
+        let on_a_drainer = crate::reclaim::drainer::on_a_drainer();
+        let runs_here = self.cfg.policy == Policy::Auto
+            // Relaxed: see `set_has_thread`.
+            || !self.has_thread.load(Ordering::Relaxed)
+            || on_a_drainer;
+        (runs_here, on_a_drainer)
+    }
+
+    /// While `over()`, runs drain cycles (`runs_here`), or rings the drainer thread and waits
+    /// for it — giving up on the bound where waiting could last for ever (below). Ordinary
+    /// context.
+    fn help_while(&self, runs_here: bool, on_a_drainer: bool, over: impl Fn() -> bool) {
         let mut spins = 0u32;
-        while self.backlog() > self.cfg.max_pending {
+        while over() {
             if runs_here {
                 let cycle = self.cycle_inner(false);
                 self.counters.helped.fetch_add(1, Ordering::Relaxed);
@@ -1009,6 +1052,34 @@ impl Inner {
                 crate::sync::yield_now();
             }
         }
+    }
+
+    /// What the maker of an owned box does when the box count passes a multiple of 64 (while
+    /// boxes pile up, one box made in 64, by any thread): if boxes wait on the lists and no
+    /// drain cycle has finished since the last maker looked, the drainers do not keep up with
+    /// the boxes dropped in handlers (or nobody drains: a manual drainer, or a drainer thread
+    /// that gets no CPU). The maker then helps as a thread over the backlog bound does: it runs
+    /// one cycle, or, under `AlwaysDefer` with a drainer thread, rings it and waits for its
+    /// next cycle (not while it holds a read guard, on a drainer, or once stopping: as in
+    /// `help_while`). A push counts nothing (it stays one swap), so this is what keeps boxes
+    /// from piling up without bound: a cycle finds about 64 more than the last one took, per
+    /// maker. Out of line, and not in restricted context (where `Owned::new` must not be
+    /// called anyway).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn keep_up_with_boxes(&self) {
+        if restricted::is_active() || !self.owned.any_queued() {
+            return;
+        }
+        // Relaxed, here and below: heuristics, ordered with nothing.
+        let cycles = self.counters.cycles.load(Ordering::Relaxed);
+        if self.cycles_seen_by_makers.swap(cycles, Ordering::Relaxed) != cycles {
+            return;
+        }
+        let (runs_here, on_a_drainer) = self.helps_here();
+        self.help_while(runs_here, on_a_drainer, || {
+            self.counters.cycles.load(Ordering::Relaxed) == cycles && self.owned.any_queued()
+        });
     }
 
     /// Objects waiting in closed batches, in job lists and in the chains drainers took from
@@ -1309,6 +1380,8 @@ impl Inner {
         ran += self.run_ready(CYCLE_BATCHES, all);
         self.backlog();
         self.maybe_trim(true);
+        // Relaxed: a heuristic for makers of boxes (`keep_up_with_boxes`).
+        self.counters.cycles.fetch_add(1, Ordering::Relaxed);
         Cycle {
             ran,
             // A stalled owned box is linked by nobody who rings: come back for it.

@@ -326,15 +326,25 @@ impl OwnedLists {
         unsafe { self.stashes.as_ref() }
     }
 
-    /// Counts a box being made; true if no other box exists, when the caller must take the
-    /// boxes' shared reference to the runtime state. Not for signal handlers (making a box
-    /// allocates), though the count itself is one atomic increment.
+    /// Counts a box being made; returns the boxes there were before it (0: no other box
+    /// exists, and the caller must take the boxes' shared reference to the runtime state). Not
+    /// for signal handlers (making a box allocates), though the count itself is one atomic
+    /// increment.
     #[inline]
-    pub(crate) fn box_made(&self) -> bool {
+    pub(crate) fn box_made(&self) -> usize {
         // Relaxed: as for `Arc::clone`: the maker holds a reference of its own (a runtime
         // handle, or the counted box it clones) while it counts, so the state cannot go away
         // under the increment.
-        self.boxes.fetch_add(1, Ordering::Relaxed) == 0
+        self.boxes.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether some shard's list holds a box (a snapshot; stashed boxes are not looked at).
+    /// Safe anywhere.
+    pub(crate) fn any_queued(&self) -> bool {
+        // Relaxed: a heuristic (makers of boxes deciding whether to help).
+        self.shards()
+            .iter()
+            .any(|s| !s.head.load(Ordering::Relaxed).is_null())
     }
 
     /// Uncounts `n` boxes that are gone (destroyed, or handed over by a walk); true if they
