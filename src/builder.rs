@@ -255,13 +255,22 @@ impl Builder {
     /// guard itself, when it goes on over the bound rather than wait for itself. Signal handlers
     /// never help and never wait: the ordinary code that supplies them is what keeps their
     /// objects bounded. An install that finds no spare job while the backlog is over the bound
-    /// helps in the same way before it grows the pool (the jobs it needs are the ones waiting),
-    /// and the maker of an [`Owned`](crate::Owned) box helps when boxes dropped in handlers pile
-    /// up faster than drain cycles take them (they hold no job and count nowhere until taken).
+    /// (the jobs it needs are the ones waiting), and the maker of an [`Owned`](crate::Owned) box
+    /// while boxes dropped in handlers pile up faster than drain cycles take them (they hold no
+    /// job and count nowhere until taken), wait for the drainer thread before they go on; they
+    /// never run other objects' destructors while there is one, and once it has destroyed
+    /// nothing for 10 ms (blocked, maybe, on a lock the caller holds) they go on over the bound.
+    /// With [`Drainer::Manual`] they run drain cycles themselves.
     /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it,
     /// and a thread that fills a batch closes it (64 objects) before it checks: with more such
     /// threads than CPUs, allow a batch for each. An object retired while every open batch is
     /// busy goes with a job (see [`Stats::offloaded`](crate::Stats)), within the same bound.
+    ///
+    /// So a thread over the bound may run other objects' destructors, or wait for the drainer
+    /// thread's: one that hands objects over in ordinary context (a write to a
+    /// [`ReadSlot`](crate::ReadSlot); under `AlwaysDefer`, any drop), and an install or a new
+    /// box with a manual drainer. Do not make those calls while holding a lock that this
+    /// runtime's destructors take.
     #[must_use]
     pub fn max_pending(mut self, max_pending: usize) -> Self {
         self.max_pending = max_pending;

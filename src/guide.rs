@@ -106,10 +106,10 @@
 //!   [`Builder::max_pending`](crate::Builder::max_pending) by helping (plus one open batch of
 //!   up to 64 per CPU, and the batch each of them may be closing at that moment); objects from
 //!   handlers are kept under it by the code that installs them (an install that would grow the
-//!   pool while the backlog is over the bound helps first). `pending` leaves out owned boxes
-//!   (they count nowhere on their way to the drainer): `owned_alive` counts every box that
-//!   exists, the ones dropped in handlers and not yet destroyed included; their makers help
-//!   when they pile up. With
+//!   pool while the backlog is over the bound waits for the drainer first). `pending` leaves
+//!   out owned boxes (they count nowhere on their way to the drainer): `owned_alive` counts
+//!   every box that exists, the ones dropped in handlers and not yet destroyed included; their
+//!   makers wait for the drainer when they pile up. With
 //!   [`Drainer::Manual`](crate::Drainer::Manual), handlers' objects wait until somebody calls
 //!   `drain`. Objects that left a [`ReadSlot`](crate::ReadSlot) also wait for the readers that
 //!   may hold them: a read guard that is never dropped keeps those (and only those) pending.

@@ -144,6 +144,11 @@ struct Counters {
 /// handler jumped out of the push with `siglongjmp`).
 const STALLED_BOX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long an install or the maker of an owned box waits for a drainer thread that destroys
+/// nothing meanwhile before it goes on over the bound (`supply_waits`): that thread may be
+/// blocked on a lock the waiting thread holds.
+const SUPPLY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Ready batches the thread that closes a batch runs itself (under `Policy::Auto`).
 const HELP_BATCHES: usize = 2;
 
@@ -396,14 +401,23 @@ impl Inner {
         if restricted {
             return self.claim_for_install_restricted();
         }
+        self.claim_ordinary(true)
+    }
+
+    /// A claim in ordinary context: a spare job, or one the pool grows. `supplies`: the claim
+    /// is an install's, which hands nothing over, so it keeps the backlog bounded before it
+    /// grows the pool (`supply_waits`); a thread deferring an object with the job checks the
+    /// backlog itself once the object is queued.
+    #[inline]
+    fn claim_ordinary(&self, supplies: bool) -> Result<Claim<'_>, Error> {
         match self.ledger.claim_spare() {
             Some(left) => {
                 if left < self.cfg.headroom / 2 {
-                    self.refill();
+                    self.refill(supplies);
                 }
                 Ok(Claim::new(self, Source::Spare))
             }
-            None => self.grow_for_install(),
+            None => self.grow_for_install(supplies),
         }
     }
 
@@ -471,12 +485,12 @@ impl Inner {
     /// Slow path: no spare job. Grows a batch whose first job is this install's own claim.
     #[cold]
     #[inline(never)]
-    fn grow_for_install(&self) -> Result<Claim<'_>, Error> {
+    fn grow_for_install(&self, supplies: bool) -> Result<Claim<'_>, Error> {
         // No spare job because objects wait for destruction holding them: help first, as a
         // thread handing objects over does, rather than grow the pool (and the backlog with it)
         // for installs whose objects handlers tear down faster than the drainer destroys them.
-        if self.backlog() > self.cfg.max_pending {
-            self.after_close();
+        if supplies && self.backlog() > self.cfg.max_pending {
+            self.supply_waits(|| self.backlog() > self.cfg.max_pending);
             if self.ledger.claim_spare().is_some() {
                 return Ok(Claim::new(self, Source::Spare));
             }
@@ -509,11 +523,11 @@ impl Inner {
     /// Out of line: one install in half a headroom's worth gets here.
     #[cold]
     #[inline(never)]
-    fn refill(&self) {
+    fn refill(&self, supplies: bool) {
         // Spare jobs run low because objects wait for destruction holding them: help (their
         // jobs come back) rather than grow the pool, as `grow_for_install` does.
-        if self.backlog() > self.cfg.max_pending {
-            self.after_close();
+        if supplies && self.backlog() > self.cfg.max_pending {
+            self.supply_waits(|| self.backlog() > self.cfg.max_pending);
             return;
         }
         let Some(mut state) = self.try_lock_grow() else {
@@ -765,7 +779,7 @@ impl Inner {
                 self.defer_unclaimed(payload);
                 return None;
             }
-            match self.claim_for_install() {
+            match self.claim_ordinary(false) {
                 Ok(claim) => claim.spend(),
                 Err(_) => return Some(payload),
             }
@@ -1002,9 +1016,25 @@ impl Inner {
                 self.counters.helped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.help_while(runs_here, on_a_drainer, || {
+        self.help_while(runs_here, on_a_drainer, None, || {
             self.backlog() > self.cfg.max_pending
         });
+    }
+
+    /// How an install that would grow the pool, or the maker of an owned box, keeps up while
+    /// `over()`: it supplies objects but hands none over, so it runs no other object's
+    /// destructor while a drainer thread could (its caller may hold a lock those destructors
+    /// take): it wakes that thread and waits for it, and goes on over the bound once the thread
+    /// has destroyed nothing for `SUPPLY_PATIENCE` (blocked, maybe, on such a lock). Without a
+    /// drainer thread (a manual drainer), or on a drainer, it runs cycles itself. Ordinary
+    /// context.
+    #[cold]
+    #[inline(never)]
+    fn supply_waits(&self, over: impl Fn() -> bool) {
+        let on_a_drainer = crate::reclaim::drainer::on_a_drainer();
+        // Relaxed: see `set_has_thread`.
+        let runs_here = !self.has_thread.load(Ordering::Relaxed) || on_a_drainer;
+        self.help_while(runs_here, on_a_drainer, Some(SUPPLY_PATIENCE), over);
     }
 
     /// Whether this thread may run destructors to keep a backlog bounded: under `Policy::Auto`,
@@ -1022,10 +1052,20 @@ impl Inner {
     }
 
     /// While `over()`, runs drain cycles (`runs_here`), or rings the drainer thread and waits
-    /// for it — giving up on the bound where waiting could last for ever (below). Ordinary
-    /// context.
-    fn help_while(&self, runs_here: bool, on_a_drainer: bool, over: impl Fn() -> bool) {
+    /// for it — giving up on the bound where waiting could last for ever (below), and, with a
+    /// `patience`, once no destructor has finished for that long. Ordinary context.
+    fn help_while(
+        &self,
+        runs_here: bool,
+        on_a_drainer: bool,
+        patience: Option<std::time::Duration>,
+        over: impl Fn() -> bool,
+    ) {
         let mut spins = 0u32;
+        #[cfg(not(loom))]
+        let mut progress = (self.heartbeat(), std::time::Instant::now());
+        #[cfg(loom)]
+        let _ = patience;
         while over() {
             if runs_here {
                 let cycle = self.cycle_inner(false);
@@ -1043,6 +1083,15 @@ impl Inner {
                 // everything anyway (and its drainer thread may be gone).
                 return;
             }
+            #[cfg(not(loom))]
+            if let Some(patience) = patience {
+                let beat = self.heartbeat();
+                if beat != progress.0 {
+                    progress = (beat, std::time::Instant::now());
+                } else if progress.1.elapsed() >= patience {
+                    return;
+                }
+            }
             // Readers hold the grace period up (or the drainer is busy): wait as `synchronize`
             // does, spinning briefly, then yielding.
             if spins < 64 {
@@ -1058,13 +1107,11 @@ impl Inner {
     /// boxes pile up, one box made in 64, by any thread): if boxes wait on the lists and no
     /// drain cycle has finished since the last maker looked, the drainers do not keep up with
     /// the boxes dropped in handlers (or nobody drains: a manual drainer, or a drainer thread
-    /// that gets no CPU). The maker then helps as a thread over the backlog bound does: it runs
-    /// one cycle, or, under `AlwaysDefer` with a drainer thread, rings it and waits for its
-    /// next cycle (not while it holds a read guard, on a drainer, or once stopping: as in
-    /// `help_while`). A push counts nothing (it stays one swap), so this is what keeps boxes
-    /// from piling up without bound: a cycle finds about 64 more than the last one took, per
-    /// maker. Out of line, and not in restricted context (where `Owned::new` must not be
-    /// called anyway).
+    /// that gets no CPU). The maker then waits for the drainer thread's next cycle, or runs
+    /// one without a drainer thread (`supply_waits`). A push counts nothing (it stays one
+    /// swap), so this is what keeps boxes from piling up without bound: a cycle finds about 64
+    /// more than the last one took, per maker. Out of line, and not in restricted context
+    /// (where `Owned::new` must not be called anyway).
     #[cold]
     #[inline(never)]
     pub(crate) fn keep_up_with_boxes(&self) {
@@ -1076,8 +1123,7 @@ impl Inner {
         if self.cycles_seen_by_makers.swap(cycles, Ordering::Relaxed) != cycles {
             return;
         }
-        let (runs_here, on_a_drainer) = self.helps_here();
-        self.help_while(runs_here, on_a_drainer, || {
+        self.supply_waits(|| {
             self.counters.cycles.load(Ordering::Relaxed) == cycles && self.owned.any_queued()
         });
     }

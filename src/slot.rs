@@ -264,8 +264,8 @@ impl<P: SlotPointer, A: Access> Slot<P, A> {
     /// way to the drainer: a slot of them never refuses):
     /// - installing into an empty slot needs one, in any context. In ordinary context, if no
     ///   job is spare because objects wait for destruction holding theirs (more than
-    ///   [`Builder::max_pending`](crate::Builder::max_pending)), the install first helps the
-    ///   drainer (or waits for it), as a thread over that bound does, rather than grow the pool;
+    ///   [`Builder::max_pending`](crate::Builder::max_pending)), the install first waits for
+    ///   the drainer thread (with a manual drainer, drains) rather than grow the pool;
     /// - replacing a present object in ordinary context needs none: the old object's job moves
     ///   to the new one, so the replace is a single CAS. The old object comes back
     ///   *unreserved* ([`Detached::is_reserved`] is false): dropping it in ordinary context needs

@@ -16,10 +16,20 @@
 //! drainer, and samples the figures as it goes; bounds are asserted on counts, never on time.
 //! With `Drainer::Manual` nobody else drains at all, so without the supply side's help these
 //! figures would grow with the iterations.
+//!
+//! While a drainer thread exists, the supplying thread never runs other objects' destructors
+//! itself: it waits for the drainer thread, and goes on over the bound once that thread has
+//! destroyed nothing for a while. The last test holds a lock that the pending destructors take
+//! (a registry's, say) while it installs and makes boxes over the bound: running them there
+//! would deadlock, and so would waiting for the drainer, blocked on that lock, for ever.
 
+mod common;
+
+use common::wait_until;
 use sigdrop::{Drainer, Owned, Policy, RefSlot, Runtime, Stats, restricted};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The bound under test (the smallest allowed, so that the loops hit it at once).
 const MAX_PENDING: usize = 64;
@@ -202,4 +212,91 @@ fn makers_of_owned_boxes_do_not_help_while_drains_keep_up() {
         "a maker ran a cycle although drains kept up: {s:?}"
     );
     settle(rt, &counts, "drains keeping up");
+}
+
+/// The lock of a registry whose objects' destructors take it.
+static REGISTRY: Mutex<()> = Mutex::new(());
+
+/// An object whose destructor takes the registry's lock (then counts itself destroyed).
+struct Registered {
+    _counted: Obj,
+}
+
+impl Registered {
+    fn new(counts: &Arc<Counts>) -> Registered {
+        Registered {
+            _counted: Obj::new(counts),
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let _registry = REGISTRY
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+}
+
+#[test]
+fn a_supplier_holding_a_lock_the_pending_destructors_take_goes_on_past_the_bound() {
+    const QUEUED: usize = 4 * MAX_PENDING;
+    for policy in [Policy::Auto, Policy::AlwaysDefer] {
+        let counts = Arc::new(Counts {
+            made: AtomicU64::new(0),
+            destroyed: AtomicU64::new(0),
+        });
+        // A drainer thread; no spare jobs, so that an install over the bound would grow.
+        let rt = Runtime::builder()
+            .policy(policy)
+            .headroom(0)
+            .max_pending(MAX_PENDING)
+            .build()
+            .unwrap();
+        let slots: Vec<RefSlot<Box<Registered>>> = (0..QUEUED).map(|_| RefSlot::new(&rt)).collect();
+        for slot in &slots {
+            let object = Box::new(Registered::new(&counts));
+            assert!(slot.xchg(Some(object)).unwrap().is_none());
+        }
+        // A thread of its own, not a scoped one: if it hangs, the test fails rather than waits.
+        let done = Arc::new(AtomicBool::new(false));
+        let supplier = {
+            let (rt, counts, done) = (rt.clone(), Arc::clone(&counts), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let registry = REGISTRY.lock().unwrap();
+                {
+                    // Over the bound: jobs and boxes the drainer thread will block on.
+                    let _nmi = restricted::enter();
+                    for slot in &slots {
+                        slot.clear();
+                    }
+                    for _ in 0..QUEUED {
+                        drop(Owned::new(&rt, Registered::new(&counts)));
+                    }
+                }
+                // Still holding the lock: an install that needs a job the queued objects hold,
+                // and boxes made while the boxes queued wait.
+                let extra = RefSlot::new(&rt);
+                let object = Box::new(Registered::new(&counts));
+                assert!(extra.xchg(Some(object)).unwrap().is_none());
+                let more: Vec<_> = (0..4 * KEEP_UP_EVERY)
+                    .map(|_| Owned::new(&rt, Registered::new(&counts)))
+                    .collect();
+                done.store(true, Ordering::Release);
+                drop(registry);
+                drop((extra, more, slots));
+            })
+        };
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{policy:?}: the supplier to go on past the bound"),
+            || format!("{:?}", rt.stats()),
+            || done.load(Ordering::Acquire),
+        );
+        supplier.join().unwrap();
+        let made = counts.made.load(Ordering::Relaxed);
+        rt.drain_and_wait().unwrap();
+        drop(rt);
+        assert_eq!(counts.destroyed.load(Ordering::Relaxed), made, "{policy:?}");
+    }
 }
