@@ -93,12 +93,6 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-/// The maker of a box that takes the runtime's count of boxes past a multiple of this looks
-/// whether the drainers keep up with the boxes handed over in restricted context
-/// (`Inner::keep_up_with_boxes`): while boxes pile up, one box made in this many (by any
-/// thread); never while the count stays within such a stretch.
-const KEEP_UP_EVERY: usize = 64;
-
 /// The allocation behind an [`Owned<T>`]. `#[repr(C)]` with the [`Link`] first, so the node's
 /// address is its link's, and `state` at the same offset whatever `T` is.
 #[repr(C)]
@@ -245,13 +239,7 @@ impl<T: Send + 'static> Owned<T> {
         unsafe { node.as_ptr().write(Node { link, state, value }) };
         // Counted once allocated: a refused allocation leaves no count behind.
         // SAFETY: the caller's contract.
-        let before = unsafe { Inner::hold_for_box(state.as_ptr()) };
-        if before % KEEP_UP_EVERY == KEEP_UP_EVERY - 1 {
-            // Past a multiple of `KEEP_UP_EVERY` boxes: look whether drainers keep up with the
-            // boxes dropped in handlers (and help if not).
-            // SAFETY: the caller keeps the state alive, and so does the box just counted.
-            unsafe { state.as_ref() }.keep_up_with_boxes();
-        }
+        unsafe { Inner::hold_for_box(state.as_ptr()) };
         Ok(Owned {
             node,
             _owns: PhantomData,

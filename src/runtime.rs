@@ -149,6 +149,12 @@ const STALLED_BOX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// blocked on a lock the waiting thread holds.
 const SUPPLY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// The maker of an owned box that takes the runtime's count of boxes past a multiple of this
+/// looks whether the drainers keep up with the boxes handed over in restricted context
+/// (`keep_up_with_boxes`): while boxes pile up, one box made in this many (by any thread); never
+/// while the count stays within such a stretch.
+const KEEP_UP_EVERY: usize = 64;
+
 /// Ready batches the thread that closes a batch runs itself (under `Policy::Auto`).
 const HELP_BATCHES: usize = 2;
 
@@ -895,16 +901,35 @@ impl Inner {
     /// across the call with a reference of its own: a runtime handle, or a box still counted in
     /// it (the box being cloned).
     #[inline]
-    pub(crate) unsafe fn hold_for_box(this: *const Inner) -> usize {
+    pub(crate) unsafe fn hold_for_box(this: *const Inner) {
         // SAFETY: alive across the call (contract).
         let before = unsafe { (*this).owned.box_made() };
+        // One branch for the two rare cases (and, 1 box in 64, neither): the first box, and a
+        // box that takes the count past a multiple of `KEEP_UP_EVERY`.
+        if before.wrapping_add(1) % KEEP_UP_EVERY <= 1 {
+            // SAFETY: forwarded contract.
+            unsafe { Inner::box_count_turned(this, before) };
+        }
+    }
+
+    /// [`hold_for_box`](Self::hold_for_box)'s rare cases: `before` boxes existed.
+    ///
+    /// # Safety
+    /// As for `hold_for_box`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn box_count_turned(this: *const Inner, before: usize) {
         if before == 0 {
             // SAFETY: an `Arc` pointer to a live state (contract); the count added is the
             // boxes' shared reference, given back once, by the `release_boxes` that uncounts the
             // last of them.
             unsafe { Arc::increment_strong_count(this) };
+        } else if before % KEEP_UP_EVERY == KEEP_UP_EVERY - 1 {
+            // Past a multiple of `KEEP_UP_EVERY` boxes: look whether drainers keep up with the
+            // boxes dropped in handlers (and help if not).
+            // SAFETY: alive (contract), and kept so by the box just counted.
+            unsafe { (*this).keep_up_with_boxes() };
         }
-        before
     }
 
     /// Uncounts `n` owned boxes that are gone; if they were the last, gives the boxes' shared
