@@ -407,3 +407,30 @@ fn growth_deals_jobs_to_shards_in_runs_of_neighbouring_indices() {
     assert_eq!(seen, total);
     assert_eq!(rt.audit_idle(), total);
 }
+
+#[test]
+fn a_drain_that_leaves_objects_waiting_for_readers_records_them_in_the_peak() {
+    // Objects torn down in a handler are counted by nobody there: the cycle that takes them and
+    // leaves them batched for a grace period (a reader is inside) is what records the backlog.
+    const N: usize = 40;
+    let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
+    let slots: Vec<crate::ReadSlot<Box<u64>>> = (0..N).map(|_| crate::ReadSlot::new(&rt)).collect();
+    for (i, slot) in slots.iter().enumerate() {
+        assert!(slot.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+    }
+    let reader = crate::read::enter();
+    {
+        let _nmi = restricted::enter();
+        for slot in &slots {
+            slot.clear();
+        }
+    }
+    assert_eq!(rt.stats().peak_pending, 0, "nobody has looked yet");
+    assert_eq!(rt.drain().unwrap(), 0, "the reader holds them");
+    let s = rt.stats();
+    assert_eq!(s.pending, N, "{s:?}");
+    assert!(s.peak_pending >= N, "the drain left {N} waiting: {s:?}");
+    drop(reader);
+    rt.drain_and_wait().unwrap();
+    assert_eq!(rt.stats().pending, 0);
+}
