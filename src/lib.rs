@@ -110,6 +110,9 @@
 //!   which the drainer takes with the job lists — no job, no claim, nothing to reserve; a
 //!   [`RefSlot<Owned<T>>`](RefSlot) never needs a job either. [`Shared`] is its
 //!   reference-counted sibling: the last reference, dropped anywhere, goes the same way.
+//!   Handlers never wait, so the code that makes boxes (and installs objects) keeps their
+//!   backlog bounded: [`Owned::new`] waits for the drainer thread when boxes pile up faster
+//!   than drains take them (see [`Builder::max_pending`]).
 //! - A [`RawSlot`] is for pointers without destructors: one atomic swap, no accounting.
 //! - [`KptrArray`] and [`KptrHash`] are arrays and preallocated hash maps of slots;
 //!   [`signal`] installs handlers that enter restricted context for you and drives them with
