@@ -258,9 +258,10 @@ impl Builder {
     /// (the jobs it needs are the ones waiting), and the maker of an [`Owned`](crate::Owned) box
     /// while boxes dropped in handlers pile up faster than drain cycles take them (they hold no
     /// job and count nowhere until taken), wait for the drainer thread before they go on; they
-    /// never run other objects' destructors while there is one, and once it has destroyed
-    /// nothing for 10 ms (blocked, maybe, on a lock the caller holds) they go on over the bound.
-    /// With [`Drainer::Manual`] they run drain cycles themselves.
+    /// never run other objects' destructors while there is one, and after 10 ms (it may be
+    /// blocked on a lock the caller holds) they go on over the bound. With [`Drainer::Manual`]
+    /// (or in a child process after `fork` whose drainer thread has not been started yet) they
+    /// run drain cycles themselves.
     /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it,
     /// and a thread that fills a batch closes it (64 objects) before it checks: with more such
     /// threads than CPUs, allow a batch for each. An object retired while every open batch is

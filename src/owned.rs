@@ -162,8 +162,8 @@ impl<T: Send + 'static> Owned<T> {
     /// Boxes dropped in handlers are counted nowhere on their way to the drainer, so the code
     /// that makes them keeps them bounded: when boxes wait and no drain cycle has finished for
     /// a while (looked at once per 64 boxes made), `new` first waits for the drainer thread's
-    /// next cycle (at most until that thread has destroyed nothing for 10 ms), or, with
-    /// [`Drainer::Manual`](crate::Drainer::Manual), runs one itself (see
+    /// next cycle (at most 10 ms), or, with [`Drainer::Manual`](crate::Drainer::Manual), runs
+    /// one itself (see
     /// [`Builder::max_pending`](crate::Builder::max_pending)). Boxes made faster than the
     /// drainer destroys them are then made at its pace, and the boxes waiting stay within a
     /// few times 64 per maker.

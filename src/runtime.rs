@@ -99,7 +99,7 @@ use crate::regrowth::Regrowth;
 use crate::restricted;
 use crate::stats::Stats;
 use crate::sync::{
-    Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering,
+    Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
@@ -144,9 +144,9 @@ struct Counters {
 /// handler jumped out of the push with `siglongjmp`).
 const STALLED_BOX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long an install or the maker of an owned box waits for a drainer thread that destroys
-/// nothing meanwhile before it goes on over the bound (`supply_waits`): that thread may be
-/// blocked on a lock the waiting thread holds.
+/// The longest an install or the maker of an owned box waits for the drainer thread before it
+/// goes on over the bound (`supply_waits`): that thread may be blocked on a lock the waiting
+/// thread holds (and other threads' drains tell nothing about it).
 const SUPPLY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The maker of an owned box that takes the runtime's count of boxes past a multiple of this
@@ -266,6 +266,9 @@ pub(crate) struct Inner {
     /// Whether a drainer thread runs for this runtime now (false with `Drainer::Manual`, and in
     /// a child after `fork` until one is started, or if it could not be).
     has_thread: AtomicBool,
+    /// The process's fork count when `has_thread` was last set: in a child forked since, the
+    /// thread it speaks of is the parent's, which does not exist here (`drainer_thread_here`).
+    thread_at_fork: AtomicU32,
     total: AtomicUsize,
     /// The jobs drainers took and are running, and those of them whose objects their chain
     /// has already closed into batches (left out of the backlog and of `pending`, which would
@@ -304,6 +307,7 @@ impl Inner {
             })),
             kept: AtomicUsize::new(0),
             has_thread: AtomicBool::new(cfg.drainer == Drainer::Thread),
+            thread_at_fork: AtomicU32::new(crate::fork::count()),
             total: AtomicUsize::new(0),
             taken: Arc::new(TakenJobs::new()),
             // No look yet: the first maker to look only records what it saw.
@@ -372,9 +376,21 @@ impl Inner {
     /// builds have no `fork`).
     #[cfg(not(loom))]
     pub(crate) fn set_has_thread(&self, running: bool) {
-        // Relaxed: read by `after_close` to choose between waiting for the drainer and running
-        // cycles itself; a stale value for a moment only picks the other (both are correct).
+        // Relaxed: read by `drainer_thread_here` to choose between waiting for the drainer and
+        // running cycles itself; a stale value for a moment only picks the other (both are
+        // correct).
         self.has_thread.store(running, Ordering::Relaxed);
+        self.thread_at_fork
+            .store(crate::fork::count(), Ordering::Relaxed);
+    }
+
+    /// Whether a drainer thread of this runtime runs in this process: not in a child forked
+    /// since the thread was started, until a handle used there starts one of its own (a box
+    /// cloned, or dropped, in the child reaches the runtime without a handle's fork check).
+    fn drainer_thread_here(&self) -> bool {
+        // Relaxed: see `set_has_thread`.
+        self.has_thread.load(Ordering::Relaxed)
+            && self.thread_at_fork.load(Ordering::Relaxed) == crate::fork::count()
     }
 
     /// Whether the last handle is gone. Then every slot is (each holds a handle), and a reader's
@@ -530,10 +546,10 @@ impl Inner {
     #[cold]
     #[inline(never)]
     fn refill(&self, supplies: bool) {
-        // Spare jobs run low because objects wait for destruction holding them: help (their
-        // jobs come back) rather than grow the pool, as `grow_for_install` does.
+        // Spare jobs run low because objects wait for destruction holding them: do not grow
+        // the pool for that. Nor wait here: this install has its job; one that finds none
+        // waits in `grow_for_install`.
         if supplies && self.backlog() > self.cfg.max_pending {
-            self.supply_waits(|| self.backlog() > self.cfg.max_pending);
             return;
         }
         let Some(mut state) = self.try_lock_grow() else {
@@ -1049,16 +1065,16 @@ impl Inner {
     /// How an install that would grow the pool, or the maker of an owned box, keeps up while
     /// `over()`: it supplies objects but hands none over, so it runs no other object's
     /// destructor while a drainer thread could (its caller may hold a lock those destructors
-    /// take): it wakes that thread and waits for it, and goes on over the bound once the thread
-    /// has destroyed nothing for `SUPPLY_PATIENCE` (blocked, maybe, on such a lock). Without a
-    /// drainer thread (a manual drainer), or on a drainer, it runs cycles itself. Ordinary
-    /// context.
+    /// take): it wakes that thread and waits for it, at most `SUPPLY_PATIENCE`, then goes on
+    /// over the bound (the thread may be blocked on such a lock). A supplier faster than the
+    /// drainer is so held to its pace, or to one object per `SUPPLY_PATIENCE` while the drainer
+    /// is stuck. Without a drainer thread here (a manual drainer, or a forked child that has
+    /// not started its own), or on a drainer, it runs cycles itself. Ordinary context.
     #[cold]
     #[inline(never)]
     fn supply_waits(&self, over: impl Fn() -> bool) {
         let on_a_drainer = crate::reclaim::drainer::on_a_drainer();
-        // Relaxed: see `set_has_thread`.
-        let runs_here = !self.has_thread.load(Ordering::Relaxed) || on_a_drainer;
+        let runs_here = !self.drainer_thread_here() || on_a_drainer;
         self.help_while(runs_here, on_a_drainer, Some(SUPPLY_PATIENCE), over);
     }
 
@@ -1069,16 +1085,14 @@ impl Inner {
     /// thread is a drainer.
     fn helps_here(&self) -> (bool, bool) {
         let on_a_drainer = crate::reclaim::drainer::on_a_drainer();
-        let runs_here = self.cfg.policy == Policy::Auto
-            // Relaxed: see `set_has_thread`.
-            || !self.has_thread.load(Ordering::Relaxed)
-            || on_a_drainer;
+        let runs_here =
+            self.cfg.policy == Policy::Auto || !self.drainer_thread_here() || on_a_drainer;
         (runs_here, on_a_drainer)
     }
 
     /// While `over()`, runs drain cycles (`runs_here`), or rings the drainer thread and waits
     /// for it — giving up on the bound where waiting could last for ever (below), and, with a
-    /// `patience`, once no destructor has finished for that long. Ordinary context.
+    /// `patience`, once it has waited that long. Ordinary context.
     fn help_while(
         &self,
         runs_here: bool,
@@ -1088,7 +1102,7 @@ impl Inner {
     ) {
         let mut spins = 0u32;
         #[cfg(not(loom))]
-        let mut progress = (self.heartbeat(), std::time::Instant::now());
+        let deadline = patience.map(|p| std::time::Instant::now() + p);
         #[cfg(loom)]
         let _ = patience;
         while over() {
@@ -1109,13 +1123,8 @@ impl Inner {
                 return;
             }
             #[cfg(not(loom))]
-            if let Some(patience) = patience {
-                let beat = self.heartbeat();
-                if beat != progress.0 {
-                    progress = (beat, std::time::Instant::now());
-                } else if progress.1.elapsed() >= patience {
-                    return;
-                }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return;
             }
             // Readers hold the grace period up (or the drainer is busy): wait as `synchronize`
             // does, spinning briefly, then yielding.

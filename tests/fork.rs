@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[derive(Clone)]
 struct Counted(Arc<AtomicUsize>);
 
 impl Drop for Counted {
@@ -315,4 +316,33 @@ fn a_child_does_not_wait_for_batches_its_parent_was_destroying() {
     BLOCKER_RELEASE.store(true, Ordering::Release);
     drainer.join().unwrap();
     assert_eq!(code, 0, "child check failed");
+}
+
+#[test]
+fn boxes_cloned_in_a_child_before_it_starts_a_drainer_stay_bounded() {
+    use sigdrop::Owned;
+    let _serial = serial();
+    let rt = Runtime::new().unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let template = Owned::new(&rt, Counted(dropped.clone()));
+    let code = run_in_child(move || {
+        // A clone reaches the runtime through the box, not through a handle: nothing here starts
+        // the child's drainer thread, and the parent's does not exist in the child. Cloned and
+        // dropped in restricted context as fast as one thread can, the boxes must not pile up:
+        // their maker drains them itself (it looks once per 64 boxes made), rather than wait
+        // for a thread that is not there.
+        const CLONES: usize = 2000;
+        let mut worst = 0;
+        for made in 1..=CLONES {
+            let copy = Owned::clone(&template);
+            {
+                let _nmi = restricted::enter();
+                drop(copy);
+            }
+            worst = worst.max(made - dropped.load(Ordering::Acquire));
+        }
+        if worst > 4 * 64 { 1 } else { 0 }
+    });
+    drop(rt);
+    assert_eq!(code, 0, "boxes piled up in the child");
 }

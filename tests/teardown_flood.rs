@@ -20,8 +20,10 @@
 //! While a drainer thread exists, the supplying thread never runs other objects' destructors
 //! itself: it waits for the drainer thread, and goes on over the bound once that thread has
 //! destroyed nothing for a while. The last test holds a lock that the pending destructors take
-//! (a registry's, say) while it installs and makes boxes over the bound: running them there
-//! would deadlock, and so would waiting for the drainer, blocked on that lock, for ever.
+//! (a registry's, say) while it installs and makes boxes over the bound, and another thread
+//! keeps draining boxes of its own: running them there would deadlock, and so would waiting for
+//! the drainer, blocked on that lock, for as long as the backlog stays over the bound or other
+//! threads' destructors keep finishing.
 
 mod common;
 
@@ -230,8 +232,12 @@ impl Registered {
     }
 }
 
+/// Set by a destructor of a [`Registered`] object just before it takes the registry's lock.
+static BLOCKED: AtomicBool = AtomicBool::new(false);
+
 impl Drop for Registered {
     fn drop(&mut self) {
+        BLOCKED.store(true, Ordering::Release);
         let _registry = REGISTRY
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -241,7 +247,14 @@ impl Drop for Registered {
 #[test]
 fn a_supplier_holding_a_lock_the_pending_destructors_take_goes_on_past_the_bound() {
     const QUEUED: usize = 4 * MAX_PENDING;
-    for policy in [Policy::Auto, Policy::AlwaysDefer] {
+    // Each policy alone, then with a neighbour: another thread that keeps handing boxes over and
+    // draining them itself, whose destructors finish all along but say nothing about the
+    // drainer thread the supplier waits for.
+    let cases = [Policy::Auto, Policy::AlwaysDefer]
+        .into_iter()
+        .flat_map(|policy| [(policy, false), (policy, true)]);
+    for (policy, with_neighbour) in cases {
+        let case = format!("{policy:?}, neighbour: {with_neighbour}");
         let counts = Arc::new(Counts {
             made: AtomicU64::new(0),
             destroyed: AtomicU64::new(0),
@@ -258,24 +271,33 @@ fn a_supplier_holding_a_lock_the_pending_destructors_take_goes_on_past_the_bound
             let object = Box::new(Registered::new(&counts));
             assert!(slot.xchg(Some(object)).unwrap().is_none());
         }
-        // A thread of its own, not a scoped one: if it hangs, the test fails rather than waits.
+        BLOCKED.store(false, Ordering::Release);
         let done = Arc::new(AtomicBool::new(false));
+        // Threads of their own, not scoped ones: if the supplier hangs, the test fails rather
+        // than waits.
         let supplier = {
             let (rt, counts, done) = (rt.clone(), Arc::clone(&counts), Arc::clone(&done));
             std::thread::spawn(move || {
                 let registry = REGISTRY.lock().unwrap();
                 {
-                    // Over the bound: jobs and boxes the drainer thread will block on.
+                    // Over the bound: jobs the drainer thread will block on.
                     let _nmi = restricted::enter();
                     for slot in &slots {
                         slot.clear();
                     }
+                }
+                while !BLOCKED.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                if !with_neighbour {
+                    // And boxes nobody else drains.
+                    let _nmi = restricted::enter();
                     for _ in 0..QUEUED {
                         drop(Owned::new(&rt, Registered::new(&counts)));
                     }
                 }
                 // Still holding the lock: an install that needs a job the queued objects hold,
-                // and boxes made while the boxes queued wait.
+                // and boxes made while boxes wait.
                 let extra = RefSlot::new(&rt);
                 let object = Box::new(Registered::new(&counts));
                 assert!(extra.xchg(Some(object)).unwrap().is_none());
@@ -287,16 +309,40 @@ fn a_supplier_holding_a_lock_the_pending_destructors_take_goes_on_past_the_bound
                 drop((extra, more, slots));
             })
         };
+        // The drainer thread is blocked on the lock once it runs the first queued destructor.
         wait_until(
             Duration::from_secs(20),
-            &format!("{policy:?}: the supplier to go on past the bound"),
+            &format!("{case}: the drainer thread to block"),
+            || format!("{:?}", rt.stats()),
+            || BLOCKED.load(Ordering::Acquire),
+        );
+        let neighbour = with_neighbour.then(|| {
+            let (rt, counts, done) = (rt.clone(), Arc::clone(&counts), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    let boxed = Owned::new(&rt, Obj::new(&counts));
+                    {
+                        let _nmi = restricted::enter();
+                        drop(boxed);
+                    }
+                    rt.drain().unwrap();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        });
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{case}: the supplier to go on past the bound"),
             || format!("{:?}", rt.stats()),
             || done.load(Ordering::Acquire),
         );
         supplier.join().unwrap();
+        if let Some(neighbour) = neighbour {
+            neighbour.join().unwrap();
+        }
         let made = counts.made.load(Ordering::Relaxed);
         rt.drain_and_wait().unwrap();
         drop(rt);
-        assert_eq!(counts.destroyed.load(Ordering::Relaxed), made, "{policy:?}");
+        assert_eq!(counts.destroyed.load(Ordering::Relaxed), made, "{case}");
     }
 }
