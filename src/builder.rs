@@ -257,11 +257,13 @@ impl Builder {
     /// objects bounded. An install that finds no spare job while the backlog is over the bound
     /// (the jobs it needs are the ones waiting), and the maker of an [`Owned`](crate::Owned) box
     /// while boxes dropped in handlers pile up faster than drain cycles take them (they hold no
-    /// job and count nowhere until taken), wait for the drainer thread before they go on; they
-    /// never run other objects' destructors while there is one, and after 10 ms (it may be
-    /// blocked on a lock the caller holds) they go on over the bound. With [`Drainer::Manual`]
-    /// (or in a child process after `fork` whose drainer thread has not been started yet) they
-    /// run drain cycles themselves.
+    /// job and count nowhere until taken), wait for the drainer thread before they go on, for
+    /// as long as it keeps finishing destructors; they never run other objects' destructors
+    /// while there is one, and once it has finished none for 10 ms (it may be blocked on a lock
+    /// the caller holds) they go on over the bound, by one object a wait. With
+    /// [`Drainer::Manual`] (or in a child process after `fork` whose drainer thread has not been
+    /// started yet) they run drain cycles themselves.
+    ///
     /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it,
     /// and a thread that fills a batch closes it (64 objects) before it checks: with more such
     /// threads than CPUs, allow a batch for each. An object retired while every open batch is
@@ -269,8 +271,9 @@ impl Builder {
     ///
     /// So a thread over the bound may run other objects' destructors, or wait for the drainer
     /// thread's: one that hands objects over in ordinary context (a write to a
-    /// [`ReadSlot`](crate::ReadSlot); under `AlwaysDefer`, any drop), and an install or a new
-    /// box with a manual drainer. Do not make those calls while holding a lock that this
+    /// [`ReadSlot`](crate::ReadSlot); under `AlwaysDefer`, any drop), and, with a manual
+    /// drainer, an install, a map insert, or a new or cloned box ([`Owned`](crate::Owned),
+    /// [`Shared`](crate::Shared)). Do not make those calls while holding a lock that this
     /// runtime's destructors take.
     #[must_use]
     pub fn max_pending(mut self, max_pending: usize) -> Self {

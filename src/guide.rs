@@ -105,8 +105,9 @@
 //!   and at its highest. Threads that hand objects over in ordinary context keep it under
 //!   [`Builder::max_pending`](crate::Builder::max_pending) by helping (plus one open batch of
 //!   up to 64 per CPU, and the batch each of them may be closing at that moment); objects from
-//!   handlers are kept under it by the code that installs them (an install that would grow the
-//!   pool while the backlog is over the bound waits for the drainer first). `pending` leaves
+//!   handlers are kept near it by the code that installs them (an install that would grow the
+//!   pool while the backlog is over the bound waits for the drainer first, for as long as the
+//!   drainer keeps finishing destructors). `pending` leaves
 //!   out owned boxes (they count nowhere on their way to the drainer): `owned_alive` counts
 //!   every box that exists, the ones dropped in handlers and not yet destroyed included; their
 //!   makers wait for the drainer when they pile up. With

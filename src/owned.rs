@@ -161,12 +161,15 @@ impl<T: Send + 'static> Owned<T> {
     ///
     /// Boxes dropped in handlers are counted nowhere on their way to the drainer, so the code
     /// that makes them keeps them bounded: when boxes wait and no drain cycle has finished for
-    /// a while (looked at once per 64 boxes made), `new` first waits for the drainer thread's
-    /// next cycle (at most 10 ms), or, with [`Drainer::Manual`](crate::Drainer::Manual), runs
-    /// one itself (see
-    /// [`Builder::max_pending`](crate::Builder::max_pending)). Boxes made faster than the
-    /// drainer destroys them are then made at its pace, and the boxes waiting stay within a
-    /// few times 64 per maker.
+    /// a while (it looks each time the count of boxes passes a multiple of 64), `new` first
+    /// waits for the drainer thread's next cycle (for as long as that thread keeps finishing
+    /// destructors; 10 ms once it finishes none), or, with
+    /// [`Drainer::Manual`](crate::Drainer::Manual), runs one itself: that may run other
+    /// objects' destructors here (see [`Builder::max_pending`](crate::Builder::max_pending)).
+    /// Boxes made faster than the drainer destroys them are then made at its pace, and the
+    /// boxes waiting stay within a few times 64 per maker. [`try_new`](Self::try_new),
+    /// [`clone`](Clone::clone), [`try_clone`](Self::try_clone) and [`Shared::new`](crate::Shared::new) do the
+    /// same.
     ///
     /// If the allocator fails, this calls [`handle_alloc_error`] as `Box::new` does;
     /// [`try_new`](Self::try_new) hands the value back instead, and refuses in a handler.
@@ -424,7 +427,9 @@ impl<T: Clone + Send + 'static> Clone for Owned<T> {
     ///
     /// Not for signal handlers: it allocates. This is the same as for `Box::clone`, and so is
     /// the value's own `clone`. Besides those, one atomic increment (the runtime counts the
-    /// boxes that exist, [`Stats::owned_alive`](crate::Stats)).
+    /// boxes that exist, [`Stats::owned_alive`](crate::Stats)), and, while boxes dropped in
+    /// handlers pile up, the wait for the drainer that [`Owned::new`] describes (with a manual
+    /// drainer, a drain cycle run here).
     ///
     /// The clone is whatever `T::clone` makes: a `Vec`'s clone has room for its elements only,
     /// not the spare capacity of the original. For buffers a handler fills, make each one with

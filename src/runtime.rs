@@ -130,9 +130,12 @@ struct Counters {
     helped: AtomicU64,
     /// Destructors that left restricted context entered (or left more than they entered).
     stray_restricted: AtomicU64,
-    /// Bumped after every destructor (not exactly: concurrent drainers may overwrite each
-    /// other's bump): how a shutdown tells a drainer that keeps finishing destructors from one
-    /// stuck in a single destructor.
+    /// Bumped after every destructor a drainer thread runs (not exactly: concurrent drainers
+    /// may overwrite each other's bump): how a shutdown, or a supplier waiting for the drainer
+    /// thread (`supply_waits`), tells a drainer thread that keeps finishing destructors from one
+    /// stuck in a single destructor. Destructors other threads run do not count: they say
+    /// nothing about the thread being waited for (which may be blocked on a lock the waiter
+    /// holds while others drain).
     heartbeat: AtomicU64,
     peak_pending: AtomicUsize,
     peak_total: AtomicUsize,
@@ -144,9 +147,9 @@ struct Counters {
 /// handler jumped out of the push with `siglongjmp`).
 const STALLED_BOX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The longest an install or the maker of an owned box waits for the drainer thread before it
-/// goes on over the bound (`supply_waits`): that thread may be blocked on a lock the waiting
-/// thread holds (and other threads' drains tell nothing about it).
+/// How long an install or the maker of an owned box waits for a drainer thread that finishes
+/// no destructor meanwhile before it goes on over the bound (`supply_waits`): that thread may
+/// be blocked on a lock the waiting thread holds (other threads' destructors do not count).
 const SUPPLY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The maker of an owned box that takes the runtime's count of boxes past a multiple of this
@@ -458,10 +461,12 @@ impl Inner {
 
     /// Claims a job for a value that is leaving a slot without one (`Detached::reserve`). In
     /// restricted context spare jobs first, then reserved ones: the reserved jobs are promised to
-    /// installs. In ordinary context as for an install.
+    /// installs. In ordinary context as for an install, but without waiting for the drainer
+    /// over the bound: the value already exists (its claim adds nothing to the backlog until
+    /// it is let go of).
     pub(crate) fn claim_for_value(&self) -> Result<Claim<'_>, Error> {
         if !restricted::is_active() {
-            return self.claim_for_install();
+            return self.claim_ordinary(false);
         }
         if self.ledger.claim_spare().is_some() {
             return Ok(Claim::new(self, Source::Spare));
@@ -508,13 +513,19 @@ impl Inner {
     #[cold]
     #[inline(never)]
     fn grow_for_install(&self, supplies: bool) -> Result<Claim<'_>, Error> {
-        // No spare job because objects wait for destruction holding them: help first, as a
-        // thread handing objects over does, rather than grow the pool (and the backlog with it)
-        // for installs whose objects handlers tear down faster than the drainer destroys them.
+        // No spare job because objects wait for destruction holding them: wait for the drainer
+        // first (`supply_waits`) rather than grow the pool (and the backlog with it) for
+        // installs whose objects handlers tear down faster than the drainer destroys them.
+        let mut want = self.cfg.headroom.max(1);
         if supplies && self.backlog() > self.cfg.max_pending {
             self.supply_waits(|| self.backlog() > self.cfg.max_pending);
             if self.ledger.claim_spare().is_some() {
                 return Ok(Claim::new(self, Source::Spare));
+            }
+            if self.backlog() > self.cfg.max_pending {
+                // It gave up waiting (the drainer is stuck): grow this install's job only, so
+                // that each install goes through here and waits again.
+                want = 1;
             }
         }
         let mut state = self.lock_grow();
@@ -522,7 +533,6 @@ impl Inner {
         if self.ledger.claim_spare().is_some() {
             return Ok(Claim::new(self, Source::Spare));
         }
-        let want = self.cfg.headroom.max(1);
         let (grown, err) = self.grow_locked(&mut state.jobs, want);
         let wake = self.regrown(&mut state, grown);
         drop(state);
@@ -1047,7 +1057,7 @@ impl Inner {
         // Destructors may run on this thread under Policy::Auto, and under AlwaysDefer only when
         // nobody else would run them (a manual drainer) and the backlog is over the bound — or
         // when this thread is a drainer (a destructor retiring into this runtime).
-        let (runs_here, on_a_drainer) = self.helps_here();
+        let on_a_drainer = self.helps_here().1;
         if self.cfg.policy == Policy::Auto {
             let ran = {
                 let _inside = self.gate.enter();
@@ -1057,24 +1067,29 @@ impl Inner {
                 self.counters.helped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.help_while(runs_here, on_a_drainer, None, || {
-            self.backlog() > self.cfg.max_pending
-        });
+        self.help_while(
+            || self.helps_here().0,
+            on_a_drainer,
+            None,
+            || self.backlog() > self.cfg.max_pending,
+        );
     }
 
     /// How an install that would grow the pool, or the maker of an owned box, keeps up while
     /// `over()`: it supplies objects but hands none over, so it runs no other object's
     /// destructor while a drainer thread could (its caller may hold a lock those destructors
-    /// take): it wakes that thread and waits for it, at most `SUPPLY_PATIENCE`, then goes on
-    /// over the bound (the thread may be blocked on such a lock). A supplier faster than the
-    /// drainer is so held to its pace, or to one object per `SUPPLY_PATIENCE` while the drainer
-    /// is stuck. Without a drainer thread here (a manual drainer, or a forked child that has
-    /// not started its own), or on a drainer, it runs cycles itself. Ordinary context.
+    /// take): it wakes that thread and waits for it for as long as it keeps finishing
+    /// destructors, and goes on over the bound once it has finished none for
+    /// `SUPPLY_PATIENCE` (it may be blocked on such a lock). A supplier faster than the drainer
+    /// is so held to its pace, and to one object per `SUPPLY_PATIENCE` while the drainer is
+    /// stuck (`grow_for_install` then grows one job, not a headroom's worth). Without a drainer
+    /// thread here (a manual drainer, or a forked child that has not started its own), or on a
+    /// drainer, it runs cycles itself. Ordinary context.
     #[cold]
     #[inline(never)]
     fn supply_waits(&self, over: impl Fn() -> bool) {
         let on_a_drainer = crate::reclaim::drainer::on_a_drainer();
-        let runs_here = !self.drainer_thread_here() || on_a_drainer;
+        let runs_here = || !self.drainer_thread_here() || on_a_drainer;
         self.help_while(runs_here, on_a_drainer, Some(SUPPLY_PATIENCE), over);
     }
 
@@ -1090,23 +1105,25 @@ impl Inner {
         (runs_here, on_a_drainer)
     }
 
-    /// While `over()`, runs drain cycles (`runs_here`), or rings the drainer thread and waits
-    /// for it — giving up on the bound where waiting could last for ever (below), and, with a
-    /// `patience`, once it has waited that long. Ordinary context.
+    /// While `over()`, runs drain cycles (while `runs_here()`: asked on every pass, as a
+    /// drainer thread may be started meanwhile, in a forked child), or rings the drainer thread
+    /// and waits for it — giving up on the bound where waiting could last for ever (below),
+    /// and, with a `patience`, once the drainer thread has finished no destructor for that long
+    /// (it may be blocked on a lock this thread holds). Ordinary context.
     fn help_while(
         &self,
-        runs_here: bool,
+        runs_here: impl Fn() -> bool,
         on_a_drainer: bool,
         patience: Option<std::time::Duration>,
         over: impl Fn() -> bool,
     ) {
         let mut spins = 0u32;
         #[cfg(not(loom))]
-        let deadline = patience.map(|p| std::time::Instant::now() + p);
+        let mut progress = (self.heartbeat(), std::time::Instant::now());
         #[cfg(loom)]
         let _ = patience;
         while over() {
-            if runs_here {
+            if runs_here() {
                 let cycle = self.cycle_inner(false);
                 self.counters.helped.fetch_add(1, Ordering::Relaxed);
                 if cycle.ran > 0 {
@@ -1123,8 +1140,13 @@ impl Inner {
                 return;
             }
             #[cfg(not(loom))]
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return;
+            if let Some(patience) = patience {
+                let beat = self.heartbeat();
+                if beat != progress.0 {
+                    progress = (beat, std::time::Instant::now());
+                } else if progress.1.elapsed() >= patience {
+                    return;
+                }
             }
             // Readers hold the grace period up (or the drainer is busy): wait as `synchronize`
             // does, spinning briefly, then yielding.
@@ -1143,9 +1165,10 @@ impl Inner {
     /// the boxes dropped in handlers (or nobody drains: a manual drainer, or a drainer thread
     /// that gets no CPU). The maker then waits for the drainer thread's next cycle, or runs
     /// one without a drainer thread (`supply_waits`). A push counts nothing (it stays one
-    /// swap), so this is what keeps boxes from piling up without bound: a cycle finds about 64
-    /// more than the last one took, per maker. Out of line, and not in restricted context
-    /// (where `Owned::new` must not be called anyway).
+    /// swap), so this is what keeps boxes from piling up without bound: a cycle finds about 128
+    /// more than the last one took, per maker (the first look after a cycle only records it,
+    /// the next one waits). Out of line, and not in restricted context (where `Owned::new`
+    /// must not be called anyway).
     #[cold]
     #[inline(never)]
     pub(crate) fn keep_up_with_boxes(&self) {
@@ -1288,7 +1311,8 @@ impl Inner {
         self.counters.drained.load(Ordering::Relaxed)
     }
 
-    /// A value that changes whenever a destructor has returned (a snapshot).
+    /// A value that changes whenever a destructor a drainer thread ran has returned (a
+    /// snapshot).
     pub(crate) fn heartbeat(&self) -> u64 {
         // Relaxed: only compared with an earlier snapshot (see `run`).
         self.counters.heartbeat.load(Ordering::Relaxed)
@@ -1325,11 +1349,13 @@ impl Inner {
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
         // A plain load and store, not a read-modify-write: it only has to change (a lost bump
         // from a concurrent drainer still changes it). Relaxed: compared, never synchronised on.
-        let beat = &self.counters.heartbeat;
-        beat.store(
-            beat.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::Relaxed,
-        );
+        if crate::reclaim::drainer::on_a_drainer() {
+            let beat = &self.counters.heartbeat;
+            beat.store(
+                beat.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+        }
         if restricted::depth() != depth {
             self.put_back_depth(depth);
         }

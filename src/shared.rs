@@ -77,7 +77,8 @@ impl<T: Send + Sync + 'static> Shared<T> {
     /// A new reference-counted value whose last reference may go in a signal handler.
     ///
     /// Not for signal handlers: it allocates. Keep a [`Runtime`] handle alive while references
-    /// may be dropped in handlers (see [`Owned`]).
+    /// may be dropped in handlers (see [`Owned`]). Like [`Owned::new`], it may first wait for
+    /// the drainer while boxes dropped in handlers pile up.
     pub fn new(runtime: &Runtime, value: T) -> Shared<T> {
         Shared {
             owned: ManuallyDrop::new(Owned::new(

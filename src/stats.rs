@@ -117,8 +117,10 @@ pub struct Stats {
     /// readable slots, or every deferred object under `Policy::AlwaysDefer`) and those that came
     /// with a job but had to wait for a grace period.
     pub batched: u64,
-    /// Drain cycles run by threads that handed objects over, helping: destroying ready batches
-    /// when they closed one, or keeping the backlog under `max_pending`.
+    /// Drain cycles run by threads other than the drainer thread, helping: by threads that
+    /// handed objects over (destroying ready batches when they closed one, or keeping the
+    /// backlog under `max_pending`), and by installs and makers of owned boxes that keep up
+    /// themselves (with a manual drainer).
     pub helped: u64,
     /// Destructors that returned with this thread's restricted-context depth changed (they
     /// forgot a [`RestrictedGuard`](crate::restricted::RestrictedGuard), or dropped one they

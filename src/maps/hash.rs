@@ -250,6 +250,11 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     /// on [`Error::WouldBlock`] (restricted context, bucket busy), [`Error::MapFull`], or when
     /// no job can be reserved for it.
     ///
+    /// In ordinary context it claims a job before it looks the key up, as an install into an
+    /// empty slot does: with no spare job while more than
+    /// [`Builder::max_pending`](crate::Builder::max_pending) objects wait, it first waits for
+    /// the drainer thread (see [`RefSlot::xchg`]), even for a key that is then replaced.
+    ///
     /// May be called from a signal handler; there an insert (of a new key, or a replace, whose
     /// displaced object needs a job) takes a job reserved with
     /// [`Runtime::reserve`](crate::Runtime::reserve) (or a spare one). A refused insert gives
