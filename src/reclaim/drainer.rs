@@ -143,6 +143,7 @@ loom::thread_local! {
 }
 
 /// Whether the calling thread is a drainer thread of some runtime.
+#[inline]
 pub(crate) fn on_a_drainer() -> bool {
     ON_DRAINER.with(|d| d.get())
 }
