@@ -168,8 +168,8 @@ impl<T: Send + 'static> Owned<T> {
     /// objects' destructors here (see [`Builder::max_pending`](crate::Builder::max_pending)).
     /// Boxes made faster than the drainer destroys them are then made at its pace, and the
     /// boxes waiting stay within a few times 64 per maker. [`try_new`](Self::try_new),
-    /// [`clone`](Clone::clone), [`try_clone`](Self::try_clone) and [`Shared::new`](crate::Shared::new) do the
-    /// same.
+    /// [`clone`](Clone::clone), [`try_clone`](Self::try_clone) and
+    /// [`Shared::new`](crate::Shared::new) do the same.
     ///
     /// If the allocator fails, this calls [`handle_alloc_error`] as `Box::new` does;
     /// [`try_new`](Self::try_new) hands the value back instead, and refuses in a handler.

@@ -383,6 +383,9 @@ impl Inner {
         // running cycles itself; a stale value for a moment only picks the other (both are
         // correct).
         self.has_thread.store(running, Ordering::Relaxed);
+        // Relaxed: as above. A reader that sees the new count with the old flag (or the other
+        // way round) also just picks the other way for that pass; the waits ask again at every
+        // pass (`help_while`).
         self.thread_at_fork
             .store(crate::fork::count(), Ordering::Relaxed);
     }
@@ -919,8 +922,8 @@ impl Inner {
     }
 
     /// Counts an owned box being made (`owned.rs`): the first of the boxes that exist takes
-    /// the strong reference to this state that they share. Returns the boxes there were before
-    /// it. Ordinary context.
+    /// the strong reference to this state that they share, and a box that takes the count past
+    /// a multiple of `KEEP_UP_EVERY` looks whether the drainers keep up. Ordinary context.
     ///
     /// # Safety
     /// `this` is the state as its `Arc` gives it (`Arc::as_ptr`), and the caller keeps it alive
