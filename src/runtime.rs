@@ -130,11 +130,11 @@ struct Counters {
     helped: AtomicU64,
     /// Destructors that left restricted context entered (or left more than they entered).
     stray_restricted: AtomicU64,
-    /// Bumped after every destructor a drainer thread runs (not exactly: concurrent drainers
-    /// may overwrite each other's bump): how a shutdown, or a supplier waiting for the drainer
+    /// Bumped after every destructor this runtime's drainer thread runs (not exactly: a lost
+    /// bump is possible): how a shutdown, or a supplier waiting for the drainer
     /// thread (`supply_waits`), tells a drainer thread that keeps finishing destructors from one
-    /// stuck in a single destructor. Destructors other threads run do not count: they say
-    /// nothing about the thread being waited for (which may be blocked on a lock the waiter
+    /// stuck in a single destructor. Destructors other threads run (another runtime's drainer
+    /// thread included) do not count: they say nothing about the thread being waited for (which may be blocked on a lock the waiter
     /// holds while others drain).
     heartbeat: AtomicU64,
     peak_pending: AtomicUsize,
@@ -1314,8 +1314,8 @@ impl Inner {
         self.counters.drained.load(Ordering::Relaxed)
     }
 
-    /// A value that changes whenever a destructor a drainer thread ran has returned (a
-    /// snapshot).
+    /// A value that changes whenever a destructor this runtime's drainer thread ran has
+    /// returned (a snapshot).
     pub(crate) fn heartbeat(&self) -> u64 {
         // Relaxed: only compared with an earlier snapshot (see `run`).
         self.counters.heartbeat.load(Ordering::Relaxed)
@@ -1352,7 +1352,7 @@ impl Inner {
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
         // A plain load and store, not a read-modify-write: it only has to change (a lost bump
         // from a concurrent drainer still changes it). Relaxed: compared, never synchronised on.
-        if crate::reclaim::drainer::on_a_drainer() {
+        if crate::reclaim::drainer::drains_for(self.id) {
             let beat = &self.counters.heartbeat;
             beat.store(
                 beat.load(Ordering::Relaxed).wrapping_add(1),
@@ -1753,6 +1753,10 @@ impl Drain for Inner {
         // `Drop for Inner` would never run them either: this thread is the last that can.
         while self.cycle_inner(true).ran > 0 {}
         self.settle_stalled_boxes();
+    }
+
+    fn id(&self) -> u64 {
+        self.id
     }
 }
 

@@ -384,3 +384,109 @@ fn a_supplier_holding_a_lock_the_pending_destructors_take_goes_on_past_the_bound
         assert_eq!(counts.destroyed.load(Ordering::Relaxed), made, "{case}");
     }
 }
+
+/// A box of runtime A whose destructor, on A's drainer thread, hands a box of runtime B over
+/// and drains B there.
+struct DrainsB {
+    b: Runtime,
+    counts: Arc<Counts>,
+}
+
+impl Drop for DrainsB {
+    fn drop(&mut self) {
+        let boxed = Owned::new(&self.b, Obj::new(&self.counts));
+        {
+            let _nmi = restricted::enter();
+            drop(boxed);
+        }
+        self.b.drain().unwrap();
+    }
+}
+
+#[test]
+fn another_runtimes_drainer_draining_this_one_is_not_its_progress() {
+    const QUEUED: usize = 4 * MAX_PENDING;
+    let counts = Arc::new(Counts {
+        made: AtomicU64::new(0),
+        destroyed: AtomicU64::new(0),
+    });
+    // B: one shard, so that its drainer thread takes every queued object in one chain and
+    // blocks on the first; the drains A's drainer makes of B find only its own boxes.
+    let b = Runtime::builder()
+        .shards(1)
+        .headroom(0)
+        .max_pending(MAX_PENDING)
+        .build()
+        .unwrap();
+    let a = Runtime::new().unwrap();
+    let slots: Vec<RefSlot<Box<Registered>>> = (0..QUEUED).map(|_| RefSlot::new(&b)).collect();
+    for slot in &slots {
+        assert!(
+            slot.xchg(Some(Box::new(Registered::new(&counts))))
+                .unwrap()
+                .is_none()
+        );
+    }
+    BLOCKED.store(false, Ordering::Release);
+    let done = Arc::new(AtomicBool::new(false));
+    let supplier = {
+        let (b, counts, done) = (b.clone(), Arc::clone(&counts), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let registry = REGISTRY.lock().unwrap();
+            {
+                let _nmi = restricted::enter();
+                for slot in &slots {
+                    slot.clear();
+                }
+            }
+            while !BLOCKED.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            // A's drainer thread keeps finishing B's destructors meanwhile (below): that is
+            // not B's drainer thread, which stays blocked on the lock held here.
+            let extra = RefSlot::new(&b);
+            let object = Box::new(Registered::new(&counts));
+            assert!(extra.xchg(Some(object)).unwrap().is_none());
+            done.store(true, Ordering::Release);
+            drop(registry);
+            drop((extra, slots));
+        })
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "B's drainer thread to block",
+        || format!("{:?}", b.stats()),
+        || BLOCKED.load(Ordering::Acquire),
+    );
+    let feeder = {
+        let (a, b, counts, done) = (a.clone(), b.clone(), Arc::clone(&counts), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                let hop = DrainsB {
+                    b: b.clone(),
+                    counts: Arc::clone(&counts),
+                };
+                let boxed = Owned::new(&a, hop);
+                {
+                    let _nmi = restricted::enter();
+                    drop(boxed);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the supplier to go on past the bound",
+        || format!("{:?}", b.stats()),
+        || done.load(Ordering::Acquire),
+    );
+    supplier.join().unwrap();
+    feeder.join().unwrap();
+    a.drain_and_wait().unwrap();
+    drop(a);
+    b.drain_and_wait().unwrap();
+    drop(b);
+    let made = counts.made.load(Ordering::Relaxed);
+    assert_eq!(counts.destroyed.load(Ordering::Relaxed), made);
+}

@@ -79,6 +79,8 @@ pub(crate) trait Drain: Send + Sync + 'static {
     /// and nobody else will: what its last cycle's destructors handed over (cycles until one
     /// runs nothing), then boxes still being linked (a bounded wait).
     fn settle(&self);
+    /// The runtime's number (never 0): which runtime's drainer thread a thread is.
+    fn id(&self) -> u64;
 }
 
 /// The first poll interval while objects wait for readers; it doubles up to `MAX_POLL`.
@@ -129,23 +131,31 @@ impl Drop for SignalExit {
     }
 }
 
-// Whether this thread is a drainer thread (of any runtime): a drainer never blocks joining
-// another (two runtimes whose objects own each other's last handles would wait for each other).
-// `const`-initialised, no destructor; never touched by a signal handler.
+// Whose drainer thread this thread is: the runtime's number (`Drain::id`, never 0), or 0 for
+// none. A drainer never blocks joining another (two runtimes whose objects own each other's
+// last handles would wait for each other), and only a runtime's own drainer thread counts as
+// its progress (`drains_for`). `const`-initialised, no destructor; never touched by a signal
+// handler.
 #[cfg(not(loom))]
 std::thread_local! {
-    static ON_DRAINER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static ON_DRAINER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(loom)]
 loom::thread_local! {
-    static ON_DRAINER: std::cell::Cell<bool> = std::cell::Cell::new(false);
+    static ON_DRAINER: std::cell::Cell<u64> = std::cell::Cell::new(0);
 }
 
 /// Whether the calling thread is a drainer thread of some runtime.
 #[inline]
 pub(crate) fn on_a_drainer() -> bool {
-    ON_DRAINER.with(|d| d.get())
+    ON_DRAINER.with(|d| d.get()) != 0
+}
+
+/// Whether the calling thread is the drainer thread of the runtime numbered `id`.
+#[inline]
+pub(crate) fn drains_for(id: u64) -> bool {
+    ON_DRAINER.with(|d| d.get()) == id
 }
 
 /// Makes the calling model thread count as a drainer thread (of some runtime), as `spawn` does
@@ -153,7 +163,8 @@ pub(crate) fn on_a_drainer() -> bool {
 /// run a drain cycle "on a drainer" on a thread it controls.
 #[cfg(loom)]
 pub fn set_model_on_drainer(on: bool) {
-    ON_DRAINER.with(|d| d.set(on));
+    // A number no runtime has: a drainer of "some" runtime.
+    ON_DRAINER.with(|d| d.set(if on { u64::MAX } else { 0 }));
 }
 
 /// Starts the drainer thread.
@@ -169,7 +180,7 @@ pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<Drain
         .name("sigdrop-drainer".into())
         .spawn(move || {
             let signal = signal;
-            ON_DRAINER.with(|d| d.set(true));
+            ON_DRAINER.with(|d| d.set(work.id()));
             run(&*work, wake);
             // Cleared before the reference goes, never after: a child forked in between then
             // leaks the reference rather than releases it twice. Relaxed: read only in a forked
@@ -190,7 +201,7 @@ pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<Drain
 pub(crate) fn spawn<D: Drain>(work: Arc<D>, wake: Wake) -> std::io::Result<DrainerThread> {
     Ok(DrainerThread {
         handle: loom::thread::spawn(move || {
-            ON_DRAINER.with(|d| d.set(true));
+            ON_DRAINER.with(|d| d.set(work.id()));
             run(&*work, wake)
         }),
     })
