@@ -514,9 +514,14 @@ fn main() {
         s.offloaded >= by_handlers && s.offloaded - by_handlers <= load(&CONFIGS_RETIRED),
         "offloaded (with a job) == handler teardowns + replaces (+ configs retired by job)",
     );
+    let retired = load(&CONFIGS_RETIRED);
     check(
-        s.batched == load(&CONFIGS_RETIRED),
-        "configs retired in ordinary context all went through batches",
+        s.batched == retired,
+        &format!(
+            "configs retired in ordinary context all went through batches \
+             ({} batched, {retired} retired)",
+            s.batched
+        ),
     );
     check(
         s.drained == by_handlers + s.owned + s.batched,
