@@ -242,6 +242,15 @@ fn makers_of_owned_boxes_do_not_help_while_drains_keep_up() {
 /// The name of the thread that keeps draining boxes of its own beside the supplier.
 const NEIGHBOUR: &str = "neighbour";
 
+/// Serialises the tests that use [`REGISTRY`] and [`BLOCKED`] (tests run in parallel: one
+/// holding the registry would block the other's drainer thread).
+fn registry_tests() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The lock of a registry whose objects' destructors take it.
 static REGISTRY: Mutex<()> = Mutex::new(());
 
@@ -276,6 +285,7 @@ impl Drop for Registered {
 
 #[test]
 fn a_supplier_holding_a_lock_the_pending_destructors_take_goes_on_past_the_bound() {
+    let _serial = registry_tests();
     const QUEUED: usize = 4 * MAX_PENDING;
     // Each policy alone, then with a neighbour: another thread that keeps handing boxes over and
     // draining them itself, whose destructors finish all along but say nothing about the
@@ -405,6 +415,7 @@ impl Drop for DrainsB {
 
 #[test]
 fn another_runtimes_drainer_draining_this_one_is_not_its_progress() {
+    let _serial = registry_tests();
     const QUEUED: usize = 4 * MAX_PENDING;
     let counts = Arc::new(Counts {
         made: AtomicU64::new(0),
