@@ -248,11 +248,14 @@ impl Builder {
     /// before the threads that hand objects over in ordinary context help (default 4096, at
     /// least 64).
     ///
-    /// A thread over the bound runs drain cycles itself (under
-    /// [`Policy::AlwaysDefer`] with a drainer thread, it wakes the drainer and waits for it)
-    /// until the backlog is back under the bound; if readers hold a grace period up, it waits for
-    /// them, as [`read::synchronize`](crate::read::synchronize) would — unless it holds a read
-    /// guard itself, when it goes on over the bound rather than wait for itself. Signal handlers
+    /// A thread over the bound runs drain cycles itself until the backlog is back under the
+    /// bound; if readers hold a grace period up, it waits for them, as
+    /// [`read::synchronize`](crate::read::synchronize) would — unless it holds a read guard
+    /// itself, when it goes on over the bound rather than wait for itself. Under
+    /// [`Policy::AlwaysDefer`] with a drainer thread it wakes the drainer and waits for it
+    /// instead, for as long as it keeps finishing destructors; once it has finished none for
+    /// 10 ms (it may be blocked on a lock the caller holds, or waiting for readers) the thread
+    /// goes on over the bound (see below for how far). Signal handlers
     /// never help and never wait: the ordinary code that supplies them is what keeps their
     /// objects bounded. An install that finds no spare job while the backlog is over the bound
     /// (the jobs it needs are the ones waiting), and the maker of an [`Owned`](crate::Owned) box
@@ -260,21 +263,29 @@ impl Builder {
     /// job and count nowhere until taken), wait for the drainer thread before they go on, for
     /// as long as it keeps finishing destructors; they never run other objects' destructors
     /// while there is one, and once it has finished none for 10 ms (it may be blocked on a lock
-    /// the caller holds) they go on over the bound, by one object a wait. With
-    /// [`Drainer::Manual`] (or in a child process after `fork` whose drainer thread has not been
-    /// started yet) they run drain cycles themselves.
+    /// the caller holds) they go on over the bound. With [`Drainer::Manual`] (or in a child
+    /// process after `fork` whose drainer thread has not been started yet) they run drain
+    /// cycles themselves.
+    ///
+    /// How far over: a thread that gives up waiting lets the calls after it go on at once for
+    /// as long as the drainer thread still finishes nothing, up to 64 objects, then twice as
+    /// many at each further 10 ms wait, up to `max_pending` objects per wait. So while the
+    /// drainer thread is stuck the backlog grows by at most about `max_pending` objects (plus
+    /// a batch per thread) every 10 ms, and a thread that holds a lock the destructors need
+    /// through many calls waits a few times, not at every call.
     ///
     /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it,
     /// and a thread that fills a batch closes it (64 objects) before it checks: with more such
     /// threads than CPUs, allow a batch for each. An object retired while every open batch is
     /// busy goes with a job (see [`Stats::offloaded`](crate::Stats)), within the same bound.
     ///
-    /// So a thread over the bound may run other objects' destructors, or wait for the drainer
-    /// thread's: one that hands objects over in ordinary context (a write to a
-    /// [`ReadSlot`](crate::ReadSlot); under `AlwaysDefer`, any drop), and, with a manual
-    /// drainer, an install, a map insert, or a new or cloned box ([`Owned`](crate::Owned),
-    /// [`Shared`](crate::Shared)). Do not make those calls while holding a lock that this
-    /// runtime's destructors take.
+    /// So a thread over the bound may run other objects' destructors: one that hands objects
+    /// over in ordinary context (a write to a [`ReadSlot`](crate::ReadSlot); with a manual
+    /// drainer and `AlwaysDefer`, any drop), and, with a manual drainer, an install, a map
+    /// insert, or a new or cloned box ([`Owned`](crate::Owned), [`Shared`](crate::Shared)). Do
+    /// not make those calls while holding a lock that this runtime's destructors take. With a
+    /// drainer thread and `AlwaysDefer`, no call but the drains and the shutdown runs other
+    /// objects' destructors: holding such a lock costs some waits of 10 ms, never a deadlock.
     #[must_use]
     pub fn max_pending(mut self, max_pending: usize) -> Self {
         self.max_pending = max_pending;

@@ -70,7 +70,9 @@
 //! allocator is fastest — and, if more than `max_pending` objects wait in closed batches and
 //! job lists, it runs drain cycles (waiting for grace periods itself if it holds no read guard)
 //! until they are back under the bound. Under [`Policy::AlwaysDefer`] with a drainer thread it
-//! rings and waits for the drainer instead. Restricted context never helps and never waits.
+//! rings and waits for the drainer instead, for as long as that thread keeps finishing
+//! destructors (`DRAINER_PATIENCE`: it may be blocked on a lock the waiting thread holds).
+//! Restricted context never helps and never waits.
 //!
 //! Who never waits for whom: a drainer thread never waits for another drainer thread; a thread
 //! holding a read guard never waits for a grace period (its guard may be what holds it up); and
@@ -94,6 +96,8 @@ use crate::reclaim::cycle_gate::CycleGate;
 use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain, Drainer};
 use crate::reclaim::owned_list::{Link, OwnedLists};
+#[cfg(not(loom))]
+use crate::reclaim::stall_passes::StallPasses;
 use crate::reclaim::taken_jobs::TakenJobs;
 use crate::regrowth::Regrowth;
 use crate::restricted;
@@ -128,6 +132,9 @@ struct Counters {
     batched: AtomicU64,
     /// Drain cycles run by producers over the backlog bound, or helping at a batch close.
     helped: AtomicU64,
+    /// Threads over the bound that gave up waiting for a drainer thread that finished nothing
+    /// for `DRAINER_PATIENCE`.
+    drainer_stalls: AtomicU64,
     /// Destructors that left restricted context entered (or left more than they entered).
     stray_restricted: AtomicU64,
     /// Bumped after every destructor this runtime's drainer thread runs (not exactly: a lost
@@ -147,10 +154,23 @@ struct Counters {
 /// handler jumped out of the push with `siglongjmp`).
 const STALLED_BOX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long an install or the maker of an owned box waits for a drainer thread that finishes
-/// no destructor meanwhile before it goes on over the bound (`supply_waits`): that thread may
-/// be blocked on a lock the waiting thread holds (other threads' destructors do not count).
-const SUPPLY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
+/// How long a thread over the bound waits for a drainer thread that finishes no destructor
+/// meanwhile before it goes on over the bound: an install or the maker of an owned box
+/// (`supply_waits`), or, under `Policy::AlwaysDefer`, a thread handing objects over
+/// (`after_close`). That thread may be blocked on a lock the waiting thread holds (other
+/// threads' destructors do not count).
+#[cfg(not(loom))]
+const DRAINER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How a thread over the bound that waits for the drainer thread gives up (`help_while`):
+/// after `DRAINER_PATIENCE` without progress, or at once with a pass an earlier give-up
+/// granted (`stall_passes.rs`) for the `objects` it may add before it looks again.
+/// (The models have no clock: they never give up.)
+#[derive(Clone, Copy)]
+struct Patience {
+    #[cfg_attr(loom, allow(dead_code))]
+    objects: usize,
+}
 
 /// The maker of an owned box that takes the runtime's count of boxes past a multiple of this
 /// looks whether the drainers keep up with the boxes handed over in restricted context
@@ -282,6 +302,10 @@ pub(crate) struct Inner {
     /// `Counters::cycles` as the last maker of boxes to look saw it (`keep_up_with_boxes`;
     /// `u64::MAX` before the first look).
     cycles_seen_by_makers: AtomicU64,
+    /// Passes over the bound granted by threads that gave up waiting for a stalled drainer
+    /// thread (`help_while`). Not in the models, which have no clock and so no patience.
+    #[cfg(not(loom))]
+    stall_passes: StallPasses,
     counters: Counters,
     pub(crate) stop: AtomicBool,
     #[cfg(test)]
@@ -315,6 +339,8 @@ impl Inner {
             taken: Arc::new(TakenJobs::new()),
             // No look yet: the first maker to look only records what it saw.
             cycles_seen_by_makers: AtomicU64::new(u64::MAX),
+            #[cfg(not(loom))]
+            stall_passes: StallPasses::new(),
             counters: Counters::default(),
             stop: AtomicBool::new(false),
             #[cfg(test)]
@@ -521,7 +547,7 @@ impl Inner {
         // installs whose objects handlers tear down faster than the drainer destroys them.
         let mut want = self.cfg.headroom.max(1);
         if supplies && self.backlog() > self.cfg.max_pending {
-            self.supply_waits(|| self.backlog() > self.cfg.max_pending);
+            self.supply_waits(1, || self.backlog() > self.cfg.max_pending);
             if self.ledger.claim_spare().is_some() {
                 return Ok(Claim::new(self, Source::Spare));
             }
@@ -1022,14 +1048,14 @@ impl Inner {
                 // The drainer may have closed our last batch before it filled: the backlog is
                 // checked at the start of each batch too, so it is bounded either way.
                 if self.backlog() > self.cfg.max_pending {
-                    self.after_close();
+                    self.after_close(BATCH);
                 }
             }
             Ok(Added::Open { .. }) => {}
             Ok(Added::Full(items, grace, inside)) => {
                 self.batches.close(items, grace);
                 drop(inside);
-                self.after_close();
+                self.after_close(BATCH);
             }
             Err(payload) => {
                 if let Some(payload) = self.defer(payload, false) {
@@ -1049,18 +1075,20 @@ impl Inner {
                 // (Writers that outnumber the shards find every open batch busy often, and
                 // without this check kept queuing jobs, and growing the pool, past the bound.)
                 if self.backlog() > self.cfg.max_pending {
-                    self.after_close();
+                    self.after_close(1);
                 }
             }
         }
     }
 
     /// What the thread that closed a batch does next: help, then keep the backlog bounded.
-    fn after_close(&self) {
+    /// `objects`: how many it may add before it looks again (a batch's worth after a batch
+    /// closed or opened, one after an object queued with a job).
+    fn after_close(&self, objects: usize) {
         // Destructors may run on this thread under Policy::Auto, and under AlwaysDefer only when
         // nobody else would run them (a manual drainer) and the backlog is over the bound — or
         // when this thread is a drainer (a destructor retiring into this runtime).
-        let on_a_drainer = self.helps_here().1;
+        let (runs_here, on_a_drainer) = self.helps_here();
         if self.cfg.policy == Policy::Auto {
             let ran = {
                 let _inside = self.gate.enter();
@@ -1070,10 +1098,15 @@ impl Inner {
                 self.counters.helped.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // A thread that waits for the drainer thread rather than drain (AlwaysDefer) gives up
+        // once that thread has finished nothing for `DRAINER_PATIENCE`: it may be blocked on a
+        // lock this thread holds, and this thread's objects exist whether it waits or not. One
+        // that drains itself waits only for readers, as `synchronize` would.
+        let patience = (!runs_here).then_some(Patience { objects });
         self.help_while(
             || self.helps_here().0,
             on_a_drainer,
-            None,
+            patience,
             || self.backlog() > self.cfg.max_pending,
         );
     }
@@ -1083,17 +1116,19 @@ impl Inner {
     /// destructor while a drainer thread could (its caller may hold a lock those destructors
     /// take): it wakes that thread and waits for it for as long as it keeps finishing
     /// destructors, and goes on over the bound once it has finished none for
-    /// `SUPPLY_PATIENCE` (it may be blocked on such a lock). A supplier faster than the drainer
-    /// is so held to its pace, and to one object per `SUPPLY_PATIENCE` while the drainer is
-    /// stuck (`grow_for_install` then grows one job, not a headroom's worth). Without a drainer
-    /// thread here (a manual drainer, or a forked child that has not started its own), or on a
-    /// drainer, it runs cycles itself. Ordinary context.
+    /// `DRAINER_PATIENCE` (it may be blocked on such a lock). A supplier faster than the drainer
+    /// is so held to its pace, and while the drainer is stuck to `max_pending` objects or fewer
+    /// per `DRAINER_PATIENCE` (the give-up's passes, `stall_passes.rs`; `grow_for_install` then
+    /// grows one job, not a headroom's worth). Without a drainer thread here (a manual drainer,
+    /// or a forked child that has not started its own), or on a drainer, it runs cycles
+    /// itself. `objects`: how many the caller may supply before it looks again (one install;
+    /// the boxes made until the next look). Ordinary context.
     #[cold]
     #[inline(never)]
-    fn supply_waits(&self, over: impl Fn() -> bool) {
+    fn supply_waits(&self, objects: usize, over: impl Fn() -> bool) {
         let on_a_drainer = crate::reclaim::drainer::on_a_drainer();
         let runs_here = || !self.drainer_thread_here() || on_a_drainer;
-        self.help_while(runs_here, on_a_drainer, Some(SUPPLY_PATIENCE), over);
+        self.help_while(runs_here, on_a_drainer, Some(Patience { objects }), over);
     }
 
     /// Whether this thread may run destructors to keep a backlog bounded: under `Policy::Auto`,
@@ -1112,12 +1147,14 @@ impl Inner {
     /// drainer thread may be started meanwhile, in a forked child), or rings the drainer thread
     /// and waits for it — giving up on the bound where waiting could last for ever (below),
     /// and, with a `patience`, once the drainer thread has finished no destructor for that long
-    /// (it may be blocked on a lock this thread holds). Ordinary context.
+    /// (it may be blocked on a lock this thread holds). A give-up grants passes to the calls
+    /// after it that find the drainer thread still stalled: they go on at once
+    /// (`stall_passes.rs`). Ordinary context.
     fn help_while(
         &self,
         runs_here: impl Fn() -> bool,
         on_a_drainer: bool,
-        patience: Option<std::time::Duration>,
+        patience: Option<Patience>,
         over: impl Fn() -> bool,
     ) {
         let mut spins = 0u32;
@@ -1147,7 +1184,11 @@ impl Inner {
                 let beat = self.heartbeat();
                 if beat != progress.0 {
                     progress = (beat, std::time::Instant::now());
-                } else if progress.1.elapsed() >= patience {
+                } else if self.stall_passes.take_pass(beat, patience.objects) {
+                    return;
+                } else if progress.1.elapsed() >= DRAINER_PATIENCE {
+                    self.stall_passes.gave_up(beat, self.cfg.max_pending);
+                    self.counters.drainer_stalls.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
@@ -1183,7 +1224,7 @@ impl Inner {
         if self.cycles_seen_by_makers.swap(cycles, Ordering::Relaxed) != cycles {
             return;
         }
-        self.supply_waits(|| {
+        self.supply_waits(KEEP_UP_EVERY, || {
             self.counters.cycles.load(Ordering::Relaxed) == cycles && self.owned.any_queued()
         });
     }
@@ -1671,6 +1712,7 @@ impl Inner {
             peak_pending: c.peak_pending.load(Ordering::Relaxed),
             batched: relaxed(&c.batched),
             helped: relaxed(&c.helped),
+            drainer_stalls: relaxed(&c.drainer_stalls),
             stray_restricted: relaxed(&c.stray_restricted),
             peak_total: c.peak_total.load(Ordering::Relaxed),
             peak_active: c.peak_active.load(Ordering::Relaxed),

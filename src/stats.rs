@@ -122,6 +122,13 @@ pub struct Stats {
     /// backlog under `max_pending`), and by installs and makers of owned boxes that keep up
     /// themselves (with a manual drainer).
     pub helped: u64,
+    /// Times a thread over [`Builder::max_pending`](crate::Builder::max_pending) gave up
+    /// waiting for the drainer thread because it had finished no destructor for 10 ms: blocked
+    /// (perhaps on a lock the waiting thread held), in a very slow destructor, or starved of
+    /// CPU. Each let that call, and the calls after it while the drainer stayed stuck (up to
+    /// `max_pending` objects), go on over the bound. Non-zero while `pending` keeps growing:
+    /// look for a lock held around installs, drops or new boxes that the destructors take.
+    pub drainer_stalls: u64,
     /// Destructors that returned with this thread's restricted-context depth changed (they
     /// forgot a [`RestrictedGuard`](crate::restricted::RestrictedGuard), or dropped one they
     /// did not enter). The depth is put back after each: without that, the thread that ran them

@@ -31,7 +31,7 @@ use common::wait_until;
 use sigdrop::{Drainer, Owned, Policy, RefSlot, Runtime, Stats, Wake, restricted};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The bound under test (the smallest allowed, so that the loops hit it at once).
 const MAX_PENDING: usize = 64;
@@ -82,22 +82,15 @@ fn runtime(policy: Policy, drainer: Drainer, headroom: usize) -> Runtime {
         .unwrap()
 }
 
-/// The longest a supplier waits for the drainer thread in one call before it goes on over the
-/// bound (`SUPPLY_PATIENCE` in the crate).
-const PATIENCE: Duration = Duration::from_millis(10);
-
 /// Runs `ITERATIONS` of `step`, sampling `figure` of the stats; returns the highest sample,
-/// and how many times a supplier may have given up waiting for `drainer`'s thread (a drainer
-/// thread that gets no CPU for a while on a loaded machine: at most once per `PATIENCE` of
-/// the loop; none without a drainer thread, where suppliers drain themselves). Not a time
-/// assertion: each give-up allows one more step's worth over the bound.
+/// and how many times a supplier gave up waiting for the drainer thread (one that gets no CPU
+/// for a while on a loaded machine; none without a drainer thread, where suppliers drain
+/// themselves). Each give-up lets a bounded number of objects over the bound.
 fn peak(
     rt: &Runtime,
-    drainer: Drainer,
     mut step: impl FnMut(),
     mut figure: impl FnMut(&Stats) -> usize,
 ) -> (usize, usize) {
-    let started = Instant::now();
     let mut peak = 0;
     for i in 0..ITERATIONS {
         step();
@@ -105,11 +98,7 @@ fn peak(
             peak = peak.max(figure(&rt.stats()));
         }
     }
-    let give_ups = match drainer {
-        Drainer::Thread => (started.elapsed().as_nanos() / PATIENCE.as_nanos()) as usize + 1,
-        Drainer::Manual => 0,
-    };
-    (peak, give_ups)
+    (peak, rt.stats().drainer_stalls as usize)
 }
 
 /// Every object made was destroyed once, when everything has been drained.
@@ -136,7 +125,6 @@ fn installs_feeding_restricted_teardowns_keep_the_pool_and_the_backlog_bounded()
         let (mut peak_pending, mut peak_kept) = (0, 0);
         let (peak_pool, give_ups) = peak(
             &rt,
-            drainer,
             || {
                 // An install into the empty slot claims a job (growing the pool if none is
                 // spare); the teardown queues the object with it.
@@ -157,11 +145,13 @@ fn installs_feeding_restricted_teardowns_keep_the_pool_and_the_backlog_bounded()
         let s = rt.stats();
         // The spare jobs the pool keeps: the headroom, the trim's hysteresis (half of it), and
         // what the regrowth window keeps (never more than trims freed). Installs that find one
-        // use it without looking at the backlog, which may so pass the bound by that many; one
+        // use it without looking at the backlog, which may so pass the bound by that many. One
         // that finds none and gives up waiting grows the pool by a headroom's worth (at least
-        // one job). The pool: the backlog and the spare jobs.
+        // one job), and lets the installs after it go on, while the drainer thread still
+        // finishes nothing, by up to `MAX_PENDING` jobs. The pool: the backlog and the spare
+        // jobs.
         let spare = headroom + headroom / 2 + peak_kept;
-        let backlog_bound = MAX_PENDING + 64 + spare + give_ups * headroom.max(1);
+        let backlog_bound = MAX_PENDING + 64 + spare + give_ups * (headroom.max(1) + MAX_PENDING);
         assert!(
             peak_pending <= backlog_bound,
             "{case}: backlog {peak_pending} > {backlog_bound}: {s:?}"
@@ -188,7 +178,6 @@ fn owned_boxes_dropped_in_restricted_context_as_fast_as_they_are_made_stay_bound
         let rt = runtime(policy, drainer, 64);
         let (peak_alive, give_ups) = peak(
             &rt,
-            drainer,
             || {
                 let boxed = Owned::new(&rt, Obj::new(&counts));
                 let _nmi = restricted::enter();
@@ -198,9 +187,12 @@ fn owned_boxes_dropped_in_restricted_context_as_fast_as_they_are_made_stay_bound
         );
         // Every box alive at a sample is one this thread dropped: on a list, or in the chain
         // a drainer is running. A maker helps within `KEEP_UP_EVERY` boxes of the last finished
-        // cycle, so a cycle finds at most a few of those intervals' worth, and one more for
-        // each time a maker gave up waiting for a drainer thread that got no CPU.
-        let bound = (4 + give_ups) * KEEP_UP_EVERY;
+        // cycle, so a cycle finds at most a few of those intervals' worth. Each time a maker
+        // gave up waiting for a drainer thread that got no CPU: one more, and the intervals
+        // after it go on while that thread still finishes nothing, up to `MAX_PENDING` boxes
+        // (rounded up to whole intervals).
+        let per_give_up = 1 + MAX_PENDING.div_ceil(KEEP_UP_EVERY) + 1;
+        let bound = (4 + give_ups * per_give_up) * KEEP_UP_EVERY;
         assert!(
             peak_alive <= bound,
             "{case}: {peak_alive} boxes alive > {bound}: {:?}",
@@ -441,6 +433,98 @@ fn supplier_holding_the_lock(case: &str, policy: Policy, with_neighbour: bool) -
     drop(rt);
     assert_eq!(counts.destroyed.load(Ordering::Relaxed), made, "{case}");
     setup
+}
+
+#[test]
+fn a_thread_holding_a_lock_the_destructors_take_hands_over_and_installs_without_waiting_at_every_call()
+ {
+    let _serial = registry_tests();
+    // A registry rebuilt under its own lock, whose entries' destructors take that lock: under
+    // `AlwaysDefer` with a drainer thread, every old entry goes to the drainer, which blocks on
+    // the lock at the first one, while the rebuild keeps handing entries over and installing
+    // new ones far past the bound.
+    const BOUND: usize = 256;
+    const N: usize = 16 * BOUND;
+    let counts = Arc::new(Counts {
+        made: AtomicU64::new(0),
+        destroyed: AtomicU64::new(0),
+    });
+    let rt = Runtime::builder()
+        .policy(Policy::AlwaysDefer)
+        .max_pending(BOUND)
+        .build()
+        .unwrap();
+    let filled = |n| -> Vec<RefSlot<Box<Registered>>> {
+        (0..n)
+            .map(|_| {
+                let slot = RefSlot::new(&rt);
+                assert!(
+                    slot.xchg(Some(Box::new(Registered::new(&counts))))
+                        .unwrap()
+                        .is_none()
+                );
+                slot
+            })
+            .collect()
+    };
+    let (handed, queued) = (filled(N), filled(N));
+    let done = Arc::new(AtomicBool::new(false));
+    // A thread of its own, not a scoped one: if it hangs, the test fails rather than waits.
+    let rebuild = {
+        let (rt, counts, done) = (rt.clone(), Arc::clone(&counts), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let registry = REGISTRY.lock().unwrap();
+            // Hand-overs in ordinary context, into batches: past the bound, each batch waits
+            // for the drainer thread.
+            for slot in &handed {
+                slot.clear();
+            }
+            // Objects queued with their jobs (as a handler's teardowns would), then installs
+            // that find no spare job: each waits for the drainer thread before growing one.
+            {
+                let _nmi = restricted::enter();
+                for slot in &queued {
+                    slot.clear();
+                }
+            }
+            let fresh: Vec<RefSlot<Box<Registered>>> = (0..N)
+                .map(|_| {
+                    let slot = RefSlot::new(&rt);
+                    let object = Box::new(Registered::new(&counts));
+                    assert!(slot.xchg(Some(object)).unwrap().is_none());
+                    slot
+                })
+                .collect();
+            done.store(true, Ordering::Release);
+            drop(registry);
+            drop((fresh, handed, queued));
+        })
+    };
+    // Without the passes a give-up grants, the installs alone would wait 10 ms each: 41 s.
+    wait_until(
+        Duration::from_secs(20),
+        "the rebuild to finish",
+        || format!("{:?}", rt.stats()),
+        || done.load(Ordering::Acquire),
+    );
+    rebuild.join().unwrap();
+    let s = rt.stats();
+    // The drainer thread finished nothing all along (blocked on the lock, or not yet started
+    // on an entry): each give-up let 64 objects over the bound, doubling up to `BOUND` at
+    // each further one. What went over: N installs, and N hand-overs looked at twice (a batch
+    // is checked when it opens and when it closes): 3N / BOUND give-ups, plus the first,
+    // smaller grants. Granting nothing, or never more than 64, would take 3N / 64.
+    let give_ups = s.drainer_stalls as usize;
+    let allowed = 3 * N / BOUND + 3 * 8;
+    assert!(
+        (1..=allowed).contains(&give_ups),
+        "{give_ups} give-ups (allowed 1..={allowed}): {s:?}"
+    );
+    eprintln!("rebuild under the lock: {give_ups} give-ups");
+    let made = counts.made.load(Ordering::Relaxed);
+    rt.drain_and_wait().unwrap();
+    drop(rt);
+    assert_eq!(counts.destroyed.load(Ordering::Relaxed), made);
 }
 
 /// A box of runtime A whose destructor, on A's drainer thread, hands a box of runtime B over

@@ -9,7 +9,8 @@
 //! - `drainer.rs`: the drainer thread's loop, which never waits for readers;
 //! - `owned_list.rs`: per-CPU lists of owned boxes' own nodes (no jobs), taken whole by a cycle;
 //! - `cycle_gate.rs`: which drains in progress a `drain_and_wait` must wait for;
-//! - `taken_jobs.rs`: the count of jobs drainers took and are running (forgotten after `fork`).
+//! - `taken_jobs.rs`: the count of jobs drainers took and are running (forgotten after `fork`);
+//! - `stall_passes.rs`: passes over the backlog bound while the drainer thread is stalled.
 //!
 //! Back-pressure (producers over the backlog bound help) is the runtime's, because it needs the
 //! job lists too: see `runtime.rs`.
@@ -19,4 +20,6 @@ pub(crate) mod cycle_gate;
 pub(crate) mod doorbell;
 pub(crate) mod drainer;
 pub(crate) mod owned_list;
+#[cfg(not(loom))]
+pub(crate) mod stall_passes;
 pub(crate) mod taken_jobs;
