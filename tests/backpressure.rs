@@ -196,10 +196,13 @@ fn a_full_speed_writer_stays_within_the_bound() {
     );
     // No wake-up syscall on the writer's path in steady state: the drainer keeps polling while
     // batches come (the handlers here only read, so every wake would be the writer's). A writer
-    // descheduled for long enough lets the drainer go to sleep for good, hence a rate, not zero
-    // (a wake per batch would be one per 64 stores).
+    // descheduled for long enough lets the drainer go to sleep for good, hence a rate, not zero.
+    // The rate is per batch, what a regression would show (a wake for every batch, one per 64
+    // stores): on a loaded machine the writer makes fewer stores and is descheduled more often,
+    // so a rate per store is not a bound (measured, two busy loops beside: down to one wake
+    // per 627 stores, about ten batches; it was once asserted at 2000 and failed there).
     assert!(
-        s.wakes * 2_000 < created,
+        s.wakes * 4 * (BATCH as u64) < created,
         "{} wake-ups for {created} stores: {s:?}",
         s.wakes
     );
