@@ -878,8 +878,13 @@ mod tests {
         let boxes: Vec<_> = (0..3)
             .map(|_| Owned::new(&rt, Tracked(drops.clone())))
             .collect();
-        // Let the drainer go to sleep (its first cycle found nothing).
-        std::thread::sleep(Duration::from_millis(50));
+        // Let the drainer thread make its first cycle (it finds nothing, then sleeps for the
+        // period): a first cycle late enough would find the boxes dropped below.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rt.inner().cycles() == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_ne!(rt.inner().cycles(), 0, "the drainer thread made no cycle");
         let mut it = boxes.into_iter();
         {
             let _nmi = restricted::enter();

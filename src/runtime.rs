@@ -1355,6 +1355,13 @@ impl Inner {
         self.counters.drained.load(Ordering::Relaxed)
     }
 
+    /// Drain cycles finished so far, by anyone (a snapshot): for tests that must know the
+    /// drainer thread has made its first.
+    #[cfg(test)]
+    pub(crate) fn cycles(&self) -> u64 {
+        self.counters.cycles.load(Ordering::Relaxed)
+    }
+
     /// A value that changes whenever a destructor this runtime's drainer thread ran has
     /// returned (a snapshot).
     pub(crate) fn heartbeat(&self) -> u64 {
