@@ -253,26 +253,28 @@ impl Builder {
     /// [`read::synchronize`](crate::read::synchronize) would — unless it holds a read guard
     /// itself, when it goes on over the bound rather than wait for itself. Under
     /// [`Policy::AlwaysDefer`] with a drainer thread it wakes the drainer and waits for it
-    /// instead, for as long as it keeps finishing destructors; once it has finished none for
-    /// 10 ms (it may be blocked on a lock the caller holds, or waiting for readers) the thread
-    /// goes on over the bound (see below for how far). Signal handlers
+    /// instead; once the drainer has stayed inside one destructor for 10 ms (it may be blocked
+    /// on a lock the caller holds) the thread goes on over the bound (see below for how far).
+    /// A drainer outside destructors (waiting for readers, say) is waited for. Signal handlers
     /// never help and never wait: the ordinary code that supplies them is what keeps their
     /// objects bounded. An install that finds no spare job while the backlog is over the bound
     /// (the jobs it needs are the ones waiting), and the maker of an [`Owned`](crate::Owned) box
     /// while boxes dropped in handlers pile up faster than drain cycles take them (they hold no
     /// job and count nowhere until taken), wait for the drainer thread before they go on, for
     /// as long as it keeps finishing destructors; they never run other objects' destructors
-    /// while there is one, and once it has finished none for 10 ms (it may be blocked on a lock
-    /// the caller holds) they go on over the bound. With [`Drainer::Manual`] (or in a child
+    /// while there is one, and once it has stayed inside one destructor for 10 ms (it may be
+    /// blocked on a lock the caller holds) they go on over the bound. With [`Drainer::Manual`] (or in a child
     /// process after `fork` whose drainer thread has not been started yet) they run drain
     /// cycles themselves.
     ///
-    /// How far over: a thread that gives up waiting lets the calls after it go on at once for
-    /// as long as the drainer thread still finishes nothing, up to 64 objects, then twice as
-    /// many at each further 10 ms wait, up to `max_pending` objects per wait. So while the
-    /// drainer thread is stuck the backlog grows by at most about `max_pending` objects (plus
-    /// a batch per thread) every 10 ms, and a thread that holds a lock the destructors need
-    /// through many calls waits a few times, not at every call.
+    /// How far over: each give-up lets its own call go on (one install, the boxes made until
+    /// the next look, or a batch of 64 handed over). Destructors that each take longer than
+    /// 10 ms so let the backlog grow by about that much per destructor. Once the drainer
+    /// thread has been stuck in one destructor for 40 ms, a give-up also lets the calls after
+    /// it go on at once while it stays stuck: 64 objects, then twice as many at each further
+    /// 10 ms wait, up to `max_pending` objects per wait (plus a call per thread). So a thread
+    /// that holds a lock the destructors need through many calls waits a few times, not at
+    /// every call.
     ///
     /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it,
     /// and a thread that fills a batch closes it (64 objects) before it checks: with more such

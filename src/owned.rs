@@ -163,8 +163,7 @@ impl<T: Send + 'static> Owned<T> {
     /// that makes them keeps them bounded: when boxes wait and no drain cycle has finished for
     /// a while (it looks each time the count of boxes passes a multiple of 64), `new` first
     /// waits for the drainer thread's next cycle (for as long as that thread keeps finishing
-    /// destructors; 10 ms once it finishes none, and then not again until it does, for a
-    /// while), or, with
+    /// destructors; 10 ms once it stays inside one), or, with
     /// [`Drainer::Manual`](crate::Drainer::Manual), runs one itself: that may run other
     /// objects' destructors here (see [`Builder::max_pending`](crate::Builder::max_pending)).
     /// Boxes made faster than the drainer destroys them are then made at its pace, and the

@@ -135,6 +135,8 @@ struct Counters {
     /// Threads over the bound that gave up waiting for a drainer thread that finished nothing
     /// for `DRAINER_PATIENCE`.
     drainer_stalls: AtomicU64,
+    /// Destructors this runtime's drainer thread is inside now (nested), written by it alone.
+    drainer_inside: AtomicU32,
     /// Destructors that left restricted context entered (or left more than they entered).
     stray_restricted: AtomicU64,
     /// Bumped after every destructor this runtime's drainer thread runs (not exactly: a lost
@@ -1099,9 +1101,11 @@ impl Inner {
             }
         }
         // A thread that waits for the drainer thread rather than drain (AlwaysDefer) gives up
-        // once that thread has finished nothing for `DRAINER_PATIENCE`: it may be blocked on a
-        // lock this thread holds, and this thread's objects exist whether it waits or not. One
-        // that drains itself waits only for readers, as `synchronize` would.
+        // once that thread has stayed inside one destructor for `DRAINER_PATIENCE`: it may be
+        // blocked on a lock this thread holds (a deadlock, were it waited for). The price: a
+        // drainer whose destructors each take longer than that lets such threads go on by a
+        // batch per destructor. One that drains itself waits only for readers, as
+        // `synchronize` would.
         let patience = (!runs_here).then_some(Patience { objects });
         self.help_while(
             || self.helps_here().0,
@@ -1182,12 +1186,18 @@ impl Inner {
             #[cfg(not(loom))]
             if let Some(patience) = patience {
                 let beat = self.heartbeat();
-                if beat != progress.0 {
+                // Relaxed: a hint (see `run`). A drainer thread outside any destructor (idle,
+                // waiting for readers, or not yet scheduled) cannot be blocked on a lock this
+                // thread holds: waiting for it is waiting for readers or for a CPU, and the
+                // clock restarts. Only one that stays inside a destructor is given up on.
+                let inside = self.counters.drainer_inside.load(Ordering::Relaxed) > 0;
+                if beat != progress.0 || !inside {
                     progress = (beat, std::time::Instant::now());
                 } else if self.stall_passes.take_pass(beat, patience.objects) {
                     return;
                 } else if progress.1.elapsed() >= DRAINER_PATIENCE {
-                    self.stall_passes.gave_up(beat, self.cfg.max_pending);
+                    self.stall_passes
+                        .gave_up(beat, self.cfg.max_pending, DRAINER_PATIENCE);
                     self.counters.drainer_stalls.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -1393,6 +1403,19 @@ impl Inner {
     #[inline]
     fn run(&self, payload: Payload) {
         let depth = restricted::depth();
+        // The drainer thread says when it is inside a destructor (the only place it can block
+        // on a lock a waiting thread holds: `help_while`). Plain loads and stores, as for the
+        // heartbeat below; the count nests (a destructor that drains its own runtime), and
+        // wraps rather than panics if a store is ever lost. Relaxed: read as a hint, never
+        // synchronised on.
+        let on_drainer = crate::reclaim::drainer::drains_for(self.id);
+        let inside = &self.counters.drainer_inside;
+        if on_drainer {
+            inside.store(
+                inside.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+        }
         // Every payload was built from an owned pointer and its own destructor; each job or
         // batch is taken by exactly one drainer, each object put aside (`nested.rs`) once by
         // the thread that put it aside.
@@ -1400,7 +1423,11 @@ impl Inner {
         let result = catch_unwind(AssertUnwindSafe(|| unsafe { (payload.dtor)(payload.obj) }));
         // A plain load and store, not a read-modify-write: it only has to change (a lost bump
         // from a concurrent drainer still changes it). Relaxed: compared, never synchronised on.
-        if crate::reclaim::drainer::drains_for(self.id) {
+        if on_drainer {
+            inside.store(
+                inside.load(Ordering::Relaxed).wrapping_sub(1),
+                Ordering::Relaxed,
+            );
             let beat = &self.counters.heartbeat;
             beat.store(
                 beat.load(Ordering::Relaxed).wrapping_add(1),

@@ -123,10 +123,10 @@ pub struct Stats {
     /// themselves (with a manual drainer).
     pub helped: u64,
     /// Times a thread over [`Builder::max_pending`](crate::Builder::max_pending) gave up
-    /// waiting for the drainer thread because it had finished no destructor for 10 ms: blocked
-    /// (perhaps on a lock the waiting thread held), in a very slow destructor, or starved of
-    /// CPU. Each let that call, and the calls after it while the drainer stayed stuck (up to
-    /// `max_pending` objects), go on over the bound. Non-zero while `pending` keeps growing:
+    /// waiting for the drainer thread because it had stayed inside one destructor for 10 ms:
+    /// blocked (perhaps on a lock the waiting thread held), or in a slow destructor. Each let
+    /// that call go on over the bound, and, once the drainer had been stuck for 40 ms, the
+    /// calls after it too (up to `max_pending` objects per 10 ms). Non-zero while `pending` keeps growing:
     /// look for a lock held around installs, drops or new boxes that the destructors take.
     pub drainer_stalls: u64,
     /// Destructors that returned with this thread's restricted-context depth changed (they
