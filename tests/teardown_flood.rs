@@ -30,7 +30,7 @@ mod common;
 use common::wait_until;
 use sigdrop::{Drainer, Owned, Policy, ReadSlot, RefSlot, Runtime, Stats, Wake, read, restricted};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// The bound under test (the smallest allowed, so that the loops hit it at once).
@@ -47,6 +47,15 @@ const KEEP_UP_EVERY: usize = 64;
 struct Counts {
     made: AtomicU64,
     destroyed: AtomicU64,
+}
+
+impl Counts {
+    fn new() -> Arc<Counts> {
+        Arc::new(Counts {
+            made: AtomicU64::new(0),
+            destroyed: AtomicU64::new(0),
+        })
+    }
 }
 
 struct Obj(Arc<Counts>);
@@ -116,10 +125,7 @@ fn installs_feeding_restricted_teardowns_keep_the_pool_and_the_backlog_bounded()
     // none, where every install that finds no spare job is one that would grow the pool.
     for ((policy, drainer), headroom) in CASES.into_iter().flat_map(|c| [(c, 64), (c, 0)]) {
         let case = format!("{policy:?}, {drainer:?}, headroom {headroom}");
-        let counts = Arc::new(Counts {
-            made: AtomicU64::new(0),
-            destroyed: AtomicU64::new(0),
-        });
+        let counts = Counts::new();
         let rt = runtime(policy, drainer, headroom);
         let slot = RefSlot::new(&rt);
         let (mut peak_pending, mut peak_kept) = (0, 0);
@@ -171,10 +177,7 @@ fn installs_feeding_restricted_teardowns_keep_the_pool_and_the_backlog_bounded()
 fn owned_boxes_dropped_in_restricted_context_as_fast_as_they_are_made_stay_bounded() {
     for (policy, drainer) in CASES {
         let case = format!("{policy:?}, {drainer:?}");
-        let counts = Arc::new(Counts {
-            made: AtomicU64::new(0),
-            destroyed: AtomicU64::new(0),
-        });
+        let counts = Counts::new();
         let rt = runtime(policy, drainer, 64);
         let (peak_alive, give_ups) = peak(
             &rt,
@@ -205,10 +208,7 @@ fn owned_boxes_dropped_in_restricted_context_as_fast_as_they_are_made_stay_bound
 
 #[test]
 fn makers_of_owned_boxes_do_not_help_while_drains_keep_up() {
-    let counts = Arc::new(Counts {
-        made: AtomicU64::new(0),
-        destroyed: AtomicU64::new(0),
-    });
+    let counts = Counts::new();
     let rt = runtime(Policy::Auto, Drainer::Manual, 64);
     // A drain after every 64th box: whenever a maker looks (at the 64th box alive), 63 boxes
     // wait, and a drain cycle has finished since the last look. The drains keep up: nobody
@@ -281,6 +281,54 @@ fn drains_beside_under_way() {
     }
 }
 
+/// Objects the lock-holding tests queue: far over the bound.
+const QUEUED: usize = 4 * MAX_PENDING;
+
+/// A runtime whose drainer thread takes every one of [`QUEUED`] objects in one chain and
+/// blocks on the first: no spare jobs (an install over the bound would grow), one queue, and a
+/// drainer thread woken when all of them are queued, not at the first. (It may still wake by
+/// itself while they are queued: [`Setup::Raced`].)
+fn one_chain_runtime(policy: Policy) -> Runtime {
+    Runtime::builder()
+        .policy(policy)
+        .headroom(0)
+        .max_pending(MAX_PENDING)
+        .shards(1)
+        .wake(Wake::Lazy {
+            period: Duration::from_secs(1),
+            high_watermark: QUEUED,
+        })
+        .build()
+        .unwrap()
+}
+
+/// [`QUEUED`] slots of `rt`, each holding a [`Registered`] object.
+fn registered_slots(rt: &Runtime, counts: &Arc<Counts>) -> Vec<RefSlot<Box<Registered>>> {
+    let slots: Vec<RefSlot<Box<Registered>>> = (0..QUEUED).map(|_| RefSlot::new(rt)).collect();
+    for slot in &slots {
+        let object = Box::new(Registered::new(counts));
+        assert!(slot.xchg(Some(object)).unwrap().is_none());
+    }
+    slots
+}
+
+/// The supplier's opening: takes the registry's lock, tears `slots` down in restricted context
+/// (over the bound: objects the drainer thread will block on), and waits until it has. Returns
+/// the lock, still held.
+fn queue_under_the_registry(slots: &[RefSlot<Box<Registered>>]) -> MutexGuard<'static, ()> {
+    let registry = REGISTRY.lock().unwrap();
+    {
+        let _nmi = restricted::enter();
+        for slot in slots {
+            slot.clear();
+        }
+    }
+    while !BLOCKED.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    registry
+}
+
 impl Drop for Registered {
     fn drop(&mut self) {
         if std::thread::current().name() == Some(NEIGHBOUR) {
@@ -335,31 +383,9 @@ enum Setup {
 /// `policy` and, if `with_neighbour`, a neighbour thread draining beside it. Panics if the
 /// supplier does not go on, or a destructor is lost.
 fn supplier_holding_the_lock(case: &str, policy: Policy, with_neighbour: bool) -> Setup {
-    const QUEUED: usize = 4 * MAX_PENDING;
-    let counts = Arc::new(Counts {
-        made: AtomicU64::new(0),
-        destroyed: AtomicU64::new(0),
-    });
-    // A drainer thread; no spare jobs, so that an install over the bound would grow. One
-    // queue, and a drainer thread woken when all the objects below are queued, not at the
-    // first: it takes them all in one chain and blocks on the first. (It may still wake by
-    // itself while they are queued: `Setup::Raced`.)
-    let rt = Runtime::builder()
-        .policy(policy)
-        .headroom(0)
-        .max_pending(MAX_PENDING)
-        .shards(1)
-        .wake(Wake::Lazy {
-            period: Duration::from_secs(1),
-            high_watermark: QUEUED,
-        })
-        .build()
-        .unwrap();
-    let slots: Vec<RefSlot<Box<Registered>>> = (0..QUEUED).map(|_| RefSlot::new(&rt)).collect();
-    for slot in &slots {
-        let object = Box::new(Registered::new(&counts));
-        assert!(slot.xchg(Some(object)).unwrap().is_none());
-    }
+    let counts = Counts::new();
+    let rt = one_chain_runtime(policy);
+    let slots = registered_slots(&rt, &counts);
     BLOCKED.store(false, Ordering::Release);
     NEIGHBOUR_DESTROYED.store(0, Ordering::Relaxed);
     DRAINS_BESIDE.store(0, Ordering::Relaxed);
@@ -369,17 +395,7 @@ fn supplier_holding_the_lock(case: &str, policy: Policy, with_neighbour: bool) -
     let supplier = {
         let (rt, counts, done) = (rt.clone(), Arc::clone(&counts), Arc::clone(&done));
         std::thread::spawn(move || {
-            let registry = REGISTRY.lock().unwrap();
-            {
-                // Over the bound: jobs the drainer thread will block on.
-                let _nmi = restricted::enter();
-                for slot in &slots {
-                    slot.clear();
-                }
-            }
-            while !BLOCKED.load(Ordering::Acquire) {
-                std::thread::yield_now();
-            }
+            let registry = queue_under_the_registry(&slots);
             if with_neighbour {
                 drains_beside_under_way();
             } else {
@@ -459,10 +475,7 @@ fn a_thread_holding_a_lock_the_destructors_take_hands_over_and_installs_without_
     // new ones far past the bound.
     const BOUND: usize = 256;
     const N: usize = 16 * BOUND;
-    let counts = Arc::new(Counts {
-        made: AtomicU64::new(0),
-        destroyed: AtomicU64::new(0),
-    });
+    let counts = Counts::new();
     let rt = Runtime::builder()
         .policy(Policy::AlwaysDefer)
         .max_pending(BOUND)
@@ -548,10 +561,7 @@ fn a_writer_waits_for_a_drainer_that_waits_for_readers() {
     // destructor either: it cannot be blocked on a lock the writer holds, so the writer waits
     // for the reader (as `synchronize` would) rather than give up and go on over the bound.
     const HOLD: Duration = Duration::from_millis(200);
-    let counts = Arc::new(Counts {
-        made: AtomicU64::new(0),
-        destroyed: AtomicU64::new(0),
-    });
+    let counts = Counts::new();
     let rt = runtime(Policy::AlwaysDefer, Drainer::Thread, 64);
     let slot: ReadSlot<Box<Obj>> = ReadSlot::new(&rt);
     let entered = Arc::new(AtomicBool::new(false));
@@ -629,49 +639,19 @@ fn another_runtimes_drainer_draining_this_one_is_not_its_progress() {
 /// drainer thread took every queued object in one chain (otherwise A's drainer, draining B,
 /// destroys the rest, blocks on the lock itself, and the supplier has nothing to tell apart).
 fn drainer_of_a_draining_b() -> Setup {
-    const QUEUED: usize = 4 * MAX_PENDING;
-    let counts = Arc::new(Counts {
-        made: AtomicU64::new(0),
-        destroyed: AtomicU64::new(0),
-    });
-    // B: one queue, and a drainer thread woken when all the objects below are queued, so
-    // that it takes them in one chain and blocks on the first; the drains A's drainer makes
-    // of B then find only its own boxes. (It may still wake by itself meanwhile: `Raced`.)
-    let b = Runtime::builder()
-        .shards(1)
-        .headroom(0)
-        .max_pending(MAX_PENDING)
-        .wake(Wake::Lazy {
-            period: Duration::from_secs(1),
-            high_watermark: QUEUED,
-        })
-        .build()
-        .unwrap();
+    let counts = Counts::new();
+    // B's drainer thread takes every queued object in one chain and blocks on the first; the
+    // drains A's drainer makes of B then find only its own boxes.
+    let b = one_chain_runtime(Policy::Auto);
     let a = Runtime::new().unwrap();
-    let slots: Vec<RefSlot<Box<Registered>>> = (0..QUEUED).map(|_| RefSlot::new(&b)).collect();
-    for slot in &slots {
-        assert!(
-            slot.xchg(Some(Box::new(Registered::new(&counts))))
-                .unwrap()
-                .is_none()
-        );
-    }
+    let slots = registered_slots(&b, &counts);
     BLOCKED.store(false, Ordering::Release);
     DRAINS_BESIDE.store(0, Ordering::Relaxed);
     let done = Arc::new(AtomicBool::new(false));
     let supplier = {
         let (b, counts, done) = (b.clone(), Arc::clone(&counts), Arc::clone(&done));
         std::thread::spawn(move || {
-            let registry = REGISTRY.lock().unwrap();
-            {
-                let _nmi = restricted::enter();
-                for slot in &slots {
-                    slot.clear();
-                }
-            }
-            while !BLOCKED.load(Ordering::Acquire) {
-                std::thread::yield_now();
-            }
+            let registry = queue_under_the_registry(&slots);
             drains_beside_under_way();
             // A's drainer thread keeps finishing B's destructors meanwhile (below): that is
             // not B's drainer thread, which stays blocked on the lock held here.
