@@ -109,6 +109,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
+/// What [`Inner::run`] needs to know of the thread that runs destructors, read once per level
+/// of destructors ([`Inner::destroying`]), not once per destructor: it does not change while
+/// the level runs (`run` puts back the depth a destructor changed).
+#[derive(Clone, Copy)]
+struct Runner {
+    /// The restricted-context depth outside the destructors.
+    depth: u32,
+    /// Whether this is the runtime's drainer thread.
+    on_drainer: bool,
+}
+
 /// Cumulative counters and high-water marks. Every access to them is Relaxed: they are
 /// statistics, read as snapshots by `stats()`, and nothing synchronises through them. The same
 /// holds for the `total` and `running` gauges (`total` is only written under the grow lock) and
@@ -1069,7 +1080,7 @@ impl Inner {
                         });
                         return;
                     }
-                    self.destroying(|| self.run(payload));
+                    self.destroying(|runner| self.run(runner, payload));
                     self.counters.drained.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
@@ -1343,9 +1354,9 @@ impl Inner {
                 self.counters.grace_periods.fetch_add(1, Ordering::Relaxed);
             }
             let n = batch.items.len();
-            self.destroying(|| {
+            self.destroying(|runner| {
                 for payload in batch.items.iter() {
-                    self.run(*payload);
+                    self.run(runner, *payload);
                 }
             });
             self.batches.finished(batch.items, n);
@@ -1379,14 +1390,19 @@ impl Inner {
         self.counters.heartbeat.load(Ordering::Relaxed)
     }
 
-    /// Runs `f`, which runs deferred destructors, as one level of destructors on this thread
-    /// (`nested.rs`): objects those destructors let go of deep in a structure are put aside, and
-    /// if this is the outermost level, destroyed here once `f` has returned, one after another.
+    /// Runs `f`, which runs deferred destructors with [`run`](Self::run) and the [`Runner`] it
+    /// is given, as one level of destructors on this thread (`nested.rs`): objects those
+    /// destructors let go of deep in a structure are put aside, and if this is the outermost
+    /// level, destroyed here once `f` has returned, one after another.
     #[inline]
-    fn destroying<R>(&self, f: impl FnOnce() -> R) -> R {
+    fn destroying<R>(&self, f: impl FnOnce(Runner) -> R) -> R {
         let running = nested::Running::enter();
-        let result = f();
-        running.destroy_put_aside(|payload| self.run(payload));
+        let runner = Runner {
+            depth: restricted::depth(),
+            on_drainer: crate::reclaim::drainer::drains_for(self.id),
+        };
+        let result = f(runner);
+        running.destroy_put_aside(|payload| self.run(runner, payload));
         result
     }
 
@@ -1398,17 +1414,17 @@ impl Inner {
     /// would be leaked as if in a signal handler. The depth is put back, and counted.
     ///
     /// Called inside [`destroying`](Self::destroying), which counts the destructors this thread
-    /// runs for `nested.rs` (once for a whole chain or batch: a thread-local access per
-    /// destructor doubled the cost of draining a no-op one).
+    /// runs for `nested.rs` and reads what `runner` says of the thread, once for a whole chain
+    /// or batch (a thread-local access per destructor doubled the cost of draining a no-op
+    /// one).
     #[inline]
-    fn run(&self, payload: Payload) {
-        let depth = restricted::depth();
+    fn run(&self, runner: Runner, payload: Payload) {
+        let Runner { depth, on_drainer } = runner;
         // The drainer thread says when it is inside a destructor (the only place it can block
         // on a lock a waiting thread holds: `help_while`). Plain loads and stores, as for the
         // heartbeat below; the count nests (a destructor that drains its own runtime), and
         // wraps rather than panics if a store is ever lost. Relaxed: read as a hint, never
         // synchronised on.
-        let on_drainer = crate::reclaim::drainer::drains_for(self.id);
         let inside = &self.counters.drainer_inside;
         if on_drainer {
             inside.store(
@@ -1499,12 +1515,12 @@ impl Inner {
         }
         // Owned boxes (`owned.rs`) come in their own nodes: no job to return, no claim.
         let mut owned = 0;
-        let taken = self.destroying(|| {
+        let taken = self.destroying(|runner| {
             self.owned.take_all(|payload| {
                 if payload.grace && !all {
                     self.batch_for_grace(&mut grace, payload);
                 } else {
-                    self.run(payload);
+                    self.run(runner, payload);
                     owned += 1;
                 }
             })
@@ -1537,12 +1553,12 @@ impl Inner {
             self.doorbell.nudge();
         }
         let mut unparked = 0;
-        self.destroying(|| {
+        self.destroying(|runner| {
             self.emergency.drain(|parked| {
                 if parked.payload.grace && !all {
                     self.batch_for_grace(&mut grace, parked.payload);
                 } else {
-                    self.run(parked.payload);
+                    self.run(runner, parked.payload);
                     unparked += 1;
                 }
                 if parked.claimed {
@@ -1597,7 +1613,7 @@ impl Inner {
         let mut ran = 0;
         let mut grace: Vec<Payload> = Vec::new();
         let mut batched = 0;
-        let run_one = |_, entry: &Entry| {
+        let mut run_one = |runner: Runner, entry: &Entry| {
             // SAFETY: we took the chain, so we own the job; its offload set its payload.
             if let Some(payload) = unsafe { entry.take_payload() } {
                 if payload.grace && !all {
@@ -1610,14 +1626,15 @@ impl Inner {
                         self.batches.close_new(std::mem::take(&mut grace), true);
                     }
                 } else {
-                    self.run(payload);
+                    self.run(runner, payload);
                     ran += 1;
                 }
             }
         };
         // SAFETY: all the runtime's jobs come from its arena.
-        let walked =
-            self.destroying(|| unsafe { chain.for_each_oldest_first(&self.arena, run_one) });
+        let walked = self.destroying(|runner| unsafe {
+            chain.for_each_oldest_first(&self.arena, |_, entry| run_one(runner, entry))
+        });
         if let Some((top, last)) = walked {
             // SAFETY: the chain is ours, linked from `top` to `last` (the walk left it so); back
             // to the freelist of the shard it was offloaded on.
