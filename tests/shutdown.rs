@@ -723,12 +723,12 @@ fn two_drainers_flooding_each_other_past_the_bound_do_not_wait_for_each_other() 
 
 static SLOW_DONE: AtomicU64 = AtomicU64::new(0);
 
-/// A destructor that takes 10 ms.
+/// A destructor that takes 5 ms.
 struct Slow;
 
 impl Drop for Slow {
     fn drop(&mut self) {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
         SLOW_DONE.fetch_add(1, Ordering::Release);
     }
 }
@@ -736,10 +736,12 @@ impl Drop for Slow {
 #[test]
 fn shutdown_waits_for_a_drainer_that_keeps_finishing_destructors() {
     let _serial = drainer_tests();
-    const N: usize = 100;
-    // The timeout is far shorter than the whole chain (1 s) but longer than one destructor.
+    const N: usize = 200;
+    // The timeout is far shorter than the whole chain (1 s) but far longer than one destructor
+    // (80 of them: a drainer thread the scheduler leaves without a CPU for a while on a loaded
+    // machine must still not look stuck).
     let rt = Runtime::builder()
-        .shutdown_timeout(Some(Duration::from_millis(200)))
+        .shutdown_timeout(Some(Duration::from_millis(400)))
         .build()
         .unwrap();
     let slots: Vec<RefSlot<Box<Slow>>> = (0..N).map(|_| RefSlot::new(&rt)).collect();
