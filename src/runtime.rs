@@ -148,6 +148,11 @@ struct Counters {
     drainer_stalls: AtomicU64,
     /// Destructors this runtime's drainer thread is inside now (nested), written by it alone.
     drainer_inside: AtomicU32,
+    /// Set when a destructor on this runtime's drainer thread opens a batch (under
+    /// `Policy::AlwaysDefer`, what it lets go of is retired): the thread's next cycle closes
+    /// the open batches, as after a sleep, instead of leaving its own to a later one
+    /// (`drainer.rs`). Relaxed: only that thread sets and takes it.
+    drainer_opened_batch: AtomicBool,
     /// Destructors that left restricted context entered (or left more than they entered).
     stray_restricted: AtomicU64,
     /// Bumped after every destructor this runtime's drainer thread runs (not exactly: a lost
@@ -1058,6 +1063,14 @@ impl Inner {
                 // The first object of a batch: a drainer asleep with nothing to poll must learn
                 // that something waits (it then polls until the batch is gone).
                 self.doorbell.nudge();
+                if crate::reclaim::drainer::drains_for(self.id) {
+                    // A destructor of the drainer thread's (a structure being torn down, one
+                    // level per cycle): its next cycle closes this batch rather than wait.
+                    // Relaxed: only this thread reads it (`opened_a_batch`).
+                    self.counters
+                        .drainer_opened_batch
+                        .store(true, Ordering::Relaxed);
+                }
                 // The drainer may have closed our last batch before it filled: the backlog is
                 // checked at the start of each batch too, so it is bounded either way.
                 if self.backlog() > self.cfg.max_pending {
@@ -1832,6 +1845,13 @@ impl Drain for Inner {
 
     fn work_waiting(&self) -> bool {
         self.batches.any() || self.owned.stalled()
+    }
+
+    fn opened_a_batch(&self) -> bool {
+        // Relaxed: set and taken by this thread only (`retire`).
+        self.counters
+            .drainer_opened_batch
+            .swap(false, Ordering::Relaxed)
     }
 
     fn kept_for(&self) -> Option<Duration> {

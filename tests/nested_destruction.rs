@@ -8,14 +8,19 @@
 //! - a destructor that panics deep in a structure leaves nothing of it behind, and the panic
 //!   comes out of the call that started the teardown, as from any inline destructor;
 //! - an `Owned` box it lets go of through a slot of another runtime keeps its own runtime's
-//!   policy.
+//!   policy;
+//! - under `Policy::AlwaysDefer`, where each level of a structure is retired by the destructor
+//!   of the level above, the drainer thread goes on to the next level at once, not at its next
+//!   wake-up.
 
 mod common;
 
 use common::lists::push_front;
-use sigdrop::{Drainer, Owned, Policy, RefSlot, Runtime, restricted};
+use common::wait_until;
+use sigdrop::{Drainer, Owned, Policy, RefSlot, Runtime, Wake, restricted};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Sets its flag when destroyed.
 struct Flag(Arc<AtomicBool>);
@@ -207,4 +212,40 @@ fn an_owned_box_let_go_of_in_a_destructor_keeps_its_own_runtimes_policy() {
     assert_eq!(always_defer.stats().pending, 1);
     always_defer.drain_and_wait().unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_list_torn_down_under_always_defer_goes_on_to_each_level_without_waiting() {
+    // Each node's destructor, on the drainer thread, retires the next node into a batch that no
+    // other producer fills or closes. With a lazy wake of 10 s, a drainer thread that left that
+    // batch to the cycle after its next sleep took 10 s per node (a poll interval, 1 ms, per
+    // node with the default immediate wake: a second per thousand nodes).
+    const NODES: usize = 200;
+    let rt = Runtime::builder()
+        .policy(Policy::AlwaysDefer)
+        .wake(Wake::Lazy {
+            period: Duration::from_secs(10),
+            high_watermark: 1,
+        })
+        .build()
+        .unwrap();
+    let gone = Arc::new(AtomicUsize::new(0));
+    let head = list(&rt, NODES, &gone, usize::MAX);
+    {
+        // The first object queued on a CPU reaches the high watermark: it wakes the drainer.
+        let _nmi = restricted::enter();
+        head.clear();
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "every node of the list to be destroyed",
+        || {
+            format!(
+                "{} of {NODES}: {:?}",
+                gone.load(Ordering::SeqCst),
+                rt.stats()
+            )
+        },
+        || gone.load(Ordering::SeqCst) == NODES,
+    );
 }

@@ -10,7 +10,8 @@
 //!     stop requested?  -> settle, exit (cycles until one runs nothing: what the last cycle's
 //!                                     destructors handed over; the shutdown, or the last
 //!                                     reference to the runtime, runs whatever else is left)
-//!     ran something?   -> loop       (more may have come while we ran destructors)
+//!     ran something?   -> loop       (more may have come while we ran destructors; if they
+//!                                     opened a batch themselves, the next cycle closes it)
 //!     a box not linked yet -> yield, loop (up to 8 times: its pusher is a few instructions
 //!                                     from linking it, unless it was preempted there)
 //!     sleep: lazy mode             -> at most the period
@@ -22,7 +23,9 @@
 //! ```
 //!
 //! Batches producers are still filling are closed only by the first cycle after a sleep (so a
-//! busy producer closes its own, full, and helps then).
+//! busy producer closes its own, full, and helps then), or after a cycle whose destructors
+//! opened one themselves (under `Policy::AlwaysDefer`, a structure torn down a level per
+//! cycle): that batch has no other producer to close it.
 //!
 //! With nothing queued it sleeps in the kernel; with objects waiting for readers it polls, so a
 //! reader that never leaves costs it one wake-up every 16 ms and delays nothing but those objects.
@@ -72,6 +75,10 @@ pub(crate) trait Drain: Send + Sync + 'static {
     /// Whether batched objects (or owned boxes not yet linked) are waiting (checked after the
     /// drainer announced it sleeps).
     fn work_waiting(&self) -> bool;
+    /// Whether the destructors this thread ran since the last call opened a batch (a structure
+    /// torn down under `Policy::AlwaysDefer` retires each level from the level above's
+    /// destructor): the next cycle then closes open batches. Resets the answer.
+    fn opened_a_batch(&self) -> bool;
     /// The longest the drainer may sleep before a cycle should trim again, while the pool keeps
     /// spare jobs it may free once enough time has passed; `None` when it keeps none.
     fn kept_for(&self) -> Option<Duration>;
@@ -317,7 +324,10 @@ fn run<D: Drain>(work: &D, wake: Wake) {
         if cycle.ran > 0 {
             interval = POLL;
             quiet = Some(0);
-            slept = false;
+            // Its own batch, which no producer will close: a list of `n` nodes torn down under
+            // `AlwaysDefer` (each node's destructor retires the next) took a poll interval per
+            // node, a second per thousand, when this waited for a sleep to close it.
+            slept = work.opened_a_batch();
             stalled_retries = 0;
             continue;
         }
