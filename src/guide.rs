@@ -158,7 +158,9 @@
 //!   child's grace periods up — unless the thread that called `fork` held a read guard itself at
 //!   that moment: then the child keeps waiting for the parent's readers too (fork outside
 //!   read-side sections);
-//! - sigdrop's own locks are never inherited taken;
+//! - sigdrop's own locks, a [`KptrHash`](crate::KptrHash)'s bucket locks among them, are
+//!   never inherited taken (the thread calling `fork` takes each of them for a moment first:
+//!   a `fork` costs one lock and unlock per bucket of every live map);
 //! - dropping a runtime in the child never waits for the parent's drainer thread;
 //! - objects the parent's drainer was destroying when `fork` ran are destroyed in the parent
 //!   only (the child's copies of them are never destroyed), and

@@ -7,7 +7,7 @@
 //! The child reports through its exit status (one code per check) and never returns into the
 //! test harness.
 
-use sigdrop::{ReadSlot, RefSlot, Runtime, read, restricted};
+use sigdrop::{KptrHash, ReadSlot, RefSlot, Runtime, read, restricted};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -220,6 +220,60 @@ fn forks_while_a_writer_and_the_drainer_take_their_locks() {
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
+}
+
+#[test]
+fn a_child_never_inherits_a_map_bucket_taken_by_another_thread() {
+    let _serial = serial();
+    const FORKS: usize = 300;
+    let rt = Runtime::new().unwrap();
+    // Two keys per thread in a map of two buckets: each writer holds a bucket most of the time.
+    let map: Arc<KptrHash<u32, Box<u64>>> = Arc::new(KptrHash::new(&rt, 2).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u32)
+        .map(|key| {
+            let (map, stop) = (map.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    drop(map.insert(key, Box::new(n)));
+                    drop(map.take(&key));
+                    let _ = map.contains_key(&(key ^ 1));
+                }
+            })
+        })
+        .collect();
+    for _ in 0..FORKS {
+        std::thread::sleep(Duration::from_micros(200));
+        let code = run_in_child(|| {
+            // A bucket left taken would make these spin for ever: the alarm ends the child.
+            // SAFETY: `alarm` only arms a timer.
+            unsafe { libc::alarm(10) };
+            for key in 0..4 {
+                if map.contains_key(&key).is_err() {
+                    return 40;
+                }
+            }
+            // The chains are whole: every key the writers might have held comes and goes.
+            for key in 0..2 {
+                drop(map.take(&key));
+                if map.insert(key, Box::new(7)).is_err() || map.take(&key).ok().flatten().is_none()
+                {
+                    return 41;
+                }
+            }
+            if !map.is_empty() {
+                return 42;
+            }
+            0
+        });
+        assert_eq!(code, 0, "child check failed");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
 }
 
 static BLOCKER_ENTERED: AtomicBool = AtomicBool::new(false);

@@ -1,6 +1,6 @@
-//! `KptrHash` (`src/maps/hash.rs`) under loom: its bucket lock must order the chain and the
-//! element's key cell (plain memory, a loom `UnsafeCell`) from one holder to the next, on the
-//! ordinary path (a spinning CAS loop, which yields to loom under `--cfg loom`) and on the
+//! `KptrHash` (`src/maps/hash.rs`, its buckets in `src/maps/buckets.rs`) under loom: its bucket
+//! lock must order the chain and the element's key cell (plain memory, a loom `UnsafeCell`) from
+//! one holder to the next, on the ordinary path (a spinning CAS loop, which yields to loom under `--cfg loom`) and on the
 //! restricted path (one try, `WouldBlock` if busy).
 //!
 //! The maps have capacity 1, hence one bucket, so the random hasher cannot make two executions

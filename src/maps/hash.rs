@@ -22,11 +22,15 @@
 //! Objects leave the map with the lock held but are destroyed (or deferred) only after it is
 //! released, so a destructor may use the map again.
 //!
+//! The buckets (`buckets.rs`) register with the fork handlers, so a child process never
+//! inherits one taken by a thread it does not have.
+//!
 //! | operation                      | concurrent with any other | restricted context            |
 //! |--------------------------------|---------------------------|-------------------------------|
 //! | `insert`, `take`, `delete`, `contains_key` | yes (per-bucket lock) | yes; `WouldBlock` if the bucket is busy |
 //! | `len`                          | yes (snapshot)            | yes                           |
 
+use super::buckets::{Bucket, Buckets, Locked};
 use crate::arena::{Links, NIL};
 use crate::error::Error;
 use crate::freelist::Freelist;
@@ -35,9 +39,7 @@ use crate::pointer::SlotPointer;
 use crate::rejected::Rejected;
 use crate::restricted;
 use crate::slot::{Detached, RefSlot};
-use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering, UnsafeCell};
-#[cfg(not(loom))]
-use crossbeam_utils::Backoff;
+use crate::sync::{AtomicU32, AtomicUsize, Ordering, UnsafeCell};
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::mem::MaybeUninit;
 
@@ -59,11 +61,6 @@ struct KeyCell<K>(UnsafeCell<MaybeUninit<K>>);
 unsafe impl<K: Send + Sync> Send for KeyCell<K> {}
 // SAFETY: as above.
 unsafe impl<K: Send + Sync> Sync for KeyCell<K> {}
-
-struct Bucket {
-    locked: AtomicBool,
-    head: AtomicU32,
-}
 
 /// The element table, as the link storage of the free stack.
 struct Elements<K, P: SlotPointer>(Box<[Element<K, P>]>);
@@ -103,20 +100,10 @@ impl<K, P: SlotPointer> Links for Elements<K, P> {
 pub struct KptrHash<K, P: SlotPointer> {
     runtime: Runtime,
     elements: Elements<K, P>,
-    buckets: Box<[Bucket]>,
+    buckets: Buckets,
     free: Freelist,
     hasher: RandomState,
     len: AtomicUsize,
-}
-
-/// Releases a bucket lock when dropped.
-struct Locked<'a>(&'a Bucket);
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        // Release: publishes every chain and key change made under the lock.
-        self.0.locked.store(false, Ordering::Release);
-    }
 }
 
 impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
@@ -142,12 +129,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
                 })
                 .collect(),
         );
-        let buckets = (0..capacity.next_power_of_two())
-            .map(|_| Bucket {
-                locked: AtomicBool::new(false),
-                head: AtomicU32::new(NIL),
-            })
-            .collect();
+        let buckets = Buckets::new(capacity.next_power_of_two(), NIL);
         // One shard: elements are shared by all CPUs, not per CPU.
         let free = Freelist::new(1);
         for idx in (0..capacity as u32).rev() {
@@ -183,43 +165,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     }
 
     fn bucket(&self, key: &K) -> &Bucket {
-        let hash = self.hasher.hash_one(key);
-        &self.buckets[hash as usize & (self.buckets.len() - 1)]
-    }
-
-    fn lock<'a>(&self, bucket: &'a Bucket) -> Result<Locked<'a>, Error> {
-        // Acquire on success (both CASes): pairs with the Release in `Locked::drop` of the
-        // previous holder; nothing else orders one holder's chain and key writes before the
-        // next holder's reads (loom models in `loom-tests/tests/hash.rs`, one per path).
-        // Relaxed on failure: nothing was acquired.
-        if restricted::is_active() {
-            // One strong try: bounded, and never waits for anybody.
-            return match bucket.locked.compare_exchange(
-                false,
-                true,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => Ok(Locked(bucket)),
-                Err(_) => Err(Error::WouldBlock),
-            };
-        }
-        #[cfg(not(loom))]
-        let backoff = Backoff::new();
-        while bucket
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            // The holder never blocks inside, so this ends once it lets go. Under loom, yield to
-            // the checker instead (loom cannot see past `Backoff`'s spins and OS yields); the
-            // build that ships backs off as before.
-            #[cfg(not(loom))]
-            backoff.snooze();
-            #[cfg(loom)]
-            crate::sync::spin_hint();
-        }
-        Ok(Locked(bucket))
+        self.buckets.for_hash(self.hasher.hash_one(key))
     }
 
     /// The element holding `key` in `bucket`'s chain and its predecessor, if any.
@@ -275,7 +221,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
             }
         };
         let bucket = self.bucket(&key);
-        let held = match self.lock(bucket) {
+        let held = match bucket.lock() {
             Ok(held) => held,
             Err(error) => {
                 drop(claim);
@@ -317,7 +263,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     /// May be called from a signal handler.
     pub fn take(&self, key: &K) -> Result<Option<Detached<'_, P>>, Error> {
         let bucket = self.bucket(key);
-        let held = self.lock(bucket)?;
+        let held = bucket.lock()?;
         let Some((prev, idx)) = self.find(&held, bucket, key) else {
             return Ok(None);
         };
@@ -350,7 +296,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     /// ([`Error::WouldBlock`] if its bucket is busy there).
     pub fn contains_key(&self, key: &K) -> Result<bool, Error> {
         let bucket = self.bucket(key);
-        let held = self.lock(bucket)?;
+        let held = bucket.lock()?;
         Ok(self.find(&held, bucket, key).is_some())
     }
 }
@@ -404,7 +350,7 @@ mod tests {
         let map: KptrHash<u32, Box<u32>> = KptrHash::new(&rt, 8).unwrap();
         map.insert(1, Box::new(1)).unwrap();
         let bucket = map.bucket(&1);
-        let held = map.lock(bucket).unwrap(); // as if the interrupted thread held it
+        let held = bucket.lock().unwrap(); // as if the interrupted thread held it
         let refused = {
             let _nmi = restricted::enter();
             assert!(matches!(map.delete(&1), Err(Error::WouldBlock)));
@@ -435,7 +381,7 @@ mod tests {
         let map: KptrHash<u32, Box<u32>> = KptrHash::new(&rt, 1).unwrap();
         map.insert(1, Box::new(1)).unwrap();
         rt.reserve(1).unwrap();
-        let held = map.lock(map.bucket(&1)).unwrap(); // as if the interrupted thread held it
+        let held = map.bucket(&1).lock().unwrap(); // as if the interrupted thread held it
         let (two, three) = (Box::new(2), Box::new(3)); // made in ordinary context
         let busy = {
             let _nmi = restricted::enter();

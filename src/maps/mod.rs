@@ -4,6 +4,7 @@
 //! deferred to the drainer in restricted context.
 
 mod array;
+mod buckets;
 mod hash;
 
 pub use array::KptrArray;
