@@ -34,9 +34,15 @@
 //!
 //! The places: a list needs one at a time; a tree as many as the children of the nodes on one
 //! path below `INLINE_DEPTH`. The first `CAPACITY` are a fixed array; more go into a vector the
-//! thread keeps for this (it allocates: all of this is ordinary context), emptied and freed
-//! after a loop that needed it. Only if that vector cannot be reached (the thread is exiting
-//! and has destroyed its thread-locals) is an object destroyed inline regardless of depth.
+//! thread keeps for this (it allocates: all of this is ordinary context), emptied after a loop
+//! that needed it, its buffer kept up to `KEPT_OVERFLOW` places. The vector has no destructor
+//! of its own, so it can always be reached — also while the thread exits and destroys its
+//! thread-locals, whose destructors may tear down a wide structure after sigdrop's other
+//! thread-locals are gone (it had one, and a list held by a thread-local then went back to
+//! destroying inline regardless of depth: 20 000 nodes overflowed an exiting thread's stack).
+//! Its kept buffer is freed by a separate thread-local's destructor (`OverflowFreer`, set up by
+//! the first loop that keeps a buffer); a loop that runs after that destructor has run frees
+//! the buffer it used when it ends.
 //!
 //! Objects put aside are destroyed by the same thread, before the outermost call returns (a
 //! drain, a `clear`): a `drain_and_wait` that destroyed a list's head has destroyed the whole
@@ -46,14 +52,15 @@
 //! they are not counted as drained: nothing queued them. (A destructor panic among them is
 //! counted in the runtime whose drain ran the outermost destructor.)
 //!
-//! Per thread, `const`-initialised; the array has no destructor, the overflow vector has one
-//! and is reached with `try_with`. Ordinary context only: a signal handler's slots never destroy
+//! Per thread, `const`-initialised; only `OverflowFreer` has a destructor, and it is reached
+//! with `try_with`. Ordinary context only: a signal handler's slots never destroy
 //! inline (their objects go to the drainer), so it never comes here, and a handler that
 //! interrupts a thread in the middle of these operations does not touch them.
 
 use crate::arena::Payload;
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 /// Destructors one inside another that run inline before objects are put aside: bounds the
@@ -96,34 +103,55 @@ loom::thread_local! {
     static PLACES: Places = [const { Cell::new(None) }; CAPACITY];
 }
 
-// Objects put aside once the places are full, last on top. Its buffer is kept for the thread's
-// next overflow, up to `KEPT_OVERFLOW`, and freed when the thread exits.
+// Objects put aside once the places are full, last on top. `ManuallyDrop`: no destructor, so
+// it is never destroyed before the thread's other thread-locals (see the module docs); its
+// buffer is freed by `OVERFLOW_FREER`, or by the loop that used it once that has gone.
 #[cfg(not(loom))]
 std::thread_local! {
-    static OVERFLOW: RefCell<Vec<Payload>> = const { RefCell::new(Vec::new()) };
+    static OVERFLOW: RefCell<ManuallyDrop<Vec<Payload>>> =
+        const { RefCell::new(ManuallyDrop::new(Vec::new())) };
+    static OVERFLOW_FREER: OverflowFreer = const { OverflowFreer };
 }
 
 #[cfg(loom)]
 loom::thread_local! {
-    static OVERFLOW: RefCell<Vec<Payload>> = RefCell::new(Vec::new());
+    static OVERFLOW: RefCell<ManuallyDrop<Vec<Payload>>> =
+        RefCell::new(ManuallyDrop::new(Vec::new()));
+    static OVERFLOW_FREER: OverflowFreer = OverflowFreer;
+}
+
+/// Frees the thread's overflow buffer when the thread destroys its thread-locals. Runs between
+/// two of those destructors, never inside a loop (a loop runs inside one destructor call), so
+/// the vector is empty then.
+struct OverflowFreer;
+
+impl Drop for OverflowFreer {
+    fn drop(&mut self) {
+        OVERFLOW.with(|overflow| free_buffer(&mut overflow.borrow_mut()));
+    }
+}
+
+/// Replaces the vector with an empty one without a buffer, freeing the old buffer.
+fn free_buffer(overflow: &mut ManuallyDrop<Vec<Payload>>) {
+    debug_assert!(overflow.is_empty(), "a loop left objects put aside");
+    // Assigning through the `ManuallyDrop` drops the old vector, which frees its buffer.
+    **overflow = Vec::new();
 }
 
 /// Puts an object aside, for the outermost destructor this thread is running to have destroyed
-/// after it returns (the thread is `INLINE_DEPTH` destructors deep); hands it back if, exiting,
-/// the thread has destroyed its overflow vector already. Ordinary context: it may allocate.
+/// after it returns (the thread is `INLINE_DEPTH` destructors deep). Ordinary context: it may
+/// allocate.
 #[cold]
 #[inline(never)]
-fn put_aside(payload: Payload) -> Result<(), Payload> {
+fn put_aside(payload: Payload) {
     let len = LEVEL.with(|level| level.len.get());
     if len == CAPACITY {
         LEVEL.with(|level| level.overflowed.set(true));
-        return OVERFLOW
-            .try_with(|overflow| overflow.borrow_mut().push(payload))
-            .map_err(|_| payload);
+        OVERFLOW.with(|overflow| overflow.borrow_mut().push(payload));
+        return;
     }
     PLACES.with(|places| places[len].set(Some(payload)));
     LEVEL.with(|level| level.len.set(len + 1));
-    Ok(())
 }
 
 /// The object put aside last, if any: the overflow vector's top, else the last place's.
@@ -131,10 +159,7 @@ fn take() -> Option<Payload> {
     let len = LEVEL.with(|level| level.len.get()).checked_sub(1)?;
     // The vector holds objects only while the places are full, and they came after theirs.
     if len + 1 == CAPACITY
-        && let Some(payload) = OVERFLOW
-            .try_with(|overflow| overflow.borrow_mut().pop())
-            .ok()
-            .flatten()
+        && let Some(payload) = OVERFLOW.with(|overflow| overflow.borrow_mut().pop())
     {
         return Some(payload);
     }
@@ -180,12 +205,14 @@ fn destroy_all(mut destroy: impl FnMut(Payload)) {
     while let Some(payload) = take() {
         destroy(payload);
     }
-    // A vector grown for one wide structure is not kept for the thread's lifetime.
+    // A vector grown for one wide structure is not kept for the thread's lifetime, nor one
+    // nobody would free: kept only while the freer is alive (this sets it up the first time).
     if LEVEL.with(|level| level.overflowed.replace(false)) {
-        let _ = OVERFLOW.try_with(|overflow| {
+        let freer_alive = OVERFLOW_FREER.try_with(|_| ()).is_ok();
+        OVERFLOW.with(|overflow| {
             let mut overflow = overflow.borrow_mut();
-            if overflow.capacity() > KEPT_OVERFLOW {
-                *overflow = Vec::new();
+            if !freer_alive || overflow.capacity() > KEPT_OVERFLOW {
+                free_buffer(&mut overflow);
             }
         });
     }
@@ -205,7 +232,8 @@ fn destroy_all(mut destroy: impl FnMut(Payload)) {
 #[inline]
 pub(crate) unsafe fn destroy_inline(payload: Payload, destroy: impl FnOnce()) {
     let depth = LEVEL.with(|level| level.depth.get());
-    if depth >= INLINE_DEPTH && put_aside(payload).is_ok() {
+    if depth >= INLINE_DEPTH {
+        put_aside(payload);
         return;
     }
     // One level deeper for as long as `destroy` runs, on return and on unwind alike; the
@@ -374,11 +402,11 @@ mod tests {
     #[test]
     fn the_outermost_destructor_destroys_what_was_put_aside_last_first() {
         let levels = deep();
-        put_aside(payload(1)).unwrap();
+        put_aside(payload(1));
         {
             // A destructor inside: its objects wait for the outermost one's loop.
             let inner = Running::enter();
-            put_aside(payload(2)).unwrap();
+            put_aside(payload(2));
             let mut seen = Vec::new();
             inner.destroy_put_aside(|p| seen.push(p.obj.addr()));
             assert!(seen.is_empty());
@@ -395,7 +423,7 @@ mod tests {
         let levels = deep();
         let n = 3 * CAPACITY;
         for i in 0..n {
-            put_aside(payload(i)).unwrap();
+            put_aside(payload(i));
         }
         let mut seen = Vec::new();
         levels[0].destroy_put_aside(|p| seen.push(p.obj.addr()));
@@ -410,7 +438,7 @@ mod tests {
     fn a_vector_grown_for_a_wide_structure_is_freed_after_the_loop() {
         let levels = deep();
         for i in 0..CAPACITY + 4 * KEPT_OVERFLOW {
-            put_aside(payload(i)).unwrap();
+            put_aside(payload(i));
         }
         assert!(OVERFLOW.with(|o| o.borrow().capacity()) > KEPT_OVERFLOW);
         levels[0].destroy_put_aside(|_| ());
@@ -432,8 +460,7 @@ mod tests {
                     obj: std::ptr::without_provenance_mut(n),
                     dtor: child,
                     grace: false,
-                })
-                .unwrap();
+                });
             }
             panic!("the parent's destructor");
         }

@@ -11,7 +11,9 @@
 //!   policy;
 //! - under `Policy::AlwaysDefer`, where each level of a structure is retired by the destructor
 //!   of the level above, the drainer thread goes on to the next level at once, not at its next
-//!   wake-up.
+//!   wake-up;
+//! - a long, wide structure held by a thread-local is torn down in bounded stack when its
+//!   thread exits, also after sigdrop's own thread-locals on that thread are gone.
 
 mod common;
 
@@ -248,4 +250,102 @@ fn a_list_torn_down_under_always_defer_goes_on_to_each_level_without_waiting() {
         },
         || gone.load(Ordering::SeqCst) == NODES,
     );
+}
+
+/// A list node with leaves: tearing one down puts its leaves aside, past the fixed places.
+struct WideNode {
+    _leaves: Vec<Owned<Counted>>,
+    _next: Option<Owned<WideNode>>,
+    stack: Arc<StackSpan>,
+}
+
+/// The lowest and highest stack addresses seen by `WideNode` destructors.
+struct StackSpan {
+    low: AtomicUsize,
+    high: AtomicUsize,
+}
+
+impl Drop for WideNode {
+    fn drop(&mut self) {
+        // The address of a local: where this destructor's frame is.
+        let marker = 0u8;
+        let sp = std::hint::black_box(&raw const marker).addr();
+        self.stack.low.fetch_min(sp, Ordering::Relaxed);
+        self.stack.high.fetch_max(sp, Ordering::Relaxed);
+    }
+}
+
+fn wide_list(
+    rt: &Runtime,
+    nodes: usize,
+    leaves: usize,
+    drops: &Arc<AtomicUsize>,
+    stack: &Arc<StackSpan>,
+) -> Option<Owned<WideNode>> {
+    let mut head = None;
+    for _ in 0..nodes {
+        let node = WideNode {
+            _leaves: (0..leaves)
+                .map(|_| Owned::new(rt, Counted(drops.clone())))
+                .collect(),
+            _next: head.take(),
+            stack: stack.clone(),
+        };
+        head = Some(Owned::new(rt, node));
+    }
+    head
+}
+
+std::thread_local! {
+    static HELD_AT_EXIT: std::cell::RefCell<Option<Owned<WideNode>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_wide_list_held_by_a_thread_local_is_torn_down_in_bounded_stack_at_thread_exit() {
+    // 3 000 nodes of 40 leaves: destroyed inline regardless of depth (what an exiting thread
+    // did once sigdrop's overflow vector was gone), they need about 500 KiB of stack (and
+    // 20 000 overflowed it); in the loop that bounds nesting, a few kilobytes.
+    const NODES: usize = 3_000;
+    const LEAVES: usize = 40;
+    let rt = manual();
+    for warm_first in [true, false] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let stack = Arc::new(StackSpan {
+            low: AtomicUsize::new(usize::MAX),
+            high: AtomicUsize::new(0),
+        });
+        let thread = {
+            let (rt, drops, stack) = (rt.clone(), drops.clone(), stack.clone());
+            std::thread::Builder::new()
+                .stack_size(1 << 20)
+                .spawn(move || {
+                    // This thread-local's destructor is registered first, so it runs last:
+                    // after the ones sigdrop set up during the wide teardown below.
+                    HELD_AT_EXIT.with(|held| *held.borrow_mut() = None);
+                    if warm_first {
+                        let warm = Arc::new(AtomicUsize::new(0));
+                        drop(wide_list(&rt, 64, LEAVES, &warm, &stack));
+                        assert_eq!(warm.load(Ordering::SeqCst), 64 * LEAVES);
+                    }
+                    let list = wide_list(&rt, NODES, LEAVES, &drops, &stack);
+                    stack.low.store(usize::MAX, Ordering::Relaxed);
+                    stack.high.store(0, Ordering::Relaxed);
+                    HELD_AT_EXIT.with(|held| *held.borrow_mut() = list);
+                })
+                .unwrap()
+        };
+        thread.join().expect("the thread holding the list");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            NODES * LEAVES,
+            "warm first: {warm_first}"
+        );
+        let span = stack.high.load(Ordering::Relaxed) - stack.low.load(Ordering::Relaxed);
+        assert!(
+            span < 256 << 10,
+            "warm first: {warm_first}: node destructors spanned {span} bytes of stack"
+        );
+    }
+    assert_eq!(rt.stats().pending, 0);
 }
