@@ -62,8 +62,11 @@ fn emergency_area_parks_then_leaks_and_drain_empties_it() {
     );
     let s = rt.stats();
     assert_eq!((s.emergency, s.leaked), (1, 1));
+    // The parked object waits like any other: in `pending`.
+    assert_eq!(s.pending, 1, "{s:?}");
     assert_eq!(rt.drain().unwrap(), 1);
     assert_eq!(DROPS.load(StdOrdering::SeqCst), 1);
+    assert_eq!(rt.stats().pending, 0);
     // The faults are used up: the third teardown takes the normal path.
     {
         let _nmi = restricted::enter();
@@ -433,4 +436,53 @@ fn a_drain_that_leaves_objects_waiting_for_readers_records_them_in_the_peak() {
     drop(reader);
     rt.drain_and_wait().unwrap();
     assert_eq!(rt.stats().pending, 0);
+}
+
+#[test]
+fn an_object_parked_in_the_emergency_area_wakes_an_idle_drainer_thread() {
+    let drops = std::sync::Arc::new(StdAtomicUsize::new(0));
+    struct Flag(std::sync::Arc<StdAtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, StdOrdering::SeqCst);
+        }
+    }
+    // A drainer thread with nothing to do sleeps until it is rung.
+    let rt = Runtime::builder().emergency_capacity(1).build().unwrap();
+    let slot = RefSlot::new(&rt);
+    slot.xchg(Some(Box::new(Flag(drops.clone())))).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50)); // let it fall asleep
+    rt.inner().faults.fail_pops.store(1, Ordering::SeqCst);
+    {
+        let _nmi = restricted::enter();
+        slot.clear(); // no job: parked
+    }
+    assert_eq!(rt.stats().emergency, 1);
+    // Nobody calls `drain`: only the drainer thread, woken by the park, destroys it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while drops.load(StdOrdering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the parked object waited 10 s for a drainer nobody woke: {:?}",
+            rt.stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_runtime_whose_handle_was_dropped_in_a_handler_is_freed_with_its_last_handle() {
+    let rt = manual();
+    let state = std::sync::Arc::downgrade(rt.inner_arc());
+    let clone = rt.clone();
+    {
+        let _nmi = restricted::enter();
+        drop(clone); // forgotten there: nothing may be freed in a handler
+    }
+    assert!(state.upgrade().is_some());
+    drop(rt);
+    assert!(
+        state.upgrade().is_none(),
+        "the runtime's state outlived its last handle"
+    );
 }
