@@ -287,12 +287,12 @@ fn on_sigprof(_: &SignalInfo) {
     w.signals.fetch_add(1, Ordering::Relaxed);
     let sample = w.phase.load(Ordering::Relaxed) as u64 | read_config(profiler, w) << PHASE_BITS;
     // Take the buffer out (an owned box comes back whole, even here), fill it, put it back.
-    let Some(mut buf) = w.current.take().and_then(|d| d.into_inner().ok()) else {
+    let Some(mut buf) = w.current.take_owned() else {
         w.lost.fetch_add(1, Ordering::Relaxed);
         return;
     };
     if buf.samples.len() == BUFFER_SAMPLES {
-        match w.spares.iter().find_map(|s| s.take()?.into_inner().ok()) {
+        match w.spares.iter().find_map(RefSlot::take_owned) {
             // The full buffer goes to the drainer: one push, no free here.
             Some(fresh) => {
                 drop(std::mem::replace(&mut buf, fresh));

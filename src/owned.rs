@@ -544,6 +544,40 @@ unsafe impl<T: Send + 'static> SlotPointer for Owned<T> {
     }
 }
 
+impl<T: Send + 'static> crate::RefSlot<Owned<T>> {
+    /// Empties the slot and returns its box itself, in any context: what
+    /// [`take`](crate::RefSlot::take) and then [`Detached::into_inner`](crate::Detached::into_inner)
+    /// give, without an error case to handle (an owned box from a slot nobody reads is never
+    /// refused: it defers itself wherever it is dropped). One atomic swap. May be called from a
+    /// signal handler: fill the box there, move it into another slot, or drop it (one push).
+    ///
+    /// ```
+    /// use sigdrop::{Owned, RefSlot, Runtime, restricted};
+    ///
+    /// static BUFFER: RefSlot<Owned<Vec<u64>>> = RefSlot::global();
+    ///
+    /// let rt = Runtime::global()?;
+    /// drop(BUFFER.replace(Owned::new(&rt, Vec::with_capacity(16))));
+    /// {
+    ///     let _handler = restricted::enter(); // as in a signal handler
+    ///     let mut buffer = BUFFER.take_owned().expect("installed above");
+    ///     buffer.push(7); // within capacity: no allocation
+    ///     drop(BUFFER.replace(buffer)); // never refused: no job needed
+    /// }
+    /// assert_eq!(BUFFER.take_owned().map(|b| b.len()), Some(1));
+    /// # Ok::<(), sigdrop::Error>(())
+    /// ```
+    #[inline]
+    pub fn take_owned(&self) -> Option<Owned<T>> {
+        let taken = self.take()?;
+        // Never refused for a write-only slot's owned box (`into_inner`); were it refused, the
+        // guard would defer the box when dropped here, in any context.
+        let owned = taken.into_inner().ok();
+        debug_assert!(owned.is_some(), "an owned box from a RefSlot was refused");
+        owned
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

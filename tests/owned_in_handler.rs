@@ -101,13 +101,12 @@ static CLONES: AtomicU64 = AtomicU64::new(0);
 static REFUSED_MAKES: AtomicU64 = AtomicU64::new(0);
 static WRONG_MAKES: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh box from the pool, or `None`. Safe code: a take and `into_inner`, which hands an
-/// owned box back even in a handler (it defers itself wherever it is dropped).
+/// A fresh box from the pool, or `None`. Safe code: `take_owned` hands an owned box back even
+/// in a handler (it defers itself wherever it is dropped).
 fn fresh(st: &State, n: usize) -> Option<Owned<Obj>> {
     for i in 0..POOL {
-        let cell = &st.pool[(n + i) % POOL];
-        if let Some(d) = cell.take() {
-            return d.into_inner().ok();
+        if let Some(fresh) = st.pool[(n + i) % POOL].take_owned() {
+            return Some(fresh);
         }
     }
     POOL_EMPTY.fetch_add(1, Ordering::Relaxed);
