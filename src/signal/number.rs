@@ -41,6 +41,18 @@ impl Signal {
     pub const SIGFPE: Signal = Signal(libc::SIGFPE);
     /// `SIGTRAP`: trace or breakpoint trap.
     pub const SIGTRAP: Signal = Signal(libc::SIGTRAP);
+    /// `SIGHUP`: hang-up; by convention, "reload your configuration".
+    pub const SIGHUP: Signal = Signal(libc::SIGHUP);
+    /// `SIGINT`: interrupt from the terminal (Ctrl-C).
+    pub const SIGINT: Signal = Signal(libc::SIGINT);
+    /// `SIGTERM`: a polite request to terminate.
+    pub const SIGTERM: Signal = Signal(libc::SIGTERM);
+    /// `SIGQUIT`: quit from the terminal (Ctrl-\\), by default with a core dump.
+    pub const SIGQUIT: Signal = Signal(libc::SIGQUIT);
+    /// `SIGCHLD`: a child process stopped or ended; ignored by default.
+    pub const SIGCHLD: Signal = Signal(libc::SIGCHLD);
+    /// `SIGPIPE`: a write to a pipe or socket nobody reads.
+    pub const SIGPIPE: Signal = Signal(libc::SIGPIPE);
 
     /// The signal numbered `signo`; [`Error::InvalidConfig`] unless it is between 1 and 64.
     /// May be called from a signal handler.
@@ -91,6 +103,12 @@ impl std::fmt::Display for Signal {
             libc::SIGILL => "SIGILL",
             libc::SIGFPE => "SIGFPE",
             libc::SIGTRAP => "SIGTRAP",
+            libc::SIGHUP => "SIGHUP",
+            libc::SIGINT => "SIGINT",
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGQUIT => "SIGQUIT",
+            libc::SIGCHLD => "SIGCHLD",
+            libc::SIGPIPE => "SIGPIPE",
             n => return write!(f, "signal {n}"),
         };
         f.write_str(name)

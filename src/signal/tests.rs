@@ -223,6 +223,9 @@ fn signal_numbers_are_checked() {
     assert_eq!(rt.as_raw(), libc::SIGRTMIN() + 1);
     assert!(Signal::realtime(1000).is_err());
     assert_eq!(Signal::SIGPROF.to_string(), "SIGPROF");
+    assert_eq!(Signal::SIGHUP.to_string(), "SIGHUP");
+    assert_eq!(Signal::SIGHUP.as_raw(), libc::SIGHUP);
+    assert_eq!(Signal::new(libc::SIGTERM).unwrap(), Signal::SIGTERM);
 }
 
 fn clobber_errno(_: &SignalInfo) {
