@@ -146,6 +146,12 @@
 //! dropping the last one stops its drainer and runs every pending destructor, without waiting
 //! for readers (none can reach the runtime's objects any more).
 //!
+//! A crash handler (`SIGSEGV`, `SIGBUS`) that ends the process — `_exit`, or re-raising the
+//! signal with its default disposition — ends it from restricted context: no destructor runs
+//! after that, neither of what the handler handed over nor of anything else. Do in the handler
+//! itself whatever must happen before the end (write the report with `write(2)`), not in a
+//! destructor.
+//!
 //! ## 6. `fork`
 //!
 //! A child process created by `fork` has only the thread that called `fork`. sigdrop keeps its

@@ -184,7 +184,10 @@ pub unsafe fn install(signal: Signal, handler: Handler) -> Result<Installed, Err
 ///
 /// # Safety
 /// `handler` must be async-signal-safe, and replacing the signal's current disposition must not
-/// break other code in the process (as with any `sigaction` call).
+/// break other code in the process (as with any `sigaction` call). For `SIGSEGV` and `SIGBUS`
+/// that includes the Rust runtime's own handler, which prints "thread '...' has overflowed its
+/// stack" before the process aborts: once yours is installed, a stack overflow reaches it
+/// instead, and reporting or ending the process is up to it.
 pub unsafe fn install_with(
     signal: Signal,
     handler: Handler,
@@ -256,7 +259,9 @@ impl Installed {
     /// disposition — for most signals, by default, the end of the process. Stop what sends it
     /// first, and make sure nothing it already sent is still on its way: a [`ThreadTimer`]
     /// aimed at another thread may have queued one there just before it was deleted (see
-    /// [`ThreadTimer`]).
+    /// [`ThreadTimer`]). A process-wide interval timer (`setitimer(ITIMER_PROF, ...)` for
+    /// `SIGPROF`) keeps firing until it is disarmed: call `setitimer` with a zero
+    /// `it_interval` and `it_value` before uninstalling.
     ///
     /// [`ThreadTimer`]: crate::signal::ThreadTimer
     pub fn uninstall(self) -> Result<(), Error> {
