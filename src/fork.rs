@@ -88,6 +88,7 @@ mod imp {
     use super::{ForkLocks, Held};
     use crate::sync::{AtomicU32, Mutex, MutexGuard, Ordering};
     use std::cell::RefCell;
+    use std::mem::ManuallyDrop;
     use std::sync::Once;
 
     /// Forks this process has gone through since it started (in its line of descent).
@@ -108,9 +109,12 @@ mod imp {
     type HeldLocks = (MutexGuard<'static, Vec<Entry>>, Vec<Box<dyn Held>>);
 
     // What the forking thread holds from `prepare` to `parent`/`child` (all three run on it).
-    // Never touched by a signal handler.
+    // Never touched by a signal handler. `ManuallyDrop`: no destructor, so a `fork` from a
+    // thread-local destructor still finds it (it is `None` whenever no `fork` is under way, so
+    // nothing is left to drop when the thread exits).
     std::thread_local! {
-        static HELD: RefCell<Option<HeldLocks>> = const { RefCell::new(None) };
+        static HELD: RefCell<ManuallyDrop<Option<HeldLocks>>> =
+            const { RefCell::new(ManuallyDrop::new(None)) };
     }
 
     fn registry() -> MutexGuard<'static, Vec<Entry>> {
@@ -144,13 +148,12 @@ mod imp {
                 object.hold()
             })
             .collect();
-        // `try_with`: a `fork` from a thread-local destructor finds no record (nothing held).
-        let _ = HELD.try_with(|h| *h.borrow_mut() = Some((registry, held)));
+        HELD.with(|h| **h.borrow_mut() = Some((registry, held)));
     }
 
     /// Releases what `prepare` took: the objects' locks first, then the registry's.
     fn release() {
-        if let Some((registry, held)) = HELD.try_with(|h| h.borrow_mut().take()).ok().flatten() {
+        if let Some((registry, held)) = HELD.with(|h| h.borrow_mut().take()) {
             drop(held);
             drop(registry);
         }
@@ -185,8 +188,8 @@ mod imp {
         // Relaxed: see `count`.
         FORKS.fetch_add(1, Ordering::Relaxed);
         crate::read::after_fork_in_child();
-        let _ = HELD.try_with(|h| {
-            if let Some((registry, _)) = &*h.borrow() {
+        HELD.with(|h| {
+            if let Some((registry, _)) = &**h.borrow() {
                 for entry in registry.iter() {
                     // SAFETY: as in `prepare`: registered and its owner blocked from
                     // unregistering it by the registry lock we still hold.

@@ -222,31 +222,39 @@ fn forks_while_a_writer_and_the_drainer_take_their_locks() {
     writer.join().unwrap();
 }
 
-#[test]
-fn a_child_never_inherits_a_map_bucket_taken_by_another_thread() {
-    let _serial = serial();
-    const FORKS: usize = 300;
-    let rt = Runtime::new().unwrap();
-    // Two keys per thread in a map of two buckets: each writer holds a bucket most of the time.
-    let map: Arc<KptrHash<u32, Box<u64>>> = Arc::new(KptrHash::new(&rt, 2).unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..2u32)
-        .map(|key| {
-            let (map, stop) = (map.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    drop(map.insert(key, Box::new(n)));
-                    drop(map.take(&key));
-                    let _ = map.contains_key(&(key ^ 1));
-                }
+/// A two-bucket map that two writer threads keep inserting into and taking from (each holds a
+/// bucket most of the time) until dropped.
+struct BusyMap {
+    map: Arc<KptrHash<u32, Box<u64>>>,
+    stop: Arc<AtomicBool>,
+    writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyMap {
+    fn start(rt: &Runtime) -> BusyMap {
+        let map: Arc<KptrHash<u32, Box<u64>>> = Arc::new(KptrHash::new(rt, 2).unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = (0..2u32)
+            .map(|key| {
+                let (map, stop) = (map.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        drop(map.insert(key, Box::new(n)));
+                        drop(map.take(&key));
+                        let _ = map.contains_key(&(key ^ 1));
+                    }
+                })
             })
-        })
-        .collect();
-    for _ in 0..FORKS {
-        std::thread::sleep(Duration::from_micros(200));
-        let code = run_in_child(|| {
+            .collect();
+        BusyMap { map, stop, writers }
+    }
+
+    /// Forks, and has the child use every bucket; its exit code (0: every check held).
+    fn fork_and_use_every_bucket(&self) -> i32 {
+        let map = &self.map;
+        run_in_child(|| {
             // A bucket left taken would make these spin for ever: the alarm ends the child.
             // SAFETY: `alarm` only arms a timer.
             unsafe { libc::alarm(10) };
@@ -267,12 +275,74 @@ fn a_child_never_inherits_a_map_bucket_taken_by_another_thread() {
                 return 42;
             }
             0
-        });
-        assert_eq!(code, 0, "child check failed");
+        })
     }
-    stop.store(true, Ordering::Relaxed);
-    for writer in writers {
-        writer.join().unwrap();
+}
+
+impl Drop for BusyMap {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for writer in self.writers.drain(..) {
+            writer.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_child_never_inherits_a_map_bucket_taken_by_another_thread() {
+    let _serial = serial();
+    let rt = Runtime::new().unwrap();
+    let busy = BusyMap::start(&rt);
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_micros(200));
+        assert_eq!(busy.fork_and_use_every_bucket(), 0, "child check failed");
+    }
+}
+
+/// Forks from its destructor, which runs when its thread exits, and records the child's code
+/// (or 98 if forking panicked).
+struct ForksAtExit {
+    busy: Option<Arc<BusyMap>>,
+    code: Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl Drop for ForksAtExit {
+    fn drop(&mut self) {
+        if let Some(busy) = self.busy.take() {
+            let forked = catch_unwind(AssertUnwindSafe(|| busy.fork_and_use_every_bucket()));
+            self.code.store(forked.unwrap_or(98), Ordering::SeqCst);
+        }
+    }
+}
+
+std::thread_local! {
+    static FORKS_AT_EXIT: std::cell::RefCell<Option<ForksAtExit>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_fork_from_a_thread_local_destructor_takes_the_locks_too() {
+    let _serial = serial();
+    let rt = Runtime::new().unwrap();
+    let busy = Arc::new(BusyMap::start(&rt));
+    for _ in 0..30 {
+        let code = Arc::new(std::sync::atomic::AtomicI32::new(-1));
+        let thread = {
+            let (busy, code) = (busy.clone(), code.clone());
+            std::thread::spawn(move || {
+                // Registered before the fork below, so destroyed after what that fork set up
+                // on this thread: the fork in it comes after sigdrop's own thread-locals here.
+                FORKS_AT_EXIT.with(|f| *f.borrow_mut() = Some(ForksAtExit { busy: None, code }));
+                assert_eq!(busy.fork_and_use_every_bucket(), 0, "child check failed");
+                FORKS_AT_EXIT.with(|f| f.borrow_mut().as_mut().unwrap().busy = Some(busy));
+            })
+        };
+        thread.join().unwrap();
+        assert_eq!(
+            code.load(Ordering::SeqCst),
+            0,
+            "the child forked at thread exit"
+        );
     }
 }
 
