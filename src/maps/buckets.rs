@@ -1,5 +1,5 @@
-//! A hash map's buckets: each the head of a chain and a try-lock, and the table of them that
-//! `fork` takes whole.
+//! A hash map's buckets: each the head of a chain and a try-lock, and the table of them, which
+//! keeps its locks from being inherited taken across `fork`.
 //!
 //! ## The lock
 //!
@@ -11,17 +11,40 @@
 //! ## Across `fork`
 //!
 //! A bucket lock another thread held when `fork` copied the process would stay taken in the
-//! child for ever, and the chain under it could be half-linked. So the table registers itself
-//! with the fork handlers when it is made: the thread calling `fork` takes every bucket of
-//! every live table before it forks and releases them after, in parent and child, as it does
-//! the runtime's own locks. A bucket is held only for a chain walk and a few stores, so this
-//! waits for moments; it costs a `fork` one lock and unlock per bucket of every live map. The
-//! table unregisters itself before it is freed.
+//! child for ever, and the chain under it could be half-linked. Taking every bucket around the
+//! fork, as the runtime's own locks are taken, would be correct but costly: a write to every
+//! bucket before the fork and two after it, each on a page the fork has just shared, so a
+//! copy-on-write fault per page in both processes (a map of 2^20 keys made a `fork` 150 ms
+//! slower). Instead the table has a `forking` flag, which the thread calling `fork` raises
+//! (its prepare handler: the table registers itself with the fork handlers when it is made):
 //!
-//! Lock order: a runtime's registered locks are taken before any table's (runtimes register
-//! first: a map needs a runtime to be made), and nothing that holds a bucket takes a runtime
-//! lock (an insert claims its job before it locks the bucket; objects leave the map under the
-//! lock but are destroyed after it is released).
+//! ```text
+//! lock (any thread):             CAS(bucket: free -> taken)          (SeqCst, or spin)
+//!                                if load(forking) (SeqCst):          let go at once, unchanged:
+//!                                    release; ordinary: wait until not forking, try again;
+//!                                    restricted: WouldBlock
+//! prepare (the forking thread):  store(forking, true) (SeqCst)
+//!                                for each bucket: wait until a load (SeqCst) sees it free
+//! after fork, parent:            store(forking, false)
+//! after fork, child:             for each bucket seen taken: store free; store(forking, false)
+//! ```
+//!
+//! Why no holder is half-way through a chain when `fork` copies the table: a locker's CAS and
+//! its load of `forking`, and prepare's store and its load of the bucket, are all SeqCst, so
+//! in their single total order either the locker's load comes after prepare's store (it sees
+//! the flag and lets go without touching the chain) or its CAS comes before prepare's load of
+//! that bucket (which then sees it taken and waits for its release, which ends its change).
+//! So once prepare has seen every bucket free, any bucket still taken is held by a locker that
+//! will let go unchanged: in the parent it does; in the child that thread does not exist, and
+//! the child's handler frees the bucket for it. The table costs a `fork` one store and a read
+//! of every bucket before it, and a read of every bucket in the child (reads fault no page
+//! in); an operation pays one load of a flag that is written only around forks.
+//!
+//! The table unregisters itself before it is freed. Lock order: a runtime's registered locks
+//! are taken before any table's (runtimes register first: a map needs a runtime to be made);
+//! prepare holds no bucket, and nothing that holds a bucket takes a runtime lock (an insert
+//! claims its job before it locks the bucket; objects leave the map under the lock but are
+//! destroyed after it is released).
 
 use crate::error::Error;
 use crate::restricted;
@@ -45,6 +68,19 @@ impl Drop for Locked<'_> {
     }
 }
 
+/// Spins (backing off, then yielding the CPU) while `busy` holds. Under loom, yields to the
+/// checker instead (loom cannot see past `Backoff`'s spins and OS yields).
+fn wait_while(mut busy: impl FnMut() -> bool) {
+    #[cfg(not(loom))]
+    let backoff = Backoff::new();
+    while busy() {
+        #[cfg(not(loom))]
+        backoff.snooze();
+        #[cfg(loom)]
+        crate::sync::spin_hint();
+    }
+}
+
 impl Bucket {
     fn new(head: u32) -> Self {
         Bucket {
@@ -53,45 +89,14 @@ impl Bucket {
         }
     }
 
-    /// Takes the lock: spinning in ordinary context, one try in restricted context
-    /// ([`Error::WouldBlock`] if busy).
-    pub(super) fn lock(&self) -> Result<Locked<'_>, Error> {
-        if restricted::is_active() {
-            // One strong try: bounded, and never waits for anybody. Acquire on success: pairs
-            // with the Release in `Locked::drop` of the previous holder (loom models in
-            // `loom-tests/tests/hash.rs`, one per path). Relaxed on failure: nothing acquired.
-            return match self.locked.compare_exchange(
-                false,
-                true,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => Ok(Locked(self)),
-                Err(_) => Err(Error::WouldBlock),
-            };
-        }
-        Ok(self.lock_spinning())
-    }
-
-    /// Takes the lock, waiting for the holder whatever the context (the fork handler's way).
-    fn lock_spinning(&self) -> Locked<'_> {
-        #[cfg(not(loom))]
-        let backoff = Backoff::new();
-        // Acquire on success: as in `lock`. Relaxed on failure: nothing was acquired.
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            // The holder never blocks inside, so this ends once it lets go. Under loom, yield to
-            // the checker instead (loom cannot see past `Backoff`'s spins and OS yields); the
-            // build that ships backs off as before.
-            #[cfg(not(loom))]
-            backoff.snooze();
-            #[cfg(loom)]
-            crate::sync::spin_hint();
-        }
-        Locked(self)
+    /// One try at the lock. SeqCst on success: Acquire pairs with the Release in
+    /// `Locked::drop` of the previous holder (loom models in `loom-tests/tests/hash.rs`, one per
+    /// path), and the fork argument (module docs) needs it in the total order with the load of
+    /// `forking` that follows. Relaxed on failure: nothing was acquired.
+    fn try_lock(&self) -> bool {
+        self.locked
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
     }
 }
 
@@ -99,37 +104,153 @@ impl Bucket {
 pub(super) struct Buckets(Box<BucketTable>);
 
 /// The registered allocation: its address stays put however the map moves.
-struct BucketTable(Box<[Bucket]>);
+struct BucketTable {
+    buckets: Box<[Bucket]>,
+    /// Raised by a `fork`'s prepare handler until the fork is over (module docs).
+    forking: AtomicBool,
+}
 
 impl Buckets {
     /// `count` empty buckets (a power of two), each chain starting at `empty`.
     pub(super) fn new(count: usize, empty: u32) -> Self {
         debug_assert!(count.is_power_of_two());
-        let table = Box::new(BucketTable(
-            (0..count).map(|_| Bucket::new(empty)).collect(),
-        ));
+        let table = Box::new(BucketTable {
+            buckets: (0..count).map(|_| Bucket::new(empty)).collect(),
+            forking: AtomicBool::new(false),
+        });
         crate::fork::register(&*table);
         Buckets(table)
     }
 
     /// The bucket a key with this hash lives in.
     pub(super) fn for_hash(&self, hash: u64) -> &Bucket {
-        let buckets = &self.0.0;
+        let buckets = &self.0.buckets;
         &buckets[hash as usize & (buckets.len() - 1)]
+    }
+
+    /// Takes `bucket`'s lock (one of this table's): spinning in ordinary context, one try in
+    /// restricted context ([`Error::WouldBlock`] if busy, or while a `fork` is being prepared).
+    pub(super) fn lock<'a>(&self, bucket: &'a Bucket) -> Result<Locked<'a>, Error> {
+        let restricted = restricted::is_active();
+        loop {
+            if bucket.try_lock() {
+                // SeqCst: see `try_lock` and the module docs.
+                if !self.0.forking.load(Ordering::SeqCst) {
+                    return Ok(Locked(bucket));
+                }
+                // A fork is being prepared: let go, unchanged.
+                drop(Locked(bucket));
+            }
+            if restricted {
+                // Bounded, and never waits for anybody.
+                return Err(Error::WouldBlock);
+            }
+            // The holder never blocks inside, and a fork's prepare ends once every holder has
+            // let go, so this ends. Relaxed: a hint; the CAS and the SeqCst load decide.
+            wait_while(|| {
+                bucket.locked.load(Ordering::Relaxed) || self.0.forking.load(Ordering::Relaxed)
+            });
+        }
     }
 }
 
 impl Drop for Buckets {
     fn drop(&mut self) {
-        // Waits while a `fork` holds the table's locks; after this no fork handler reaches it.
+        // Waits while a `fork` is under way; after this no fork handler reaches the table.
         crate::fork::unregister(&*self.0);
+    }
+}
+
+/// A raised `forking` flag; dropping it lowers the flag.
+struct Forking<'a>(&'a BucketTable);
+
+impl Drop for Forking<'_> {
+    fn drop(&mut self) {
+        // Release: in the child, orders the freeing of abandoned buckets before lockers'
+        // SeqCst loads of the flag (none run there until the child's code goes on); in the
+        // parent, lets the lockers waiting in `lock` go on.
+        self.0.forking.store(false, Ordering::Release);
     }
 }
 
 impl crate::fork::ForkLocks for BucketTable {
     fn hold(&self) -> Box<dyn crate::fork::Held + '_> {
-        // Every bucket, in order (the only thread that takes more than one at a time is the
-        // forking thread, so any order is deadlock-free among buckets).
-        Box::new(self.0.iter().map(Bucket::lock_spinning).collect::<Vec<_>>())
+        // SeqCst: see the module docs; pairs with lockers' CAS and load in their total order.
+        self.forking.store(true, Ordering::SeqCst);
+        for bucket in self.buckets.iter() {
+            // SeqCst (the last load, that sees it free): as above.
+            wait_while(|| bucket.locked.load(Ordering::SeqCst));
+        }
+        Box::new(Forking(self))
+    }
+
+    fn after_fork_in_child(&self) {
+        // Only lockers that saw `forking` and were letting go unchanged can hold a bucket now
+        // (module docs), and none of them exists here: free their buckets for them. Relaxed:
+        // the child's only thread; nothing was changed under these locks.
+        for bucket in self.buckets.iter() {
+            if bucket.locked.load(Ordering::Relaxed) {
+                bucket.locked.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::fork::ForkLocks;
+    use std::sync::atomic::AtomicBool as StdAtomicBool;
+
+    /// A table the process's fork handlers do not know: a `fork` by another test running
+    /// beside these must not raise or lower its flag.
+    fn unregistered(count: usize) -> Buckets {
+        Buckets(Box::new(BucketTable {
+            buckets: (0..count).map(|_| Bucket::new(0)).collect(),
+            forking: AtomicBool::new(false),
+        }))
+    }
+
+    #[test]
+    fn while_a_fork_is_prepared_handlers_are_refused_and_threads_wait() {
+        let table = unregistered(4);
+        let bucket = table.for_hash(1);
+        let preparing = table.0.hold();
+        {
+            let _handler = restricted::enter();
+            assert!(matches!(table.lock(bucket), Err(Error::WouldBlock)));
+        }
+        assert!(!bucket.locked.load(Ordering::SeqCst), "let go unchanged");
+        let locked = StdAtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                drop(table.lock(bucket).unwrap());
+                locked.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(
+                !locked.load(Ordering::SeqCst),
+                "took a bucket during the fork"
+            );
+            drop(preparing); // the fork is over
+        });
+        assert!(locked.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn the_child_frees_buckets_that_vanished_threads_were_letting_go() {
+        let table = unregistered(4);
+        let preparing = table.0.hold(); // every bucket was seen free
+        // A locker of another thread took this one, saw the flag, and was about to let go when
+        // the fork copied the process: in the child, it never will.
+        let abandoned = table.for_hash(2);
+        assert!(abandoned.try_lock());
+        table.0.after_fork_in_child();
+        drop(preparing);
+        let _handler = restricted::enter(); // one try: a taken bucket would be refused
+        assert!(
+            table.lock(abandoned).is_ok(),
+            "the child inherited a taken bucket"
+        );
     }
 }

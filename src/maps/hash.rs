@@ -23,7 +23,8 @@
 //! released, so a destructor may use the map again.
 //!
 //! The buckets (`buckets.rs`) register with the fork handlers, so a child process never
-//! inherits one taken by a thread it does not have.
+//! inherits one taken by a thread it does not have; while a `fork` is being prepared, a handler
+//! gets `WouldBlock` and an ordinary caller waits for the fork.
 //!
 //! | operation                      | concurrent with any other | restricted context            |
 //! |--------------------------------|---------------------------|-------------------------------|
@@ -221,7 +222,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
             }
         };
         let bucket = self.bucket(&key);
-        let held = match bucket.lock() {
+        let held = match self.buckets.lock(bucket) {
             Ok(held) => held,
             Err(error) => {
                 drop(claim);
@@ -263,7 +264,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     /// May be called from a signal handler.
     pub fn take(&self, key: &K) -> Result<Option<Detached<'_, P>>, Error> {
         let bucket = self.bucket(key);
-        let held = bucket.lock()?;
+        let held = self.buckets.lock(bucket)?;
         let Some((prev, idx)) = self.find(&held, bucket, key) else {
             return Ok(None);
         };
@@ -296,7 +297,7 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     /// ([`Error::WouldBlock`] if its bucket is busy there).
     pub fn contains_key(&self, key: &K) -> Result<bool, Error> {
         let bucket = self.bucket(key);
-        let held = bucket.lock()?;
+        let held = self.buckets.lock(bucket)?;
         Ok(self.find(&held, bucket, key).is_some())
     }
 }
@@ -350,7 +351,7 @@ mod tests {
         let map: KptrHash<u32, Box<u32>> = KptrHash::new(&rt, 8).unwrap();
         map.insert(1, Box::new(1)).unwrap();
         let bucket = map.bucket(&1);
-        let held = bucket.lock().unwrap(); // as if the interrupted thread held it
+        let held = map.buckets.lock(bucket).unwrap(); // as if the interrupted thread held it
         let refused = {
             let _nmi = restricted::enter();
             assert!(matches!(map.delete(&1), Err(Error::WouldBlock)));
@@ -381,7 +382,7 @@ mod tests {
         let map: KptrHash<u32, Box<u32>> = KptrHash::new(&rt, 1).unwrap();
         map.insert(1, Box::new(1)).unwrap();
         rt.reserve(1).unwrap();
-        let held = map.bucket(&1).lock().unwrap(); // as if the interrupted thread held it
+        let held = map.buckets.lock(map.bucket(&1)).unwrap(); // as if the interrupted thread held it
         let (two, three) = (Box::new(2), Box::new(3)); // made in ordinary context
         let busy = {
             let _nmi = restricted::enter();
