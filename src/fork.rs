@@ -40,9 +40,10 @@
 //!   code takes for longer than an instruction — each runtime's grow lock and batch-queue lock,
 //!   which the drainer thread takes every cycle — are taken by the thread calling `fork` before
 //!   it forks and released after, in parent and child (as the C library does for `malloc`):
-//!   every live runtime registers them here, and so does every hash map's bucket table
+//!   every live runtime registers them here. Every hash map's bucket table registers too
 //!   (`maps/buckets.rs`: a bucket is held for moments, but by any thread, and a half-linked
-//!   chain under it would be inherited too). (A handle's drainer-thread lock is only ever held
+//!   chain under it would be inherited too); rather than take every bucket, its handler raises
+//!   a flag that turns new lockers away and waits for the holders of the moment. (A handle's drainer-thread lock is only ever held
 //!   for moments, never while a thread starts, and is not registered.) The per-CPU open-batch
 //!   try-locks are not taken around `fork`: a child whose copy of one is taken (a thread was
 //!   pushing to that batch) has its handler abandon that batch, whose objects are the

@@ -165,8 +165,9 @@
 //!   that moment: then the child keeps waiting for the parent's readers too (fork outside
 //!   read-side sections);
 //! - sigdrop's own locks, a [`KptrHash`](crate::KptrHash)'s bucket locks among them, are
-//!   never inherited taken (the thread calling `fork` takes each of them for a moment first:
-//!   a `fork` costs one lock and unlock per bucket of every live map);
+//!   never inherited taken (the thread calling `fork` waits for each map operation under way
+//!   to finish, a read of every bucket of every live map; meanwhile a map operation in a
+//!   handler answers [`Error::WouldBlock`](crate::Error::WouldBlock));
 //! - dropping a runtime in the child never waits for the parent's drainer thread;
 //! - objects the parent's drainer was destroying when `fork` ran are destroyed in the parent
 //!   only (the child's copies of them are never destroyed), and
