@@ -54,7 +54,8 @@ pub enum Error {
     GlobalExists,
     /// The drainer thread could not be started.
     DrainerSpawn(std::io::Error),
-    /// A map bucket was locked and the caller is in restricted context, where sigdrop never
+    /// A map bucket was locked (or another thread was preparing a `fork`, which holds every
+    /// map off for moments) and the caller is in restricted context, where sigdrop never
     /// waits (rather than spin against the code it interrupted). The map is unchanged; retry
     /// later, e.g. on the next signal.
     WouldBlock,
