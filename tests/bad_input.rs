@@ -3,7 +3,12 @@
 //!
 //! - each invalid builder setting gives `Error::InvalidConfig` naming the right field (and the
 //!   boundary values just inside the limits are accepted);
-//! - `reserve(usize::MAX)` gives `Error::CapacityExceeded` and allocates nothing;
+//! - `reserve(usize::MAX)` gives `Error::CapacityExceeded` and allocates nothing, and a
+//!   `reserve_to` beyond `max_jobs` gives it back the spare jobs it had taken towards the
+//!   shortfall;
+//! - the ordinary-context calls that change the reservation or drain (`unreserve`,
+//!   `reserve_to`, `drain_and_wait`) give `Error::Restricted` in restricted context and touch
+//!   nothing;
 //! - `Runtime::global()` reached first from restricted context gives
 //!   `Error::GlobalUninitialized`, then works once touched in ordinary context, and from then on
 //!   also inside the guard (the same runtime);
@@ -254,4 +259,58 @@ fn every_error_displays_a_message() {
     // And the errors the runtime actually returns display too.
     let real = build(Runtime::builder().shards(0)).unwrap_err();
     assert!(real.to_string().contains("shards"));
+}
+
+/// In restricted context, as in a signal handler, `unreserve` (which may trim: free memory),
+/// `reserve_to` (which may allocate) and `drain_and_wait` (which runs destructors and waits) are
+/// refused with `Error::Restricted`, and the reservation and the spare jobs are left as they were.
+#[test]
+fn ordinary_only_calls_are_refused_in_restricted_context() {
+    let rt = build(Runtime::builder()).unwrap();
+    rt.reserve(4).unwrap();
+    let before = rt.stats();
+    assert_eq!(before.reserved, 4);
+    {
+        let _nmi = restricted::enter();
+        assert!(matches!(rt.unreserve(1), Err(Error::Restricted)));
+        assert!(matches!(rt.reserve_to(8), Err(Error::Restricted)));
+        assert!(matches!(rt.drain_and_wait(), Err(Error::Restricted)));
+    }
+    let after = rt.stats();
+    assert_eq!(
+        (after.reserved, after.spare, after.total),
+        (before.reserved, before.spare, before.total),
+        "{after:?}"
+    );
+}
+
+/// A `reserve_to` refused because the shortfall would take the pool past `max_jobs` first
+/// took the spare jobs it could towards that shortfall: it gives them back as spare, reserving
+/// nothing, so that they still serve installs and a later, smaller `reserve_to`.
+#[test]
+fn reserve_to_beyond_the_limit_gives_back_the_spare_jobs_it_took() {
+    let rt = build(Runtime::builder().max_jobs(100)).unwrap();
+    let slot = RefSlot::new(&rt);
+    // The first install grows a headroom's worth of jobs: one for the object, the rest spare.
+    slot.xchg(Some(Box::new(1u32))).unwrap();
+    let before = rt.stats();
+    assert!(before.spare > 0, "{before:?}");
+    match rt.reserve_to(1_000) {
+        Err(Error::CapacityExceeded { max_jobs }) => assert_eq!(max_jobs, 100),
+        other => panic!("expected CapacityExceeded, got {other:?}"),
+    }
+    let after = rt.stats();
+    assert_eq!(
+        (after.spare, after.reserved, after.refs, after.total),
+        (before.spare, 0, before.refs, before.total),
+        "the refused reserve_to kept jobs: {after:?}"
+    );
+    // Those spare jobs are what a reservation within the limit takes first: no growth.
+    assert_eq!(rt.reserve_to(before.spare).unwrap(), before.spare);
+    let reserved = rt.stats();
+    assert_eq!(
+        (reserved.reserved, reserved.spare, reserved.total),
+        (before.spare, 0, before.total),
+        "{reserved:?}"
+    );
 }

@@ -3,6 +3,9 @@
 //! for its own. Objects handed over in restricted context on another thread (joined before the
 //! call), destroyed slowly so that the drainer thread is in the middle of them when the call
 //! comes; every round must find every destructor run when it returns.
+//!
+//! And what it returns: with nobody else draining, the count of every destructor it ran, however
+//! many batches were waiting.
 
 use sigdrop::{Drainer, Owned, Policy, ReadSlot, RefSlot, Runtime, restricted};
 use std::sync::Arc;
@@ -201,4 +204,38 @@ fn drain_and_wait_from_a_destructor_on_the_drainer_thread_does_not_wait_for_itse
     .unwrap();
     rt.drain_and_wait().unwrap();
     assert_eq!(done.load(Ordering::SeqCst), 8);
+}
+
+/// With nobody else draining (a manual drainer) and no reader, `drain_and_wait` runs every
+/// object retired before the call and returns how many it ran: all of them, also when more
+/// batches wait than its cycles run (one cycle runs at most 64 ready batches; what is left, it
+/// runs on its own before it returns).
+#[test]
+fn drain_and_wait_counts_every_batch_it_runs() {
+    // Three cycles' share of batches, and a partial one still open.
+    const RETIRED: usize = 3 * 64 * 64 + 10;
+    let rt = Runtime::builder()
+        .drainer(Drainer::Manual)
+        .policy(Policy::AlwaysDefer)
+        // No help over the bound: the batches wait for the call.
+        .max_pending(1 << 20)
+        .build()
+        .unwrap();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let slot = RefSlot::new(&rt);
+    for _ in 0..RETIRED {
+        // Under AlwaysDefer the object replaced is retired into a batch, not destroyed here.
+        drop(slot.xchg(Some(Box::new(Slow(dropped.clone())))).unwrap());
+    }
+    // The one still in the slot is no retired object.
+    let retired = RETIRED - 1;
+    assert_eq!(dropped.load(Ordering::SeqCst), 0, "{:?}", rt.stats());
+    let ran = rt.drain_and_wait().unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), retired, "{:?}", rt.stats());
+    assert_eq!(
+        ran,
+        retired,
+        "what drain_and_wait said it ran: {:?}",
+        rt.stats()
+    );
 }

@@ -470,3 +470,45 @@ fn boxes_cloned_in_a_child_before_it_starts_a_drainer_stay_bounded() {
     drop(rt);
     assert_eq!(code, 0, "boxes piled up in the child");
 }
+
+/// The drainer thread a child starts in place of its parent's wakes as the runtime was built
+/// to: with `Wake::Lazy`, on its period. Objects handlers hand over below the high watermark
+/// never ring, so a child's drainer that slept until rung instead (as with `Wake::Immediate`)
+/// would leave them waiting for good. Each round lets the child's drainer fall asleep first.
+#[test]
+fn a_lazy_runtimes_drainer_in_a_child_still_comes_by_itself_every_period() {
+    let _serial = serial();
+    let rt = Runtime::builder()
+        .wake(sigdrop::Wake::Lazy {
+            period: Duration::from_millis(20),
+            high_watermark: 256,
+        })
+        // No jobs kept for regrowth: they would bound an untimed sleep to a window.
+        .regrowth_window(Duration::ZERO)
+        .build()
+        .unwrap();
+    let code = run_in_child(|| {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let slot = RefSlot::new(&rt);
+        for round in 1..=3 {
+            // An ordinary install: the child's first one starts its drainer thread.
+            if slot.xchg(Some(Box::new(Counted(dropped.clone())))).is_err() {
+                return 50;
+            }
+            // Long enough for a drainer that sleeps until rung to be asleep.
+            std::thread::sleep(Duration::from_millis(50));
+            {
+                let _restricted = restricted::enter();
+                slot.clear(); // one object on its CPU's list: below the watermark, no ring
+            }
+            if !within_5s(|| dropped.load(Ordering::Acquire) == round) {
+                return 51;
+            }
+        }
+        0
+    });
+    assert_eq!(
+        code, 0,
+        "child check failed (51: an object handed over in the child was never destroyed)"
+    );
+}

@@ -30,6 +30,9 @@
 //! - `two_threads_destroying_batches_that_retire_past_the_bound_...`: two ordinary threads each
 //!   destroy batches whose destructors retire more objects past the bound, at the same time;
 //!   each must not wait for the batches the other is destroying (the other waits for ours).
+//! - `a_shutdown_on_the_drainer_thread_reports_that_it_did_not_wait_for_it`: the last handle,
+//!   owned by a box the drainer thread destroys, is shut down there: the report says the
+//!   drainer was not waited for (a drainer never waits for itself).
 //!
 //! The tests with a drainer thread count the live `sigdrop-drainer` threads in
 //! `/proc/self/task`, so they are serialised with a static mutex.
@@ -909,4 +912,64 @@ fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_eac
     let report = rt.shutdown().expect("the last handle");
     assert_eq!(report.left_to_drainer, 0, "{report:?}");
     assert_eq!(CHILDREN_DONE.load(Ordering::Acquire), children);
+}
+
+/// Owns a runtime's last handle; its destructor shuts that runtime down and sends the report,
+/// with whether it ran on a drainer thread.
+struct ShutsDown {
+    rt: Option<Runtime>,
+    report: std::sync::mpsc::Sender<(bool, Option<sigdrop::ShutdownReport>)>,
+}
+
+impl Drop for ShutsDown {
+    fn drop(&mut self) {
+        let on_drainer = std::thread::current().name() == Some("sigdrop-drainer");
+        let report = self.rt.take().and_then(Runtime::shutdown);
+        let _ = self.report.send((on_drainer, report));
+    }
+}
+
+/// A shutdown that runs on the runtime's own drainer thread (a destructor there let go of the
+/// last handle) cannot wait for that thread, and so does not: its report says
+/// `drainer_waited: false`, as the documentation promises for a shutdown on a drainer thread.
+#[test]
+fn a_shutdown_on_the_drainer_thread_reports_that_it_did_not_wait_for_it() {
+    let _serial = drainer_tests();
+    let baseline = drainer_threads();
+    let rt = Runtime::new().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let holder = Owned::new(
+        &rt,
+        ShutsDown {
+            rt: Some(rt.clone()),
+            report: tx,
+        },
+    );
+    // The box counts in the runtime's state, not in its handles: the one it owns is the last.
+    drop(rt);
+    {
+        let _nmi = restricted::enter();
+        drop(holder); // to the drainer thread, which destroys it
+    }
+    let (on_drainer, report) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the drainer thread destroyed the box within 10 s");
+    assert!(on_drainer, "the box was destroyed on the drainer thread");
+    let report = report.expect("the box held the last handle");
+    assert!(
+        !report.drainer_waited,
+        "a shutdown on the drainer thread cannot have waited for it: {report:?}"
+    );
+    // It finishes on its own once the destructor has returned.
+    wait_until(
+        Duration::from_secs(10),
+        "the drainer thread to exit",
+        || {
+            format!(
+                "{} drainer threads (baseline {baseline})",
+                drainer_threads()
+            )
+        },
+        || drainer_threads() == baseline,
+    );
 }
