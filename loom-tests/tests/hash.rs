@@ -93,3 +93,27 @@ fn restricted_try_lock_publishes_chain_and_key() {
         settle(&rt, &map, &drops);
     });
 }
+
+/// Fork path: a fork is prepared (the flag raised, every bucket seen free) while an insert
+/// races for the bucket; the chain and key are then read with no lock, as the child's copy
+/// holds them. The insert either finished before the bucket was seen free (its key is
+/// published to the copy) or saw the flag and let go unchanged, waiting for the fork to end;
+/// an insert that went on changing the chain would race with the copy's reads.
+#[test]
+fn a_prepared_fork_copies_no_half_made_chain() {
+    loom::model(|| {
+        let rt = runtime();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let map = Arc::new(KptrHash::<u32, Box<Canary>>::new(&rt, 1).unwrap());
+        let inserter = {
+            let (map, drops) = (map.clone(), drops.clone());
+            loom::thread::spawn(move || {
+                assert!(map.insert(7, Canary::boxed(&drops)).unwrap().is_none());
+            })
+        };
+        let copied = map.model_fork_copy();
+        assert!(copied.is_empty() || copied == [7], "{copied:?}");
+        inserter.join().unwrap();
+        settle(&rt, &map, &drops);
+    });
+}

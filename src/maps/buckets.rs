@@ -19,21 +19,26 @@
 //! (its prepare handler: the table registers itself with the fork handlers when it is made):
 //!
 //! ```text
-//! lock (any thread):             CAS(bucket: free -> taken)          (SeqCst, or spin)
-//!                                if load(forking) (SeqCst):          let go at once, unchanged:
+//! lock (any thread):             CAS(bucket: free -> taken)          (Acquire, or spin)
+//!                                fence(SeqCst)
+//!                                if load(forking):                   let go at once, unchanged:
 //!                                    release; ordinary: wait until not forking, try again;
 //!                                    restricted: WouldBlock
-//! prepare (the forking thread):  store(forking, true) (SeqCst)
-//!                                for each bucket: wait until a load (SeqCst) sees it free
+//! prepare (the forking thread):  store(forking, true); fence(SeqCst)
+//!                                for each bucket: wait until a load (Acquire) sees it free
 //! after fork, parent:            store(forking, false)
 //! after fork, child:             for each bucket seen taken: store free; store(forking, false)
 //! ```
 //!
-//! Why no holder is half-way through a chain when `fork` copies the table: a locker's CAS and
-//! its load of `forking`, and prepare's store and its load of the bucket, are all SeqCst, so
-//! in their single total order either the locker's load comes after prepare's store (it sees
-//! the flag and lets go without touching the chain) or its CAS comes before prepare's load of
-//! that bucket (which then sees it taken and waits for its release, which ends its change).
+//! Why no holder is half-way through a chain when `fork` copies the table: the locker's fence
+//! (between its CAS and its load of `forking`) and prepare's fence (between its store and its
+//! loads of the buckets) are both SeqCst, so one comes first in their total order. Prepare's
+//! first: the locker's load sees the flag, and it lets go without touching the chain. The
+//! locker's first: prepare's load of that bucket sees the CAS's taking or a later release, so
+//! it waits for (and, Acquire against the unlock's Release, sees) the end of the change.
+//! (Fences rather than SeqCst accesses: loom checks fences' total order, not that of SeqCst
+//! loads and stores, and its model of this path, `a_prepared_fork_copies_no_half_made_chain`,
+//! reports the race without them.)
 //! So once prepare has seen every bucket free, any bucket still taken is held by a locker that
 //! will let go unchanged: in the parent it does; in the child that thread does not exist, and
 //! the child's handler frees the bucket for it. The table costs a `fork` one store and a read
@@ -48,7 +53,7 @@
 
 use crate::error::Error;
 use crate::restricted;
-use crate::sync::{AtomicBool, AtomicU32, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, Ordering, fence};
 #[cfg(not(loom))]
 use crossbeam_utils::Backoff;
 
@@ -89,13 +94,12 @@ impl Bucket {
         }
     }
 
-    /// One try at the lock. SeqCst on success: Acquire pairs with the Release in
-    /// `Locked::drop` of the previous holder (loom models in `loom-tests/tests/hash.rs`, one per
-    /// path), and the fork argument (module docs) needs it in the total order with the load of
-    /// `forking` that follows. Relaxed on failure: nothing was acquired.
+    /// One try at the lock. Acquire on success: pairs with the Release in `Locked::drop` of
+    /// the previous holder (loom models in `loom-tests/tests/hash.rs`, one per path). Relaxed on
+    /// failure: nothing was acquired.
     fn try_lock(&self) -> bool {
         self.locked
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 }
@@ -134,8 +138,9 @@ impl Buckets {
         let restricted = restricted::is_active();
         loop {
             if bucket.try_lock() {
-                // SeqCst: see `try_lock` and the module docs.
-                if !self.0.forking.load(Ordering::SeqCst) {
+                // The fence pairs with prepare's (module docs); through it, Relaxed suffices.
+                fence(Ordering::SeqCst);
+                if !self.0.forking.load(Ordering::Relaxed) {
                     return Ok(Locked(bucket));
                 }
                 // A fork is being prepared: let go, unchanged.
@@ -146,11 +151,25 @@ impl Buckets {
                 return Err(Error::WouldBlock);
             }
             // The holder never blocks inside, and a fork's prepare ends once every holder has
-            // let go, so this ends. Relaxed: a hint; the CAS and the SeqCst load decide.
+            // let go, so this ends. Relaxed: a hint; the CAS, the fence and the load decide.
             wait_while(|| {
                 bucket.locked.load(Ordering::Relaxed) || self.0.forking.load(Ordering::Relaxed)
             });
         }
+    }
+}
+
+/// What the loom models reach of a fork's handlers (loom builds register none).
+#[cfg(loom)]
+impl Buckets {
+    /// Prepares a fork as the prepare handler does; the fork is over when the result is dropped.
+    pub(super) fn model_prepare_fork(&self) -> Box<dyn crate::fork::Held + '_> {
+        crate::fork::ForkLocks::hold(&*self.0)
+    }
+
+    /// Every bucket.
+    pub(super) fn model_all(&self) -> &[Bucket] {
+        &self.0.buckets
     }
 }
 
@@ -167,7 +186,7 @@ struct Forking<'a>(&'a BucketTable);
 impl Drop for Forking<'_> {
     fn drop(&mut self) {
         // Release: in the child, orders the freeing of abandoned buckets before lockers'
-        // SeqCst loads of the flag (none run there until the child's code goes on); in the
+        // loads of the flag (none run there until the child's code goes on); in the
         // parent, lets the lockers waiting in `lock` go on.
         self.0.forking.store(false, Ordering::Release);
     }
@@ -175,11 +194,13 @@ impl Drop for Forking<'_> {
 
 impl crate::fork::ForkLocks for BucketTable {
     fn hold(&self) -> Box<dyn crate::fork::Held + '_> {
-        // SeqCst: see the module docs; pairs with lockers' CAS and load in their total order.
-        self.forking.store(true, Ordering::SeqCst);
+        // Relaxed store, then the fence that pairs with lockers' fences (module docs).
+        self.forking.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
         for bucket in self.buckets.iter() {
-            // SeqCst (the last load, that sees it free): as above.
-            wait_while(|| bucket.locked.load(Ordering::SeqCst));
+            // Acquire (the load that sees it free): pairs with the holder's Release in
+            // `Locked::drop`, so its change is complete in what the fork copies.
+            wait_while(|| bucket.locked.load(Ordering::Acquire));
         }
         Box::new(Forking(self))
     }

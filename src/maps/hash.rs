@@ -302,6 +302,30 @@ impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
     }
 }
 
+#[cfg(loom)]
+impl<K: Hash + Eq + Copy, P: SlotPointer> KptrHash<K, P> {
+    /// (Loom models.) Prepares a fork as its handler does, then reads every chain and key with
+    /// no bucket lock, as the child's copy holds them, and returns the keys. A holder still
+    /// changing a chain then (the fork protocol broken) is a data race loom reports.
+    #[doc(hidden)]
+    pub fn model_fork_copy(&self) -> Vec<K> {
+        let _preparing = self.buckets.model_prepare_fork();
+        let mut keys = Vec::new();
+        for bucket in self.buckets.model_all() {
+            // Relaxed: what the fork copies; the key reads below are what the model checks.
+            let mut idx = bucket.head.load(Ordering::Relaxed);
+            while idx != NIL {
+                let element = &self.elements.0[idx as usize];
+                // SAFETY: linked, so its key was written before it was linked; no holder is
+                // changing a chain once the fork is prepared (the property under test).
+                keys.push(element.key.0.with(|k| unsafe { (*k).assume_init() }));
+                idx = element.next.load(Ordering::Relaxed);
+            }
+        }
+        keys
+    }
+}
+
 impl<K, P: SlotPointer> std::fmt::Debug for KptrHash<K, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KptrHash")
