@@ -6,10 +6,12 @@
 //! the job's entry at hand already (it located it when it popped the job from a freelist)
 //! pushes with it ([`JobLists::push_entry`]) rather than locate it again.
 //!
-//! Producers push; a consumer swaps the whole head out for "empty" and walks the chain it got.
+//! Producers push; a consumer replaces the whole head with "empty" and walks the chain it got.
 //! This is the kernel `llist` discipline, and it is free of ABA without a tag: a push never reads
 //! another job's link (it only writes its own job's link, then CASes the head), and take-all is a
-//! single swap that reads no link at all. The chain comes out newest first; [`Chain`] reverses it
+//! CAS of the head it read that reads no link at all (a CAS rather than a swap so that the taker
+//! can announce the list's length first, `take_announced`; whatever head the CAS replaces is
+//! the whole current list). The chain comes out newest first; [`Chain`] reverses it
 //! so that destructors run oldest first, and the drainer hands the reversed chain back to a
 //! freelist whole (`Freelist::push_chain`, one CAS).
 //!
@@ -18,7 +20,7 @@
 //! - push: the job's payload and link are written before the head CAS, which is Release; the
 //!   CAS is also Acquire so that a push that finds the list empty happens-after the take that
 //!   emptied it (the drainer cleared its pending flag before that take: see `doorbell.rs`).
-//! - take: the swap is AcqRel: Acquire to see every pushed job's payload and link (each push's
+//! - take: the CAS that empties the head is AcqRel: Acquire to see every pushed job's payload and link (each push's
 //!   Release heads a release sequence continued by later pushes' CASes), Release so that a later
 //!   push that finds the list empty synchronises with it.
 //!
@@ -33,7 +35,7 @@
 //!   producer's swap in `Doorbell::ring` (Release) read by `Doorbell::clear` (Acquire), which
 //!   makes the take after the clear see the push. loom cannot check that pair: its
 //!   read-modify-writes always read the latest value in its execution order, so in a model the
-//!   take (a swap) never misses such a push anyway (kit mutants 24 and 25 survive); a litmus
+//!   take (a read-modify-write) never misses such a push anyway (kit mutants 24 and 25 survive); a litmus
 //!   test under GenMC or herd7 (RC11) would. The push-Acquire / take-Release pair here
 //!   would only matter to a push onto an empty list that tested `pending` with a plain load,
 //!   which no push does (it always swaps), so weakening it alone changes nothing loom can see
@@ -46,7 +48,7 @@
 //! | operation  | concurrent with push | with take | restricted context |
 //! |------------|----------------------|-----------|--------------------|
 //! | `push_entry` (`push`) | yes       | yes       | yes                |
-//! | `take`     | yes                  | yes (each job goes to exactly one taker) | no need (drainer side), but safe |
+//! | `take`, `take_announced` | yes    | yes (each job goes to exactly one taker) | no need (drainer side), but safe |
 //! | `queued`   | yes (snapshot)       | yes       | yes                |
 
 use crate::arena::{Arena, Entry, NIL, Table};
@@ -129,17 +131,46 @@ impl JobLists {
     }
 
     /// Takes `shard`'s whole list. The caller owns every job of the returned chain.
+    #[cfg(any(test, loom))]
     pub fn take(&self, shard: usize) -> Chain {
-        // AcqRel: see the module docs.
-        let (top, len) = unpack(self.heads[shard].swap(EMPTY, Ordering::AcqRel));
-        Chain { top, len }
+        self.take_announced(shard, |_| ()).0
+    }
+
+    /// Takes `shard`'s whole list, as [`take`](Self::take), telling `announce` beforehand how
+    /// many jobs it is about to take: the head's length is read, announced, and the head
+    /// emptied only if it still holds that list (a CAS); a push in between makes it announce
+    /// the difference and try again. Returns the chain and the jobs announced in all (never
+    /// fewer than the chain holds; more if another taker emptied the list meanwhile). The
+    /// announcements happen before the CAS (Release), so whoever reads the emptied head
+    /// (Acquire) sees them (`reclaim/backlog.rs`).
+    pub fn take_announced(&self, shard: usize, mut announce: impl FnMut(usize)) -> (Chain, usize) {
+        let head = &self.heads[shard];
+        let mut announced = 0;
+        // Relaxed: a guess; the CAS validates it.
+        let mut cur = head.load(Ordering::Relaxed);
+        loop {
+            let (top, len) = unpack(cur);
+            if len as usize > announced {
+                announce(len as usize - announced);
+                announced = len as usize;
+            }
+            // AcqRel on success: see the module docs; the Release also
+            // publishes the announcements above. An empty head is "emptied" too: the take stays
+            // a read-modify-write, as the doorbell's argument assumes (module docs).
+            match head.compare_exchange_weak(cur, EMPTY, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return (Chain { top, len }, announced),
+                Err(actual) => cur = actual,
+            }
+        }
     }
 
     /// Jobs currently queued on all lists (a snapshot).
     pub fn queued(&self) -> usize {
         self.heads
             .iter()
-            .map(|h| unpack(h.load(Ordering::Relaxed)).1 as usize)
+            // Acquire: pairs with a take's Release (`take_announced`): a reader that finds a
+            // list emptied sees what its taker announced first (`reclaim/backlog.rs`).
+            .map(|h| unpack(h.load(Ordering::Acquire)).1 as usize)
             .sum()
     }
 }

@@ -91,7 +91,8 @@ use crate::ledger::{Ledger, Source};
 use crate::llist::{Chain, JobLists};
 use crate::nested;
 use crate::read;
-use crate::reclaim::batches::{Added, BATCH, BatchCounts, Batches, Closed};
+use crate::reclaim::backlog::Backlog;
+use crate::reclaim::batches::{Added, BATCH, Batches, Closed};
 use crate::reclaim::cycle_gate::CycleGate;
 use crate::reclaim::doorbell::{Doorbell, Wake};
 use crate::reclaim::drainer::{Cycle, Drain, Drainer};
@@ -216,23 +217,6 @@ loom::thread_local! {
     static CHAINS_HERE: std::cell::Cell<u32> = std::cell::Cell::new(0);
 }
 
-/// Where the objects waiting for destruction are (`Inner::pending_counts`).
-struct PendingCounts {
-    batches: BatchCounts,
-    /// In chains drainers took and have neither run nor batched.
-    taken: usize,
-    /// In job lists.
-    queued: usize,
-    /// In the emergency area.
-    parked: usize,
-}
-
-impl PendingCounts {
-    fn all(&self) -> usize {
-        self.batches.all() + self.taken + self.queued + self.parked
-    }
-}
-
 /// This thread runs a chain while one lives (the count goes back down on a panic too).
 struct ChainHere;
 
@@ -267,6 +251,20 @@ struct Growth {
 pub(crate) struct Faults {
     /// Offloads that act as if the freelists were empty.
     pub fail_pops: AtomicUsize,
+    /// Run once by the next drain cycle right after it takes a non-empty list, before it
+    /// counts the chain: a stand-in for a drainer preempted there.
+    #[allow(clippy::type_complexity)]
+    pub pause_after_take: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+#[cfg(test)]
+impl Faults {
+    fn after_take(&self) {
+        let paused = self.pause_after_take.lock().unwrap().take();
+        if let Some(paused) = paused {
+            paused();
+        }
+    }
 }
 
 /// The shared state behind every handle, the drainer thread and every slot.
@@ -288,6 +286,10 @@ pub(crate) struct Inner {
     /// state's own bytes.
     me: AtomicPtr<Inner>,
     batches: Batches,
+    /// Objects past the job lists (in chains drainers took, and in closed batches) and the
+    /// jobs drainers are taking: with the lists' own counts, what `max_pending` bounds
+    /// (`backlog.rs`). Shared with the batches, which count what they close and destroy.
+    backlog: Arc<Backlog>,
     /// Every drain passes it; `drain_and_wait` waits for the drains inside (`cycle_gate.rs`).
     /// In an allocation of its own, shared (as the grow lock), so that `fork` may reset it
     /// while the runtime is being dropped.
@@ -312,8 +314,8 @@ pub(crate) struct Inner {
     thread_at_fork: AtomicU32,
     total: AtomicUsize,
     /// The jobs drainers took and are running, and those of them whose objects their chain
-    /// has already closed into batches (left out of the backlog and of `pending`, which would
-    /// count them twice).
+    /// has already closed into batches: what a thread running a chain leaves out of its
+    /// backlog (`backlog`), and the statistics' active jobs.
     /// In an allocation of its own, which `fork`'s child handler may reach while the runtime
     /// is being dropped (`fork.rs`).
     taken: Arc<TakenJobs>,
@@ -334,6 +336,7 @@ impl Inner {
     pub(crate) fn new(cfg: Config) -> Self {
         // Ordinary context: find the rseq area now, so handlers can read the CPU from it.
         crate::cpu::init();
+        let backlog = Arc::new(Backlog::new());
         Inner {
             arena: Arena::new(cfg.shards),
             free: Freelist::new(cfg.shards),
@@ -341,7 +344,8 @@ impl Inner {
             owned: OwnedLists::new(cfg.shards, matches!(cfg.wake, Wake::Lazy { .. })),
             built_at_fork: crate::fork::count(),
             me: AtomicPtr::new(std::ptr::null_mut()),
-            batches: Batches::new(cfg.shards),
+            batches: Batches::new(cfg.shards, backlog.clone()),
+            backlog,
             gate: Arc::new(CycleGate::new()),
             ledger: Ledger::new(),
             doorbell: Doorbell::new(cfg.drainer == Drainer::Thread, cfg.wake),
@@ -1263,22 +1267,29 @@ impl Inner {
         });
     }
 
-    /// Objects waiting in closed batches, in job lists and in the chains drainers took from
-    /// them: what `max_pending` bounds. Also records the peak of everything pending.
+    /// Objects waiting in job lists, in the chains drainers took from them and in closed
+    /// batches: what `max_pending` bounds. Also records the peak of everything pending.
     ///
-    /// A taken chain's objects count until they are destroyed or closed into a batch (then as
-    /// the batch's). Uncounted from the take, they let a writer see the lists empty out the
-    /// moment a drainer took them, and queue as many again while that drainer was still
-    /// batching the first ones for their grace period. Not on a thread that runs a chain
-    /// itself: a destructor of that chain retiring an object would wait for its own chain (as
-    /// `closed_len` leaves out the batches for the thread running them).
+    /// A taken chain's objects count until they are destroyed, as one count with the batches'
+    /// (`backlog.rs`): a drainer preempted while it takes a list, or moves a chain's objects
+    /// into a batch, hides none of them from the writers, who would queue as many again
+    /// meanwhile. Read in the order that count's argument needs: lists, announced jobs, then
+    /// past the lists. A thread that runs a chain itself leaves the taken chains out: a
+    /// destructor of that chain retiring an object would wait for its own chain; and one that
+    /// destroys batches leaves those out (`Batches::excluded_here`).
     fn backlog(&self) -> usize {
-        let counts = self.pending_counts();
         self.counters
             .peak_pending
-            .fetch_max(counts.all(), Ordering::Relaxed);
-        let taken = if ChainHere::active() { 0 } else { counts.taken };
-        counts.batches.bounded() + taken + counts.queued
+            .fetch_max(self.pending(), Ordering::Relaxed);
+        let queued = self.lists.queued();
+        let announced = self.backlog.announced();
+        let past = self.backlog.past_lists();
+        let chains = if ChainHere::active() {
+            self.taken.waiting()
+        } else {
+            0
+        };
+        queued + announced + past.saturating_sub(chains + self.batches.excluded_here())
     }
 
     /// Whether a drain found an owned box its pusher had not linked yet, and has not run it
@@ -1336,22 +1347,14 @@ impl Inner {
         }
     }
 
-    /// Everything waiting for destruction now (a snapshot).
+    /// Everything waiting for destruction now (a snapshot; owned boxes are counted apart):
+    /// past the lists, in the lists, in open batches, parked. Read against the flow (past the
+    /// lists first: `backlog.rs`): an object that moves on between two reads is missed by this
+    /// snapshot, never counted twice (which could count a whole list twice, and `peak_pending`
+    /// is checked against the bound).
     pub(crate) fn pending(&self) -> usize {
-        self.pending_counts().all()
-    }
-
-    /// Where the objects waiting for destruction are (a snapshot), read against their flow
-    /// (batches, then chains taken, then lists): one that moves on between two reads is missed
-    /// by this snapshot, never counted twice (which could count a whole list twice, and
-    /// `peak_pending` is checked against the bound).
-    fn pending_counts(&self) -> PendingCounts {
-        PendingCounts {
-            batches: self.batches.counts(),
-            taken: self.taken.waiting(),
-            queued: self.lists.queued(),
-            parked: self.emergency.parked(),
-        }
+        let past = self.backlog.past_lists();
+        past + self.lists.queued() + self.batches.open() + self.emergency.parked()
     }
 
     /// Runs up to `max` ready batches (all batches, if `all`: nobody can read them any more).
@@ -1521,7 +1524,17 @@ impl Inner {
         let mut ran = 0;
         let mut grace: Vec<Payload> = Vec::new();
         for shard in 0..self.lists.shards() {
-            let chain = self.lists.take(shard);
+            // Announced before the take, counted past the lists right after it, then withdrawn:
+            // the writers' backlog sees the list's jobs at every step (`backlog.rs`).
+            let (chain, announced) = self
+                .lists
+                .take_announced(shard, |n| self.backlog.announce(n));
+            #[cfg(test)]
+            if !chain.is_empty() {
+                self.faults.after_take();
+            }
+            self.backlog.enter(chain.len());
+            self.backlog.withdraw(announced);
             if !chain.is_empty() {
                 ran += self.run_chain(shard, chain, all);
             }
@@ -1586,7 +1599,7 @@ impl Inner {
         ran += unparked;
         // Every object in `grace` was removed from its slot before it was queued, and we took it
         // (Acquire) before this close stamps it: the cookie covers it (`batches.rs`).
-        self.batches.close_new(grace, true);
+        self.batches.close_new(grace, true, false);
         if close_open || all {
             self.batches.close_open(wait_open);
         }
@@ -1607,7 +1620,7 @@ impl Inner {
     fn batch_for_grace(&self, grace: &mut Vec<Payload>, payload: Payload) {
         grace.push(payload);
         if grace.len() >= BATCH {
-            self.batches.close_new(std::mem::take(grace), true);
+            self.batches.close_new(std::mem::take(grace), true, false);
         }
     }
 
@@ -1632,11 +1645,14 @@ impl Inner {
                 if payload.grace && !all {
                     grace.push(payload);
                     if grace.len() >= BATCH {
-                        // Out of the chain's count before into the batches': a snapshot may
-                        // miss them for a moment, never count them twice.
+                        // Out of the chain's count, then into the batches': the backlog
+                        // counts both as one (`backlog.rs`), and a thread running a chain, which
+                        // leaves the chains' count out of its backlog, reads it high for that
+                        // moment, never low.
                         self.taken.batched(BATCH);
                         batched += BATCH;
-                        self.batches.close_new(std::mem::take(&mut grace), true);
+                        self.batches
+                            .close_new(std::mem::take(&mut grace), true, true);
                     }
                 } else {
                     self.run(runner, payload);
@@ -1655,11 +1671,14 @@ impl Inner {
         }
         // The jobs are visible in the freelist: now their claims may become credit.
         self.ledger.credit_spare(len);
-        self.taken.finished(len, batched);
         // The rest of the chain's objects that need a grace period: a partial batch. Every one
         // was removed from its slot before it was queued, and we took it (Acquire) before this
         // close stamps it: the cookie covers it (`batches.rs`).
-        self.batches.close_new(grace, true);
+        let kept = batched + grace.len();
+        self.batches.close_new(grace, true, true);
+        self.taken.finished(len, batched);
+        // What the chain did not hand to batches was destroyed (or was a job with no object).
+        self.backlog.leave(len - kept);
         self.counters
             .drained
             .fetch_add(ran as u64, Ordering::Relaxed);
@@ -1723,6 +1742,18 @@ impl Inner {
     fn run_ready_batches(&self) -> usize {
         let _inside = self.gate.enter();
         self.run_ready(usize::MAX, self.stopping())
+    }
+
+    /// The backlog's count past the lists, its announced jobs, and what the stages it spans
+    /// hold by their own counts (taken chains, closed batches): equal when no drain is running
+    /// (tests).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn audit_backlog(&self) -> (usize, usize, usize) {
+        (
+            self.backlog.past_lists(),
+            self.backlog.announced(),
+            self.taken.waiting() + self.batches.closed_or_running(),
+        )
     }
 
     /// Counts idle jobs by walking the freelists (bounded by `total`); exact when quiescent.
@@ -1922,6 +1953,16 @@ pub mod model_hooks {
     pub fn clear_trim_hook() {
         let hook = AFTER_TRIM_CLAIM.with(|h| h.borrow_mut().take());
         drop(hook);
+    }
+
+    /// The backlog a writer on this thread would compare with `max_pending` now.
+    pub fn backlog(rt: &crate::Runtime) -> usize {
+        rt.inner().backlog()
+    }
+
+    /// Everything pending now, as `Stats::pending` reads it (alone: `stats` reads much more).
+    pub fn pending(rt: &crate::Runtime) -> usize {
+        rt.inner().pending()
     }
 
     pub(crate) fn trim_claimed() {

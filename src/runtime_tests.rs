@@ -34,6 +34,9 @@ fn quiescent_invariants(rt: &Runtime, refs: usize) {
         "every job is back in a freelist: {s:?}"
     );
     assert_eq!(s.idle, s.spare + s.reserved + s.refs);
+    // The backlog's count past the lists holds what its stages hold, and nothing is announced.
+    let (past, announced, stages) = rt.inner().audit_backlog();
+    assert_eq!((past, announced), (stages, 0), "{s:?}");
 }
 
 #[test]
@@ -485,4 +488,82 @@ fn a_runtime_whose_handle_was_dropped_in_a_handler_is_freed_with_its_last_handle
         state.upgrade().is_none(),
         "the runtime's state outlived its last handle"
     );
+}
+
+#[test]
+fn a_list_being_taken_counts_in_the_backlog_until_its_chain_does() {
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(128)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let inner = rt.inner();
+    let slots: Vec<RefSlot<Box<u64>>> = (0..100).map(|_| RefSlot::new(&rt)).collect();
+    for s in &slots {
+        assert!(s.xchg(Some(Box::new(1))).unwrap().is_none());
+    }
+    {
+        let _nmi = restricted::enter();
+        for s in &slots {
+            s.clear();
+        }
+    }
+    assert_eq!(inner.backlog(), 100);
+    // The drain stops between emptying the list and counting the chain, as a drainer
+    // preempted there.
+    let (paused_tx, paused_rx) = std::sync::mpsc::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    *inner.faults.pause_after_take.lock().unwrap() = Some(Box::new(move || {
+        paused_tx.send(()).unwrap();
+        resume_rx.recv().unwrap();
+    }));
+    std::thread::scope(|scope| {
+        let drainer = scope.spawn(|| rt.drain().unwrap());
+        paused_rx.recv().unwrap();
+        let (queued, backlog, pending) = (inner.lists.queued(), inner.backlog(), inner.pending());
+        resume_tx.send(()).unwrap();
+        assert_eq!(drainer.join().unwrap(), 100);
+        assert_eq!(queued, 0, "the list was taken");
+        // Writers comparing the backlog with `max_pending` still saw the jobs; the statistic
+        // may miss them for that moment, never count them twice.
+        assert_eq!(backlog, 100);
+        assert!(pending <= 100, "{pending}");
+    });
+    assert_eq!(inner.backlog(), 0);
+    assert_eq!(inner.audit_backlog(), (0, 0, 0));
+}
+
+#[test]
+fn a_chains_objects_batched_for_readers_stay_in_the_backlog_as_one_count() {
+    // 150 objects that need a grace period, torn down in a handler while a reader is inside:
+    // the drain batches them from its chain (two full batches and a partial one). The count
+    // past the lists holds them as it held the chain, and matches the stages' own counts.
+    const N: usize = 150;
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(N)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let inner = rt.inner();
+    let slots: Vec<crate::ReadSlot<Box<u64>>> = (0..N).map(|_| crate::ReadSlot::new(&rt)).collect();
+    for (i, slot) in slots.iter().enumerate() {
+        assert!(slot.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+    }
+    let reader = crate::read::enter();
+    {
+        let _nmi = restricted::enter();
+        for slot in &slots {
+            slot.clear();
+        }
+    }
+    assert_eq!((inner.backlog(), inner.audit_backlog()), (N, (0, 0, 0)));
+    assert_eq!(rt.drain().unwrap(), 0, "the reader holds them");
+    assert_eq!((inner.backlog(), inner.pending()), (N, N));
+    assert_eq!(inner.audit_backlog(), (N, 0, N));
+    drop(reader);
+    assert_eq!(rt.drain_and_wait().unwrap(), N);
+    assert_eq!((inner.backlog(), inner.pending()), (0, 0));
+    assert_eq!(inner.audit_backlog(), (0, 0, 0));
 }

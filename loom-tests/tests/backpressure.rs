@@ -1,5 +1,5 @@
 //! Models of back-pressure's drain-side rules (`after_close` and `backlog` in `src/runtime.rs`,
-//! `Batches::closed_len` in `src/reclaim/batches.rs`) on the code that ships: a thread over the
+//! `Batches::excluded_here` in `src/reclaim/batches.rs`) on the code that ships: a thread over the
 //! backlog bound helps, or waits, but never for something only it can do.
 //!
 //! - `a_destructor_retiring_past_the_bound_never_waits_for_its_own_batch`: a producer over the
@@ -7,7 +7,7 @@
 //!   first destructor retires one more object into the same runtime while another thread
 //!   drains. A thread that is destroying batches counts only queued batches against the bound,
 //!   never batches being destroyed: the producer must not wait for the ones it is running.
-//!   Caught when `closed_len` also counts the running objects for such a thread (kit R13): the
+//!   Caught when `excluded_here` leaves nothing out for such a thread (kit R13): the
 //!   producer spins in `after_close` (under the child's retire, inside the parent's
 //!   destructor) until loom reports "Model
 //!   exceeded maximum number of branches". The drain contains that panic as a destructor's

@@ -39,6 +39,7 @@
 
 use crate::arena::Payload;
 use crate::read::{self, Cookie};
+use crate::reclaim::backlog::Backlog;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, UnsafeCell};
 use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
@@ -54,38 +55,6 @@ const RECYCLED: usize = 8;
 pub(crate) struct Closed {
     pub cookie: Option<Cookie>,
     pub items: Vec<Payload>,
-}
-
-/// How many objects the batches hold (`Batches::counts`).
-pub(crate) struct BatchCounts {
-    /// In batches a thread is destroying.
-    pub running: usize,
-    /// In closed batches still queued.
-    pub closed: usize,
-    /// In open batches (not yet counted by back-pressure).
-    pub open: usize,
-}
-
-impl BatchCounts {
-    /// Everything the batches hold.
-    pub fn all(&self) -> usize {
-        self.running + self.closed + self.open
-    }
-
-    /// Objects in closed batches, queued or being destroyed: what back-pressure bounds. A
-    /// thread that is destroying batches itself counts only the queued ones: waiting for its
-    /// own would be waiting for itself, and waiting for another thread's could be waiting for a
-    /// thread that waits for ours (two threads whose destructors retire past the bound, each in
-    /// the middle of its batches). Queued batches it can always run itself. The bound then
-    /// excludes batches other threads are destroying: at most what those threads took, each
-    /// finite.
-    pub fn bounded(&self) -> usize {
-        if RUNNING_HERE.with(|r| r.get()) > 0 {
-            self.closed
-        } else {
-            self.closed + self.running
-        }
-    }
 }
 
 /// One shard's open batches: `[plain, grace]`.
@@ -118,6 +87,9 @@ pub(crate) struct Shared {
     /// One shard's open batches each.
     open: Box<[CachePadded<Open>]>,
     queue: Mutex<Queue>,
+    /// The count of objects past the job lists (`backlog.rs`), shared with the runtime: a
+    /// batch closed here enters it, a batch destroyed leaves it.
+    backlog: Arc<Backlog>,
     /// Objects in closed batches still queued, counted from their close (before they are
     /// queued) until a drainer takes them.
     closed_len: AtomicUsize,
@@ -147,7 +119,7 @@ impl Shared {
 
 // Objects in batches this thread has taken and is destroying: back-pressure never makes a
 // thread that destroys batches wait for batches being destroyed, its own or another thread's
-// (`closed_len`). Ordinary context only; `const`-initialised, no destructor.
+// (`excluded_here`). Ordinary context only; `const`-initialised, no destructor.
 #[cfg(not(loom))]
 std::thread_local! {
     static RUNNING_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -181,8 +153,10 @@ impl crate::fork::ForkLocks for Shared {
             // The queue's lock is held (`hold`): `queued` is exact. Without this, a batch a
             // writer had filled when another thread forked stayed in `pending` (and the
             // backlog) for ever in the child: 64 objects in a measured case.
-            self.closed_len
-                .store(self.queued.load(Ordering::Relaxed), Ordering::Relaxed);
+            let queued = self.queued.load(Ordering::Relaxed);
+            self.closed_len.store(queued, Ordering::Relaxed);
+            // Past the lists, only the queue's objects are the child's (`backlog.rs`).
+            self.backlog.reset_in_child(queued);
         }
     }
 }
@@ -261,7 +235,8 @@ impl Open {
 }
 
 impl Batches {
-    pub fn new(shards: usize) -> Self {
+    /// `shards` shards' open batches, and an empty queue; closed batches count in `backlog`.
+    pub fn new(shards: usize, backlog: Arc<Backlog>) -> Self {
         Batches {
             shared: Arc::new(Shared {
                 open: (0..shards)
@@ -277,6 +252,7 @@ impl Batches {
                     closed: VecDeque::new(),
                     recycled: Vec::new(),
                 }),
+                backlog,
                 closed_len: AtomicUsize::new(0),
                 #[cfg(not(loom))]
                 queued: AtomicUsize::new(0),
@@ -341,6 +317,7 @@ impl Batches {
                 self.shared
                     .closed_len
                     .fetch_add(items.len(), Ordering::Relaxed);
+                self.shared.backlog.enter(items.len());
             }
             // Release: hands the batches to the next holder.
             open.locked.store(false, Ordering::Release);
@@ -366,8 +343,10 @@ impl Batches {
         queue.closed.push_back(Closed { cookie, items });
     }
 
-    /// Closes objects gathered elsewhere (the drainer's, from jobs): counts, stamps and queues.
-    pub fn close_new(&self, items: Vec<Payload>, grace: bool) {
+    /// Closes objects gathered elsewhere (a drain's): counts, stamps and queues. `from_chain`:
+    /// they came from a chain of jobs, and so are past the lists already (`backlog.rs`); else
+    /// (owned boxes, parked objects) they enter the backlog here.
+    pub fn close_new(&self, items: Vec<Payload>, grace: bool, from_chain: bool) {
         if items.is_empty() {
             return;
         }
@@ -375,6 +354,9 @@ impl Batches {
         self.shared
             .closed_len
             .fetch_add(items.len(), Ordering::Relaxed);
+        if !from_chain {
+            self.shared.backlog.enter(items.len());
+        }
         self.close(items, grace);
     }
 
@@ -408,6 +390,7 @@ impl Batches {
                     self.shared
                         .closed_len
                         .fetch_add(items.len(), Ordering::Relaxed);
+                    self.shared.backlog.enter(items.len());
                     self.close(items, kind == 1);
                 }
             }
@@ -455,9 +438,11 @@ impl Batches {
 
     /// Gives back a batch's storage after its objects were destroyed, and uncounts them.
     pub fn finished(&self, mut items: Vec<Payload>, destroyed: usize) {
-        // Relaxed: a statistic.
+        // Relaxed: a statistic. Before the backlog: a thread destroying batches, which leaves
+        // `running` out of its backlog, may read it high for a moment, never low.
         self.shared.running.fetch_sub(destroyed, Ordering::Relaxed);
         RUNNING_HERE.with(|r| r.set(r.get().saturating_sub(destroyed)));
+        self.shared.backlog.leave(destroyed);
         items.clear();
         self.recycle(items);
     }
@@ -472,38 +457,45 @@ impl Batches {
         }
     }
 
-    /// The batches' counts (a snapshot), read against the objects' flow (being destroyed, then
-    /// closed, then open): an object that moves on between two reads is missed by this
-    /// snapshot, never counted twice.
-    pub fn counts(&self) -> BatchCounts {
+    /// Objects in open batches (a snapshot; not in the backlog until their batch closes).
+    pub fn open(&self) -> usize {
         // Relaxed: statistics.
-        let running = self.shared.running();
-        let closed = self.shared.closed_len.load(Ordering::Relaxed);
-        let open = self
-            .shared
+        self.shared
             .open
             .iter()
             .map(|o| o.len.load(Ordering::Relaxed))
-            .sum();
-        BatchCounts {
-            running,
-            closed,
-            open,
-        }
+            .sum()
     }
 
     /// Objects in open batches and in closed batches no drainer has taken (a snapshot). Read
     /// with the flow (open, then closed): an object closed between the reads counts twice
     /// rather than not at all, so that `any` never misses one.
     fn waiting(&self) -> usize {
-        // Relaxed: statistics.
-        let open: usize = self
-            .shared
-            .open
-            .iter()
-            .map(|o| o.len.load(Ordering::Relaxed))
-            .sum();
+        let open = self.open();
+        // Relaxed: a statistic.
         open + self.shared.closed_len.load(Ordering::Relaxed)
+    }
+
+    /// What back-pressure leaves out of the backlog on this thread: if it is destroying batches
+    /// itself, the objects of every batch being destroyed (0 otherwise). Waiting for its own
+    /// would be waiting for itself, and waiting for another thread's could be waiting for a
+    /// thread that waits for ours (two threads whose destructors retire past the bound, each in
+    /// the middle of its batches). Queued batches it can always run itself. The bound then
+    /// excludes batches other threads are destroying: at most what those threads took, each
+    /// finite. A snapshot.
+    pub fn excluded_here(&self) -> usize {
+        if RUNNING_HERE.with(|r| r.get()) > 0 {
+            self.shared.running()
+        } else {
+            0
+        }
+    }
+
+    /// Objects in closed batches, queued or being destroyed (tests: what the backlog's count
+    /// past the lists holds of the batches).
+    #[cfg(all(test, not(loom)))]
+    pub fn closed_or_running(&self) -> usize {
+        self.shared.closed_len.load(Ordering::Relaxed) + self.shared.running()
     }
 
     /// Whether any batch holds objects a cycle could still close or run (a snapshot).
@@ -546,7 +538,7 @@ mod tests {
 
     #[test]
     fn a_child_after_fork_abandons_the_open_batches_a_vanished_thread_held() {
-        let batches = Batches::new(2);
+        let batches = Batches::new(2, Arc::new(Backlog::new()));
         assert!(matches!(
             batches.add(0, payload(), || ()),
             Ok(Added::Open { before: 0 })
@@ -571,9 +563,11 @@ mod tests {
         assert!(!batches.shared.open[0].locked.load(Ordering::Relaxed));
         // The handler did overwrite it (else the storage would be the batch's still).
         drop(std::mem::ManuallyDrop::into_inner(parents));
-        assert_eq!(batches.counts().open, 1);
+        assert_eq!(batches.open(), 1);
         batches.close_open(true);
-        assert_eq!((batches.counts().open, batches.counts().closed), (0, 1));
+        let closed = batches.shared.closed_len.load(Ordering::Relaxed);
+        assert_eq!((batches.open(), closed), (0, 1));
+        assert_eq!(batches.shared.backlog.past_lists(), 1);
         assert!(matches!(
             batches.add(0, payload(), || ()),
             Ok(Added::Open { before: 0 })
