@@ -33,8 +33,9 @@
 //!   queued — are reset to what the child holds (`reclaim/batches.rs`, `reclaim/backlog.rs`,
 //!   `reclaim/taken_jobs.rs`), so they stay in no `pending` and no backlog. (A `fork` from a
 //!   signal handler that interrupted the forking thread's own drain between two steps of
-//!   entering or leaving the gate can leave a count off by one in the child, and its `drain_and_wait` waiting for ever:
-//!   another reason not to fork from a handler that interrupted sigdrop code.)
+//!   entering or leaving the gate can leave a count off by one in the child, and its
+//!   `drain_and_wait` waiting for ever: another reason not to fork from a handler that
+//!   interrupted sigdrop code.)
 //!
 //! - **A lock another thread held** would stay taken for ever. The locks that ordinary-context
 //!   code takes for longer than an instruction — each runtime's grow lock and batch-queue lock,
