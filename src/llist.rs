@@ -20,9 +20,12 @@
 //! - push: the job's payload and link are written before the head CAS, which is Release; the
 //!   CAS is also Acquire so that a push that finds the list empty happens-after the take that
 //!   emptied it (the drainer cleared its pending flag before that take: see `doorbell.rs`).
-//! - take: the CAS that empties the head is AcqRel: Acquire to see every pushed job's payload and link (each push's
-//!   Release heads a release sequence continued by later pushes' CASes), Release so that a later
-//!   push that finds the list empty synchronises with it.
+//! - take: the CAS that empties the head is AcqRel: Acquire to see every pushed job's payload
+//!   and link (each push's Release heads a release sequence continued by later pushes' CASes),
+//!   Release so that a later push that finds the list empty synchronises with it, and so that
+//!   a reader of the emptied head sees the jobs the taker announced (`reclaim/backlog.rs`). A
+//!   take that reads an empty head writes nothing: a push it missed was not ordered before the
+//!   drainer's clear, so that push's ring finds `pending` clear and the drainer comes back.
 //!
 //! Which pair carries which argument:
 //!
@@ -150,13 +153,18 @@ impl JobLists {
         let mut cur = head.load(Ordering::Relaxed);
         loop {
             let (top, len) = unpack(cur);
+            if top == NIL {
+                // Nothing to take, and nothing to write: the doorbell's argument needs every
+                // write to a head to be a read-modify-write, and a push that this load missed
+                // rings after the drainer's clear (`doorbell.rs`), so a later cycle takes it.
+                return (Chain { top, len: 0 }, announced);
+            }
             if len as usize > announced {
                 announce(len as usize - announced);
                 announced = len as usize;
             }
-            // AcqRel on success: see the module docs; the Release also
-            // publishes the announcements above. An empty head is "emptied" too: the take stays
-            // a read-modify-write, as the doorbell's argument assumes (module docs).
+            // AcqRel on success: see the module docs; the Release also publishes the
+            // announcements above.
             match head.compare_exchange_weak(cur, EMPTY, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return (Chain { top, len }, announced),
                 Err(actual) => cur = actual,

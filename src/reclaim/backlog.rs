@@ -50,7 +50,7 @@
 //! In the child, the chains and batches the parent's threads were running are never finished
 //! (those threads are not there): the batch queue's handler resets the count to the objects in
 //! the queue (`batches.rs`), and forgets announcements. A fork from a destructor a drain runs
-//! finishes that drain in the child, and its `leave` saturates: the count then reads low by
+//! finishes that drain in the child, and its `leave` stops at zero: the count then reads low by
 //! what was left of that drain's chain or batches (as the other counts of taken work do,
 //! `taken_jobs.rs`).
 
@@ -80,16 +80,11 @@ impl Backlog {
         }
     }
 
-    /// `n` objects past the lists were destroyed. Saturating: see the module docs on `fork`.
+    /// `n` objects past the lists were destroyed. Never below zero: see the module docs on
+    /// `fork`.
     pub(crate) fn leave(&self, n: usize) {
-        if n > 0 {
-            // Relaxed: a number; whoever reads it high only helps early.
-            let _ = self
-                .past_lists
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                    Some(p.saturating_sub(n))
-                });
-        }
+        // Relaxed: a number; whoever reads it high only helps early.
+        subtract_down_to_zero(&self.past_lists, n, Ordering::Relaxed);
     }
 
     /// A drainer is about to take `n` more jobs off a list (before the head's CAS, which
@@ -102,30 +97,24 @@ impl Backlog {
     }
 
     /// The `n` jobs announced are counted in `past_lists` now (or were never taken).
-    /// Saturating: in a child after `fork` the announcements were reset.
+    /// Never below zero: in a child after `fork` the announcements were reset.
     pub(crate) fn withdraw(&self, n: usize) {
-        if n > 0 {
-            // Release: pairs with the Acquire read in `backlog`: whoever reads this withdrawal
-            // (or a later value) sees the `enter` before it.
-            let _ = self
-                .announced
-                .fetch_update(Ordering::Release, Ordering::Relaxed, |a| {
-                    Some(a.saturating_sub(n))
-                });
-        }
+        // Release: pairs with the Acquire read in `backlog`: whoever reads this withdrawal
+        // (or a later value) sees the `enter` before it.
+        subtract_down_to_zero(&self.announced, n, Ordering::Release);
     }
 
     /// Objects past the lists (a snapshot).
     pub(crate) fn past_lists(&self) -> usize {
         // Acquire: pairs with `enter` (module docs, pending) and carries `withdraw`'s argument
         // to the caller (backlog).
-        self.past_lists.load(Ordering::Acquire)
+        at_least_zero(self.past_lists.load(Ordering::Acquire))
     }
 
     /// Jobs announced and not yet counted past the lists (a snapshot): the backlog's only.
     pub(crate) fn announced(&self) -> usize {
         // Acquire: pairs with `withdraw` (module docs, backlog).
-        self.announced.load(Ordering::Acquire)
+        at_least_zero(self.announced.load(Ordering::Acquire))
     }
 
     /// In a child after `fork`: `queued` objects wait in the batch queue; everything else past
@@ -137,12 +126,34 @@ impl Backlog {
     }
 }
 
+/// Subtracts `n` from `count` with one read-modify-write (`order`), as a signed count: if that
+/// takes it below zero, which only a child after `fork` sees (module docs), the part of `n`
+/// below zero is added back, so that the count settles at zero, never below: each subtraction
+/// puts back what it alone took below zero, so concurrent ones settle there too. Between the
+/// two, readers see a negative count, which [`at_least_zero`] reads as zero.
+fn subtract_down_to_zero(count: &AtomicUsize, n: usize, order: Ordering) {
+    if n == 0 {
+        return;
+    }
+    let before = count.fetch_sub(n, order) as isize;
+    let below = n as isize - before.max(0);
+    if below > 0 {
+        // Relaxed: a number (the subtraction above carries any ordering).
+        count.fetch_add(below as usize, Ordering::Relaxed);
+    }
+}
+
+/// A count read as a signed number, negative read as zero (`subtract_down_to_zero`).
+fn at_least_zero(count: usize) -> usize {
+    (count as isize).max(0) as usize
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_drained_count_saturates_after_a_reset_in_a_child() {
+    fn a_drained_count_stops_at_zero_after_a_reset_in_a_child() {
         let backlog = Backlog::new();
         backlog.enter(40);
         backlog.announce(7);
@@ -154,5 +165,26 @@ mod tests {
         assert_eq!((backlog.past_lists(), backlog.announced()), (0, 0));
         backlog.enter(3);
         assert_eq!(backlog.past_lists(), 3);
+    }
+
+    #[test]
+    fn subtractions_that_cross_zero_together_settle_at_zero() {
+        let count = AtomicUsize::new(5);
+        // Two subtractions, the second made before the first puts back what it took below zero
+        // (5 - 8 = -3, then -3 - 4 = -7): each puts back its own part, 3 and 4.
+        let first = count.fetch_sub(8, Ordering::Relaxed) as isize;
+        subtract_down_to_zero(&count, 4, Ordering::Relaxed);
+        assert_eq!(
+            at_least_zero(count.load(Ordering::Relaxed)),
+            0,
+            "read as zero meanwhile"
+        );
+        count.fetch_add((8 - first.max(0)) as usize, Ordering::Relaxed);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        subtract_down_to_zero(&count, 2, Ordering::Relaxed);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        count.fetch_add(6, Ordering::Relaxed);
+        subtract_down_to_zero(&count, 2, Ordering::Relaxed);
+        assert_eq!(count.load(Ordering::Relaxed), 4);
     }
 }
