@@ -257,15 +257,16 @@ impl Builder {
     /// on a lock the caller holds) the thread goes on over the bound (see below for how far).
     /// A drainer outside destructors (waiting for readers, say) is waited for. Signal handlers
     /// never help and never wait: the ordinary code that supplies them is what keeps their
-    /// objects bounded. An install that finds no spare job while the backlog is over the bound
-    /// (the jobs it needs are the ones waiting), and the maker of an [`Owned`](crate::Owned) box
-    /// while boxes dropped in handlers pile up faster than drain cycles take them (they hold no
-    /// job and count nowhere until taken), wait for the drainer thread before they go on, for
-    /// as long as it keeps finishing destructors; they never run other objects' destructors
-    /// while there is one, and once it has stayed inside one destructor for 10 ms (it may be
-    /// blocked on a lock the caller holds) they go on over the bound. With [`Drainer::Manual`] (or in a child
-    /// process after `fork` whose drainer thread has not been started yet) they run drain
-    /// cycles themselves.
+    /// objects bounded. An install while the backlog is over the bound (it looks when it finds
+    /// no spare job — the jobs it needs are the ones waiting — and at every 64th install on
+    /// its thread, as jobs come back to the pool once their objects are batched), and the
+    /// maker of an [`Owned`](crate::Owned) box while boxes dropped in handlers pile up faster
+    /// than drain cycles take them (they hold no job and count nowhere until taken), wait for
+    /// the drainer thread before they go on, for as long as it keeps finishing destructors;
+    /// they never run other objects' destructors while there is one, and once it has stayed
+    /// inside one destructor for 10 ms (it may be blocked on a lock the caller holds) they go
+    /// on over the bound. With [`Drainer::Manual`] (or in a child process after `fork` whose
+    /// drainer thread has not been started yet) they run drain cycles themselves.
     ///
     /// How far over: each give-up lets its own call go on (one install, the boxes made until
     /// the next look, or a batch of 64 handed over). Destructors that each take longer than
@@ -276,10 +277,13 @@ impl Builder {
     /// that holds a lock the destructors need through many calls waits a few times, not at
     /// every call.
     ///
-    /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it,
-    /// and a thread that fills a batch closes it (64 objects) before it checks: with more such
-    /// threads than CPUs, allow a batch for each. An object retired while every open batch is
-    /// busy goes with a job (see [`Stats::offloaded`](crate::Stats)), within the same bound.
+    /// On top of the bound, each CPU's open batch holds up to 64 objects not yet counted in it
+    /// (two, if some objects need a grace period and others do not), and a thread that fills
+    /// a batch closes it (64 objects) before it checks: with more such threads than CPUs,
+    /// allow a batch for each. An object retired while every open batch is busy goes with a
+    /// job (see [`Stats::offloaded`](crate::Stats)), within the same bound. A thread whose
+    /// installs find spare jobs looks at the backlog once in 64 installs: allow 64 objects
+    /// per such thread for what handlers tear down of them.
     ///
     /// So a thread over the bound may run other objects' destructors: one that hands objects
     /// over in ordinary context (a write to a [`ReadSlot`](crate::ReadSlot); with a manual

@@ -217,6 +217,39 @@ loom::thread_local! {
     static CHAINS_HERE: std::cell::Cell<u32> = std::cell::Cell::new(0);
 }
 
+/// Installs a thread makes, each finding a spare job, between two looks at the backlog
+/// (`supply_looks`): how far past the bound one thread's installs go before it waits.
+const SUPPLY_LOOK_EVERY: u32 = 64;
+
+// Installs this thread may still make before its next look at the backlog (`supply_looks`).
+// Starts at a full count, so that a thread making a few installs never looks. Ordinary context
+// only; `const`-initialised, no destructor.
+#[cfg(not(loom))]
+std::thread_local! {
+    static SUPPLIES_HERE: std::cell::Cell<u32> =
+        const { std::cell::Cell::new(SUPPLY_LOOK_EVERY - 1) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static SUPPLIES_HERE: std::cell::Cell<u32> = std::cell::Cell::new(SUPPLY_LOOK_EVERY - 1);
+}
+
+/// Counts an install on this thread; whether it is the one in `SUPPLY_LOOK_EVERY` that looks.
+#[inline]
+fn supply_look_due() -> bool {
+    SUPPLIES_HERE.with(|n| {
+        let left = n.get();
+        if left == 0 {
+            n.set(SUPPLY_LOOK_EVERY - 1);
+            true
+        } else {
+            n.set(left - 1);
+            false
+        }
+    })
+}
+
 /// This thread runs a chain while one lives (the count goes back down on a panic too).
 struct ChainHere;
 
@@ -488,10 +521,18 @@ impl Inner {
     fn claim_ordinary(&self, supplies: bool) -> Result<Claim<'_>, Error> {
         match self.ledger.claim_spare() {
             Some(left) => {
+                let claim = Claim::new(self, Source::Spare);
+                // A spare job is no licence to supply past the bound: jobs come back to the
+                // pool as soon as their objects are destroyed *or batched*, so a pool of
+                // `max_pending` jobs can be queued again while the batches still hold as many
+                // objects (`supply_looks`).
+                if supplies && supply_look_due() {
+                    self.supply_looks();
+                }
                 if left < self.cfg.headroom / 2 {
                     self.refill(supplies);
                 }
-                Ok(Claim::new(self, Source::Spare))
+                Ok(claim)
             }
             None => self.grow_for_install(supplies),
         }
@@ -560,6 +601,21 @@ impl Inner {
         }
     }
 
+    /// An install that found a spare job, one in `SUPPLY_LOOK_EVERY` on its thread: over the
+    /// bound, it waits for the drainer as one that finds no spare job does (`supply_waits`).
+    /// Without this, the jobs that exist are handed out with no look at the backlog, and
+    /// objects handlers tear down with them pile up on top of the batches, up to the pool's
+    /// size (itself sized against a backlog that the batches may have left for a moment).
+    #[cold]
+    #[inline(never)]
+    fn supply_looks(&self) {
+        if self.backlog() > self.cfg.max_pending {
+            self.supply_waits(SUPPLY_LOOK_EVERY as usize, || {
+                self.backlog() > self.cfg.max_pending
+            });
+        }
+    }
+
     /// Slow path: no spare job. Grows a batch whose first job is this install's own claim.
     #[cold]
     #[inline(never)]
@@ -568,12 +624,12 @@ impl Inner {
         // first (`supply_waits`) rather than grow the pool (and the backlog with it) for
         // installs whose objects handlers tear down faster than the drainer destroys them.
         let mut want = self.cfg.headroom.max(1);
-        if supplies && self.backlog() > self.cfg.max_pending {
-            self.supply_waits(1, || self.backlog() > self.cfg.max_pending);
+        if supplies && self.grow_over() {
+            self.supply_waits(1, || self.grow_over());
             if self.ledger.claim_spare().is_some() {
                 return Ok(Claim::new(self, Source::Spare));
             }
-            if self.backlog() > self.cfg.max_pending {
+            if self.grow_over() {
                 // It gave up waiting (the drainer is stuck): grow this install's job only, so
                 // that each install goes through here and waits again.
                 want = 1;
@@ -608,9 +664,10 @@ impl Inner {
     #[inline(never)]
     fn refill(&self, supplies: bool) {
         // Spare jobs run low because objects wait for destruction holding them: do not grow
-        // the pool for that. Nor wait here: this install has its job; one that finds none
-        // waits in `grow_for_install`.
-        if supplies && self.backlog() > self.cfg.max_pending {
+        // the pool for that. Nor wait here: this install has its job, and has looked at the
+        // backlog if it was due to (`supply_looks`); one that finds none waits in
+        // `grow_for_install`.
+        if supplies && self.grow_over() {
             return;
         }
         let Some(mut state) = self.try_lock_grow() else {
@@ -1290,6 +1347,22 @@ impl Inner {
             0
         };
         queued + announced + past.saturating_sub(chains + self.batches.excluded_here())
+    }
+
+    /// Whether the pool must not grow for an install: the backlog, plus the jobs chains being
+    /// run still hold for objects they batched (`TakenJobs::held_for_batched`; counted twice
+    /// while those objects wait in batches, which only makes growth wait a little), is over
+    /// the bound. Without them, a long (or preempted) chain walk whose batches other threads
+    /// have destroyed holds up to a chain's worth of jobs that count nowhere: installs find
+    /// spare jobs run out while the backlog reads low, the pool grows by as much, and the
+    /// regrowth log keeps the jobs. Not a thread's own chain's (as in `backlog`).
+    fn grow_over(&self) -> bool {
+        let held = if ChainHere::active() {
+            0
+        } else {
+            self.taken.held_for_batched()
+        };
+        self.backlog() + held > self.cfg.max_pending
     }
 
     /// Whether a drain found an owned box its pusher had not linked yet, and has not run it

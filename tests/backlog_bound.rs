@@ -233,3 +233,91 @@ fn a_writer_holding_a_read_guard_goes_on_past_the_bound_whoever_drains() {
         );
     }
 }
+
+/// Objects whose destructor allocates (a scratch buffer), so that destruction is slower than
+/// supply, as in a workload that logs or formats on teardown.
+struct Slow(#[allow(dead_code)] Vec<u8>);
+
+static SLOW_MADE: AtomicU64 = AtomicU64::new(0);
+static SLOW_GONE: AtomicU64 = AtomicU64::new(0);
+
+impl Slow {
+    fn new() -> Slow {
+        SLOW_MADE.fetch_add(1, Ordering::Relaxed);
+        Slow(vec![1; 1024])
+    }
+}
+
+impl Drop for Slow {
+    fn drop(&mut self) {
+        let scratch: Vec<u64> = (0..256).collect();
+        std::hint::black_box(&scratch);
+        SLOW_GONE.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A handler's objects are bounded by the ordinary code that supplies them: one thread installs
+/// values that a "handler" (restricted context) clears, each going with a job, while another
+/// replaces readable values (batches, grace periods) and takes some in a handler. Installs that
+/// found a spare job used to supply without looking at the backlog, and a drain hands a chain's
+/// jobs back as soon as its readable objects are batched, so the pool's jobs were queued again
+/// on top of the batches: `peak_pending` reached 2-3x the bound (the pool grew past it too),
+/// while each kind of work alone stayed within it.
+#[test]
+fn handlers_tearing_down_supplied_values_stay_within_the_bound() {
+    const BOUND: usize = 512;
+    const THREADS: usize = 2;
+    const MIX_SHARDS: usize = 2;
+    let rt = Runtime::builder()
+        .shards(MIX_SHARDS)
+        .max_pending(BOUND)
+        .build()
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (rt, stop) = (&rt, &stop);
+        s.spawn(move || {
+            let slot: RefSlot<Box<Slow>> = RefSlot::new(rt);
+            while !stop.load(Ordering::Relaxed) {
+                drop(slot.xchg(Some(Box::new(Slow::new()))).unwrap());
+                let _handler = restricted::enter();
+                slot.clear();
+            }
+        });
+        s.spawn(move || {
+            let slot: ReadSlot<Arc<Slow>> = ReadSlot::new(rt);
+            let mut take = false;
+            while !stop.load(Ordering::Relaxed) {
+                drop(slot.xchg(Some(Arc::new(Slow::new()))).unwrap());
+                // Every other value is taken in a handler (then the next write is an install).
+                take = !take;
+                if take {
+                    let _handler = restricted::enter();
+                    drop(slot.take());
+                }
+            }
+        });
+        let until = Instant::now() + WRITE_FOR;
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    rt.drain_and_wait().unwrap();
+    let s = rt.stats();
+    eprintln!("{s:?}");
+    // The bound, plus each shard's open batch of readable objects (the only open batches
+    // here: the handlers' objects go with jobs), plus per thread a batch closed before its
+    // check and the installs it makes between two looks at the backlog (one in 64).
+    let bound = BOUND + BATCH * (MIX_SHARDS + 2 * THREADS);
+    assert!(
+        s.peak_pending <= bound,
+        "backlog {} over the bound {bound}: {s:?}",
+        s.peak_pending
+    );
+    assert_eq!(
+        SLOW_MADE.load(Ordering::Relaxed),
+        SLOW_GONE.load(Ordering::Relaxed),
+        "{s:?}"
+    );
+}

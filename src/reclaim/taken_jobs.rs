@@ -52,6 +52,17 @@ impl TakenJobs {
         }
     }
 
+    /// Jobs the chains being run still hold for objects they closed into batches (a
+    /// snapshot): those jobs are spare again only once their chain is done, while the objects
+    /// leave the backlog as soon as a batch of them is destroyed (`Inner::grow_over`).
+    pub(crate) fn held_for_batched(&self) -> usize {
+        // Relaxed: as in `take`.
+        let batched = self.batched.load(Ordering::Relaxed);
+        #[cfg(not(loom))]
+        let batched = batched.saturating_sub(self.forgotten[1].load(Ordering::Relaxed));
+        batched
+    }
+
     /// Jobs being run by this process's drainers (a snapshot).
     pub(crate) fn running(&self) -> usize {
         // Relaxed: as in `take`.
