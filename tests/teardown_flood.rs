@@ -151,7 +151,7 @@ fn installs_feeding_restricted_teardowns_keep_the_pool_and_the_backlog_bounded()
         let s = rt.stats();
         // The spare jobs the pool keeps: the headroom, the trim's hysteresis (half of it), and
         // what the regrowth window keeps (never more than trims freed). Installs that find one
-        // use it without looking at the backlog, which may so pass the bound by that many. One
+        // look at the backlog only once in 64, so it may pass the bound by about that many. One
         // that finds none and gives up waiting grows the pool by a headroom's worth (at least
         // one job), and lets the installs after it go on, while the drainer thread still
         // finishes nothing, by up to `MAX_PENDING` jobs. The pool: the backlog and the spare
