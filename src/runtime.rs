@@ -286,17 +286,21 @@ pub(crate) struct Faults {
     pub fail_pops: AtomicUsize,
     /// Run once by the next drain cycle right after it takes a non-empty list, before it
     /// counts the chain: a stand-in for a drainer preempted there.
-    #[allow(clippy::type_complexity)]
-    pub pause_after_take: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    pub pause_after_take: Pause,
+    /// Run once by the next `pending` snapshot between its first read and the next: a
+    /// stand-in for a reader preempted there.
+    pub pause_in_pending: Pause,
 }
 
+/// A test hook run once, where a thread could be preempted.
 #[cfg(test)]
-impl Faults {
-    fn after_take(&self) {
-        let paused = self.pause_after_take.lock().unwrap().take();
-        if let Some(paused) = paused {
-            paused();
-        }
+pub(crate) type Pause = std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>;
+
+#[cfg(test)]
+fn pause(hook: &Pause) {
+    let paused = hook.lock().unwrap().take();
+    if let Some(paused) = paused {
+        paused();
     }
 }
 
@@ -1335,9 +1339,7 @@ impl Inner {
     /// destructor of that chain retiring an object would wait for its own chain; and one that
     /// destroys batches leaves those out (`Batches::excluded_here`).
     fn backlog(&self) -> usize {
-        self.counters
-            .peak_pending
-            .fetch_max(self.pending(), Ordering::Relaxed);
+        self.record_peak_pending();
         let queued = self.lists.queued();
         let announced = self.backlog.announced();
         let past = self.backlog.past_lists();
@@ -1363,6 +1365,25 @@ impl Inner {
             self.taken.held_for_batched()
         };
         self.backlog() + held > self.cfg.max_pending
+    }
+
+    /// Records `pending` in `peak_pending` if it is a new peak, confirmed by a second
+    /// snapshot (the lower of the two is recorded). A snapshot reads several counts one after
+    /// the other; a thread preempted between two of them can add up objects that never waited
+    /// at the same time (a chain counted before it was destroyed, and jobs queued after), and
+    /// report a peak no moment had. Both snapshots must be so inflated for the record to be.
+    /// Only a new peak pays for the second one.
+    fn record_peak_pending(&self) {
+        // Relaxed, here and below: a statistic.
+        let peak = self.counters.peak_pending.load(Ordering::Relaxed);
+        let first = self.pending();
+        if first <= peak {
+            return;
+        }
+        let confirmed = first.min(self.pending());
+        self.counters
+            .peak_pending
+            .fetch_max(confirmed, Ordering::Relaxed);
     }
 
     /// Whether a drain found an owned box its pusher had not linked yet, and has not run it
@@ -1427,6 +1448,8 @@ impl Inner {
     /// is checked against the bound).
     pub(crate) fn pending(&self) -> usize {
         let past = self.backlog.past_lists();
+        #[cfg(test)]
+        pause(&self.faults.pause_in_pending);
         past + self.lists.queued() + self.batches.open() + self.emergency.parked()
     }
 
@@ -1604,7 +1627,7 @@ impl Inner {
                 .take_announced(shard, |n| self.backlog.announce(n));
             #[cfg(test)]
             if !chain.is_empty() {
-                self.faults.after_take();
+                pause(&self.faults.pause_after_take);
             }
             self.backlog.enter(chain.len());
             self.backlog.withdraw(announced);

@@ -567,3 +567,57 @@ fn a_chains_objects_batched_for_readers_stay_in_the_backlog_as_one_count() {
     assert_eq!((inner.backlog(), inner.pending()), (0, 0));
     assert_eq!(inner.audit_backlog(), (0, 0, 0));
 }
+
+#[test]
+fn a_snapshot_preempted_between_its_reads_records_no_peak_that_never_was() {
+    // 100 readable objects wait in batches for a reader; a snapshot reads them, then (its
+    // thread preempted) they are destroyed and 100 others are torn down in a handler. Read
+    // after, the queued ones add up to 200: a peak no moment had (100 waited at any time).
+    const N: usize = 100;
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(2 * N)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let inner = rt.inner();
+    let first: Vec<crate::ReadSlot<Box<u64>>> = (0..N).map(|_| crate::ReadSlot::new(&rt)).collect();
+    let second: std::sync::Arc<Vec<RefSlot<Box<u64>>>> =
+        std::sync::Arc::new((0..N).map(|_| RefSlot::new(&rt)).collect());
+    for (a, b) in first.iter().zip(second.iter()) {
+        assert!(a.xchg(Some(Box::new(1))).unwrap().is_none());
+        assert!(b.xchg(Some(Box::new(2))).unwrap().is_none());
+    }
+    // A reader on another thread (a guard cannot be sent), until told to leave.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (leave_tx, leave_rx) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let guard = crate::read::enter();
+        entered_tx.send(()).unwrap();
+        leave_rx.recv().unwrap();
+        drop(guard);
+    });
+    entered_rx.recv().unwrap();
+    {
+        let _nmi = restricted::enter();
+        for slot in &first {
+            slot.clear();
+        }
+    }
+    assert_eq!(rt.drain().unwrap(), 0, "the reader holds them");
+    assert_eq!((inner.pending(), rt.stats().peak_pending), (N, N));
+    let handle = rt.clone();
+    let later = second.clone();
+    *inner.faults.pause_in_pending.lock().unwrap() = Some(Box::new(move || {
+        leave_tx.send(()).unwrap();
+        reader.join().unwrap();
+        assert_eq!(handle.drain_and_wait().unwrap(), N);
+        let _nmi = restricted::enter();
+        for slot in later.iter() {
+            slot.clear();
+        }
+    }));
+    assert_eq!(inner.backlog(), N, "the handler's objects");
+    assert_eq!(rt.stats().peak_pending, N, "no moment had more waiting");
+    assert_eq!(rt.drain().unwrap(), N);
+}

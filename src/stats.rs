@@ -111,7 +111,9 @@ pub struct Stats {
     /// Highest `pending` seen when a thread handing objects over checked the backlog, or a drain
     /// cycle ended: what [`Builder::max_pending`](crate::Builder::max_pending) bounds (plus the
     /// batches it leaves out of the bound: each CPU's open batch, and the batches threads are
-    /// closing at that moment).
+    /// closing at that moment). `pending` is read as several counts one after another; a new
+    /// peak is read twice and the lower reading kept, so that a thread preempted between two
+    /// reads does not report a peak no moment had.
     pub peak_pending: usize,
     /// Objects destroyed out of batches: those retired in ordinary context (objects that left
     /// readable slots, or every deferred object under `Policy::AlwaysDefer`) and those that came

@@ -32,6 +32,12 @@ const HEADROOM: usize = 64;
 /// How long the writers run flat out.
 const WRITE_FOR: Duration = Duration::from_millis(1500);
 
+/// The tests here measure peaks under load they make themselves: one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 static MADE: AtomicU64 = AtomicU64::new(0);
 static DESTROYED: AtomicU64 = AtomicU64::new(0);
 
@@ -52,6 +58,7 @@ impl Drop for Obj {
 
 #[test]
 fn writers_outnumbering_shards_stay_within_the_bound() {
+    let _serial = serial();
     let rt = Runtime::builder()
         .shards(SHARDS)
         .headroom(HEADROOM)
@@ -139,6 +146,7 @@ const DRAIN_WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn destructors_retiring_past_the_bound_never_wait_for_their_own_chain() {
+    let _serial = serial();
     // A manual drainer: the thread that calls `drain` is the only one that runs destructors,
     // so a wait for the chain it is running would never end.
     let rt = Runtime::builder()
@@ -189,6 +197,7 @@ fn destructors_retiring_past_the_bound_never_wait_for_their_own_chain() {
 /// spun for good.
 #[test]
 fn a_writer_holding_a_read_guard_goes_on_past_the_bound_whoever_drains() {
+    let _serial = serial();
     const REPLACES: u64 = 4 * SMALL_BOUND as u64;
     for (policy, drainer) in [
         (Policy::AlwaysDefer, Drainer::Thread),
@@ -265,6 +274,7 @@ impl Drop for Slow {
 /// while each kind of work alone stayed within it.
 #[test]
 fn handlers_tearing_down_supplied_values_stay_within_the_bound() {
+    let _serial = serial();
     const BOUND: usize = 512;
     const THREADS: usize = 2;
     const MIX_SHARDS: usize = 2;
