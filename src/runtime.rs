@@ -1629,7 +1629,7 @@ impl Inner {
             if !chain.is_empty() {
                 pause(&self.faults.pause_after_take);
             }
-            self.backlog.enter(chain.len());
+            self.backlog.take(chain.len());
             self.backlog.withdraw(announced);
             if !chain.is_empty() {
                 ran += self.run_chain(shard, chain, all);
@@ -1749,6 +1749,7 @@ impl Inner {
                         batched += BATCH;
                         self.batches
                             .close_new(std::mem::take(&mut grace), true, true);
+                        self.backlog.hand_on(BATCH);
                     }
                 } else {
                     self.run(runner, payload);
@@ -1771,7 +1772,9 @@ impl Inner {
         // was removed from its slot before it was queued, and we took it (Acquire) before this
         // close stamps it: the cookie covers it (`batches.rs`).
         let kept = batched + grace.len();
+        let partial = grace.len();
         self.batches.close_new(grace, true, true);
+        self.backlog.hand_on(partial);
         self.taken.finished(len, batched);
         // What the chain did not hand to batches was destroyed (or was a job with no object).
         self.backlog.leave(len - kept);

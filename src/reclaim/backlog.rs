@@ -9,8 +9,9 @@
 //! a batch closed (a writer's, an open one, or one of owned boxes or parked objects):
 //!                          enter(n)                    before the batch leaves its lock's holder
 //! a list taken:            announce(len) ... CAS head -> empty (announcing what a retry adds)
-//!                          enter(len); withdraw(announced)
-//! a chain closes a batch:  nothing (its objects stay past the lists)
+//!                          take(len); withdraw(announced)
+//! a chain closes a batch:  hand_on(n)                  (its objects stay past the lists)
+//! batches taken to run:    hold(n)
 //! objects destroyed:       leave(n)                    after their destructors ran
 //! backlog (for writers):   queued (each list head), then announced, then past_lists
 //! pending (statistics):    past_lists, then queued, open batches, parked objects
@@ -24,23 +25,24 @@
 //!
 //! ## Why the backlog never misses a chain being taken
 //!
-//! A writer reads a list's head (Acquire), then `announced` (Acquire), then `past_lists`
-//! (Acquire). If the head read saw the jobs, they count. If it saw the take's CAS (Release) or
-//! a push after it (a read-modify-write, so in the take's release sequence), the announcement,
-//! made before the CAS, is visible to the `announced` read, which reads it or a later value:
-//! one that still holds it, or one at or after the withdrawal (Release; later read-modify-writes
-//! continue its release sequence), which was made after `enter`: then the `past_lists` read
-//! sees the chain. Counting twice for a moment (the announcement and the list, or the
-//! announcement and the chain) only makes a writer help a little early.
+//! A writer reads a list's head (Acquire), then `announced` (Acquire), then `past_lists`.
+//! If the head read saw the jobs, they count. If it saw the take's CAS (Release) or a push
+//! after it (a read-modify-write, so in the take's release sequence), the announcement, made
+//! before the CAS, is visible to the `announced` read, which reads it or a later value: one
+//! that still holds it, or one at or after the withdrawal (Release; later read-modify-writes
+//! continue its release sequence), which was made after the chain was counted: then the
+//! `past_lists` read, after it in program order, sees the chain. Counting twice for a moment
+//! (the announcement and the list, or the announcement and the chain) only makes a writer help
+//! a little early.
 //!
 //! ## Why pending never counts a taken chain twice
 //!
 //! `pending` and `peak_pending` (checked against the bound by tests and users) read
-//! `past_lists` first (Acquire): if it saw `enter` (Release), the take's CAS before it is
-//! visible to the head reads after it, which find the list emptied. A batch closed from an open
-//! batch, or from objects parked in the emergency area, leaves their counts before `enter`, so
-//! the reads after it miss it rather than count it twice. The announcement is the backlog's
-//! only.
+//! `past_lists` first (Acquire): if it saw the chain counted (Release), the take's CAS before
+//! it is visible to the head reads after it, which find the list emptied. A batch closed from
+//! an open batch, or from objects parked in the emergency area, leaves their counts before
+//! `enter`, so the reads after it miss it rather than count it twice. The announcement is the
+//! backlog's only.
 //!
 //! Every count here is Relaxed where it is only a number and Release/Acquire where an argument
 //! above needs it; nothing else is published through them (they guard no memory).
@@ -48,11 +50,13 @@
 //! ## After `fork`
 //!
 //! In the child, the chains and batches the parent's threads were running are never finished
-//! (those threads are not there): the batch queue's handler resets the count to the objects in
-//! the queue (`batches.rs`), and forgets announcements. A fork from a destructor a drain runs
-//! finishes that drain in the child, and its `leave` stops at zero: the count then reads low by
-//! what was left of that drain's chain or batches (as the other counts of taken work do,
-//! `taken_jobs.rs`).
+//! (those threads are not there), and neither are the batches they had closed but not queued.
+//! So the batch queue's handler (`batches.rs`) resets the count to what the child will still
+//! destroy: the objects in the queue, and what the forking thread itself holds — a chain it
+//! was running, batches it had taken, announcements it had made (a fork from a destructor, or
+//! from a handler) — which each thread keeps a note of (`HELD_HERE`). Every later `leave` and
+//! `withdraw` is then matched by what the count holds: it never goes below zero, in the parent
+//! or the child.
 
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -63,6 +67,37 @@ pub(crate) struct Backlog {
     announced: AtomicUsize,
 }
 
+/// What this thread holds of the counts (`Backlog`): objects past the lists that it will destroy
+/// or hand on (a chain it took, batches it took to run), and jobs it announced. What a child
+/// after `fork`, whose one thread is this one, keeps. Ordinary context (and a handler that
+/// interrupts a drain); `const`-initialised, no destructor.
+#[derive(Clone, Copy)]
+struct Held {
+    past_lists: usize,
+    announced: usize,
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static HELD_HERE: std::cell::Cell<Held> =
+        const { std::cell::Cell::new(Held { past_lists: 0, announced: 0 }) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static HELD_HERE: std::cell::Cell<Held> =
+        std::cell::Cell::new(Held { past_lists: 0, announced: 0 });
+}
+
+/// Changes this thread's note of what it holds.
+fn held_here(change: impl FnOnce(&mut Held)) {
+    HELD_HERE.with(|h| {
+        let mut held = h.get();
+        change(&mut held);
+        h.set(held);
+    });
+}
+
 impl Backlog {
     pub(crate) fn new() -> Self {
         Backlog {
@@ -71,81 +106,92 @@ impl Backlog {
         }
     }
 
-    /// `n` objects are now past the lists (a batch closed, or a chain taken).
+    /// `n` objects are now past the lists, in a batch closed (queued, not this thread's).
     pub(crate) fn enter(&self, n: usize) {
         if n > 0 {
+            // Release: pairs with the Acquire read in `pending` (module docs).
+            self.past_lists.fetch_add(n, Ordering::Release);
+        }
+    }
+
+    /// This thread took a chain of `n` jobs off a list: past the lists now, and this thread's.
+    pub(crate) fn take(&self, n: usize) {
+        if n > 0 {
+            held_here(|h| h.past_lists += n);
             // Release: pairs with the Acquire read in `pending` (module docs: a chain counted
             // here is no longer in its list).
             self.past_lists.fetch_add(n, Ordering::Release);
         }
     }
 
-    /// `n` objects past the lists were destroyed. Never below zero: see the module docs on
-    /// `fork`.
-    pub(crate) fn leave(&self, n: usize) {
-        // Relaxed: a number; whoever reads it high only helps early.
-        subtract_down_to_zero(&self.past_lists, n, Ordering::Relaxed);
+    /// This thread's chain closed `n` of its objects into a batch: still past the lists, but
+    /// the batch queue's now.
+    pub(crate) fn hand_on(&self, n: usize) {
+        held_here(|h| h.past_lists -= n);
     }
 
-    /// A drainer is about to take `n` more jobs off a list (before the head's CAS, which
+    /// This thread took batches of `n` objects off the queue, to destroy them.
+    pub(crate) fn hold(&self, n: usize) {
+        held_here(|h| h.past_lists += n);
+    }
+
+    /// This thread destroyed `n` objects it held past the lists (or let go of chain jobs that
+    /// held none).
+    pub(crate) fn leave(&self, n: usize) {
+        if n > 0 {
+            held_here(|h| h.past_lists -= n);
+            // Release: a reader that sees the count drop sees the destructors before it (and
+            // the other counts updated before it: `Batches::finished` lowers `running` first,
+            // so that a thread leaving `running` out of its backlog reads it high, never low).
+            self.past_lists.fetch_sub(n, Ordering::Release);
+        }
+    }
+
+    /// This thread is about to take `n` more jobs off a list (before the head's CAS, which
     /// publishes this to the writers that read the emptied head).
     pub(crate) fn announce(&self, n: usize) {
         if n > 0 {
+            held_here(|h| h.announced += n);
             // Relaxed: the take's CAS (Release) that follows carries it (module docs).
             self.announced.fetch_add(n, Ordering::Relaxed);
         }
     }
 
-    /// The `n` jobs announced are counted in `past_lists` now (or were never taken).
-    /// Never below zero: in a child after `fork` the announcements were reset.
+    /// The `n` jobs this thread announced are counted in `past_lists` now (or were never
+    /// taken).
     pub(crate) fn withdraw(&self, n: usize) {
-        // Release: pairs with the Acquire read in `backlog`: whoever reads this withdrawal
-        // (or a later value) sees the `enter` before it.
-        subtract_down_to_zero(&self.announced, n, Ordering::Release);
+        if n > 0 {
+            held_here(|h| h.announced -= n);
+            // Release: pairs with the Acquire read in `backlog`: whoever reads this withdrawal
+            // (or a later value) sees the chain counted before it.
+            self.announced.fetch_sub(n, Ordering::Release);
+        }
     }
 
     /// Objects past the lists (a snapshot).
     pub(crate) fn past_lists(&self) -> usize {
-        // Acquire: pairs with `enter` (module docs, pending) and carries `withdraw`'s argument
-        // to the caller (backlog).
-        at_least_zero(self.past_lists.load(Ordering::Acquire))
+        // Acquire: pairs with `take` (module docs, pending: the take's CAS before it is then
+        // visible to the list reads after this one). The backlog's argument is carried by the
+        // `announced` read before this one (Acquire, and program order).
+        self.past_lists.load(Ordering::Acquire)
     }
 
     /// Jobs announced and not yet counted past the lists (a snapshot): the backlog's only.
     pub(crate) fn announced(&self) -> usize {
         // Acquire: pairs with `withdraw` (module docs, backlog).
-        at_least_zero(self.announced.load(Ordering::Acquire))
+        self.announced.load(Ordering::Acquire)
     }
 
-    /// In a child after `fork`: `queued` objects wait in the batch queue; everything else past
-    /// the lists was the parent's threads' (module docs). Relaxed: the child has one thread.
+    /// In a child after `fork`, on the forking thread (its handler runs there): `queued`
+    /// objects wait in the batch queue, and this thread holds what its note says; everything
+    /// else was the parent's other threads' (module docs). Relaxed: the child has one thread.
     #[cfg(not(loom))]
     pub(crate) fn reset_in_child(&self, queued: usize) {
-        self.past_lists.store(queued, Ordering::Relaxed);
-        self.announced.store(0, Ordering::Relaxed);
+        let held = HELD_HERE.with(|h| h.get());
+        self.past_lists
+            .store(queued + held.past_lists, Ordering::Relaxed);
+        self.announced.store(held.announced, Ordering::Relaxed);
     }
-}
-
-/// Subtracts `n` from `count` with one read-modify-write (`order`), as a signed count: if that
-/// takes it below zero, which only a child after `fork` sees (module docs), the part of `n`
-/// below zero is added back, so that the count settles at zero, never below: each subtraction
-/// puts back what it alone took below zero, so concurrent ones settle there too. Between the
-/// two, readers see a negative count, which [`at_least_zero`] reads as zero.
-fn subtract_down_to_zero(count: &AtomicUsize, n: usize, order: Ordering) {
-    if n == 0 {
-        return;
-    }
-    let before = count.fetch_sub(n, order) as isize;
-    let below = n as isize - before.max(0);
-    if below > 0 {
-        // Relaxed: a number (the subtraction above carries any ordering).
-        count.fetch_add(below as usize, Ordering::Relaxed);
-    }
-}
-
-/// A count read as a signed number, negative read as zero (`subtract_down_to_zero`).
-fn at_least_zero(count: usize) -> usize {
-    (count as isize).max(0) as usize
 }
 
 #[cfg(all(test, not(loom)))]
@@ -153,38 +199,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_drained_count_stops_at_zero_after_a_reset_in_a_child() {
+    fn a_child_keeps_the_queue_and_what_the_forking_thread_holds() {
         let backlog = Backlog::new();
-        backlog.enter(40);
+        backlog.enter(5); // a batch queued
+        // This thread took a chain of 40 and batched 10 of them, and announced 7 more jobs.
+        backlog.take(40);
+        backlog.hand_on(10);
         backlog.announce(7);
-        backlog.reset_in_child(5);
-        assert_eq!((backlog.past_lists(), backlog.announced()), (5, 0));
-        // The forking thread finishes its own drain of 40: the count does not wrap around.
-        backlog.leave(40);
+        assert_eq!((backlog.past_lists(), backlog.announced()), (45, 7));
+        // Another thread's chain of 100, which the child will never finish.
+        std::thread::scope(|s| {
+            s.spawn(|| backlog.take(100));
+        });
+        // The queue holds the 5 and the 10 batched (the handler reads it under its lock).
+        backlog.reset_in_child(15);
+        assert_eq!((backlog.past_lists(), backlog.announced()), (45, 7));
+        // This thread finishes its chain and its take, and the queue's batches are destroyed:
+        // the count comes back to zero, never below.
+        backlog.leave(30);
+        backlog.take(7);
         backlog.withdraw(7);
+        backlog.leave(7);
+        backlog.hold(15);
+        backlog.leave(15);
         assert_eq!((backlog.past_lists(), backlog.announced()), (0, 0));
-        backlog.enter(3);
-        assert_eq!(backlog.past_lists(), 3);
-    }
-
-    #[test]
-    fn subtractions_that_cross_zero_together_settle_at_zero() {
-        let count = AtomicUsize::new(5);
-        // Two subtractions, the second made before the first puts back what it took below zero
-        // (5 - 8 = -3, then -3 - 4 = -7): each puts back its own part, 3 and 4.
-        let first = count.fetch_sub(8, Ordering::Relaxed) as isize;
-        subtract_down_to_zero(&count, 4, Ordering::Relaxed);
-        assert_eq!(
-            at_least_zero(count.load(Ordering::Relaxed)),
-            0,
-            "read as zero meanwhile"
-        );
-        count.fetch_add((8 - first.max(0)) as usize, Ordering::Relaxed);
-        assert_eq!(count.load(Ordering::Relaxed), 0);
-        subtract_down_to_zero(&count, 2, Ordering::Relaxed);
-        assert_eq!(count.load(Ordering::Relaxed), 0);
-        count.fetch_add(6, Ordering::Relaxed);
-        subtract_down_to_zero(&count, 2, Ordering::Relaxed);
-        assert_eq!(count.load(Ordering::Relaxed), 4);
     }
 }
