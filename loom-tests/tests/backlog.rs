@@ -11,11 +11,17 @@
 //!   drain on another thread, and the writer's reads: the backlog it reads, plus the objects
 //!   destroyed by the time it has read it, covers all three. Caught when the drain takes the
 //!   list without announcing it first (kit L1): the writer reads the list emptied and the chain
-//!   not counted yet, a backlog of 0 with nothing destroyed; and when the take's CAS does not
-//!   publish the announcement (kit 15, Release dropped): the writer's read of the emptied head
-//!   no longer makes the announcement visible.
-//! - The same model checks `pending` never exceeds the three objects. Caught when a chain's
-//!   batch enters the count again (kit L2): a chain's objects then count twice once batched.
+//!   not counted yet, a backlog of 0 with nothing destroyed; when the announcement is withdrawn
+//!   before the chain is counted (L3); and when an ordering that argument needs is weakened:
+//!   the take's CAS Release (kit 15), the head reads' Acquire (L5), the withdrawal's Release or
+//!   its read's Acquire (L4, L6): the writer then need not see the announcement, or the chain
+//!   counted. The writer reads the destroyed count Relaxed, so that what shows it the
+//!   destructors before a drop of the backlog is the backlog's own `leave` (Release): caught
+//!   when that is Relaxed (L13).
+//! - The same model checks `pending` never exceeds the three objects. Caught when the chain is
+//!   counted, or read, Relaxed (L8, L7: pending may then read the chain and the list it came
+//!   from at once); a chain's batch entering the count a second time (L2) leaves the count
+//!   high after everything is destroyed, which the model's last check catches.
 //!
 //! Bound: 2 threads, 1 shard, 3 objects; preemptions bounded at 2 (a whole drain cycle).
 #![cfg(loom)]
@@ -61,7 +67,9 @@ fn a_drain_never_hides_its_objects_from_the_backlog() {
             })
         };
         let backlog = model_hooks::backlog(&rt);
-        let destroyed = drops.load(Ordering::SeqCst);
+        // Relaxed: what makes the destructors before a drop of the count visible here must be
+        // the count itself (`leave` Release, `past_lists` Acquire), not this read.
+        let destroyed = drops.load(Ordering::Relaxed);
         assert!(
             backlog + destroyed >= OBJECTS,
             "the backlog read {backlog} with {destroyed} of {OBJECTS} objects destroyed"
