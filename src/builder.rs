@@ -259,10 +259,12 @@ impl Builder {
     /// never help and never wait: the ordinary code that supplies them is what keeps their
     /// objects bounded. An install while the backlog is over the bound (it looks when it finds
     /// no spare job — the jobs it needs are the ones waiting — and at every 64th install on
-    /// its thread, as jobs come back to the pool once their objects are batched), and the
-    /// maker of an [`Owned`](crate::Owned) box while boxes dropped in handlers pile up faster
-    /// than drain cycles take them (they hold no job and count nowhere until taken), wait for
-    /// the drainer thread before they go on, for as long as it keeps finishing destructors;
+    /// its thread, as jobs come back to the pool once their objects are batched: that look
+    /// waits 10 ms at most, as the install has its job, and readers may be what holds the
+    /// backlog up), and the maker of an [`Owned`](crate::Owned) box while boxes dropped in
+    /// handlers pile up faster than drain cycles take them (they hold no job and count nowhere
+    /// until taken), wait for the drainer thread before they go on, for as long as it keeps
+    /// finishing destructors;
     /// they never run other objects' destructors while there is one, and once it has stayed
     /// inside one destructor for 10 ms (it may be blocked on a lock the caller holds) they go
     /// on over the bound. With [`Drainer::Manual`] (or in a child process after `fork` whose

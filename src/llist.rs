@@ -23,9 +23,14 @@
 //! - take: the CAS that empties the head is AcqRel: Acquire to see every pushed job's payload
 //!   and link (each push's Release heads a release sequence continued by later pushes' CASes),
 //!   Release so that a later push that finds the list empty synchronises with it, and so that
-//!   a reader of the emptied head sees the jobs the taker announced (`reclaim/backlog.rs`). A
-//!   take that reads an empty head writes nothing: a push it missed was not ordered before the
-//!   drainer's clear, so that push's ring finds `pending` clear and the drainer comes back.
+//!   a reader of the emptied head sees the jobs the taker announced (`reclaim/backlog.rs`).
+//! - A take that reads an empty head writes nothing (a Relaxed load). A push it missed is the
+//!   first after the empty head it read, so it found the list empty and rings; its ring's swap
+//!   cannot come before the drainer's clear in `pending`'s order (the clear's Acquire would then
+//!   make this load see the push, by coherence). So the ring reads the clear, and wakes the
+//!   drainer, or a later producer's set, which owes a cycle whose clear reads (or follows) this
+//!   ring's swap and whose take therefore sees the push. This needs the ring to be a swap: a
+//!   ring that loaded `pending` first could read that later set stale after the next clear.
 //!
 //! Which pair carries which argument:
 //!
@@ -139,7 +144,7 @@ impl JobLists {
         self.take_announced(shard, |_| ()).0
     }
 
-    /// Takes `shard`'s whole list, as [`take`](Self::take), telling `announce` beforehand how
+    /// Takes `shard`'s whole list, as `take` does, telling `announce` beforehand how
     /// many jobs it is about to take: the head's length is read, announced, and the head
     /// emptied only if it still holds that list (a CAS); a push in between makes it announce
     /// the difference and try again. Returns the chain and the jobs announced in all (never
@@ -149,14 +154,13 @@ impl JobLists {
     pub fn take_announced(&self, shard: usize, mut announce: impl FnMut(usize)) -> (Chain, usize) {
         let head = &self.heads[shard];
         let mut announced = 0;
-        // Relaxed: a guess; the CAS validates it.
+        // Relaxed: a guess the CAS validates; or an empty head, which ends the take with no
+        // write (module docs: why a push this load misses is not lost).
         let mut cur = head.load(Ordering::Relaxed);
         loop {
             let (top, len) = unpack(cur);
             if top == NIL {
-                // Nothing to take, and nothing to write: the doorbell's argument needs every
-                // write to a head to be a read-modify-write, and a push that this load missed
-                // rings after the drainer's clear (`doorbell.rs`), so a later cycle takes it.
+                // Nothing to take, and nothing to write (module docs).
                 return (Chain { top, len: 0 }, announced);
             }
             if len as usize > announced {
@@ -164,7 +168,7 @@ impl JobLists {
                 announced = len as usize;
             }
             // AcqRel on success: see the module docs; the Release also publishes the
-            // announcements above.
+            // announcements above. Relaxed on failure: the head read only guides the next try.
             match head.compare_exchange_weak(cur, EMPTY, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return (Chain { top, len }, announced),
                 Err(actual) => cur = actual,

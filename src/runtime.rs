@@ -67,8 +67,9 @@
 //!
 //! The thread that closes a batch helps (under [`Policy::Auto`]): it runs up to [`HELP_BATCHES`]
 //! ready batches itself — which keeps a fast writer's frees on its own thread, where the
-//! allocator is fastest — and, if more than `max_pending` objects wait in closed batches and
-//! job lists, it runs drain cycles (waiting for grace periods itself if it holds no read guard)
+//! allocator is fastest — and, if more than `max_pending` objects wait in closed batches, job
+//! lists and the chains drainers took from them (one count: `reclaim/backlog.rs`), it runs
+//! drain cycles (waiting for grace periods itself if it holds no read guard)
 //! until they are back under the bound. Under [`Policy::AlwaysDefer`] with a drainer thread it
 //! rings and waits for the drainer instead, for as long as that thread keeps finishing
 //! destructors (`DRAINER_PATIENCE`: it may be blocked on a lock the waiting thread holds).
@@ -76,9 +77,9 @@
 //!
 //! Who never waits for whom: a drainer thread never waits for another drainer thread; a thread
 //! holding a read guard never waits for a grace period (its guard may be what holds it up); and
-//! a thread in the middle of destroying batches (a destructor it runs retires more) counts only
-//! queued batches against the bound, never batches being destroyed — its own, or another
-//! thread's, which may be waiting for ours. Queued batches it can run itself, so every wait
+//! a thread in the middle of destroying batches (a destructor it runs retires more) leaves
+//! batches being destroyed out of the bound — its own, or another thread's, which may be
+//! waiting for ours (and one running a chain leaves the taken chains out). Queued batches it can run itself, so every wait
 //! either runs something or waits for readers.
 //!
 use crate::arena::{Arena, Dtor, Entry, GrowState, Payload, deal_shard};
@@ -499,8 +500,10 @@ impl Inner {
     /// grows if none is spare. The claim remembers where it came from: an install refused after
     /// claiming drops it, which gives it back there.
     ///
-    /// Inlined into the install: the ordinary path is one RMW and a compare; refill, growth and
-    /// the restricted-context order are out of line, so the install keeps its registers.
+    /// Inlined into the install: the ordinary path is one RMW, a compare and a thread-local
+    /// countdown (one install in 64 looks at the backlog, `supply_looks`); the look, refill,
+    /// growth and the restricted-context order are out of line, so the install keeps its
+    /// registers.
     #[inline]
     pub(crate) fn claim_for_install(&self) -> Result<Claim<'_>, Error> {
         self.claim_for_install_in(restricted::is_active())
@@ -606,18 +609,30 @@ impl Inner {
     }
 
     /// An install that found a spare job, one in `SUPPLY_LOOK_EVERY` on its thread: over the
-    /// bound, it waits for the drainer as one that finds no spare job does (`supply_waits`).
-    /// Without this, the jobs that exist are handed out with no look at the backlog, and
-    /// objects handlers tear down with them pile up on top of the batches, up to the pool's
-    /// size (itself sized against a backlog that the batches may have left for a moment).
+    /// bound, it waits for the drainer as one that finds no spare job does (`supply_waits`),
+    /// but at most `DRAINER_PATIENCE`. Without this, the jobs that exist are handed out with no
+    /// look at the backlog, and objects handlers tear down with them pile up on top of the
+    /// batches, up to the pool's size (itself sized against a backlog that the batches may
+    /// have left for a moment). The limit: the backlog may be over the bound because readers
+    /// hold batches up, and this install has a job (it could go on); a reader waiting for this
+    /// thread would otherwise wait for ever, where now these installs go on at 64 per
+    /// `DRAINER_PATIENCE` per thread while the backlog stays over the bound.
     #[cold]
     #[inline(never)]
     fn supply_looks(&self) {
-        if self.backlog() > self.cfg.max_pending {
-            self.supply_waits(SUPPLY_LOOK_EVERY as usize, || {
-                self.backlog() > self.cfg.max_pending
-            });
+        if self.backlog() <= self.cfg.max_pending {
+            return;
         }
+        #[cfg(not(loom))]
+        let until = std::time::Instant::now() + DRAINER_PATIENCE;
+        // (The models have no clock, and never make 64 installs on a thread.)
+        #[cfg(not(loom))]
+        let waited_enough = || std::time::Instant::now() >= until;
+        #[cfg(loom)]
+        let waited_enough = || false;
+        self.supply_waits(SUPPLY_LOOK_EVERY as usize, || {
+            self.backlog() > self.cfg.max_pending && !waited_enough()
+        });
     }
 
     /// Slow path: no spare job. Grows a batch whose first job is this install's own claim.
@@ -1742,9 +1757,10 @@ impl Inner {
                     grace.push(payload);
                     if grace.len() >= BATCH {
                         // Out of the chain's count, then into the batches': the backlog
-                        // counts both as one (`backlog.rs`), and a thread running a chain, which
-                        // leaves the chains' count out of its backlog, reads it high for that
-                        // moment, never low.
+                        // counts both as one (`backlog.rs`), so only a thread running a chain,
+                        // which leaves the chains' count out of its backlog, sees the move: it
+                        // counts these objects from here on, as batched. Then out of this
+                        // thread's note of what it holds, once the queue has them.
                         self.taken.batched(BATCH);
                         batched += BATCH;
                         self.batches

@@ -331,3 +331,47 @@ fn handlers_tearing_down_supplied_values_stay_within_the_bound() {
         "{s:?}"
     );
 }
+
+/// A reader that waits for an installing thread while its own guard holds the backlog over the
+/// bound: the installs look at the backlog (one in 64) and find it over, but each has its job
+/// and goes on after a short wait, rather than wait for the readers, which wait for it.
+#[test]
+fn installs_never_wait_for_a_reader_that_waits_for_them() {
+    let _serial = serial();
+    const INSTALLS: usize = 4 * 64;
+    let rt = Runtime::builder().max_pending(SMALL_BOUND).build().unwrap();
+    let readable: ReadSlot<Box<u64>> = ReadSlot::new(&rt);
+    readable.xchg(Some(Box::new(0))).unwrap();
+    let plain: RefSlot<Box<u64>> = RefSlot::new(&rt);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let (readable, plain, rt) = (&readable, &plain, &rt);
+        s.spawn(move || {
+            let guard = sigdrop::read::enter();
+            // Past the bound under its own guard (a writer holding a guard goes on past it).
+            for i in 1..=2 * SMALL_BOUND as u64 {
+                drop(readable.replace(Box::new(i)).unwrap());
+            }
+            assert!(rt.stats().pending > SMALL_BOUND, "{:?}", rt.stats());
+            // Now it waits for the installer, guard held.
+            let installer = s.spawn(move || {
+                for i in 0..INSTALLS as u64 {
+                    assert!(plain.xchg(Some(Box::new(i))).unwrap().is_none());
+                    drop(plain.take());
+                }
+            });
+            installer.join().unwrap();
+            drop(guard);
+            done.send(()).unwrap();
+        });
+        if finished.recv_timeout(DRAIN_WAIT).is_err() {
+            eprintln!(
+                "an install waited for a reader that waited for it: {:?}",
+                rt.stats()
+            );
+            std::process::abort();
+        }
+    });
+    rt.drain_and_wait().unwrap();
+    assert_eq!(rt.stats().pending, 0);
+}

@@ -1,13 +1,13 @@
 //! The jobs drainers have taken off the job lists and are running (`run_chain` in
 //! `runtime.rs`), and of those, the ones whose objects their chain has already closed into
-//! batches (where the batches' count has them too).
+//! batches. What they are for: `Stats::active`, the peak of jobs taken, and the chains a
+//! thread running a chain leaves out of its own backlog (`Inner::backlog`). The backlog itself
+//! counts taken chains in `backlog.rs`'s one count.
 //!
 //! In a child after `fork`, the chains the parent's drainers had taken are never finished:
 //! their threads are not there. The child's handler forgets them, as the batch queue forgets
-//! the batches being destroyed (`batches.rs`): else every count read here stays up for ever in
-//! the child — `Stats::pending`, and the backlog that back-pressure compares with
-//! `max_pending`, so that a child whose parent forked while a drainer ran a long chain had its
-//! writers help forever.
+//! the batches being destroyed (`batches.rs`): else the counts read here stay up for ever in
+//! the child (`Stats::active`, and what a chain-running thread leaves out of its backlog).
 
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -36,8 +36,8 @@ impl TakenJobs {
         self.running.fetch_add(len, Ordering::Relaxed) + len
     }
 
-    /// `n` of a chain's objects closed into a batch (after the batches counted them: a
-    /// snapshot may miss them for a moment, never count them twice).
+    /// `n` of a chain's objects are being closed into a batch (just before the batch is
+    /// queued).
     pub(crate) fn batched(&self, n: usize) {
         // Relaxed: as in `take`.
         self.batched.fetch_add(n, Ordering::Relaxed);
@@ -73,16 +73,13 @@ impl TakenJobs {
     }
 
     /// Objects of the chains drainers took that are neither destroyed nor in a closed batch
-    /// yet (a snapshot: while a chain ends, it may read low by that chain's last partial
-    /// batch).
+    /// yet (a snapshot): what a thread running a chain leaves out of its backlog.
     ///
     /// `batched` is read first: a chain that ends between the two reads takes its jobs out of
     /// `running`, then its batched objects out of `batched`; read the other way round, the old
-    /// `running` less the new `batched` would count those objects twice (they are in the
-    /// batches' count by then). Read this way, the snapshot reads low for that moment instead.
-    /// (These order arguments rely on the reads and the updates being seen in program order,
-    /// as x86 sees them; a weaker CPU may still show one snapshot an object twice, for a
-    /// moment.)
+    /// `running` less the new `batched` would read those objects as still in the chain (left
+    /// out of the backlog, where they are in batches by then). Read this way, the snapshot reads
+    /// low for that moment instead, which only makes that thread count them.
     pub(crate) fn waiting(&self) -> usize {
         // Relaxed: as in `take`.
         let batched = self.batched.load(Ordering::Relaxed);
