@@ -41,10 +41,11 @@
 //!   (so a producer's swap and the drainer's clear are totally ordered, and a push onto a
 //!   non-empty list lands before the take that empties it), plus one Release/Acquire pair, the
 //!   producer's swap in `Doorbell::ring` (Release) read by `Doorbell::clear` (Acquire), which
-//!   makes the take after the clear see the push. loom cannot check that pair: its
-//!   read-modify-writes always read the latest value in its execution order, so in a model the
-//!   take (a read-modify-write) never misses such a push anyway (kit mutants 24 and 25 survive); a litmus
-//!   test under GenMC or herd7 (RC11) would. The push-Acquire / take-Release pair here
+//!   makes the take after the clear see the push. loom checks that pair since a take that
+//!   finds a list empty only loads its head (kit mutants 24 and 25 are killed by the wake-up
+//!   models; while the take was a swap, which in loom always reads the latest value, they
+//!   survived), and it checks that the ring must swap (mutant 26, a ring that loads `pending`
+//!   first, is killed too). The push-Acquire / take-Release pair here
 //!   would only matter to a push onto an empty list that tested `pending` with a plain load,
 //!   which no push does (it always swaps), so weakening it alone changes nothing loom can see
 //!   (`scripts/mutants.txt`: equivalent); weakening it together with that swap rule is caught

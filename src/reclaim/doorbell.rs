@@ -43,7 +43,10 @@
 //!
 //! A job push that finds its list empty comes after the take that emptied it, and that take came
 //! after the drainer cleared `pending` (AcqRel on both list operations makes the push happen-after
-//! the clear), so the producer's swap sees the clear or a later set. If it finds the flag already
+//! the clear), so the producer's swap sees the clear or a later set. (A later cycle's take that
+//! finds the list still empty writes nothing, `llist.rs`: a push it misses is not ordered
+//! before that cycle's clear either, and its swap, which cannot come before that clear, reads
+//! it or a later set.) If it finds the flag already
 //! set, its swap precedes the drainer's next clear, which reads it (Acquire) and so the take after
 //! that clear sees this push. (This is why the flag is tested with a swap and not a load: a load
 //! that sees `true` is not ordered before the next clear, and the push could be stranded — a
