@@ -1644,7 +1644,7 @@ impl Inner {
             if !chain.is_empty() {
                 pause(&self.faults.pause_after_take);
             }
-            self.backlog.take(chain.len());
+            self.backlog.enter(chain.len());
             self.backlog.withdraw(announced);
             if !chain.is_empty() {
                 ran += self.run_chain(shard, chain, all);
@@ -1759,13 +1759,11 @@ impl Inner {
                         // Out of the chain's count, then into the batches': the backlog
                         // counts both as one (`backlog.rs`), so only a thread running a chain,
                         // which leaves the chains' count out of its backlog, sees the move: it
-                        // counts these objects from here on, as batched. Then out of this
-                        // thread's note of what it holds, once the queue has them.
+                        // counts these objects from here on, as batched.
                         self.taken.batched(BATCH);
                         batched += BATCH;
                         self.batches
                             .close_new(std::mem::take(&mut grace), true, true);
-                        self.backlog.hand_on(BATCH);
                     }
                 } else {
                     self.run(runner, payload);
@@ -1788,9 +1786,7 @@ impl Inner {
         // was removed from its slot before it was queued, and we took it (Acquire) before this
         // close stamps it: the cookie covers it (`batches.rs`).
         let kept = batched + grace.len();
-        let partial = grace.len();
         self.batches.close_new(grace, true, true);
-        self.backlog.hand_on(partial);
         self.taken.finished(len, batched);
         // What the chain did not hand to batches was destroyed (or was a job with no object).
         self.backlog.leave(len - kept);

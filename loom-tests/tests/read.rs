@@ -69,9 +69,15 @@ fn restricted_reader_racing_replace_and_drain_never_sees_freed_memory() {
 /// `clone_current` in a handler races a replace and a drain: the new reference is taken while the
 /// slot's own reference is still alive, and the clone dropped in restricted context is deferred,
 /// never destroyed there (the `Canary` destructor asserts it).
+///
+/// Three drains, one of them in `drain_and_wait` waiting for a grace period, and the runtime's
+/// shutdown make long executions: more branches than loom's default 1000 (a spinning thread
+/// still exceeds 2000).
 #[test]
 fn clone_current_racing_replace_and_drain_keeps_the_object_alive() {
-    loom::model(|| {
+    let mut model = loom::model::Builder::new();
+    model.max_branches = 2_000;
+    model.check(|| {
         let rt = manual();
         rt.reserve(1).unwrap(); // for the handler's deferred clone
         let drops = Arc::new(AtomicUsize::new(0));

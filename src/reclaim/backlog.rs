@@ -9,9 +9,8 @@
 //! a batch closed (a writer's, an open one, or one of owned boxes or parked objects):
 //!                          enter(n)                    before the batch leaves its lock's holder
 //! a list taken:            announce(len) ... CAS head -> empty (announcing what a retry adds)
-//!                          take(len); withdraw(announced)
-//! a chain closes a batch:  hand_on(n)                  (its objects stay past the lists)
-//! batches taken to run:    hold(n)
+//!                          enter(len); withdraw(announced)
+//! a chain closes a batch:  nothing (its objects stay past the lists)
 //! objects destroyed:       leave(n)                    after their destructors ran
 //! backlog (for writers):   queued (each list head), then announced, then past_lists
 //! pending (statistics):    past_lists, then queued, open batches, parked objects
@@ -51,12 +50,14 @@
 //!
 //! In the child, the chains and batches the parent's threads were running are never finished
 //! (those threads are not there), and neither are the batches they had closed but not queued.
-//! So the batch queue's handler (`batches.rs`) resets the count to what the child will still
-//! destroy: the objects in the queue, and what the forking thread itself holds — a chain it
-//! was running, batches it had taken, announcements it had made (a fork from a destructor, or
-//! from a handler) — which each thread keeps a note of (`HELD_HERE`). Every later `leave` and
-//! `withdraw` is then matched by what the count holds: it never goes below zero, in the parent
-//! or the child.
+//! So the batch queue's handler (`batches.rs`) resets the count to the objects in the queue,
+//! and forgets announcements. The forking thread itself may be in the middle of a drain (a
+//! fork from a destructor): it finishes it in the child, and its `leave` and `withdraw` stop at
+//! zero (one compare-and-swap each, which takes the count down to zero and never below: no
+//! later addition is lost to it). The count then reads low by what was left of that drain
+//! until the queue's objects are destroyed too, and is exact from then on. (A note of what
+//! each thread holds would make it exact at once, but a thread may be in the middle of drains
+//! of several runtimes, whose counts a child must keep apart.)
 
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -67,37 +68,6 @@ pub(crate) struct Backlog {
     announced: AtomicUsize,
 }
 
-/// What this thread holds of the counts (`Backlog`): objects past the lists that it will destroy
-/// or hand on (a chain it took, batches it took to run), and jobs it announced. What a child
-/// after `fork`, whose one thread is this one, keeps. Ordinary context (and a handler that
-/// interrupts a drain); `const`-initialised, no destructor.
-#[derive(Clone, Copy)]
-struct Held {
-    past_lists: usize,
-    announced: usize,
-}
-
-#[cfg(not(loom))]
-std::thread_local! {
-    static HELD_HERE: std::cell::Cell<Held> =
-        const { std::cell::Cell::new(Held { past_lists: 0, announced: 0 }) };
-}
-
-#[cfg(loom)]
-loom::thread_local! {
-    static HELD_HERE: std::cell::Cell<Held> =
-        std::cell::Cell::new(Held { past_lists: 0, announced: 0 });
-}
-
-/// Changes this thread's note of what it holds.
-fn held_here(change: impl FnOnce(&mut Held)) {
-    HELD_HERE.with(|h| {
-        let mut held = h.get();
-        change(&mut held);
-        h.set(held);
-    });
-}
-
 impl Backlog {
     pub(crate) fn new() -> Self {
         Backlog {
@@ -106,71 +76,44 @@ impl Backlog {
         }
     }
 
-    /// `n` objects are now past the lists, in a batch closed (queued, not this thread's).
+    /// `n` objects are now past the lists (a batch closed, or a chain taken).
     pub(crate) fn enter(&self, n: usize) {
         if n > 0 {
-            // Release: pairs with the Acquire read in `pending` (module docs).
-            self.past_lists.fetch_add(n, Ordering::Release);
-        }
-    }
-
-    /// This thread took a chain of `n` jobs off a list: past the lists now, and this thread's.
-    pub(crate) fn take(&self, n: usize) {
-        if n > 0 {
-            held_here(|h| h.past_lists += n);
             // Release: pairs with the Acquire read in `pending` (module docs: a chain counted
             // here is no longer in its list).
             self.past_lists.fetch_add(n, Ordering::Release);
         }
     }
 
-    /// This thread's chain closed `n` of its objects into a batch: still past the lists, but
-    /// the batch queue's now.
-    pub(crate) fn hand_on(&self, n: usize) {
-        held_here(|h| h.past_lists -= n);
-    }
-
-    /// This thread took batches of `n` objects off the queue, to destroy them.
-    pub(crate) fn hold(&self, n: usize) {
-        held_here(|h| h.past_lists += n);
-    }
-
-    /// This thread destroyed `n` objects it held past the lists (or let go of chain jobs that
-    /// held none).
+    /// `n` objects past the lists were destroyed (or a chain's jobs that held none let go of).
+    /// Never below zero: see the module docs on `fork`.
     pub(crate) fn leave(&self, n: usize) {
-        if n > 0 {
-            held_here(|h| h.past_lists -= n);
-            // Release: a reader that sees the count drop sees the destructors before it (and
-            // the other counts updated before it: `Batches::finished` lowers `running` first,
-            // so that a thread leaving `running` out of its backlog reads it high, never low).
-            self.past_lists.fetch_sub(n, Ordering::Release);
-        }
+        // Release: a reader that sees the count drop sees the destructors before it (and the
+        // other counts updated before it: `Batches::finished` lowers `running` first, so that
+        // a thread leaving `running` out of its backlog reads it high, never low).
+        subtract_down_to_zero(&self.past_lists, n, Ordering::Release);
     }
 
-    /// This thread is about to take `n` more jobs off a list (before the head's CAS, which
+    /// A drainer is about to take `n` more jobs off a list (before the head's CAS, which
     /// publishes this to the writers that read the emptied head).
     pub(crate) fn announce(&self, n: usize) {
         if n > 0 {
-            held_here(|h| h.announced += n);
             // Relaxed: the take's CAS (Release) that follows carries it (module docs).
             self.announced.fetch_add(n, Ordering::Relaxed);
         }
     }
 
-    /// The `n` jobs this thread announced are counted in `past_lists` now (or were never
-    /// taken).
+    /// The `n` jobs announced are counted in `past_lists` now (or were never taken). Never
+    /// below zero: in a child after `fork` the announcements were reset.
     pub(crate) fn withdraw(&self, n: usize) {
-        if n > 0 {
-            held_here(|h| h.announced -= n);
-            // Release: pairs with the Acquire read in `backlog`: whoever reads this withdrawal
-            // (or a later value) sees the chain counted before it.
-            self.announced.fetch_sub(n, Ordering::Release);
-        }
+        // Release: pairs with the Acquire read in `backlog`: whoever reads this withdrawal
+        // (or a later value) sees the chain counted before it.
+        subtract_down_to_zero(&self.announced, n, Ordering::Release);
     }
 
     /// Objects past the lists (a snapshot).
     pub(crate) fn past_lists(&self) -> usize {
-        // Acquire: pairs with `take` (module docs, pending: the take's CAS before it is then
+        // Acquire: pairs with `enter` (module docs, pending: the take's CAS before it is then
         // visible to the list reads after this one). The backlog's argument is carried by the
         // `announced` read before this one (Acquire, and program order).
         self.past_lists.load(Ordering::Acquire)
@@ -182,16 +125,25 @@ impl Backlog {
         self.announced.load(Ordering::Acquire)
     }
 
-    /// In a child after `fork`, on the forking thread (its handler runs there): `queued`
-    /// objects wait in the batch queue, and this thread holds what its note says; everything
-    /// else was the parent's other threads' (module docs). Relaxed: the child has one thread.
+    /// In a child after `fork`: `queued` objects wait in the batch queue; everything else past
+    /// the lists was the parent's threads', or is the forking thread's (module docs). Relaxed:
+    /// the child has one thread.
     #[cfg(not(loom))]
     pub(crate) fn reset_in_child(&self, queued: usize) {
-        let held = HELD_HERE.with(|h| h.get());
-        self.past_lists
-            .store(queued + held.past_lists, Ordering::Relaxed);
-        self.announced.store(held.announced, Ordering::Relaxed);
+        self.past_lists.store(queued, Ordering::Relaxed);
+        self.announced.store(0, Ordering::Relaxed);
     }
+}
+
+/// Subtracts `n` from `count` (success ordering `order`), stopping at zero, which only a child
+/// after `fork` reaches (module docs): one compare-and-swap when uncontended. (Subtracting,
+/// then putting back what went below zero, could put back too much once additions landed
+/// between the two steps, and leave the count high for good.)
+fn subtract_down_to_zero(count: &AtomicUsize, n: usize, order: Ordering) {
+    if n == 0 {
+        return;
+    }
+    let _ = count.fetch_update(order, Ordering::Relaxed, |c| Some(c.saturating_sub(n)));
 }
 
 #[cfg(all(test, not(loom)))]
@@ -199,29 +151,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_child_keeps_the_queue_and_what_the_forking_thread_holds() {
+    fn a_count_reset_in_a_child_stops_at_zero_and_loses_no_later_addition() {
         let backlog = Backlog::new();
-        backlog.enter(5); // a batch queued
-        // This thread took a chain of 40 and batched 10 of them, and announced 7 more jobs.
-        backlog.take(40);
-        backlog.hand_on(10);
+        backlog.enter(40); // the forking thread's chain
         backlog.announce(7);
-        assert_eq!((backlog.past_lists(), backlog.announced()), (45, 7));
-        // Another thread's chain of 100, which the child will never finish.
-        std::thread::scope(|s| {
-            s.spawn(|| backlog.take(100));
-        });
-        // The queue holds the 5 and the 10 batched (the handler reads it under its lock).
-        backlog.reset_in_child(15);
-        assert_eq!((backlog.past_lists(), backlog.announced()), (45, 7));
-        // This thread finishes its chain and its take, and the queue's batches are destroyed:
-        // the count comes back to zero, never below.
-        backlog.leave(30);
-        backlog.take(7);
+        backlog.reset_in_child(5); // the queue holds 5
+        assert_eq!((backlog.past_lists(), backlog.announced()), (5, 0));
+        // The forking thread finishes its chain of 40 (reading low meanwhile) and withdraws its
+        // announcement: zero, not wrapped around.
+        backlog.leave(40);
         backlog.withdraw(7);
-        backlog.leave(7);
-        backlog.hold(15);
-        backlog.leave(15);
         assert_eq!((backlog.past_lists(), backlog.announced()), (0, 0));
+        // A batch closed after that counts whole, and leaves whole.
+        backlog.enter(3);
+        assert_eq!(backlog.past_lists(), 3);
+        backlog.leave(3);
+        assert_eq!(backlog.past_lists(), 0);
     }
 }

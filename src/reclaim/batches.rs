@@ -429,7 +429,6 @@ impl Batches {
                 self.shared.closed_len.fetch_sub(n, Ordering::Relaxed);
                 self.shared.running.fetch_add(n, Ordering::Relaxed);
                 RUNNING_HERE.with(|r| r.set(r.get() + n));
-                self.shared.backlog.hold(n);
                 out.push(batch);
             } else {
                 i += 1;
