@@ -39,6 +39,44 @@ fn quiescent_invariants(rt: &Runtime, refs: usize) {
     assert_eq!((past, announced), (stages, 0), "{s:?}");
 }
 
+/// A runtime with a manual drainer on one shard, `headroom` jobs spare.
+fn one_shard(headroom: usize) -> Runtime {
+    Runtime::builder()
+        .shards(1)
+        .headroom(headroom)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap()
+}
+
+/// `n` readable slots of `rt`, each holding a box.
+fn readable_slots(rt: &Runtime, n: usize) -> Vec<crate::ReadSlot<Box<u64>>> {
+    (0..n as u64)
+        .map(|i| {
+            let slot = crate::ReadSlot::new(rt);
+            assert!(slot.xchg(Some(Box::new(i))).unwrap().is_none());
+            slot
+        })
+        .collect()
+}
+
+/// `n` write-only slots of `rt`, each holding a box.
+fn plain_slots(rt: &Runtime, n: usize) -> Vec<RefSlot<Box<u64>>> {
+    (0..n as u64)
+        .map(|i| {
+            let slot = RefSlot::new(rt);
+            assert!(slot.xchg(Some(Box::new(i))).unwrap().is_none());
+            slot
+        })
+        .collect()
+}
+
+/// Runs `teardowns` as a signal handler would: each object it clears goes with a job.
+fn in_handler(teardowns: impl FnOnce()) {
+    let _nmi = restricted::enter();
+    teardowns();
+}
+
 #[test]
 fn emergency_area_parks_then_leaks_and_drain_empties_it() {
     // One test owns DROPS: tests in this module run in parallel.
@@ -420,17 +458,9 @@ fn a_drain_that_leaves_objects_waiting_for_readers_records_them_in_the_peak() {
     // leaves them batched for a grace period (a reader is inside) is what records the backlog.
     const N: usize = 40;
     let rt = Runtime::builder().drainer(Drainer::Manual).build().unwrap();
-    let slots: Vec<crate::ReadSlot<Box<u64>>> = (0..N).map(|_| crate::ReadSlot::new(&rt)).collect();
-    for (i, slot) in slots.iter().enumerate() {
-        assert!(slot.xchg(Some(Box::new(i as u64))).unwrap().is_none());
-    }
+    let slots = readable_slots(&rt, N);
     let reader = crate::read::enter();
-    {
-        let _nmi = restricted::enter();
-        for slot in &slots {
-            slot.clear();
-        }
-    }
+    in_handler(|| slots.iter().for_each(|s| s.clear()));
     assert_eq!(rt.stats().peak_pending, 0, "nobody has looked yet");
     assert_eq!(rt.drain().unwrap(), 0, "the reader holds them");
     let s = rt.stats();
@@ -492,23 +522,10 @@ fn a_runtime_whose_handle_was_dropped_in_a_handler_is_freed_with_its_last_handle
 
 #[test]
 fn a_list_being_taken_counts_in_the_backlog_until_its_chain_does() {
-    let rt = Runtime::builder()
-        .shards(1)
-        .headroom(128)
-        .drainer(Drainer::Manual)
-        .build()
-        .unwrap();
+    let rt = one_shard(128);
     let inner = rt.inner();
-    let slots: Vec<RefSlot<Box<u64>>> = (0..100).map(|_| RefSlot::new(&rt)).collect();
-    for s in &slots {
-        assert!(s.xchg(Some(Box::new(1))).unwrap().is_none());
-    }
-    {
-        let _nmi = restricted::enter();
-        for s in &slots {
-            s.clear();
-        }
-    }
+    let slots = plain_slots(&rt, 100);
+    in_handler(|| slots.iter().for_each(|s| s.clear()));
     assert_eq!(inner.backlog(), 100);
     // The drain stops between emptying the list and counting the chain, as a drainer
     // preempted there.
@@ -540,24 +557,11 @@ fn a_chains_objects_batched_for_readers_stay_in_the_backlog_as_one_count() {
     // the drain batches them from its chain (two full batches and a partial one). The count
     // past the lists holds them as it held the chain, and matches the stages' own counts.
     const N: usize = 150;
-    let rt = Runtime::builder()
-        .shards(1)
-        .headroom(N)
-        .drainer(Drainer::Manual)
-        .build()
-        .unwrap();
+    let rt = one_shard(N);
     let inner = rt.inner();
-    let slots: Vec<crate::ReadSlot<Box<u64>>> = (0..N).map(|_| crate::ReadSlot::new(&rt)).collect();
-    for (i, slot) in slots.iter().enumerate() {
-        assert!(slot.xchg(Some(Box::new(i as u64))).unwrap().is_none());
-    }
+    let slots = readable_slots(&rt, N);
     let reader = crate::read::enter();
-    {
-        let _nmi = restricted::enter();
-        for slot in &slots {
-            slot.clear();
-        }
-    }
+    in_handler(|| slots.iter().for_each(|s| s.clear()));
     assert_eq!((inner.backlog(), inner.audit_backlog()), (N, (0, 0, 0)));
     assert_eq!(rt.drain().unwrap(), 0, "the reader holds them");
     assert_eq!((inner.backlog(), inner.pending()), (N, N));
@@ -574,20 +578,10 @@ fn a_snapshot_preempted_between_its_reads_records_no_peak_that_never_was() {
     // thread preempted) they are destroyed and 100 others are torn down in a handler. Read
     // after, the queued ones add up to 200: a peak no moment had (100 waited at any time).
     const N: usize = 100;
-    let rt = Runtime::builder()
-        .shards(1)
-        .headroom(2 * N)
-        .drainer(Drainer::Manual)
-        .build()
-        .unwrap();
+    let rt = one_shard(2 * N);
     let inner = rt.inner();
-    let first: Vec<crate::ReadSlot<Box<u64>>> = (0..N).map(|_| crate::ReadSlot::new(&rt)).collect();
-    let second: std::sync::Arc<Vec<RefSlot<Box<u64>>>> =
-        std::sync::Arc::new((0..N).map(|_| RefSlot::new(&rt)).collect());
-    for (a, b) in first.iter().zip(second.iter()) {
-        assert!(a.xchg(Some(Box::new(1))).unwrap().is_none());
-        assert!(b.xchg(Some(Box::new(2))).unwrap().is_none());
-    }
+    let first = readable_slots(&rt, N);
+    let second = std::sync::Arc::new(plain_slots(&rt, N));
     // A reader on another thread (a guard cannot be sent), until told to leave.
     let (entered_tx, entered_rx) = std::sync::mpsc::channel();
     let (leave_tx, leave_rx) = std::sync::mpsc::channel::<()>();
@@ -598,12 +592,7 @@ fn a_snapshot_preempted_between_its_reads_records_no_peak_that_never_was() {
         drop(guard);
     });
     entered_rx.recv().unwrap();
-    {
-        let _nmi = restricted::enter();
-        for slot in &first {
-            slot.clear();
-        }
-    }
+    in_handler(|| first.iter().for_each(|s| s.clear()));
     assert_eq!(rt.drain().unwrap(), 0, "the reader holds them");
     assert_eq!((inner.pending(), rt.stats().peak_pending), (N, N));
     let handle = rt.clone();
@@ -612,10 +601,7 @@ fn a_snapshot_preempted_between_its_reads_records_no_peak_that_never_was() {
         leave_tx.send(()).unwrap();
         reader.join().unwrap();
         assert_eq!(handle.drain_and_wait().unwrap(), N);
-        let _nmi = restricted::enter();
-        for slot in later.iter() {
-            slot.clear();
-        }
+        in_handler(|| later.iter().for_each(|s| s.clear()));
     }));
     assert_eq!(inner.backlog(), N, "the handler's objects");
     assert_eq!(rt.stats().peak_pending, N, "no moment had more waiting");

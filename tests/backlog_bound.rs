@@ -157,6 +157,23 @@ const SMALL_BOUND: usize = 64;
 /// Far longer than the drain takes (milliseconds); it never returns if it waits for itself.
 const DRAIN_WAIT: Duration = Duration::from_secs(30);
 
+/// Runs `work` on a thread of its own. One that has not finished within `DRAIN_WAIT` is
+/// waiting for something that never comes: report `what` with the runtime's figures and abort,
+/// rather than hang the suite.
+fn finishes_or_aborts(rt: &Runtime, what: &str, work: impl FnOnce() + Send) {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            work();
+            done.send(()).unwrap();
+        });
+        if finished.recv_timeout(DRAIN_WAIT).is_err() {
+            eprintln!("{what}: {:?}", rt.stats());
+            std::process::abort();
+        }
+    });
+}
+
 #[test]
 fn destructors_retiring_past_the_bound_never_wait_for_their_own_chain() {
     let _serial = serial();
@@ -186,16 +203,8 @@ fn destructors_retiring_past_the_bound_never_wait_for_their_own_chain() {
     // One cycle takes the whole chain; each destructor retires an object, and the first of
     // every batch checks the backlog, which is over the bound as long as the chain is counted.
     // A drain that waited for its own chain would never return: fail instead of hanging.
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            rt.drain().unwrap();
-            done.send(()).unwrap();
-        });
-        if finished.recv_timeout(DRAIN_WAIT).is_err() {
-            eprintln!("the drain waited for its own chain: {:?}", rt.stats());
-            std::process::abort();
-        }
+    finishes_or_aborts(&rt, "the drain waited for its own chain", || {
+        rt.drain().unwrap();
     });
     assert_eq!(INNER_RETIRED.load(Ordering::Relaxed), CHAIN as u64);
     rt.drain_and_wait().unwrap();
@@ -225,25 +234,15 @@ fn a_writer_holding_a_read_guard_goes_on_past_the_bound_whoever_drains() {
             .unwrap();
         let slot: ReadSlot<Box<u64>> = ReadSlot::new(&rt);
         slot.xchg(Some(Box::new(0))).unwrap();
-        let (done, finished) = std::sync::mpsc::channel();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let guard = sigdrop::read::enter();
-                for i in 1..=REPLACES {
-                    let seen = *slot.load(&guard).expect("the slot is never empty");
-                    assert_eq!(seen, i - 1);
-                    drop(slot.replace(Box::new(i)).unwrap());
-                }
-                drop(guard);
-                done.send(()).unwrap();
-            });
-            if finished.recv_timeout(DRAIN_WAIT).is_err() {
-                eprintln!(
-                    "{policy:?}, {drainer:?}: a writer waited for its own read guard: {:?}",
-                    rt.stats()
-                );
-                std::process::abort();
+        let what = format!("{policy:?}, {drainer:?}: a writer waited for its own read guard");
+        finishes_or_aborts(&rt, &what, || {
+            let guard = sigdrop::read::enter();
+            for i in 1..=REPLACES {
+                let seen = *slot.load(&guard).expect("the slot is never empty");
+                assert_eq!(seen, i - 1);
+                drop(slot.replace(Box::new(i)).unwrap());
             }
+            drop(guard);
         });
         // Once the guard is gone, everything it held up is destroyed.
         rt.drain_and_wait().unwrap();
@@ -362,34 +361,24 @@ fn installs_never_wait_for_a_reader_that_waits_for_them() {
     let readable: ReadSlot<Box<u64>> = ReadSlot::new(&rt);
     readable.xchg(Some(Box::new(0))).unwrap();
     let plain: RefSlot<Box<u64>> = RefSlot::new(&rt);
-    let (done, finished) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        let (readable, plain, rt) = (&readable, &plain, &rt);
-        s.spawn(move || {
-            let guard = sigdrop::read::enter();
-            // Past the bound under its own guard (a writer holding a guard goes on past it).
-            for i in 1..=2 * SMALL_BOUND as u64 {
-                drop(readable.replace(Box::new(i)).unwrap());
-            }
-            assert!(rt.stats().pending > SMALL_BOUND, "{:?}", rt.stats());
-            // Now it waits for the installer, guard held.
-            let installer = s.spawn(move || {
+    let what = "an install waited for a reader that waited for it";
+    finishes_or_aborts(&rt, what, || {
+        let guard = sigdrop::read::enter();
+        // Past the bound under its own guard (a writer holding a guard goes on past it).
+        for i in 1..=2 * SMALL_BOUND as u64 {
+            drop(readable.replace(Box::new(i)).unwrap());
+        }
+        assert!(rt.stats().pending > SMALL_BOUND, "{:?}", rt.stats());
+        // Now it waits for the installer, guard held.
+        std::thread::scope(|s| {
+            s.spawn(|| {
                 for i in 0..INSTALLS as u64 {
                     assert!(plain.xchg(Some(Box::new(i))).unwrap().is_none());
                     drop(plain.take());
                 }
             });
-            installer.join().unwrap();
-            drop(guard);
-            done.send(()).unwrap();
         });
-        if finished.recv_timeout(DRAIN_WAIT).is_err() {
-            eprintln!(
-                "an install waited for a reader that waited for it: {:?}",
-                rt.stats()
-            );
-            std::process::abort();
-        }
+        drop(guard);
     });
     rt.drain_and_wait().unwrap();
     assert_eq!(rt.stats().pending, 0);
