@@ -295,7 +295,7 @@ pub(crate) struct Faults {
 
 /// A test hook run once, where a thread could be preempted.
 #[cfg(test)]
-pub(crate) type Pause = std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>;
+pub(crate) type Pause = Mutex<Option<Box<dyn FnOnce() + Send>>>;
 
 #[cfg(test)]
 fn pause(hook: &Pause) {

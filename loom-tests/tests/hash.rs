@@ -29,7 +29,25 @@ fn runtime() -> Runtime {
         .unwrap()
 }
 
-fn settle(rt: &Runtime, map: &KptrHash<u32, Box<Canary>>, drops: &Arc<AtomicUsize>) {
+type Map = KptrHash<u32, Box<Canary>>;
+
+/// A map of one bucket, and a thread that inserts key 7 into it (racing what the model does
+/// next).
+fn one_bucket_map_with_an_insert_racing(
+    rt: &Runtime,
+    drops: &Arc<AtomicUsize>,
+) -> (Arc<Map>, loom::thread::JoinHandle<()>) {
+    let map = Arc::new(Map::new(rt, 1).unwrap());
+    let inserter = {
+        let (map, drops) = (map.clone(), drops.clone());
+        loom::thread::spawn(move || {
+            assert!(map.insert(7, Canary::boxed(&drops)).unwrap().is_none());
+        })
+    };
+    (map, inserter)
+}
+
+fn settle(rt: &Runtime, map: &Map, drops: &Arc<AtomicUsize>) {
     let _ = map.delete(&7).unwrap();
     rt.drain().unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), 1);
@@ -50,13 +68,7 @@ fn ordinary_bucket_lock_publishes_chain_and_key() {
     loom::model(|| {
         let rt = runtime();
         let drops = Arc::new(AtomicUsize::new(0));
-        let map = Arc::new(KptrHash::<u32, Box<Canary>>::new(&rt, 1).unwrap());
-        let inserter = {
-            let (map, drops) = (map.clone(), drops.clone());
-            loom::thread::spawn(move || {
-                assert!(map.insert(7, Canary::boxed(&drops)).unwrap().is_none());
-            })
-        };
+        let (map, inserter) = one_bucket_map_with_an_insert_racing(&rt, &drops);
         if let Some(taken) = map.take(&7).unwrap() {
             taken.check();
             // Dropped here, in ordinary context: destroyed inline.
@@ -74,13 +86,7 @@ fn restricted_try_lock_publishes_chain_and_key() {
     loom::model(|| {
         let rt = runtime();
         let drops = Arc::new(AtomicUsize::new(0));
-        let map = Arc::new(KptrHash::<u32, Box<Canary>>::new(&rt, 1).unwrap());
-        let inserter = {
-            let (map, drops) = (map.clone(), drops.clone());
-            loom::thread::spawn(move || {
-                assert!(map.insert(7, Canary::boxed(&drops)).unwrap().is_none());
-            })
-        };
+        let (map, inserter) = one_bucket_map_with_an_insert_racing(&rt, &drops);
         {
             let _nmi = restricted::enter();
             match map.take(&7) {
@@ -104,13 +110,7 @@ fn a_prepared_fork_copies_no_half_made_chain() {
     loom::model(|| {
         let rt = runtime();
         let drops = Arc::new(AtomicUsize::new(0));
-        let map = Arc::new(KptrHash::<u32, Box<Canary>>::new(&rt, 1).unwrap());
-        let inserter = {
-            let (map, drops) = (map.clone(), drops.clone());
-            loom::thread::spawn(move || {
-                assert!(map.insert(7, Canary::boxed(&drops)).unwrap().is_none());
-            })
-        };
+        let (map, inserter) = one_bucket_map_with_an_insert_racing(&rt, &drops);
         let copied = map.model_fork_copy();
         assert!(copied.is_empty() || copied == [7], "{copied:?}");
         inserter.join().unwrap();

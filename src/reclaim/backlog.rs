@@ -143,6 +143,7 @@ fn subtract_down_to_zero(count: &AtomicUsize, n: usize, order: Ordering) {
     if n == 0 {
         return;
     }
+    // Relaxed on failure: the value read only feeds the next try.
     let _ = count.fetch_update(order, Ordering::Relaxed, |c| Some(c.saturating_sub(n)));
 }
 
