@@ -260,8 +260,9 @@ impl Builder {
     /// objects bounded. An install while the backlog is over the bound (it looks when it finds
     /// no spare job — the jobs it needs are the ones waiting — and at every 64th install on
     /// its thread, as jobs come back to the pool once their objects are batched: that look
-    /// waits 10 ms at most, as the install has its job, and readers may be what holds the
-    /// backlog up), and the maker of an [`Owned`](crate::Owned) box while boxes dropped in
+    /// waits 15 ms at most, as the install has its job, and readers may be what holds the
+    /// backlog up; a drainer stuck inside one destructor is given up on after 10 ms, as
+    /// below), and the maker of an [`Owned`](crate::Owned) box while boxes dropped in
     /// handlers pile up faster than drain cycles take them (they hold no job and count nowhere
     /// until taken), wait for the drainer thread before they go on, for as long as it keeps
     /// finishing destructors;

@@ -610,21 +610,28 @@ impl Inner {
 
     /// An install that found a spare job, one in `SUPPLY_LOOK_EVERY` on its thread: over the
     /// bound, it waits for the drainer as one that finds no spare job does (`supply_waits`),
-    /// but at most `DRAINER_PATIENCE`. Without this, the jobs that exist are handed out with no
+    /// but at most `LOOK_LIMIT`. Without this, the jobs that exist are handed out with no
     /// look at the backlog, and objects handlers tear down with them pile up on top of the
     /// batches, up to the pool's size (itself sized against a backlog that the batches may
     /// have left for a moment). The limit: the backlog may be over the bound because readers
     /// hold batches up, and this install has a job (it could go on); a reader waiting for this
     /// thread would otherwise wait for ever, where now these installs go on at 64 per
-    /// `DRAINER_PATIENCE` per thread while the backlog stays over the bound.
+    /// `LOOK_LIMIT` per thread while the backlog stays over the bound. The limit is a little
+    /// longer than `DRAINER_PATIENCE`, so that a drainer thread stuck inside a destructor (on a
+    /// lock this thread may hold) is given up on by `supply_waits`' own rule first: that one is
+    /// counted in `Stats::drainer_stalls` and grants the passes (`stall_passes.rs`) that let
+    /// the looks after it go on at once, where the limit would cost each look its whole wait.
     #[cold]
     #[inline(never)]
     fn supply_looks(&self) {
+        #[cfg(not(loom))]
+        const LOOK_LIMIT: std::time::Duration =
+            std::time::Duration::from_nanos(DRAINER_PATIENCE.as_nanos() as u64 * 3 / 2);
         if self.backlog() <= self.cfg.max_pending {
             return;
         }
         #[cfg(not(loom))]
-        let until = std::time::Instant::now() + DRAINER_PATIENCE;
+        let until = std::time::Instant::now() + LOOK_LIMIT;
         // (The models have no clock, and never make 64 installs on a thread.)
         #[cfg(not(loom))]
         let waited_enough = || std::time::Instant::now() >= until;

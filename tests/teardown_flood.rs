@@ -302,9 +302,9 @@ fn one_chain_runtime(policy: Policy) -> Runtime {
         .unwrap()
 }
 
-/// [`QUEUED`] slots of `rt`, each holding a [`Registered`] object.
-fn registered_slots(rt: &Runtime, counts: &Arc<Counts>) -> Vec<RefSlot<Box<Registered>>> {
-    let slots: Vec<RefSlot<Box<Registered>>> = (0..QUEUED).map(|_| RefSlot::new(rt)).collect();
+/// `n` slots of `rt`, each holding a [`Registered`] object (each install claims a job).
+fn registered_slots(rt: &Runtime, counts: &Arc<Counts>, n: usize) -> Vec<RefSlot<Box<Registered>>> {
+    let slots: Vec<RefSlot<Box<Registered>>> = (0..n).map(|_| RefSlot::new(rt)).collect();
     for slot in &slots {
         let object = Box::new(Registered::new(counts));
         assert!(slot.xchg(Some(object)).unwrap().is_none());
@@ -385,7 +385,7 @@ enum Setup {
 fn supplier_holding_the_lock(case: &str, policy: Policy, with_neighbour: bool) -> Setup {
     let counts = Counts::new();
     let rt = one_chain_runtime(policy);
-    let slots = registered_slots(&rt, &counts);
+    let slots = registered_slots(&rt, &counts, QUEUED);
     BLOCKED.store(false, Ordering::Release);
     NEIGHBOUR_DESTROYED.store(0, Ordering::Relaxed);
     DRAINS_BESIDE.store(0, Ordering::Relaxed);
@@ -481,20 +481,10 @@ fn a_thread_holding_a_lock_the_destructors_take_hands_over_and_installs_without_
         .max_pending(BOUND)
         .build()
         .unwrap();
-    let filled = |n| -> Vec<RefSlot<Box<Registered>>> {
-        (0..n)
-            .map(|_| {
-                let slot = RefSlot::new(&rt);
-                assert!(
-                    slot.xchg(Some(Box::new(Registered::new(&counts))))
-                        .unwrap()
-                        .is_none()
-                );
-                slot
-            })
-            .collect()
-    };
-    let (handed, queued) = (filled(N), filled(N));
+    let (handed, queued) = (
+        registered_slots(&rt, &counts, N),
+        registered_slots(&rt, &counts, N),
+    );
     let done = Arc::new(AtomicBool::new(false));
     // A thread of its own, not a scoped one: if it hangs, the test fails rather than waits.
     let rebuild = {
@@ -514,14 +504,7 @@ fn a_thread_holding_a_lock_the_destructors_take_hands_over_and_installs_without_
                     slot.clear();
                 }
             }
-            let fresh: Vec<RefSlot<Box<Registered>>> = (0..N)
-                .map(|_| {
-                    let slot = RefSlot::new(&rt);
-                    let object = Box::new(Registered::new(&counts));
-                    assert!(slot.xchg(Some(object)).unwrap().is_none());
-                    slot
-                })
-                .collect();
+            let fresh = registered_slots(&rt, &counts, N);
             done.store(true, Ordering::Release);
             drop(registry);
             drop((fresh, handed, queued));
@@ -548,6 +531,73 @@ fn a_thread_holding_a_lock_the_destructors_take_hands_over_and_installs_without_
         "{give_ups} give-ups (allowed 1..={allowed}): {s:?}"
     );
     eprintln!("rebuild under the lock: {give_ups} give-ups");
+    let made = counts.made.load(Ordering::Relaxed);
+    rt.drain_and_wait().unwrap();
+    drop(rt);
+    assert_eq!(counts.destroyed.load(Ordering::Relaxed), made);
+}
+
+#[test]
+fn installs_that_find_spare_jobs_give_up_on_a_drainer_stuck_on_their_lock_a_few_times_only() {
+    let _serial = registry_tests();
+    // As above, but the pool holds a spare job for every install: none of them grows it, and
+    // the one install in 64 that looks at the backlog (over the bound, the drainer thread
+    // blocked on the lock this thread holds) is what waits. Each look's wait is limited; a
+    // look that let the limit end its wait rather than the drainer's patience would record
+    // nothing and grant no pass, so that every look would wait its whole limit again: 64 of
+    // them here, and none counted in `drainer_stalls`.
+    const BOUND: usize = 256;
+    const N: usize = 16 * BOUND;
+    let counts = Counts::new();
+    let rt = Runtime::builder()
+        .policy(Policy::AlwaysDefer)
+        .max_pending(BOUND)
+        .headroom(2 * N)
+        .build()
+        .unwrap();
+    let queued = registered_slots(&rt, &counts, N);
+    let spare_before = rt.stats().spare;
+    assert!(
+        spare_before >= N,
+        "{spare_before} spare jobs for {N} installs"
+    );
+    BLOCKED.store(false, Ordering::Release);
+    let done = Arc::new(AtomicBool::new(false));
+    let installer = {
+        let (rt, counts, done) = (rt.clone(), Arc::clone(&counts), Arc::clone(&done));
+        std::thread::spawn(move || {
+            // The drainer thread is inside the first destructor before the first look.
+            let registry = queue_under_the_registry(&queued);
+            let fresh = registered_slots(&rt, &counts, N);
+            done.store(true, Ordering::Release);
+            drop(registry);
+            drop((fresh, queued));
+        })
+    };
+    wait_until(
+        Duration::from_secs(20),
+        "the installs to finish",
+        || format!("{:?}", rt.stats()),
+        || done.load(Ordering::Acquire),
+    );
+    installer.join().unwrap();
+    let s = rt.stats();
+    // Every install found a spare job: the pool did not grow for them.
+    assert!(
+        s.peak_total <= spare_before + N + 64,
+        "the pool grew to {}: {s:?}",
+        s.peak_total
+    );
+    // Five give-ups before the drainer has been stuck for 40 ms since the first, then one per
+    // grant (64 objects, doubling up to `BOUND`), each with its own look (64 installs) going
+    // on: N / (BOUND + 64) give-ups once the grants reach `BOUND`, and a few before (17 here).
+    // Zero means the looks' limit, not the patience, ended the waits.
+    let give_ups = s.drainer_stalls as usize;
+    let allowed = 8 + N / (BOUND + 64);
+    assert!(
+        (1..=allowed).contains(&give_ups),
+        "{give_ups} give-ups (allowed 1..={allowed}): {s:?}"
+    );
     let made = counts.made.load(Ordering::Relaxed);
     rt.drain_and_wait().unwrap();
     drop(rt);
@@ -644,7 +694,7 @@ fn drainer_of_a_draining_b() -> Setup {
     // drains A's drainer makes of B then find only its own boxes.
     let b = one_chain_runtime(Policy::Auto);
     let a = Runtime::new().unwrap();
-    let slots = registered_slots(&b, &counts);
+    let slots = registered_slots(&b, &counts, QUEUED);
     BLOCKED.store(false, Ordering::Release);
     DRAINS_BESIDE.store(0, Ordering::Relaxed);
     let done = Arc::new(AtomicBool::new(false));
