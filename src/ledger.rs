@@ -106,6 +106,13 @@ fn claim_from(counter: &AtomicUsize) -> Option<usize> {
     }
 }
 
+impl Default for Ledger {
+    /// A ledger with nothing spare or reserved.
+    fn default() -> Self {
+        Ledger::new()
+    }
+}
+
 impl Ledger {
     /// A ledger with nothing spare or reserved.
     pub fn new() -> Self {
