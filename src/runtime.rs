@@ -182,6 +182,18 @@ const STALLED_BOX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 #[cfg(not(loom))]
 const DRAINER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// The longest an install waits for the backlog (`supply_waits_limited`): the install can go
+/// on without the drainer (it has a job, or may grow one), and what holds the backlog over
+/// the bound may be a reader, or another thread's destructor, waiting for this very thread —
+/// which no patience sees, as the drainer thread is inside no destructor then. A little
+/// longer than `DRAINER_PATIENCE`, so that a drainer thread stuck inside a destructor (on a
+/// lock this thread may hold) is given up on by the patience's own rule first: that one is
+/// counted in `Stats::drainer_stalls` and grants the passes (`stall_passes.rs`) that let the
+/// waits after it go on at once, where the limit would cost each wait its whole length.
+#[cfg(not(loom))]
+const LOOK_LIMIT: std::time::Duration =
+    std::time::Duration::from_nanos(DRAINER_PATIENCE.as_nanos() as u64 * 3 / 2);
+
 /// How a thread over the bound that waits for the drainer thread gives up (`help_while`):
 /// after `DRAINER_PATIENCE` without progress, or at once with a pass an earlier give-up
 /// granted (`stall_passes.rs`) for the `objects` it may add before it looks again.
@@ -609,27 +621,26 @@ impl Inner {
     }
 
     /// An install that found a spare job, one in `SUPPLY_LOOK_EVERY` on its thread: over the
-    /// bound, it waits for the drainer as one that finds no spare job does (`supply_waits`),
-    /// but at most `LOOK_LIMIT`. Without this, the jobs that exist are handed out with no
-    /// look at the backlog, and objects handlers tear down with them pile up on top of the
+    /// bound, it waits for the drainer as one that finds no spare job does, for `LOOK_LIMIT`
+    /// at most (`supply_waits_limited`). Without this, the jobs that exist are handed out with
+    /// no look at the backlog, and objects handlers tear down with them pile up on top of the
     /// batches, up to the pool's size (itself sized against a backlog that the batches may
-    /// have left for a moment). The limit: the backlog may be over the bound because readers
-    /// hold batches up, and this install has a job (it could go on); a reader waiting for this
-    /// thread would otherwise wait for ever, where now these installs go on at 64 per
-    /// `LOOK_LIMIT` per thread while the backlog stays over the bound. The limit is a little
-    /// longer than `DRAINER_PATIENCE`, so that a drainer thread stuck inside a destructor (on a
-    /// lock this thread may hold) is given up on by `supply_waits`' own rule first: that one is
-    /// counted in `Stats::drainer_stalls` and grants the passes (`stall_passes.rs`) that let
-    /// the looks after it go on at once, where the limit would cost each look its whole wait.
+    /// have left for a moment). While the backlog stays over the bound because readers hold
+    /// batches up, these installs go on at 64 per `LOOK_LIMIT` per thread.
     #[cold]
     #[inline(never)]
     fn supply_looks(&self) {
-        #[cfg(not(loom))]
-        const LOOK_LIMIT: std::time::Duration =
-            std::time::Duration::from_nanos(DRAINER_PATIENCE.as_nanos() as u64 * 3 / 2);
         if self.backlog() <= self.cfg.max_pending {
             return;
         }
+        self.supply_waits_limited(SUPPLY_LOOK_EVERY as usize, || {
+            self.backlog() > self.cfg.max_pending
+        });
+    }
+
+    /// [`supply_waits`](Self::supply_waits) for an install, which can go on without the
+    /// drainer: `LOOK_LIMIT` at most. Ordinary context.
+    fn supply_waits_limited(&self, objects: usize, over: impl Fn() -> bool) {
         #[cfg(not(loom))]
         let until = std::time::Instant::now() + LOOK_LIMIT;
         // (The models have no clock, and never make 64 installs on a thread.)
@@ -637,9 +648,7 @@ impl Inner {
         let waited_enough = || std::time::Instant::now() >= until;
         #[cfg(loom)]
         let waited_enough = || false;
-        self.supply_waits(SUPPLY_LOOK_EVERY as usize, || {
-            self.backlog() > self.cfg.max_pending && !waited_enough()
-        });
+        self.supply_waits(objects, || over() && !waited_enough());
     }
 
     /// Slow path: no spare job. Grows a batch whose first job is this install's own claim.
@@ -647,11 +656,14 @@ impl Inner {
     #[inline(never)]
     fn grow_for_install(&self, supplies: bool) -> Result<Claim<'_>, Error> {
         // No spare job because objects wait for destruction holding them: wait for the drainer
-        // first (`supply_waits`) rather than grow the pool (and the backlog with it) for
-        // installs whose objects handlers tear down faster than the drainer destroys them.
+        // first (`supply_waits_limited`) rather than grow the pool (and the backlog with it)
+        // for installs whose objects handlers tear down faster than the drainer destroys them
+        // — while waiting can give a job back (`jobs_over`: objects in batches hold none), and
+        // for `LOOK_LIMIT` at most. Either way round, a reader or a destructor that waits for
+        // this thread would wait for ever: what it holds up is no job, or needs this thread.
         let mut want = self.cfg.headroom.max(1);
         if supplies && self.grow_over() {
-            self.supply_waits(1, || self.grow_over());
+            self.supply_waits_limited(1, || self.grow_over() && self.jobs_over());
             if self.ledger.claim_spare().is_some() {
                 return Ok(Claim::new(self, Source::Spare));
             }
@@ -1387,6 +1399,20 @@ impl Inner {
             self.taken.held_for_batched()
         };
         self.backlog() + held > self.cfg.max_pending
+    }
+
+    /// Whether more than `max_pending` jobs are held by objects waiting for destruction: queued,
+    /// announced by a drain taking them, or in the chains drainers run (not this thread's
+    /// own, as in `backlog`). Only those jobs come back to the pool as the drainers catch up;
+    /// objects waiting in batches (for readers, say) hold none. A snapshot that may read high
+    /// for a moment (a chain both announced and counted as taken).
+    fn jobs_over(&self) -> bool {
+        let chains = if ChainHere::active() {
+            0
+        } else {
+            self.taken.running()
+        };
+        self.lists.queued() + self.backlog.announced() + chains > self.cfg.max_pending
     }
 
     /// Records `pending` in `peak_pending` if it is a new peak, confirmed by a second

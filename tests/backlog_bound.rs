@@ -345,10 +345,13 @@ fn handlers_tearing_down_supplied_values_stay_within_the_bound() {
 }
 
 /// A reader that waits for an installing thread while its own guard holds the backlog over the
-/// bound: the installs look at the backlog (one in 64) and find it over, but each has its job
-/// and goes on after a short wait, rather than wait for the readers, which wait for it.
-#[test]
-fn installs_never_wait_for_a_reader_that_waits_for_them() {
+/// bound: the installs look at the backlog (one in 64 that find a spare job, every one that
+/// finds none) and find it over, but each goes on after a short wait, rather than wait for the
+/// readers, which wait for it. `kept`: each install goes into a slot of its own and stays
+/// there, so that the spare jobs run out and the installs need the pool to grow (the objects
+/// over the bound, in batches, hold no job that waiting could give back); otherwise one slot
+/// is filled and emptied, and every install finds a spare job.
+fn installs_under_a_reader_that_waits_for_them(kept: bool) {
     let _serial = serial();
     const INSTALLS: usize = 4 * 64;
     // One shard: the writer's objects fill closed batches, not open ones on several CPUs
@@ -360,7 +363,9 @@ fn installs_never_wait_for_a_reader_that_waits_for_them() {
         .unwrap();
     let readable: ReadSlot<Box<u64>> = ReadSlot::new(&rt);
     readable.xchg(Some(Box::new(0))).unwrap();
-    let plain: RefSlot<Box<u64>> = RefSlot::new(&rt);
+    let plain: Vec<RefSlot<Box<u64>>> = (0..if kept { INSTALLS } else { 1 })
+        .map(|_| RefSlot::new(&rt))
+        .collect();
     let what = "an install waited for a reader that waited for it";
     finishes_or_aborts(&rt, what, || {
         let guard = sigdrop::read::enter();
@@ -372,14 +377,99 @@ fn installs_never_wait_for_a_reader_that_waits_for_them() {
         // Now it waits for the installer, guard held.
         std::thread::scope(|s| {
             s.spawn(|| {
-                for i in 0..INSTALLS as u64 {
-                    assert!(plain.xchg(Some(Box::new(i))).unwrap().is_none());
-                    drop(plain.take());
+                for i in 0..INSTALLS {
+                    let slot = &plain[i % plain.len()];
+                    assert!(slot.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+                    if !kept {
+                        drop(slot.take());
+                    }
                 }
             });
         });
         drop(guard);
     });
+    drop(plain);
+    rt.drain_and_wait().unwrap();
+    assert_eq!(rt.stats().pending, 0);
+}
+
+#[test]
+fn installs_finding_spare_jobs_never_wait_for_a_reader_that_waits_for_them() {
+    installs_under_a_reader_that_waits_for_them(false);
+}
+
+#[test]
+fn installs_growing_the_pool_never_wait_for_a_reader_that_waits_for_them() {
+    installs_under_a_reader_that_waits_for_them(true);
+}
+
+/// The lock of [`TakesTheLock`]'s destructor, and whether one is waiting on it.
+static THE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static WAITING_ON_THE_LOCK: AtomicBool = AtomicBool::new(false);
+
+/// An object whose destructor takes [`THE_LOCK`].
+struct TakesTheLock;
+
+impl Drop for TakesTheLock {
+    fn drop(&mut self) {
+        WAITING_ON_THE_LOCK.store(true, Ordering::Release);
+        drop(
+            THE_LOCK
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+    }
+}
+
+/// A thread that calls `drain` (not the drainer thread) is stuck in a destructor on a lock the
+/// installing thread holds, with a chain of jobs longer than the bound: installs that need the
+/// pool to grow find the backlog over the bound, and jobs that the drain would give back. The
+/// drainer thread is idle, inside no destructor, so the patience never runs out: each install
+/// goes on after a short wait, rather than wait for the drain, which waits for it.
+#[test]
+fn installs_never_wait_for_a_drain_stuck_on_their_lock() {
+    let _serial = serial();
+    const INSTALLS: usize = 32;
+    // No spare jobs kept, one shard, and a drainer thread that sleeps through the teardown: the
+    // drain below takes the whole chain.
+    let rt = Runtime::builder()
+        .shards(1)
+        .headroom(0)
+        .max_pending(SMALL_BOUND)
+        .wake(sigdrop::Wake::Lazy {
+            period: Duration::from_secs(60),
+            high_watermark: 4 * SMALL_BOUND,
+        })
+        .build()
+        .unwrap();
+    let chain: Vec<RefSlot<Box<TakesTheLock>>> =
+        (0..2 * SMALL_BOUND).map(|_| RefSlot::new(&rt)).collect();
+    for slot in &chain {
+        assert!(slot.xchg(Some(Box::new(TakesTheLock))).unwrap().is_none());
+    }
+    let kept: Vec<RefSlot<Box<u64>>> = (0..INSTALLS).map(|_| RefSlot::new(&rt)).collect();
+    WAITING_ON_THE_LOCK.store(false, Ordering::Release);
+    let what = "an install waited for a drain stuck on the installer's lock";
+    finishes_or_aborts(&rt, what, || {
+        let held = THE_LOCK.lock().unwrap();
+        {
+            let _nmi = restricted::enter();
+            for slot in &chain {
+                slot.clear();
+            }
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| rt.drain().unwrap());
+            while !WAITING_ON_THE_LOCK.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            for (i, slot) in kept.iter().enumerate() {
+                assert!(slot.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+            }
+            drop(held);
+        });
+    });
+    drop((chain, kept));
     rt.drain_and_wait().unwrap();
     assert_eq!(rt.stats().pending, 0);
 }
