@@ -258,11 +258,12 @@ impl Builder {
     /// A drainer outside destructors (waiting for readers, say) is waited for. Signal handlers
     /// never help and never wait: the ordinary code that supplies them is what keeps their
     /// objects bounded. An install while the backlog is over the bound (it looks when it finds
-    /// no spare job — the jobs it needs are the ones waiting — and at every 64th install on
-    /// its thread, as jobs come back to the pool once their objects are batched: that look
-    /// waits 15 ms at most, as the install has its job, and readers may be what holds the
-    /// backlog up; a drainer stuck inside one destructor is given up on after 10 ms, as
-    /// below), and the maker of an [`Owned`](crate::Owned) box while boxes dropped in
+    /// no spare job — the jobs it needs are the ones waiting, and it waits only while more
+    /// than `max_pending` jobs do — and at every 64th install on its thread, as jobs come back
+    /// to the pool once their objects are batched; an install waits 15 ms at most, as it can
+    /// go on without the drainer, and a reader, or a thread running a drain, may be what holds
+    /// the backlog up while it waits for the installing thread; a drainer stuck inside one
+    /// destructor is given up on after 10 ms, as below), and the maker of an [`Owned`](crate::Owned) box while boxes dropped in
     /// handlers pile up faster than drain cycles take them (they hold no job and count nowhere
     /// until taken), wait for the drainer thread before they go on, for as long as it keeps
     /// finishing destructors;

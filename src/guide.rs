@@ -106,9 +106,9 @@
 //!   [`Builder::max_pending`](crate::Builder::max_pending) by helping (plus one open batch of
 //!   up to 64 per CPU, and the batch each of them may be closing at that moment); objects from
 //!   handlers are kept near it by the code that installs them (an install that would grow the
-//!   pool while the backlog is over the bound waits for the drainer first, for as long as the
-//!   drainer keeps finishing destructors, and one install in 64 on each thread that finds a
-//!   spare job waits for it too, 15 ms at most). If the drainer thread stays inside one
+//!   pool while the backlog is over the bound, with jobs waiting in it, waits for the drainer
+//!   first, and one install in 64 on each thread that finds a spare job waits for it too; each
+//!   15 ms at most). If the drainer thread stays inside one
 //!   destructor for 10 ms (blocked on a lock the waiting thread holds, say), those threads
 //!   go on over the bound: `drainer_stalls` counts each time. `pending` leaves
 //!   out owned boxes (they count nowhere on their way to the drainer): `owned_alive` counts
