@@ -245,6 +245,7 @@ mod shared;
 pub mod signal;
 mod slot;
 mod stats;
+mod supply_countdown;
 mod sync;
 
 pub use builder::{Builder, DEFAULT_MAX_PENDING, DEFAULT_SHUTDOWN_TIMEOUT, MAX_SHARDS, Policy};

@@ -104,6 +104,7 @@ use crate::reclaim::taken_jobs::TakenJobs;
 use crate::regrowth::Regrowth;
 use crate::restricted;
 use crate::stats::Stats;
+use crate::supply_countdown::{self, SUPPLY_LOOK_EVERY};
 use crate::sync::{
     Arc, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering,
 };
@@ -228,39 +229,6 @@ std::thread_local! {
 #[cfg(loom)]
 loom::thread_local! {
     static CHAINS_HERE: std::cell::Cell<u32> = std::cell::Cell::new(0);
-}
-
-/// Installs a thread makes, each finding a spare job, between two looks at the backlog
-/// (`supply_looks`): how far past the bound one thread's installs go before it waits.
-const SUPPLY_LOOK_EVERY: u32 = 64;
-
-// Installs this thread may still make before its next look at the backlog (`supply_looks`).
-// Starts at a full count, so that a thread making a few installs never looks. Ordinary context
-// only; `const`-initialised, no destructor.
-#[cfg(not(loom))]
-std::thread_local! {
-    static SUPPLIES_HERE: std::cell::Cell<u32> =
-        const { std::cell::Cell::new(SUPPLY_LOOK_EVERY - 1) };
-}
-
-#[cfg(loom)]
-loom::thread_local! {
-    static SUPPLIES_HERE: std::cell::Cell<u32> = std::cell::Cell::new(SUPPLY_LOOK_EVERY - 1);
-}
-
-/// Counts an install on this thread; whether it is the one in `SUPPLY_LOOK_EVERY` that looks.
-#[inline]
-fn supply_look_due() -> bool {
-    SUPPLIES_HERE.with(|n| {
-        let left = n.get();
-        if left == 0 {
-            n.set(SUPPLY_LOOK_EVERY - 1);
-            true
-        } else {
-            n.set(left - 1);
-            false
-        }
-    })
 }
 
 /// This thread runs a chain while one lives (the count goes back down on a panic too).
@@ -513,9 +481,9 @@ impl Inner {
     /// claiming drops it, which gives it back there.
     ///
     /// Inlined into the install: the ordinary path is one RMW, a compare and a thread-local
-    /// countdown (one install in 64 looks at the backlog, `supply_looks`); the look, refill,
-    /// growth and the restricted-context order are out of line, so the install keeps its
-    /// registers.
+    /// countdown (one install in 64 into this runtime on each thread looks at the backlog,
+    /// `supply_looks`); the look, refill, growth and the restricted-context order are out of
+    /// line, so the install keeps its registers.
     #[inline]
     pub(crate) fn claim_for_install(&self) -> Result<Claim<'_>, Error> {
         self.claim_for_install_in(restricted::is_active())
@@ -545,7 +513,7 @@ impl Inner {
                 // pool as soon as their objects are destroyed *or batched*, so a pool of
                 // `max_pending` jobs can be queued again while the batches still hold as many
                 // objects (`supply_looks`).
-                if supplies && supply_look_due() {
+                if supplies && supply_countdown::look_due(self.id) {
                     self.supply_looks();
                 }
                 if left < self.cfg.headroom / 2 {
@@ -620,12 +588,12 @@ impl Inner {
         }
     }
 
-    /// An install that found a spare job, one in `SUPPLY_LOOK_EVERY` on its thread: over the
-    /// bound, it waits for the drainer as one that finds no spare job does, for `LOOK_LIMIT`
-    /// at most (`supply_waits_limited`). Without this, the jobs that exist are handed out with
-    /// no look at the backlog, and objects handlers tear down with them pile up on top of the
-    /// batches, up to the pool's size (itself sized against a backlog that the batches may
-    /// have left for a moment). While the backlog stays over the bound because readers hold
+    /// An install that found a spare job, one in `SUPPLY_LOOK_EVERY` of its thread's installs
+    /// into this runtime (`supply_countdown.rs`): over the bound, it waits for the drainer as
+    /// one that finds no spare job does, for `LOOK_LIMIT` at most (`supply_waits_limited`).
+    /// Without this, the jobs that exist are handed out with no look at the backlog, and
+    /// objects handlers tear down with them pile up on top of the batches, up to the pool's
+    /// size (itself sized against a backlog that the batches may have left for a moment). While the backlog stays over the bound because readers hold
     /// batches up, these installs go on at 64 per `LOOK_LIMIT` per thread.
     #[cold]
     #[inline(never)]

@@ -344,6 +344,48 @@ fn handlers_tearing_down_supplied_values_stay_within_the_bound() {
     );
 }
 
+/// One thread installs into two runtimes in turn, and a "handler" (restricted context) tears
+/// down each value. Its installs find spare jobs, so what bounds each runtime's backlog is the
+/// look one install in 64 takes: counted per thread only, every look fell on one of the two,
+/// and the other's backlog reached its whole pool (1 024 against a bound of 64).
+#[test]
+fn installs_alternating_between_two_runtimes_look_at_each_backlog() {
+    let _serial = serial();
+    const POOL: usize = 1024;
+    const INSTALLS: usize = 4 * POOL;
+    let runtime = || {
+        Runtime::builder()
+            .drainer(Drainer::Manual)
+            .max_pending(SMALL_BOUND)
+            .headroom(POOL)
+            .build()
+            .unwrap()
+    };
+    let runtimes = [runtime(), runtime()];
+    let slots: Vec<RefSlot<Box<u64>>> = runtimes.iter().map(RefSlot::new).collect();
+    for i in 0..INSTALLS as u64 {
+        for slot in &slots {
+            assert!(slot.xchg(Some(Box::new(i))).unwrap().is_none());
+            let _handler = restricted::enter();
+            slot.clear();
+        }
+    }
+    for rt in &runtimes {
+        let s = rt.stats();
+        // The bound, plus the installs between two looks, plus the batch a drain may be
+        // closing.
+        let bound = SMALL_BOUND + 64 + BATCH;
+        assert!(
+            s.peak_pending <= bound,
+            "runtime {}: backlog {} over {bound}: {s:?}",
+            rt.id(),
+            s.peak_pending
+        );
+        rt.drain_and_wait().unwrap();
+        assert_eq!(rt.stats().pending, 0);
+    }
+}
+
 /// A reader that waits for an installing thread while its own guard holds the backlog over the
 /// bound: the installs look at the backlog (one in 64 that find a spare job, every one that
 /// finds none) and find it over, but each goes on after a short wait, rather than wait for the

@@ -54,10 +54,12 @@
 //! and forgets announcements. The forking thread itself may be in the middle of a drain (a
 //! fork from a destructor): it finishes it in the child, and its `leave` and `withdraw` stop at
 //! zero (one compare-and-swap each, which takes the count down to zero and never below: no
-//! later addition is lost to it). The count then reads low by what was left of that drain
-//! until the queue's objects are destroyed too, and is exact from then on. (A note of what
-//! each thread holds would make it exact at once, but a thread may be in the middle of drains
-//! of several runtimes, whose counts a child must keep apart.)
+//! later addition is lost to it). The count then reads low by what was left of that drain (at
+//! most a chain and the batches it was destroying), until a subtraction next stops at zero,
+//! which absorbs the shortfall: in a child that keeps the count above zero, it may read low for
+//! good. Back-pressure there lets that many more objects wait; none is lost or counted twice.
+//! (A note of what each thread holds would make it exact at once, but a thread may be in the
+//! middle of drains of several runtimes, whose counts a child must keep apart.)
 
 use crate::sync::{AtomicUsize, Ordering};
 
