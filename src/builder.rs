@@ -248,29 +248,31 @@ impl Builder {
     /// before the threads that hand objects over in ordinary context help (default 4096, at
     /// least 64).
     ///
-    /// A thread over the bound runs drain cycles itself until the backlog is back under the
-    /// bound; if readers hold a grace period up, it waits for them, as
-    /// [`read::synchronize`](crate::read::synchronize) would — unless it holds a read guard
-    /// itself, when it goes on over the bound rather than wait for itself. Under
-    /// [`Policy::AlwaysDefer`] with a drainer thread it wakes the drainer and waits for it
-    /// instead; once the drainer has stayed inside one destructor for 10 ms (it may be blocked
-    /// on a lock the caller holds) the thread goes on over the bound (see below for how far).
-    /// A drainer outside destructors (waiting for readers, say) is waited for. Signal handlers
-    /// never help and never wait: the ordinary code that supplies them is what keeps their
-    /// objects bounded. An install while the backlog is over the bound (it looks when it finds
-    /// no spare job — the jobs it needs are the ones waiting, and it waits only while more
-    /// than `max_pending` jobs do — and at every 64th install on its thread, as jobs come back
-    /// to the pool once their objects are batched; an install waits 15 ms at most, as it can
-    /// go on without the drainer, and a reader, or a thread running a drain, may be what holds
-    /// the backlog up while it waits for the installing thread; a drainer stuck inside one
-    /// destructor is given up on after 10 ms, as below), and the maker of an [`Owned`](crate::Owned) box while boxes dropped in
-    /// handlers pile up faster than drain cycles take them (they hold no job and count nowhere
-    /// until taken), wait for the drainer thread before they go on, for as long as it keeps
-    /// finishing destructors;
-    /// they never run other objects' destructors while there is one, and once it has stayed
-    /// inside one destructor for 10 ms (it may be blocked on a lock the caller holds) they go
-    /// on over the bound. With [`Drainer::Manual`] (or in a child process after `fork` whose
-    /// drainer thread has not been started yet) they run drain cycles themselves.
+    /// A thread over the bound runs drain cycles itself until the backlog is back under the bound;
+    /// if readers hold a grace period up, it waits for them, as
+    /// [`read::synchronize`](crate::read::synchronize) would — unless it holds a read guard itself,
+    /// when it goes on over the bound rather than wait for itself. Under [`Policy::AlwaysDefer`]
+    /// with a drainer thread it wakes the drainer and waits for it instead; once the drainer has
+    /// stayed inside one destructor for 10 ms (it may be blocked on a lock the caller holds) the
+    /// thread goes on over the bound (see below for how far). A drainer outside destructors
+    /// (waiting for readers, say) is waited for. Signal handlers never help and never wait: the
+    /// ordinary code that supplies them is what keeps their objects bounded, and it waits for the
+    /// drainer thread rather than run other objects' destructors while there is one:
+    ///
+    /// - an install looks at the backlog when it finds no spare job (the jobs it needs are the ones
+    ///   waiting), and at every 64th install into this runtime on its thread (jobs come back to the
+    ///   pool once their objects are batched). Over the bound it waits, for 15 ms at most: it can
+    ///   go on without the drainer, and a reader, or a thread running a drain, may be what holds
+    ///   the backlog up while it waits for the installing thread. One that found no spare job waits
+    ///   only while more than `max_pending` objects wait with jobs (objects in batches hold none);
+    /// - the maker of an [`Owned`](crate::Owned) box, while boxes dropped in handlers pile up
+    ///   faster than drain cycles take them (they hold no job and count nowhere until taken), waits
+    ///   for as long as the drainer thread keeps finishing destructors.
+    ///
+    /// Both go on over the bound once the drainer thread has stayed inside one destructor for 10 ms
+    /// (it may be blocked on a lock the caller holds). With [`Drainer::Manual`] (or in a child
+    /// process after `fork` whose drainer thread has not been started yet) they run drain cycles
+    /// themselves.
     ///
     /// How far over: each give-up lets its own call go on (one install, the boxes made until
     /// the next look, or a batch of 64 handed over). Destructors that each take longer than
@@ -286,7 +288,7 @@ impl Builder {
     /// a batch closes it (64 objects) before it checks: with more such threads than CPUs,
     /// allow a batch for each. An object retired while every open batch is busy goes with a
     /// job (see [`Stats::offloaded`](crate::Stats)), within the same bound. A thread whose
-    /// installs find spare jobs looks at the backlog once in 64 installs: allow 64 objects
+    /// installs find spare jobs looks at the backlog once in 64 installs into it: allow 64 objects
     /// per such thread for what handlers tear down of them.
     ///
     /// So a thread over the bound may run other objects' destructors: one that hands objects

@@ -107,10 +107,10 @@
 //!   up to 64 per CPU, and the batch each of them may be closing at that moment); objects from
 //!   handlers are kept near it by the code that installs them (an install that would grow the
 //!   pool while the backlog is over the bound, with jobs waiting in it, waits for the drainer
-//!   first, and one install in 64 on each thread that finds a spare job waits for it too; each
-//!   15 ms at most). If the drainer thread stays inside one
-//!   destructor for 10 ms (blocked on a lock the waiting thread holds, say), those threads
-//!   go on over the bound: `drainer_stalls` counts each time. `pending` leaves
+//!   first, and so does one install in 64 into the runtime on each thread that finds a spare
+//!   job; each 15 ms at most). If the drainer thread stays inside one destructor for 10 ms
+//!   (blocked on a lock the waiting thread holds, say), those threads go on over the bound:
+//!   `drainer_stalls` counts each time. `pending` leaves
 //!   out owned boxes (they count nowhere on their way to the drainer): `owned_alive` counts
 //!   every box that exists, the ones dropped in handlers and not yet destroyed included; their
 //!   makers wait for the drainer when they pile up. With
