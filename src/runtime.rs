@@ -1337,20 +1337,30 @@ impl Inner {
     /// (`backlog.rs`): a drainer preempted while it takes a list, or moves a chain's objects
     /// into a batch, hides none of them from the writers, who would queue as many again
     /// meanwhile. Read in the order that count's argument needs: lists, announced jobs, then
-    /// past the lists. A thread that runs a chain itself leaves the taken chains out: a
-    /// destructor of that chain retiring an object would wait for its own chain; and one that
-    /// destroys batches leaves those out (`Batches::excluded_here`).
+    /// past the lists. A thread that is destroying what it took — running a chain, or
+    /// batches — leaves out everything being destroyed, the taken chains and the batches
+    /// being run alike (`Batches::excluded_here`): a destructor of its own retiring or
+    /// installing an object would otherwise wait for its own chain or batches, or for another
+    /// thread's, whose destructors may be waiting for ours the same way (a thread in a chain
+    /// and one in batches, each installing with no spare job, waited for each other for ever:
+    /// `tests/destroyers_installing.rs`).
     fn backlog(&self) -> usize {
         self.record_peak_pending();
         let queued = self.lists.queued();
         let announced = self.backlog.announced();
         let past = self.backlog.past_lists();
-        let chains = if ChainHere::active() {
+        let chain_here = ChainHere::active();
+        let chains = if chain_here || self.batches.destroying_here() {
             self.taken.waiting()
         } else {
             0
         };
-        queued + announced + past.saturating_sub(chains + self.batches.excluded_here())
+        queued + announced + past.saturating_sub(chains + self.batches.excluded_here(chain_here))
+    }
+
+    /// Whether this thread is destroying objects it took: running a chain, or batches.
+    fn destroying_here(&self) -> bool {
+        ChainHere::active() || self.batches.destroying_here()
     }
 
     /// Whether the pool must not grow for an install: the backlog, plus the jobs chains being
@@ -1359,9 +1369,10 @@ impl Inner {
     /// the bound. Without them, a long (or preempted) chain walk whose batches other threads
     /// have destroyed holds up to a chain's worth of jobs that count nowhere: installs find
     /// spare jobs run out while the backlog reads low, the pool grows by as much, and the
-    /// regrowth log keeps the jobs. Not a thread's own chain's (as in `backlog`).
+    /// regrowth log keeps the jobs. Not on a thread that is destroying what it took (as in
+    /// `backlog`): those jobs are the chains' it would otherwise wait for.
     fn grow_over(&self) -> bool {
-        let held = if ChainHere::active() {
+        let held = if self.destroying_here() {
             0
         } else {
             self.taken.held_for_batched()

@@ -477,18 +477,24 @@ impl Batches {
     }
 
     /// What back-pressure leaves out of the backlog on this thread: if it is destroying batches
-    /// itself, the objects of every batch being destroyed (0 otherwise). Waiting for its own
-    /// would be waiting for itself, and waiting for another thread's could be waiting for a
-    /// thread that waits for ours (two threads whose destructors retire past the bound, each in
-    /// the middle of its batches). Queued batches it can always run itself. The bound then
-    /// excludes batches other threads are destroying: at most what those threads took, each
-    /// finite. A snapshot.
-    pub fn excluded_here(&self) -> usize {
-        if RUNNING_HERE.with(|r| r.get()) > 0 {
+    /// itself, or `chain_here` (it is running a chain of jobs: `Inner::backlog`), the objects
+    /// of every batch being destroyed (0 otherwise). Waiting for its own would be waiting for
+    /// itself, and waiting for another thread's could be waiting for a thread that waits for
+    /// ours (two threads whose destructors retire or install past the bound, each in the
+    /// middle of its batches, or one in its batches and one in its chain). Queued batches it
+    /// can always run itself. The bound then excludes batches other threads are destroying: at
+    /// most what those threads took, each finite. A snapshot.
+    pub fn excluded_here(&self, chain_here: bool) -> usize {
+        if chain_here || self.destroying_here() {
             self.shared.running()
         } else {
             0
         }
+    }
+
+    /// Whether this thread has taken batches and is destroying them.
+    pub fn destroying_here(&self) -> bool {
+        RUNNING_HERE.with(|r| r.get()) > 0
     }
 
     /// Objects in closed batches, queued or being destroyed (tests: what the backlog's count
