@@ -214,6 +214,10 @@ const KEEP_UP_EVERY: usize = 64;
 /// Ready batches the thread that closes a batch runs itself (under `Policy::Auto`).
 const HELP_BATCHES: usize = 2;
 
+/// How many times a thread that holds a read guard, and can get no job, tries the busy open
+/// batches again, yielding before each try, before it parks the object (`Inner::retire`).
+const BUSY_BATCH_RETRIES: u32 = 64;
+
 /// Ready batches one drain cycle runs at most before it looks at the job lists again.
 const CYCLE_BATCHES: usize = 64;
 
@@ -1116,17 +1120,59 @@ impl Inner {
     /// (other threads adding to or closing each of them at that instant, rare with a few
     /// instructions under each lock; or a handler that forgot to enter restricted context,
     /// interrupting an `add` on its own thread), the object goes with a job instead, or, with no
-    /// job to be had, is destroyed here after a grace period.
+    /// job to be had, is destroyed here after a grace period. A thread that cannot wait for
+    /// that grace period (it holds a read guard itself) tries the open batches again, yielding
+    /// to their holders, before it parks the object in the emergency area: that area is the
+    /// handlers' last resort, and writers under a job limit that filled it leaked what came
+    /// after (`tests/retire_under_a_job_limit.rs`).
     pub(crate) fn retire(&self, payload: Payload) {
         debug_assert!(!restricted::is_active());
+        let Err(payload) = self.add_to_batch(payload) else {
+            return;
+        };
+        let Some(payload) = self.defer(payload, false) else {
+            // Queued with a job, which the backlog counts: the bound holds on this path too.
+            // (Writers that outnumber the shards find every open batch busy often, and
+            // without this check kept queuing jobs, and growing the pool, past the bound.)
+            if self.backlog() > self.cfg.max_pending {
+                self.after_close(1);
+            }
+            return;
+        };
+        if payload.grace && read::synchronize().is_err() {
+            // This thread holds a guard: waiting would never end. The batches' holders keep
+            // them for a few instructions and never wait: wait for one of them instead.
+            let mut payload = payload;
+            for _ in 0..BUSY_BATCH_RETRIES {
+                crate::sync::yield_now();
+                match self.add_to_batch(payload) {
+                    Ok(()) => return,
+                    Err(refused) => payload = refused,
+                }
+            }
+            // Still refused (a handler interrupting this thread's own `add`): park it.
+            self.offload_emergency(Parked {
+                payload,
+                claimed: false,
+            });
+            return;
+        }
+        self.destroying(|runner| self.run(runner, payload));
+        self.counters.drained.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds an object to an open batch (`retire`), closing the batch if that fills it, and
+    /// helping as the thread that opens or closes a batch does; hands the object back if every
+    /// open batch is busy. Ordinary context.
+    fn add_to_batch(&self, payload: Payload) -> Result<(), Payload> {
         // A batch this fills is in no structure until it is closed: the gate is entered while it
         // is still locked, and left once it is queued, so `drain_and_wait` waits for it.
         let on_full = || self.gate.enter();
         match self
             .batches
-            .add(current_shard(self.cfg.shards), payload, on_full)
+            .add(current_shard(self.cfg.shards), payload, on_full)?
         {
-            Ok(Added::Open { before: 0 }) => {
+            Added::Open { before: 0 } => {
                 // The first object of a batch: a drainer asleep with nothing to poll must learn
                 // that something waits (it then polls until the batch is gone).
                 self.doorbell.nudge();
@@ -1144,34 +1190,14 @@ impl Inner {
                     self.after_close(BATCH);
                 }
             }
-            Ok(Added::Open { .. }) => {}
-            Ok(Added::Full(items, grace, inside)) => {
+            Added::Open { .. } => {}
+            Added::Full(items, grace, inside) => {
                 self.batches.close(items, grace);
                 drop(inside);
                 self.after_close(BATCH);
             }
-            Err(payload) => {
-                if let Some(payload) = self.defer(payload, false) {
-                    if payload.grace && read::synchronize().is_err() {
-                        // This thread holds a guard: waiting would never end. Park it.
-                        self.offload_emergency(Parked {
-                            payload,
-                            claimed: false,
-                        });
-                        return;
-                    }
-                    self.destroying(|runner| self.run(runner, payload));
-                    self.counters.drained.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                // Queued with a job, which the backlog counts: the bound holds on this path too.
-                // (Writers that outnumber the shards find every open batch busy often, and
-                // without this check kept queuing jobs, and growing the pool, past the bound.)
-                if self.backlog() > self.cfg.max_pending {
-                    self.after_close(1);
-                }
-            }
         }
+        Ok(())
     }
 
     /// What the thread that closed a batch does next: help, then keep the backlog bounded.
