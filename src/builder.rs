@@ -270,9 +270,11 @@ impl Builder {
     ///   for as long as the drainer thread keeps finishing destructors.
     ///
     /// Both go on over the bound once the drainer thread has stayed inside one destructor for 10 ms
-    /// (it may be blocked on a lock the caller holds). With [`Drainer::Manual`] (or in a child
-    /// process after `fork` whose drainer thread has not been started yet) they run drain cycles
-    /// themselves.
+    /// (it may be blocked on a lock the caller holds). The same holds for the objects another
+    /// thread took to destroy (one calling [`Runtime::drain`](crate::Runtime::drain), or helping
+    /// over the bound): once it has finished none of the chain or batches it took for 10 ms, they
+    /// go on. With [`Drainer::Manual`] (or in a child process after `fork` whose drainer thread
+    /// has not been started yet) they run drain cycles themselves.
     ///
     /// How far over: each give-up lets its own call go on (one install, the boxes made until
     /// the next look, or a batch of 64 handed over). Destructors that each take longer than

@@ -281,6 +281,7 @@ impl Handle {
             return; // a manual drainer: nothing to start
         };
         self.forget_parents_drainer(old);
+        self.inner.forget_others_inside();
         // If the thread cannot start (out of threads or memory), the runtime runs on as with
         // `Drainer::Manual` in this process: `Runtime::drain` and shutdown still run
         // everything, and a thread over the backlog bound runs cycles itself.

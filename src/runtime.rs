@@ -151,6 +151,14 @@ struct Counters {
     drainer_stalls: AtomicU64,
     /// Destructors this runtime's drainer thread is inside now (nested), written by it alone.
     drainer_inside: AtomicU32,
+    /// Chains and runs of batches that threads other than this runtime's drainer thread (a
+    /// thread calling `drain`, one helping over the bound) took and are destroying now
+    /// (`OthersInside`): objects a supplier waiting for the drainer thread may be waiting
+    /// for, held by a thread its patience must watch too.
+    others_inside: AtomicUsize,
+    /// Bumped (not exactly, as `heartbeat`) each time such a thread finishes a chain or a
+    /// batch: their progress, as `heartbeat` is the drainer thread's.
+    others_beat: AtomicU64,
     /// Set when a destructor on this runtime's drainer thread opens a batch (under
     /// `Policy::AlwaysDefer`, what it lets go of is retired): the thread's next cycle closes
     /// the open batches, as after a sleep, instead of leaving its own to a later one
@@ -253,6 +261,52 @@ impl ChainHere {
 impl Drop for ChainHere {
     fn drop(&mut self) {
         CHAINS_HERE.with(|c| c.set(c.get() - 1));
+    }
+}
+
+/// A chain, or a run of batches, that a thread other than the runtime's drainer thread took
+/// and is destroying, counted in `others_inside` while this lives (the count goes back down on
+/// a panic too); its [`beat`](Self::beat)s are that thread's progress (`help_while`). Nothing
+/// on the drainer thread, whose destructors count themselves (`Inner::run`).
+struct OthersInside<'a>(Option<&'a Inner>);
+
+impl<'a> OthersInside<'a> {
+    /// Counts the calling thread in, if `taken` (it took something) and it is not this
+    /// runtime's drainer thread. One read-modify-write per chain or run of batches.
+    fn enter(inner: &'a Inner, taken: bool) -> OthersInside<'a> {
+        if !taken || crate::reclaim::drainer::drains_for(inner.id) {
+            return OthersInside(None);
+        }
+        // Relaxed: a hint, as `drainer_inside` (`help_while`).
+        inner.counters.others_inside.fetch_add(1, Ordering::Relaxed);
+        OthersInside(Some(inner))
+    }
+
+    /// A chain or a batch of it finished: progress. A plain load and store, as the drainer
+    /// thread's heartbeat (`Inner::run`): it only has to change.
+    fn beat(&self) {
+        if let Some(inner) = self.0 {
+            // Relaxed: compared, never synchronised on.
+            let beat = &inner.counters.others_beat;
+            beat.store(
+                beat.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+impl Drop for OthersInside<'_> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0 {
+            // Relaxed: as in `enter`. Saturating: a child after `fork` forgets the parent's
+            // threads' entries (`forget_others_inside`), and one of its own may leave after.
+            let _ = inner.counters.others_inside.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |n| Some(n.saturating_sub(1)),
+            );
+        }
     }
 }
 
@@ -443,6 +497,15 @@ impl Inner {
         crate::fork::unregister(&*self.taken);
         crate::fork::unregister(self.owned.fork_seal());
         crate::fork::unregister(&*self.gate);
+    }
+
+    /// In a child after `fork`: the chains and batches the parent's other threads were
+    /// destroying are never finished here (their threads do not exist): forget their entries
+    /// in `others_inside`, which would otherwise make suppliers give up on the bound.
+    #[cfg(not(loom))]
+    pub(crate) fn forget_others_inside(&self) {
+        // Relaxed: as `others_inside`'s other accesses.
+        self.counters.others_inside.store(0, Ordering::Relaxed);
     }
 
     /// Records whether a drainer thread runs for this runtime (`Runtime` after `fork`; loom
@@ -1302,12 +1365,20 @@ impl Inner {
             }
             #[cfg(not(loom))]
             if let Some(patience) = patience {
-                let beat = self.heartbeat();
+                // The drainer thread's progress and other destroying threads': the backlog
+                // counts the chains and batches those took too, and any of them may be
+                // blocked on a lock this thread holds (a thread calling `drain` whose
+                // destructor waits for it, while the drainer thread sleeps: waited for ever).
+                let beat = self
+                    .heartbeat()
+                    .wrapping_add(self.counters.others_beat.load(Ordering::Relaxed));
                 // Relaxed: a hint (see `run`). A drainer thread outside any destructor (idle,
                 // waiting for readers, or not yet scheduled) cannot be blocked on a lock this
                 // thread holds: waiting for it is waiting for readers or for a CPU, and the
-                // clock restarts. Only one that stays inside a destructor is given up on.
-                let inside = self.counters.drainer_inside.load(Ordering::Relaxed) > 0;
+                // clock restarts. Only one that stays inside a destructor, or another thread
+                // that finishes none of what it took, is given up on.
+                let inside = self.counters.drainer_inside.load(Ordering::Relaxed) > 0
+                    || self.counters.others_inside.load(Ordering::Relaxed) > 0;
                 if beat != progress.0 || !inside {
                     progress = (beat, std::time::Instant::now());
                 } else if self.stall_passes.take_pass(beat, patience.objects) {
@@ -1513,6 +1584,7 @@ impl Inner {
     fn run_ready(&self, max: usize, all: bool) -> usize {
         let mut ready: Vec<Closed> = Vec::new();
         self.batches.take_ready(max, all, &mut ready);
+        let others = OthersInside::enter(self, !ready.is_empty());
         let mut ran = 0;
         for batch in ready {
             if batch.cookie.is_some() {
@@ -1525,6 +1597,7 @@ impl Inner {
                 }
             });
             self.batches.finished(batch.items, n);
+            others.beat();
             ran += n;
         }
         self.counters
@@ -1779,6 +1852,7 @@ impl Inner {
     /// with one push. Returns destructors run.
     fn run_chain(&self, shard: usize, chain: Chain, all: bool) -> usize {
         let _here = ChainHere::enter();
+        let others = OthersInside::enter(self, true);
         let len = chain.len();
         let active = self.taken.take(len);
         self.counters
@@ -1826,6 +1900,7 @@ impl Inner {
         let kept = batched + grace.len();
         self.batches.close_new(grace, true, true);
         self.taken.finished(len, batched);
+        others.beat();
         // What the chain did not hand to batches was destroyed (or was a job with no object).
         self.backlog.leave(len - kept);
         self.counters
