@@ -1478,12 +1478,12 @@ impl Inner {
     }
 
     /// Whether more than `max_pending` jobs are held by objects waiting for destruction: queued,
-    /// announced by a drain taking them, or in the chains drainers run (not this thread's
-    /// own, as in `backlog`). Only those jobs come back to the pool as the drainers catch up;
+    /// announced by a drain taking them, or in the chains drainers run (none of them on a
+    /// thread that is destroying what it took, as in `backlog`). Only those jobs come back to the pool as the drainers catch up;
     /// objects waiting in batches (for readers, say) hold none. A snapshot that may read high
     /// for a moment (a chain both announced and counted as taken).
     fn jobs_over(&self) -> bool {
-        let chains = if ChainHere::active() {
+        let chains = if self.destroying_here() {
             0
         } else {
             self.taken.running()
