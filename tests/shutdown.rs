@@ -781,9 +781,17 @@ impl Drop for Child {
     }
 }
 
-/// An object that owns a readable slot of its own runtime, holding a `Child`.
+/// An object that owns a readable slot of its own runtime, holding a `Child`, which its
+/// destructor retires into that runtime (see `PairedParent`'s: a `clear`, as the slot's own drop
+/// would destroy the child inline).
 struct Parent {
-    _child: ReadSlot<Box<Child>>,
+    child: ReadSlot<Box<Child>>,
+}
+
+impl Drop for Parent {
+    fn drop(&mut self) {
+        self.child.clear();
+    }
 }
 
 #[test]
@@ -796,7 +804,7 @@ fn destructors_that_retire_into_their_own_runtime_past_the_bound_finish() {
         let child = ReadSlot::new(&rt);
         assert!(child.xchg(Some(Box::new(Child))).unwrap().is_none());
         assert!(
-            slot.xchg(Some(Box::new(Parent { _child: child })))
+            slot.xchg(Some(Box::new(Parent { child })))
                 .unwrap()
                 .is_none()
         );
@@ -834,7 +842,13 @@ impl Drop for PairedParent {
         if let Some(meet) = self.meet.take() {
             meet.wait();
         }
-        drop(self.child.take()); // retired into the same runtime, past the bound
+        if let Some(child) = self.child.take() {
+            // Retired into the same runtime, past the bound. A `clear`, not the slot's drop: a
+            // slot being dropped has no readers left, so under `Policy::Auto` its drop destroys
+            // the child inline and hands nothing to the runtime (this test then modelled no
+            // deadlock, and a thread waiting for the other's batches went unnoticed).
+            child.clear();
+        }
     }
 }
 
