@@ -14,6 +14,8 @@
 //! that holds a read guard itself goes on past the bound rather than wait for a grace period
 //! its own guard holds up, whoever runs the destructors.
 
+mod common;
+
 use sigdrop::{Drainer, Policy, ReadSlot, RefSlot, Runtime, restricted};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -443,4 +445,127 @@ fn installs_finding_spare_jobs_never_wait_for_a_reader_that_waits_for_them() {
 #[test]
 fn installs_growing_the_pool_never_wait_for_a_reader_that_waits_for_them() {
     installs_under_a_reader_that_waits_for_them(true);
+}
+
+/// Set by a `Blocker`'s destructor when it starts; it returns once `RELEASE` is set.
+static BLOCKED: AtomicBool = AtomicBool::new(false);
+static RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// An object whose destructor holds up the drain that runs it (the chain it came in, with it)
+/// until the test lets it go.
+struct Blocker;
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        BLOCKED.store(true, Ordering::Release);
+        while !RELEASE.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// The pool grows for an install only while the backlog plus the jobs that chains being run
+/// still hold for objects they closed into batches is under the bound. A chain of readable
+/// objects torn down in a handler is batched by the drain that takes it, and another thread
+/// destroys those batches, while the chain's walk is held up (here, by a destructor further
+/// along it): the backlog reads almost nothing, yet every job of the chain is still the
+/// walk's, none spare. Installs then wait for the walk rather than grow the pool by as many
+/// jobs as they make (a manual drainer: they run cycles, which find nothing to run, until the
+/// walk is done).
+#[test]
+fn installs_do_not_grow_the_pool_for_jobs_a_held_up_chain_keeps_after_batching() {
+    let _serial = serial();
+    // A chain of this many readable objects (four batches), then the blocker.
+    const READABLE: usize = 4 * BATCH;
+    // Installs made while the chain is held up: each needs a job of its own.
+    const INSTALLS: usize = 4 * HEADROOM;
+    let rt = Runtime::builder()
+        .shards(1)
+        .drainer(Drainer::Manual)
+        .max_pending(SMALL_BOUND)
+        .headroom(HEADROOM)
+        // No jobs kept for regrowth: the pool is the chain's jobs, the spare ones and the
+        // installs'.
+        .regrowth_window(Duration::ZERO)
+        .build()
+        .unwrap();
+    let readable: Vec<ReadSlot<Box<u64>>> = (0..READABLE).map(|_| ReadSlot::new(&rt)).collect();
+    for (i, slot) in readable.iter().enumerate() {
+        assert!(slot.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+    }
+    let blocker: RefSlot<Box<Blocker>> = RefSlot::new(&rt);
+    assert!(blocker.xchg(Some(Box::new(Blocker))).unwrap().is_none());
+    {
+        // As a handler would: each object goes with its job onto the one list, the blocker
+        // last (a chain is walked oldest first).
+        let _handler = restricted::enter();
+        for slot in &readable {
+            drop(slot.take());
+        }
+        blocker.clear();
+    }
+    assert_eq!(rt.stats().pending, READABLE + 1);
+    let installed: Vec<RefSlot<Box<u64>>> = (0..INSTALLS).map(|_| RefSlot::new(&rt)).collect();
+    let done = AtomicU64::new(0);
+    let (pool_while_held, installs_done) = std::thread::scope(|s| {
+        // The chain's drain: batches the readable objects (the chain still holds their jobs),
+        // then stops in the blocker's destructor.
+        let walker = s.spawn(|| rt.drain().unwrap());
+        common::wait_until(
+            Duration::from_secs(20),
+            "the chain's walk to reach the blocker",
+            || format!("{:?}", rt.stats()),
+            || BLOCKED.load(Ordering::Acquire),
+        );
+        // Another thread destroys the batches: only the blocker is left in the backlog.
+        common::wait_until(
+            Duration::from_secs(20),
+            "the batches to be destroyed",
+            || format!("{:?}", rt.stats()),
+            || {
+                rt.drain().unwrap();
+                rt.stats().pending == 1
+            },
+        );
+        let before = rt.stats();
+        let (installed, done) = (&installed, &done);
+        let installer = s.spawn(move || {
+            for (i, slot) in installed.iter().enumerate() {
+                assert!(slot.xchg(Some(Box::new(i as u64))).unwrap().is_none());
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // The installs are all made, or one is waiting: it runs a cycle on each pass (counted
+        // in `helped`), and nothing else runs any now.
+        common::wait_until(
+            Duration::from_secs(20),
+            "the installs to finish or to wait",
+            || format!("{before:?} then {:?}", rt.stats()),
+            || installer.is_finished() || rt.stats().helped >= before.helped + 10_000,
+        );
+        let pool = rt.stats().peak_total;
+        let installs_done = done.load(Ordering::Relaxed);
+        RELEASE.store(true, Ordering::Release);
+        walker.join().unwrap();
+        installer.join().unwrap();
+        eprintln!(
+            "pool {} before the installs, peaked at {pool} while the chain was held up, \
+             {installs_done} of {INSTALLS} installs made then; {before:?}",
+            before.total
+        );
+        (pool, installs_done)
+    });
+    // The chain's jobs (the readable objects' and the blocker's), the spare jobs (the headroom,
+    // and half as many again before a trim) and the one job of an install that grew the pool.
+    let pool_bound = READABLE + 1 + HEADROOM + HEADROOM / 2 + 1;
+    assert!(
+        pool_while_held <= pool_bound,
+        "the pool grew to {pool_while_held} jobs (over {pool_bound}) for {installs_done} installs \
+         while a held-up chain kept the jobs of its batched objects: {:?}",
+        rt.stats()
+    );
+    drop(installed);
+    drop(readable);
+    rt.drain_and_wait().unwrap();
+    assert_eq!(rt.stats().pending, 0, "{:?}", rt.stats());
 }
