@@ -6,7 +6,9 @@
 //! - the drainer thread closes a batch a producer is still filling only on its first cycle
 //!   after a sleep (or its own, on the cycle after its destructors opened one): while it goes
 //!   from one cycle that ran destructors to the next, it leaves that batch alone, also after it
-//!   once tore a structure down under `AlwaysDefer`, whose levels its own destructors retired.
+//!   once tore a structure down under `AlwaysDefer`, whose levels its own destructors retired;
+//! - objects in a batch still open count in `Stats::pending`, and only batches of objects that
+//!   left readable slots count in `Stats::grace_periods`.
 //!
 //! Asserted on counts, never on time. No test here holds a read guard: the first needs grace
 //! periods to pass as its batches close.
@@ -189,4 +191,48 @@ fn a_busy_drainer_leaves_a_producers_open_batch_to_the_producer() {
         || format!("{:?}", rt.stats()),
         || DESTROYED.load(Ordering::SeqCst) == PRODUCED,
     );
+}
+
+/// What the statistics say of batches: objects in a batch still open are pending (their batch
+/// has not filled), and only batches of objects that left readable slots count as grace
+/// periods; batches of other objects (retired under `Policy::AlwaysDefer`) need none.
+#[test]
+fn open_batches_are_pending_and_only_readable_batches_count_as_grace_periods() {
+    const OPEN: usize = BATCH / 4;
+    let rt = Runtime::builder()
+        .shards(1)
+        .drainer(Drainer::Manual)
+        .policy(Policy::AlwaysDefer)
+        .build()
+        .unwrap();
+    // Write-only objects: two full batches and one still open.
+    let plain: RefSlot<Box<usize>> = RefSlot::new(&rt);
+    for i in 0..2 * BATCH + OPEN {
+        drop(plain.xchg(Some(Box::new(i))).unwrap());
+    }
+    // The first install displaced nothing.
+    let retired = 2 * BATCH + OPEN - 1;
+    let s = rt.stats();
+    assert_eq!(
+        s.pending, retired,
+        "the open batch's objects wait too: {s:?}"
+    );
+    rt.drain_and_wait().unwrap();
+    let s = rt.stats();
+    assert_eq!((s.pending, s.batched), (0, retired as u64), "{s:?}");
+    assert_eq!(s.grace_periods, 0, "no batch needed a grace period: {s:?}");
+    // Readable objects: one batch, still open, then closed and destroyed after its grace period.
+    let readable: ReadSlot<Box<usize>> = ReadSlot::new(&rt);
+    for i in 0..=OPEN {
+        drop(readable.xchg(Some(Box::new(i))).unwrap());
+    }
+    assert_eq!(rt.stats().pending, OPEN, "{:?}", rt.stats());
+    rt.drain_and_wait().unwrap();
+    let s = rt.stats();
+    assert_eq!(
+        (s.pending, s.batched),
+        (0, (retired + OPEN) as u64),
+        "{s:?}"
+    );
+    assert_eq!(s.grace_periods, 1, "one batch of readable objects: {s:?}");
 }
