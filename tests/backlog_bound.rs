@@ -13,6 +13,11 @@
 //! chain of jobs they came in is longer than the bound, never wait for that chain; and a writer
 //! that holds a read guard itself goes on past the bound rather than wait for a grace period
 //! its own guard holds up, whoever runs the destructors.
+//!
+//! And the pool: installs do not grow it for the jobs a chain being walked still holds for
+//! objects it batched (the backlog no longer counts those once their batches are destroyed);
+//! and a writer whose batches are closed before they fill looks at the backlog when it opens
+//! each one.
 
 mod common;
 
@@ -507,7 +512,7 @@ fn installs_do_not_grow_the_pool_for_jobs_a_held_up_chain_keeps_after_batching()
     assert_eq!(rt.stats().pending, READABLE + 1);
     let installed: Vec<RefSlot<Box<u64>>> = (0..INSTALLS).map(|_| RefSlot::new(&rt)).collect();
     let done = AtomicU64::new(0);
-    let (pool_while_held, installs_done) = std::thread::scope(|s| {
+    let (pool_while_held, installs_done, before) = std::thread::scope(|s| {
         // The chain's drain: batches the readable objects (the chain still holds their jobs),
         // then stops in the blocker's destructor.
         let walker = s.spawn(|| rt.drain().unwrap());
@@ -547,14 +552,19 @@ fn installs_do_not_grow_the_pool_for_jobs_a_held_up_chain_keeps_after_batching()
         let installs_done = done.load(Ordering::Relaxed);
         RELEASE.store(true, Ordering::Release);
         walker.join().unwrap();
-        installer.join().unwrap();
+        // Once the walk is done its jobs are spare again (and its batched objects counted
+        // nowhere): the installs go on.
+        let what = "the installs waited on once the chain was done";
+        finishes_or_aborts(&rt, what, || installer.join().unwrap());
         eprintln!(
             "pool {} before the installs, peaked at {pool} while the chain was held up, \
              {installs_done} of {INSTALLS} installs made then; {before:?}",
             before.total
         );
-        (pool, installs_done)
+        (pool, installs_done, before)
     });
+    // The chain's jobs were still the walk's then: active, not idle.
+    assert_eq!(before.active, READABLE + 1, "{before:?}");
     // The chain's jobs (the readable objects' and the blocker's), the spare jobs (the headroom,
     // and half as many again before a trim) and the one job of an install that grew the pool.
     let pool_bound = READABLE + 1 + HEADROOM + HEADROOM / 2 + 1;
@@ -568,4 +578,61 @@ fn installs_do_not_grow_the_pool_for_jobs_a_held_up_chain_keeps_after_batching()
     drop(readable);
     rt.drain_and_wait().unwrap();
     assert_eq!(rt.stats().pending, 0, "{:?}", rt.stats());
+}
+
+/// A writer whose batches a drain closes before they fill (here the writer's own drain after
+/// each write, as a drainer thread's cycles close a slow writer's) opens a batch with every
+/// object, and never fills one: the first object of a batch looks at the backlog too. So while
+/// another thread's read guard holds the closed batches up, the writer waits at the bound
+/// (running cycles, which find nothing ready), rather than queue batches of one without end.
+#[test]
+fn a_writer_whose_batches_are_closed_before_they_fill_stays_within_the_bound() {
+    let _serial = serial();
+    const WRITES: usize = 4 * SMALL_BOUND;
+    let rt = Runtime::builder()
+        .shards(1)
+        .drainer(Drainer::Manual)
+        .max_pending(SMALL_BOUND)
+        .build()
+        .unwrap();
+    let slot: ReadSlot<Box<u64>> = ReadSlot::new(&rt);
+    slot.xchg(Some(Box::new(0))).unwrap();
+    let done = AtomicU64::new(0);
+    // Held by this thread, not the writer's (a writer under its own guard goes on).
+    let guard = sigdrop::read::enter();
+    let (waiting, writes) = std::thread::scope(|s| {
+        let (rt, slot, done) = (&rt, &slot, &done);
+        let writer = s.spawn(move || {
+            for i in 1..=WRITES as u64 {
+                drop(slot.replace(Box::new(i)).unwrap());
+                rt.drain().unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let before = rt.stats();
+        // The writes are all made, or the writer waits: it runs a cycle on each pass (counted
+        // in `helped`), and nobody else runs any.
+        common::wait_until(
+            Duration::from_secs(20),
+            "the writes to finish or to wait",
+            || format!("{before:?} then {:?}", rt.stats()),
+            || writer.is_finished() || rt.stats().helped >= before.helped + 10_000,
+        );
+        let waiting = rt.stats().pending;
+        let writes = done.load(Ordering::Relaxed);
+        drop(guard);
+        let what = "the writer waited on once the read guard was gone";
+        finishes_or_aborts(rt, what, || writer.join().unwrap());
+        (waiting, writes)
+    });
+    // The bound (a write goes on while the backlog is at it, so one more passes it), and the
+    // object that opened the batch which found the backlog over it.
+    assert!(
+        waiting <= SMALL_BOUND + 2,
+        "{waiting} objects waiting (over {SMALL_BOUND} + 2) after {writes} of {WRITES} writes: {:?}",
+        rt.stats()
+    );
+    rt.drain_and_wait().unwrap();
+    let s = rt.stats();
+    assert_eq!((s.pending, s.drained), (0, WRITES as u64), "{s:?}");
 }
