@@ -879,9 +879,14 @@ mod tests {
             .build()
             .unwrap();
         let boxed = Owned::new(&rt, Tracked(drops.clone()));
+        // Another box keeps the state alive: the last box's uncount drops the state, whose
+        // drop would run a batch the first box was retired into, hiding where it went.
+        let other = Owned::new(&rt, Tracked(drops.clone()));
         drop(rt);
         drop(boxed); // not retired into a batch nobody would run
         assert_eq!(drops.load(Ordering::SeqCst), 2);
+        drop(other);
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
     }
 
     #[test]

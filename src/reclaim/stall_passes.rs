@@ -162,13 +162,17 @@ mod tests {
     #[test]
     fn give_ups_within_a_patience_of_the_last_grant_grant_nothing_new() {
         let passes = StallPasses::new();
-        let hour = Duration::from_secs(3600);
-        passes.gave_up(5, 4096, NONE_YET);
-        passes.gave_up(5, 4096, NONE_YET);
+        let patience = Duration::from_millis(100);
+        passes.gave_up(5, 4096, patience);
+        // Stuck for three patiences since that first give-up: the next one grants.
+        std::thread::sleep(3 * patience);
+        passes.gave_up(5, 4096, patience);
         assert!(passes.take_pass(5, 64));
-        // Other threads giving up at the same moment: no new passes, no doubling.
-        passes.gave_up(5, 4096, hour);
-        passes.gave_up(5, 4096, hour);
+        // Other threads giving up at the same moment (within a patience of the grant; stuck
+        // for three patiences, so only that keeps them from granting): no new passes, no
+        // doubling.
+        passes.gave_up(5, 4096, patience);
+        passes.gave_up(5, 4096, patience);
         assert!(!passes.take_pass(5, 1));
     }
 }
