@@ -607,3 +607,41 @@ fn a_snapshot_preempted_between_its_reads_records_no_peak_that_never_was() {
     assert_eq!(rt.stats().peak_pending, N, "no moment had more waiting");
     assert_eq!(rt.drain().unwrap(), N);
 }
+
+/// An object retired in ordinary context while every open batch is busy goes with a job; with
+/// no job to be had (the pool at `max_jobs`, none spare), it is destroyed on the spot, and
+/// counted as drained like every destructor the runtime runs.
+#[test]
+fn a_retirement_finding_every_batch_busy_and_no_job_destroys_and_counts_it() {
+    struct Tracked(std::sync::Arc<StdAtomicUsize>);
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, StdOrdering::SeqCst);
+        }
+    }
+    // One job, held by an installed value; an owned box needs none, so its drop is the
+    // retirement that finds no job.
+    let rt = Runtime::builder()
+        .shards(1)
+        .policy(crate::Policy::AlwaysDefer)
+        .drainer(Drainer::Manual)
+        .max_jobs(1)
+        .headroom(0)
+        .build()
+        .unwrap();
+    let holds_the_job = plain_slots(&rt, 1);
+    let drops = std::sync::Arc::new(StdAtomicUsize::new(0));
+    let boxed = crate::Owned::new(&rt, Tracked(drops.clone()));
+    let batches = &rt.inner().batches;
+    assert!(batches.hold_open(0), "nobody else adds to it");
+    drop(boxed);
+    batches.release_open(0);
+    let s = rt.stats();
+    assert_eq!(
+        drops.load(StdOrdering::SeqCst),
+        1,
+        "destroyed on the spot: {s:?}"
+    );
+    assert_eq!((s.drained, s.pending, s.total), (1, 0, 1), "{s:?}");
+    drop(holds_the_job);
+}

@@ -497,6 +497,21 @@ impl Batches {
         RUNNING_HERE.with(|r| r.get()) > 0
     }
 
+    /// Takes shard `shard`'s open batch's lock, as a thread in the middle of an `add` holds it
+    /// (tests: every open batch busy); whether it was free.
+    #[cfg(all(test, not(loom)))]
+    pub fn hold_open(&self, shard: usize) -> bool {
+        self.shared.open[shard].lock(false)
+    }
+
+    /// Gives back a lock [`hold_open`](Self::hold_open) took (tests).
+    #[cfg(all(test, not(loom)))]
+    pub fn release_open(&self, shard: usize) {
+        self.shared.open[shard]
+            .locked
+            .store(false, Ordering::Release);
+    }
+
     /// Objects in closed batches, queued or being destroyed (tests: what the backlog's count
     /// past the lists holds of the batches).
     #[cfg(all(test, not(loom)))]
