@@ -129,6 +129,10 @@ fn boundary_settings_are_accepted() {
         b().max_pending(usize::MAX),
         b().wake(Wake::lazy(Duration::from_micros(100))),
         b().wake(Wake::lazy(Duration::from_secs(60))),
+        b().wake(Wake::Lazy {
+            period: Duration::from_millis(1),
+            high_watermark: 1,
+        }),
         b().regrowth_window(Duration::ZERO),
         b().regrowth_window(Duration::from_millis(1)),
         b().regrowth_window(Duration::from_secs(3600)),

@@ -474,3 +474,45 @@ fn the_last_handle_can_go_while_this_thread_holds_a_guard() {
         );
     }
 }
+
+/// A writer that closes a batch helps by destroying ready batches, at most two (older batches
+/// are left to the drainer or to later helps): once a reader that held up five batches leaves,
+/// the next batch the writer closes runs two of them, not more.
+#[test]
+fn a_writer_helps_with_at_most_two_ready_batches_per_batch_it_closes() {
+    const BATCH: usize = 64;
+    let rt = Runtime::builder()
+        .shards(1)
+        .drainer(Drainer::Manual)
+        .build()
+        .unwrap();
+    let slot: ReadSlot<Box<usize>> = ReadSlot::new(&rt);
+    slot.xchg(Some(Box::new(0))).unwrap();
+    // A reader on another thread holds the grace periods up while five batches close.
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (leave_tx, leave_rx) = mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        let guard = read::enter();
+        entered_tx.send(()).unwrap();
+        leave_rx.recv().unwrap();
+        drop(guard);
+    });
+    entered_rx.recv().unwrap();
+    for i in 1..=5 * BATCH {
+        drop(slot.replace(Box::new(i)).unwrap());
+    }
+    assert_eq!(rt.stats().batched, 0, "the reader held every batch up");
+    leave_tx.send(()).unwrap();
+    reader.join().unwrap();
+    // The sixth batch: its close helps (other tests' readers may hold some batches up still).
+    for i in 0..BATCH {
+        drop(slot.replace(Box::new(i)).unwrap());
+    }
+    let s = rt.stats();
+    assert!(
+        s.batched <= 2 * BATCH as u64,
+        "one help ran more than two batches: {s:?}"
+    );
+    rt.drain_and_wait().unwrap();
+    assert_eq!(rt.stats().batched, 6 * BATCH as u64, "{:?}", rt.stats());
+}
