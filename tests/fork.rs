@@ -597,3 +597,123 @@ fn a_child_forked_from_a_drains_destructor_counts_what_it_finishes_once() {
     rt.drain_and_wait().unwrap();
     assert_eq!(rt.stats().pending, 0);
 }
+
+/// Objects a `Retiring` retires, and those destroyed, in the child of the test below; and the
+/// most seen waiting at once.
+static INNER_RETIRED: AtomicUsize = AtomicUsize::new(0);
+static INNER_GONE: AtomicUsize = AtomicUsize::new(0);
+static INNER_WORST: AtomicUsize = AtomicUsize::new(0);
+
+struct Inner;
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        INNER_GONE.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Retires the objects of its slots when destroyed (`Policy::AlwaysDefer`: into batches), and
+/// records how many wait after each.
+struct Retiring(Vec<RefSlot<Box<Inner>>>);
+
+impl Drop for Retiring {
+    fn drop(&mut self) {
+        for slot in &self.0 {
+            slot.clear();
+            let retired = INNER_RETIRED.fetch_add(1, Ordering::SeqCst) + 1;
+            let waiting = retired - INNER_GONE.load(Ordering::SeqCst);
+            INNER_WORST.fetch_max(waiting, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The batches the parent's threads were destroying when it forked are nobody's in the child:
+/// a child thread destroying batches of its own, whose destructors retire past the bound, must
+/// not leave them out of its backlog (as it leaves out the batches being destroyed here). It
+/// would then read the backlog short by all of them, and go on past the bound by as much
+/// before it helps.
+#[test]
+fn a_child_destroying_batches_does_not_leave_the_parents_batches_out_of_its_bound() {
+    const BATCH: usize = 64;
+    // Objects each `Retiring` retires: six batches' worth from one batch of them.
+    const EACH: usize = 6;
+    let _serial = serial();
+    let rt = Runtime::builder()
+        .shards(1)
+        .drainer(sigdrop::Drainer::Manual)
+        .policy(sigdrop::Policy::AlwaysDefer)
+        .max_pending(BATCH)
+        .build()
+        .unwrap();
+    let entered = Arc::new(AtomicBool::new(false));
+    let release = Arc::new(AtomicBool::new(false));
+    let slot = ReadSlot::new(&rt);
+    {
+        // Under a guard: four batches wait for a grace period (the writer gives up on the bound
+        // rather than wait for its own guard). The first object blocks its destructor.
+        let _guard = read::enter();
+        for i in 0..4 * BATCH + 1 {
+            let holds = (i == 0).then(|| (entered.clone(), release.clone()));
+            drop(slot.xchg(Some(Box::new(Holds(holds)))));
+        }
+    }
+    // Another thread takes all four and blocks in the first destructor until released.
+    let drainer = {
+        let (rt, release) = (rt.clone(), release.clone());
+        std::thread::spawn(move || {
+            while !release.load(Ordering::Acquire) {
+                rt.drain().unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            rt.drain_and_wait().unwrap();
+        })
+    };
+    assert!(
+        within_5s(|| entered.load(Ordering::Acquire)),
+        "the batches were never taken: {:?}",
+        rt.stats()
+    );
+    let code = run_in_child(|| {
+        // A batch of `Retiring`s, which this thread takes and destroys: each retires its
+        // objects past the bound while this thread is in the middle of that batch.
+        let outer: RefSlot<Box<Retiring>> = RefSlot::new(&rt);
+        for _ in 0..=BATCH {
+            let slots: Vec<RefSlot<Box<Inner>>> = (0..EACH)
+                .map(|_| {
+                    let slot = RefSlot::new(&rt);
+                    assert!(slot.xchg(Some(Box::new(Inner))).unwrap().is_none());
+                    slot
+                })
+                .collect();
+            drop(outer.xchg(Some(Box::new(Retiring(slots)))));
+        }
+        let _ = rt.drain();
+        // The bound, the batch that took the backlog over it (closed before its check), and
+        // the open batch.
+        if INNER_WORST.load(Ordering::SeqCst) > 3 * BATCH {
+            return 41;
+        }
+        if INNER_RETIRED.load(Ordering::SeqCst) != BATCH * EACH {
+            return 42;
+        }
+        0
+    });
+    release.store(true, Ordering::Release);
+    drainer.join().unwrap();
+    assert_eq!(code, 0, "child check failed");
+}
+
+/// Blocks its destructor, if given the flags, until the test releases it (bounded at 60 s).
+struct Holds(Option<(Arc<AtomicBool>, Arc<AtomicBool>)>);
+
+impl Drop for Holds {
+    fn drop(&mut self) {
+        if let Some((entered, release)) = self.0.take() {
+            entered.store(true, Ordering::Release);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !release.load(Ordering::Acquire) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
