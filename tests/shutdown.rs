@@ -866,6 +866,29 @@ fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_eac
         .build()
         .unwrap();
     let meet = Arc::new(Barrier::new(2));
+    // Each helper installs into its slot before the parents are queued: a thread's first
+    // install into a runtime looks at the backlog, and, over the bound with a manual drainer,
+    // runs cycles itself, which could take every batch of parents on one thread (and wait at
+    // `meet` for ever). Then the helpers' writes are replaces, which never look.
+    let (installed, start) = (Arc::new(Barrier::new(3)), Arc::new(Barrier::new(3)));
+    let helpers: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, installed, start) = (rt.clone(), installed.clone(), start.clone());
+            std::thread::spawn(move || {
+                // Closing a batch of its own makes each thread help: it takes the two oldest
+                // ready batches of parents and destroys them, and every parent retires a child
+                // past the bound while the other thread is doing the same.
+                let slot: ReadSlot<Box<Child>> = ReadSlot::new(&rt);
+                assert!(slot.xchg(Some(Box::new(Child))).unwrap().is_none());
+                installed.wait();
+                start.wait();
+                for _ in 0..BATCH {
+                    drop(slot.xchg(Some(Box::new(Child))).unwrap());
+                }
+            })
+        })
+        .collect();
+    installed.wait();
     {
         let parents: ReadSlot<Box<PairedParent>> = ReadSlot::new(&rt);
         // Four batches of parents, stamped with a grace period this guard holds up, so they
@@ -886,22 +909,7 @@ fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_eac
         // the runtime and wait behind the hung helpers, hiding the failure).
         drop(parents);
     }
-    let start = Arc::new(Barrier::new(2));
-    let helpers: Vec<_> = (0..2)
-        .map(|_| {
-            let (rt, start) = (rt.clone(), start.clone());
-            std::thread::spawn(move || {
-                // Closing a batch of its own makes each thread help: it takes the two oldest
-                // ready batches of parents and destroys them, and every parent retires a child
-                // past the bound while the other thread is doing the same.
-                let slot: ReadSlot<Box<Child>> = ReadSlot::new(&rt);
-                start.wait();
-                for _ in 0..BATCH {
-                    drop(slot.xchg(Some(Box::new(Child))).unwrap());
-                }
-            })
-        })
-        .collect();
+    start.wait();
     wait_until(
         Duration::from_secs(20),
         "both helpers to finish",
@@ -913,7 +921,7 @@ fn two_threads_destroying_batches_that_retire_past_the_bound_do_not_wait_for_eac
     }
     // Every parent and every child, each exactly once (parents hold handles to the runtime, so
     // drain until they are gone).
-    let children = done_before + (4 * BATCH + 1 + 2 * BATCH) as u64;
+    let children = done_before + (4 * BATCH + 1 + 2 * (BATCH + 1)) as u64;
     wait_until(
         Duration::from_secs(20),
         "every child to be destroyed",
