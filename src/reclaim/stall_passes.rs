@@ -162,7 +162,8 @@ mod tests {
     #[test]
     fn give_ups_within_a_patience_of_the_last_grant_grant_nothing_new() {
         let passes = StallPasses::new();
-        let patience = Duration::from_millis(100);
+        // Long enough that no preemption between the calls below outlasts it.
+        let patience = Duration::from_millis(500);
         passes.gave_up(5, 4096, patience);
         // Stuck for three patiences since that first give-up: the next one grants.
         std::thread::sleep(3 * patience);
