@@ -660,8 +660,9 @@ impl Inner {
     /// one that finds no spare job does, for `LOOK_LIMIT` at most (`supply_waits_limited`).
     /// Without this, the jobs that exist are handed out with no look at the backlog, and
     /// objects handlers tear down with them pile up on top of the batches, up to the pool's
-    /// size (itself sized against a backlog that the batches may have left for a moment). While the backlog stays over the bound because readers hold
-    /// batches up, these installs go on at 64 per `LOOK_LIMIT` per thread.
+    /// size (itself sized against a backlog that the batches may have left for a moment).
+    /// While the backlog stays over the bound because readers hold batches up, these installs
+    /// go on at 64 per `LOOK_LIMIT` per thread.
     #[cold]
     #[inline(never)]
     fn supply_looks(&self) {
