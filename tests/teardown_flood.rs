@@ -110,6 +110,31 @@ fn peak(
     (peak, rt.stats().drainer_stalls as usize)
 }
 
+/// Waits, 20 s at most, until `worker` (a thread of its own, not a scoped one: if it hangs, the
+/// test fails rather than waits) has set `done`; then joins it.
+fn finished_in_time(
+    rt: &Runtime,
+    what: &str,
+    done: &AtomicBool,
+    worker: std::thread::JoinHandle<()>,
+) {
+    wait_until(
+        Duration::from_secs(20),
+        what,
+        || format!("{:?}", rt.stats()),
+        || done.load(Ordering::Acquire),
+    );
+    worker.join().unwrap();
+}
+
+/// Every object made so far is destroyed once `rt` has drained and gone.
+fn all_destroyed(rt: Runtime, counts: &Counts) {
+    let made = counts.made.load(Ordering::Relaxed);
+    rt.drain_and_wait().unwrap();
+    drop(rt);
+    assert_eq!(counts.destroyed.load(Ordering::Relaxed), made);
+}
+
 /// Every object made was destroyed once, when everything has been drained.
 fn settle(rt: Runtime, counts: &Counts, case: &str) {
     rt.drain_and_wait().unwrap();
@@ -511,13 +536,7 @@ fn a_thread_holding_a_lock_the_destructors_take_hands_over_and_installs_without_
         })
     };
     // Without the passes a give-up grants, the installs alone would wait 10 ms each: 41 s.
-    wait_until(
-        Duration::from_secs(20),
-        "the rebuild to finish",
-        || format!("{:?}", rt.stats()),
-        || done.load(Ordering::Acquire),
-    );
-    rebuild.join().unwrap();
+    finished_in_time(&rt, "the rebuild to finish", &done, rebuild);
     let s = rt.stats();
     // The drainer thread finished nothing all along (blocked on the lock, or not yet started
     // on an entry): each give-up let 64 objects over the bound, doubling up to `BOUND` at
@@ -531,10 +550,7 @@ fn a_thread_holding_a_lock_the_destructors_take_hands_over_and_installs_without_
         "{give_ups} give-ups (allowed 1..={allowed}): {s:?}"
     );
     eprintln!("rebuild under the lock: {give_ups} give-ups");
-    let made = counts.made.load(Ordering::Relaxed);
-    rt.drain_and_wait().unwrap();
-    drop(rt);
-    assert_eq!(counts.destroyed.load(Ordering::Relaxed), made);
+    all_destroyed(rt, &counts);
 }
 
 #[test]
@@ -574,13 +590,7 @@ fn installs_that_find_spare_jobs_give_up_on_a_drainer_stuck_on_their_lock_a_few_
             drop((fresh, queued));
         })
     };
-    wait_until(
-        Duration::from_secs(20),
-        "the installs to finish",
-        || format!("{:?}", rt.stats()),
-        || done.load(Ordering::Acquire),
-    );
-    installer.join().unwrap();
+    finished_in_time(&rt, "the installs to finish", &done, installer);
     let s = rt.stats();
     // Every install found a spare job: the pool did not grow for them.
     assert!(
@@ -598,10 +608,7 @@ fn installs_that_find_spare_jobs_give_up_on_a_drainer_stuck_on_their_lock_a_few_
         (1..=allowed).contains(&give_ups),
         "{give_ups} give-ups (allowed 1..={allowed}): {s:?}"
     );
-    let made = counts.made.load(Ordering::Relaxed);
-    rt.drain_and_wait().unwrap();
-    drop(rt);
-    assert_eq!(counts.destroyed.load(Ordering::Relaxed), made);
+    all_destroyed(rt, &counts);
 }
 
 #[test]
